@@ -1,0 +1,127 @@
+// Workflows as data: a tree of nodes, built in C++ or parsed from a JSON file
+// (see docs/workflow-format.md). No CAF, no SQLite: this header is cheap to
+// include everywhere.
+#pragma once
+
+#include <smithers/errors.hpp>
+#include <smithers/task.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace smithers {
+
+enum class node_kind { task, sequence, parallel };
+enum class task_kind { value, command, compute };
+
+const char* to_string(node_kind k);
+const char* to_string(task_kind k);
+
+/// Backoff between attempts: initial_ms * backoff^(n-1), capped at max_ms,
+/// +/- jitter (a fraction, 0..1).
+struct retry_policy {
+  std::int64_t initial_ms = 1000;
+  double backoff = 2.0;
+  std::int64_t max_ms = 60000;
+  double jitter = 0.0;
+};
+
+/// Everything a task node says about how to run it.
+struct task_spec {
+  task_kind kind = task_kind::value;
+  json value;                                // value: the output
+  std::vector<std::string> argv;             // command as argv (templates per argument)
+  std::string shell;                         // command as a `/bin/sh -c` string
+  bool use_shell = false;                    // which of argv / shell is set
+  std::string compute_name;                  // compute: a registered function...
+  compute_fn compute;                        // ...or an inline C++ callable
+  std::string output;                        // key into workflow::output_schemas
+  json output_schema;                        // inline schema (null when none)
+  std::vector<std::string> needs;            // ids whose outputs this task reads
+  std::int64_t retries = 0;                  // extra attempts
+  std::optional<retry_policy> retry;
+  std::optional<std::int64_t> timeout_ms;
+  std::optional<std::int64_t> heartbeat_timeout_ms;
+  json skip_if;                              // predicate, null when none
+  bool continue_on_fail = false;
+  std::string label;
+  std::map<std::string, std::string> env;    // values are templates
+  std::string cwd;
+};
+
+/// One node of a workflow tree. Tasks carry a task_spec; groups carry children.
+/// Setters apply to task nodes and return *this so builders chain:
+///   compute_task("b", fn).needs({"a"}).retries(2)
+class node {
+public:
+  node() = default;
+
+  node_kind kind = node_kind::sequence;
+  std::string id;                            // required for tasks, optional for groups
+  std::shared_ptr<task_spec> task;           // set for tasks (shared: trees copy cheaply)
+  std::vector<node> children;
+  std::optional<std::int64_t> max_concurrency; // parallel groups only
+
+  bool is_task() const { return kind == node_kind::task; }
+
+  node& needs(std::vector<std::string> ids);
+  node& retries(std::int64_t n);
+  node& retry(retry_policy p);
+  node& timeout_ms(std::int64_t ms);
+  node& heartbeat_timeout_ms(std::int64_t ms);
+  node& output(std::string key);
+  node& output_schema(json schema);
+  node& label(std::string text);
+  node& env(std::string name, std::string value_template);
+  node& cwd(std::string dir);
+  node& continue_on_fail(bool on = true);
+  node& skip_if(json predicate);
+
+private:
+  task_spec& spec();
+};
+
+// Builders.
+node sequence(std::vector<node> children);
+node parallel(std::vector<node> children, std::optional<std::int64_t> max_concurrency = {});
+node value_task(std::string id, json value);
+node command_task(std::string id, std::vector<std::string> argv);
+node shell_task(std::string id, std::string command);
+node compute_task(std::string id, compute_fn fn);
+node compute_task(std::string id, std::string registered_name);
+
+/// What a workflow's build function sees when it is rendered.
+struct render_context {
+  std::string run_id;
+  const json* input = nullptr;
+  const std::unordered_map<std::string, json>* outputs = nullptr; // node id -> output
+
+  /// The output of a finished node, or nullptr.
+  const json* output(const std::string& node_id) const {
+    if (!outputs)
+      return nullptr;
+    auto it = outputs->find(node_id);
+    return it == outputs->end() ? nullptr : &it->second;
+  }
+};
+
+/// A workflow: a static tree, or a function of the run's state that is
+/// re-rendered after every batch of state changes.
+struct workflow {
+  std::string name = "workflow";
+  json input_schema;                          // null: any JSON object
+  std::map<std::string, json> output_schemas; // named schemas for task `output`
+  std::optional<std::int64_t> max_concurrency;
+  node root;                                  // used when build is empty
+  std::function<node(const render_context&)> build;
+
+  bool dynamic() const { return static_cast<bool>(build); }
+};
+
+} // namespace smithers

@@ -1,0 +1,62 @@
+// The command-task protocol of SPEC §2, on top of util::run_subprocess:
+// stdin context, SMITHERS_* environment, heartbeat lines, output extraction.
+#pragma once
+
+#include <smithers/errors.hpp>
+#include "util/subprocess.hpp"
+
+#include <functional>
+#include <optional>
+#include <string_view>
+#include <variant>
+
+namespace smithers::executors {
+
+/// A "::heartbeat" or "::heartbeat <json>" line. Returns nullopt for other
+/// lines; for heartbeat lines, the data (null when none). Throws
+/// smithers_error(HEARTBEAT_PAYLOAD_NOT_JSON_SERIALIZABLE) for bad JSON after
+/// the marker.
+std::optional<json> parse_heartbeat_line(std::string_view line);
+
+/// The output object in a command's stdout (heartbeat lines already removed):
+/// the whole text if it is one JSON object, else the last fenced ```json
+/// block holding an object, else the last balanced {...} that parses.
+std::optional<json> extract_output(std::string_view text);
+
+struct command_spec {
+  std::vector<std::string> argv;   // already expanded; for shell tasks {"/bin/sh", "-c", cmd}
+  std::map<std::string, std::string> env; // already expanded task env
+  std::string cwd;
+  // stdin context
+  std::string run_id;
+  std::string node_id;
+  std::int64_t iteration = 0;
+  std::int64_t attempt = 1;
+  json input = json::object();
+  json needs = json::object();
+  json last_heartbeat;             // null when none
+  std::shared_ptr<std::atomic<bool>> cancel;
+  std::optional<std::chrono::milliseconds> timeout;
+  std::chrono::milliseconds kill_grace{2000};
+};
+
+/// A heartbeat seen in the output: `data` is null for plain output lines and
+/// bare "::heartbeat" markers.
+using heartbeat_sink = std::function<void(const json& data, bool has_data)>;
+
+struct command_outcome {
+  std::optional<json> output;      // set on success
+  std::optional<error> failure;    // set on failure
+  bool cancelled = false;
+  bool timed_out = false;
+};
+
+/// Runs the command to its end. Success = exit 0 and an output object found.
+/// Failures: TASK_FAILED with exit code and the last lines of stderr in
+/// details ({"exit_code", "signal", "stderr_tail"}), or when no output object
+/// is found; TASK_TIMEOUT when the timeout ended it; TASK_ABORTED when cancel
+/// ended it; heartbeat payload errors with their own codes. Does not validate
+/// the output against a schema (the caller does).
+command_outcome run_command(const command_spec& spec, const heartbeat_sink& on_heartbeat);
+
+} // namespace smithers::executors

@@ -1,0 +1,36 @@
+// Read queries for the CLI and for starting/resuming runs. Readers use their
+// own connection (never the persistence actor's).
+#pragma once
+
+#include "store/database.hpp"
+#include "store/rows.hpp"
+
+#include <optional>
+#include <vector>
+
+namespace smithers::store {
+
+class reader {
+public:
+  explicit reader(database& db) : db_(db) {}
+
+  std::optional<run_row> run(const std::string& run_id) const;
+  bool run_exists(const std::string& run_id) const;
+  /// Newest first; empty status = all.
+  std::vector<run_row> runs(const std::string& status = "", std::size_t limit = 1000) const;
+  /// Ordered by (node_id, iteration) in insertion order of first appearance.
+  std::vector<node_row> nodes(const std::string& run_id) const;
+  /// Ordered by node, iteration, attempt.
+  std::vector<attempt_row> attempts(const std::string& run_id) const;
+  std::vector<output_row> outputs(const std::string& run_id) const;
+  /// Events with seq > after_seq, ascending, at most `limit`.
+  std::vector<event_row> events(const std::string& run_id, std::int64_t after_seq = -1,
+                                std::size_t limit = 100000) const;
+  std::vector<frame_row> frames(const std::string& run_id) const;
+  std::int64_t frame_count(const std::string& run_id) const;
+
+private:
+  database& db_;
+};
+
+} // namespace smithers::store

@@ -1,0 +1,81 @@
+// Typed rows of the SQLite store (see docs/architecture.md, "The store").
+#pragma once
+
+#include <smithers/errors.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace smithers::store {
+
+struct run_row {
+  std::string run_id;
+  std::string workflow_name;
+  std::string status;               // SPEC §1 run status
+  json input = json::object();
+  json config = json::object();     // max_concurrency, workflow path, ...
+  std::string workflow_hash;        // sha256 of the workflow file / canonical tree
+  std::string workflow_path;
+  std::string vcs_revision;
+  std::string owner_id;
+  std::int64_t owner_pid = 0;
+  std::int64_t heartbeat_ms = 0;
+  bool cancel_requested = false;
+  std::string parent_run_id;
+  json error;                       // null or {"code","message","details"}
+  std::int64_t created_ms = 0;
+  std::int64_t updated_ms = 0;
+  std::optional<std::int64_t> finished_ms;
+};
+
+struct node_row {
+  std::string run_id;
+  std::string node_id;
+  std::int64_t iteration = 0;
+  std::string state;                // SPEC §1 node state
+  std::int64_t attempts = 0;        // attempts started so far
+  std::string label;
+  std::string kind;                 // "value", "command", "compute"
+  std::int64_t updated_ms = 0;
+};
+
+struct attempt_row {
+  std::string run_id;
+  std::string node_id;
+  std::int64_t iteration = 0;
+  std::int64_t attempt = 1;
+  std::string state;                // in-progress, finished, failed, cancelled
+  std::int64_t started_ms = 0;
+  std::optional<std::int64_t> finished_ms;
+  std::optional<std::int64_t> heartbeat_ms;
+  json heartbeat;                   // last heartbeat data, null when none
+  json error;                       // null or error JSON
+  json meta = json::object();
+  bool cached = false;
+};
+
+struct output_row {
+  std::string run_id;
+  std::string node_id;
+  std::int64_t iteration = 0;
+  json value;
+};
+
+struct event_row {
+  std::string run_id;
+  std::int64_t seq = 0;
+  std::string type;
+  std::int64_t timestamp_ms = 0;
+  json payload;                     // the whole event object
+};
+
+struct frame_row {
+  std::string run_id;
+  std::int64_t frame_no = 0;
+  std::string tree_hash;
+  json tree;                        // canonical rendered tree
+  std::int64_t created_ms = 0;
+};
+
+} // namespace smithers::store

@@ -1,0 +1,70 @@
+// Typed write commands and the writer that applies a batch of them in one
+// transaction (BEGIN IMMEDIATE ... COMMIT) with cached prepared statements.
+// This is the only code that writes run state.
+#pragma once
+
+#include "store/database.hpp"
+#include "store/rows.hpp"
+
+#include <memory>
+#include <variant>
+#include <vector>
+
+namespace smithers::store {
+
+struct insert_run { run_row row; };
+struct update_run_status {
+  std::string run_id;
+  std::string status;
+  json error;                        // null clears
+  std::int64_t updated_ms = 0;
+  std::optional<std::int64_t> finished_ms;
+};
+struct upsert_node { node_row row; };        // insert or replace by key
+struct insert_attempt { attempt_row row; };
+/// Ends an attempt; with `output`, the output row is written in the same
+/// transaction (an output is never visible without its finished attempt).
+struct finish_attempt {
+  std::string run_id;
+  std::string node_id;
+  std::int64_t iteration = 0;
+  std::int64_t attempt = 1;
+  std::string state;                 // finished, failed, cancelled
+  std::int64_t finished_ms = 0;
+  json error;                        // null on success
+  std::optional<json> output;
+};
+struct record_heartbeat {
+  std::string run_id;
+  std::string node_id;
+  std::int64_t iteration = 0;
+  std::int64_t attempt = 1;
+  std::int64_t heartbeat_ms = 0;
+  json data;                         // null: keep the previous data
+  bool has_data = false;
+};
+struct append_event { event_row row; };
+/// Frames go through this one command so their storage format can change
+/// (deltas, content addressing) without touching callers.
+struct store_frame { frame_row row; };
+
+using command = std::variant<insert_run, update_run_status, upsert_node, insert_attempt,
+                             finish_attempt, record_heartbeat, append_event, store_frame>;
+
+class writer {
+public:
+  explicit writer(database& db);
+  ~writer();
+  writer(const writer&) = delete;
+  writer& operator=(const writer&) = delete;
+
+  /// Applies all commands in order in one transaction; on any failure rolls
+  /// back and throws smithers_error(DB_ERROR). Nothing is half-written.
+  void apply(const std::vector<command>& batch);
+
+private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace smithers::store
