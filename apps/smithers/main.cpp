@@ -1,5 +1,119 @@
-#include <cstdio>
-int main() {
-  std::puts("smithers 0.1.0");
-  return 0;
+// smithers: run, inspect and check durable workflows (docs/cli.md).
+#include "cli.hpp"
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <cstdlib>
+#include <ctime>
+#include <iostream>
+
+namespace smithers::cli {
+
+int exit_code_for(const error& e) {
+  const std::string& c = e.code;
+  if (c == errc::invalid_input || c == errc::invalid_run_id || c == errc::invalid_argument ||
+      c == errc::invalid_workflow || c == errc::run_not_found)
+    return exit_invalid;
+  return exit_failed;
+}
+
+int exit_code_for(run_status s) {
+  switch (s) {
+    case run_status::finished:
+      return exit_finished;
+    case run_status::cancelled:
+      return exit_cancelled;
+    case run_status::waiting_approval:
+    case run_status::waiting_event:
+    case run_status::waiting_timer:
+      return exit_waiting;
+    default:
+      return exit_failed;
+  }
+}
+
+void print_error(const globals& g, const error& e) {
+  if (g.json()) {
+    std::cout << json{{"error", e.to_json()}}.dump() << std::endl;
+    return;
+  }
+  std::cerr << "error: " << e.code << ": " << e.message << "\n";
+  if (auto it = e.details.find("problems"); it != e.details.end() && it->is_array() &&
+                                            it->size() > 1) {
+    for (const auto& p : *it)
+      std::cerr << "  " << p.value("path", "") << ": " << p.value("message", "") << "\n";
+  }
+}
+
+std::string format_time(std::int64_t ms) {
+  if (ms <= 0)
+    return "-";
+  std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
+  char out[48];
+  std::snprintf(out, sizeof out, "%s.%03d", buf, static_cast<int>(ms % 1000));
+  return out;
+}
+
+std::string format_duration(std::int64_t ms) {
+  if (ms < 0)
+    return "-";
+  if (ms < 1000)
+    return std::to_string(ms) + " ms";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f s", static_cast<double>(ms) / 1000.0);
+  return buf;
+}
+
+} // namespace smithers::cli
+
+int main(int argc, char** argv) {
+  using namespace smithers;
+  using namespace smithers::cli;
+  CLI::App app{"smithers: durable workflows on actors", "smithers"};
+  app.set_version_flag("--version", "smithers 0.1.0");
+  app.require_subcommand(1);
+  app.fallthrough();
+  globals g;
+  if (const char* env = std::getenv("SMITHERS_DB"); env && *env)
+    g.db = env;
+  app.add_option("--db", g.db, "SQLite database file (default ./smithers.db or $SMITHERS_DB)");
+  app.add_option("--format", g.format, "output format")->check(CLI::IsMember({"text", "json"}));
+  app.add_option("--log-level", g.log_level, "trace, debug, info, warn, error, off")
+    ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+
+  int result = exit_finished;
+  add_run_command(app, g, result);
+  add_query_commands(app, g, result);
+  add_workflow_commands(app, g, result);
+
+  auto logger = spdlog::stderr_color_mt("smithers");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::warn);
+  app.parse_complete_callback(
+    [&] { spdlog::set_level(spdlog::level::from_str(g.log_level)); });
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    print_error(g, error{errc::invalid_argument, e.what()});
+    return exit_invalid;
+  } catch (const smithers_error& e) {
+    print_error(g, e.err());
+    return exit_code_for(e.err());
+  } catch (const std::exception& e) {
+    print_error(g, error{errc::task_failed, e.what()});
+    return exit_failed;
+  }
+  return result;
 }

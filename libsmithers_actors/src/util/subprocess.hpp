@@ -6,6 +6,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -18,13 +20,19 @@ namespace smithers::util {
 struct subprocess_request {
   std::vector<std::string> argv;                 // argv[0] is looked up in PATH
   std::map<std::string, std::string> extra_env;  // added to (overriding) the parent's environment
+  std::vector<std::string> remove_env;           // names dropped from the parent's environment
   std::string cwd;                               // empty: inherit
   std::string stdin_data;                        // written, then stdin is closed
   std::shared_ptr<std::atomic<bool>> cancel;     // set -> end the process group
+  /// Set (typically from on_line) to end the process group for a reason of
+  /// the caller's own; reported as `stopped` rather than `cancelled`.
+  std::shared_ptr<std::atomic<bool>> stop;
   std::optional<std::chrono::milliseconds> timeout;
   std::chrono::milliseconds kill_grace{2000};    // SIGTERM -> SIGKILL
   /// Called for every complete line (without '\n') on stdout (is_stderr=false)
-  /// or stderr, on the calling thread, as it arrives.
+  /// or stderr, on the calling thread, as it arrives. A final unterminated line
+  /// is delivered at EOF. Stderr lines longer than max_stderr_line_bytes are
+  /// delivered in pieces of that size (stdout lines are never split).
   std::function<void(const std::string& line, bool is_stderr)> on_line;
 };
 
@@ -34,12 +42,20 @@ struct subprocess_result {
   bool exited = false;
   bool cancelled = false;      // ended because `cancel` was set
   bool timed_out = false;      // ended because `timeout` passed
+  bool stopped = false;        // ended because `stop` was set
   std::string spawn_error;     // non-empty: could not start (exec failed, bad cwd...)
   std::string out;             // all of stdout
   std::string err;             // all of stderr (capped at the last 64 KiB)
   std::int64_t pid = 0;
 };
 
+/// Bounds on what run_subprocess keeps in memory for stderr.
+inline constexpr std::size_t max_stderr_kept_bytes = 64 * 1024;
+inline constexpr std::size_t max_stderr_line_bytes = 4 * 1024 * 1024;
+
+/// Never throws for process problems (they land in spawn_error / exit
+/// fields); an exception thrown by on_line kills the group, reaps the child
+/// and propagates.
 subprocess_result run_subprocess(const subprocess_request& req);
 
 } // namespace smithers::util

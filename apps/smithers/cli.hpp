@@ -1,0 +1,62 @@
+// Shared pieces of the smithers command line: global options, exit codes,
+// output helpers. Each command group lives in its own cmd_*.cpp.
+#pragma once
+
+#include <smithers/errors.hpp>
+#include <smithers/status.hpp>
+
+#include <CLI/CLI.hpp>
+
+#include <string>
+
+namespace smithers {
+class engine;
+}
+
+namespace smithers::cli {
+
+/// Exit codes of SPEC §3.
+enum exit_code : int {
+  exit_finished = 0,
+  exit_failed = 1,
+  exit_cancelled = 2,
+  exit_waiting = 3,
+  exit_invalid = 4,
+};
+
+struct globals {
+  std::string db = "smithers.db";
+  std::string format = "text"; // text | json
+  std::string log_level = "warn";
+  bool json() const { return format == "json"; }
+};
+
+/// Exit code for an error: 4 for bad arguments, input or workflow (nothing
+/// was written), 1 otherwise.
+int exit_code_for(const error& e);
+int exit_code_for(run_status s);
+
+/// Prints an error as the chosen format: text to stderr, JSON to stdout.
+void print_error(const globals& g, const error& e);
+
+/// "2026-11-21 06:07:00.123" in UTC, or "-" for 0.
+std::string format_time(std::int64_t ms);
+/// "1.25 s", "350 ms", "-".
+std::string format_duration(std::int64_t ms);
+
+// Command groups register their subcommands; the callbacks store the exit
+// code in `result`.
+void add_run_command(CLI::App& app, const globals& g, int& result);
+void add_query_commands(CLI::App& app, const globals& g, int& result);
+void add_workflow_commands(CLI::App& app, const globals& g, int& result);
+
+/// Compute functions the CLI registers for JSON workflows: "noop" returns
+/// {}, "echo" returns {"node_id", "input", "needs"}.
+void register_builtin_computes(engine& e);
+bool is_builtin_compute(const std::string& name);
+
+/// Reads --input: inline JSON, @file, or - for stdin. INVALID_INPUT when it
+/// is not JSON.
+json read_input(const std::string& arg);
+
+} // namespace smithers::cli

@@ -1,0 +1,204 @@
+// smithers run: start a run and drive it to its end, with live progress on a
+// terminal.
+#include "cli.hpp"
+
+#include "spec/parse.hpp"
+#include "store/reader.hpp"
+
+#include <smithers/engine.hpp>
+#include <smithers/limits.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+#include <sstream>
+#include <unistd.h>
+
+namespace smithers::cli {
+
+void register_builtin_computes(engine& e) {
+  e.register_compute("noop", [](task_context&) { return json::object(); });
+  e.register_compute("echo", [](task_context& ctx) {
+    return json{{"node_id", ctx.node_id()}, {"input", ctx.input()}, {"needs", ctx.needs()}};
+  });
+}
+
+bool is_builtin_compute(const std::string& name) {
+  return name == "noop" || name == "echo";
+}
+
+json read_input(const std::string& arg) {
+  std::string text;
+  std::string where = "--input";
+  if (arg == "-") {
+    std::stringstream buf;
+    buf << std::cin.rdbuf();
+    text = buf.str();
+    where = "stdin";
+  } else if (!arg.empty() && arg[0] == '@') {
+    std::ifstream in(arg.substr(1), std::ios::binary);
+    if (!in)
+      throw smithers_error(errc::invalid_input, "cannot read input file \"" + arg.substr(1) + "\"");
+    std::stringstream buf;
+    buf << in.rdbuf();
+    text = buf.str();
+    where = arg.substr(1);
+  } else {
+    text = arg;
+  }
+  try {
+    return json::parse(text);
+  } catch (const json::parse_error& e) {
+    throw smithers_error(errc::invalid_input, "input from " + where + " is not valid JSON: " +
+                                                e.what());
+  }
+}
+
+namespace {
+
+/// Live counts on a terminal, redrawn at most every 100 ms.
+class progress {
+public:
+  explicit progress(bool enabled) : enabled_(enabled) {}
+
+  void on_event(const event& e) {
+    std::lock_guard<std::mutex> lk(mtx_);
+    const auto& t = e.type;
+    if (t == "NodePending") {
+      ++pending_;
+    } else if (t == "NodeStarted") {
+      --pending_;
+      ++running_;
+    } else if (t == "NodeFinished") {
+      --running_;
+      ++finished_;
+    } else if (t == "NodeFailed") {
+      --running_;
+      ++failed_;
+    } else if (t == "NodeRetrying") {
+      --running_;
+      ++pending_;
+    } else if (t == "NodeSkipped") {
+      --pending_;
+      ++skipped_;
+    }
+    auto now = std::chrono::steady_clock::now();
+    if (enabled_ && now - last_draw_ > std::chrono::milliseconds(100)) {
+      last_draw_ = now;
+      draw();
+    }
+  }
+
+  void done() {
+    std::lock_guard<std::mutex> lk(mtx_);
+    if (enabled_) {
+      draw();
+      std::cerr << "\n";
+    }
+  }
+
+private:
+  void draw() {
+    std::cerr << "\r\033[K" << finished_ << " finished, " << running_ << " running, " << pending_
+              << " pending, " << failed_ << " failed";
+    if (skipped_)
+      std::cerr << ", " << skipped_ << " skipped";
+    std::cerr << std::flush;
+  }
+
+  bool enabled_;
+  std::mutex mtx_;
+  long pending_ = 0, running_ = 0, finished_ = 0, failed_ = 0, skipped_ = 0;
+  std::chrono::steady_clock::time_point last_draw_{};
+};
+
+} // namespace
+
+json inspect_json(const std::string& db_path, const std::string& run_id);
+
+void add_run_command(CLI::App& app, const globals& g, int& result) {
+  struct run_args {
+    std::string workflow;
+    std::string input;
+    std::string run_id;
+    std::int64_t max_concurrency = 0;
+    bool has_max = false;
+  };
+  auto args = std::make_shared<run_args>();
+  auto* cmd = app.add_subcommand("run", "start a run and drive it until it ends");
+  cmd->add_option("workflow", args->workflow, "workflow file (JSON)")->required();
+  cmd->add_option("--input", args->input, "input JSON, @file, or - for stdin");
+  cmd->add_option("--run-id", args->run_id, "run id (default: generated)");
+  auto* mc = cmd->add_option("--max-concurrency", args->max_concurrency,
+                             "tasks in flight at most (overrides the workflow)");
+  cmd->callback([&g, &result, args, mc] {
+    if (args->workflow.size() > limits::max_workflow_path_bytes)
+      throw smithers_error(errc::invalid_argument,
+                           "workflow path is " + std::to_string(args->workflow.size()) +
+                             " bytes; the limit is " +
+                             std::to_string(limits::max_workflow_path_bytes));
+    auto parsed = spec::load_workflow_file(args->workflow);
+    if (!parsed.wf) {
+      json list = json::array();
+      for (const auto& p : parsed.errors)
+        list.push_back({{"path", p.path}, {"message", p.message}});
+      throw smithers_error(errc::invalid_workflow,
+                           args->workflow + ": " + spec::join(parsed.errors),
+                           {{"problems", list}});
+    }
+    run_options opts;
+    opts.run_id = args->run_id;
+    opts.input = args->input.empty() ? json::object() : read_input(args->input);
+    if (mc->count() > 0)
+      opts.max_concurrency = args->max_concurrency;
+    opts.workflow_path = args->workflow;
+    opts.workflow_hash = parsed.hash;
+    // Everything is checked before the database is opened: bad input leaves
+    // no trace, not even a new database file.
+    validate_run(*parsed.wf, opts, is_builtin_compute);
+    if (!opts.run_id.empty() && ::access(g.db.c_str(), F_OK) == 0) {
+      auto db = store::database::open(g.db, store::open_mode::read_only);
+      if (store::reader{db}.run_exists(opts.run_id))
+        throw smithers_error(errc::invalid_run_id,
+                             "a run with id \"" + opts.run_id + "\" already exists");
+    }
+
+    engine_config cfg;
+    cfg.db_path = g.db;
+    engine eng{cfg};
+    register_builtin_computes(eng);
+    auto prog = std::make_shared<progress>(!g.json() && ::isatty(STDERR_FILENO));
+    opts.on_event = [prog](const event& e) { prog->on_event(e); };
+    auto handle = eng.start(std::make_shared<const workflow>(std::move(*parsed.wf)), opts);
+    auto res = handle.wait();
+    prog->done();
+
+    if (g.json()) {
+      if (g.db == ":memory:") {
+        json outs = json::object();
+        for (const auto& [id, out] : res.outputs)
+          outs[id] = out;
+        std::cout << json{{"run_id", res.run_id},
+                          {"status", to_string(res.status)},
+                          {"error", res.err ? res.err->to_json() : json()},
+                          {"outputs", outs}}
+                       .dump(2)
+                  << std::endl;
+      } else {
+        std::cout << inspect_json(g.db, res.run_id).dump(2) << std::endl;
+      }
+    } else {
+      std::cout << "run " << res.run_id << " " << to_string(res.status);
+      if (res.err)
+        std::cout << ": " << res.err->code << ": " << res.err->message;
+      std::cout << "\n";
+      for (const auto& [id, out] : res.outputs)
+        std::cout << "  " << id << ": " << out.dump() << "\n";
+    }
+    result = exit_code_for(res.status);
+  });
+}
+
+} // namespace smithers::cli

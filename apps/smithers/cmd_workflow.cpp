@@ -1,0 +1,192 @@
+// smithers validate / graph: check a workflow file and show its plan without
+// running anything or touching a database.
+#include "cli.hpp"
+
+#include "spec/parse.hpp"
+#include "workflow/render.hpp"
+
+#include <smithers/limits.hpp>
+#include <smithers/workflow.hpp>
+
+#include <iostream>
+#include <set>
+
+namespace smithers::cli {
+
+namespace {
+
+workflow load_or_throw(const std::string& path) {
+  if (path.size() > limits::max_workflow_path_bytes)
+    throw smithers_error(errc::invalid_argument,
+                         "workflow path is " + std::to_string(path.size()) +
+                           " bytes; the limit is " +
+                           std::to_string(limits::max_workflow_path_bytes));
+  auto parsed = spec::load_workflow_file(path);
+  if (!parsed.wf) {
+    json list = json::array();
+    for (const auto& p : parsed.errors)
+      list.push_back({{"path", p.path}, {"message", p.message}});
+    throw smithers_error(errc::invalid_workflow, path + ": " + spec::join(parsed.errors),
+                         {{"problems", list}});
+  }
+  return std::move(*parsed.wf);
+}
+
+std::size_t count_tasks(const node& n) {
+  if (n.is_task())
+    return 1;
+  std::size_t c = 0;
+  for (const auto& k : n.children)
+    c += count_tasks(k);
+  return c;
+}
+
+std::string task_summary(const node& n) {
+  const task_spec& t = *n.task;
+  std::string s = "task " + n.id + " (" + to_string(t.kind);
+  if (t.kind == task_kind::compute)
+    s += " " + t.compute_name;
+  s += ")";
+  if (!t.needs.empty()) {
+    s += " needs:";
+    for (const auto& d : t.needs)
+      s += " " + d;
+  }
+  if (t.retries)
+    s += " retries:" + std::to_string(t.retries);
+  if (!t.label.empty())
+    s += " \"" + t.label + "\"";
+  return s;
+}
+
+void print_tree(const node& n, const std::string& prefix, bool last, bool root,
+                std::ostream& out) {
+  std::string line = n.is_task() ? task_summary(n) : to_string(n.kind);
+  if (n.max_concurrency)
+    line += " (max_concurrency " + std::to_string(*n.max_concurrency) + ")";
+  out << (root ? "" : prefix + (last ? "└─ " : "├─ ")) << line << "\n";
+  std::string next = root ? "" : prefix + (last ? "   " : "│  ");
+  for (std::size_t i = 0; i < n.children.size(); ++i)
+    print_tree(n.children[i], next, i + 1 == n.children.size(), false, out);
+}
+
+std::string dot_id(const std::string& id) {
+  std::string s = "\"";
+  for (char c : id) {
+    if (c == '"' || c == '\\')
+      s += '\\';
+    s += c;
+  }
+  return s + "\"";
+}
+
+/// Task ids a subtree starts with and ends with, for ordering edges.
+struct ends {
+  std::vector<std::string> first;
+  std::vector<std::string> last;
+};
+
+ends dot_node(const node& n, std::ostream& out, int& cluster, const std::string& indent) {
+  if (n.is_task()) {
+    // "\n" is DOT's own line break inside a label, so it goes in unescaped.
+    auto label = dot_id(n.id);
+    label.insert(label.size() - 1, std::string{"\\n"} + to_string(n.task->kind));
+    out << indent << dot_id(n.id) << " [label=" << label << "];\n";
+    return {{n.id}, {n.id}};
+  }
+  ends e;
+  if (n.kind == node_kind::parallel) {
+    out << indent << "subgraph cluster_" << cluster++ << " {\n"
+        << indent << "  label=" << dot_id(n.max_concurrency ? "parallel (max " +
+                                                                std::to_string(*n.max_concurrency) +
+                                                                ")"
+                                                          : std::string{"parallel"})
+        << "; style=dashed;\n";
+    for (const auto& c : n.children) {
+      auto ce = dot_node(c, out, cluster, indent + "  ");
+      e.first.insert(e.first.end(), ce.first.begin(), ce.first.end());
+      e.last.insert(e.last.end(), ce.last.begin(), ce.last.end());
+    }
+    out << indent << "}\n";
+    return e;
+  }
+  // sequence: each child's ends lead to the next child's starts
+  std::vector<std::string> prev;
+  bool first_child = true;
+  for (const auto& c : n.children) {
+    auto ce = dot_node(c, out, cluster, indent);
+    if (ce.first.empty() && ce.last.empty())
+      continue;
+    for (const auto& a : prev)
+      for (const auto& b : ce.first)
+        out << indent << dot_id(a) << " -> " << dot_id(b) << ";\n";
+    if (first_child)
+      e.first = ce.first;
+    first_child = false;
+    prev = ce.last;
+  }
+  e.last = prev;
+  return e;
+}
+
+void needs_edges(const node& n, std::ostream& out) {
+  if (n.is_task()) {
+    for (const auto& d : n.task->needs)
+      out << "  " << dot_id(d) << " -> " << dot_id(n.id) << " [style=dashed, label=\"needs\"];\n";
+    return;
+  }
+  for (const auto& c : n.children)
+    needs_edges(c, out);
+}
+
+} // namespace
+
+void add_workflow_commands(CLI::App& app, const globals& g, int& result) {
+  auto vpath = std::make_shared<std::string>();
+  auto* validate = app.add_subcommand("validate", "check a workflow file");
+  validate->add_option("workflow", *vpath, "workflow file (JSON)")->required();
+  validate->callback([&g, &result, vpath] {
+    auto wf = load_or_throw(*vpath);
+    auto tasks = count_tasks(wf.root);
+    if (g.json())
+      std::cout << json{{"valid", true}, {"name", wf.name}, {"tasks", tasks}}.dump() << std::endl;
+    else
+      std::cout << *vpath << ": ok (workflow \"" << wf.name << "\", " << tasks << " task"
+                << (tasks == 1 ? "" : "s") << ")\n";
+    result = exit_finished;
+  });
+
+  struct graph_args {
+    std::string path;
+    std::string format;
+  };
+  auto ga = std::make_shared<graph_args>();
+  auto* graph = app.add_subcommand("graph", "print a workflow's plan (--format dot: Graphviz)");
+  graph->add_option("workflow", ga->path, "workflow file (JSON)")->required();
+  // `--format dot` is accepted here as well as before the subcommand.
+  graph->add_option("--format", ga->format, "text, json or dot")
+    ->check(CLI::IsMember({"text", "json", "dot"}));
+  graph->callback([&g, &result, ga] {
+    auto wf = load_or_throw(ga->path);
+    std::string format = ga->format.empty() ? g.format : ga->format;
+    if (format == "dot") {
+      std::cout << "digraph " << dot_id(wf.name) << " {\n  rankdir=LR;\n  node [shape=box];\n";
+      int cluster = 0;
+      dot_node(wf.root, std::cout, cluster, "  ");
+      needs_edges(wf.root, std::cout);
+      std::cout << "}\n";
+    } else if (format == "json") {
+      std::cout << json{{"name", wf.name},
+                        {"tasks", count_tasks(wf.root)},
+                        {"tree", canonical_tree(wf.root)}}
+                     .dump(2)
+                << std::endl;
+    } else {
+      std::cout << "workflow " << wf.name << "\n";
+      print_tree(wf.root, "", true, true, std::cout);
+    }
+    result = exit_finished;
+  });
+}
+
+} // namespace smithers::cli

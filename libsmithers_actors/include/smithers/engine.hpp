@@ -1,0 +1,116 @@
+// The embedding API: an engine owns an actor system, a database and the runs
+// it drives. No CAF or SQLite types appear here.
+#pragma once
+
+#include <smithers/errors.hpp>
+#include <smithers/events.hpp>
+#include <smithers/status.hpp>
+#include <smithers/workflow.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace smithers {
+
+struct engine_config {
+  /// SQLite file (created if missing), or ":memory:".
+  std::string db_path = "smithers.db";
+  /// false: synchronous=NORMAL (WAL; a power loss may lose the last commits,
+  /// a process crash loses nothing). true: synchronous=FULL.
+  bool synchronous_full = false;
+  /// CAF scheduler threads; 0: the number of cores, at least 2.
+  std::size_t scheduler_threads = 0;
+  /// Threads for blocking work (compute callables, subprocess I/O); the pool
+  /// grows up to this many. 0: 64.
+  std::size_t blocking_threads = 0;
+  /// Run-wide limit on tasks in flight when neither the workflow nor the run
+  /// options set one.
+  std::int64_t default_max_concurrency = 32;
+};
+
+struct run_options {
+  std::string run_id;                       // empty: generated
+  json input = json::object();
+  std::optional<std::int64_t> max_concurrency; // overrides the workflow's
+  event_handler on_event;                   // this run's events, after commit
+  std::string workflow_path;                // recorded with the run (CLI)
+  std::string workflow_hash;                // recorded with the run (CLI)
+};
+
+struct run_result {
+  std::string run_id;
+  run_status status = run_status::running;
+  std::optional<error> err;                 // set when failed or cancelled
+  std::map<std::string, json> outputs;      // node id -> output
+};
+
+/// A run started asynchronously.
+class run_handle {
+public:
+  struct state;
+  run_handle() = default;
+  explicit run_handle(std::shared_ptr<state> st) : st_(std::move(st)) {}
+
+  const std::string& run_id() const;
+  /// Blocks until the run ends (finished, failed, cancelled).
+  run_result wait() const;
+  /// Waits at most `timeout`; true when the run has ended.
+  bool wait_for(std::chrono::milliseconds timeout) const;
+
+private:
+  std::shared_ptr<state> st_;
+};
+
+/// The checks engine::validate makes, usable before any engine (and so any
+/// database file) exists: run id, input bounds and schema, the workflow,
+/// compute names (`has_compute`), limits. Throws smithers_error
+/// (INVALID_RUN_ID, INVALID_INPUT, INVALID_WORKFLOW, INVALID_ARGUMENT) whose
+/// message names the offending path; details carry {"problems": [...]}.
+void validate_run(const workflow& wf, const run_options& opts,
+                  const std::function<bool(const std::string&)>& has_compute);
+
+class engine {
+public:
+  /// Opens (and migrates) the database and starts the actor system.
+  /// Throws smithers_error(DB_ERROR) when the database cannot be opened.
+  explicit engine(engine_config cfg = {});
+  /// Waits for every run started through this engine to end.
+  ~engine();
+  engine(const engine&) = delete;
+  engine& operator=(const engine&) = delete;
+
+  /// Makes `name` usable as {"compute": "name"} in JSON workflows.
+  void register_compute(const std::string& name, compute_fn fn);
+  bool has_compute(const std::string& name) const;
+
+  /// Checks everything a run needs before anything is written: run id,
+  /// input bounds and schema, the workflow, compute names, limits. Throws
+  /// smithers_error (INVALID_RUN_ID, INVALID_INPUT, INVALID_WORKFLOW,
+  /// INVALID_ARGUMENT) naming the offending path.
+  void validate(const workflow& wf, const run_options& opts) const;
+
+  /// Validates, creates the run and drives it to its end on the engine's
+  /// threads. Throws like validate(); INVALID_RUN_ID if the id exists.
+  run_handle start(std::shared_ptr<const workflow> wf, run_options opts = {});
+  run_handle start(const workflow& wf, run_options opts = {});
+  /// start() and wait().
+  run_result run(const workflow& wf, run_options opts = {});
+
+  /// Every event of every run of this engine, after commit. Returns an id
+  /// for unsubscribe().
+  std::uint64_t subscribe(event_handler handler);
+  void unsubscribe(std::uint64_t id);
+
+  const engine_config& config() const;
+
+  struct impl;
+
+private:
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace smithers

@@ -1,0 +1,43 @@
+// Run statuses and node states (SPEC §1) and their stable names.
+#pragma once
+
+#include <optional>
+#include <string_view>
+
+namespace smithers {
+
+enum class run_status {
+  running,
+  waiting_approval,
+  waiting_event,
+  waiting_timer,
+  finished,
+  failed,
+  cancelled,
+  continued,
+};
+
+enum class node_state {
+  pending,
+  in_progress,
+  finished,
+  failed,
+  skipped,
+  cancelled,
+  waiting_approval,
+  waiting_timer,
+  waiting_event,
+};
+
+const char* to_string(run_status s);
+const char* to_string(node_state s);
+std::optional<run_status> run_status_from(std::string_view s);
+std::optional<node_state> node_state_from(std::string_view s);
+
+/// finished, failed, cancelled or continued: nothing more will happen.
+inline bool is_terminal(run_status s) {
+  return s == run_status::finished || s == run_status::failed || s == run_status::cancelled ||
+         s == run_status::continued;
+}
+
+} // namespace smithers

@@ -1,0 +1,332 @@
+#include <smithers/engine.hpp>
+
+#include "actors/messages.hpp"
+#include "actors/persistence_actor.hpp"
+#include "actors/run_supervisor.hpp"
+#include "spec/schema.hpp"
+#include "spec/validate.hpp"
+#include "util/clock.hpp"
+#include "util/ids.hpp"
+#include "util/json_bounds.hpp"
+
+#include <smithers/limits.hpp>
+
+#include <caf/all.hpp>
+
+#include <unistd.h>
+
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+namespace smithers {
+
+// -- run handles --------------------------------------------------------------
+
+struct run_handle::state {
+  std::string run_id;
+  std::mutex mtx;
+  std::condition_variable cv;
+  bool done = false;
+  run_result result;
+};
+
+const std::string& run_handle::run_id() const {
+  return st_->run_id;
+}
+
+run_result run_handle::wait() const {
+  std::unique_lock<std::mutex> lk(st_->mtx);
+  st_->cv.wait(lk, [&] { return st_->done; });
+  return st_->result;
+}
+
+bool run_handle::wait_for(std::chrono::milliseconds timeout) const {
+  std::unique_lock<std::mutex> lk(st_->mtx);
+  return st_->cv.wait_for(lk, timeout, [&] { return st_->done; });
+}
+
+// -- engine -------------------------------------------------------------------
+
+namespace {
+
+std::size_t default_scheduler_threads() {
+  auto n = std::thread::hardware_concurrency();
+  return std::max<std::size_t>(2, n);
+}
+
+void collect_compute_names(const node& n, const std::string& path,
+                           std::vector<std::pair<std::string, std::string>>& out) {
+  if (n.is_task()) {
+    if (n.task && n.task->kind == task_kind::compute && !n.task->compute)
+      out.emplace_back(spec::child_path(path, "compute"), n.task->compute_name);
+    return;
+  }
+  for (std::size_t i = 0; i < n.children.size(); ++i)
+    collect_compute_names(n.children[i], spec::child_node_path(path, n.kind, i), out);
+}
+
+json problems_json(const spec::problems& ps) {
+  json list = json::array();
+  for (const auto& p : ps)
+    list.push_back({{"path", p.path}, {"message", p.message}});
+  return {{"problems", list}};
+}
+
+} // namespace
+
+struct engine::impl {
+  engine_config cfg;
+  caf::actor_system_config sys_cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  std::shared_ptr<store::database> db;
+  caf::actor persistence;
+  std::unique_ptr<util::thread_pool> pool;
+
+  mutable std::mutex mtx;
+  actors::compute_registry computes;
+  std::map<std::uint64_t, event_handler> subscribers;
+  std::uint64_t next_subscriber = 1;
+  std::vector<std::shared_ptr<run_handle::state>> runs;
+  // Handles keep supervisors alive while their runs go on (CAF collects
+  // actors nobody refers to).
+  std::map<std::string, caf::actor> supervisors;
+
+  void publish(const event& e) {
+    std::vector<event_handler> hs;
+    {
+      std::lock_guard<std::mutex> lk(mtx);
+      for (const auto& [id, h] : subscribers)
+        hs.push_back(h);
+    }
+    for (const auto& h : hs)
+      h(e);
+  }
+
+  // Writes a batch through the persistence actor and waits for its commit.
+  void write_sync(std::vector<store::command> cmds) {
+    caf::scoped_actor self{*sys};
+    auto batch = std::make_shared<actors::write_batch>();
+    batch->commands = std::move(cmds);
+    self->send(persistence, actors::write_atom::value, std::uint64_t{0}, batch);
+    std::optional<std::string> failure;
+    self->receive([&](actors::committed_atom, std::uint64_t) {},
+                  [&](actors::failed_atom, std::uint64_t, const std::string& msg) {
+                    failure = msg;
+                  });
+    if (failure)
+      throw smithers_error(errc::db_error, *failure);
+  }
+};
+
+engine::engine(engine_config cfg) : impl_(std::make_unique<impl>()) {
+  impl_->cfg = std::move(cfg);
+  auto& c = impl_->cfg;
+  // Open (and migrate) first: a bad database path fails the constructor.
+  impl_->db = std::make_shared<store::database>(store::database::open(
+    c.db_path, store::open_mode::read_write,
+    c.synchronous_full ? store::sync_mode::full : store::sync_mode::normal));
+  std::size_t threads = c.scheduler_threads ? c.scheduler_threads : default_scheduler_threads();
+  impl_->sys_cfg.set("scheduler.max-threads", threads);
+  impl_->sys = std::make_unique<caf::actor_system>(impl_->sys_cfg);
+  impl_->pool = std::make_unique<util::thread_pool>(c.blocking_threads ? c.blocking_threads : 64);
+  impl_->persistence = actors::spawn_persistence(*impl_->sys, impl_->db);
+}
+
+engine::~engine() {
+  std::vector<std::shared_ptr<run_handle::state>> runs;
+  {
+    std::lock_guard<std::mutex> lk(impl_->mtx);
+    runs = impl_->runs;
+  }
+  for (auto& r : runs)
+    run_handle{r}.wait();
+  caf::anon_send_exit(impl_->persistence, caf::exit_reason::user_shutdown);
+  impl_->persistence = nullptr;
+  impl_->sys->await_all_actors_done();
+  impl_->pool.reset();
+  impl_->sys.reset();
+}
+
+const engine_config& engine::config() const {
+  return impl_->cfg;
+}
+
+void engine::register_compute(const std::string& name, compute_fn fn) {
+  if (name.empty())
+    throw smithers_error(errc::invalid_argument, "a compute function needs a name");
+  if (!fn)
+    throw smithers_error(errc::invalid_argument, "compute function \"" + name + "\" is empty");
+  std::lock_guard<std::mutex> lk(impl_->mtx);
+  impl_->computes[name] = std::move(fn);
+}
+
+bool engine::has_compute(const std::string& name) const {
+  std::lock_guard<std::mutex> lk(impl_->mtx);
+  return impl_->computes.count(name) > 0;
+}
+
+std::uint64_t engine::subscribe(event_handler handler) {
+  std::lock_guard<std::mutex> lk(impl_->mtx);
+  auto id = impl_->next_subscriber++;
+  impl_->subscribers.emplace(id, std::move(handler));
+  return id;
+}
+
+void engine::unsubscribe(std::uint64_t id) {
+  std::lock_guard<std::mutex> lk(impl_->mtx);
+  impl_->subscribers.erase(id);
+}
+
+void validate_run(const workflow& wf, const run_options& opts,
+                  const std::function<bool(const std::string&)>& has_compute) {
+  if (!opts.run_id.empty())
+    if (auto err = util::check_run_id(opts.run_id))
+      throw smithers_error(*err);
+  if (opts.max_concurrency &&
+      (*opts.max_concurrency < 1 || *opts.max_concurrency > limits::max_option_value))
+    throw smithers_error(errc::invalid_argument,
+                         "max_concurrency must be a positive integer, got " +
+                           std::to_string(*opts.max_concurrency));
+  if (auto err = util::check_input_bounds(opts.input))
+    throw smithers_error(*err);
+  auto ps = spec::validate_workflow(wf);
+  if (!ps.empty())
+    throw smithers_error(errc::invalid_workflow, "invalid workflow: " + spec::join(ps),
+                         problems_json(ps));
+  if (!wf.input_schema.is_null()) {
+    auto ips = spec::validate(wf.input_schema, opts.input);
+    if (!ips.empty())
+      throw smithers_error(errc::invalid_input,
+                           "input does not match the workflow's input schema: " + spec::join(ips),
+                           problems_json(ips));
+  }
+  if (!wf.dynamic()) {
+    std::vector<std::pair<std::string, std::string>> names;
+    collect_compute_names(wf.root, "root", names);
+    spec::problems missing;
+    for (const auto& [path, name] : names)
+      if (!has_compute(name))
+        missing.push_back({path, "no compute function named \"" + name + "\" is registered"});
+    if (!missing.empty())
+      throw smithers_error(errc::invalid_workflow, "invalid workflow: " + spec::join(missing),
+                           problems_json(missing));
+  }
+}
+
+void engine::validate(const workflow& wf, const run_options& opts) const {
+  validate_run(wf, opts, [this](const std::string& name) { return has_compute(name); });
+}
+
+run_handle engine::start(const workflow& wf, run_options opts) {
+  return start(std::make_shared<const workflow>(wf), std::move(opts));
+}
+
+run_handle engine::start(std::shared_ptr<const workflow> wf, run_options opts) {
+  if (!wf)
+    throw smithers_error(errc::invalid_argument, "no workflow given");
+  validate(*wf, opts);
+  auto& im = *impl_;
+
+  auto ctx = std::make_shared<actors::run_context>();
+  ctx->run_id = opts.run_id.empty() ? util::new_run_id() : opts.run_id;
+  ctx->wf = wf;
+  ctx->input = std::make_shared<const json>(std::move(opts.input));
+  ctx->max_concurrency = opts.max_concurrency.value_or(
+    wf->max_concurrency.value_or(im.cfg.default_max_concurrency));
+  {
+    std::lock_guard<std::mutex> lk(im.mtx);
+    ctx->computes = std::make_shared<const actors::compute_registry>(im.computes);
+  }
+  // A dynamic workflow is rendered once here so a broken build function is
+  // refused before the run exists.
+  std::unordered_map<std::string, json> no_outputs;
+  render_context rc{ctx->run_id, ctx->input.get(), &no_outputs};
+  try {
+    ctx->first_render = render(*wf, rc);
+  } catch (const smithers_error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw smithers_error(errc::invalid_workflow,
+                         std::string{"rendering the workflow failed: "} + e.what());
+  }
+  if (wf->dynamic()) {
+    auto ps = spec::validate_tree(*wf, ctx->first_render.root);
+    if (!ps.empty())
+      throw smithers_error(errc::invalid_workflow, "invalid workflow: " + spec::join(ps),
+                           problems_json(ps));
+  }
+
+  // Create the run: its row and RunStarted in one transaction. A duplicate
+  // id fails the insert, so nothing else is written.
+  std::int64_t now = util::now_ms();
+  store::run_row row;
+  row.run_id = ctx->run_id;
+  row.workflow_name = wf->name;
+  row.status = to_string(run_status::running);
+  row.input = *ctx->input;
+  row.config = {{"max_concurrency", ctx->max_concurrency}};
+  row.workflow_hash = opts.workflow_hash.empty() ? ctx->first_render.hash : opts.workflow_hash;
+  row.workflow_path = opts.workflow_path;
+  row.owner_id = util::random_hex(8);
+  row.owner_pid = static_cast<std::int64_t>(::getpid());
+  row.heartbeat_ms = now;
+  row.created_ms = now;
+  row.updated_ms = now;
+  event started;
+  started.type = "RunStarted";
+  started.run_id = ctx->run_id;
+  started.seq = 0;
+  started.timestamp_ms = now;
+  started.fields = {{"workflow", wf->name}, {"input", *ctx->input}};
+  try {
+    im.write_sync({store::insert_run{row},
+                   store::append_event{store::event_row{ctx->run_id, 0, started.type, now,
+                                                        started.to_json()}}});
+  } catch (const smithers_error& e) {
+    if (e.err().message.find("UNIQUE") != std::string::npos ||
+        e.err().message.find("PRIMARY KEY") != std::string::npos)
+      throw smithers_error(errc::invalid_run_id, "a run with id \"" + ctx->run_id +
+                                                   "\" already exists");
+    throw;
+  }
+
+  auto st = std::make_shared<run_handle::state>();
+  st->run_id = ctx->run_id;
+  {
+    std::lock_guard<std::mutex> lk(im.mtx);
+    im.runs.push_back(st);
+  }
+  auto on_event = opts.on_event;
+  if (on_event)
+    on_event(started);
+  im.publish(started);
+  ctx->next_seq = 1;
+  ctx->started_ms = now;
+  ctx->persistence = im.persistence;
+  ctx->pool = im.pool.get();
+  ctx->publish = [this, on_event](const event& e) {
+    if (on_event)
+      on_event(e);
+    impl_->publish(e);
+  };
+  ctx->on_end = [st, this](run_result r) {
+    {
+      std::lock_guard<std::mutex> lk(impl_->mtx);
+      impl_->supervisors.erase(st->run_id);
+    }
+    std::lock_guard<std::mutex> lk(st->mtx);
+    st->result = std::move(r);
+    st->done = true;
+    st->cv.notify_all();
+  };
+  std::lock_guard<std::mutex> lk(im.mtx);
+  im.supervisors[st->run_id] = actors::spawn_run_supervisor(*im.sys, ctx);
+  return run_handle{st};
+}
+
+run_result engine::run(const workflow& wf, run_options opts) {
+  return start(wf, std::move(opts)).wait();
+}
+
+} // namespace smithers

@@ -1,0 +1,50 @@
+// Atoms and message payloads of the engine's actors. CAF lives here and in
+// actors/*.cpp only; payloads are shared_ptrs to plain structs that never
+// leave the process (remote workers get their own serializable types).
+#pragma once
+
+#include "actors/task_job.hpp"
+#include "store/writer.hpp"
+
+#include <smithers/events.hpp>
+
+#include <caf/all.hpp>
+
+#include <memory>
+#include <vector>
+
+namespace smithers::actors {
+
+using write_atom = caf::atom_constant<caf::atom("write")>;
+using committed_atom = caf::atom_constant<caf::atom("committed")>;
+using failed_atom = caf::atom_constant<caf::atom("failed")>;
+using flush_atom = caf::atom_constant<caf::atom("flush")>;
+using tick_atom = caf::atom_constant<caf::atom("tick")>;
+using result_atom = caf::atom_constant<caf::atom("result")>;
+using done_atom = caf::atom_constant<caf::atom("done")>;
+using heartbeat_atom = caf::atom_constant<caf::atom("heartbeat")>;
+using retry_atom = caf::atom_constant<caf::atom("retry")>;
+using start_atom = caf::atom_constant<caf::atom("start")>;
+
+/// Commands committed together, in order, in one transaction.
+struct write_batch {
+  std::vector<store::command> commands;
+};
+using write_batch_ptr = std::shared_ptr<write_batch>;
+
+using task_outcome_ptr = std::shared_ptr<task_outcome>;
+
+struct heartbeat_msg {
+  std::int32_t task_index = 0;
+  std::int64_t attempt = 0;
+  json data;
+  bool has_data = false;
+  std::int64_t at_ms = 0;
+};
+using heartbeat_ptr = std::shared_ptr<heartbeat_msg>;
+
+} // namespace smithers::actors
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(smithers::actors::write_batch_ptr)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(smithers::actors::task_outcome_ptr)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(smithers::actors::heartbeat_ptr)

@@ -1,0 +1,110 @@
+#include "actors/persistence_actor.hpp"
+
+#include "actors/messages.hpp"
+#include "store/writer.hpp"
+
+#include <spdlog/spdlog.h>
+
+namespace smithers::actors {
+
+namespace {
+
+struct pending_batch {
+  caf::strong_actor_ptr sender;
+  std::uint64_t id;
+  write_batch_ptr batch;
+};
+
+struct persistence_state {
+  std::shared_ptr<store::database> db;
+  std::unique_ptr<store::writer> writer;
+  std::vector<pending_batch> pending;
+  bool flush_queued = false;
+  static inline const char* name = "smithers.persistence";
+};
+
+void reply(caf::stateful_actor<persistence_state>* self, const pending_batch& b, const std::string* failure) {
+  if (!b.sender)
+    return;
+  auto dest = caf::actor_cast<caf::actor>(b.sender);
+  if (failure)
+    self->send(dest, failed_atom::value, b.id, *failure);
+  else
+    self->send(dest, committed_atom::value, b.id);
+}
+
+// Commits everything that queued up since the last flush as one transaction.
+// If that fails, retries each batch alone so one bad batch cannot fail others.
+void flush(caf::stateful_actor<persistence_state>* self) {
+  auto& st = self->state;
+  st.flush_queued = false;
+  if (st.pending.empty())
+    return;
+  std::vector<pending_batch> work;
+  work.swap(st.pending);
+  std::vector<store::command> all;
+  if (work.size() == 1) {
+    try {
+      st.writer->apply(work[0].batch->commands);
+      reply(self, work[0], nullptr);
+    } catch (const std::exception& e) {
+      std::string msg = e.what();
+      spdlog::error("commit failed: {}", msg);
+      reply(self, work[0], &msg);
+    }
+    return;
+  }
+  std::size_t total = 0;
+  for (const auto& b : work)
+    total += b.batch->commands.size();
+  all.reserve(total);
+  for (const auto& b : work)
+    all.insert(all.end(), b.batch->commands.begin(), b.batch->commands.end());
+  try {
+    st.writer->apply(all);
+    for (const auto& b : work)
+      reply(self, b, nullptr);
+    return;
+  } catch (const std::exception& e) {
+    spdlog::warn("group commit of {} batches failed ({}); committing them one by one",
+                 work.size(), e.what());
+  }
+  for (const auto& b : work) {
+    try {
+      st.writer->apply(b.batch->commands);
+      reply(self, b, nullptr);
+    } catch (const std::exception& e) {
+      std::string msg = e.what();
+      spdlog::error("commit failed: {}", msg);
+      reply(self, b, &msg);
+    }
+  }
+}
+
+caf::behavior persistence(caf::stateful_actor<persistence_state>* self,
+                          std::shared_ptr<store::database> db) {
+  self->state.db = std::move(db);
+  self->state.writer = std::make_unique<store::writer>(*self->state.db);
+  return {
+    [=](write_atom, std::uint64_t id, const write_batch_ptr& batch) {
+      auto& st = self->state;
+      st.pending.push_back({self->current_sender(), id, batch});
+      // The flush message queues behind everything already in the mailbox,
+      // so one transaction takes all of it.
+      if (!st.flush_queued) {
+        st.flush_queued = true;
+        self->send(self, flush_atom::value);
+      }
+    },
+    [=](flush_atom) { flush(self); },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_persistence(caf::actor_system& sys, std::shared_ptr<store::database> db) {
+  // Detached: SQLite commits block (fsync); they must not hold a CAF worker.
+  return sys.spawn<caf::detached>(persistence, std::move(db));
+}
+
+} // namespace smithers::actors

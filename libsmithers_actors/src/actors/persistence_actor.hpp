@@ -1,0 +1,19 @@
+// The persistence actor: owns the only write connection to the database and
+// commits every queued batch in one transaction (group commit).
+//
+// Protocol: (write_atom, uint64 batch_id, write_batch_ptr) from any actor;
+// after the commit that contains it the sender gets (committed_atom, batch_id),
+// or (failed_atom, batch_id, std::string message) if that transaction failed.
+#pragma once
+
+#include "store/database.hpp"
+
+#include <caf/fwd.hpp>
+
+#include <memory>
+
+namespace smithers::actors {
+
+caf::actor spawn_persistence(caf::actor_system& sys, std::shared_ptr<store::database> db);
+
+} // namespace smithers::actors

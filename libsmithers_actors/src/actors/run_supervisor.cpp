@@ -1,0 +1,614 @@
+#include "actors/run_supervisor.hpp"
+
+#include "actors/messages.hpp"
+#include "actors/task_actor.hpp"
+#include "scheduler/scheduler.hpp"
+#include "spec/template.hpp"
+#include "spec/validate.hpp"
+#include "util/clock.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <random>
+#include <unordered_map>
+
+namespace smithers::actors {
+
+namespace {
+
+constexpr std::int64_t heartbeat_write_interval_ms = 500;
+
+/// An attempt in flight.
+struct live_attempt {
+  std::int64_t attempt = 1;
+  caf::actor actor;
+  std::int64_t started_ms = 0;
+  std::int64_t last_hb_write_ms = 0;
+  std::optional<heartbeat_msg> unwritten_hb; // throttled, flushed before the end
+};
+
+/// What to apply to the in-memory state once a batch has committed.
+struct completion {
+  enum kind_t { finished, failed, retry } kind;
+  std::string node_id;
+  json output;
+  std::int64_t delay_ms = 0;
+};
+
+struct batch_effects {
+  std::vector<event> events;
+  std::vector<completion> completions;
+  bool final = false;
+};
+
+struct supervisor_state {
+  std::shared_ptr<run_context> ctx;
+  rendered_tree tree;
+  std::unique_ptr<sched::plan> plan;
+  std::unique_ptr<sched::scheduler> sched;
+  std::unordered_map<std::string, json> outputs;          // committed outputs
+  std::unordered_map<std::string, std::int64_t> attempts; // attempts started per node
+  std::unordered_map<std::string, json> checkpoints;      // last heartbeat data per node
+  std::unordered_map<std::string, live_attempt> live;     // by node id
+  std::unordered_map<caf::actor_id, std::pair<std::string, std::int64_t>> by_actor;
+  std::unordered_map<std::string, std::shared_ptr<const json>> named_schemas;
+  std::vector<store::command> writes;
+  batch_effects effects;
+  std::unordered_map<std::uint64_t, batch_effects> in_flight;
+  std::uint64_t next_batch = 1;
+  std::int64_t next_seq = 0;
+  std::int64_t frame_no = 0;
+  bool tick_queued = false;
+  bool dirty = false;  // outputs changed since the last render (dynamic workflows)
+  bool ending = false;
+  run_result result;
+  std::mt19937_64 rng{std::random_device{}()};
+  static inline const char* name = "smithers.run_supervisor";
+};
+
+using sup_actor = caf::stateful_actor<supervisor_state>;
+
+class supervisor {
+public:
+  explicit supervisor(sup_actor* self) : self_(self), st_(self->state) {}
+
+  void emit(const char* type, json fields) {
+    event e;
+    e.type = type;
+    e.run_id = st_.ctx->run_id;
+    e.seq = st_.next_seq++;
+    e.timestamp_ms = util::now_ms();
+    e.fields = std::move(fields);
+    st_.writes.push_back(store::append_event{
+      store::event_row{e.run_id, e.seq, e.type, e.timestamp_ms, e.to_json()}});
+    st_.effects.events.push_back(std::move(e));
+  }
+
+  void node_row(const std::string& id, node_state s, const task_spec* spec) {
+    store::node_row r;
+    r.run_id = st_.ctx->run_id;
+    r.node_id = id;
+    r.state = to_string(s);
+    r.attempts = st_.attempts.count(id) ? st_.attempts[id] : 0;
+    if (spec) {
+      r.label = spec->label;
+      r.kind = to_string(spec->kind);
+    }
+    r.updated_ms = util::now_ms();
+    st_.writes.push_back(store::upsert_node{std::move(r)});
+  }
+
+  void queue_tick() {
+    if (!st_.tick_queued) {
+      st_.tick_queued = true;
+      self_->send(self_, tick_atom::value);
+    }
+  }
+
+  void store_frame() {
+    store::frame_row f;
+    f.run_id = st_.ctx->run_id;
+    f.frame_no = st_.frame_no;
+    f.tree_hash = st_.tree.hash;
+    f.tree = st_.tree.canonical;
+    f.created_ms = util::now_ms();
+    st_.writes.push_back(store::store_frame{std::move(f)});
+    emit("FrameCommitted", {{"frame_no", st_.frame_no}, {"tree_hash", st_.tree.hash}});
+    ++st_.frame_no;
+  }
+
+  // Compiles the current tree; node states carry over by id.
+  void rebuild(const std::unordered_map<std::string, node_state>& known) {
+    auto plan = std::make_unique<sched::plan>(sched::compile(st_.tree.root));
+    std::vector<node_state> initial(plan->task_count(), node_state::pending);
+    for (std::size_t t = 0; t < plan->task_count(); ++t) {
+      auto it = known.find(plan->task_ids[t]);
+      if (it != known.end())
+        initial[t] = it->second;
+    }
+    auto s = std::make_unique<sched::scheduler>(*plan, st_.ctx->max_concurrency, initial);
+    // The old scheduler refers to the old plan: replace both together.
+    st_.sched = std::move(s);
+    st_.plan = std::move(plan);
+  }
+
+  std::unordered_map<std::string, node_state> current_states() const {
+    std::unordered_map<std::string, node_state> out;
+    if (!st_.plan)
+      return out;
+    for (std::size_t t = 0; t < st_.plan->task_count(); ++t)
+      out.emplace(st_.plan->task_ids[t], st_.sched->state(static_cast<sched::index>(t)));
+    return out;
+  }
+
+  void start() {
+    st_.next_seq = st_.ctx->next_seq;
+    st_.result.run_id = st_.ctx->run_id;
+    st_.tree = std::move(st_.ctx->first_render);
+    rebuild({});
+    store_frame();
+    for (std::size_t t = 0; t < st_.plan->task_count(); ++t) {
+      const auto& id = st_.plan->task_ids[t];
+      node_row(id, node_state::pending, st_.plan->specs[t].get());
+      emit("NodePending", {{"node_id", id}, {"iteration", 0}});
+    }
+    queue_tick();
+  }
+
+  void rerender() {
+    st_.dirty = false;
+    render_context rc{st_.ctx->run_id, st_.ctx->input.get(), &st_.outputs};
+    rendered_tree next;
+    try {
+      next = render(*st_.ctx->wf, rc);
+    } catch (const std::exception& e) {
+      fail_run(error{errc::invalid_workflow, std::string{"rendering the workflow failed: "} +
+                                               e.what()});
+      return;
+    }
+    if (next.hash == st_.tree.hash)
+      return;
+    auto ps = spec::validate_tree(*st_.ctx->wf, next.root);
+    if (!ps.empty()) {
+      fail_run(error{errc::invalid_workflow, "the workflow rendered an invalid tree: " +
+                                               spec::join(ps)});
+      return;
+    }
+    auto known = current_states();
+    st_.tree = std::move(next);
+    rebuild(known);
+    store_frame();
+    for (std::size_t t = 0; t < st_.plan->task_count(); ++t) {
+      const auto& id = st_.plan->task_ids[t];
+      if (!known.count(id)) {
+        node_row(id, node_state::pending, st_.plan->specs[t].get());
+        emit("NodePending", {{"node_id", id}, {"iteration", 0}});
+      }
+    }
+  }
+
+  std::shared_ptr<const json> schema_for(const std::shared_ptr<task_spec>& spec) {
+    if (!spec->output_schema.is_null())
+      return std::shared_ptr<const json>(spec, &spec->output_schema); // aliases the spec
+    if (spec->output.empty())
+      return nullptr;
+    auto& cached = st_.named_schemas[spec->output];
+    if (!cached) {
+      auto it = st_.ctx->wf->output_schemas.find(spec->output);
+      if (it != st_.ctx->wf->output_schemas.end())
+        cached = std::make_shared<const json>(it->second);
+    }
+    return cached;
+  }
+
+  void start_task(sched::index t) {
+    const auto& id = st_.plan->task_ids[t];
+    const auto& spec = st_.plan->specs[t];
+    std::int64_t attempt = ++st_.attempts[id];
+    std::int64_t now = util::now_ms();
+
+    store::attempt_row ar;
+    ar.run_id = st_.ctx->run_id;
+    ar.node_id = id;
+    ar.attempt = attempt;
+    ar.state = "in-progress";
+    ar.started_ms = now;
+    st_.writes.push_back(store::insert_attempt{std::move(ar)});
+    node_row(id, node_state::in_progress, spec.get());
+    emit("NodeStarted", {{"node_id", id}, {"iteration", 0}, {"attempt", attempt}});
+
+    auto job = std::make_shared<task_job>();
+    job->run_id = st_.ctx->run_id;
+    job->node_id = id;
+    job->attempt = attempt;
+    job->task_index = t;
+    job->spec = spec;
+    job->input = st_.ctx->input;
+    for (const auto& need : spec->needs) {
+      auto it = st_.outputs.find(need);
+      if (it != st_.outputs.end())
+        job->needs[need] = it->second;
+    }
+    if (auto it = st_.checkpoints.find(id); it != st_.checkpoints.end())
+      job->last_heartbeat = it->second;
+    job->output_schema = schema_for(spec);
+    live_attempt la;
+    la.attempt = attempt;
+    la.started_ms = now;
+    try {
+      if (spec->kind == task_kind::command) {
+        spec::template_scope scope;
+        scope.input = st_.ctx->input.get();
+        scope.outputs = &st_.outputs;
+        scope.run_id = st_.ctx->run_id;
+        scope.node_id = id;
+        scope.attempt = attempt;
+        if (spec->use_shell) {
+          job->argv = {"/bin/sh", "-c", spec::expand(spec->shell, scope, spec::quoting::shell)};
+        } else {
+          job->argv.reserve(spec->argv.size());
+          for (const auto& a : spec->argv)
+            job->argv.push_back(spec::expand(a, scope));
+        }
+        for (const auto& [k, v] : spec->env)
+          job->env[k] = spec::expand(v, scope);
+      } else if (spec->kind == task_kind::compute) {
+        if (spec->compute) {
+          job->compute = spec->compute;
+        } else {
+          auto it = st_.ctx->computes->find(spec->compute_name);
+          if (it == st_.ctx->computes->end())
+            throw smithers_error(errc::invalid_workflow, "no compute function named \"" +
+                                                           spec->compute_name + "\" is registered");
+          job->compute = it->second;
+        }
+      }
+    } catch (const smithers_error& e) {
+      st_.live.emplace(id, std::move(la));
+      attempt_failed(id, attempt, e.err());
+      return;
+    }
+    la.actor = spawn_task_actor(*self_, job, st_.ctx->pool, caf::actor_cast<caf::actor>(self_));
+    self_->monitor(la.actor);
+    st_.by_actor.emplace(la.actor.id(), std::make_pair(id, attempt));
+    st_.live.emplace(id, std::move(la));
+  }
+
+  void write_heartbeat(const std::string& id, live_attempt& la, const heartbeat_msg& hb) {
+    store::record_heartbeat rh;
+    rh.run_id = st_.ctx->run_id;
+    rh.node_id = id;
+    rh.attempt = la.attempt;
+    rh.heartbeat_ms = hb.at_ms;
+    rh.has_data = hb.has_data;
+    if (hb.has_data)
+      rh.data = hb.data;
+    std::size_t bytes = hb.has_data ? hb.data.dump().size() : 0;
+    st_.writes.push_back(std::move(rh));
+    std::int64_t interval = la.last_hb_write_ms ? hb.at_ms - la.last_hb_write_ms
+                                                : hb.at_ms - la.started_ms;
+    emit("TaskHeartbeat", {{"node_id", id},
+                           {"iteration", 0},
+                           {"attempt", la.attempt},
+                           {"has_data", hb.has_data},
+                           {"data_bytes", bytes},
+                           {"interval_ms", interval}});
+    la.last_hb_write_ms = hb.at_ms;
+    la.unwritten_hb.reset();
+  }
+
+  void on_heartbeat(const heartbeat_msg& hb, const std::string& id) {
+    auto it = st_.live.find(id);
+    if (it == st_.live.end() || it->second.attempt != hb.attempt)
+      return; // a late heartbeat of an attempt that has ended
+    auto& la = it->second;
+    if (hb.has_data)
+      st_.checkpoints[id] = hb.data;
+    if (hb.at_ms - la.last_hb_write_ms >= heartbeat_write_interval_ms) {
+      write_heartbeat(id, la, hb);
+      queue_tick();
+    } else {
+      // Keep the newest one; data wins over a bare liveness beat.
+      if (!la.unwritten_hb || hb.has_data || !la.unwritten_hb->has_data)
+        la.unwritten_hb = hb;
+      else
+        la.unwritten_hb->at_ms = hb.at_ms;
+    }
+  }
+
+  // Flushes the attempt's last heartbeat, then removes it from the live set.
+  live_attempt end_live(const std::string& id) {
+    auto it = st_.live.find(id);
+    live_attempt la = std::move(it->second);
+    st_.live.erase(it);
+    if (la.unwritten_hb) {
+      auto hb = *la.unwritten_hb;
+      write_heartbeat(id, la, hb);
+    }
+    return la;
+  }
+
+  void on_result(const std::string& id, std::int64_t attempt, const task_outcome& oc) {
+    auto it = st_.live.find(id);
+    if (it == st_.live.end() || it->second.attempt != attempt)
+      return;
+    if (oc.err) {
+      attempt_failed(id, attempt, *oc.err);
+      return;
+    }
+    auto la = end_live(id);
+    std::int64_t now = util::now_ms();
+    store::finish_attempt fa;
+    fa.run_id = st_.ctx->run_id;
+    fa.node_id = id;
+    fa.attempt = attempt;
+    fa.state = "finished";
+    fa.finished_ms = now;
+    fa.output = *oc.output;
+    st_.writes.push_back(std::move(fa));
+    sched::index t = st_.plan->find(id);
+    node_row(id, node_state::finished, t >= 0 ? st_.plan->specs[t].get() : nullptr);
+    emit("NodeOutput", {{"node_id", id}, {"iteration", 0}, {"output", *oc.output}});
+    emit("NodeFinished", {{"node_id", id},
+                          {"iteration", 0},
+                          {"attempt", attempt},
+                          {"duration_ms", now - la.started_ms}});
+    st_.effects.completions.push_back({completion::finished, id, *oc.output, 0});
+  }
+
+  void attempt_failed(const std::string& id, std::int64_t attempt, const error& err) {
+    end_live(id);
+    std::int64_t now = util::now_ms();
+    store::finish_attempt fa;
+    fa.run_id = st_.ctx->run_id;
+    fa.node_id = id;
+    fa.attempt = attempt;
+    fa.state = "failed";
+    fa.finished_ms = now;
+    fa.error = err.to_json();
+    st_.writes.push_back(std::move(fa));
+    sched::index t = st_.plan->find(id);
+    const task_spec* spec = t >= 0 ? st_.plan->specs[t].get() : nullptr;
+    bool retry = spec && is_retryable(err) && attempt <= spec->retries;
+    if (retry) {
+      retry_policy rp = spec->retry.value_or(retry_policy{});
+      std::uniform_real_distribution<double> unit(0.0, 1.0);
+      std::int64_t delay = backoff_ms(rp, attempt + 1, unit(st_.rng));
+      node_row(id, node_state::pending, spec);
+      emit("NodeRetrying", {{"node_id", id},
+                            {"iteration", 0},
+                            {"attempt", attempt},
+                            {"next_attempt", attempt + 1},
+                            {"delay_ms", delay},
+                            {"error", err.to_json()}});
+      st_.effects.completions.push_back({completion::retry, id, nullptr, delay});
+    } else {
+      node_row(id, node_state::failed, spec);
+      emit("NodeFailed",
+           {{"node_id", id}, {"iteration", 0}, {"attempt", attempt}, {"error", err.to_json()}});
+      st_.effects.completions.push_back({completion::failed, id, nullptr, 0});
+    }
+  }
+
+  void on_down(const caf::down_msg& dm) {
+    auto it = st_.by_actor.find(dm.source.id());
+    if (it == st_.by_actor.end())
+      return;
+    auto [id, attempt] = it->second;
+    st_.by_actor.erase(it);
+    auto lit = st_.live.find(id);
+    if (lit == st_.live.end() || lit->second.attempt != attempt)
+      return; // its result arrived first
+    attempt_failed(id, attempt,
+                   error{errc::task_failed, "task actor ended without a result (" +
+                                              caf::to_string(dm.reason) + ")"});
+    queue_tick();
+  }
+
+  void fail_run(error err) { end_run(run_status::failed, std::move(err)); }
+
+  void end_run(run_status status, std::optional<error> err) {
+    if (st_.ending)
+      return;
+    st_.ending = true;
+    std::int64_t now = util::now_ms();
+    st_.result.status = status;
+    st_.result.err = err;
+    st_.writes.push_back(store::update_run_status{st_.ctx->run_id, to_string(status),
+                                                  err ? err->to_json() : json(), now, now});
+    emit("RunStatusChanged", {{"status", to_string(status)}});
+    if (status == run_status::finished)
+      emit("RunFinished", {{"duration_ms", now - st_.ctx->started_ms}});
+    else
+      emit("RunFailed", {{"error", err ? err->to_json() : json()}});
+    st_.effects.final = true;
+    // Attempts still in flight (a failed run with in-flight siblings never
+    // gets here; a render error may) end with the supervisor.
+    for (auto& [id, la] : st_.live)
+      if (la.actor)
+        self_->send_exit(la.actor, caf::exit_reason::user_shutdown);
+    flush();
+  }
+
+  void tick() {
+    st_.tick_queued = false;
+    if (st_.ending)
+      return;
+    if (st_.ctx->wf->dynamic() && st_.dirty)
+      rerender();
+    if (st_.ending)
+      return;
+    for (auto t : st_.sched->take_auto_skipped())
+      record_skip(t, "a node it needs did not finish");
+    for (auto t : st_.sched->take_runnable())
+      start_task(t);
+    check_end();
+    flush();
+  }
+
+  void record_skip(sched::index t, const char* reason) {
+    const auto& id = st_.plan->task_ids[t];
+    node_row(id, node_state::skipped, st_.plan->specs[t].get());
+    emit("NodeSkipped", {{"node_id", id}, {"iteration", 0}, {"reason", reason}});
+  }
+
+  void check_end() {
+    // Results waiting for their commit keep their tasks in flight, so the
+    // scheduler only reports an end once every output is durable.
+    switch (st_.sched->status()) {
+      case sched::outcome::running:
+        return;
+      case sched::outcome::finished:
+        for (auto& [id, out] : st_.outputs)
+          st_.result.outputs.emplace(id, out);
+        end_run(run_status::finished, std::nullopt);
+        return;
+      case sched::outcome::failed: {
+        json ids = json::array();
+        std::string names;
+        for (auto t : st_.sched->failed_tasks()) {
+          ids.push_back(st_.plan->task_ids[t]);
+          names += (names.empty() ? "" : ", ") + st_.plan->task_ids[t];
+        }
+        for (auto& [id, out] : st_.outputs)
+          st_.result.outputs.emplace(id, out);
+        fail_run(error{errc::task_failed, "run failed: task(s) " + names + " failed",
+                       {{"failed_nodes", ids}}});
+        return;
+      }
+      case sched::outcome::stuck: {
+        json ids = json::array();
+        std::string names;
+        for (auto t : st_.sched->blocked_tasks()) {
+          ids.push_back(st_.plan->task_ids[t]);
+          names += (names.empty() ? "" : ", ") + st_.plan->task_ids[t];
+        }
+        fail_run(error{errc::invalid_workflow,
+                       "run cannot go on: task(s) " + names +
+                         " need outputs of nodes that can only run after them",
+                       {{"blocked_nodes", ids}}});
+        return;
+      }
+    }
+  }
+
+  void flush() {
+    if (st_.writes.empty() && st_.effects.completions.empty() && !st_.effects.final)
+      return;
+    auto batch = std::make_shared<write_batch>();
+    batch->commands.swap(st_.writes);
+    std::uint64_t id = st_.next_batch++;
+    st_.in_flight.emplace(id, std::move(st_.effects));
+    st_.effects = batch_effects{};
+    self_->send(st_.ctx->persistence, write_atom::value, id, batch);
+  }
+
+  void on_committed(std::uint64_t id) {
+    auto it = st_.in_flight.find(id);
+    if (it == st_.in_flight.end())
+      return;
+    batch_effects fx = std::move(it->second);
+    st_.in_flight.erase(it);
+    if (st_.ctx->publish)
+      for (const auto& e : fx.events)
+        st_.ctx->publish(e);
+    bool changed = false;
+    for (auto& c : fx.completions) {
+      sched::index t = st_.plan->find(c.node_id);
+      switch (c.kind) {
+        case completion::finished:
+          st_.outputs[c.node_id] = std::move(c.output);
+          st_.dirty = true;
+          if (t >= 0)
+            st_.sched->complete(t, node_state::finished);
+          break;
+        case completion::failed:
+          if (t >= 0)
+            st_.sched->complete(t, node_state::failed);
+          break;
+        case completion::retry:
+          if (t >= 0) {
+            st_.sched->defer(t);
+            self_->delayed_send(self_, std::chrono::milliseconds{c.delay_ms}, retry_atom::value,
+                                c.node_id);
+          }
+          break;
+      }
+      changed = true;
+    }
+    if (fx.final) {
+      finish();
+      return;
+    }
+    if (changed)
+      queue_tick();
+  }
+
+  void on_commit_failed(std::uint64_t id, const std::string& msg) {
+    st_.in_flight.erase(id);
+    // Without the store there is no durable progress: stop the run here. Its
+    // row stays as last committed, so it can be resumed once the store works.
+    spdlog::error("run {}: {}", st_.ctx->run_id, msg);
+    st_.result.status = run_status::failed;
+    st_.result.err = error{errc::db_error, msg};
+    for (auto& [nid, la] : st_.live)
+      if (la.actor)
+        self_->send_exit(la.actor, caf::exit_reason::user_shutdown);
+    finish();
+  }
+
+  void on_retry(const std::string& id) {
+    if (st_.ending)
+      return;
+    sched::index t = st_.plan->find(id);
+    if (t < 0)
+      return;
+    st_.sched->release(t);
+    queue_tick();
+  }
+
+  void finish() {
+    if (st_.ctx->on_end) {
+      auto cb = std::move(st_.ctx->on_end);
+      st_.ctx->on_end = nullptr;
+      cb(std::move(st_.result));
+    }
+    self_->quit();
+  }
+
+private:
+  sup_actor* self_;
+  supervisor_state& st_;
+};
+
+caf::behavior run_supervisor(sup_actor* self, std::shared_ptr<run_context> ctx) {
+  self->state.ctx = std::move(ctx);
+  self->set_down_handler([=](caf::down_msg& dm) { supervisor{self}.on_down(dm); });
+  return {
+    [=](start_atom) { supervisor{self}.start(); },
+    [=](tick_atom) { supervisor{self}.tick(); },
+    [=](result_atom, const std::string& id, std::int64_t attempt, const task_outcome_ptr& oc) {
+      supervisor s{self};
+      s.on_result(id, attempt, *oc);
+      s.queue_tick(); // coalesce: every queued result lands in one batch
+    },
+    [=](heartbeat_atom, const std::string& id, const heartbeat_ptr& hb) {
+      supervisor{self}.on_heartbeat(*hb, id);
+    },
+    [=](retry_atom, const std::string& id) { supervisor{self}.on_retry(id); },
+    [=](committed_atom, std::uint64_t id) { supervisor{self}.on_committed(id); },
+    [=](failed_atom, std::uint64_t id, const std::string& msg) {
+      supervisor{self}.on_commit_failed(id, msg);
+    },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_run_supervisor(caf::actor_system& sys, std::shared_ptr<run_context> ctx) {
+  auto a = sys.spawn(run_supervisor, std::move(ctx));
+  caf::anon_send(a, start_atom::value);
+  return a;
+}
+
+} // namespace smithers::actors

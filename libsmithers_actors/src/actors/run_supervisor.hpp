@@ -1,0 +1,40 @@
+// The run supervisor: one actor per run. Owns the run's in-memory state and
+// the render -> plan -> schedule loop; spawns and monitors a task actor per
+// attempt; writes through the persistence actor and lets dependents start
+// only after the output's commit.
+#pragma once
+
+#include "util/thread_pool.hpp"
+#include "workflow/render.hpp"
+
+#include <smithers/engine.hpp>
+
+#include <caf/actor.hpp>
+#include <caf/fwd.hpp>
+
+#include <functional>
+#include <map>
+#include <memory>
+
+namespace smithers::actors {
+
+using compute_registry = std::map<std::string, compute_fn>;
+
+struct run_context {
+  std::string run_id;
+  std::shared_ptr<const workflow> wf;
+  std::shared_ptr<const json> input;
+  std::int64_t max_concurrency = 0;             // 0: unlimited
+  std::shared_ptr<const compute_registry> computes;
+  rendered_tree first_render;                   // validated before the run was created
+  std::int64_t next_seq = 0;                    // events already written at creation
+  std::int64_t started_ms = 0;
+  caf::actor persistence;
+  util::thread_pool* pool = nullptr;
+  std::function<void(const event&)> publish;    // after commit
+  std::function<void(run_result)> on_end;       // once, when the run has ended
+};
+
+caf::actor spawn_run_supervisor(caf::actor_system& sys, std::shared_ptr<run_context> ctx);
+
+} // namespace smithers::actors

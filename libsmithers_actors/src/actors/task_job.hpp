@@ -1,0 +1,53 @@
+// What one attempt needs to run, and what it produced. Plain data: built by
+// the supervisor, executed by a task actor (on the blocking pool when the
+// work blocks).
+#pragma once
+
+#include <smithers/task.hpp>
+#include <smithers/workflow.hpp>
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace smithers::actors {
+
+struct task_job {
+  std::string run_id;
+  std::string node_id;
+  std::int64_t iteration = 0;
+  std::int64_t attempt = 1;
+  std::int32_t task_index = 0;
+  std::shared_ptr<const task_spec> spec;
+  compute_fn compute;                          // resolved (inline or registered)
+  std::shared_ptr<const json> input;
+  json needs = json::object();                 // node id -> output
+  json last_heartbeat;                         // previous attempt's checkpoint
+  std::shared_ptr<const json> output_schema;   // null: any object
+  std::vector<std::string> argv;               // expanded command
+  std::map<std::string, std::string> env;      // expanded env
+};
+
+struct task_outcome {
+  std::optional<json> output;                  // success
+  std::optional<error> err;                    // failure
+};
+
+/// Runs a job to its end on the calling thread (which may block): executes,
+/// then validates the output against the job's schema. `on_heartbeat` gets
+/// checkpoint data (has_data) or plain liveness.
+task_outcome execute(const task_job& job, const std::shared_ptr<std::atomic<bool>>& cancel,
+                     const std::function<void(json data, bool has_data)>& on_heartbeat);
+
+/// True for failures that must not be retried (SPEC: INVALID_OUTPUT of
+/// non-agent tasks, heartbeat payload errors, missing template values).
+bool is_retryable(const error& e);
+
+/// Delay before attempt `next_attempt` (2, 3, ...) under `p`; `unit` in
+/// [0, 1) draws the jitter.
+std::int64_t backoff_ms(const retry_policy& p, std::int64_t next_attempt, double unit);
+
+} // namespace smithers::actors

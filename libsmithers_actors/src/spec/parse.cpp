@@ -1,0 +1,408 @@
+#include "spec/parse.hpp"
+
+#include "spec/validate.hpp"
+#include "util/hash.hpp"
+
+#include <smithers/limits.hpp>
+
+#include <fstream>
+#include <sstream>
+
+namespace smithers::spec {
+
+namespace {
+
+constexpr const char* node_kinds[] = {"task", "sequence", "parallel", "loop", "branch",
+                                      "for_each", "approval", "timer", "signal"};
+
+std::string type_name(const json& v) {
+  switch (v.type()) {
+    case json::value_t::null:
+      return "null";
+    case json::value_t::boolean:
+      return "a boolean";
+    case json::value_t::string:
+      return "a string";
+    case json::value_t::array:
+      return "an array";
+    case json::value_t::object:
+      return "an object";
+    default:
+      return "a number";
+  }
+}
+
+struct parser {
+  problems& out;
+
+  bool expect(const json& v, json::value_t t, const std::string& path, const char* what) {
+    bool ok = v.type() == t;
+    if (t == json::value_t::number_integer)
+      ok = v.is_number_integer();
+    if (!ok)
+      out.push_back({path, std::string{"must be "} + what + ", got " + type_name(v)});
+    return ok;
+  }
+
+  std::optional<std::int64_t> integer(const json& v, const std::string& path) {
+    if (v.is_number_integer())
+      return v.get<std::int64_t>();
+    if (v.is_number_float()) {
+      double d = v.get<double>();
+      if (d == static_cast<double>(static_cast<std::int64_t>(d)))
+        return static_cast<std::int64_t>(d);
+    }
+    out.push_back({path, "must be an integer, got " + type_name(v)});
+    return std::nullopt;
+  }
+
+  std::optional<double> number(const json& v, const std::string& path) {
+    if (v.is_number())
+      return v.get<double>();
+    out.push_back({path, "must be a number, got " + type_name(v)});
+    return std::nullopt;
+  }
+
+  std::optional<std::string> string(const json& v, const std::string& path) {
+    if (v.is_string())
+      return v.get<std::string>();
+    out.push_back({path, "must be a string, got " + type_name(v)});
+    return std::nullopt;
+  }
+
+  std::optional<node> parse_node(const json& v, const std::string& path) {
+    if (!v.is_object()) {
+      out.push_back({path, "a node must be an object, got " + type_name(v)});
+      return std::nullopt;
+    }
+    std::vector<std::string> kinds;
+    for (const char* k : node_kinds)
+      if (v.contains(k))
+        kinds.emplace_back(k);
+    if (kinds.empty()) {
+      out.push_back({path, "node has no kind: expected one of task, sequence, parallel, loop, "
+                           "branch, for_each, approval, timer, signal"});
+      return std::nullopt;
+    }
+    if (kinds.size() > 1) {
+      out.push_back({path, "node has more than one kind: " + kinds[0] + " and " + kinds[1]});
+      return std::nullopt;
+    }
+    const std::string& kind = kinds[0];
+    if (is_unsupported_kind(kind)) {
+      out.push_back({child_path(path, kind),
+                     "node kind \"" + kind + "\" is not supported by this version of smithers"});
+      return std::nullopt;
+    }
+    if (kind == "task")
+      return parse_task(v, path);
+    return parse_group(v, path, kind == "sequence" ? node_kind::sequence : node_kind::parallel);
+  }
+
+  std::optional<node> parse_group(const json& v, const std::string& path, node_kind kind) {
+    const char* key = to_string(kind);
+    node n;
+    n.kind = kind;
+    bool ok = true;
+    for (const auto& [k, val] : v.items()) {
+      if (k == key)
+        continue;
+      if (k == "max_concurrency" && kind == node_kind::parallel) {
+        if (auto i = integer(val, child_path(path, k)))
+          n.max_concurrency = *i;
+        else
+          ok = false;
+        continue;
+      }
+      out.push_back({child_path(path, k), "unknown key \"" + k + "\" in a " + key + " node"});
+      ok = false;
+    }
+    const json& kids = v.at(key);
+    auto kids_path = child_path(path, key);
+    if (!expect(kids, json::value_t::array, kids_path, "an array of nodes"))
+      return std::nullopt;
+    n.children.reserve(kids.size());
+    for (std::size_t i = 0; i < kids.size(); ++i) {
+      auto c = parse_node(kids[i], index_path(kids_path, i));
+      if (c)
+        n.children.push_back(std::move(*c));
+      else
+        ok = false;
+    }
+    if (!ok)
+      return std::nullopt;
+    return n;
+  }
+
+  std::optional<node> parse_task(const json& v, const std::string& path) {
+    node n;
+    n.kind = node_kind::task;
+    auto spec = std::make_shared<task_spec>();
+    bool ok = true;
+    if (auto id = string(v.at("task"), child_path(path, "task")))
+      n.id = *id;
+    else
+      ok = false;
+
+    int bodies = 0;
+    for (const char* b : {"run", "value", "compute", "agent"})
+      bodies += v.contains(b) ? 1 : 0;
+    if (bodies != 1) {
+      out.push_back({path, bodies == 0 ? "task needs one of run, value, compute or agent"
+                                       : "task has more than one of run, value, compute, agent"});
+      ok = false;
+    }
+
+    for (const auto& [k, val] : v.items()) {
+      auto p = child_path(path, k);
+      if (k == "task") {
+        continue;
+      } else if (k == "run") {
+        spec->kind = task_kind::command;
+        if (val.is_string()) {
+          spec->use_shell = true;
+          spec->shell = val.get<std::string>();
+        } else if (val.is_array()) {
+          for (std::size_t i = 0; i < val.size(); ++i) {
+            if (auto s = string(val[i], index_path(p, i)))
+              spec->argv.push_back(*s);
+            else
+              ok = false;
+          }
+        } else {
+          out.push_back({p, "must be a string (shell) or an array of strings (argv), got " +
+                              type_name(val)});
+          ok = false;
+        }
+      } else if (k == "value") {
+        spec->kind = task_kind::value;
+        spec->value = val;
+      } else if (k == "compute") {
+        spec->kind = task_kind::compute;
+        if (auto s = string(val, p)) {
+          if (s->empty()) {
+            out.push_back({p, "compute function name must not be empty"});
+            ok = false;
+          }
+          spec->compute_name = *s;
+        } else {
+          ok = false;
+        }
+      } else if (k == "agent" || k == "prompt") {
+        out.push_back({p, "agent tasks are not supported by this version of smithers"});
+        ok = false;
+      } else if (k == "needs_approval" || k == "cache") {
+        out.push_back({p, "\"" + k + "\" is not supported by this version of smithers"});
+        ok = false;
+      } else if (k == "output") {
+        if (auto s = string(val, p))
+          spec->output = *s;
+        else
+          ok = false;
+      } else if (k == "output_schema") {
+        if (expect(val, json::value_t::object, p, "an object (a schema)"))
+          spec->output_schema = val;
+        else
+          ok = false;
+      } else if (k == "needs") {
+        if (!expect(val, json::value_t::array, p, "an array of task ids")) {
+          ok = false;
+          continue;
+        }
+        for (std::size_t i = 0; i < val.size(); ++i) {
+          if (auto s = string(val[i], index_path(p, i)))
+            spec->needs.push_back(*s);
+          else
+            ok = false;
+        }
+      } else if (k == "retries") {
+        if (auto i = integer(val, p))
+          spec->retries = *i;
+        else
+          ok = false;
+      } else if (k == "retry") {
+        ok = parse_retry(val, p, *spec) && ok;
+      } else if (k == "timeout_ms") {
+        if (auto i = integer(val, p))
+          spec->timeout_ms = *i;
+        else
+          ok = false;
+      } else if (k == "heartbeat_timeout_ms") {
+        if (auto i = integer(val, p))
+          spec->heartbeat_timeout_ms = *i;
+        else
+          ok = false;
+      } else if (k == "skip_if") {
+        spec->skip_if = val;
+      } else if (k == "continue_on_fail") {
+        if (expect(val, json::value_t::boolean, p, "a boolean"))
+          spec->continue_on_fail = val.get<bool>();
+        else
+          ok = false;
+      } else if (k == "label") {
+        if (auto s = string(val, p))
+          spec->label = *s;
+        else
+          ok = false;
+      } else if (k == "env") {
+        if (!expect(val, json::value_t::object, p, "an object of strings")) {
+          ok = false;
+          continue;
+        }
+        for (const auto& [name, tmpl] : val.items()) {
+          if (name.empty() || name.find('=') != std::string::npos) {
+            out.push_back({child_path(p, name), "invalid environment variable name"});
+            ok = false;
+          } else if (auto s = string(tmpl, child_path(p, name))) {
+            spec->env[name] = *s;
+          } else {
+            ok = false;
+          }
+        }
+      } else if (k == "cwd") {
+        if (auto s = string(val, p))
+          spec->cwd = *s;
+        else
+          ok = false;
+      } else {
+        out.push_back({p, "unknown key \"" + k + "\" in a task"});
+        ok = false;
+      }
+    }
+    if (!ok)
+      return std::nullopt;
+    n.task = std::move(spec);
+    return n;
+  }
+
+  bool parse_retry(const json& v, const std::string& path, task_spec& spec) {
+    if (!expect(v, json::value_t::object, path, "an object"))
+      return false;
+    retry_policy rp;
+    bool ok = true;
+    for (const auto& [k, val] : v.items()) {
+      auto p = child_path(path, k);
+      if (k == "initial_ms" || k == "max_ms") {
+        if (auto i = integer(val, p))
+          (k == "initial_ms" ? rp.initial_ms : rp.max_ms) = *i;
+        else
+          ok = false;
+      } else if (k == "backoff" || k == "jitter") {
+        if (auto d = number(val, p))
+          (k == "backoff" ? rp.backoff : rp.jitter) = *d;
+        else
+          ok = false;
+      } else {
+        out.push_back({p, "unknown key \"" + k + "\" in retry"});
+        ok = false;
+      }
+    }
+    spec.retry = rp;
+    return ok;
+  }
+
+  std::optional<workflow> parse(const json& doc) {
+    if (!doc.is_object()) {
+      out.push_back({"", "a workflow must be a JSON object, got " + type_name(doc)});
+      return std::nullopt;
+    }
+    workflow wf;
+    bool ok = true;
+    for (const auto& [k, val] : doc.items()) {
+      if (k == "name") {
+        if (auto s = string(val, k))
+          wf.name = *s;
+        else
+          ok = false;
+      } else if (k == "description" || k == "version") {
+        // informational only
+      } else if (k == "max_concurrency") {
+        if (auto i = integer(val, k))
+          wf.max_concurrency = *i;
+        else
+          ok = false;
+      } else if (k == "input") {
+        if (expect(val, json::value_t::object, k, "an object (a schema)"))
+          wf.input_schema = val;
+        else
+          ok = false;
+      } else if (k == "outputs") {
+        if (!expect(val, json::value_t::object, k, "an object of schemas")) {
+          ok = false;
+          continue;
+        }
+        for (const auto& [name, schema] : val.items()) {
+          if (expect(schema, json::value_t::object, child_path(k, name), "an object (a schema)"))
+            wf.output_schemas[name] = schema;
+          else
+            ok = false;
+        }
+      } else if (k == "root") {
+        continue;
+      } else {
+        out.push_back({k, "unknown top-level key \"" + k + "\""});
+        ok = false;
+      }
+    }
+    auto root = doc.find("root");
+    if (root == doc.end()) {
+      out.push_back({"root", "a workflow needs a root node"});
+      return std::nullopt;
+    }
+    auto r = parse_node(*root, "root");
+    if (!r || !ok)
+      return std::nullopt;
+    wf.root = std::move(*r);
+    return wf;
+  }
+};
+
+} // namespace
+
+bool is_unsupported_kind(const std::string& key) {
+  return key == "loop" || key == "branch" || key == "for_each" || key == "approval" ||
+         key == "timer" || key == "signal";
+}
+
+parse_result parse_workflow(const json& doc) {
+  parse_result res;
+  parser p{res.errors};
+  auto wf = p.parse(doc);
+  if (!wf)
+    return res;
+  auto ps = validate_workflow(*wf);
+  if (!ps.empty()) {
+    res.errors = std::move(ps);
+    return res;
+  }
+  res.hash = util::sha256_hex(doc.dump());
+  res.wf = std::move(wf);
+  return res;
+}
+
+parse_result load_workflow_file(const std::string& path) {
+  parse_result res;
+  if (path.size() > limits::max_workflow_path_bytes) {
+    res.errors.push_back({"", "workflow path is " + std::to_string(path.size()) +
+                                " bytes; the limit is " +
+                                std::to_string(limits::max_workflow_path_bytes)});
+    return res;
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    res.errors.push_back({"", "cannot read workflow file \"" + path + "\""});
+    return res;
+  }
+  std::stringstream buf;
+  buf << in.rdbuf();
+  json doc;
+  try {
+    doc = json::parse(buf.str());
+  } catch (const json::parse_error& e) {
+    res.errors.push_back({"", "\"" + path + "\" is not valid JSON: " + e.what()});
+    return res;
+  }
+  return parse_workflow(doc);
+}
+
+} // namespace smithers::spec

@@ -1,0 +1,28 @@
+// JSON workflow files (SPEC §2) -> workflow, with the JSON path of every
+// problem. Nothing here runs anything.
+#pragma once
+
+#include <smithers/workflow.hpp>
+#include "spec/problem.hpp"
+
+#include <optional>
+
+namespace smithers::spec {
+
+struct parse_result {
+  std::optional<workflow> wf; // set when there are no problems
+  problems errors;
+  std::string hash;           // sha256 of the canonical document
+};
+
+/// Parses and validates a workflow document.
+parse_result parse_workflow(const json& doc);
+
+/// Reads, parses and validates a workflow file. Unreadable files and JSON
+/// syntax errors are problems with an empty path (the message says where).
+parse_result load_workflow_file(const std::string& path);
+
+/// The node kinds of SPEC §2 that this version parses but cannot run yet.
+bool is_unsupported_kind(const std::string& key);
+
+} // namespace smithers::spec

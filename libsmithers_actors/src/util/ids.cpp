@@ -1,0 +1,58 @@
+#include "util/ids.hpp"
+
+#include "util/clock.hpp"
+
+#include <smithers/limits.hpp>
+
+#include <random>
+
+namespace smithers::util {
+
+std::optional<error> check_run_id(std::string_view id) {
+  if (id.empty())
+    return error{errc::invalid_run_id, "run id must not be empty"};
+  if (id.size() > limits::max_run_id_length)
+    return error{errc::invalid_run_id, "run id is " + std::to_string(id.size()) +
+                                         " characters long; the limit is " +
+                                         std::to_string(limits::max_run_id_length)};
+  for (std::size_t i = 0; i < id.size(); ++i) {
+    char c = id[i];
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == ':' || c == '-';
+    if (!ok)
+      return error{errc::invalid_run_id, "run id has a character outside [A-Za-z0-9._:-] at " +
+                                           std::string{"position "} + std::to_string(i)};
+  }
+  return std::nullopt;
+}
+
+bool valid_node_id(std::string_view id) {
+  if (id.empty() || id.size() > max_node_id_length)
+    return false;
+  for (char c : id) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-';
+    if (!ok)
+      return false;
+  }
+  return true;
+}
+
+std::string random_hex(std::size_t bytes) {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes * 2);
+  for (std::size_t i = 0; i < bytes; ++i) {
+    auto b = static_cast<unsigned>(rng() & 0xff);
+    out.push_back(hex[b >> 4]);
+    out.push_back(hex[b & 0xf]);
+  }
+  return out;
+}
+
+std::string new_run_id() {
+  return "run-" + std::to_string(now_ms()) + "-" + random_hex(4);
+}
+
+} // namespace smithers::util

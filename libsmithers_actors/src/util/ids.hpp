@@ -1,0 +1,25 @@
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <smithers/errors.hpp>
+
+namespace smithers::util {
+
+/// INVALID_RUN_ID unless 1..limits::max_run_id_length chars of [A-Za-z0-9._:-].
+std::optional<error> check_run_id(std::string_view id);
+
+/// Node ids: 1..max_node_id_length chars of [A-Za-z0-9_-] (no dots: templates
+/// and predicates use dotted paths "<node_id>.<field>").
+inline constexpr std::size_t max_node_id_length = 128;
+bool valid_node_id(std::string_view id);
+
+/// A new run id: "run-<unix ms>-<8 random hex>".
+std::string new_run_id();
+
+/// 16 random hex characters.
+std::string random_hex(std::size_t bytes = 8);
+
+} // namespace smithers::util

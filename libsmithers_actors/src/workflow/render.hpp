@@ -1,0 +1,23 @@
+// Render: evaluate a workflow against the run's state into a tree, and give
+// the tree a canonical JSON form and hash (stored as the frame).
+#pragma once
+
+#include <smithers/workflow.hpp>
+
+namespace smithers {
+
+struct rendered_tree {
+  node root;
+  json canonical;
+  std::string hash;
+};
+
+/// Calls the workflow's build function (or takes its static root) and
+/// canonicalizes the result. Exceptions from a build function propagate.
+rendered_tree render(const workflow& wf, const render_context& ctx);
+
+/// Canonical JSON of a tree: kinds, ids, options; callables appear as
+/// "<inline>" since code has no JSON form.
+json canonical_tree(const node& root);
+
+} // namespace smithers

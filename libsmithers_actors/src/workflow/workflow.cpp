@@ -1,0 +1,165 @@
+#include <smithers/workflow.hpp>
+
+#include "util/json_bounds.hpp"
+
+namespace smithers {
+
+const char* to_string(node_kind k) {
+  switch (k) {
+    case node_kind::task:
+      return "task";
+    case node_kind::sequence:
+      return "sequence";
+    case node_kind::parallel:
+      return "parallel";
+  }
+  return "?";
+}
+
+const char* to_string(task_kind k) {
+  switch (k) {
+    case task_kind::value:
+      return "value";
+    case task_kind::command:
+      return "command";
+    case task_kind::compute:
+      return "compute";
+  }
+  return "?";
+}
+
+task_spec& node::spec() {
+  if (!task)
+    throw smithers_error(errc::invalid_workflow,
+                         std::string{"task options apply to task nodes, not to a "} +
+                           to_string(kind));
+  return *task;
+}
+
+node& node::needs(std::vector<std::string> ids) {
+  spec().needs = std::move(ids);
+  return *this;
+}
+node& node::retries(std::int64_t n) {
+  spec().retries = n;
+  return *this;
+}
+node& node::retry(retry_policy p) {
+  spec().retry = p;
+  return *this;
+}
+node& node::timeout_ms(std::int64_t ms) {
+  spec().timeout_ms = ms;
+  return *this;
+}
+node& node::heartbeat_timeout_ms(std::int64_t ms) {
+  spec().heartbeat_timeout_ms = ms;
+  return *this;
+}
+node& node::output(std::string key) {
+  spec().output = std::move(key);
+  return *this;
+}
+node& node::output_schema(json schema) {
+  spec().output_schema = std::move(schema);
+  return *this;
+}
+node& node::label(std::string text) {
+  spec().label = std::move(text);
+  return *this;
+}
+node& node::env(std::string name, std::string value_template) {
+  spec().env[std::move(name)] = std::move(value_template);
+  return *this;
+}
+node& node::cwd(std::string dir) {
+  spec().cwd = std::move(dir);
+  return *this;
+}
+node& node::continue_on_fail(bool on) {
+  spec().continue_on_fail = on;
+  return *this;
+}
+node& node::skip_if(json predicate) {
+  spec().skip_if = std::move(predicate);
+  return *this;
+}
+
+node sequence(std::vector<node> children) {
+  node n;
+  n.kind = node_kind::sequence;
+  n.children = std::move(children);
+  return n;
+}
+
+node parallel(std::vector<node> children, std::optional<std::int64_t> max_concurrency) {
+  node n;
+  n.kind = node_kind::parallel;
+  n.children = std::move(children);
+  n.max_concurrency = max_concurrency;
+  return n;
+}
+
+namespace {
+node make_task(std::string id, task_spec spec) {
+  node n;
+  n.kind = node_kind::task;
+  n.id = std::move(id);
+  n.task = std::make_shared<task_spec>(std::move(spec));
+  return n;
+}
+} // namespace
+
+node value_task(std::string id, json value) {
+  task_spec s;
+  s.kind = task_kind::value;
+  s.value = std::move(value);
+  return make_task(std::move(id), std::move(s));
+}
+
+node command_task(std::string id, std::vector<std::string> argv) {
+  task_spec s;
+  s.kind = task_kind::command;
+  s.argv = std::move(argv);
+  return make_task(std::move(id), std::move(s));
+}
+
+node shell_task(std::string id, std::string command) {
+  task_spec s;
+  s.kind = task_kind::command;
+  s.shell = std::move(command);
+  s.use_shell = true;
+  return make_task(std::move(id), std::move(s));
+}
+
+node compute_task(std::string id, compute_fn fn) {
+  task_spec s;
+  s.kind = task_kind::compute;
+  s.compute = std::move(fn);
+  return make_task(std::move(id), std::move(s));
+}
+
+node compute_task(std::string id, std::string registered_name) {
+  task_spec s;
+  s.kind = task_kind::compute;
+  s.compute_name = std::move(registered_name);
+  return make_task(std::move(id), std::move(s));
+}
+
+const json& task_context::need(const std::string& node_id) const {
+  auto it = in_.needs.find(node_id);
+  if (it == in_.needs.end())
+    throw smithers_error(errc::template_missing_value,
+                         "task \"" + in_.node_id + "\" has no output of \"" + node_id +
+                           "\" (is it listed in needs?)");
+  return *it;
+}
+
+void task_context::heartbeat(json data) {
+  if (auto err = util::check_heartbeat_data(data))
+    throw smithers_error(*err);
+  if (in_.on_heartbeat)
+    in_.on_heartbeat(std::move(data));
+}
+
+} // namespace smithers

@@ -1,0 +1,303 @@
+#include <catch2/catch.hpp>
+
+#include "executors/command.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <iterator>
+#include <string>
+#include <vector>
+
+using namespace smithers;
+using namespace smithers::executors;
+using namespace std::chrono_literals;
+
+namespace {
+
+command_spec sh(const std::string& script) {
+  command_spec spec;
+  spec.argv = {"/bin/sh", "-c", script};
+  spec.run_id = "run-1";
+  spec.node_id = "build";
+  spec.iteration = 2;
+  spec.attempt = 3;
+  return spec;
+}
+
+struct heartbeat_log {
+  std::vector<json> data;     // heartbeat markers
+  std::size_t plain_lines = 0;
+  heartbeat_sink sink() {
+    return [this](const json& d, bool has_data) {
+      if (has_data)
+        data.push_back(d);
+      else
+        ++plain_lines;
+    };
+  }
+};
+
+} // namespace
+
+TEST_CASE("heartbeat lines") {
+  SECTION("markers") {
+    CHECK(parse_heartbeat_line("::heartbeat") == json(nullptr));
+    CHECK(parse_heartbeat_line("  ::heartbeat \t\r") == json(nullptr));
+    CHECK(parse_heartbeat_line("::heartbeat {\"step\": 2}") == json{{"step", 2}});
+    CHECK(parse_heartbeat_line("::heartbeat\t[1, 2]  ") == json::array({1, 2}));
+    CHECK(parse_heartbeat_line("\t::heartbeat \"text\"") == json("text"));
+    CHECK(parse_heartbeat_line("::heartbeat 42") == json(42));
+    CHECK(parse_heartbeat_line("::heartbeat null") == json(nullptr));
+  }
+  SECTION("not markers") {
+    CHECK_FALSE(parse_heartbeat_line(""));
+    CHECK_FALSE(parse_heartbeat_line("heartbeat"));
+    CHECK_FALSE(parse_heartbeat_line("::heartbeats"));
+    CHECK_FALSE(parse_heartbeat_line("::heartbeat{\"a\":1}"));
+    CHECK_FALSE(parse_heartbeat_line("echo ::heartbeat {}"));
+    CHECK_FALSE(parse_heartbeat_line("progress ::heartbeat"));
+    CHECK_FALSE(parse_heartbeat_line(":: heartbeat"));
+  }
+  SECTION("bad JSON after the marker") {
+    for (const char* line :
+         {"::heartbeat {bad", "::heartbeat {\"a\":1} trailing", "::heartbeat NaN",
+          "::heartbeat 1e999", "::heartbeat {\"a\": \"\xff\"}"}) {
+      INFO(line);
+      try {
+        parse_heartbeat_line(line);
+        FAIL("no error");
+      } catch (const smithers_error& e) {
+        CHECK(e.code() == errc::heartbeat_payload_not_json);
+        CHECK_NOTHROW(e.err().to_json().dump());
+      }
+    }
+  }
+}
+
+TEST_CASE("output extraction") {
+  SECTION("the whole stdout as one object") {
+    CHECK(extract_output("{\"a\": 1}") == json{{"a", 1}});
+    CHECK(extract_output("\n  {\"a\": {\"b\": [1, {\"c\": 2}]}}\n\n") ==
+          json::parse(R"({"a": {"b": [1, {"c": 2}]}})"));
+  }
+  SECTION("a fenced json block is preferred over trailing braces") {
+    auto text = "Here is the result:\n```json\n{\"ok\": true}\n```\nNote: {\"ok\": false}\n";
+    CHECK(extract_output(text) == json{{"ok", true}});
+  }
+  SECTION("the last fenced json block wins") {
+    auto text = "```json\n{\"v\": 1}\n```\nthen\n```json\n{\"v\": 2}\n```\n";
+    CHECK(extract_output(text) == json{{"v", 2}});
+  }
+  SECTION("fenced blocks that are not objects are skipped") {
+    auto text = "```json\n{\"v\": 1}\n```\n```json\n[1, 2]\n```\n```json\n{broken\n```";
+    CHECK(extract_output(text) == json{{"v", 1}});
+  }
+  SECTION("other fence languages do not confuse pairing") {
+    auto text = "```python\nprint({'x': 1})\n```\n```JSON\n{\"v\": 3}\n```\n";
+    CHECK(extract_output(text) == json{{"v", 3}});
+    CHECK(extract_output("inline ```json {\"v\": 4}``` done") == json{{"v", 4}});
+  }
+  SECTION("the last balanced object in prose") {
+    CHECK(extract_output("first {\"a\": 1} then {\"b\": 2} end") == json{{"b", 2}});
+    CHECK(extract_output("log line\n{\"a\": {\"b\": 1}}\ntrailing words") ==
+          json{{"a", {{"b", 1}}}});
+    CHECK(extract_output("result {\"a\": 1} and a stray {not json}") == json{{"a", 1}});
+  }
+  SECTION("braces and quotes inside strings") {
+    CHECK(extract_output(R"(x {"s": "}{ \" }", "t": "{"} y)") ==
+          json{{"s", "}{ \" }"}, {"t", "{"}});
+    CHECK(extract_output("Use { to open. Result: {\"a\": 1}") == json{{"a", 1}});
+    CHECK(extract_output("it's \"quoted { here\nresult {\"a\": 2}") == json{{"a", 2}});
+  }
+  SECTION("no object") {
+    CHECK_FALSE(extract_output(""));
+    CHECK_FALSE(extract_output("   \n"));
+    CHECK_FALSE(extract_output("hello world"));
+    CHECK_FALSE(extract_output("{not json}"));
+    CHECK_FALSE(extract_output("{\"a\": 1"));
+    CHECK_FALSE(extract_output("}{"));
+  }
+  SECTION("arrays and other values are not objects") {
+    CHECK_FALSE(extract_output("[1, 2, 3]"));
+    CHECK_FALSE(extract_output("[{\"a\": 1}]")); // one JSON value, not an object
+    CHECK_FALSE(extract_output("\"{\\\"a\\\": 1}\""));
+    CHECK_FALSE(extract_output("42"));
+    CHECK_FALSE(extract_output("```json\n[1]\n```"));
+  }
+  SECTION("large outputs stay fast") {
+    std::string big = "noise ";
+    for (int i = 0; i < 200000; ++i)
+      big += "{x";
+    big += "\n{\"done\": true}\n";
+    auto started = std::chrono::steady_clock::now();
+    CHECK(extract_output(big) == json{{"done", true}});
+    std::string nested(300000, '{');
+    nested += std::string(300000, '}');
+    CHECK_FALSE(extract_output(nested));
+    std::string huge = "{\"items\": [";
+    for (int i = 0; i < 100000; ++i)
+      huge += std::string(i ? "," : "") + "{\"i\": " + std::to_string(i) + "}";
+    huge += "]}";
+    CHECK(extract_output("prefix\n" + huge + "\n")->at("items").size() == 100000);
+    CHECK(std::chrono::steady_clock::now() - started < 30s);
+  }
+}
+
+TEST_CASE("run_command passes the context on stdin") {
+  auto spec = sh("cat");
+  spec.input = {{"repo", "x"}};
+  spec.needs = {{"count", {{"n", 3}}}};
+  spec.last_heartbeat = {{"step", 7}};
+  auto out = run_command(spec, nullptr);
+  REQUIRE_FALSE(out.failure);
+  REQUIRE(out.output);
+  CHECK(*out.output == json{{"run_id", "run-1"},
+                            {"node_id", "build"},
+                            {"iteration", 2},
+                            {"attempt", 3},
+                            {"input", {{"repo", "x"}}},
+                            {"needs", {{"count", {{"n", 3}}}}},
+                            {"last_heartbeat", {{"step", 7}}}});
+
+  // One line, readable with `read`.
+  auto line = run_command(sh("read -r ctx; printf '{\"len\": %d}' ${#ctx}"), nullptr);
+  REQUIRE(line.output);
+  CHECK(line.output->at("len").get<int>() > 10);
+}
+
+TEST_CASE("run_command sets the SMITHERS_* environment") {
+  auto script = "printf '{\"r\":\"%s\",\"n\":\"%s\",\"i\":\"%s\",\"a\":\"%s\",\"h\":\"%s\","
+                "\"x\":\"%s\"}' \"$SMITHERS_RUN_ID\" \"$SMITHERS_NODE_ID\" "
+                "\"$SMITHERS_ITERATION\" \"$SMITHERS_ATTEMPT\" "
+                "\"${SMITHERS_LAST_HEARTBEAT-unset}\" \"$EXTRA\"";
+  ::setenv("SMITHERS_LAST_HEARTBEAT", "{\"stale\":1}", 1); // from an enclosing task
+  auto spec = sh(script);
+  spec.env = {{"EXTRA", "task env"}, {"SMITHERS_RUN_ID", "spoofed"}};
+  auto none = run_command(spec, nullptr);
+  REQUIRE(none.output);
+  CHECK(*none.output == json{{"r", "run-1"},
+                             {"n", "build"},
+                             {"i", "2"},
+                             {"a", "3"},
+                             {"h", "unset"},
+                             {"x", "task env"}});
+  ::unsetenv("SMITHERS_LAST_HEARTBEAT");
+
+  spec = sh("printf '{\"h\": %s}' \"$SMITHERS_LAST_HEARTBEAT\"");
+  spec.last_heartbeat = {{"step", 4}, {"note", "a b"}};
+  auto with = run_command(spec, nullptr);
+  REQUIRE(with.output);
+  CHECK(with.output->at("h") == spec.last_heartbeat);
+}
+
+TEST_CASE("run_command records heartbeats and keeps them out of the output") {
+  auto spec = sh("echo '::heartbeat {\"step\": 1}'; echo '::heartbeat' >&2; echo working;"
+                 "echo '{\"ok\": true}';"
+                 "echo '  ::heartbeat {\"x\": {\"y\": 2}}'; echo warn >&2");
+  heartbeat_log log;
+  auto out = run_command(spec, log.sink());
+  REQUIRE_FALSE(out.failure);
+  REQUIRE(out.output);
+  CHECK(*out.output == json{{"ok", true}});
+  // The bare marker is on stderr, so its order against stdout is not fixed.
+  std::vector<json> with_data;
+  std::copy_if(log.data.begin(), log.data.end(), std::back_inserter(with_data),
+               [](const json& d) { return !d.is_null(); });
+  CHECK(with_data == std::vector<json>{{{"step", 1}}, {{"x", {{"y", 2}}}}});
+  CHECK(log.data.size() == 3);
+  CHECK(log.plain_lines == 3); // working, {"ok": true}, warn
+}
+
+TEST_CASE("run_command failures") {
+  SECTION("non-zero exit, with the stderr tail") {
+    auto out = run_command(
+      sh("echo '{\"ignored\": 1}'; i=1; while [ $i -le 30 ]; do echo line$i >&2; i=$((i+1)); "
+         "done; echo '::heartbeat' >&2; exit 3"),
+      nullptr);
+    REQUIRE(out.failure);
+    CHECK_FALSE(out.output);
+    CHECK(out.failure->code == errc::task_failed);
+    CHECK(out.failure->message == "command exited with code 3");
+    CHECK(out.failure->details["exit_code"] == 3);
+    std::string tail;
+    for (int i = 11; i <= 30; ++i)
+      tail += (i > 11 ? "\n" : "") + std::string("line") + std::to_string(i);
+    CHECK(out.failure->details["stderr_tail"] == tail);
+  }
+  SECTION("killed by a signal") {
+    auto out = run_command(sh("kill -9 $$"), nullptr);
+    REQUIRE(out.failure);
+    CHECK(out.failure->code == errc::task_failed);
+    CHECK(out.failure->message == "command was killed by signal 9 (SIGKILL)");
+    CHECK(out.failure->details["signal"] == 9);
+  }
+  SECTION("no JSON object") {
+    auto out = run_command(sh("echo hello; echo '[1, 2]'"), nullptr);
+    REQUIRE(out.failure);
+    CHECK(out.failure->code == errc::task_failed);
+    CHECK(out.failure->message == "command printed no JSON object on stdout");
+    CHECK(out.failure->details["stdout_tail"] == "hello\n[1, 2]");
+  }
+  SECTION("spawn error") {
+    command_spec spec;
+    spec.argv = {"nope-no-such-command-xyz"};
+    auto out = run_command(spec, nullptr);
+    REQUIRE(out.failure);
+    CHECK(out.failure->code == errc::task_failed);
+    CHECK(out.failure->message ==
+          "cannot execute \"nope-no-such-command-xyz\": No such file or directory");
+  }
+  SECTION("invalid UTF-8 in stderr still gives a serializable error") {
+    auto out = run_command(sh("printf 'bad \\377\\376 bytes\\n' >&2; exit 1"), nullptr);
+    REQUIRE(out.failure);
+    std::string tail = out.failure->details["stderr_tail"];
+    CHECK(tail == "bad \xEF\xBF\xBD\xEF\xBF\xBD bytes");
+    CHECK_NOTHROW(out.failure->to_json().dump());
+  }
+}
+
+TEST_CASE("run_command timeout and cancel") {
+  SECTION("timeout") {
+    auto spec = sh("sleep 100");
+    spec.timeout = 500ms;
+    auto started = std::chrono::steady_clock::now();
+    auto out = run_command(spec, nullptr);
+    CHECK(std::chrono::steady_clock::now() - started < 10s);
+    REQUIRE(out.failure);
+    CHECK(out.failure->code == errc::task_timeout);
+    CHECK(out.failure->message == "command timed out after 500 ms");
+    CHECK(out.timed_out);
+    CHECK_FALSE(out.cancelled);
+  }
+  SECTION("cancel") {
+    auto spec = sh("echo started; sleep 100");
+    spec.cancel = std::make_shared<std::atomic<bool>>(false);
+    auto out = run_command(spec, [&](const json&, bool) { spec.cancel->store(true); });
+    REQUIRE(out.failure);
+    CHECK(out.failure->code == errc::task_aborted);
+    CHECK(out.failure->message == "command was cancelled");
+    CHECK(out.cancelled);
+  }
+}
+
+TEST_CASE("run_command fails fast on a bad heartbeat") {
+  SECTION("not JSON") {
+    auto started = std::chrono::steady_clock::now();
+    heartbeat_log log;
+    auto out = run_command(sh("echo '::heartbeat {oops'; sleep 100"), log.sink());
+    CHECK(std::chrono::steady_clock::now() - started < 10s);
+    REQUIRE(out.failure);
+    CHECK(out.failure->code == errc::heartbeat_payload_not_json);
+    CHECK_FALSE(out.cancelled);
+    CHECK(log.data.empty());
+  }
+  SECTION("too large") {
+    auto out = run_command(
+      sh("printf '::heartbeat \"'; head -c 1100000 /dev/zero | tr '\\0' a; echo '\"'; "
+         "sleep 100"),
+      nullptr);
+    REQUIRE(out.failure);
+    CHECK(out.failure->code == errc::heartbeat_payload_too_large);
+  }
+}
