@@ -48,8 +48,10 @@ void flush(caf::stateful_actor<persistence_state>* self) {
       st.writer->apply(work[0].batch->commands);
       reply(self, work[0], nullptr);
     } catch (const std::exception& e) {
+      // The requester decides how bad this is (a duplicate run id is bad
+      // input, not a broken store) and reports it.
       std::string msg = e.what();
-      spdlog::error("commit failed: {}", msg);
+      spdlog::debug("commit failed: {}", msg);
       reply(self, work[0], &msg);
     }
     return;
@@ -75,7 +77,7 @@ void flush(caf::stateful_actor<persistence_state>* self) {
       reply(self, b, nullptr);
     } catch (const std::exception& e) {
       std::string msg = e.what();
-      spdlog::error("commit failed: {}", msg);
+      spdlog::debug("commit failed: {}", msg);
       reply(self, b, &msg);
     }
   }

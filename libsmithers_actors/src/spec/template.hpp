@@ -7,9 +7,11 @@
 #include <smithers/errors.hpp>
 #include "spec/problem.hpp"
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 namespace smithers::spec {
 
@@ -40,10 +42,17 @@ std::vector<std::string> template_output_refs(std::string_view text);
 bool has_template(std::string_view text);
 
 /// Expand all templates. Throws smithers_error(TEMPLATE_MISSING_VALUE) naming
-/// the template and the missing part.
+/// the template and the missing part; details {"template": "{{...}}"}.
+/// Syntax errors that check_template reports throw INVALID_WORKFLOW. A
+/// for_each variable shadows a built-in root of the same name.
 std::string expand(std::string_view text, const template_scope& scope, quoting q = quoting::none);
 
-/// Single-quote a string for /bin/sh.
+/// Single-quote a string for /bin/sh: 'it'\''s'. The empty string is ''.
 std::string shell_quote(std::string_view s);
+
+/// Follow a dotted path ("a.items.0.name") from `root`: segments name object
+/// keys; on an array, a segment of digits is an index. "" is `root` itself.
+/// nullptr when anything along the way is missing (also for an empty segment).
+const json* find_path(const json& root, std::string_view dotted);
 
 } // namespace smithers::spec

@@ -5,9 +5,13 @@
 
 #include <smithers/errors.hpp>
 
+#include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 
 struct sqlite3;
+struct sqlite3_stmt;
 
 namespace smithers::store {
 
@@ -46,6 +50,52 @@ private:
   database(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
   sqlite3* db_ = nullptr;
   std::string path_;
+};
+
+/// Throws smithers_error(DB_ERROR) "<context>: <sqlite3_errmsg(db)>".
+[[noreturn]] void throw_db_error(sqlite3* db, std::string_view context);
+
+/// A prepared statement (RAII). Parameters are 1-based, columns 0-based, as
+/// in SQLite. JSON goes in as dump() text (null -> SQL NULL) and comes back
+/// parsed (SQL NULL -> null). Errors throw DB_ERROR.
+class statement {
+public:
+  statement() = default;
+  statement(sqlite3* db, std::string_view sql);
+  statement(statement&& other) noexcept;
+  statement& operator=(statement&& other) noexcept;
+  statement(const statement&) = delete;
+  statement& operator=(const statement&) = delete;
+  ~statement();
+
+  sqlite3_stmt* handle() const { return stmt_; }
+
+  void bind_null(int i);
+  void bind_int(int i, std::int64_t v);
+  void bind_opt_int(int i, const std::optional<std::int64_t>& v);
+  /// Copies the text.
+  void bind_text(int i, std::string_view v);
+  /// Does not copy: `v` must stay alive until the next reset().
+  void bind_text_ref(int i, const std::string& v);
+  void bind_json(int i, const json& v);
+
+  /// Runs one step; true when a row is ready, false when done.
+  bool step();
+  /// Resets the statement and clears its bindings for the next use.
+  void reset();
+  /// Rows changed by the last completed INSERT/UPDATE/DELETE on this connection.
+  int changes() const;
+
+  bool column_is_null(int i) const;
+  std::int64_t column_int(int i) const;
+  std::optional<std::int64_t> column_opt_int(int i) const;
+  std::string column_text(int i) const; // NULL -> ""
+  json column_json(int i) const;        // NULL -> null
+
+private:
+  void check_bind(int rc, int i);
+  sqlite3* db_ = nullptr;
+  sqlite3_stmt* stmt_ = nullptr;
 };
 
 } // namespace smithers::store

@@ -1,0 +1,246 @@
+#include "store/database.hpp"
+
+#include "store/schema.hpp"
+
+#include <sqlite3.h>
+
+#include <filesystem>
+#include <utility>
+
+namespace smithers::store {
+
+namespace {
+
+constexpr int busy_timeout_ms = 5000;
+
+bool is_memory(const std::string& path) {
+  return path.empty() || path == ":memory:";
+}
+
+// The start of a statement on one line, to say which one failed.
+std::string sql_excerpt(std::string_view sql) {
+  constexpr std::size_t max_length = 60;
+  std::string out;
+  for (char c : sql) {
+    bool space = c == ' ' || c == '\n' || c == '\t' || c == '\r';
+    if (space && (out.empty() || out.back() == ' ')) continue;
+    if (out.size() == max_length) {
+      out += "...";
+      break;
+    }
+    out += space ? ' ' : c;
+  }
+  if (!out.empty() && out.back() == ' ') out.pop_back();
+  return out;
+}
+
+} // namespace
+
+void throw_db_error(sqlite3* db, std::string_view context) {
+  std::string message(context);
+  message += ": ";
+  message += db ? sqlite3_errmsg(db) : "out of memory";
+  throw smithers_error(errc::db_error, std::move(message));
+}
+
+// ---------------------------------------------------------------- database
+
+database database::open(const std::string& path, open_mode mode, sync_mode sync) {
+  const bool read_only = mode == open_mode::read_only;
+  if (read_only && !is_memory(path)) {
+    // SQLite would only say "unable to open database file".
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec))
+      throw smithers_error(errc::db_error, "database not found: " + path);
+  }
+
+  // NOMUTEX: a connection is used by one thread at a time (its owning actor).
+  int flags = SQLITE_OPEN_NOMUTEX |
+              (read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+  sqlite3* raw = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &raw, flags, nullptr);
+  database db(raw, path); // closes the handle if anything below throws
+  if (rc != SQLITE_OK) throw_db_error(raw, "cannot open database " + path);
+  sqlite3_busy_timeout(raw, busy_timeout_ms);
+
+  // The first statements are where "file is not a database" shows up.
+  auto naming_path = [&](auto&& setup) {
+    try {
+      setup();
+    } catch (const smithers_error& e) {
+      throw smithers_error(errc::db_error, "cannot open database " + path + ": " + e.err().message);
+    }
+  };
+
+  if (read_only) {
+    int version = 0;
+    naming_path([&] { version = db.user_version(); });
+    if (version > schema_version)
+      throw smithers_error(errc::db_error, newer_schema_message(version));
+    if (version < 1)
+      throw smithers_error(errc::db_error, "database has no smithers schema: " + path);
+    return db;
+  }
+
+  naming_path([&] {
+    if (!is_memory(path)) {
+      statement wal(raw, "PRAGMA journal_mode=WAL");
+      std::string journal = wal.step() ? wal.column_text(0) : std::string();
+      if (journal != "wal")
+        throw smithers_error(errc::db_error, "cannot enable WAL (journal_mode is " + journal + ")");
+    }
+    db.exec(sync == sync_mode::full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+    db.exec("PRAGMA foreign_keys=ON");
+  });
+  migrate(db);
+  return db;
+}
+
+database::database(database&& other) noexcept
+    : db_(std::exchange(other.db_, nullptr)), path_(std::move(other.path_)) {}
+
+database& database::operator=(database&& other) noexcept {
+  if (this != &other) {
+    if (db_) sqlite3_close_v2(db_);
+    db_ = std::exchange(other.db_, nullptr);
+    path_ = std::move(other.path_);
+  }
+  return *this;
+}
+
+database::~database() {
+  // close_v2: statements still alive (a bug, but not a crash) keep it open.
+  if (db_) sqlite3_close_v2(db_);
+}
+
+void database::exec(const std::string& sql) {
+  char* err = nullptr;
+  int rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err);
+  if (rc != SQLITE_OK) {
+    std::string message = err ? err : sqlite3_errstr(rc);
+    sqlite3_free(err);
+    throw smithers_error(errc::db_error, message + " (in: " + sql_excerpt(sql) + ")");
+  }
+}
+
+int database::user_version() const {
+  statement s(db_, "PRAGMA user_version");
+  return s.step() ? static_cast<int>(s.column_int(0)) : 0;
+}
+
+// --------------------------------------------------------------- statement
+
+statement::statement(sqlite3* db, std::string_view sql) : db_(db) {
+  int rc = sqlite3_prepare_v3(db, sql.data(), static_cast<int>(sql.size()),
+                              SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr);
+  if (rc != SQLITE_OK) {
+    sqlite3_finalize(stmt_);
+    stmt_ = nullptr;
+    throw_db_error(db, "cannot prepare \"" + sql_excerpt(sql) + "\"");
+  }
+}
+
+statement::statement(statement&& other) noexcept
+    : db_(other.db_), stmt_(std::exchange(other.stmt_, nullptr)) {}
+
+statement& statement::operator=(statement&& other) noexcept {
+  if (this != &other) {
+    sqlite3_finalize(stmt_);
+    db_ = other.db_;
+    stmt_ = std::exchange(other.stmt_, nullptr);
+  }
+  return *this;
+}
+
+statement::~statement() {
+  sqlite3_finalize(stmt_);
+}
+
+void statement::check_bind(int rc, int i) {
+  if (rc != SQLITE_OK)
+    throw_db_error(db_, "cannot bind parameter " + std::to_string(i) + " of \"" +
+                            sql_excerpt(sqlite3_sql(stmt_)) + "\"");
+}
+
+void statement::bind_null(int i) {
+  check_bind(sqlite3_bind_null(stmt_, i), i);
+}
+
+void statement::bind_int(int i, std::int64_t v) {
+  check_bind(sqlite3_bind_int64(stmt_, i, v), i);
+}
+
+void statement::bind_opt_int(int i, const std::optional<std::int64_t>& v) {
+  if (v)
+    bind_int(i, *v);
+  else
+    bind_null(i);
+}
+
+void statement::bind_text(int i, std::string_view v) {
+  check_bind(sqlite3_bind_text64(stmt_, i, v.data(), v.size(), SQLITE_TRANSIENT, SQLITE_UTF8), i);
+}
+
+void statement::bind_text_ref(int i, const std::string& v) {
+  check_bind(sqlite3_bind_text64(stmt_, i, v.data(), v.size(), SQLITE_STATIC, SQLITE_UTF8), i);
+}
+
+void statement::bind_json(int i, const json& v) {
+  if (v.is_null()) {
+    bind_null(i);
+    return;
+  }
+  // replace: invalid UTF-8 inside a string must not make a write fail.
+  bind_text(i, v.dump(-1, ' ', false, json::error_handler_t::replace));
+}
+
+bool statement::step() {
+  int rc = sqlite3_step(stmt_);
+  if (rc == SQLITE_ROW) return true;
+  if (rc == SQLITE_DONE) return false;
+  throw smithers_error(errc::db_error, std::string(sqlite3_errmsg(db_)) +
+                                           " (in: " + sql_excerpt(sqlite3_sql(stmt_)) + ")");
+}
+
+void statement::reset() {
+  // The return value repeats the last step's error, already reported.
+  sqlite3_reset(stmt_);
+  sqlite3_clear_bindings(stmt_);
+}
+
+int statement::changes() const {
+  return sqlite3_changes(db_);
+}
+
+bool statement::column_is_null(int i) const {
+  return sqlite3_column_type(stmt_, i) == SQLITE_NULL;
+}
+
+std::int64_t statement::column_int(int i) const {
+  return sqlite3_column_int64(stmt_, i);
+}
+
+std::optional<std::int64_t> statement::column_opt_int(int i) const {
+  if (column_is_null(i)) return std::nullopt;
+  return column_int(i);
+}
+
+std::string statement::column_text(int i) const {
+  auto text = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, i));
+  if (!text) return {};
+  return std::string(text, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, i)));
+}
+
+json statement::column_json(int i) const {
+  auto text = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, i));
+  if (!text) return nullptr;
+  auto size = static_cast<std::size_t>(sqlite3_column_bytes(stmt_, i));
+  try {
+    return json::parse(text, text + size);
+  } catch (const json::exception& e) {
+    throw smithers_error(errc::db_error, std::string("invalid JSON in column ") +
+                                             sqlite3_column_name(stmt_, i) + ": " + e.what());
+  }
+}
+
+} // namespace smithers::store

@@ -1,0 +1,180 @@
+#include "store/reader.hpp"
+
+#include <limits>
+
+namespace smithers::store {
+
+namespace {
+
+constexpr const char* run_columns =
+    "run_id, workflow_name, status, input_json, config_json, workflow_hash, workflow_path, "
+    "vcs_revision, owner_id, owner_pid, heartbeat_ms, cancel_requested, parent_run_id, "
+    "error_json, created_ms, updated_ms, finished_ms";
+
+run_row read_run(const statement& s) {
+  run_row r;
+  r.run_id = s.column_text(0);
+  r.workflow_name = s.column_text(1);
+  r.status = s.column_text(2);
+  r.input = s.column_json(3);
+  r.config = s.column_json(4);
+  r.workflow_hash = s.column_text(5);
+  r.workflow_path = s.column_text(6);
+  r.vcs_revision = s.column_text(7);
+  r.owner_id = s.column_text(8);
+  r.owner_pid = s.column_int(9);
+  r.heartbeat_ms = s.column_int(10);
+  r.cancel_requested = s.column_int(11) != 0;
+  r.parent_run_id = s.column_text(12);
+  r.error = s.column_json(13);
+  r.created_ms = s.column_int(14);
+  r.updated_ms = s.column_int(15);
+  r.finished_ms = s.column_opt_int(16);
+  return r;
+}
+
+// SQLite's LIMIT is signed; a size_t beyond it means "no limit".
+std::int64_t sql_limit(std::size_t limit) {
+  constexpr auto max = static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max());
+  return static_cast<std::int64_t>(limit > max ? max : limit);
+}
+
+} // namespace
+
+std::optional<run_row> reader::run(const std::string& run_id) const {
+  statement s(db_.handle(), std::string("SELECT ") + run_columns + " FROM runs WHERE run_id = ?1");
+  s.bind_text_ref(1, run_id);
+  if (!s.step()) return std::nullopt;
+  return read_run(s);
+}
+
+bool reader::run_exists(const std::string& run_id) const {
+  statement s(db_.handle(), "SELECT 1 FROM runs WHERE run_id = ?1");
+  s.bind_text_ref(1, run_id);
+  return s.step();
+}
+
+std::vector<run_row> reader::runs(const std::string& status, std::size_t limit) const {
+  std::string sql = std::string("SELECT ") + run_columns + " FROM runs";
+  if (!status.empty()) sql += " WHERE status = ?2";
+  sql += " ORDER BY created_ms DESC, rowid DESC LIMIT ?1";
+  statement s(db_.handle(), sql);
+  s.bind_int(1, sql_limit(limit));
+  if (!status.empty()) s.bind_text_ref(2, status);
+  std::vector<run_row> rows;
+  while (s.step())
+    rows.push_back(read_run(s));
+  return rows;
+}
+
+std::vector<node_row> reader::nodes(const std::string& run_id) const {
+  // rowid order is first-appearance order (the writer upserts in place).
+  statement s(db_.handle(), R"sql(
+SELECT run_id, node_id, iteration, state, attempts, label, kind, updated_ms
+FROM nodes WHERE run_id = ?1 ORDER BY rowid)sql");
+  s.bind_text_ref(1, run_id);
+  std::vector<node_row> rows;
+  while (s.step()) {
+    node_row n;
+    n.run_id = s.column_text(0);
+    n.node_id = s.column_text(1);
+    n.iteration = s.column_int(2);
+    n.state = s.column_text(3);
+    n.attempts = s.column_int(4);
+    n.label = s.column_text(5);
+    n.kind = s.column_text(6);
+    n.updated_ms = s.column_int(7);
+    rows.push_back(std::move(n));
+  }
+  return rows;
+}
+
+std::vector<attempt_row> reader::attempts(const std::string& run_id) const {
+  statement s(db_.handle(), R"sql(
+SELECT run_id, node_id, iteration, attempt, state, started_ms, finished_ms, heartbeat_ms,
+       heartbeat_json, error_json, meta_json, cached
+FROM attempts WHERE run_id = ?1 ORDER BY node_id, iteration, attempt)sql");
+  s.bind_text_ref(1, run_id);
+  std::vector<attempt_row> rows;
+  while (s.step()) {
+    attempt_row a;
+    a.run_id = s.column_text(0);
+    a.node_id = s.column_text(1);
+    a.iteration = s.column_int(2);
+    a.attempt = s.column_int(3);
+    a.state = s.column_text(4);
+    a.started_ms = s.column_int(5);
+    a.finished_ms = s.column_opt_int(6);
+    a.heartbeat_ms = s.column_opt_int(7);
+    a.heartbeat = s.column_json(8);
+    a.error = s.column_json(9);
+    a.meta = s.column_json(10);
+    a.cached = s.column_int(11) != 0;
+    rows.push_back(std::move(a));
+  }
+  return rows;
+}
+
+std::vector<output_row> reader::outputs(const std::string& run_id) const {
+  statement s(db_.handle(), R"sql(
+SELECT run_id, node_id, iteration, value_json
+FROM outputs WHERE run_id = ?1 ORDER BY rowid)sql");
+  s.bind_text_ref(1, run_id);
+  std::vector<output_row> rows;
+  while (s.step()) {
+    output_row o;
+    o.run_id = s.column_text(0);
+    o.node_id = s.column_text(1);
+    o.iteration = s.column_int(2);
+    o.value = s.column_json(3);
+    rows.push_back(std::move(o));
+  }
+  return rows;
+}
+
+std::vector<event_row> reader::events(const std::string& run_id, std::int64_t after_seq,
+                                      std::size_t limit) const {
+  statement s(db_.handle(), R"sql(
+SELECT run_id, seq, type, timestamp_ms, payload_json
+FROM events WHERE run_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3)sql");
+  s.bind_text_ref(1, run_id);
+  s.bind_int(2, after_seq);
+  s.bind_int(3, sql_limit(limit));
+  std::vector<event_row> rows;
+  while (s.step()) {
+    event_row e;
+    e.run_id = s.column_text(0);
+    e.seq = s.column_int(1);
+    e.type = s.column_text(2);
+    e.timestamp_ms = s.column_int(3);
+    e.payload = s.column_json(4);
+    rows.push_back(std::move(e));
+  }
+  return rows;
+}
+
+std::vector<frame_row> reader::frames(const std::string& run_id) const {
+  statement s(db_.handle(), R"sql(
+SELECT run_id, frame_no, tree_hash, tree_json, created_ms
+FROM frames WHERE run_id = ?1 ORDER BY frame_no)sql");
+  s.bind_text_ref(1, run_id);
+  std::vector<frame_row> rows;
+  while (s.step()) {
+    frame_row f;
+    f.run_id = s.column_text(0);
+    f.frame_no = s.column_int(1);
+    f.tree_hash = s.column_text(2);
+    f.tree = s.column_json(3);
+    f.created_ms = s.column_int(4);
+    rows.push_back(std::move(f));
+  }
+  return rows;
+}
+
+std::int64_t reader::frame_count(const std::string& run_id) const {
+  statement s(db_.handle(), "SELECT count(*) FROM frames WHERE run_id = ?1");
+  s.bind_text_ref(1, run_id);
+  return s.step() ? s.column_int(0) : 0;
+}
+
+} // namespace smithers::store

@@ -1,0 +1,281 @@
+#include "store/writer.hpp"
+
+#include <sqlite3.h>
+
+namespace smithers::store {
+
+namespace {
+
+// Resets (and clears the bindings of) a cached statement when a command is
+// done with it, also on error, so it holds no locks and no stale pointers.
+struct in_use {
+  statement& s;
+  ~in_use() { s.reset(); }
+};
+
+// For error messages only.
+struct describe {
+  std::string operator()(const insert_run& c) const { return "insert_run " + c.row.run_id; }
+  std::string operator()(const update_run_status& c) const {
+    return "update_run_status " + c.run_id + " -> " + c.status;
+  }
+  std::string operator()(const upsert_node& c) const {
+    return "upsert_node " + key(c.row.run_id, c.row.node_id, c.row.iteration);
+  }
+  std::string operator()(const insert_attempt& c) const {
+    return "insert_attempt " + key(c.row.run_id, c.row.node_id, c.row.iteration, c.row.attempt);
+  }
+  std::string operator()(const finish_attempt& c) const {
+    return "finish_attempt " + key(c.run_id, c.node_id, c.iteration, c.attempt);
+  }
+  std::string operator()(const record_heartbeat& c) const {
+    return "record_heartbeat " + key(c.run_id, c.node_id, c.iteration, c.attempt);
+  }
+  std::string operator()(const append_event& c) const {
+    return "append_event " + c.row.run_id + " seq " + std::to_string(c.row.seq);
+  }
+  std::string operator()(const store_frame& c) const {
+    return "store_frame " + c.row.run_id + " frame " + std::to_string(c.row.frame_no);
+  }
+
+  static std::string key(const std::string& run, const std::string& node, std::int64_t iteration,
+                         std::int64_t attempt = 0) {
+    std::string k = run + "/" + node + "[" + std::to_string(iteration) + "]";
+    if (attempt > 0) k += " attempt " + std::to_string(attempt);
+    return k;
+  }
+};
+
+} // namespace
+
+struct writer::impl {
+  explicit impl(sqlite3* db)
+      : db_(db), begin_(db, "BEGIN IMMEDIATE"), commit_(db, "COMMIT"), rollback_(db, "ROLLBACK"),
+        insert_run_(db, R"sql(
+INSERT INTO runs (run_id, workflow_name, status, input_json, config_json, workflow_hash,
+                  workflow_path, vcs_revision, owner_id, owner_pid, heartbeat_ms,
+                  cancel_requested, parent_run_id, error_json, created_ms, updated_ms,
+                  finished_ms)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17))sql"),
+        update_run_status_(db, R"sql(
+UPDATE runs SET status = ?2, error_json = ?3, updated_ms = ?4, finished_ms = ?5
+WHERE run_id = ?1)sql"),
+        // An upsert, not INSERT OR REPLACE: a replace would move the row to a
+        // new rowid and the reader lists nodes in rowid order.
+        upsert_node_(db, R"sql(
+INSERT INTO nodes (run_id, node_id, iteration, state, attempts, label, kind, updated_ms)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+ON CONFLICT (run_id, node_id, iteration) DO UPDATE SET
+  state = excluded.state, attempts = excluded.attempts, label = excluded.label,
+  kind = excluded.kind, updated_ms = excluded.updated_ms)sql"),
+        insert_attempt_(db, R"sql(
+INSERT INTO attempts (run_id, node_id, iteration, attempt, state, started_ms, finished_ms,
+                      heartbeat_ms, heartbeat_json, error_json, meta_json, cached)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12))sql"),
+        finish_attempt_(db, R"sql(
+UPDATE attempts SET state = ?5, finished_ms = ?6, error_json = ?7
+WHERE run_id = ?1 AND node_id = ?2 AND iteration = ?3 AND attempt = ?4)sql"),
+        upsert_output_(db, R"sql(
+INSERT INTO outputs (run_id, node_id, iteration, value_json) VALUES (?1, ?2, ?3, ?4)
+ON CONFLICT (run_id, node_id, iteration) DO UPDATE SET value_json = excluded.value_json)sql"),
+        heartbeat_(db, R"sql(
+UPDATE attempts SET heartbeat_ms = ?5
+WHERE run_id = ?1 AND node_id = ?2 AND iteration = ?3 AND attempt = ?4)sql"),
+        heartbeat_data_(db, R"sql(
+UPDATE attempts SET heartbeat_ms = ?5, heartbeat_json = ?6
+WHERE run_id = ?1 AND node_id = ?2 AND iteration = ?3 AND attempt = ?4)sql"),
+        append_event_(db, R"sql(
+INSERT INTO events (run_id, seq, type, timestamp_ms, payload_json)
+VALUES (?1, ?2, ?3, ?4, ?5))sql"),
+        store_frame_(db, R"sql(
+INSERT INTO frames (run_id, frame_no, tree_hash, tree_json, created_ms)
+VALUES (?1, ?2, ?3, ?4, ?5))sql") {}
+
+  // Strings of a command are bound without copying (bind_text_ref): the
+  // batch outlives the step, and in_use clears the bindings right after.
+
+  void operator()(const insert_run& c) {
+    auto& s = insert_run_;
+    in_use use{s};
+    const run_row& r = c.row;
+    s.bind_text_ref(1, r.run_id);
+    s.bind_text_ref(2, r.workflow_name);
+    s.bind_text_ref(3, r.status);
+    s.bind_json(4, r.input);
+    s.bind_json(5, r.config);
+    s.bind_text_ref(6, r.workflow_hash);
+    s.bind_text_ref(7, r.workflow_path);
+    s.bind_text_ref(8, r.vcs_revision);
+    s.bind_text_ref(9, r.owner_id);
+    s.bind_int(10, r.owner_pid);
+    s.bind_int(11, r.heartbeat_ms);
+    s.bind_int(12, r.cancel_requested ? 1 : 0);
+    if (r.parent_run_id.empty())
+      s.bind_null(13); // "no parent" is NULL, not ''
+    else
+      s.bind_text_ref(13, r.parent_run_id);
+    s.bind_json(14, r.error);
+    s.bind_int(15, r.created_ms);
+    s.bind_int(16, r.updated_ms);
+    s.bind_opt_int(17, r.finished_ms);
+    s.step();
+  }
+
+  void operator()(const update_run_status& c) {
+    auto& s = update_run_status_;
+    in_use use{s};
+    s.bind_text_ref(1, c.run_id);
+    s.bind_text_ref(2, c.status);
+    s.bind_json(3, c.error);
+    s.bind_int(4, c.updated_ms);
+    s.bind_opt_int(5, c.finished_ms);
+    s.step();
+    if (s.changes() == 0) throw smithers_error(errc::db_error, "no such run");
+  }
+
+  void operator()(const upsert_node& c) {
+    auto& s = upsert_node_;
+    in_use use{s};
+    const node_row& n = c.row;
+    s.bind_text_ref(1, n.run_id);
+    s.bind_text_ref(2, n.node_id);
+    s.bind_int(3, n.iteration);
+    s.bind_text_ref(4, n.state);
+    s.bind_int(5, n.attempts);
+    s.bind_text_ref(6, n.label);
+    s.bind_text_ref(7, n.kind);
+    s.bind_int(8, n.updated_ms);
+    s.step();
+  }
+
+  void operator()(const insert_attempt& c) {
+    auto& s = insert_attempt_;
+    in_use use{s};
+    const attempt_row& a = c.row;
+    bind_attempt_key(s, a.run_id, a.node_id, a.iteration, a.attempt);
+    s.bind_text_ref(5, a.state);
+    s.bind_int(6, a.started_ms);
+    s.bind_opt_int(7, a.finished_ms);
+    s.bind_opt_int(8, a.heartbeat_ms);
+    s.bind_json(9, a.heartbeat);
+    s.bind_json(10, a.error);
+    s.bind_json(11, a.meta);
+    s.bind_int(12, a.cached ? 1 : 0);
+    s.step();
+  }
+
+  void operator()(const finish_attempt& c) {
+    {
+      auto& s = finish_attempt_;
+      in_use use{s};
+      bind_attempt_key(s, c.run_id, c.node_id, c.iteration, c.attempt);
+      s.bind_text_ref(5, c.state);
+      s.bind_int(6, c.finished_ms);
+      s.bind_json(7, c.error);
+      s.step();
+      // An output must never appear without its attempt.
+      if (s.changes() == 0) throw smithers_error(errc::db_error, "no such attempt");
+    }
+    if (c.output) {
+      auto& s = upsert_output_;
+      in_use use{s};
+      s.bind_text_ref(1, c.run_id);
+      s.bind_text_ref(2, c.node_id);
+      s.bind_int(3, c.iteration);
+      s.bind_json(4, *c.output);
+      s.step();
+    }
+  }
+
+  // A heartbeat for an unknown attempt changes nothing and is not an error:
+  // failing would roll back the unrelated commands batched with it.
+  void operator()(const record_heartbeat& c) {
+    auto& s = c.has_data ? heartbeat_data_ : heartbeat_;
+    in_use use{s};
+    bind_attempt_key(s, c.run_id, c.node_id, c.iteration, c.attempt);
+    s.bind_int(5, c.heartbeat_ms);
+    if (c.has_data) s.bind_json(6, c.data);
+    s.step();
+  }
+
+  void operator()(const append_event& c) {
+    auto& s = append_event_;
+    in_use use{s};
+    const event_row& e = c.row;
+    s.bind_text_ref(1, e.run_id);
+    s.bind_int(2, e.seq);
+    s.bind_text_ref(3, e.type);
+    s.bind_int(4, e.timestamp_ms);
+    s.bind_json(5, e.payload);
+    s.step();
+  }
+
+  void operator()(const store_frame& c) {
+    auto& s = store_frame_;
+    in_use use{s};
+    const frame_row& f = c.row;
+    s.bind_text_ref(1, f.run_id);
+    s.bind_int(2, f.frame_no);
+    s.bind_text_ref(3, f.tree_hash);
+    s.bind_json(4, f.tree);
+    s.bind_int(5, f.created_ms);
+    s.step();
+  }
+
+  static void bind_attempt_key(statement& s, const std::string& run_id, const std::string& node_id,
+                               std::int64_t iteration, std::int64_t attempt) {
+    s.bind_text_ref(1, run_id);
+    s.bind_text_ref(2, node_id);
+    s.bind_int(3, iteration);
+    s.bind_int(4, attempt);
+  }
+
+  void exec(statement& s) {
+    in_use use{s};
+    s.step();
+  }
+
+  void rollback() {
+    // Some errors (disk full, I/O) already rolled the transaction back.
+    if (sqlite3_get_autocommit(db_)) return;
+    in_use use{rollback_};
+    sqlite3_step(rollback_.handle());
+  }
+
+  sqlite3* db_;
+  statement begin_, commit_, rollback_;
+  statement insert_run_, update_run_status_, upsert_node_, insert_attempt_, finish_attempt_,
+      upsert_output_, heartbeat_, heartbeat_data_, append_event_, store_frame_;
+};
+
+writer::writer(database& db) : impl_(std::make_unique<impl>(db.handle())) {}
+
+writer::~writer() = default;
+
+void writer::apply(const std::vector<command>& batch) {
+  if (batch.empty()) return;
+  impl& w = *impl_;
+  try {
+    w.exec(w.begin_);
+  } catch (const smithers_error& e) {
+    throw smithers_error(errc::db_error, "cannot begin a write transaction: " + e.err().message);
+  }
+  std::size_t i = 0;
+  try {
+    for (; i < batch.size(); ++i)
+      std::visit(w, batch[i]);
+    w.exec(w.commit_);
+  } catch (const std::exception& e) {
+    // Build the message before rolling back: ROLLBACK resets sqlite3_errmsg.
+    auto* se = dynamic_cast<const smithers_error*>(&e);
+    std::string cause = se ? se->err().message : e.what();
+    std::string message = i < batch.size() ? "write failed at command " + std::to_string(i + 1) +
+                                                 " of " + std::to_string(batch.size()) + " (" +
+                                                 std::visit(describe{}, batch[i]) + "): " + cause
+                                           : "commit failed: " + cause;
+    w.rollback();
+    throw smithers_error(errc::db_error, std::move(message));
+  }
+}
+
+} // namespace smithers::store

@@ -1,0 +1,245 @@
+// Workflow files: what parses, and every kind of problem with its JSON path.
+#include <catch2/catch.hpp>
+
+#include "spec/parse.hpp"
+#include "util/ids.hpp"
+#include "workflow/render.hpp"
+
+#include <smithers/limits.hpp>
+
+using namespace smithers;
+using namespace smithers::spec;
+
+namespace {
+
+json wf_with(json root) {
+  return {{"name", "t"}, {"root", std::move(root)}};
+}
+
+json task(const std::string& id) {
+  return {{"task", id}, {"value", json::object()}};
+}
+
+} // namespace
+
+TEST_CASE("a workflow with every supported kind and option parses") {
+  json doc = R"({
+    "name": "full",
+    "max_concurrency": 4,
+    "input": {"type": "object", "properties": {"repo": {"type": "string"}}},
+    "outputs": {"count": {"type": "object", "required": ["n"],
+                          "properties": {"n": {"type": "integer"}}}},
+    "root": {"sequence": [
+      {"task": "count", "run": ["sh", "-c", "echo '{\"n\": 3}'"], "output": "count"},
+      {"parallel": [
+        {"task": "a", "value": {"ok": true}, "label": "static"},
+        {"task": "b", "run": "./b.sh {{outputs.count.n}}", "retries": 2,
+         "retry": {"initial_ms": 200, "backoff": 2.0, "max_ms": 5000, "jitter": 0.1},
+         "timeout_ms": 1000, "heartbeat_timeout_ms": 500, "env": {"N": "{{outputs.count.n}}"},
+         "cwd": "/tmp", "continue_on_fail": true,
+         "skip_if": {"input": "dry_run", "equals": true}},
+        {"task": "c", "compute": "noop", "needs": ["a"],
+         "output_schema": {"type": "object"}}
+      ], "max_concurrency": 2}
+    ]}
+  })"_json;
+  auto res = parse_workflow(doc);
+  INFO(join(res.errors));
+  REQUIRE(res.wf);
+  const workflow& wf = *res.wf;
+  CHECK(wf.name == "full");
+  CHECK(wf.max_concurrency == 4);
+  CHECK(wf.output_schemas.count("count") == 1);
+  REQUIRE(wf.root.kind == node_kind::sequence);
+  REQUIRE(wf.root.children.size() == 2);
+  const node& count = wf.root.children[0];
+  CHECK(count.id == "count");
+  CHECK(count.task->kind == task_kind::command);
+  CHECK_FALSE(count.task->use_shell);
+  CHECK(count.task->argv.size() == 3);
+  const node& group = wf.root.children[1];
+  CHECK(group.kind == node_kind::parallel);
+  CHECK(group.max_concurrency == 2);
+  const task_spec& b = *group.children[1].task;
+  CHECK(b.use_shell);
+  CHECK(b.retries == 2);
+  REQUIRE(b.retry);
+  CHECK(b.retry->initial_ms == 200);
+  CHECK(b.retry->jitter == Approx(0.1));
+  CHECK(b.timeout_ms == 1000);
+  CHECK(b.heartbeat_timeout_ms == 500);
+  CHECK(b.env.at("N") == "{{outputs.count.n}}");
+  CHECK(b.continue_on_fail);
+  CHECK(b.skip_if.is_object());
+  const task_spec& c = *group.children[2].task;
+  CHECK(c.kind == task_kind::compute);
+  CHECK(c.compute_name == "noop");
+  CHECK(c.needs == std::vector<std::string>{"a"});
+  CHECK(res.hash.size() == 64);
+}
+
+TEST_CASE("the canonical tree and its hash depend only on the workflow") {
+  auto a = parse_workflow(wf_with({{"sequence", {task("x"), task("y")}}}));
+  auto b = parse_workflow(wf_with({{"sequence", {task("x"), task("y")}}}));
+  auto c = parse_workflow(wf_with({{"sequence", {task("y"), task("x")}}}));
+  REQUIRE(a.wf);
+  REQUIRE(b.wf);
+  REQUIRE(c.wf);
+  render_context ctx;
+  auto ra = render(*a.wf, ctx);
+  auto rb = render(*b.wf, ctx);
+  auto rc = render(*c.wf, ctx);
+  CHECK(ra.hash == rb.hash);
+  CHECK(ra.hash != rc.hash);
+  CHECK(ra.canonical["sequence"][0]["task"] == "x");
+}
+
+TEST_CASE("every workflow-file problem is reported with its JSON path") {
+  struct row {
+    const char* name;
+    json doc;
+    std::string path;
+    std::string message_part;
+  };
+  std::vector<row> rows{
+    {"not an object", json::array(), "", "must be a JSON object"},
+    {"no root", {{"name", "x"}}, "root", "needs a root node"},
+    {"unknown top-level key", {{"root", task("a")}, {"rooot", 1}}, "rooot", "unknown top-level"},
+    {"unknown node kind", wf_with({{"sequence", {{{"stage", "a"}}}}}), "root.sequence[0]",
+     "node has no kind"},
+    {"two kinds in one node", wf_with({{"sequence", json::array()}, {"parallel", json::array()}}),
+     "root", "more than one kind"},
+    {"unsupported kind", wf_with({{"sequence", {{{"loop", "l"}, {"body", task("a")}}}}}),
+     "root.sequence[0].loop", "not supported"},
+    {"group children not an array", wf_with({{"parallel", task("a")}}), "root.parallel",
+     "must be an array"},
+    {"unknown key in a group", wf_with({{"sequence", json::array()}, {"max_concurrency", 2}}),
+     "root.max_concurrency", "unknown key"},
+    {"group max_concurrency zero", wf_with({{"parallel", {task("a")}}, {"max_concurrency", 0}}),
+     "root.max_concurrency", "positive integer"},
+    {"top-level max_concurrency negative", {{"max_concurrency", -2}, {"root", task("a")}},
+     "max_concurrency", "positive integer"},
+    {"task without body", wf_with({{"task", "a"}}), "root", "one of run, value, compute"},
+    {"task with two bodies", wf_with({{"task", "a"}, {"value", json::object()}, {"run", "x"}}),
+     "root", "more than one"},
+    {"task id with a dot", wf_with(task("a.b")), "root.task", "[A-Za-z0-9_-]"},
+    {"task id empty", wf_with(task("")), "root.task", "must be 1-"},
+    {"duplicate ids", wf_with({{"parallel", {task("a"), task("a")}}}), "root.parallel[1].task",
+     "duplicate task id \"a\""},
+    {"unknown task key", wf_with({{"task", "a"}, {"value", json::object()}, {"retires", 1}}),
+     "root.retires", "unknown key"},
+    {"value not an object", wf_with({{"task", "a"}, {"value", 3}}), "root.value",
+     "must be a JSON object"},
+    {"run of a number", wf_with({{"task", "a"}, {"run", 3}}), "root.run", "string (shell)"},
+    {"run argv with a number", wf_with({{"task", "a"}, {"run", {"echo", 3}}}), "root.run[1]",
+     "must be a string"},
+    {"empty argv", wf_with({{"task", "a"}, {"run", json::array()}}), "root.run",
+     "at least one element"},
+    {"unknown output key", wf_with({{"task", "a"}, {"value", json::object()}, {"output", "nope"}}),
+     "root.output", "unknown output key \"nope\""},
+    {"bad output schema", wf_with({{"task", "a"}, {"value", json::object()},
+                                   {"output_schema", {{"type", "strin"}}}}),
+     "root.output_schema", ""},
+    {"needs naming no node",
+     wf_with({{"parallel", {task("a"), {{"task", "b"}, {"value", json::object()},
+                                        {"needs", {"ghost"}}}}}}),
+     "root.parallel[1].needs[0]", "\"ghost\""},
+    {"needs itself", wf_with({{"task", "a"}, {"value", json::object()}, {"needs", {"a"}}}),
+     "root.needs[0]", "cannot need itself"},
+    {"needs cycle",
+     wf_with({{"parallel",
+               {{{"task", "a"}, {"value", json::object()}, {"needs", {"b"}}},
+                {{"task", "b"}, {"value", json::object()}, {"needs", {"a"}}}}}}),
+     "root.parallel", "cycle"},
+    {"retries negative", wf_with({{"task", "a"}, {"value", json::object()}, {"retries", -1}}),
+     "root.retries", ">= 0"},
+    {"retries not an integer", wf_with({{"task", "a"}, {"value", json::object()}, {"retries", 1.5}}),
+     "root.retries", "must be an integer"},
+    {"timeout zero", wf_with({{"task", "a"}, {"value", json::object()}, {"timeout_ms", 0}}),
+     "root.timeout_ms", "positive integer"},
+    {"heartbeat timeout negative",
+     wf_with({{"task", "a"}, {"value", json::object()}, {"heartbeat_timeout_ms", -5}}),
+     "root.heartbeat_timeout_ms", "positive integer"},
+    {"retry backoff below one",
+     wf_with({{"task", "a"}, {"value", json::object()}, {"retry", {{"backoff", 0.5}}}}),
+     "root.retry.backoff", "from 1 to 1000"},
+    {"retry unknown key",
+     wf_with({{"task", "a"}, {"value", json::object()}, {"retry", {{"delay", 5}}}}),
+     "root.retry.delay", "unknown key"},
+    {"bad predicate", wf_with({{"task", "a"}, {"value", json::object()},
+                               {"skip_if", {{"input", "x"}, {"matches", 1}}}}),
+     "root.skip_if", ""},
+    {"predicate naming an unknown node",
+     wf_with({{"task", "a"}, {"value", json::object()},
+              {"skip_if", {{"output", "ghost.ok"}, {"equals", true}}}}),
+     "root.skip_if", "\"ghost\""},
+    {"unclosed template", wf_with({{"task", "a"}, {"run", "echo {{input.x"}}), "root.run", ""},
+    {"template naming an unknown node",
+     wf_with({{"task", "a"}, {"run", {"echo", "{{outputs.ghost.n}}"}}}), "root.run[1]",
+     "\"ghost\""},
+    {"env template naming an unknown node",
+     wf_with({{"task", "a"}, {"run", "true"}, {"env", {{"X", "{{outputs.ghost}}"}}}}),
+     "root.env.X", "\"ghost\""},
+    {"env value not a string", wf_with({{"task", "a"}, {"run", "true"}, {"env", {{"X", 1}}}}),
+     "root.env.X", "must be a string"},
+    {"agent tasks not yet", wf_with({{"task", "a"}, {"agent", {{"id", "claude"}}}}), "root.agent",
+     "not supported"},
+    {"empty compute name", wf_with({{"task", "a"}, {"compute", ""}}), "root.compute",
+     "must not be empty"},
+    {"input schema with an unknown keyword", {{"input", {{"typ", "object"}}}, {"root", task("a")}},
+     "input", ""},
+  };
+  for (const auto& r : rows) {
+    SECTION(r.name) {
+      auto res = parse_workflow(r.doc);
+      CHECK_FALSE(res.wf);
+      REQUIRE_FALSE(res.errors.empty());
+      bool found = false;
+      for (const auto& p : res.errors)
+        if (p.path.rfind(r.path, 0) == 0 && p.message.find(r.message_part) != std::string::npos)
+          found = true;
+      INFO("problems: " << join(res.errors));
+      CHECK(found);
+    }
+  }
+}
+
+TEST_CASE("files that cannot be read or are not JSON are refused with a clear message") {
+  auto missing = load_workflow_file("/nonexistent/wf.json");
+  CHECK_FALSE(missing.wf);
+  REQUIRE(missing.errors.size() == 1);
+  CHECK(missing.errors[0].message.find("cannot read") != std::string::npos);
+  auto long_path = load_workflow_file(std::string(limits::max_workflow_path_bytes + 1, 'a'));
+  REQUIRE(long_path.errors.size() == 1);
+  CHECK(long_path.errors[0].message.find("limit") != std::string::npos);
+}
+
+TEST_CASE("run ids: 1 to 256 characters of [A-Za-z0-9._:-]") {
+  using util::check_run_id;
+  CHECK_FALSE(check_run_id("a"));
+  CHECK_FALSE(check_run_id("run-1.2:3_x"));
+  CHECK_FALSE(check_run_id(std::string(limits::max_run_id_length - 1, 'r')));
+  CHECK_FALSE(check_run_id(std::string(limits::max_run_id_length, 'r')));
+  auto too_long = check_run_id(std::string(limits::max_run_id_length + 1, 'r'));
+  REQUIRE(too_long);
+  CHECK(too_long->code == "INVALID_RUN_ID");
+  CHECK(too_long->message.find("257") != std::string::npos);
+  auto empty = check_run_id("");
+  REQUIRE(empty);
+  CHECK(empty->code == "INVALID_RUN_ID");
+  for (const char* bad : {"a b", "a/b", "ä", "a\nb", "a$"}) {
+    auto e = check_run_id(bad);
+    REQUIRE(e);
+    CHECK(e->code == "INVALID_RUN_ID");
+  }
+  CHECK_FALSE(check_run_id(util::new_run_id()));
+}
+
+TEST_CASE("node ids: 1 to 128 characters of [A-Za-z0-9_-]") {
+  CHECK(util::valid_node_id("a"));
+  CHECK(util::valid_node_id(std::string(util::max_node_id_length, 'n')));
+  CHECK_FALSE(util::valid_node_id(std::string(util::max_node_id_length + 1, 'n')));
+  CHECK_FALSE(util::valid_node_id(""));
+  CHECK_FALSE(util::valid_node_id("a.b"));
+  CHECK_FALSE(util::valid_node_id("a b"));
+}

@@ -1,0 +1,652 @@
+#include <catch2/catch.hpp>
+
+#include "store/database.hpp"
+#include "store/reader.hpp"
+#include "store/schema.hpp"
+#include "store/writer.hpp"
+
+#include <sqlite3.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+using namespace smithers::store;
+using smithers::json;
+using smithers::smithers_error;
+
+namespace {
+
+// A fresh directory per test, removed afterwards.
+struct temp_dir {
+  std::string path;
+  temp_dir() {
+    char pattern[] = "/tmp/smithers-store-XXXXXX";
+    const char* made = mkdtemp(pattern);
+    REQUIRE(made != nullptr);
+    path = made;
+  }
+  ~temp_dir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+  std::string file(const std::string& name = "smithers.db") const { return path + "/" + name; }
+};
+
+std::string pragma_text(database& db, const std::string& name) {
+  statement s(db.handle(), "PRAGMA " + name);
+  REQUIRE(s.step());
+  return s.column_text(0);
+}
+
+std::int64_t count(database& db, const std::string& sql) {
+  statement s(db.handle(), sql);
+  REQUIRE(s.step());
+  return s.column_int(0);
+}
+
+// Runs f and returns the DB_ERROR message it throws ("" if it did not throw).
+template <class F> std::string db_error_of(F&& f) {
+  try {
+    f();
+  } catch (const smithers_error& e) {
+    CHECK(e.code() == "DB_ERROR");
+    return e.err().message;
+  }
+  return "";
+}
+
+run_row make_run(const std::string& id, std::int64_t created_ms = 1000,
+                 const std::string& status = "running") {
+  run_row r;
+  r.run_id = id;
+  r.workflow_name = "wf";
+  r.status = status;
+  r.created_ms = created_ms;
+  r.updated_ms = created_ms;
+  return r;
+}
+
+attempt_row make_attempt(const std::string& run, const std::string& node,
+                         std::int64_t attempt = 1) {
+  attempt_row a;
+  a.run_id = run;
+  a.node_id = node;
+  a.attempt = attempt;
+  a.state = "in-progress";
+  a.started_ms = 10;
+  return a;
+}
+
+event_row make_event(const std::string& run, std::int64_t seq, const std::string& type = "Tick") {
+  event_row e;
+  e.run_id = run;
+  e.seq = seq;
+  e.type = type;
+  e.timestamp_ms = 100 + seq;
+  e.payload = {{"type", type}, {"seq", seq}};
+  return e;
+}
+
+} // namespace
+
+TEST_CASE("the migrations are numbered 1 up to schema_version") {
+  const auto& list = migrations();
+  REQUIRE(!list.empty());
+  for (std::size_t i = 0; i < list.size(); ++i)
+    CHECK(list[i].version == static_cast<int>(i) + 1);
+  CHECK(list.back().version == schema_version);
+}
+
+TEST_CASE("opening a new file creates it with the current schema") {
+  temp_dir dir;
+  auto db = database::open(dir.file());
+  CHECK(std::filesystem::exists(dir.file()));
+  CHECK(db.user_version() == schema_version);
+  CHECK(db.path() == dir.file());
+  for (const char* table : {"runs", "nodes", "attempts", "outputs", "events", "frames"})
+    CHECK(count(db, std::string("SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND "
+                                "name = '") +
+                        table + "'") == 1);
+}
+
+TEST_CASE("reopening a migrated database keeps its version and its data") {
+  temp_dir dir;
+  {
+    auto db = database::open(dir.file());
+    writer(db).apply({insert_run{make_run("r1")}});
+  }
+  auto db = database::open(dir.file());
+  CHECK(db.user_version() == schema_version);
+  CHECK(reader(db).run_exists("r1"));
+}
+
+TEST_CASE("a database from a newer smithers is refused") {
+  temp_dir dir;
+  {
+    auto db = database::open(dir.file());
+    db.exec("PRAGMA user_version = 99");
+  }
+  std::string expected = "database schema version 99 is newer than this smithers (" +
+                         std::to_string(schema_version) + ")";
+  CHECK(db_error_of([&] { database::open(dir.file()); }) == expected);
+  CHECK(db_error_of([&] { database::open(dir.file(), open_mode::read_only); }) == expected);
+}
+
+TEST_CASE("a failed migration leaves the database as it was") {
+  temp_dir dir;
+  sqlite3* raw = nullptr;
+  REQUIRE(sqlite3_open(dir.file().c_str(), &raw) == SQLITE_OK);
+  // A foreign "runs" table makes CREATE TABLE runs fail mid-migration.
+  REQUIRE(sqlite3_exec(raw, "CREATE TABLE runs (x)", nullptr, nullptr, nullptr) == SQLITE_OK);
+  sqlite3_close(raw);
+
+  CHECK_THAT(db_error_of([&] { database::open(dir.file()); }),
+             Catch::Contains("migration to schema version 1 failed") &&
+                 Catch::Contains("table runs already exists"));
+  sqlite3* check = nullptr;
+  REQUIRE(sqlite3_open(dir.file().c_str(), &check) == SQLITE_OK);
+  {
+    statement s(check, "SELECT count(*) FROM sqlite_schema WHERE name <> 'runs'");
+    REQUIRE(s.step());
+    CHECK(s.column_int(0) == 0);
+    statement v(check, "PRAGMA user_version");
+    REQUIRE(v.step());
+    CHECK(v.column_int(0) == 0);
+  }
+  sqlite3_close(check);
+}
+
+TEST_CASE("a read-only open of a missing file fails and creates nothing") {
+  temp_dir dir;
+  CHECK(db_error_of([&] { database::open(dir.file(), open_mode::read_only); }) ==
+        "database not found: " + dir.file());
+  CHECK(!std::filesystem::exists(dir.file()));
+}
+
+TEST_CASE("a read-only open of a database without our schema fails") {
+  temp_dir dir;
+  sqlite3* raw = nullptr;
+  REQUIRE(sqlite3_open(dir.file().c_str(), &raw) == SQLITE_OK);
+  REQUIRE(sqlite3_exec(raw, "CREATE TABLE other (x)", nullptr, nullptr, nullptr) == SQLITE_OK);
+  sqlite3_close(raw);
+  CHECK(db_error_of([&] { database::open(dir.file(), open_mode::read_only); }) ==
+        "database has no smithers schema: " + dir.file());
+}
+
+TEST_CASE("a file that is not a database fails to open with the SQLite message") {
+  temp_dir dir;
+  std::FILE* f = std::fopen(dir.file().c_str(), "w");
+  REQUIRE(f);
+  std::fputs("this is not a database, but long enough to have a header......................\n", f);
+  std::fclose(f);
+  CHECK_THAT(db_error_of([&] { database::open(dir.file()); }),
+             Catch::Contains("cannot open database " + dir.file()) &&
+                 Catch::Contains("file is not a database"));
+  CHECK_THAT(db_error_of([&] { database::open(dir.file(), open_mode::read_only); }),
+             Catch::Contains("file is not a database"));
+}
+
+TEST_CASE("a read-write file database uses WAL, foreign keys and a busy timeout") {
+  temp_dir dir;
+  auto db = database::open(dir.file());
+  CHECK(pragma_text(db, "journal_mode") == "wal");
+  CHECK(pragma_text(db, "synchronous") == "1"); // NORMAL
+  CHECK(pragma_text(db, "foreign_keys") == "1");
+  CHECK(pragma_text(db, "busy_timeout") == "5000");
+}
+
+TEST_CASE("sync_mode full sets synchronous=FULL") {
+  temp_dir dir;
+  auto db = database::open(dir.file(), open_mode::read_write, sync_mode::full);
+  CHECK(pragma_text(db, "synchronous") == "2");
+}
+
+TEST_CASE("an in-memory database is migrated without WAL") {
+  auto db = database::open(":memory:");
+  CHECK(pragma_text(db, "journal_mode") == "memory");
+  CHECK(db.user_version() == schema_version);
+  writer(db).apply({insert_run{make_run("r1")}});
+  CHECK(reader(db).run_exists("r1"));
+}
+
+TEST_CASE("a read-only connection reads but cannot write") {
+  temp_dir dir;
+  {
+    auto db = database::open(dir.file());
+    writer(db).apply({insert_run{make_run("r1")}});
+  }
+  auto ro = database::open(dir.file(), open_mode::read_only);
+  CHECK(pragma_text(ro, "busy_timeout") == "5000");
+  CHECK(reader(ro).run_exists("r1"));
+  writer w(ro);
+  CHECK_THAT(db_error_of([&] { w.apply({insert_run{make_run("r2")}}); }),
+             Catch::Contains("readonly database"));
+  CHECK_THAT(db_error_of([&] { ro.exec("DELETE FROM runs"); }),
+             Catch::Contains("readonly database"));
+}
+
+TEST_CASE("a moved database keeps the connection") {
+  auto a = database::open(":memory:");
+  writer(a).apply({insert_run{make_run("r1")}});
+  database b = std::move(a);
+  CHECK(a.handle() == nullptr);
+  CHECK(reader(b).run_exists("r1"));
+}
+
+TEST_CASE("a run row round-trips through the store") {
+  auto db = database::open(":memory:");
+  run_row r = make_run("r1", 1234, "running");
+  r.input = {{"n", 3}, {"s", "x"}};
+  r.config = {{"max_concurrency", 4}};
+  r.workflow_hash = "abc";
+  r.workflow_path = "/w/flow.json";
+  r.vcs_revision = "deadbeef";
+  r.owner_id = "owner-1";
+  r.owner_pid = 4242;
+  r.heartbeat_ms = 1300;
+  r.cancel_requested = true;
+  r.parent_run_id = "r0";
+  r.error = {{"code", "X"}, {"message", "m"}};
+  r.updated_ms = 1250;
+  r.finished_ms = 1299;
+  writer(db).apply({insert_run{r}});
+
+  auto got = reader(db).run("r1");
+  REQUIRE(got);
+  CHECK(got->run_id == "r1");
+  CHECK(got->workflow_name == "wf");
+  CHECK(got->status == "running");
+  CHECK(got->input == r.input);
+  CHECK(got->config == r.config);
+  CHECK(got->workflow_hash == "abc");
+  CHECK(got->workflow_path == "/w/flow.json");
+  CHECK(got->vcs_revision == "deadbeef");
+  CHECK(got->owner_id == "owner-1");
+  CHECK(got->owner_pid == 4242);
+  CHECK(got->heartbeat_ms == 1300);
+  CHECK(got->cancel_requested);
+  CHECK(got->parent_run_id == "r0");
+  CHECK(got->error == r.error);
+  CHECK(got->created_ms == 1234);
+  CHECK(got->updated_ms == 1250);
+  CHECK(got->finished_ms == 1299);
+
+  CHECK(!reader(db).run("nope"));
+  CHECK(!reader(db).run_exists("nope"));
+}
+
+TEST_CASE("json null and empty optionals are stored as SQL NULL") {
+  auto db = database::open(":memory:");
+  run_row r = make_run("r1");
+  r.input = nullptr; // defaults: error null, no parent, not finished
+  attempt_row a = make_attempt("r1", "n");
+  writer(db).apply({insert_run{r}, insert_attempt{a}});
+
+  CHECK(count(db, "SELECT count(*) FROM runs WHERE input_json IS NULL AND error_json IS NULL "
+                  "AND parent_run_id IS NULL AND finished_ms IS NULL") == 1);
+  CHECK(count(db, "SELECT count(*) FROM attempts WHERE finished_ms IS NULL AND heartbeat_ms IS "
+                  "NULL AND heartbeat_json IS NULL AND error_json IS NULL") == 1);
+  auto got = reader(db).run("r1");
+  REQUIRE(got);
+  CHECK(got->input.is_null());
+  CHECK(got->error.is_null());
+  CHECK(got->parent_run_id.empty());
+  CHECK(!got->finished_ms);
+}
+
+TEST_CASE("update_run_status sets status, error and times") {
+  auto db = database::open(":memory:");
+  writer w(db);
+  w.apply({insert_run{make_run("r1")}});
+  json err = {{"code", "TASK_FAILED"}, {"message", "boom"}};
+  w.apply({update_run_status{"r1", "failed", err, 2000, 2001}});
+  auto got = reader(db).run("r1");
+  REQUIRE(got);
+  CHECK(got->status == "failed");
+  CHECK(got->error == err);
+  CHECK(got->updated_ms == 2000);
+  CHECK(got->finished_ms == 2001);
+
+  // Resumed: the error is cleared and the run is not finished any more.
+  w.apply({update_run_status{"r1", "running", nullptr, 3000, std::nullopt}});
+  got = reader(db).run("r1");
+  CHECK(got->status == "running");
+  CHECK(got->error.is_null());
+  CHECK(got->updated_ms == 3000);
+  CHECK(!got->finished_ms);
+}
+
+TEST_CASE("update_run_status of an unknown run fails") {
+  auto db = database::open(":memory:");
+  CHECK_THAT(db_error_of([&] {
+               writer(db).apply({update_run_status{"ghost", "failed", nullptr, 1, 1}});
+             }),
+             Catch::Contains("no such run"));
+}
+
+TEST_CASE("upserting a node updates it in place and keeps first-appearance order") {
+  auto db = database::open(":memory:");
+  writer w(db);
+  node_row b{"r1", "b", 0, "pending", 0, "B", "command", 1};
+  node_row a{"r1", "a", 0, "pending", 0, "A", "value", 2};
+  node_row a1{"r1", "a", 1, "pending", 0, "A", "value", 3};
+  w.apply({insert_run{make_run("r1")}, upsert_node{b}, upsert_node{a}, upsert_node{a1}});
+
+  b.state = "finished";
+  b.attempts = 2;
+  b.label = "B2";
+  b.updated_ms = 9;
+  w.apply({upsert_node{b}});
+
+  auto nodes = reader(db).nodes("r1");
+  REQUIRE(nodes.size() == 3);
+  CHECK(nodes[0].node_id == "b");
+  CHECK(nodes[0].iteration == 0);
+  CHECK(nodes[0].state == "finished");
+  CHECK(nodes[0].attempts == 2);
+  CHECK(nodes[0].label == "B2");
+  CHECK(nodes[0].kind == "command");
+  CHECK(nodes[0].updated_ms == 9);
+  CHECK(nodes[1].node_id == "a");
+  CHECK(nodes[1].iteration == 0);
+  CHECK(nodes[2].node_id == "a");
+  CHECK(nodes[2].iteration == 1);
+  CHECK(reader(db).nodes("other").empty());
+}
+
+TEST_CASE("an attempt round-trips and heartbeats update it") {
+  auto db = database::open(":memory:");
+  writer w(db);
+  attempt_row a = make_attempt("r1", "n");
+  a.iteration = 2;
+  a.meta = {{"worker", "w1"}};
+  a.cached = true;
+  w.apply({insert_run{make_run("r1")}, insert_attempt{a}});
+
+  auto got = reader(db).attempts("r1");
+  REQUIRE(got.size() == 1);
+  CHECK(got[0].run_id == "r1");
+  CHECK(got[0].node_id == "n");
+  CHECK(got[0].iteration == 2);
+  CHECK(got[0].attempt == 1);
+  CHECK(got[0].state == "in-progress");
+  CHECK(got[0].started_ms == 10);
+  CHECK(!got[0].finished_ms);
+  CHECK(!got[0].heartbeat_ms);
+  CHECK(got[0].heartbeat.is_null());
+  CHECK(got[0].error.is_null());
+  CHECK(got[0].meta == a.meta);
+  CHECK(got[0].cached);
+
+  SECTION("a heartbeat with data stores its time and data") {
+    w.apply({record_heartbeat{"r1", "n", 2, 1, 50, {{"progress", 1}}, true}});
+    got = reader(db).attempts("r1");
+    CHECK(got[0].heartbeat_ms == 50);
+    CHECK(got[0].heartbeat == json{{"progress", 1}});
+
+    SECTION("a heartbeat without data keeps the previous data") {
+      w.apply({record_heartbeat{"r1", "n", 2, 1, 60, nullptr, false}});
+      got = reader(db).attempts("r1");
+      CHECK(got[0].heartbeat_ms == 60);
+      CHECK(got[0].heartbeat == json{{"progress", 1}});
+    }
+  }
+
+  SECTION("a heartbeat for an unknown attempt changes nothing") {
+    w.apply({record_heartbeat{"r1", "n", 2, 7, 50, {{"x", 1}}, true}});
+    got = reader(db).attempts("r1");
+    REQUIRE(got.size() == 1);
+    CHECK(!got[0].heartbeat_ms);
+  }
+}
+
+TEST_CASE("attempts are listed by node, iteration and attempt") {
+  auto db = database::open(":memory:");
+  attempt_row b2 = make_attempt("r1", "b", 2);
+  attempt_row b1 = make_attempt("r1", "b", 1);
+  attempt_row a1 = make_attempt("r1", "a", 1);
+  a1.iteration = 1;
+  attempt_row a0 = make_attempt("r1", "a", 1);
+  writer(db).apply({insert_run{make_run("r1")}, insert_attempt{b2}, insert_attempt{b1},
+                    insert_attempt{a1}, insert_attempt{a0}});
+  auto got = reader(db).attempts("r1");
+  REQUIRE(got.size() == 4);
+  CHECK((got[0].node_id == "a" && got[0].iteration == 0));
+  CHECK((got[1].node_id == "a" && got[1].iteration == 1));
+  CHECK((got[2].node_id == "b" && got[2].attempt == 1));
+  CHECK((got[3].node_id == "b" && got[3].attempt == 2));
+}
+
+TEST_CASE("finish_attempt with an output writes the attempt and the output") {
+  auto db = database::open(":memory:");
+  writer w(db);
+  w.apply({insert_run{make_run("r1")}, insert_attempt{make_attempt("r1", "n")}});
+  w.apply({finish_attempt{"r1", "n", 0, 1, "finished", 77, nullptr, json{{"answer", 42}}}});
+
+  auto attempts = reader(db).attempts("r1");
+  REQUIRE(attempts.size() == 1);
+  CHECK(attempts[0].state == "finished");
+  CHECK(attempts[0].finished_ms == 77);
+  CHECK(attempts[0].error.is_null());
+  auto outputs = reader(db).outputs("r1");
+  REQUIRE(outputs.size() == 1);
+  CHECK(outputs[0].run_id == "r1");
+  CHECK(outputs[0].node_id == "n");
+  CHECK(outputs[0].iteration == 0);
+  CHECK(outputs[0].value == json{{"answer", 42}});
+
+  SECTION("a later attempt replaces the output") {
+    w.apply({insert_attempt{make_attempt("r1", "n", 2)},
+             finish_attempt{"r1", "n", 0, 2, "finished", 88, nullptr, json("second")}});
+    outputs = reader(db).outputs("r1");
+    REQUIRE(outputs.size() == 1);
+    CHECK(outputs[0].value == "second");
+  }
+}
+
+TEST_CASE("finish_attempt without an output records only the attempt") {
+  auto db = database::open(":memory:");
+  writer w(db);
+  json err = {{"code", "TASK_FAILED"}, {"message", "exit 1"}};
+  w.apply({insert_run{make_run("r1")}, insert_attempt{make_attempt("r1", "n")},
+           finish_attempt{"r1", "n", 0, 1, "failed", 5, err, std::nullopt}});
+  auto attempts = reader(db).attempts("r1");
+  REQUIRE(attempts.size() == 1);
+  CHECK(attempts[0].state == "failed");
+  CHECK(attempts[0].error == err);
+  CHECK(reader(db).outputs("r1").empty());
+}
+
+TEST_CASE("an output that is JSON null is still an output") {
+  auto db = database::open(":memory:");
+  writer(db).apply({insert_run{make_run("r1")}, insert_attempt{make_attempt("r1", "n")},
+                    finish_attempt{"r1", "n", 0, 1, "finished", 5, nullptr, json(nullptr)}});
+  auto outputs = reader(db).outputs("r1");
+  REQUIRE(outputs.size() == 1);
+  CHECK(outputs[0].value.is_null());
+}
+
+TEST_CASE("finish_attempt without its attempt fails and rolls back the whole batch") {
+  auto db = database::open(":memory:");
+  writer w(db);
+  w.apply({insert_run{make_run("r1")}});
+  auto message = db_error_of([&] {
+    w.apply({append_event{make_event("r1", 1)},
+             upsert_node{{"r1", "n", 0, "finished", 1, "", "", 1}},
+             finish_attempt{"r1", "n", 0, 1, "finished", 5, nullptr, json(1)}});
+  });
+  CHECK_THAT(message, Catch::Contains("no such attempt"));
+  CHECK_THAT(message, Catch::Contains("command 3 of 3"));
+  CHECK(reader(db).events("r1").empty());
+  CHECK(reader(db).nodes("r1").empty());
+  CHECK(reader(db).outputs("r1").empty());
+}
+
+TEST_CASE("a failing command leaves nothing of its batch behind") {
+  temp_dir dir;
+  auto db = database::open(dir.file());
+  writer w(db);
+  w.apply({insert_run{make_run("r1")}, append_event{make_event("r1", 1)}});
+
+  SECTION("an event for a run that does not exist") {
+    auto message = db_error_of([&] {
+      w.apply({insert_run{make_run("r2")}, append_event{make_event("r1", 2)},
+               append_event{make_event("ghost", 1)}});
+    });
+    CHECK_THAT(message, Catch::Contains("FOREIGN KEY constraint failed"));
+    CHECK_THAT(message, Catch::Contains("append_event ghost seq 1"));
+  }
+  SECTION("a duplicate event sequence number") {
+    auto message = db_error_of([&] {
+      w.apply({insert_run{make_run("r2")}, append_event{make_event("r1", 2)},
+               append_event{make_event("r1", 1)}});
+    });
+    CHECK_THAT(message, Catch::Contains("UNIQUE constraint failed"));
+  }
+  SECTION("a duplicate run") {
+    CHECK(!db_error_of([&] {
+             w.apply({insert_run{make_run("r2")}, append_event{make_event("r1", 2)},
+                      insert_run{make_run("r1")}});
+           }).empty());
+  }
+
+  CHECK(!reader(db).run_exists("r2"));
+  auto events = reader(db).events("r1");
+  REQUIRE(events.size() == 1);
+  CHECK(events[0].seq == 1);
+
+  // Nothing is left open: the same writer commits the next batch.
+  w.apply({append_event{make_event("r1", 2)}});
+  CHECK(reader(db).events("r1").size() == 2);
+  auto other = database::open(dir.file(), open_mode::read_only);
+  CHECK(reader(other).events("r1").size() == 2);
+}
+
+TEST_CASE("an empty batch is a no-op") {
+  auto db = database::open(":memory:");
+  writer(db).apply({});
+  CHECK(reader(db).runs().empty());
+}
+
+TEST_CASE("runs are listed newest first and filtered by status") {
+  auto db = database::open(":memory:");
+  writer(db).apply(
+      {insert_run{make_run("old", 100, "finished")}, insert_run{make_run("mid-a", 200, "running")},
+       insert_run{make_run("mid-b", 200, "failed")}, insert_run{make_run("new", 300, "running")}});
+  reader rd(db);
+
+  std::vector<std::string> ids;
+  for (const auto& r : rd.runs())
+    ids.push_back(r.run_id);
+  // Equal creation times: the later insert first.
+  CHECK(ids == std::vector<std::string>{"new", "mid-b", "mid-a", "old"});
+
+  ids.clear();
+  for (const auto& r : rd.runs("running"))
+    ids.push_back(r.run_id);
+  CHECK(ids == std::vector<std::string>{"new", "mid-a"});
+
+  CHECK(rd.runs("", 2).size() == 2);
+  CHECK(rd.runs("", 2)[1].run_id == "mid-b");
+  CHECK(rd.runs("cancelled").empty());
+  CHECK(rd.runs("", 0).empty());
+}
+
+TEST_CASE("events are read after a sequence number, in order, up to a limit") {
+  auto db = database::open(":memory:");
+  std::vector<command> batch{insert_run{make_run("r1")}, insert_run{make_run("r2")}};
+  for (std::int64_t seq : {3, 0, 4, 1, 2})
+    batch.push_back(append_event{make_event("r1", seq, "T" + std::to_string(seq))});
+  batch.push_back(append_event{make_event("r2", 0)});
+  writer(db).apply(batch);
+  reader rd(db);
+
+  auto all = rd.events("r1");
+  REQUIRE(all.size() == 5);
+  for (std::int64_t i = 0; i < 5; ++i) {
+    CHECK(all[i].run_id == "r1");
+    CHECK(all[i].seq == i);
+    CHECK(all[i].type == "T" + std::to_string(i));
+    CHECK(all[i].timestamp_ms == 100 + i);
+    CHECK(all[i].payload == json{{"type", "T" + std::to_string(i)}, {"seq", i}});
+  }
+
+  auto page = rd.events("r1", 1, 2);
+  REQUIRE(page.size() == 2);
+  CHECK(page[0].seq == 2);
+  CHECK(page[1].seq == 3);
+  CHECK(rd.events("r1", 4).empty());
+  CHECK(rd.events("r2").size() == 1);
+}
+
+TEST_CASE("frames round-trip and are counted per run") {
+  auto db = database::open(":memory:");
+  writer w(db);
+  w.apply({insert_run{make_run("r1")}, insert_run{make_run("r2")},
+           store_frame{{"r1", 1, "h1", {{"kind", "sequence"}}, 10}},
+           store_frame{{"r1", 0, "h0", {{"kind", "task"}}, 5}},
+           store_frame{{"r2", 0, "hx", json::array(), 7}}});
+  reader rd(db);
+  CHECK(rd.frame_count("r1") == 2);
+  CHECK(rd.frame_count("r2") == 1);
+  CHECK(rd.frame_count("none") == 0);
+  auto frames = rd.frames("r1");
+  REQUIRE(frames.size() == 2);
+  CHECK(frames[0].run_id == "r1");
+  CHECK(frames[0].frame_no == 0);
+  CHECK(frames[0].tree_hash == "h0");
+  CHECK(frames[0].tree == json{{"kind", "task"}});
+  CHECK(frames[0].created_ms == 5);
+  CHECK(frames[1].frame_no == 1);
+
+  CHECK_THAT(db_error_of([&] {
+               w.apply({store_frame{{"r1", 1, "again", nullptr, 11}}});
+             }),
+             Catch::Contains("UNIQUE"));
+}
+
+TEST_CASE("strings with invalid UTF-8 inside JSON are still written") {
+  auto db = database::open(":memory:");
+  event_row e = make_event("r1", 0);
+  e.payload = {{"text", std::string("bad \xff byte")}};
+  writer(db).apply({insert_run{make_run("r1")}, append_event{e}});
+  auto events = reader(db).events("r1");
+  REQUIRE(events.size() == 1);
+  CHECK(events[0].payload["text"].get<std::string>().rfind("bad ", 0) == 0);
+}
+
+TEST_CASE("a reader connection sees committed data while the writer is open") {
+  temp_dir dir;
+  auto wdb = database::open(dir.file());
+  writer w(wdb);
+  auto rdb = database::open(dir.file(), open_mode::read_only);
+  reader rd(rdb);
+
+  CHECK(!rd.run_exists("r1"));
+  w.apply({insert_run{make_run("r1")}, append_event{make_event("r1", 0)}});
+  CHECK(rd.run_exists("r1"));
+  CHECK(rd.events("r1").size() == 1);
+
+  // WAL: an open write transaction neither blocks the reader nor shows it
+  // uncommitted rows.
+  wdb.exec("BEGIN IMMEDIATE");
+  wdb.exec("INSERT INTO events (run_id, seq, type, timestamp_ms) VALUES ('r1', 1, 'T', 0)");
+  CHECK(rd.events("r1").size() == 1);
+  wdb.exec("COMMIT");
+  CHECK(rd.events("r1").size() == 2);
+}
+
+TEST_CASE("two read-write connections on one file both commit") {
+  temp_dir dir;
+  auto a = database::open(dir.file());
+  auto b = database::open(dir.file());
+  writer wa(a);
+  writer wb(b);
+  wa.apply({insert_run{make_run("r1")}});
+  wb.apply({insert_run{make_run("r2")}});
+  CHECK(reader(a).runs().size() == 2);
+  CHECK(reader(b).runs().size() == 2);
+}
