@@ -478,3 +478,21 @@ TEST_CASE("many runs at once on one engine all finish") {
   }
   CHECK(count_runs(eng.config().db_path) == 10);
 }
+
+TEST_CASE("an event handler that throws does not stop the run or the engine") {
+  test_support::temp_dir dir;
+  engine eng{config_in(dir)};
+  std::atomic<int> calls{0};
+  auto sub = eng.subscribe([&](const event&) {
+    ++calls;
+    throw std::runtime_error("subscriber bug");
+  });
+  workflow wf;
+  wf.root = sequence({value_task("a", json::object()), value_task("b", json::object())});
+  run_options opts;
+  opts.on_event = [](const event&) { throw 42; };
+  auto res = eng.run(wf, opts);
+  CHECK(res.status == run_status::finished);
+  CHECK(calls >= 8);
+  eng.unsubscribe(sub);
+}

@@ -12,6 +12,7 @@
 #include <smithers/limits.hpp>
 
 #include <caf/all.hpp>
+#include <spdlog/spdlog.h>
 
 #include <unistd.h>
 
@@ -66,6 +67,19 @@ void collect_compute_names(const node& n, const std::string& path,
     collect_compute_names(n.children[i], spec::child_node_path(path, n.kind, i), out);
 }
 
+// A subscriber's exception must not take the run (or the engine) down with
+// it: it is logged and the event stream goes on.
+void call_handler(const event_handler& h, const event& e) noexcept {
+  try {
+    h(e);
+  } catch (const std::exception& ex) {
+    spdlog::error("event handler threw on {} (seq {}) of run {}: {}", e.type, e.seq, e.run_id,
+                  ex.what());
+  } catch (...) {
+    spdlog::error("event handler threw on {} (seq {}) of run {}", e.type, e.seq, e.run_id);
+  }
+}
+
 json problems_json(const spec::problems& ps) {
   json list = json::array();
   for (const auto& p : ps)
@@ -100,7 +114,7 @@ struct engine::impl {
         hs.push_back(h);
     }
     for (const auto& h : hs)
-      h(e);
+      call_handler(h, e);
   }
 
   // Writes a batch through the persistence actor and waits for its commit.
@@ -299,7 +313,7 @@ run_handle engine::start(std::shared_ptr<const workflow> wf, run_options opts) {
   }
   auto on_event = opts.on_event;
   if (on_event)
-    on_event(started);
+    call_handler(on_event, started);
   im.publish(started);
   ctx->next_seq = 1;
   ctx->started_ms = now;
@@ -307,7 +321,7 @@ run_handle engine::start(std::shared_ptr<const workflow> wf, run_options opts) {
   ctx->pool = im.pool.get();
   ctx->publish = [this, on_event](const event& e) {
     if (on_event)
-      on_event(e);
+      call_handler(on_event, e);
     impl_->publish(e);
   };
   ctx->on_end = [st, this](run_result r) {

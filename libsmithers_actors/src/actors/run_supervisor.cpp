@@ -584,6 +584,30 @@ private:
 caf::behavior run_supervisor(sup_actor* self, std::shared_ptr<run_context> ctx) {
   self->state.ctx = std::move(ctx);
   self->set_down_handler([=](caf::down_msg& dm) { supervisor{self}.on_down(dm); });
+  // A bug must not leave a run hanging: fail it and tell the waiter.
+  self->set_exception_handler([=](std::exception_ptr& ep) -> caf::error {
+    std::string what = "unknown exception";
+    try {
+      std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    spdlog::error("run {}: supervisor failed: {}", self->state.ctx->run_id, what);
+    auto& st = self->state;
+    st.result.run_id = st.ctx->run_id;
+    st.result.status = run_status::failed;
+    st.result.err = error{errc::task_failed, "run supervisor failed: " + what};
+    for (auto& [id, la] : st.live)
+      if (la.actor)
+        self->send_exit(la.actor, caf::exit_reason::user_shutdown);
+    if (st.ctx->on_end) {
+      auto cb = std::move(st.ctx->on_end);
+      st.ctx->on_end = nullptr;
+      cb(st.result);
+    }
+    return caf::exit_reason::unhandled_exception;
+  });
   return {
     [=](start_atom) { supervisor{self}.start(); },
     [=](tick_atom) { supervisor{self}.tick(); },
