@@ -3,6 +3,7 @@
 #include "cli.hpp"
 
 #include "store/reader.hpp"
+#include "store/writer.hpp"
 
 #include <smithers/events.hpp>
 
@@ -174,6 +175,31 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
     std::cout << "\nOUTPUTS\n";
     for (const auto& [id, out] : j["outputs"].items())
       std::cout << "  " << pad(id, 24) << out.dump() << "\n";
+    result = exit_finished;
+  });
+
+  // cancel
+  auto cancel_id = std::make_shared<std::string>();
+  auto* cancel = app.add_subcommand("cancel", "request cancellation of a run, whoever owns it");
+  cancel->add_option("run_id", *cancel_id, "run id")->required();
+  cancel->callback([&g, &result, cancel_id] {
+    {
+      auto db = open_db(g);
+      auto run = require_run(store::reader{db}, *cancel_id);
+      auto st = run_status_from(run.status);
+      if (st && is_terminal(*st))
+        throw smithers_error(errc::invalid_argument,
+                             "run \"" + *cancel_id + "\" has already ended (" + run.status + ")");
+    }
+    // A second writer next to the owner's: BEGIN IMMEDIATE and busy_timeout
+    // make them take turns.
+    auto db = store::database::open(g.db, store::open_mode::read_write);
+    store::writer{db}.apply({store::request_cancel{*cancel_id}});
+    if (g.json())
+      std::cout << json{{"run_id", *cancel_id}, {"cancel_requested", true}}.dump() << std::endl;
+    else
+      std::cout << "cancellation of run " << *cancel_id
+                << " requested; the process driving it stops it within a second\n";
     result = exit_finished;
   });
 

@@ -9,6 +9,9 @@
 #include <smithers/limits.hpp>
 
 #include <atomic>
+#include <csignal>
+#include <pthread.h>
+#include <thread>
 #include <chrono>
 #include <fstream>
 #include <iostream>
@@ -114,6 +117,48 @@ private:
   std::chrono::steady_clock::time_point last_draw_{};
 };
 
+/// SIGINT/SIGTERM while a run is driven: the first one interrupts the run
+/// (attempts stopped and recorded, the run left resumable), a second one
+/// exits at once. Signals are blocked in every thread and taken by sigwait
+/// on one thread, so no handler runs in an arbitrary thread.
+class signal_guard {
+public:
+  signal_guard() {
+    sigemptyset(&set_);
+    sigaddset(&set_, SIGINT);
+    sigaddset(&set_, SIGTERM);
+    // Before the engine starts its threads, so they inherit the mask.
+    pthread_sigmask(SIG_BLOCK, &set_, nullptr);
+  }
+
+  void watch(engine& eng) {
+    std::thread([this, &eng] {
+      int sig = 0;
+      while (sigwait(&set_, &sig) == 0) {
+        if (received_.exchange(sig) != 0)
+          std::_Exit(128 + sig);
+        std::lock_guard<std::mutex> lk(mtx_);
+        if (alive_)
+          eng.interrupt(std::string{"interrupted by "} + (sig == SIGINT ? "SIGINT" : "SIGTERM"));
+      }
+    }).detach();
+  }
+
+  /// Called before the engine goes away.
+  void release() {
+    std::lock_guard<std::mutex> lk(mtx_);
+    alive_ = false;
+  }
+
+  int received() const { return received_.load(); }
+
+private:
+  sigset_t set_;
+  std::atomic<int> received_{0};
+  std::mutex mtx_;
+  bool alive_ = true;
+};
+
 } // namespace
 
 json inspect_json(const std::string& db_path, const std::string& run_id);
@@ -165,15 +210,25 @@ void add_run_command(CLI::App& app, const globals& g, int& result) {
                              "a run with id \"" + opts.run_id + "\" already exists");
     }
 
+    signal_guard signals;
     engine_config cfg;
     cfg.db_path = g.db;
     engine eng{cfg};
+    signals.watch(eng);
     register_builtin_computes(eng);
     auto prog = std::make_shared<progress>(!g.json() && ::isatty(STDERR_FILENO));
     opts.on_event = [prog](const event& e) { prog->on_event(e); };
     auto handle = eng.start(std::make_shared<const workflow>(std::move(*parsed.wf)), opts);
     auto res = handle.wait();
+    signals.release();
     prog->done();
+    if (int sig = signals.received(); sig != 0 && res.status == run_status::running) {
+      std::cerr << "run " << res.run_id << " interrupted by "
+                << (sig == SIGINT ? "SIGINT" : "SIGTERM")
+                << "; its attempts in flight were stopped and it can be resumed\n";
+      result = 128 + sig;
+      return;
+    }
 
     if (g.json()) {
       if (g.db == ":memory:") {

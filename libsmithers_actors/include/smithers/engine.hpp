@@ -100,6 +100,24 @@ public:
   /// start() and wait().
   run_result run(const workflow& wf, run_options opts = {});
 
+  /// Cancels a run: no new attempts start, attempts in flight are stopped
+  /// (their process groups ended) and recorded `cancelled`, and the run ends
+  /// `cancelled` with RunCancelled. A run driven by this engine is told at
+  /// once; a run owned by another process gets a durable request that its
+  /// owner notices within 500 ms. Throws RUN_NOT_FOUND for an unknown id and
+  /// INVALID_ARGUMENT for a run that has already ended.
+  void cancel(const std::string& run_id, const std::string& reason = "cancelled");
+
+  /// Stops driving every run of this engine and leaves them resumable:
+  /// attempts in flight are stopped and recorded `cancelled`, their nodes go
+  /// back to `pending`, the runs stay `running` in the store. Their handles'
+  /// wait() returns status `running` with a TASK_ABORTED error. For a host
+  /// that is shutting down (the CLI calls it on SIGINT/SIGTERM).
+  void interrupt(const std::string& reason);
+
+  /// This engine's owner id, recorded on the runs it drives.
+  const std::string& owner_id() const;
+
   /// Every event of every run of this engine, after commit. Returns an id
   /// for unsubscribe().
   std::uint64_t subscribe(event_handler handler);

@@ -4,6 +4,7 @@
 #include "actors/persistence_actor.hpp"
 #include "actors/run_supervisor.hpp"
 #include "spec/schema.hpp"
+#include "store/reader.hpp"
 #include "spec/validate.hpp"
 #include "util/clock.hpp"
 #include "util/ids.hpp"
@@ -80,6 +81,44 @@ void call_handler(const event_handler& h, const event& e) noexcept {
   }
 }
 
+constexpr std::chrono::milliseconds cancel_poll_interval{250};
+
+// Polls the store for cancellation requests that other processes recorded
+// for runs of this engine, on its own read-only connection (detached: the
+// reads may block on the disk).
+struct poller_state {
+  std::unique_ptr<store::database> db;
+  std::string db_path;
+  std::string owner_id;
+  std::function<void(const std::string&)> on_request;
+  static inline const char* name = "smithers.cancel_poller";
+};
+
+caf::behavior cancel_poller(caf::stateful_actor<poller_state>* self, std::string db_path,
+                            std::string owner_id,
+                            std::function<void(const std::string&)> on_request) {
+  self->state.db_path = std::move(db_path);
+  self->state.owner_id = std::move(owner_id);
+  self->state.on_request = std::move(on_request);
+  self->send(self, actors::poll_atom::value);
+  return {
+    [=](actors::poll_atom) {
+      auto& st = self->state;
+      try {
+        if (!st.db)
+          st.db = std::make_unique<store::database>(
+            store::database::open(st.db_path, store::open_mode::read_only));
+        for (const auto& run_id : store::reader{*st.db}.cancel_requests(st.owner_id))
+          st.on_request(run_id);
+      } catch (const std::exception& e) {
+        spdlog::warn("polling for cancellation requests failed: {}", e.what());
+        st.db.reset();
+      }
+      self->delayed_send(self, cancel_poll_interval, actors::poll_atom::value);
+    },
+  };
+}
+
 json problems_json(const spec::problems& ps) {
   json list = json::array();
   for (const auto& p : ps)
@@ -95,7 +134,9 @@ struct engine::impl {
   std::unique_ptr<caf::actor_system> sys;
   std::shared_ptr<store::database> db;
   caf::actor persistence;
+  caf::actor poller;
   std::unique_ptr<util::thread_pool> pool;
+  std::string owner_id;
 
   mutable std::mutex mtx;
   actors::compute_registry computes;
@@ -105,6 +146,21 @@ struct engine::impl {
   // Handles keep supervisors alive while their runs go on (CAF collects
   // actors nobody refers to).
   std::map<std::string, caf::actor> supervisors;
+
+  // Sends `msg` to the supervisor of a run of this engine; false if none.
+  template <class... Ts>
+  bool tell_supervisor(const std::string& run_id, Ts&&... xs) {
+    caf::actor sup;
+    {
+      std::lock_guard<std::mutex> lk(mtx);
+      auto it = supervisors.find(run_id);
+      if (it == supervisors.end())
+        return false;
+      sup = it->second;
+    }
+    caf::anon_send(sup, std::forward<Ts>(xs)...);
+    return true;
+  }
 
   void publish(const event& e) {
     std::vector<event_handler> hs;
@@ -145,6 +201,16 @@ engine::engine(engine_config cfg) : impl_(std::make_unique<impl>()) {
   impl_->sys = std::make_unique<caf::actor_system>(impl_->sys_cfg);
   impl_->pool = std::make_unique<util::thread_pool>(c.blocking_threads ? c.blocking_threads : 64);
   impl_->persistence = actors::spawn_persistence(*impl_->sys, impl_->db);
+  impl_->owner_id = util::random_hex(8);
+  // Only a file can carry requests from other processes.
+  if (c.db_path != ":memory:" && c.db_path.rfind("file::memory:", 0) != 0) {
+    auto* im = impl_.get();
+    impl_->poller = impl_->sys->spawn<caf::detached>(
+      cancel_poller, c.db_path, impl_->owner_id, [im](const std::string& run_id) {
+        im->tell_supervisor(run_id, actors::cancel_atom::value,
+                            std::string{"cancelled by request"});
+      });
+  }
 }
 
 engine::~engine() {
@@ -155,6 +221,9 @@ engine::~engine() {
   }
   for (auto& r : runs)
     run_handle{r}.wait();
+  if (impl_->poller)
+    caf::anon_send_exit(impl_->poller, caf::exit_reason::user_shutdown);
+  impl_->poller = nullptr;
   caf::anon_send_exit(impl_->persistence, caf::exit_reason::user_shutdown);
   impl_->persistence = nullptr;
   impl_->sys->await_all_actors_done();
@@ -164,6 +233,39 @@ engine::~engine() {
 
 const engine_config& engine::config() const {
   return impl_->cfg;
+}
+
+const std::string& engine::owner_id() const {
+  return impl_->owner_id;
+}
+
+void engine::cancel(const std::string& run_id, const std::string& reason) {
+  if (impl_->tell_supervisor(run_id, actors::cancel_atom::value, reason))
+    return;
+  // Not driven here: check the store, then record a durable request.
+  std::optional<store::run_row> run;
+  if (impl_->cfg.db_path != ":memory:") {
+    auto db = store::database::open(impl_->cfg.db_path, store::open_mode::read_only);
+    run = store::reader{db}.run(run_id);
+  }
+  if (!run)
+    throw smithers_error(errc::run_not_found, "no run with id \"" + run_id + "\"");
+  auto st = run_status_from(run->status);
+  if (st && is_terminal(*st))
+    throw smithers_error(errc::invalid_argument,
+                         "run \"" + run_id + "\" has already ended (" + run->status + ")");
+  impl_->write_sync({store::request_cancel{run_id}});
+}
+
+void engine::interrupt(const std::string& reason) {
+  std::vector<caf::actor> sups;
+  {
+    std::lock_guard<std::mutex> lk(impl_->mtx);
+    for (const auto& [id, sup] : impl_->supervisors)
+      sups.push_back(sup);
+  }
+  for (const auto& sup : sups)
+    caf::anon_send(sup, actors::interrupt_atom::value, reason);
 }
 
 void engine::register_compute(const std::string& name, compute_fn fn) {
@@ -282,7 +384,7 @@ run_handle engine::start(std::shared_ptr<const workflow> wf, run_options opts) {
   row.config = {{"max_concurrency", ctx->max_concurrency}};
   row.workflow_hash = opts.workflow_hash.empty() ? ctx->first_render.hash : opts.workflow_hash;
   row.workflow_path = opts.workflow_path;
-  row.owner_id = util::random_hex(8);
+  row.owner_id = im.owner_id;
   row.owner_pid = static_cast<std::int64_t>(::getpid());
   row.heartbeat_ms = now;
   row.created_ms = now;

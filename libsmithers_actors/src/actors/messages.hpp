@@ -25,6 +25,15 @@ using done_atom = caf::atom_constant<caf::atom("done")>;
 using heartbeat_atom = caf::atom_constant<caf::atom("heartbeat")>;
 using retry_atom = caf::atom_constant<caf::atom("retry")>;
 using start_atom = caf::atom_constant<caf::atom("start")>;
+using track_atom = caf::atom_constant<caf::atom("track")>;
+using untrack_atom = caf::atom_constant<caf::atom("untrack")>;
+using check_atom = caf::atom_constant<caf::atom("check")>;
+using hb_timeout_atom = caf::atom_constant<caf::atom("hbtimeout")>;
+using timeout_atom = caf::atom_constant<caf::atom("timeout")>;
+using cancel_atom = caf::atom_constant<caf::atom("cancel")>;
+using interrupt_atom = caf::atom_constant<caf::atom("interrupt")>;
+using grace_atom = caf::atom_constant<caf::atom("grace")>;
+using poll_atom = caf::atom_constant<caf::atom("poll")>;
 
 /// Commands committed together, in order, in one transaction.
 struct write_batch {

@@ -1,8 +1,10 @@
 #include "actors/run_supervisor.hpp"
 
+#include "actors/heartbeat_watchdog.hpp"
 #include "actors/messages.hpp"
 #include "actors/task_actor.hpp"
 #include "scheduler/scheduler.hpp"
+#include "spec/predicate.hpp"
 #include "spec/template.hpp"
 #include "spec/validate.hpp"
 #include "util/clock.hpp"
@@ -16,15 +18,19 @@ namespace smithers::actors {
 
 namespace {
 
-constexpr std::int64_t heartbeat_write_interval_ms = 500;
-
 /// An attempt in flight.
 struct live_attempt {
   std::int64_t attempt = 1;
   caf::actor actor;
   std::int64_t started_ms = 0;
-  std::int64_t last_hb_write_ms = 0;
-  std::optional<heartbeat_msg> unwritten_hb; // throttled, flushed before the end
+  std::int64_t last_hb_write_ms = 0; // the watchdog throttles; this is the newest written
+};
+
+/// Why the run stops starting tasks before its tree is done.
+enum class stop_mode {
+  none,
+  cancel,    // the run ends `cancelled`
+  interrupt, // the process is going away: attempts end, the run stays resumable
 };
 
 /// What to apply to the in-memory state once a batch has committed.
@@ -61,6 +67,9 @@ struct supervisor_state {
   bool tick_queued = false;
   bool dirty = false;  // outputs changed since the last render (dynamic workflows)
   bool ending = false;
+  stop_mode stopping = stop_mode::none;
+  error stop_error;
+  caf::actor watchdog;
   run_result result;
   std::mt19937_64 rng{std::random_device{}()};
   static inline const char* name = "smithers.run_supervisor";
@@ -142,6 +151,7 @@ public:
   }
 
   void start() {
+    st_.watchdog = spawn_heartbeat_watchdog(*self_, st_.ctx->run_id, st_.ctx->persistence);
     st_.next_seq = st_.ctx->next_seq;
     st_.result.run_id = st_.ctx->run_id;
     st_.tree = std::move(st_.ctx->first_render);
@@ -268,63 +278,59 @@ public:
       attempt_failed(id, attempt, e.err());
       return;
     }
-    la.actor = spawn_task_actor(*self_, job, st_.ctx->pool, caf::actor_cast<caf::actor>(self_));
+    la.actor = spawn_task_actor(*self_, job, st_.ctx->pool, caf::actor_cast<caf::actor>(self_),
+                                st_.watchdog);
     self_->monitor(la.actor);
+    if (spec->kind != task_kind::value)
+      self_->send(st_.watchdog, track_atom::value, id, attempt, la.actor,
+                  spec->heartbeat_timeout_ms.value_or(0));
     st_.by_actor.emplace(la.actor.id(), std::make_pair(id, attempt));
     st_.live.emplace(id, std::move(la));
   }
 
-  void write_heartbeat(const std::string& id, live_attempt& la, const heartbeat_msg& hb) {
+  void write_heartbeat(const std::string& id, live_attempt& la, std::int64_t at_ms,
+                       const json& data, bool has_data) {
     store::record_heartbeat rh;
     rh.run_id = st_.ctx->run_id;
     rh.node_id = id;
     rh.attempt = la.attempt;
-    rh.heartbeat_ms = hb.at_ms;
-    rh.has_data = hb.has_data;
-    if (hb.has_data)
-      rh.data = hb.data;
-    std::size_t bytes = hb.has_data ? hb.data.dump().size() : 0;
+    rh.heartbeat_ms = at_ms;
+    rh.has_data = has_data;
+    if (has_data)
+      rh.data = data;
+    std::size_t bytes = has_data ? data.dump().size() : 0;
     st_.writes.push_back(std::move(rh));
-    std::int64_t interval = la.last_hb_write_ms ? hb.at_ms - la.last_hb_write_ms
-                                                : hb.at_ms - la.started_ms;
+    std::int64_t interval = at_ms - (la.last_hb_write_ms ? la.last_hb_write_ms : la.started_ms);
     emit("TaskHeartbeat", {{"node_id", id},
                            {"iteration", 0},
                            {"attempt", la.attempt},
-                           {"has_data", hb.has_data},
+                           {"has_data", has_data},
                            {"data_bytes", bytes},
                            {"interval_ms", interval}});
-    la.last_hb_write_ms = hb.at_ms;
-    la.unwritten_hb.reset();
+    la.last_hb_write_ms = at_ms;
+    if (has_data)
+      st_.checkpoints[id] = data;
   }
 
+  // A throttled heartbeat from the watchdog: write it.
   void on_heartbeat(const heartbeat_msg& hb, const std::string& id) {
     auto it = st_.live.find(id);
     if (it == st_.live.end() || it->second.attempt != hb.attempt)
       return; // a late heartbeat of an attempt that has ended
-    auto& la = it->second;
-    if (hb.has_data)
-      st_.checkpoints[id] = hb.data;
-    if (hb.at_ms - la.last_hb_write_ms >= heartbeat_write_interval_ms) {
-      write_heartbeat(id, la, hb);
-      queue_tick();
-    } else {
-      // Keep the newest one; data wins over a bare liveness beat.
-      if (!la.unwritten_hb || hb.has_data || !la.unwritten_hb->has_data)
-        la.unwritten_hb = hb;
-      else
-        la.unwritten_hb->at_ms = hb.at_ms;
-    }
+    write_heartbeat(id, it->second, hb.at_ms, hb.data, hb.has_data);
+    queue_tick();
   }
 
-  // Flushes the attempt's last heartbeat, then removes it from the live set.
-  live_attempt end_live(const std::string& id) {
+  // Removes an attempt from the live set, writing its final heartbeat (the
+  // outcome carries it) if the watchdog had not written it yet.
+  live_attempt end_live(const std::string& id, const last_heartbeat* beat = nullptr) {
     auto it = st_.live.find(id);
     live_attempt la = std::move(it->second);
     st_.live.erase(it);
-    if (la.unwritten_hb) {
-      auto hb = *la.unwritten_hb;
-      write_heartbeat(id, la, hb);
-    }
+    if (beat && beat->at_ms > la.last_hb_write_ms)
+      write_heartbeat(id, la, beat->at_ms, beat->data, beat->has_data);
+    if (la.actor)
+      self_->send(st_.watchdog, untrack_atom::value, id, la.attempt);
     return la;
   }
 
@@ -333,10 +339,10 @@ public:
     if (it == st_.live.end() || it->second.attempt != attempt)
       return;
     if (oc.err) {
-      attempt_failed(id, attempt, *oc.err);
+      attempt_failed(id, attempt, *oc.err, &oc.beat);
       return;
     }
-    auto la = end_live(id);
+    auto la = end_live(id, &oc.beat);
     std::int64_t now = util::now_ms();
     store::finish_attempt fa;
     fa.run_id = st_.ctx->run_id;
@@ -356,38 +362,81 @@ public:
     st_.effects.completions.push_back({completion::finished, id, *oc.output, 0});
   }
 
-  void attempt_failed(const std::string& id, std::int64_t attempt, const error& err) {
-    end_live(id);
+  void attempt_failed(const std::string& id, std::int64_t attempt, const error& err,
+                      const last_heartbeat* beat = nullptr) {
+    end_live(id, beat);
     std::int64_t now = util::now_ms();
+    sched::index t = st_.plan->find(id);
+    const task_spec* spec = t >= 0 ? st_.plan->specs[t].get() : nullptr;
     store::finish_attempt fa;
     fa.run_id = st_.ctx->run_id;
     fa.node_id = id;
     fa.attempt = attempt;
-    fa.state = "failed";
     fa.finished_ms = now;
+    if (st_.stopping != stop_mode::none) {
+      // Ended by the stop: recorded as cancelled, never retried.
+      error why = st_.stop_error;
+      if (err.code != errc::run_cancelled && err.code != errc::task_aborted)
+        why.details = {{"task_error", err.to_json()}};
+      fa.state = "cancelled";
+      fa.error = why.to_json();
+      st_.writes.push_back(std::move(fa));
+      bool back_to_pending = st_.stopping == stop_mode::interrupt;
+      node_row(id, back_to_pending ? node_state::pending : node_state::cancelled, spec);
+      emit("NodeCancelled", {{"node_id", id},
+                             {"iteration", 0},
+                             {"attempt", attempt},
+                             {"error", why.to_json()}});
+      return;
+    }
+    fa.state = "failed";
     fa.error = err.to_json();
-    st_.writes.push_back(std::move(fa));
-    sched::index t = st_.plan->find(id);
-    const task_spec* spec = t >= 0 ? st_.plan->specs[t].get() : nullptr;
     bool retry = spec && is_retryable(err) && attempt <= spec->retries;
     if (retry) {
       retry_policy rp = spec->retry.value_or(retry_policy{});
       std::uniform_real_distribution<double> unit(0.0, 1.0);
       std::int64_t delay = backoff_ms(rp, attempt + 1, unit(st_.rng));
+      // The earliest start of the next attempt is durable: derived from this
+      // attempt's finish time, so a restart neither skips nor restarts it.
+      fa.meta = {{"retry_at_ms", now + delay}};
+      st_.writes.push_back(std::move(fa));
       node_row(id, node_state::pending, spec);
       emit("NodeRetrying", {{"node_id", id},
                             {"iteration", 0},
                             {"attempt", attempt},
                             {"next_attempt", attempt + 1},
                             {"delay_ms", delay},
+                            {"retry_at_ms", now + delay},
                             {"error", err.to_json()}});
       st_.effects.completions.push_back({completion::retry, id, nullptr, delay});
     } else {
+      st_.writes.push_back(std::move(fa));
       node_row(id, node_state::failed, spec);
       emit("NodeFailed",
            {{"node_id", id}, {"iteration", 0}, {"attempt", attempt}, {"error", err.to_json()}});
       st_.effects.completions.push_back({completion::failed, id, nullptr, 0});
     }
+  }
+
+  void on_heartbeat_timeout(const std::string& id, std::int64_t attempt,
+                            std::int64_t last_beat_ms) {
+    auto it = st_.live.find(id);
+    if (it == st_.live.end() || it->second.attempt != attempt)
+      return;
+    sched::index t = st_.plan->find(id);
+    std::int64_t limit = 0;
+    if (t >= 0 && st_.plan->specs[t]->heartbeat_timeout_ms)
+      limit = *st_.plan->specs[t]->heartbeat_timeout_ms;
+    emit("TaskHeartbeatTimeout", {{"node_id", id},
+                                  {"iteration", 0},
+                                  {"attempt", attempt},
+                                  {"heartbeat_timeout_ms", limit},
+                                  {"last_heartbeat_ms", last_beat_ms}});
+    attempt_failed(id, attempt,
+                   error{errc::task_heartbeat_timeout,
+                         "no heartbeat for " + std::to_string(limit) + " ms",
+                         {{"heartbeat_timeout_ms", limit}, {"last_heartbeat_ms", last_beat_ms}}});
+    queue_tick();
   }
 
   void on_down(const caf::down_msg& dm) {
@@ -405,6 +454,34 @@ public:
     queue_tick();
   }
 
+  // Cancel (the run ends cancelled) or interrupt (the run stays resumable):
+  // no new starts, every attempt in flight is asked to stop and recorded
+  // cancelled once it has.
+  void stop(stop_mode mode, error why) {
+    if (st_.ending || st_.stopping != stop_mode::none)
+      return;
+    st_.stopping = mode;
+    st_.stop_error = std::move(why);
+    for (auto& [id, la] : st_.live)
+      if (la.actor)
+        self_->send(la.actor, cancel_atom::value, st_.stop_error.code, st_.stop_error.message);
+    queue_tick();
+  }
+
+  void finish_stop() {
+    if (st_.stopping == stop_mode::cancel) {
+      end_run(run_status::cancelled, st_.stop_error);
+      return;
+    }
+    // Interrupted: the run stays `running` in the store, resumable; its
+    // in-flight attempts are recorded cancelled, their nodes pending.
+    st_.ending = true;
+    st_.result.status = run_status::running;
+    st_.result.err = st_.stop_error;
+    st_.effects.final = true;
+    flush();
+  }
+
   void fail_run(error err) { end_run(run_status::failed, std::move(err)); }
 
   void end_run(run_status status, std::optional<error> err) {
@@ -412,6 +489,8 @@ public:
       return;
     st_.ending = true;
     std::int64_t now = util::now_ms();
+    for (auto& [id, out] : st_.outputs)
+      st_.result.outputs.emplace(id, out);
     st_.result.status = status;
     st_.result.err = err;
     st_.writes.push_back(store::update_run_status{st_.ctx->run_id, to_string(status),
@@ -419,6 +498,8 @@ public:
     emit("RunStatusChanged", {{"status", to_string(status)}});
     if (status == run_status::finished)
       emit("RunFinished", {{"duration_ms", now - st_.ctx->started_ms}});
+    else if (status == run_status::cancelled)
+      emit("RunCancelled", {{"error", err ? err->to_json() : json()}});
     else
       emit("RunFailed", {{"error", err ? err->to_json() : json()}});
     st_.effects.final = true;
@@ -438,12 +519,45 @@ public:
       rerender();
     if (st_.ending)
       return;
-    for (auto t : st_.sched->take_auto_skipped())
-      record_skip(t, "a node it needs did not finish");
-    for (auto t : st_.sched->take_runnable())
-      start_task(t);
+    if (st_.stopping != stop_mode::none) {
+      if (st_.live.empty() && !results_pending())
+        finish_stop();
+      flush();
+      return;
+    }
+    for (;;) {
+      for (auto t : st_.sched->take_auto_skipped())
+        record_skip(t, "a node it needs did not finish");
+      auto ready = st_.sched->take_runnable();
+      if (ready.empty())
+        break;
+      bool skipped_any = false;
+      for (auto t : ready) {
+        const auto& spec = *st_.plan->specs[t];
+        if (!spec.skip_if.is_null() &&
+            spec::evaluate(spec.skip_if, *st_.ctx->input, st_.outputs)) {
+          // Skipping frees the slot and may unblock others: schedule again.
+          st_.sched->complete(t, node_state::skipped);
+          record_skip(t, "skip_if matched");
+          skipped_any = true;
+        } else {
+          start_task(t);
+        }
+      }
+      if (!skipped_any)
+        break;
+    }
     check_end();
     flush();
+  }
+
+  // Results recorded but not yet committed keep the stop from finishing, so
+  // the final batch comes after them.
+  bool results_pending() const {
+    for (const auto& [id, fx] : st_.in_flight)
+      if (!fx.completions.empty())
+        return true;
+    return !st_.effects.completions.empty();
   }
 
   void record_skip(sched::index t, const char* reason) {
@@ -459,8 +573,6 @@ public:
       case sched::outcome::running:
         return;
       case sched::outcome::finished:
-        for (auto& [id, out] : st_.outputs)
-          st_.result.outputs.emplace(id, out);
         end_run(run_status::finished, std::nullopt);
         return;
       case sched::outcome::failed: {
@@ -470,8 +582,6 @@ public:
           ids.push_back(st_.plan->task_ids[t]);
           names += (names.empty() ? "" : ", ") + st_.plan->task_ids[t];
         }
-        for (auto& [id, out] : st_.outputs)
-          st_.result.outputs.emplace(id, out);
         fail_run(error{errc::task_failed, "run failed: task(s) " + names + " failed",
                        {{"failed_nodes", ids}}});
         return;
@@ -527,7 +637,7 @@ public:
             st_.sched->complete(t, node_state::failed);
           break;
         case completion::retry:
-          if (t >= 0) {
+          if (t >= 0 && st_.stopping == stop_mode::none) {
             st_.sched->defer(t);
             self_->delayed_send(self_, std::chrono::milliseconds{c.delay_ms}, retry_atom::value,
                                 c.node_id);
@@ -558,7 +668,7 @@ public:
   }
 
   void on_retry(const std::string& id) {
-    if (st_.ending)
+    if (st_.ending || st_.stopping != stop_mode::none)
       return;
     sched::index t = st_.plan->find(id);
     if (t < 0)
@@ -568,6 +678,9 @@ public:
   }
 
   void finish() {
+    // A normal exit does not end linked actors in CAF: end the watchdog here.
+    if (st_.watchdog)
+      self_->send_exit(st_.watchdog, caf::exit_reason::user_shutdown);
     if (st_.ctx->on_end) {
       auto cb = std::move(st_.ctx->on_end);
       st_.ctx->on_end = nullptr;
@@ -601,6 +714,8 @@ caf::behavior run_supervisor(sup_actor* self, std::shared_ptr<run_context> ctx) 
     for (auto& [id, la] : st.live)
       if (la.actor)
         self->send_exit(la.actor, caf::exit_reason::user_shutdown);
+    if (st.watchdog)
+      self->send_exit(st.watchdog, caf::exit_reason::user_shutdown);
     if (st.ctx->on_end) {
       auto cb = std::move(st.ctx->on_end);
       st.ctx->on_end = nullptr;
@@ -620,6 +735,15 @@ caf::behavior run_supervisor(sup_actor* self, std::shared_ptr<run_context> ctx) 
       supervisor{self}.on_heartbeat(*hb, id);
     },
     [=](retry_atom, const std::string& id) { supervisor{self}.on_retry(id); },
+    [=](hb_timeout_atom, const std::string& id, std::int64_t attempt, std::int64_t last_ms) {
+      supervisor{self}.on_heartbeat_timeout(id, attempt, last_ms);
+    },
+    [=](cancel_atom, const std::string& reason) {
+      supervisor{self}.stop(stop_mode::cancel, error{errc::run_cancelled, reason});
+    },
+    [=](interrupt_atom, const std::string& reason) {
+      supervisor{self}.stop(stop_mode::interrupt, error{errc::task_aborted, reason});
+    },
     [=](committed_atom, std::uint64_t id) { supervisor{self}.on_committed(id); },
     [=](failed_atom, std::uint64_t id, const std::string& msg) {
       supervisor{self}.on_commit_failed(id, msg);

@@ -7,37 +7,98 @@ namespace smithers::actors {
 
 namespace {
 
-caf::behavior task_actor(caf::event_based_actor* self, std::shared_ptr<task_job> job,
-                         util::thread_pool* pool, caf::actor supervisor) {
+// How long a cancelled job may take to stop before its attempt is reported
+// anyway: the command executor's SIGTERM -> SIGKILL grace plus slack.
+constexpr std::chrono::milliseconds stop_grace{3000};
+constexpr std::int64_t plain_beat_interval_ms = 50;
+
+struct task_state {
+  bool reported = false;
+  std::optional<error> stop_reason; // set once asked to stop
+  static inline const char* name = "smithers.task";
+};
+
+using task_actor_t = caf::stateful_actor<task_state>;
+
+void report(task_actor_t* self, const caf::actor& supervisor, const task_job& job,
+            task_outcome_ptr oc) {
+  if (self->state.reported)
+    return;
+  self->state.reported = true;
+  self->send(supervisor, result_atom::value, job.node_id, job.attempt, std::move(oc));
+  self->quit();
+}
+
+caf::behavior task_actor(task_actor_t* self, std::shared_ptr<task_job> job,
+                         util::thread_pool* pool, caf::actor supervisor, caf::actor watchdog) {
   if (job->spec->kind == task_kind::value) {
     // Nothing blocks: answer right away.
-    auto oc = std::make_shared<task_outcome>(execute(*job, nullptr, {}));
-    self->send(supervisor, result_atom::value, job->node_id, job->attempt, oc);
-    self->quit();
+    report(self, supervisor, *job,
+           std::make_shared<task_outcome>(execute(*job, nullptr, {})));
     return {};
   }
   auto cancel = std::make_shared<std::atomic<bool>>(false);
   // Whatever ends this actor (a result, a timeout, a cancel, the supervisor
-  // going away) tells the running job to stop.
+  // or the watchdog ending it) tells the running job to stop.
   self->attach_functor([cancel] { cancel->store(true); });
   auto me = caf::actor_cast<caf::actor>(self);
-  pool->submit([job, cancel, me, supervisor] {
+  pool->submit([job, cancel, me, watchdog] {
+    last_heartbeat last;
+    std::int64_t last_sent_ms = 0;
     auto beat = [&](json data, bool has_data) {
+      std::int64_t now = util::now_ms();
+      last.at_ms = now;
+      if (has_data) {
+        last.data = data;
+        last.has_data = true;
+      } else if (now - last_sent_ms < plain_beat_interval_ms) {
+        return; // liveness only: no need to tell anyone this often
+      }
+      last_sent_ms = now;
       auto hb = std::make_shared<heartbeat_msg>();
       hb->task_index = job->task_index;
       hb->attempt = job->attempt;
       hb->data = std::move(data);
       hb->has_data = has_data;
-      hb->at_ms = util::now_ms();
-      caf::anon_send(supervisor, heartbeat_atom::value, job->node_id, hb);
+      hb->at_ms = now;
+      caf::anon_send(watchdog, heartbeat_atom::value, job->node_id, hb);
     };
     auto oc = std::make_shared<task_outcome>(execute(*job, cancel, beat));
+    oc->beat = std::move(last);
     caf::anon_send(me, done_atom::value, oc);
   });
+  if (job->spec->kind == task_kind::compute && job->spec->timeout_ms)
+    self->delayed_send(self, std::chrono::milliseconds{*job->spec->timeout_ms},
+                       timeout_atom::value);
   return {
-    [=](done_atom, const task_outcome_ptr& oc) {
-      self->send(supervisor, result_atom::value, job->node_id, job->attempt, oc);
-      self->quit();
+    [=](done_atom, task_outcome_ptr oc) {
+      if (self->state.stop_reason && !oc->output) {
+        // Stopped on request: the failure is the stop, whatever the job said.
+        oc->err = self->state.stop_reason;
+      }
+      report(self, supervisor, *job, std::move(oc));
+    },
+    [=](timeout_atom) {
+      cancel->store(true);
+      auto oc = std::make_shared<task_outcome>();
+      oc->err = error{errc::task_timeout, "compute task \"" + job->node_id + "\" timed out after " +
+                                            std::to_string(*job->spec->timeout_ms) + " ms",
+                      {{"timeout_ms", *job->spec->timeout_ms}}};
+      report(self, supervisor, *job, std::move(oc));
+    },
+    [=](cancel_atom, const std::string& code, const std::string& reason) {
+      if (self->state.stop_reason)
+        return;
+      self->state.stop_reason = error{code, reason};
+      cancel->store(true);
+      self->delayed_send(self, stop_grace, grace_atom::value);
+    },
+    [=](grace_atom) {
+      auto oc = std::make_shared<task_outcome>();
+      oc->err = *self->state.stop_reason;
+      oc->err->message += " (the task did not stop within " +
+                          std::to_string(stop_grace.count()) + " ms; its result is discarded)";
+      report(self, supervisor, *job, std::move(oc));
     },
   };
 }
@@ -45,8 +106,10 @@ caf::behavior task_actor(caf::event_based_actor* self, std::shared_ptr<task_job>
 } // namespace
 
 caf::actor spawn_task_actor(caf::local_actor& parent, std::shared_ptr<task_job> job,
-                            util::thread_pool* pool, caf::actor supervisor) {
-  return parent.spawn(task_actor, std::move(job), pool, std::move(supervisor));
+                            util::thread_pool* pool, caf::actor supervisor,
+                            caf::actor watchdog) {
+  return parent.spawn(task_actor, std::move(job), pool, std::move(supervisor),
+                      std::move(watchdog));
 }
 
 } // namespace smithers::actors

@@ -1,6 +1,16 @@
 // The task actor: one per attempt. Runs its job (blocking work on the pool),
 // sends (result_atom, node_id, attempt, task_outcome_ptr) to its supervisor
-// and quits. Ending it with any reason sets the job's cancellation flag.
+// and quits.
+//
+// - Ending it with any exit reason sets the job's cancellation flag (a
+//   command's process group is ended, a compute sees cancelled()).
+// - (cancel_atom, reason) asks it to stop: it sets the flag and waits for the
+//   job (at most a grace period) so the processes are gone when it reports.
+// - A compute task with timeout_ms fails with TASK_TIMEOUT at the deadline;
+//   a late result is discarded. (Commands time out in the subprocess, which
+//   ends the process group first.)
+// - Heartbeats go to the run's watchdog; plain liveness beats at most every
+//   50 ms, checkpoints always.
 #pragma once
 
 #include "actors/task_job.hpp"
@@ -14,6 +24,7 @@
 namespace smithers::actors {
 
 caf::actor spawn_task_actor(caf::local_actor& parent, std::shared_ptr<task_job> job,
-                            util::thread_pool* pool, caf::actor supervisor);
+                            util::thread_pool* pool, caf::actor supervisor,
+                            caf::actor watchdog);
 
 } // namespace smithers::actors

@@ -9,6 +9,12 @@ namespace smithers::actors {
 
 namespace {
 
+task_outcome failed(error e) {
+  task_outcome res;
+  res.err = std::move(e);
+  return res;
+}
+
 task_outcome checked(const task_job& job, json out) {
   task_outcome res;
   if (!out.is_object()) {
@@ -74,22 +80,20 @@ task_outcome execute(const task_job& job, const std::shared_ptr<std::atomic<bool
             on_heartbeat(data, has_data && !data.is_null());
           });
         if (oc.failure)
-          return task_outcome{std::nullopt, std::move(oc.failure)};
+          return failed(std::move(*oc.failure));
         if (!oc.output)
-          return task_outcome{std::nullopt, error{errc::task_failed, "command produced no output"}};
+          return failed(error{errc::task_failed, "command produced no output"});
         return checked(job, std::move(*oc.output));
       }
     }
   } catch (const smithers_error& e) {
-    return task_outcome{std::nullopt, e.err()};
+    return failed(e.err());
   } catch (const std::exception& e) {
-    return task_outcome{std::nullopt,
-                        error{errc::task_failed, "task \"" + job.node_id + "\" threw: " + e.what()}};
+    return failed(error{errc::task_failed, "task \"" + job.node_id + "\" threw: " + e.what()});
   } catch (...) {
-    return task_outcome{std::nullopt,
-                        error{errc::task_failed, "task \"" + job.node_id + "\" threw a non-exception"}};
+    return failed(error{errc::task_failed, "task \"" + job.node_id + "\" threw a non-exception"});
   }
-  return task_outcome{std::nullopt, error{errc::task_failed, "unknown task kind"}};
+  return failed(error{errc::task_failed, "unknown task kind"});
 }
 
 bool is_retryable(const error& e) {

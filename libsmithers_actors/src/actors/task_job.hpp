@@ -31,9 +31,18 @@ struct task_job {
   std::map<std::string, std::string> env;      // expanded env
 };
 
+/// The newest heartbeat an attempt produced, carried with its outcome so the
+/// last one is always written before the attempt's end.
+struct last_heartbeat {
+  std::int64_t at_ms = 0;                      // 0: none
+  json data;                                   // newest checkpoint data
+  bool has_data = false;
+};
+
 struct task_outcome {
   std::optional<json> output;                  // success
   std::optional<error> err;                    // failure
+  last_heartbeat beat;
 };
 
 /// Runs a job to its end on the calling thread (which may block): executes,

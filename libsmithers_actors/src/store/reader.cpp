@@ -54,6 +54,17 @@ bool reader::run_exists(const std::string& run_id) const {
   return s.step();
 }
 
+std::vector<std::string> reader::cancel_requests(const std::string& owner_id) const {
+  statement s(db_.handle(), R"sql(
+SELECT run_id FROM runs WHERE owner_id = ?1 AND cancel_requested = 1
+  AND status NOT IN ('finished', 'failed', 'cancelled', 'continued'))sql");
+  s.bind_text_ref(1, owner_id);
+  std::vector<std::string> ids;
+  while (s.step())
+    ids.push_back(s.column_text(0));
+  return ids;
+}
+
 std::vector<run_row> reader::runs(const std::string& status, std::size_t limit) const {
   std::string sql = std::string("SELECT ") + run_columns + " FROM runs";
   if (!status.empty()) sql += " WHERE status = ?2";

@@ -27,6 +27,8 @@ public:
   std::vector<event_row> events(const std::string& run_id, std::int64_t after_seq = -1,
                                 std::size_t limit = 100000) const;
   std::vector<frame_row> frames(const std::string& run_id) const;
+  /// Runs of `owner_id` that are not over and have a cancellation request.
+  std::vector<std::string> cancel_requests(const std::string& owner_id) const;
   std::int64_t frame_count(const std::string& run_id) const;
 
 private:

@@ -37,6 +37,8 @@ struct describe {
   std::string operator()(const store_frame& c) const {
     return "store_frame " + c.row.run_id + " frame " + std::to_string(c.row.frame_no);
   }
+  std::string operator()(const touch_run& c) const { return "touch_run " + c.run_id; }
+  std::string operator()(const request_cancel& c) const { return "request_cancel " + c.run_id; }
 
   static std::string key(const std::string& run, const std::string& node, std::int64_t iteration,
                          std::int64_t attempt = 0) {
@@ -73,23 +75,30 @@ INSERT INTO attempts (run_id, node_id, iteration, attempt, state, started_ms, fi
                       heartbeat_ms, heartbeat_json, error_json, meta_json, cached)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12))sql"),
         finish_attempt_(db, R"sql(
-UPDATE attempts SET state = ?5, finished_ms = ?6, error_json = ?7
+UPDATE attempts SET state = ?5, finished_ms = ?6, error_json = ?7,
+  meta_json = COALESCE(?8, meta_json)
 WHERE run_id = ?1 AND node_id = ?2 AND iteration = ?3 AND attempt = ?4)sql"),
         upsert_output_(db, R"sql(
 INSERT INTO outputs (run_id, node_id, iteration, value_json) VALUES (?1, ?2, ?3, ?4)
 ON CONFLICT (run_id, node_id, iteration) DO UPDATE SET value_json = excluded.value_json)sql"),
         heartbeat_(db, R"sql(
 UPDATE attempts SET heartbeat_ms = ?5
-WHERE run_id = ?1 AND node_id = ?2 AND iteration = ?3 AND attempt = ?4)sql"),
+WHERE run_id = ?1 AND node_id = ?2 AND iteration = ?3 AND attempt = ?4
+  AND (heartbeat_ms IS NULL OR heartbeat_ms <= ?5))sql"),
         heartbeat_data_(db, R"sql(
 UPDATE attempts SET heartbeat_ms = ?5, heartbeat_json = ?6
-WHERE run_id = ?1 AND node_id = ?2 AND iteration = ?3 AND attempt = ?4)sql"),
+WHERE run_id = ?1 AND node_id = ?2 AND iteration = ?3 AND attempt = ?4
+  AND (heartbeat_ms IS NULL OR heartbeat_ms <= ?5))sql"),
         append_event_(db, R"sql(
 INSERT INTO events (run_id, seq, type, timestamp_ms, payload_json)
 VALUES (?1, ?2, ?3, ?4, ?5))sql"),
         store_frame_(db, R"sql(
 INSERT INTO frames (run_id, frame_no, tree_hash, tree_json, created_ms)
-VALUES (?1, ?2, ?3, ?4, ?5))sql") {}
+VALUES (?1, ?2, ?3, ?4, ?5))sql"),
+        touch_run_(db, R"sql(
+UPDATE runs SET heartbeat_ms = ?2 WHERE run_id = ?1 AND heartbeat_ms < ?2)sql"),
+        request_cancel_(db, R"sql(
+UPDATE runs SET cancel_requested = 1 WHERE run_id = ?1)sql") {}
 
   // Strings of a command are bound without copying (bind_text_ref): the
   // batch outlives the step, and in_use clears the bindings right after.
@@ -172,6 +181,7 @@ VALUES (?1, ?2, ?3, ?4, ?5))sql") {}
       s.bind_text_ref(5, c.state);
       s.bind_int(6, c.finished_ms);
       s.bind_json(7, c.error);
+      s.bind_json(8, c.meta);
       s.step();
       // An output must never appear without its attempt.
       if (s.changes() == 0) throw smithers_error(errc::db_error, "no such attempt");
@@ -188,7 +198,8 @@ VALUES (?1, ?2, ?3, ?4, ?5))sql") {}
   }
 
   // A heartbeat for an unknown attempt changes nothing and is not an error:
-  // failing would roll back the unrelated commands batched with it.
+  // failing would roll back the unrelated commands batched with it. Nor does
+  // an older one: heartbeats reach the writer from more than one actor.
   void operator()(const record_heartbeat& c) {
     auto& s = c.has_data ? heartbeat_data_ : heartbeat_;
     in_use use{s};
@@ -222,6 +233,22 @@ VALUES (?1, ?2, ?3, ?4, ?5))sql") {}
     s.step();
   }
 
+  void operator()(const touch_run& c) {
+    auto& s = touch_run_;
+    in_use use{s};
+    s.bind_text_ref(1, c.run_id);
+    s.bind_int(2, c.heartbeat_ms);
+    s.step();
+  }
+
+  void operator()(const request_cancel& c) {
+    auto& s = request_cancel_;
+    in_use use{s};
+    s.bind_text_ref(1, c.run_id);
+    s.step();
+    if (s.changes() == 0) throw smithers_error(errc::run_not_found, "no such run");
+  }
+
   static void bind_attempt_key(statement& s, const std::string& run_id, const std::string& node_id,
                                std::int64_t iteration, std::int64_t attempt) {
     s.bind_text_ref(1, run_id);
@@ -245,7 +272,8 @@ VALUES (?1, ?2, ?3, ?4, ?5))sql") {}
   sqlite3* db_;
   statement begin_, commit_, rollback_;
   statement insert_run_, update_run_status_, upsert_node_, insert_attempt_, finish_attempt_,
-      upsert_output_, heartbeat_, heartbeat_data_, append_event_, store_frame_;
+      upsert_output_, heartbeat_, heartbeat_data_, append_event_, store_frame_, touch_run_,
+      request_cancel_;
 };
 
 writer::writer(database& db) : impl_(std::make_unique<impl>(db.handle())) {}

@@ -33,6 +33,7 @@ struct finish_attempt {
   std::int64_t finished_ms = 0;
   json error;                        // null on success
   std::optional<json> output;
+  json meta;                         // null: keep the attempt's meta (e.g. {"retry_at_ms"})
 };
 struct record_heartbeat {
   std::string run_id;
@@ -44,12 +45,22 @@ struct record_heartbeat {
   bool has_data = false;
 };
 struct append_event { event_row row; };
+/// The owner's liveness heartbeat; never moves the time backwards.
+struct touch_run {
+  std::string run_id;
+  std::int64_t heartbeat_ms = 0;
+};
+/// A durable cancellation request, noticed by the owning process.
+struct request_cancel {
+  std::string run_id;
+};
 /// Frames go through this one command so their storage format can change
 /// (deltas, content addressing) without touching callers.
 struct store_frame { frame_row row; };
 
 using command = std::variant<insert_run, update_run_status, upsert_node, insert_attempt,
-                             finish_attempt, record_heartbeat, append_event, store_frame>;
+                             finish_attempt, record_heartbeat, append_event, store_frame,
+                             touch_run, request_cancel>;
 
 class writer {
 public:
