@@ -281,6 +281,8 @@ public:
     la.actor = spawn_task_actor(*self_, job, st_.ctx->pool, caf::actor_cast<caf::actor>(self_),
                                 st_.watchdog);
     self_->monitor(la.actor);
+    if (st_.ctx->on_task_spawned)
+      st_.ctx->on_task_spawned(id, attempt, la.actor);
     if (spec->kind != task_kind::value)
       self_->send(st_.watchdog, track_atom::value, id, attempt, la.actor,
                   spec->heartbeat_timeout_ms.value_or(0));
@@ -327,7 +329,8 @@ public:
     auto it = st_.live.find(id);
     live_attempt la = std::move(it->second);
     st_.live.erase(it);
-    if (beat && beat->at_ms > la.last_hb_write_ms)
+    // >=: beats within one millisecond of the last write may carry newer data.
+    if (beat && beat->at_ms > 0 && beat->at_ms >= la.last_hb_write_ms)
       write_heartbeat(id, la, beat->at_ms, beat->data, beat->has_data);
     if (la.actor)
       self_->send(st_.watchdog, untrack_atom::value, id, la.attempt);

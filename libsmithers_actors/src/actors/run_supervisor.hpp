@@ -33,6 +33,10 @@ struct run_context {
   util::thread_pool* pool = nullptr;
   std::function<void(const event&)> publish;    // after commit
   std::function<void(run_result)> on_end;       // once, when the run has ended
+  /// Called with each task actor right after it is spawned. Tests use it to
+  /// end task actors from outside, as a crash would.
+  std::function<void(const std::string& node_id, std::int64_t attempt, const caf::actor&)>
+    on_task_spawned;
 };
 
 caf::actor spawn_run_supervisor(caf::actor_system& sys, std::shared_ptr<run_context> ctx);
