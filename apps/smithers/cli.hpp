@@ -39,6 +39,12 @@ int exit_code_for(run_status s);
 /// Prints an error as the chosen format: text to stderr, JSON to stdout.
 void print_error(const globals& g, const error& e);
 
+/// JSON text for output: bytes that are not UTF-8 (in a message quoting
+/// user input, say) become U+FFFD instead of throwing.
+inline std::string dump(const json& j, int indent = -1) {
+  return j.dump(indent, ' ', false, json::error_handler_t::replace);
+}
+
 /// "2026-11-21 06:07:00.123" in UTC, or "-" for 0.
 std::string format_time(std::int64_t ms);
 /// "1.25 s", "350 ms", "-".

@@ -11,13 +11,25 @@
 #include <iomanip>
 #include <iostream>
 #include <thread>
+#include <unistd.h>
 
 namespace smithers::cli {
 
 namespace {
 
+bool db_exists(const globals& g) {
+  return ::access(g.db.c_str(), F_OK) == 0;
+}
+
 store::database open_db(const globals& g) {
   return store::database::open(g.db, store::open_mode::read_only);
+}
+
+// No database yet means no runs yet, not a broken store.
+void require_db(const globals& g, const std::string& run_id) {
+  if (!db_exists(g))
+    throw smithers_error(errc::run_not_found,
+                         "no run with id \"" + run_id + "\" (no database at " + g.db + ")");
 }
 
 store::run_row require_run(const store::reader& rd, const std::string& run_id) {
@@ -57,6 +69,9 @@ std::string error_text(const json& err) {
 } // namespace
 
 json inspect_json(const std::string& db_path, const std::string& run_id) {
+  if (::access(db_path.c_str(), F_OK) != 0)
+    throw smithers_error(errc::run_not_found,
+                         "no run with id \"" + run_id + "\" (no database at " + db_path + ")");
   auto db = store::database::open(db_path, store::open_mode::read_only);
   store::reader rd{db};
   auto run = require_run(rd, run_id);
@@ -79,7 +94,7 @@ json inspect_json(const std::string& db_path, const std::string& run_id) {
               {"duration_ms", a.finished_ms ? json(*a.finished_ms - a.started_ms) : json()},
               {"error", a.error},
               {"heartbeat_ms", a.heartbeat_ms ? json(*a.heartbeat_ms) : json()},
-              {"heartbeat_bytes", a.heartbeat.is_null() ? 0 : a.heartbeat.dump().size()},
+              {"heartbeat_bytes", a.heartbeat.is_null() ? 0 : dump(a.heartbeat).size()},
               {"cached", a.cached}};
     attempts.push_back(std::move(j));
   }
@@ -104,13 +119,16 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
                                                      "\" (running, waiting-approval, "
                                                      "waiting-event, waiting-timer, finished, "
                                                      "failed, cancelled, continued)");
-    auto db = open_db(g);
-    auto runs = store::reader{db}.runs(*status);
+    std::vector<store::run_row> runs;
+    if (db_exists(g)) {
+      auto db = open_db(g);
+      runs = store::reader{db}.runs(*status);
+    }
     if (g.json()) {
       json list = json::array();
       for (const auto& r : runs)
         list.push_back(run_to_json(r));
-      std::cout << list.dump(2) << std::endl;
+      std::cout << dump(list, 2) << std::endl;
     } else {
       std::cout << pad("RUN ID", 34) << pad("STATUS", 18) << pad("WORKFLOW", 24)
                 << pad("STARTED (UTC)", 25) << "DURATION\n";
@@ -131,7 +149,7 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
   inspect->callback([&g, &result, inspect_id] {
     json j = inspect_json(g.db, *inspect_id);
     if (g.json()) {
-      std::cout << j.dump(2) << std::endl;
+      std::cout << dump(j, 2) << std::endl;
       result = exit_finished;
       return;
     }
@@ -149,7 +167,7 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
                 << ")\n";
     if (!r["error"].is_null())
       std::cout << "error     " << error_text(r["error"]) << "\n";
-    std::cout << "input     " << r["input"].dump() << "\n\nNODES\n";
+    std::cout << "input     " << dump(r["input"]) << "\n\nNODES\n";
     for (const auto& n : j["nodes"])
       std::cout << "  " << pad(n["node_id"].get<std::string>(), 24)
                 << pad(n["state"].get<std::string>(), 14) << pad(n["kind"].get<std::string>(), 9)
@@ -174,7 +192,7 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
     }
     std::cout << "\nOUTPUTS\n";
     for (const auto& [id, out] : j["outputs"].items())
-      std::cout << "  " << pad(id, 24) << out.dump() << "\n";
+      std::cout << "  " << pad(id, 24) << dump(out) << "\n";
     result = exit_finished;
   });
 
@@ -183,6 +201,7 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
   auto* cancel = app.add_subcommand("cancel", "request cancellation of a run, whoever owns it");
   cancel->add_option("run_id", *cancel_id, "run id")->required();
   cancel->callback([&g, &result, cancel_id] {
+    require_db(g, *cancel_id);
     {
       auto db = open_db(g);
       auto run = require_run(store::reader{db}, *cancel_id);
@@ -196,7 +215,7 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
     auto db = store::database::open(g.db, store::open_mode::read_write);
     store::writer{db}.apply({store::request_cancel{*cancel_id}});
     if (g.json())
-      std::cout << json{{"run_id", *cancel_id}, {"cancel_requested", true}}.dump() << std::endl;
+      std::cout << dump(json{{"run_id", *cancel_id}, {"cancel_requested", true}}) << std::endl;
     else
       std::cout << "cancellation of run " << *cancel_id
                 << " requested; the process driving it stops it within a second\n";
@@ -213,6 +232,7 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
   logs->add_option("run_id", la->run_id, "run id")->required();
   logs->add_flag("-f,--follow", la->follow, "keep printing events until the run ends");
   logs->callback([&g, &result, la] {
+    require_db(g, la->run_id);
     auto db = open_db(g);
     store::reader rd{db};
     require_run(rd, la->run_id);
@@ -221,11 +241,11 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
       for (const auto& e : rd.events(la->run_id, last)) {
         last = e.seq;
         if (g.json()) {
-          std::cout << e.payload.dump() << "\n";
+          std::cout << dump(e.payload) << "\n";
         } else {
           auto ev = event::from_json(e.payload);
           std::cout << std::setw(6) << e.seq << "  " << format_time(e.timestamp_ms) << "  "
-                    << pad(e.type, 18) << ev.fields.dump() << "\n";
+                    << pad(e.type, 18) << dump(ev.fields) << "\n";
         }
       }
       std::cout << std::flush;

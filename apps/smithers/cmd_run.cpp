@@ -4,6 +4,7 @@
 
 #include "spec/parse.hpp"
 #include "store/reader.hpp"
+#include "util/ids.hpp"
 
 #include <smithers/engine.hpp>
 #include <smithers/limits.hpp>
@@ -163,6 +164,77 @@ private:
 
 json inspect_json(const std::string& db_path, const std::string& run_id);
 
+namespace {
+
+spec::parse_result load_workflow_or_throw(const std::string& path) {
+  if (path.size() > limits::max_workflow_path_bytes)
+    throw smithers_error(errc::invalid_argument,
+                         "workflow path is " + std::to_string(path.size()) +
+                           " bytes; the limit is " +
+                           std::to_string(limits::max_workflow_path_bytes));
+  auto parsed = spec::load_workflow_file(path);
+  if (!parsed.wf) {
+    json list = json::array();
+    for (const auto& p : parsed.errors)
+      list.push_back({{"path", p.path}, {"message", p.message}});
+    throw smithers_error(errc::invalid_workflow, path + ": " + spec::join(parsed.errors),
+                         {{"problems", list}});
+  }
+  return parsed;
+}
+
+void print_result(const globals& g, const run_result& res) {
+  if (g.json()) {
+    if (g.db == ":memory:") {
+      json outs = json::object();
+      for (const auto& [id, out] : res.outputs)
+        outs[id] = out;
+      std::cout << dump(json{{"run_id", res.run_id},
+                             {"status", to_string(res.status)},
+                             {"error", res.err ? res.err->to_json() : json()},
+                             {"outputs", outs}},
+                        2)
+                << std::endl;
+    } else {
+      std::cout << dump(inspect_json(g.db, res.run_id), 2) << std::endl;
+    }
+    return;
+  }
+  std::cout << "run " << res.run_id << " " << to_string(res.status);
+  if (res.err)
+    std::cout << ": " << res.err->code << ": " << res.err->message;
+  std::cout << "\n";
+  for (const auto& [id, out] : res.outputs)
+    std::cout << "  " << id << ": " << dump(out) << "\n";
+}
+
+/// Drives one run (started or resumed by `begin`) to its end with live
+/// progress and signal handling; returns the exit code.
+int drive(const globals& g, const std::function<run_handle(engine&, event_handler)>& begin) {
+  signal_guard signals;
+  engine_config cfg;
+  cfg.db_path = g.db;
+  engine eng{cfg};
+  signals.watch(eng);
+  register_builtin_computes(eng);
+  auto prog = std::make_shared<progress>(!g.json() && ::isatty(STDERR_FILENO));
+  auto handle = begin(eng, [prog](const event& e) { prog->on_event(e); });
+  auto res = handle.wait();
+  signals.release();
+  prog->done();
+  if (int sig = signals.received(); sig != 0 && res.status == run_status::running) {
+    std::cerr << "run " << res.run_id << " interrupted by "
+              << (sig == SIGINT ? "SIGINT" : "SIGTERM")
+              << "; its attempts in flight were stopped; `smithers resume " << res.run_id
+              << "` continues it\n";
+    return 128 + sig;
+  }
+  print_result(g, res);
+  return exit_code_for(res.status);
+}
+
+} // namespace
+
 void add_run_command(CLI::App& app, const globals& g, int& result) {
   struct run_args {
     std::string workflow;
@@ -175,24 +247,15 @@ void add_run_command(CLI::App& app, const globals& g, int& result) {
   auto* cmd = app.add_subcommand("run", "start a run and drive it until it ends");
   cmd->add_option("workflow", args->workflow, "workflow file (JSON)")->required();
   cmd->add_option("--input", args->input, "input JSON, @file, or - for stdin");
-  cmd->add_option("--run-id", args->run_id, "run id (default: generated)");
+  auto* rid = cmd->add_option("--run-id", args->run_id, "run id (default: generated)");
   auto* mc = cmd->add_option("--max-concurrency", args->max_concurrency,
                              "tasks in flight at most (overrides the workflow)");
-  cmd->callback([&g, &result, args, mc] {
-    if (args->workflow.size() > limits::max_workflow_path_bytes)
-      throw smithers_error(errc::invalid_argument,
-                           "workflow path is " + std::to_string(args->workflow.size()) +
-                             " bytes; the limit is " +
-                             std::to_string(limits::max_workflow_path_bytes));
-    auto parsed = spec::load_workflow_file(args->workflow);
-    if (!parsed.wf) {
-      json list = json::array();
-      for (const auto& p : parsed.errors)
-        list.push_back({{"path", p.path}, {"message", p.message}});
-      throw smithers_error(errc::invalid_workflow,
-                           args->workflow + ": " + spec::join(parsed.errors),
-                           {{"problems", list}});
-    }
+  cmd->callback([&g, &result, args, mc, rid] {
+    // Given but empty is a bad id, not "generate one".
+    if (rid->count() > 0)
+      if (auto err = util::check_run_id(args->run_id))
+        throw smithers_error(*err);
+    auto parsed = load_workflow_or_throw(args->workflow);
     run_options opts;
     opts.run_id = args->run_id;
     opts.input = args->input.empty() ? json::object() : read_input(args->input);
@@ -210,50 +273,47 @@ void add_run_command(CLI::App& app, const globals& g, int& result) {
                              "a run with id \"" + opts.run_id + "\" already exists");
     }
 
-    signal_guard signals;
-    engine_config cfg;
-    cfg.db_path = g.db;
-    engine eng{cfg};
-    signals.watch(eng);
-    register_builtin_computes(eng);
-    auto prog = std::make_shared<progress>(!g.json() && ::isatty(STDERR_FILENO));
-    opts.on_event = [prog](const event& e) { prog->on_event(e); };
-    auto handle = eng.start(std::make_shared<const workflow>(std::move(*parsed.wf)), opts);
-    auto res = handle.wait();
-    signals.release();
-    prog->done();
-    if (int sig = signals.received(); sig != 0 && res.status == run_status::running) {
-      std::cerr << "run " << res.run_id << " interrupted by "
-                << (sig == SIGINT ? "SIGINT" : "SIGTERM")
-                << "; its attempts in flight were stopped and it can be resumed\n";
-      result = 128 + sig;
-      return;
-    }
+    result = drive(g, [&](engine& eng, event_handler on_event) {
+      opts.on_event = std::move(on_event);
+      return eng.start(std::make_shared<const workflow>(std::move(*parsed.wf)), opts);
+    });
+  });
 
-    if (g.json()) {
-      if (g.db == ":memory:") {
-        json outs = json::object();
-        for (const auto& [id, out] : res.outputs)
-          outs[id] = out;
-        std::cout << json{{"run_id", res.run_id},
-                          {"status", to_string(res.status)},
-                          {"error", res.err ? res.err->to_json() : json()},
-                          {"outputs", outs}}
-                       .dump(2)
-                  << std::endl;
-      } else {
-        std::cout << inspect_json(g.db, res.run_id).dump(2) << std::endl;
-      }
-    } else {
-      std::cout << "run " << res.run_id << " " << to_string(res.status);
-      if (res.err)
-        std::cout << ": " << res.err->code << ": " << res.err->message;
-      std::cout << "\n";
-      for (const auto& [id, out] : res.outputs)
-        std::cout << "  " << id << ": " << out.dump() << "\n";
+  struct resume_args {
+    std::string run_id;
+    std::string workflow;
+    bool force = false;
+  };
+  auto ra = std::make_shared<resume_args>();
+  auto* resume = app.add_subcommand("resume", "continue a run after a crash or an interrupt");
+  resume->add_option("run_id", ra->run_id, "run id")->required();
+  resume->add_option("--workflow", ra->workflow,
+                     "workflow file (default: the file the run was started from)");
+  resume->add_flag("--force", ra->force,
+                   "resume even if the owner seems alive or the workflow changed");
+  resume->callback([&g, &result, ra] {
+    std::string path = ra->workflow;
+    if (path.empty()) {
+      auto db = store::database::open(g.db, store::open_mode::read_only);
+      auto run = store::reader{db}.run(ra->run_id);
+      if (!run)
+        throw smithers_error(errc::run_not_found, "no run with id \"" + ra->run_id + "\"");
+      path = run->workflow_path;
+      if (path.empty())
+        throw smithers_error(errc::invalid_argument,
+                             "run \"" + ra->run_id +
+                               "\" was not started from a file: pass --workflow FILE");
     }
-    result = exit_code_for(res.status);
+    auto parsed = load_workflow_or_throw(path);
+    result = drive(g, [&](engine& eng, event_handler on_event) {
+      resume_options opts;
+      opts.force = ra->force;
+      opts.workflow_hash = parsed.hash;
+      opts.on_event = std::move(on_event);
+      return eng.resume(std::make_shared<const workflow>(std::move(*parsed.wf)), ra->run_id, opts);
+    });
   });
 }
+
 
 } // namespace smithers::cli

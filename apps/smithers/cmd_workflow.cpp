@@ -5,6 +5,7 @@
 #include "spec/parse.hpp"
 #include "workflow/render.hpp"
 
+#include <smithers/engine.hpp>
 #include <smithers/limits.hpp>
 #include <smithers/workflow.hpp>
 
@@ -147,9 +148,12 @@ void add_workflow_commands(CLI::App& app, const globals& g, int& result) {
   validate->add_option("workflow", *vpath, "workflow file (JSON)")->required();
   validate->callback([&g, &result, vpath] {
     auto wf = load_or_throw(*vpath);
+    // What `run` would refuse, `validate` refuses too: compute names are
+    // checked against the functions this CLI provides.
+    validate_run(wf, run_options{}, is_builtin_compute);
     auto tasks = count_tasks(wf.root);
     if (g.json())
-      std::cout << json{{"valid", true}, {"name", wf.name}, {"tasks", tasks}}.dump() << std::endl;
+      std::cout << dump(json{{"valid", true}, {"name", wf.name}, {"tasks", tasks}}) << std::endl;
     else
       std::cout << *vpath << ": ok (workflow \"" << wf.name << "\", " << tasks << " task"
                 << (tasks == 1 ? "" : "s") << ")\n";
@@ -176,10 +180,10 @@ void add_workflow_commands(CLI::App& app, const globals& g, int& result) {
       needs_edges(wf.root, std::cout);
       std::cout << "}\n";
     } else if (format == "json") {
-      std::cout << json{{"name", wf.name},
-                        {"tasks", count_tasks(wf.root)},
-                        {"tree", canonical_tree(wf.root)}}
-                     .dump(2)
+      std::cout << dump(json{{"name", wf.name},
+                             {"tasks", count_tasks(wf.root)},
+                             {"tree", canonical_tree(wf.root)}},
+                        2)
                 << std::endl;
     } else {
       std::cout << "workflow " << wf.name << "\n";

@@ -12,8 +12,11 @@ namespace smithers::cli {
 
 int exit_code_for(const error& e) {
   const std::string& c = e.code;
+  // Refusals: bad input, or a resume that may not proceed. Nothing was written.
   if (c == errc::invalid_input || c == errc::invalid_run_id || c == errc::invalid_argument ||
-      c == errc::invalid_workflow || c == errc::run_not_found)
+      c == errc::invalid_workflow || c == errc::run_not_found || c == errc::run_not_resumable ||
+      c == errc::run_owner_alive || c == errc::run_still_running ||
+      c == errc::run_resume_claim_failed || c == errc::resume_metadata_mismatch)
     return exit_invalid;
   return exit_failed;
 }
@@ -35,7 +38,7 @@ int exit_code_for(run_status s) {
 
 void print_error(const globals& g, const error& e) {
   if (g.json()) {
-    std::cout << json{{"error", e.to_json()}}.dump() << std::endl;
+    std::cout << dump(json{{"error", e.to_json()}}) << std::endl;
     return;
   }
   std::cerr << "error: " << e.code << ": " << e.message << "\n";
@@ -96,6 +99,31 @@ int main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::warn);
   app.parse_complete_callback(
     [&] { spdlog::set_level(spdlog::level::from_str(g.log_level)); });
+
+  // CLI11 only says "a subcommand is required" for `smithers frobnicate`:
+  // name the word it did not know.
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--format" && i + 1 < argc)
+      g.format = argv[i + 1]; // so the error below comes in the asked-for format
+    if (a.rfind("--format=", 0) == 0)
+      g.format = a.substr(9);
+    if (a == "--db" || a == "--format" || a == "--log-level") {
+      ++i;
+      continue;
+    }
+    if (!a.empty() && a[0] == '-')
+      continue;
+    bool known = false;
+    for (const auto* sub : app.get_subcommands({}))
+      known = known || sub->get_name() == a;
+    if (!known) {
+      print_error(g, error{errc::invalid_argument,
+                           "unknown command \"" + a + "\" (see smithers --help)"});
+      return exit_invalid;
+    }
+    break;
+  }
 
   try {
     app.parse(argc, argv);

@@ -424,7 +424,7 @@ TEST_CASE("finish_attempt with an output writes the attempt and the output") {
   auto db = database::open(":memory:");
   writer w(db);
   w.apply({insert_run{make_run("r1")}, insert_attempt{make_attempt("r1", "n")}});
-  w.apply({finish_attempt{"r1", "n", 0, 1, "finished", 77, nullptr, json{{"answer", 42}}}});
+  w.apply({finish_attempt{"r1", "n", 0, 1, "finished", 77, nullptr, json{{"answer", 42}}, nullptr}});
 
   auto attempts = reader(db).attempts("r1");
   REQUIRE(attempts.size() == 1);
@@ -440,7 +440,7 @@ TEST_CASE("finish_attempt with an output writes the attempt and the output") {
 
   SECTION("a later attempt replaces the output") {
     w.apply({insert_attempt{make_attempt("r1", "n", 2)},
-             finish_attempt{"r1", "n", 0, 2, "finished", 88, nullptr, json("second")}});
+             finish_attempt{"r1", "n", 0, 2, "finished", 88, nullptr, json("second"), nullptr}});
     outputs = reader(db).outputs("r1");
     REQUIRE(outputs.size() == 1);
     CHECK(outputs[0].value == "second");
@@ -452,7 +452,7 @@ TEST_CASE("finish_attempt without an output records only the attempt") {
   writer w(db);
   json err = {{"code", "TASK_FAILED"}, {"message", "exit 1"}};
   w.apply({insert_run{make_run("r1")}, insert_attempt{make_attempt("r1", "n")},
-           finish_attempt{"r1", "n", 0, 1, "failed", 5, err, std::nullopt}});
+           finish_attempt{"r1", "n", 0, 1, "failed", 5, err, std::nullopt, nullptr}});
   auto attempts = reader(db).attempts("r1");
   REQUIRE(attempts.size() == 1);
   CHECK(attempts[0].state == "failed");
@@ -463,7 +463,7 @@ TEST_CASE("finish_attempt without an output records only the attempt") {
 TEST_CASE("an output that is JSON null is still an output") {
   auto db = database::open(":memory:");
   writer(db).apply({insert_run{make_run("r1")}, insert_attempt{make_attempt("r1", "n")},
-                    finish_attempt{"r1", "n", 0, 1, "finished", 5, nullptr, json(nullptr)}});
+                    finish_attempt{"r1", "n", 0, 1, "finished", 5, nullptr, json(nullptr), nullptr}});
   auto outputs = reader(db).outputs("r1");
   REQUIRE(outputs.size() == 1);
   CHECK(outputs[0].value.is_null());
@@ -476,7 +476,7 @@ TEST_CASE("finish_attempt without its attempt fails and rolls back the whole bat
   auto message = db_error_of([&] {
     w.apply({append_event{make_event("r1", 1)},
              upsert_node{{"r1", "n", 0, "finished", 1, "", "", 1}},
-             finish_attempt{"r1", "n", 0, 1, "finished", 5, nullptr, json(1)}});
+             finish_attempt{"r1", "n", 0, 1, "finished", 5, nullptr, json(1), nullptr}});
   });
   CHECK_THAT(message, Catch::Contains("no such attempt"));
   CHECK_THAT(message, Catch::Contains("command 3 of 3"));

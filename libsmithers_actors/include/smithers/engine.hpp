@@ -41,6 +41,16 @@ struct run_options {
   std::string workflow_hash;                // recorded with the run (CLI)
 };
 
+struct resume_options {
+  /// Resume even if the owner seems alive, its heartbeat is fresh, or the
+  /// workflow changed since the run started.
+  bool force = false;
+  /// A heartbeat older than this marks an owner on another host as gone.
+  std::chrono::milliseconds stale_after{30000};
+  event_handler on_event;
+  std::string workflow_hash;   // CLI: hash of the workflow file (default: of the tree)
+};
+
 struct run_result {
   std::string run_id;
   run_status status = run_status::running;
@@ -99,6 +109,18 @@ public:
   run_handle start(const workflow& wf, run_options opts = {});
   /// start() and wait().
   run_result run(const workflow& wf, run_options opts = {});
+
+  /// Continues a run after a crash, an interrupt or a restart: claims it
+  /// (of two resumers exactly one wins), records the attempts its previous
+  /// owner left in flight as cancelled, and drives it on. Finished nodes are
+  /// never run again; retry backoffs carry over. Throws RUN_NOT_FOUND,
+  /// RUN_NOT_RESUMABLE (it has ended), RUN_OWNER_ALIVE (its owner process
+  /// still runs on this host), RUN_STILL_RUNNING (a fresh heartbeat from an
+  /// owner not known to be dead), RESUME_METADATA_MISMATCH (the workflow
+  /// changed) — the last three unless opts.force — and
+  /// RUN_RESUME_CLAIM_FAILED when another resumer won.
+  run_handle resume(std::shared_ptr<const workflow> wf, const std::string& run_id,
+                    resume_options opts = {});
 
   /// Cancels a run: no new attempts start, attempts in flight are stopped
   /// (their process groups ended) and recorded `cancelled`, and the run ends

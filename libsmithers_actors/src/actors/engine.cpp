@@ -8,6 +8,7 @@
 #include "spec/validate.hpp"
 #include "util/clock.hpp"
 #include "util/ids.hpp"
+#include "util/owner.hpp"
 #include "util/json_bounds.hpp"
 
 #include <smithers/limits.hpp>
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #include <condition_variable>
+#include <set>
 #include <mutex>
 #include <thread>
 
@@ -82,6 +84,47 @@ void call_handler(const event_handler& h, const event& e) noexcept {
 }
 
 constexpr std::chrono::milliseconds cancel_poll_interval{250};
+
+json problems_json(const spec::problems& ps);
+
+// Runs driven by any engine of this process: a resume of one of them would
+// make two drivers, whatever the owner id says.
+std::mutex driven_mtx;
+std::set<std::string> driven_runs;
+
+bool driven_here(const std::string& run_id) {
+  std::lock_guard<std::mutex> lk(driven_mtx);
+  return driven_runs.count(run_id) > 0;
+}
+
+void set_driven(const std::string& run_id, bool on) {
+  std::lock_guard<std::mutex> lk(driven_mtx);
+  if (on)
+    driven_runs.insert(run_id);
+  else
+    driven_runs.erase(run_id);
+}
+
+rendered_tree first_render(const workflow& wf, const std::string& run_id, const json& input,
+                           const std::unordered_map<std::string, json>& outputs) {
+  render_context rc{run_id, &input, &outputs};
+  rendered_tree r;
+  try {
+    r = render(wf, rc);
+  } catch (const smithers_error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw smithers_error(errc::invalid_workflow,
+                         std::string{"rendering the workflow failed: "} + e.what());
+  }
+  if (wf.dynamic()) {
+    auto ps = spec::validate_tree(wf, r.root);
+    if (!ps.empty())
+      throw smithers_error(errc::invalid_workflow, "invalid workflow: " + spec::join(ps),
+                           problems_json(ps));
+  }
+  return r;
+}
 
 // Polls the store for cancellation requests that other processes recorded
 // for runs of this engine, on its own read-only connection (detached: the
@@ -173,6 +216,45 @@ struct engine::impl {
       call_handler(h, e);
   }
 
+  std::shared_ptr<actors::run_snapshot> load(const std::string& run_id) {
+    caf::scoped_actor self{*sys};
+    self->send(persistence, actors::load_atom::value, run_id);
+    actors::run_snapshot_ptr snap;
+    self->receive([&](actors::loaded_atom, actors::run_snapshot_ptr s) { snap = std::move(s); });
+    if (!snap->error.empty())
+      throw smithers_error(errc::db_error, snap->error);
+    return snap;
+  }
+
+  // Spawns the supervisor of a run whose row exists, and hands out its handle.
+  run_handle launch(std::shared_ptr<actors::run_context> ctx, event_handler on_event) {
+    auto st = std::make_shared<run_handle::state>();
+    st->run_id = ctx->run_id;
+    ctx->owner_id = owner_id;
+    ctx->persistence = persistence;
+    ctx->pool = pool.get();
+    ctx->publish = [this, on_event](const event& e) {
+      if (on_event)
+        call_handler(on_event, e);
+      publish(e);
+    };
+    ctx->on_end = [st, this](run_result r) {
+      set_driven(st->run_id, false);
+      {
+        std::lock_guard<std::mutex> lk(mtx);
+        supervisors.erase(st->run_id);
+      }
+      std::lock_guard<std::mutex> lk(st->mtx);
+      st->result = std::move(r);
+      st->done = true;
+      st->cv.notify_all();
+    };
+    std::lock_guard<std::mutex> lk(mtx);
+    runs.push_back(st);
+    supervisors[st->run_id] = actors::spawn_run_supervisor(*sys, ctx);
+    return run_handle{st};
+  }
+
   // Writes a batch through the persistence actor and waits for its commit.
   void write_sync(std::vector<store::command> cmds) {
     caf::scoped_actor self{*sys};
@@ -201,7 +283,7 @@ engine::engine(engine_config cfg) : impl_(std::make_unique<impl>()) {
   impl_->sys = std::make_unique<caf::actor_system>(impl_->sys_cfg);
   impl_->pool = std::make_unique<util::thread_pool>(c.blocking_threads ? c.blocking_threads : 64);
   impl_->persistence = actors::spawn_persistence(*impl_->sys, impl_->db);
-  impl_->owner_id = util::random_hex(8);
+  impl_->owner_id = util::make_owner_id();
   // Only a file can carry requests from other processes.
   if (c.db_path != ":memory:" && c.db_path.rfind("file::memory:", 0) != 0) {
     auto* im = impl_.get();
@@ -356,22 +438,7 @@ run_handle engine::start(std::shared_ptr<const workflow> wf, run_options opts) {
   }
   // A dynamic workflow is rendered once here so a broken build function is
   // refused before the run exists.
-  std::unordered_map<std::string, json> no_outputs;
-  render_context rc{ctx->run_id, ctx->input.get(), &no_outputs};
-  try {
-    ctx->first_render = render(*wf, rc);
-  } catch (const smithers_error&) {
-    throw;
-  } catch (const std::exception& e) {
-    throw smithers_error(errc::invalid_workflow,
-                         std::string{"rendering the workflow failed: "} + e.what());
-  }
-  if (wf->dynamic()) {
-    auto ps = spec::validate_tree(*wf, ctx->first_render.root);
-    if (!ps.empty())
-      throw smithers_error(errc::invalid_workflow, "invalid workflow: " + spec::join(ps),
-                           problems_json(ps));
-  }
+  ctx->first_render = first_render(*wf, ctx->run_id, *ctx->input, {});
 
   // Create the run: its row and RunStarted in one transaction. A duplicate
   // id fails the insert, so nothing else is written.
@@ -407,38 +474,114 @@ run_handle engine::start(std::shared_ptr<const workflow> wf, run_options opts) {
     throw;
   }
 
-  auto st = std::make_shared<run_handle::state>();
-  st->run_id = ctx->run_id;
-  {
-    std::lock_guard<std::mutex> lk(im.mtx);
-    im.runs.push_back(st);
-  }
+  set_driven(ctx->run_id, true);
   auto on_event = opts.on_event;
   if (on_event)
     call_handler(on_event, started);
   im.publish(started);
   ctx->next_seq = 1;
   ctx->started_ms = now;
-  ctx->persistence = im.persistence;
-  ctx->pool = im.pool.get();
-  ctx->publish = [this, on_event](const event& e) {
-    if (on_event)
-      call_handler(on_event, e);
-    impl_->publish(e);
-  };
-  ctx->on_end = [st, this](run_result r) {
-    {
-      std::lock_guard<std::mutex> lk(impl_->mtx);
-      impl_->supervisors.erase(st->run_id);
-    }
-    std::lock_guard<std::mutex> lk(st->mtx);
-    st->result = std::move(r);
-    st->done = true;
-    st->cv.notify_all();
-  };
-  std::lock_guard<std::mutex> lk(im.mtx);
-  im.supervisors[st->run_id] = actors::spawn_run_supervisor(*im.sys, ctx);
-  return run_handle{st};
+  return im.launch(ctx, on_event);
+}
+
+run_handle engine::resume(std::shared_ptr<const workflow> wf, const std::string& run_id,
+                          resume_options opts) {
+  if (!wf)
+    throw smithers_error(errc::invalid_argument, "no workflow given");
+  if (auto err = util::check_run_id(run_id))
+    throw smithers_error(*err);
+  auto& im = *impl_;
+  auto snap = im.load(run_id);
+  if (!snap->run)
+    throw smithers_error(errc::run_not_found, "no run with id \"" + run_id + "\"");
+  const store::run_row& run = *snap->run;
+  auto status = run_status_from(run.status);
+  if (status && is_terminal(*status))
+    throw smithers_error(errc::run_not_resumable,
+                         "run \"" + run_id + "\" has ended (" + run.status + ")");
+  if (driven_here(run_id))
+    throw smithers_error(errc::run_owner_alive,
+                         "run \"" + run_id + "\" is being driven by this process");
+  std::int64_t now = util::now_ms();
+  auto owner = util::check_owner(run.owner_id);
+  auto parsed_owner = util::parse_owner_id(run.owner_id);
+  if (owner == util::owner_state::alive && parsed_owner &&
+      parsed_owner->pid == static_cast<std::int64_t>(::getpid()))
+    owner = util::owner_state::dead; // this process, and it no longer drives the run
+  if (!opts.force) {
+    if (owner == util::owner_state::alive)
+      throw smithers_error(errc::run_owner_alive,
+                           "run \"" + run_id + "\" is owned by process " +
+                             std::to_string(run.owner_pid) + ", which is still running",
+                           {{"owner_id", run.owner_id}, {"owner_pid", run.owner_pid}});
+    if (owner == util::owner_state::unknown && now - run.heartbeat_ms < opts.stale_after.count())
+      throw smithers_error(errc::run_still_running,
+                           "run \"" + run_id + "\" has a heartbeat from " +
+                             std::to_string((now - run.heartbeat_ms) / 1000) +
+                             " s ago (stale after " +
+                             std::to_string(opts.stale_after.count() / 1000) + " s)",
+                           {{"owner_id", run.owner_id}, {"heartbeat_ms", run.heartbeat_ms}});
+  }
+  auto ps = spec::validate_workflow(*wf);
+  if (!ps.empty())
+    throw smithers_error(errc::invalid_workflow, "invalid workflow: " + spec::join(ps),
+                         problems_json(ps));
+
+  auto ctx = std::make_shared<actors::run_context>();
+  ctx->run_id = run_id;
+  ctx->wf = wf;
+  ctx->input = std::make_shared<const json>(run.input);
+  ctx->max_concurrency = run.config.value("max_concurrency", im.cfg.default_max_concurrency);
+  {
+    std::lock_guard<std::mutex> lk(im.mtx);
+    ctx->computes = std::make_shared<const actors::compute_registry>(im.computes);
+  }
+  actors::resume_state r;
+  r.previous_owner = run.owner_id;
+  r.forced = opts.force;
+  r.next_frame = snap->frames;
+  for (auto& o : snap->outputs)
+    r.outputs[o.node_id] = std::move(o.value);
+  std::string current_hash = opts.workflow_hash;
+  if (current_hash.empty())
+    current_hash = first_render(*wf, run_id, *ctx->input, {}).hash;
+  if (current_hash != run.workflow_hash && !opts.force)
+    throw smithers_error(errc::resume_metadata_mismatch,
+                         "the workflow of run \"" + run_id +
+                           "\" changed since it started (workflow hash)",
+                         {{"changed", {{{"field", "workflow_hash"},
+                                        {"recorded", run.workflow_hash},
+                                        {"current", current_hash}}}}});
+  ctx->first_render = first_render(*wf, run_id, *ctx->input, r.outputs);
+  for (const auto& n : snap->nodes) {
+    auto s = node_state_from(n.state).value_or(node_state::pending);
+    // Whatever was in flight or cancelled runs again.
+    if (s == node_state::in_progress || s == node_state::cancelled)
+      s = node_state::pending;
+    r.states[n.node_id] = s;
+  }
+  std::unordered_map<std::string, const store::attempt_row*> last;
+  for (const auto& a : snap->attempts) {
+    r.attempts[a.node_id] = std::max(r.attempts[a.node_id], a.attempt);
+    if (a.state == "in-progress")
+      r.orphaned.emplace_back(a.node_id, a.attempt);
+    if (!a.heartbeat.is_null())
+      r.checkpoints[a.node_id] = a.heartbeat;
+    last[a.node_id] = &a;
+  }
+  for (const auto& [id, a] : last) {
+    if (a->state == "failed" && r.states[id] == node_state::pending && a->meta.is_object() &&
+        a->meta.contains("retry_at_ms"))
+      r.retry_at_ms[id] = a->meta["retry_at_ms"].get<std::int64_t>();
+  }
+  // Claim last: a refused resume writes nothing.
+  im.write_sync({store::claim_run{run_id, run.owner_id, run.heartbeat_ms, im.owner_id,
+                                  static_cast<std::int64_t>(::getpid()), now}});
+  set_driven(run_id, true);
+  ctx->resume = std::move(r);
+  ctx->next_seq = snap->max_seq + 1;
+  ctx->started_ms = run.created_ms;
+  return im.launch(ctx, opts.on_event);
 }
 
 run_result engine::run(const workflow& wf, run_options opts) {

@@ -33,6 +33,7 @@ struct watched {
 
 struct watchdog_state {
   std::string run_id;
+  std::string owner_id;
   caf::actor supervisor;
   caf::actor persistence;
   std::unordered_map<std::string, watched> attempts;
@@ -91,16 +92,17 @@ void check(wd_actor* self) {
   if (now - st.last_liveness >= liveness_interval) {
     st.last_liveness = now;
     auto batch = std::make_shared<write_batch>();
-    batch->commands.push_back(store::touch_run{st.run_id, util::now_ms()});
+    batch->commands.push_back(store::touch_run{st.run_id, st.owner_id, util::now_ms()});
     self->send(st.persistence, write_atom::value, st.next_batch++, batch);
   }
   self->delayed_send(self, check_interval, check_atom::value);
 }
 
 caf::behavior watchdog(wd_actor* self, caf::actor supervisor, std::string run_id,
-                       caf::actor persistence) {
+                       std::string owner_id, caf::actor persistence) {
   self->state.supervisor = std::move(supervisor);
   self->state.run_id = std::move(run_id);
+  self->state.owner_id = std::move(owner_id);
   self->state.persistence = std::move(persistence);
   self->send(self, check_atom::value);
   return {
@@ -140,9 +142,10 @@ caf::behavior watchdog(wd_actor* self, caf::actor supervisor, std::string run_id
 } // namespace
 
 caf::actor spawn_heartbeat_watchdog(caf::local_actor& supervisor, std::string run_id,
-                                    caf::actor persistence) {
+                                    std::string owner_id, caf::actor persistence) {
   return supervisor.spawn<caf::linked>(watchdog, caf::actor_cast<caf::actor>(&supervisor),
-                                       std::move(run_id), std::move(persistence));
+                                       std::move(run_id), std::move(owner_id),
+                                       std::move(persistence));
 }
 
 } // namespace smithers::actors

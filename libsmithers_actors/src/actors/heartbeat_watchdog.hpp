@@ -22,6 +22,6 @@
 namespace smithers::actors {
 
 caf::actor spawn_heartbeat_watchdog(caf::local_actor& supervisor, std::string run_id,
-                                    caf::actor persistence);
+                                    std::string owner_id, caf::actor persistence);
 
 } // namespace smithers::actors

@@ -34,6 +34,8 @@ using cancel_atom = caf::atom_constant<caf::atom("cancel")>;
 using interrupt_atom = caf::atom_constant<caf::atom("interrupt")>;
 using grace_atom = caf::atom_constant<caf::atom("grace")>;
 using poll_atom = caf::atom_constant<caf::atom("poll")>;
+using load_atom = caf::atom_constant<caf::atom("load")>;
+using loaded_atom = caf::atom_constant<caf::atom("loaded")>;
 
 /// Commands committed together, in order, in one transaction.
 struct write_batch {
@@ -42,6 +44,19 @@ struct write_batch {
 using write_batch_ptr = std::shared_ptr<write_batch>;
 
 using task_outcome_ptr = std::shared_ptr<task_outcome>;
+
+/// Everything stored about one run, read on the writer's own connection (so
+/// it works for ":memory:" too).
+struct run_snapshot {
+  std::optional<store::run_row> run;
+  std::vector<store::node_row> nodes;
+  std::vector<store::attempt_row> attempts;
+  std::vector<store::output_row> outputs;
+  std::int64_t max_seq = -1;
+  std::int64_t frames = 0;
+  std::string error; // set when reading failed
+};
+using run_snapshot_ptr = std::shared_ptr<run_snapshot>;
 
 struct heartbeat_msg {
   std::int32_t task_index = 0;
@@ -57,3 +72,4 @@ using heartbeat_ptr = std::shared_ptr<heartbeat_msg>;
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(smithers::actors::write_batch_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(smithers::actors::task_outcome_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(smithers::actors::heartbeat_ptr)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(smithers::actors::run_snapshot_ptr)

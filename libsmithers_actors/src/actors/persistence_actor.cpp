@@ -1,6 +1,7 @@
 #include "actors/persistence_actor.hpp"
 
 #include "actors/messages.hpp"
+#include "store/reader.hpp"
 #include "store/writer.hpp"
 
 #include <spdlog/spdlog.h>
@@ -99,6 +100,25 @@ caf::behavior persistence(caf::stateful_actor<persistence_state>* self,
       }
     },
     [=](flush_atom) { flush(self); },
+    [=](load_atom, const std::string& run_id) {
+      // Queued writes first: a load sees everything sent before it.
+      flush(self);
+      auto snap = std::make_shared<run_snapshot>();
+      try {
+        store::reader rd{*self->state.db};
+        snap->run = rd.run(run_id);
+        if (snap->run) {
+          snap->nodes = rd.nodes(run_id);
+          snap->attempts = rd.attempts(run_id);
+          snap->outputs = rd.outputs(run_id);
+          snap->max_seq = rd.max_event_seq(run_id);
+          snap->frames = rd.frame_count(run_id);
+        }
+      } catch (const std::exception& e) {
+        snap->error = e.what();
+      }
+      self->send(caf::actor_cast<caf::actor>(self->current_sender()), loaded_atom::value, snap);
+    },
   };
 }
 

@@ -4,6 +4,7 @@
 // Protocol: (write_atom, uint64 batch_id, write_batch_ptr) from any actor;
 // after the commit that contains it the sender gets (committed_atom, batch_id),
 // or (failed_atom, batch_id, std::string message) if that transaction failed.
+// (load_atom, run_id) is answered with (loaded_atom, run_snapshot_ptr).
 #pragma once
 
 #include "store/database.hpp"

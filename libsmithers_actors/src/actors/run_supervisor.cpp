@@ -13,6 +13,7 @@
 
 #include <random>
 #include <unordered_map>
+#include <unordered_set>
 
 namespace smithers::actors {
 
@@ -151,16 +152,71 @@ public:
   }
 
   void start() {
-    st_.watchdog = spawn_heartbeat_watchdog(*self_, st_.ctx->run_id, st_.ctx->persistence);
+    st_.watchdog = spawn_heartbeat_watchdog(*self_, st_.ctx->run_id, st_.ctx->owner_id,
+                                            st_.ctx->persistence);
     st_.next_seq = st_.ctx->next_seq;
     st_.result.run_id = st_.ctx->run_id;
     st_.tree = std::move(st_.ctx->first_render);
+    if (st_.ctx->resume) {
+      resume(*st_.ctx->resume);
+      return;
+    }
     rebuild({});
     store_frame();
     for (std::size_t t = 0; t < st_.plan->task_count(); ++t) {
       const auto& id = st_.plan->task_ids[t];
       node_row(id, node_state::pending, st_.plan->specs[t].get());
       emit("NodePending", {{"node_id", id}, {"iteration", 0}});
+    }
+    queue_tick();
+  }
+
+  // Continues a run from the store: attempts the dead owner left in flight
+  // are recorded cancelled and their nodes run again; finished nodes keep
+  // their outputs and never run again; backoffs still running are waited out.
+  void resume(resume_state& r) {
+    st_.outputs = std::move(r.outputs);
+    st_.attempts = std::move(r.attempts);
+    st_.checkpoints = std::move(r.checkpoints);
+    st_.frame_no = r.next_frame;
+    std::int64_t now = util::now_ms();
+    error lost{errc::task_aborted,
+               "the process driving the run ended while this attempt was in flight"};
+    for (const auto& [id, attempt] : r.orphaned) {
+      store::finish_attempt fa;
+      fa.run_id = st_.ctx->run_id;
+      fa.node_id = id;
+      fa.attempt = attempt;
+      fa.state = "cancelled";
+      fa.finished_ms = now;
+      fa.error = lost.to_json();
+      st_.writes.push_back(std::move(fa));
+      emit("NodeCancelled",
+           {{"node_id", id}, {"iteration", 0}, {"attempt", attempt}, {"error", lost.to_json()}});
+    }
+    emit("RunResumed", {{"previous_owner", r.previous_owner},
+                        {"orphaned_attempts", r.orphaned.size()},
+                        {"forced", r.forced}});
+    rebuild(r.states);
+    store_frame();
+    std::unordered_set<std::string> orphans;
+    for (const auto& o : r.orphaned)
+      orphans.insert(o.first);
+    for (std::size_t t = 0; t < st_.plan->task_count(); ++t) {
+      const auto& id = st_.plan->task_ids[t];
+      if (!r.states.count(id) || orphans.count(id)) {
+        node_row(id, node_state::pending, st_.plan->specs[t].get());
+        if (!r.states.count(id))
+          emit("NodePending", {{"node_id", id}, {"iteration", 0}});
+      }
+    }
+    for (const auto& [id, at] : r.retry_at_ms) {
+      sched::index t = st_.plan->find(id);
+      if (t < 0)
+        continue;
+      st_.sched->hold(t);
+      self_->delayed_send(self_, std::chrono::milliseconds{std::max<std::int64_t>(0, at - now)},
+                          retry_atom::value, id);
     }
     queue_tick();
   }

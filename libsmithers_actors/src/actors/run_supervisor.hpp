@@ -15,19 +15,36 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
+#include <unordered_map>
 
 namespace smithers::actors {
 
 using compute_registry = std::map<std::string, compute_fn>;
 
+/// What a resumed run starts from, read from the store.
+struct resume_state {
+  std::unordered_map<std::string, node_state> states;    // by node id
+  std::unordered_map<std::string, std::int64_t> attempts; // attempts started
+  std::unordered_map<std::string, json> outputs;
+  std::unordered_map<std::string, json> checkpoints;     // last heartbeat data
+  std::unordered_map<std::string, std::int64_t> retry_at_ms; // backoffs still running
+  std::vector<std::pair<std::string, std::int64_t>> orphaned; // attempts left in progress
+  std::int64_t next_frame = 0;
+  std::string previous_owner;
+  bool forced = false;
+};
+
 struct run_context {
   std::string run_id;
+  std::string owner_id;                         // this engine's
   std::shared_ptr<const workflow> wf;
   std::shared_ptr<const json> input;
   std::int64_t max_concurrency = 0;             // 0: unlimited
   std::shared_ptr<const compute_registry> computes;
   rendered_tree first_render;                   // validated before the run was created
-  std::int64_t next_seq = 0;                    // events already written at creation
+  std::int64_t next_seq = 0;                    // events already written
+  std::optional<resume_state> resume;           // set when resuming
   std::int64_t started_ms = 0;
   caf::actor persistence;
   util::thread_pool* pool = nullptr;

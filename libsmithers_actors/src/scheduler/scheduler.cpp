@@ -33,6 +33,7 @@ scheduler::scheduler(const plan& p, std::int64_t run_max_concurrency,
   flying_.assign(nn, 0);
   ready_children_.resize(nn);
   is_runnable_.assign(nt, 0);
+  held_.assign(nt, 0);
   counts_[static_cast<int>(node_state::pending)] = nt;
 
   for (index t = 0; t < static_cast<index>(nt); ++t) {
@@ -148,7 +149,7 @@ void scheduler::adjust_runnable(index n, int delta) {
 }
 
 void scheduler::mark_runnable(index t) {
-  if (is_runnable_[t])
+  if (is_runnable_[t] || held_[t])
     return;
   is_runnable_[t] = 1;
   adjust_runnable(plan_.task_node[t], +1);
@@ -287,14 +288,23 @@ void scheduler::defer(index t) {
     return;
   flight(t, -1);
   set_state(t, node_state::pending);
+  held_[t] = 1;
   ++deferred_;
-  // Stays out of the runnable set until release().
-  is_runnable_[t] = 0;
+}
+
+void scheduler::hold(index t) {
+  if (state_[t] != node_state::pending || held_[t])
+    return;
+  unmark_runnable(t);
+  held_[t] = 1;
+  ++deferred_;
 }
 
 void scheduler::release(index t) {
-  if (deferred_ > 0)
-    --deferred_;
+  if (!held_[t])
+    return;
+  held_[t] = 0;
+  --deferred_;
   if (state_[t] == node_state::pending && unmet_[t] == 0 && active_[plan_.task_node[t]])
     mark_runnable(t);
 }

@@ -50,7 +50,10 @@ public:
   /// An in_progress task waits for a retry: it leaves the flight and does not
   /// run until release().
   void defer(index t);
-  /// A deferred task becomes pending (and runnable when its needs allow).
+  /// A pending task waits (a retry's backoff that survived a restart): it
+  /// does not run until release().
+  void hold(index t);
+  /// A deferred or held task becomes runnable again when its needs allow.
   void release(index t);
 
   /// Tasks skipped because a need did not finish, since the last call.
@@ -93,6 +96,7 @@ private:
   std::vector<std::int32_t> flying_;   // per node: tasks in flight below
   std::vector<std::set<index>> ready_children_; // per node: positions with runnable > 0
   std::vector<char> is_runnable_;      // per task
+  std::vector<char> held_;             // per task: waiting for a retry
   std::array<std::size_t, 9> counts_{};
   std::size_t in_flight_ = 0;
   std::size_t deferred_ = 0;

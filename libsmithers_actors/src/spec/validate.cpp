@@ -151,6 +151,59 @@ struct tree_checker {
     }
   }
 
+  // A task that needs a task placed after it in a sequence can never start:
+  // the sequence waits for it before starting the other. Found through the
+  // lowest common ancestor of the two, via each task's (group, index) trail.
+  void check_order(const node& root) {
+    std::unordered_map<std::string, std::vector<std::pair<const node*, std::size_t>>> trails;
+    std::vector<std::pair<const node*, std::size_t>> trail;
+    collect_trails(root, trail, trails);
+    check_order_in(root, trails);
+  }
+
+  void collect_trails(const node& n, std::vector<std::pair<const node*, std::size_t>>& trail,
+                      std::unordered_map<std::string,
+                                         std::vector<std::pair<const node*, std::size_t>>>& out) {
+    if (n.is_task()) {
+      out.emplace(n.id, trail);
+      return;
+    }
+    for (std::size_t i = 0; i < n.children.size(); ++i) {
+      trail.emplace_back(&n, i);
+      collect_trails(n.children[i], trail, out);
+      trail.pop_back();
+    }
+  }
+
+  void check_order_in(const node& n,
+                      const std::unordered_map<std::string,
+                                               std::vector<std::pair<const node*, std::size_t>>>&
+                        trails) {
+    if (!n.is_task()) {
+      for (const auto& c : n.children)
+        check_order_in(c, trails);
+      return;
+    }
+    if (!n.task)
+      return;
+    const auto& mine = trails.at(n.id);
+    for (std::size_t k = 0; k < n.task->needs.size(); ++k) {
+      auto it = trails.find(n.task->needs[k]);
+      if (it == trails.end())
+        continue;
+      const auto& theirs = it->second;
+      std::size_t d = 0;
+      while (d < mine.size() && d < theirs.size() && mine[d].first == theirs[d].first &&
+             mine[d].second == theirs[d].second)
+        ++d;
+      if (d < mine.size() && d < theirs.size() && mine[d].first == theirs[d].first &&
+          mine[d].first->kind == node_kind::sequence && mine[d].second < theirs[d].second)
+        out.push_back({index_path(child_path(task_paths.at(n.id), "needs"), k),
+                       "task \"" + n.id + "\" needs \"" + n.task->needs[k] +
+                         "\", which comes after it in a sequence: it could never start"});
+    }
+  }
+
   // A cycle through `needs` can never start: report it where it closes.
   void check_cycles(const node& root) {
     std::unordered_map<std::string, const task_spec*> specs;
@@ -208,6 +261,8 @@ problems validate_tree(const workflow& wf, const node& root) {
   tree_checker tc{wf, out, {}};
   tc.collect(root, "root");
   tc.check_tasks(root, "root");
+  if (out.empty())
+    tc.check_order(root);
   if (out.empty())
     tc.check_cycles(root);
   return out;

@@ -54,6 +54,13 @@ bool reader::run_exists(const std::string& run_id) const {
   return s.step();
 }
 
+std::int64_t reader::max_event_seq(const std::string& run_id) const {
+  statement s(db_.handle(), "SELECT COALESCE(MAX(seq), -1) FROM events WHERE run_id = ?1");
+  s.bind_text_ref(1, run_id);
+  s.step();
+  return s.column_int(0);
+}
+
 std::vector<std::string> reader::cancel_requests(const std::string& owner_id) const {
   statement s(db_.handle(), R"sql(
 SELECT run_id FROM runs WHERE owner_id = ?1 AND cancel_requested = 1

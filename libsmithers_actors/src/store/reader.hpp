@@ -30,6 +30,8 @@ public:
   /// Runs of `owner_id` that are not over and have a cancellation request.
   std::vector<std::string> cancel_requests(const std::string& owner_id) const;
   std::int64_t frame_count(const std::string& run_id) const;
+  /// The highest event seq of a run, -1 when it has none.
+  std::int64_t max_event_seq(const std::string& run_id) const;
 
 private:
   database& db_;

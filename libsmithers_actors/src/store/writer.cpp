@@ -39,6 +39,7 @@ struct describe {
   }
   std::string operator()(const touch_run& c) const { return "touch_run " + c.run_id; }
   std::string operator()(const request_cancel& c) const { return "request_cancel " + c.run_id; }
+  std::string operator()(const claim_run& c) const { return "claim_run " + c.run_id; }
 
   static std::string key(const std::string& run, const std::string& node, std::int64_t iteration,
                          std::int64_t attempt = 0) {
@@ -96,9 +97,13 @@ VALUES (?1, ?2, ?3, ?4, ?5))sql"),
 INSERT INTO frames (run_id, frame_no, tree_hash, tree_json, created_ms)
 VALUES (?1, ?2, ?3, ?4, ?5))sql"),
         touch_run_(db, R"sql(
-UPDATE runs SET heartbeat_ms = ?2 WHERE run_id = ?1 AND heartbeat_ms < ?2)sql"),
+UPDATE runs SET heartbeat_ms = ?2 WHERE run_id = ?1 AND heartbeat_ms < ?2 AND owner_id = ?3)sql"),
         request_cancel_(db, R"sql(
-UPDATE runs SET cancel_requested = 1 WHERE run_id = ?1)sql") {}
+UPDATE runs SET cancel_requested = 1 WHERE run_id = ?1)sql"),
+        claim_run_(db, R"sql(
+UPDATE runs SET owner_id = ?4, owner_pid = ?5, heartbeat_ms = ?6, updated_ms = ?6,
+  status = 'running'
+WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
 
   // Strings of a command are bound without copying (bind_text_ref): the
   // batch outlives the step, and in_use clears the bindings right after.
@@ -238,6 +243,7 @@ UPDATE runs SET cancel_requested = 1 WHERE run_id = ?1)sql") {}
     in_use use{s};
     s.bind_text_ref(1, c.run_id);
     s.bind_int(2, c.heartbeat_ms);
+    s.bind_text_ref(3, c.owner_id);
     s.step();
   }
 
@@ -247,6 +253,21 @@ UPDATE runs SET cancel_requested = 1 WHERE run_id = ?1)sql") {}
     s.bind_text_ref(1, c.run_id);
     s.step();
     if (s.changes() == 0) throw smithers_error(errc::run_not_found, "no such run");
+  }
+
+  void operator()(const claim_run& c) {
+    auto& s = claim_run_;
+    in_use use{s};
+    s.bind_text_ref(1, c.run_id);
+    s.bind_text_ref(2, c.expected_owner_id);
+    s.bind_int(3, c.expected_heartbeat_ms);
+    s.bind_text_ref(4, c.owner_id);
+    s.bind_int(5, c.owner_pid);
+    s.bind_int(6, c.now_ms);
+    s.step();
+    if (s.changes() == 0)
+      throw smithers_error(errc::run_resume_claim_failed,
+                           "another process claimed the run first");
   }
 
   static void bind_attempt_key(statement& s, const std::string& run_id, const std::string& node_id,
@@ -273,7 +294,7 @@ UPDATE runs SET cancel_requested = 1 WHERE run_id = ?1)sql") {}
   statement begin_, commit_, rollback_;
   statement insert_run_, update_run_status_, upsert_node_, insert_attempt_, finish_attempt_,
       upsert_output_, heartbeat_, heartbeat_data_, append_event_, store_frame_, touch_run_,
-      request_cancel_;
+      request_cancel_, claim_run_;
 };
 
 writer::writer(database& db) : impl_(std::make_unique<impl>(db.handle())) {}
@@ -302,7 +323,10 @@ void writer::apply(const std::vector<command>& batch) {
                                                  std::visit(describe{}, batch[i]) + "): " + cause
                                            : "commit failed: " + cause;
     w.rollback();
-    throw smithers_error(errc::db_error, std::move(message));
+    // A command that refused on purpose (a lost claim, an unknown run) keeps
+    // its code; everything else is a store failure.
+    throw smithers_error(se && se->code() != errc::db_error ? se->code() : errc::db_error,
+                         std::move(message));
   }
 }
 

@@ -45,14 +45,27 @@ struct record_heartbeat {
   bool has_data = false;
 };
 struct append_event { event_row row; };
-/// The owner's liveness heartbeat; never moves the time backwards.
+/// The owner's liveness heartbeat; never moves the time backwards, and only
+/// the current owner's counts (a run taken over by force keeps its new one).
 struct touch_run {
   std::string run_id;
+  std::string owner_id;
   std::int64_t heartbeat_ms = 0;
 };
 /// A durable cancellation request, noticed by the owning process.
 struct request_cancel {
   std::string run_id;
+};
+/// Takes a run over: compare-and-set on (owner_id, heartbeat_ms), so of two
+/// resumers exactly one wins; the loser's batch fails with
+/// RUN_RESUME_CLAIM_FAILED and writes nothing.
+struct claim_run {
+  std::string run_id;
+  std::string expected_owner_id;
+  std::int64_t expected_heartbeat_ms = 0;
+  std::string owner_id;
+  std::int64_t owner_pid = 0;
+  std::int64_t now_ms = 0;
 };
 /// Frames go through this one command so their storage format can change
 /// (deltas, content addressing) without touching callers.
@@ -60,7 +73,7 @@ struct store_frame { frame_row row; };
 
 using command = std::variant<insert_run, update_run_status, upsert_node, insert_attempt,
                              finish_attempt, record_heartbeat, append_event, store_frame,
-                             touch_run, request_cancel>;
+                             touch_run, request_cancel, claim_run>;
 
 class writer {
 public:
