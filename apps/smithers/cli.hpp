@@ -55,6 +55,11 @@ std::string format_duration(std::int64_t ms);
 void add_run_command(CLI::App& app, const globals& g, int& result);
 void add_query_commands(CLI::App& app, const globals& g, int& result);
 void add_workflow_commands(CLI::App& app, const globals& g, int& result);
+void add_supervise_command(CLI::App& app, const globals& g, int& result);
+
+/// The git revision (HEAD) of the directory holding `file`, or "" when it is
+/// not in a git work tree.
+std::string git_revision(const std::string& file);
 
 /// Compute functions the CLI registers for JSON workflows: "noop" returns
 /// {}, "echo" returns {"node_id", "input", "needs"}.

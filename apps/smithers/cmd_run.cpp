@@ -1,10 +1,12 @@
 // smithers run: start a run and drive it to its end, with live progress on a
 // terminal.
 #include "cli.hpp"
+#include "signals.hpp"
 
 #include "spec/parse.hpp"
 #include "store/reader.hpp"
 #include "util/ids.hpp"
+#include "util/subprocess.hpp"
 
 #include <smithers/engine.hpp>
 #include <smithers/limits.hpp>
@@ -27,6 +29,21 @@ void register_builtin_computes(engine& e) {
   e.register_compute("echo", [](task_context& ctx) {
     return json{{"node_id", ctx.node_id()}, {"input", ctx.input()}, {"needs", ctx.needs()}};
   });
+}
+
+std::string git_revision(const std::string& file) {
+  auto slash = file.rfind('/');
+  std::string dir = slash == std::string::npos ? "." : file.substr(0, slash + 1);
+  util::subprocess_request req;
+  req.argv = {"git", "-C", dir, "rev-parse", "HEAD"};
+  req.timeout = std::chrono::milliseconds{5000};
+  auto res = util::run_subprocess(req);
+  if (!res.exited || res.exit_code != 0)
+    return "";
+  auto rev = res.out;
+  while (!rev.empty() && (rev.back() == '\n' || rev.back() == '\r'))
+    rev.pop_back();
+  return rev;
 }
 
 bool is_builtin_compute(const std::string& name) {
@@ -116,48 +133,6 @@ private:
   std::mutex mtx_;
   long pending_ = 0, running_ = 0, finished_ = 0, failed_ = 0, skipped_ = 0;
   std::chrono::steady_clock::time_point last_draw_{};
-};
-
-/// SIGINT/SIGTERM while a run is driven: the first one interrupts the run
-/// (attempts stopped and recorded, the run left resumable), a second one
-/// exits at once. Signals are blocked in every thread and taken by sigwait
-/// on one thread, so no handler runs in an arbitrary thread.
-class signal_guard {
-public:
-  signal_guard() {
-    sigemptyset(&set_);
-    sigaddset(&set_, SIGINT);
-    sigaddset(&set_, SIGTERM);
-    // Before the engine starts its threads, so they inherit the mask.
-    pthread_sigmask(SIG_BLOCK, &set_, nullptr);
-  }
-
-  void watch(engine& eng) {
-    std::thread([this, &eng] {
-      int sig = 0;
-      while (sigwait(&set_, &sig) == 0) {
-        if (received_.exchange(sig) != 0)
-          std::_Exit(128 + sig);
-        std::lock_guard<std::mutex> lk(mtx_);
-        if (alive_)
-          eng.interrupt(std::string{"interrupted by "} + (sig == SIGINT ? "SIGINT" : "SIGTERM"));
-      }
-    }).detach();
-  }
-
-  /// Called before the engine goes away.
-  void release() {
-    std::lock_guard<std::mutex> lk(mtx_);
-    alive_ = false;
-  }
-
-  int received() const { return received_.load(); }
-
-private:
-  sigset_t set_;
-  std::atomic<int> received_{0};
-  std::mutex mtx_;
-  bool alive_ = true;
 };
 
 } // namespace
@@ -263,6 +238,7 @@ void add_run_command(CLI::App& app, const globals& g, int& result) {
       opts.max_concurrency = args->max_concurrency;
     opts.workflow_path = args->workflow;
     opts.workflow_hash = parsed.hash;
+    opts.vcs_revision = git_revision(args->workflow);
     // Everything is checked before the database is opened: bad input leaves
     // no trace, not even a new database file.
     validate_run(*parsed.wf, opts, is_builtin_compute);
@@ -309,6 +285,7 @@ void add_run_command(CLI::App& app, const globals& g, int& result) {
       resume_options opts;
       opts.force = ra->force;
       opts.workflow_hash = parsed.hash;
+      opts.vcs_revision = git_revision(path);
       opts.on_event = std::move(on_event);
       return eng.resume(std::make_shared<const workflow>(std::move(*parsed.wf)), ra->run_id, opts);
     });

@@ -93,6 +93,7 @@ int main(int argc, char** argv) {
   add_run_command(app, g, result);
   add_query_commands(app, g, result);
   add_workflow_commands(app, g, result);
+  add_supervise_command(app, g, result);
 
   auto logger = spdlog::stderr_color_mt("smithers");
   spdlog::set_default_logger(logger);

@@ -39,6 +39,7 @@ struct run_options {
   event_handler on_event;                   // this run's events, after commit
   std::string workflow_path;                // recorded with the run (CLI)
   std::string workflow_hash;                // recorded with the run (CLI)
+  std::string vcs_revision;                 // git revision of the workflow's directory
 };
 
 struct resume_options {
@@ -49,6 +50,7 @@ struct resume_options {
   std::chrono::milliseconds stale_after{30000};
   event_handler on_event;
   std::string workflow_hash;   // CLI: hash of the workflow file (default: of the tree)
+  std::string vcs_revision;    // compared with the recorded one when both are known
 };
 
 struct run_result {

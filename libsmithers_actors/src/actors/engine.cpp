@@ -451,6 +451,7 @@ run_handle engine::start(std::shared_ptr<const workflow> wf, run_options opts) {
   row.config = {{"max_concurrency", ctx->max_concurrency}};
   row.workflow_hash = opts.workflow_hash.empty() ? ctx->first_render.hash : opts.workflow_hash;
   row.workflow_path = opts.workflow_path;
+  row.vcs_revision = opts.vcs_revision;
   row.owner_id = im.owner_id;
   row.owner_pid = static_cast<std::int64_t>(::getpid());
   row.heartbeat_ms = now;
@@ -545,13 +546,25 @@ run_handle engine::resume(std::shared_ptr<const workflow> wf, const std::string&
   std::string current_hash = opts.workflow_hash;
   if (current_hash.empty())
     current_hash = first_render(*wf, run_id, *ctx->input, {}).hash;
-  if (current_hash != run.workflow_hash && !opts.force)
+  json changed = json::array();
+  std::string what;
+  if (current_hash != run.workflow_hash) {
+    changed.push_back(
+      {{"field", "workflow_hash"}, {"recorded", run.workflow_hash}, {"current", current_hash}});
+    what = "workflow hash";
+  }
+  if (!run.vcs_revision.empty() && opts.vcs_revision != run.vcs_revision) {
+    changed.push_back({{"field", "vcs_revision"},
+                       {"recorded", run.vcs_revision},
+                       {"current", opts.vcs_revision}});
+    what += std::string{what.empty() ? "" : ", "} + "git revision " + run.vcs_revision + " -> " +
+            (opts.vcs_revision.empty() ? std::string{"none"} : opts.vcs_revision);
+  }
+  if (!changed.empty() && !opts.force)
     throw smithers_error(errc::resume_metadata_mismatch,
-                         "the workflow of run \"" + run_id +
-                           "\" changed since it started (workflow hash)",
-                         {{"changed", {{{"field", "workflow_hash"},
-                                        {"recorded", run.workflow_hash},
-                                        {"current", current_hash}}}}});
+                         "run \"" + run_id + "\" started from a different workflow (changed: " +
+                           what + "); --force resumes anyway",
+                         {{"changed", changed}});
   ctx->first_render = first_render(*wf, run_id, *ctx->input, r.outputs);
   for (const auto& n : snap->nodes) {
     auto s = node_state_from(n.state).value_or(node_state::pending);

@@ -1,0 +1,135 @@
+// smithers supervise: find runs whose owner died and resume them, forever
+// (or once). Two supervisors may watch one database: the resume's
+// compare-and-set claim lets exactly one of them take each run.
+#include "cli.hpp"
+#include "signals.hpp"
+
+#include "spec/parse.hpp"
+#include "store/reader.hpp"
+#include "util/owner.hpp"
+
+#include <smithers/engine.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <iostream>
+#include <set>
+#include <unistd.h>
+
+namespace smithers::cli {
+
+namespace {
+
+/// "30s", "500ms", "2m", "1h" or plain milliseconds.
+std::chrono::milliseconds parse_duration(const std::string& text, const char* option) {
+  std::size_t end = 0;
+  long long n = -1;
+  try {
+    n = std::stoll(text, &end);
+  } catch (...) {
+  }
+  std::string unit = text.substr(end);
+  long long factor = unit.empty() || unit == "ms" ? 1
+                     : unit == "s"                ? 1000
+                     : unit == "m"                ? 60000
+                     : unit == "h"                ? 3600000
+                                                  : -1;
+  if (n <= 0 || factor < 0)
+    throw smithers_error(errc::invalid_argument,
+                         std::string{option} + " must be a positive duration like 30s, 500ms or "
+                                               "2m, got \"" +
+                           text + "\"");
+  return std::chrono::milliseconds{n * factor};
+}
+
+} // namespace
+
+void add_supervise_command(CLI::App& app, const globals& g, int& result) {
+  struct supervise_args {
+    std::string interval = "30s";
+    std::string stale_after = "30s";
+    bool once = false;
+  };
+  auto sa = std::make_shared<supervise_args>();
+  auto* cmd = app.add_subcommand("supervise", "resume runs whose owner died");
+  cmd->add_option("--interval", sa->interval, "time between scans (default 30s)");
+  cmd->add_option("--stale-after", sa->stale_after,
+                  "a heartbeat this old marks an owner on another host as gone (default 30s)");
+  cmd->add_flag("--once", sa->once, "scan once, drive what was resumed to its end, exit");
+  cmd->callback([&g, &result, sa] {
+    auto interval = parse_duration(sa->interval, "--interval");
+    auto stale_after = parse_duration(sa->stale_after, "--stale-after");
+    signal_guard signals;
+    engine_config cfg;
+    cfg.db_path = g.db;
+    engine eng{cfg};
+    signals.watch(eng);
+    register_builtin_computes(eng);
+    std::vector<run_handle> driven;
+    std::set<std::string> taken;
+    auto say = [&](const json& j, const std::string& text) {
+      if (g.json())
+        std::cout << dump(j) << std::endl;
+      else
+        std::cout << text << std::endl;
+    };
+    for (;;) {
+      std::vector<store::run_row> candidates;
+      if (::access(g.db.c_str(), F_OK) == 0) {
+        auto db = store::database::open(g.db, store::open_mode::read_only);
+        candidates = store::reader{db}.runs("running");
+      }
+      std::int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                           std::chrono::system_clock::now().time_since_epoch())
+                           .count();
+      for (const auto& run : candidates) {
+        if (taken.count(run.run_id))
+          continue;
+        auto owner = util::check_owner(run.owner_id);
+        bool stale = now - run.heartbeat_ms >= stale_after.count();
+        if (owner == util::owner_state::alive ||
+            (owner == util::owner_state::unknown && !stale))
+          continue;
+        if (run.workflow_path.empty()) {
+          spdlog::warn("run {} lost its owner but was not started from a file; skipped",
+                       run.run_id);
+          taken.insert(run.run_id);
+          continue;
+        }
+        try {
+          auto parsed = spec::load_workflow_file(run.workflow_path);
+          if (!parsed.wf)
+            throw smithers_error(errc::invalid_workflow,
+                                 run.workflow_path + ": " + spec::join(parsed.errors));
+          resume_options opts;
+          opts.stale_after = stale_after;
+          opts.workflow_hash = parsed.hash;
+          opts.vcs_revision = git_revision(run.workflow_path);
+          driven.push_back(eng.resume(std::make_shared<const workflow>(std::move(*parsed.wf)),
+                                      run.run_id, opts));
+          taken.insert(run.run_id);
+          say({{"resumed", run.run_id}, {"previous_owner", run.owner_id}},
+              "resumed run " + run.run_id + " (its owner " +
+                (owner == util::owner_state::dead ? "died" : "stopped heartbeating") + ")");
+        } catch (const smithers_error& e) {
+          // Another supervisor won the claim, or the run cannot go on here.
+          say({{"skipped", run.run_id}, {"error", e.err().to_json()}},
+              "skipped run " + run.run_id + ": " + e.err().what());
+          if (e.code() != errc::run_resume_claim_failed && e.code() != errc::run_owner_alive)
+            taken.insert(run.run_id);
+        }
+      }
+      if (sa->once || signals.sleep_for(interval))
+        break;
+    }
+    for (auto& h : driven) {
+      auto res = h.wait();
+      say({{"run_id", res.run_id}, {"status", to_string(res.status)}},
+          "run " + res.run_id + " " + to_string(res.status));
+    }
+    signals.release();
+    result = signals.received() ? 128 + signals.received() : exit_finished;
+  });
+}
+
+} // namespace smithers::cli

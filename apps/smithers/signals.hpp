@@ -1,0 +1,68 @@
+// Signal handling for commands that drive runs (run, resume, supervise).
+#pragma once
+
+#include <smithers/engine.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <csignal>
+#include <cstdlib>
+#include <mutex>
+#include <pthread.h>
+#include <string>
+#include <thread>
+
+namespace smithers::cli {
+
+/// SIGINT/SIGTERM while a run is driven: the first one interrupts the run
+/// (attempts stopped and recorded, the run left resumable), a second one
+/// exits at once. Signals are blocked in every thread and taken by sigwait
+/// on one thread, so no handler runs in an arbitrary thread.
+class signal_guard {
+public:
+  signal_guard() {
+    sigemptyset(&set_);
+    sigaddset(&set_, SIGINT);
+    sigaddset(&set_, SIGTERM);
+    // Before the engine starts its threads, so they inherit the mask.
+    pthread_sigmask(SIG_BLOCK, &set_, nullptr);
+  }
+
+  void watch(engine& eng) {
+    std::thread([this, &eng] {
+      int sig = 0;
+      while (sigwait(&set_, &sig) == 0) {
+        if (received_.exchange(sig) != 0)
+          std::_Exit(128 + sig);
+        std::lock_guard<std::mutex> lk(mtx_);
+        if (alive_)
+          eng.interrupt(std::string{"interrupted by "} + (sig == SIGINT ? "SIGINT" : "SIGTERM"));
+        cv_.notify_all();
+      }
+    }).detach();
+  }
+
+  /// Sleeps up to `d`; returns early (true) once a signal has arrived.
+  bool sleep_for(std::chrono::milliseconds d) {
+    std::unique_lock<std::mutex> lk(mtx_);
+    return cv_.wait_for(lk, d, [this] { return received_.load() != 0; });
+  }
+
+  /// Called before the engine goes away.
+  void release() {
+    std::lock_guard<std::mutex> lk(mtx_);
+    alive_ = false;
+  }
+
+  int received() const { return received_.load(); }
+
+private:
+  sigset_t set_;
+  std::atomic<int> received_{0};
+  std::mutex mtx_;
+  std::condition_variable cv_;
+  bool alive_ = true;
+};
+
+} // namespace smithers::cli

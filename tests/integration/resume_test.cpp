@@ -1,0 +1,224 @@
+// Resume through the engine API: what carries over, what runs again, what is
+// refused. (Crashes of whole processes are tested in tests/system.)
+#include <catch2/catch.hpp>
+
+#include "store/reader.hpp"
+#include "support/temp_dir.hpp"
+
+#include <smithers/engine.hpp>
+
+#include <atomic>
+#include <mutex>
+#include <thread>
+
+using namespace smithers;
+using namespace std::chrono_literals;
+using clock_type = std::chrono::steady_clock;
+
+namespace {
+
+engine_config config_in(const test_support::temp_dir& dir) {
+  engine_config cfg;
+  cfg.db_path = dir.path() + "/smithers.db";
+  cfg.scheduler_threads = 2;
+  return cfg;
+}
+
+/// Counts calls per node id.
+struct counter {
+  std::mutex mtx;
+  std::map<std::string, int> calls;
+
+  compute_fn task(json out, std::chrono::milliseconds hold = 0ms) {
+    return [this, out, hold](task_context& ctx) {
+      {
+        std::lock_guard<std::mutex> lk(mtx);
+        ++calls[ctx.node_id()];
+      }
+      auto deadline = clock_type::now() + hold;
+      while (clock_type::now() < deadline && !ctx.cancelled())
+        std::this_thread::sleep_for(2ms);
+      if (ctx.cancelled())
+        throw std::runtime_error("cancelled");
+      return out;
+    };
+  }
+  int of(const std::string& id) {
+    std::lock_guard<std::mutex> lk(mtx);
+    return calls[id];
+  }
+};
+
+void wait_until(const std::function<bool()>& cond) {
+  auto deadline = clock_type::now() + 10s;
+  while (!cond() && clock_type::now() < deadline)
+    std::this_thread::sleep_for(5ms);
+  REQUIRE(cond());
+}
+
+std::string refusal(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const smithers_error& e) {
+    return e.code();
+  }
+  return "accepted";
+}
+
+} // namespace
+
+TEST_CASE("an interrupted run resumes: finished nodes never run again, the interrupted one does") {
+  test_support::temp_dir dir;
+  engine eng{config_in(dir)};
+  counter c;
+  std::atomic<bool> slow{true};
+  auto wf = std::make_shared<workflow>();
+  wf->root = sequence({
+    compute_task("a", c.task({{"a", 1}})),
+    compute_task("b",
+                 [&](task_context& ctx) {
+                   json out = c.task({{"b", 2}})(ctx);
+                   return out;
+                 }),
+    compute_task("long", [&](task_context& ctx) -> json {
+      c.task(json::object())(ctx);
+      while (slow && !ctx.cancelled())
+        std::this_thread::sleep_for(2ms);
+      if (ctx.cancelled())
+        throw std::runtime_error("stopped");
+      return {{"long", true}};
+    }),
+    compute_task("last", c.task({{"last", 3}})).needs({"a"}),
+  });
+  std::mutex mtx;
+  std::vector<std::string> types;
+  run_options opts;
+  opts.on_event = [&](const event& e) {
+    std::lock_guard<std::mutex> lk(mtx);
+    types.push_back(e.type);
+  };
+  auto h = eng.start(wf, opts);
+  wait_until([&] { return c.of("long") == 1; });
+  eng.interrupt("test interrupt");
+  REQUIRE(h.wait_for(10s));
+  CHECK(h.wait().status == run_status::running);
+
+  slow = false;
+  resume_options ro;
+  ro.on_event = opts.on_event;
+  auto r = eng.resume(wf, h.run_id(), ro);
+  auto res = r.wait();
+  REQUIRE(res.status == run_status::finished);
+  CHECK(c.of("a") == 1);
+  CHECK(c.of("b") == 1);
+  CHECK(c.of("long") == 2);
+  CHECK(c.of("last") == 1);
+  CHECK(res.outputs.at("a") == json{{"a", 1}});
+  CHECK(res.outputs.at("last") == json{{"last", 3}});
+  {
+    std::lock_guard<std::mutex> lk(mtx);
+    CHECK(std::count(types.begin(), types.end(), "RunResumed") == 1);
+  }
+  auto db = store::database::open(eng.config().db_path, store::open_mode::read_only);
+  store::reader rd{db};
+  auto attempts = rd.attempts(h.run_id());
+  std::size_t long_attempts = 0;
+  for (const auto& a : attempts) {
+    CHECK(a.state != "in-progress");
+    if (a.node_id == "long")
+      ++long_attempts;
+  }
+  CHECK(long_attempts == 2);
+  // Events stay one sequence across the resume.
+  auto events = rd.events(h.run_id());
+  for (std::size_t i = 0; i < events.size(); ++i)
+    CHECK(events[i].seq == static_cast<std::int64_t>(i));
+  CHECK(rd.frame_count(h.run_id()) == 2);
+}
+
+TEST_CASE("a retry backoff carries over a resume: the next attempt waits for retry_at") {
+  test_support::temp_dir dir;
+  engine eng{config_in(dir)};
+  std::atomic<int> calls{0};
+  auto wf = std::make_shared<workflow>();
+  wf->root = sequence({compute_task("flaky",
+                                    [&](task_context& ctx) -> json {
+                                      ++calls;
+                                      if (ctx.attempt() == 1)
+                                        throw std::runtime_error("first fails");
+                                      return {{"attempt", ctx.attempt()}};
+                                    })
+                         .retries(1)
+                         .retry({800, 1.0, 800, 0.0})});
+  auto h = eng.start(wf, {});
+  wait_until([&] { return calls == 1; });
+  std::this_thread::sleep_for(100ms); // the failure is committed, the backoff runs
+  eng.interrupt("restart");
+  REQUIRE(h.wait_for(10s));
+  CHECK(calls == 1);
+  auto res = eng.resume(wf, h.run_id()).wait();
+  REQUIRE(res.status == run_status::finished);
+  CHECK(calls == 2);
+  auto db = store::database::open(eng.config().db_path, store::open_mode::read_only);
+  auto attempts = store::reader{db}.attempts(h.run_id());
+  REQUIRE(attempts.size() == 2);
+  std::int64_t retry_at = attempts[0].meta.at("retry_at_ms").get<std::int64_t>();
+  CHECK(attempts[1].started_ms >= retry_at);
+  CHECK(attempts[1].started_ms - retry_at < 1500); // not restarted from the resume
+}
+
+TEST_CASE("resume refuses unknown, ended, driven and changed runs") {
+  test_support::temp_dir dir;
+  engine eng{config_in(dir)};
+  counter c;
+  auto wf = std::make_shared<workflow>();
+  wf->root = sequence({compute_task("a", c.task(json::object()))});
+  auto finished = eng.run(*wf, {});
+  REQUIRE(finished.status == run_status::finished);
+
+  CHECK(refusal([&] { eng.resume(wf, "no-such-run"); }) == "RUN_NOT_FOUND");
+  CHECK(refusal([&] { eng.resume(wf, finished.run_id); }) == "RUN_NOT_RESUMABLE");
+  CHECK(refusal([&] { eng.resume(wf, "bad id"); }) == "INVALID_RUN_ID");
+
+  auto slow = std::make_shared<workflow>();
+  slow->root = sequence({compute_task("hold", c.task(json::object(), 20s))});
+  auto h = eng.start(slow, {});
+  wait_until([&] { return c.of("hold") == 1; });
+  CHECK(refusal([&] { eng.resume(slow, h.run_id()); }) == "RUN_OWNER_ALIVE");
+  eng.interrupt("stop");
+  REQUIRE(h.wait_for(10s));
+
+  auto changed = std::make_shared<workflow>();
+  changed->root = sequence({compute_task("other", c.task(json::object()))});
+  CHECK(refusal([&] { eng.resume(changed, h.run_id()); }) == "RESUME_METADATA_MISMATCH");
+  // Refusals wrote nothing: the run is still resumable with its workflow.
+  auto db = store::database::open(eng.config().db_path, store::open_mode::read_only);
+  auto events_before = store::reader{db}.events(h.run_id()).size();
+  CHECK(refusal([&] { eng.resume(wf, "no-such-run"); }) == "RUN_NOT_FOUND");
+  CHECK(store::reader{db}.events(h.run_id()).size() == events_before);
+
+  resume_options force;
+  force.force = true;
+  auto res = eng.resume(changed, h.run_id(), force).wait();
+  CHECK(res.status == run_status::finished);
+  CHECK(res.outputs.count("other") == 1);
+}
+
+TEST_CASE("an in-memory run can be interrupted and resumed by the same engine") {
+  engine_config cfg;
+  cfg.db_path = ":memory:";
+  engine eng{cfg};
+  counter c;
+  auto wf = std::make_shared<workflow>();
+  wf->root = sequence({compute_task("a", c.task({{"x", 1}})),
+                       compute_task("b", c.task({{"y", 2}}, 300ms))});
+  auto h = eng.start(wf, {});
+  wait_until([&] { return c.of("b") == 1; });
+  eng.interrupt("pause");
+  REQUIRE(h.wait_for(10s));
+  auto res = eng.resume(wf, h.run_id()).wait();
+  REQUIRE(res.status == run_status::finished);
+  CHECK(c.of("a") == 1);
+  CHECK(c.of("b") == 2);
+  CHECK(res.outputs.size() == 2);
+}
