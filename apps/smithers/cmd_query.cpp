@@ -196,6 +196,63 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
     result = exit_finished;
   });
 
+  // timeline
+  auto tl_id = std::make_shared<std::string>();
+  auto* timeline = app.add_subcommand("timeline", "frames and forks of a run");
+  timeline->add_option("run_id", *tl_id, "run id")->required();
+  timeline->callback([&g, &result, tl_id] {
+    require_db(g, *tl_id);
+    auto db = open_db(g);
+    store::reader rd{db};
+    auto run = require_run(rd, *tl_id);
+    auto frames = rd.frame_summaries(*tl_id);
+    auto forks = rd.children(*tl_id);
+    if (g.json()) {
+      json fl = json::array();
+      for (const auto& f : frames)
+        fl.push_back({{"frame_no", f.frame_no},
+                      {"created_ms", f.created_ms},
+                      {"tree_hash", f.tree_hash},
+                      {"keyframe", f.keyframe},
+                      {"changes", f.changes}});
+      json kids = json::array();
+      for (const auto& c : forks)
+        kids.push_back({{"run_id", c.run_id},
+                        {"status", c.status},
+                        {"frame_no", c.config.contains("fork") ? c.config["fork"]["frame_no"]
+                                                               : json()},
+                        {"reset_nodes", c.config.contains("fork")
+                                          ? c.config["fork"]["reset_nodes"]
+                                          : json::array()}});
+      std::cout << dump(json{{"run_id", *tl_id},
+                             {"parent_run_id", run.parent_run_id.empty()
+                                                 ? json()
+                                                 : json(run.parent_run_id)},
+                             {"frames", fl},
+                             {"forks", kids}},
+                        2)
+                << std::endl;
+      result = exit_finished;
+      return;
+    }
+    std::cout << "run " << *tl_id << " (" << run.status << ")";
+    if (!run.parent_run_id.empty())
+      std::cout << ", forked from " << run.parent_run_id << " at frame "
+                << run.config["fork"].value("frame_no", std::int64_t{0});
+    std::cout << "\n\nFRAMES\n";
+    for (const auto& f : frames)
+      std::cout << "  " << std::setw(5) << f.frame_no << "  " << format_time(f.created_ms) << "  "
+                << (f.keyframe ? "key  " : "delta") << "  " << std::setw(6) << f.changes
+                << " node(s)  tree " << f.tree_hash.substr(0, 12) << "\n";
+    std::cout << "\nFORKS\n";
+    if (forks.empty())
+      std::cout << "  (none)\n";
+    for (const auto& c : forks)
+      std::cout << "  " << pad(c.run_id, 34) << pad(c.status, 12) << "from frame "
+                << c.config["fork"].value("frame_no", std::int64_t{0}) << "\n";
+    result = exit_finished;
+  });
+
   // cancel
   auto cancel_id = std::make_shared<std::string>();
   auto* cancel = app.add_subcommand("cancel", "request cancellation of a run, whoever owns it");

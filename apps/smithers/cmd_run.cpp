@@ -4,7 +4,9 @@
 #include "signals.hpp"
 
 #include "spec/parse.hpp"
+#include "store/fork.hpp"
 #include "store/reader.hpp"
+#include "util/clock.hpp"
 #include "util/ids.hpp"
 #include "util/subprocess.hpp"
 
@@ -252,6 +254,63 @@ void add_run_command(CLI::App& app, const globals& g, int& result) {
     result = drive(g, [&](engine& eng, event_handler on_event) {
       opts.on_event = std::move(on_event);
       return eng.start(std::make_shared<const workflow>(std::move(*parsed.wf)), opts);
+    });
+  });
+
+  struct fork_args {
+    std::string run_id;
+    std::int64_t frame = 0;
+    std::vector<std::string> reset;
+    std::string new_id;
+    bool run = false;
+  };
+  auto fa = std::make_shared<fork_args>();
+  auto* fork = app.add_subcommand("fork", "new run from a frame of another (time travel)");
+  fork->add_option("run_id", fa->run_id, "the run to fork")->required();
+  fork->add_option("--frame", fa->frame, "frame number (see smithers timeline)")->required();
+  fork->add_option("--reset-node", fa->reset,
+                   "run this node again, with every task that needs it (repeatable)");
+  fork->add_option("--run-id", fa->new_id, "the new run's id (default: <run>-fork-<hex>)");
+  fork->add_flag("--run", fa->run, "drive the new run now (like resume)");
+  fork->callback([&g, &result, fa] {
+    if (::access(g.db.c_str(), F_OK) != 0)
+      throw smithers_error(errc::run_not_found, "no run with id \"" + fa->run_id +
+                                                  "\" (no database at " + g.db + ")");
+    if (fa->frame < 0)
+      throw smithers_error(errc::invalid_argument, "--frame must be >= 0");
+    store::fork_result forked;
+    std::string path;
+    {
+      auto db = store::database::open(g.db, store::open_mode::read_write);
+      forked = store::fork_run(db, {fa->run_id, fa->frame, fa->reset, fa->new_id,
+                                    util::now_ms()});
+      path = store::reader{db}.run(fa->run_id)->workflow_path;
+    }
+    if (!fa->run) {
+      if (g.json())
+        std::cout << dump(json{{"run_id", forked.run_id},
+                               {"parent_run_id", fa->run_id},
+                               {"frame_no", fa->frame},
+                               {"reset_nodes", forked.reset}})
+                  << std::endl;
+      else
+        std::cout << "forked run " << forked.run_id << " from " << fa->run_id << " at frame "
+                  << fa->frame << "; `smithers resume " << forked.run_id << "` runs it\n";
+      result = exit_finished;
+      return;
+    }
+    if (path.empty())
+      throw smithers_error(errc::invalid_argument,
+                           "run \"" + fa->run_id +
+                             "\" was not started from a file; resume the fork with --workflow");
+    auto parsed = load_workflow_or_throw(path);
+    result = drive(g, [&](engine& eng, event_handler on_event) {
+      resume_options opts;
+      opts.workflow_hash = parsed.hash;
+      opts.vcs_revision = git_revision(path);
+      opts.on_event = std::move(on_event);
+      return eng.resume(std::make_shared<const workflow>(std::move(*parsed.wf)), forked.run_id,
+                        opts);
     });
   });
 

@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <mutex>
+#include <set>
 #include <thread>
 
 using namespace smithers;
@@ -96,7 +97,17 @@ TEST_CASE("a C++ workflow with sequence, parallel, needs and compute tasks finis
     CHECK(a.finished_ms);
   }
   CHECK(rd.outputs(res.run_id).size() == 3);
-  CHECK(rd.frame_count(res.run_id) == 1);
+  // A frame per batch of state changes, all of one (static) tree; the last
+  // snapshot shows every node finished.
+  auto frames = rd.frame_summaries(res.run_id);
+  REQUIRE(frames.size() >= 2);
+  CHECK(frames.front().keyframe);
+  for (const auto& f : frames)
+    CHECK(f.tree_hash == frames.front().tree_hash);
+  auto last = rd.snapshot_at(res.run_id, frames.back().frame_no);
+  CHECK(last["states"] ==
+        json{{"numbers", "finished"}, {"sum", "finished"}, {"meta", "finished"}});
+  CHECK(last["outputs"]["sum"] == json{{"sum", 6}});
 }
 
 TEST_CASE("events reach subscribers in seq order, each one already committed") {
@@ -457,7 +468,10 @@ TEST_CASE("a dynamic workflow is re-rendered from committed outputs") {
   CHECK(res.outputs.size() == 4);
   CHECK(res.outputs.at("item2") == json{{"i", 2}});
   auto db = store::database::open(eng.config().db_path, store::open_mode::read_only);
-  CHECK(store::reader{db}.frame_count(res.run_id) == 2);
+  std::set<std::string> trees;
+  for (const auto& f : store::reader{db}.frame_summaries(res.run_id))
+    trees.insert(f.tree_hash);
+  CHECK(trees.size() == 2); // before and after the fan-out appeared
 }
 
 TEST_CASE("many runs at once on one engine all finish") {

@@ -133,7 +133,16 @@ TEST_CASE("an interrupted run resumes: finished nodes never run again, the inter
   auto events = rd.events(h.run_id());
   for (std::size_t i = 0; i < events.size(); ++i)
     CHECK(events[i].seq == static_cast<std::int64_t>(i));
-  CHECK(rd.frame_count(h.run_id()) == 2);
+  // The resumed driver starts with a keyframe; the last frame shows the end.
+  auto frames = rd.frame_summaries(h.run_id());
+  REQUIRE(frames.size() >= 4);
+  std::size_t keyframes = 0;
+  for (const auto& f : frames)
+    keyframes += f.keyframe ? 1 : 0;
+  CHECK(keyframes >= 2);
+  auto last = rd.snapshot_at(h.run_id(), frames.back().frame_no);
+  for (const auto& [id, state] : last["states"].items())
+    CHECK(state == "finished");
 }
 
 TEST_CASE("a retry backoff carries over a resume: the next attempt waits for retry_at") {
@@ -221,4 +230,58 @@ TEST_CASE("an in-memory run can be interrupted and resumed by the same engine") 
   CHECK(c.of("a") == 1);
   CHECK(c.of("b") == 2);
   CHECK(res.outputs.size() == 2);
+}
+
+TEST_CASE("fork through the engine: a child from a frame, with a reset node, runs to the end") {
+  test_support::temp_dir dir;
+  engine eng{config_in(dir)};
+  counter c;
+  auto wf = std::make_shared<workflow>();
+  wf->root = sequence({compute_task("a", c.task({{"a", 1}})),
+                       compute_task("b", c.task({{"b", 2}})).needs({"a"}),
+                       compute_task("c", c.task({{"c", 3}}))});
+  auto parent = eng.run(*wf, {});
+  REQUIRE(parent.status == run_status::finished);
+  auto db = store::database::open(eng.config().db_path, store::open_mode::read_only);
+  auto frames = store::reader{db}.frame_summaries(parent.run_id);
+  auto child = eng.fork(parent.run_id, frames.back().frame_no, {"a"}, "the-child");
+  CHECK(child == "the-child");
+  auto res = eng.resume(wf, child).wait();
+  REQUIRE(res.status == run_status::finished);
+  CHECK(c.of("a") == 2); // reset
+  CHECK(c.of("b") == 2); // needs a
+  CHECK(c.of("c") == 1); // kept
+  CHECK(res.outputs.size() == 3);
+  CHECK(store::reader{db}.run("the-child")->parent_run_id == parent.run_id);
+  CHECK(refusal([&] { eng.fork(parent.run_id, 10000); }) == "INVALID_ARGUMENT");
+  CHECK(refusal([&] { eng.fork("nope", 0); }) == "RUN_NOT_FOUND");
+  CHECK(refusal([&] { eng.fork(parent.run_id, 0, {}, "the-child"); }) == "INVALID_RUN_ID");
+}
+
+TEST_CASE("frame and snapshot storage grows linearly with the number of tasks") {
+  test_support::temp_dir dir;
+  engine eng{config_in(dir)};
+  auto bytes_per_task = [&](int n) {
+    std::vector<node> kids;
+    for (int i = 0; i < n; ++i)
+      kids.push_back(value_task("t" + std::to_string(i), {{"i", i}}));
+    workflow wf;
+    wf.root = parallel(std::move(kids), 16);
+    auto res = eng.run(wf, {});
+    REQUIRE(res.status == run_status::finished);
+    auto db = store::database::open(eng.config().db_path, store::open_mode::read_only);
+    store::statement s(db.handle(), R"sql(
+SELECT COALESCE(sum(length(snapshot_json)), 0) +
+       (SELECT COALESCE(sum(length(tree_json)), 0) FROM trees WHERE hash IN
+          (SELECT tree_hash FROM frames WHERE run_id = ?1))
+FROM frames WHERE run_id = ?1)sql");
+    s.bind_text_ref(1, res.run_id);
+    REQUIRE(s.step());
+    return static_cast<double>(s.column_int(0)) / n;
+  };
+  double small = bytes_per_task(500);
+  double large = bytes_per_task(4000);
+  INFO("bytes per task: " << small << " at 500, " << large << " at 4000");
+  CHECK(large < small * 1.5); // quadratic storage would grow ~8x
+  CHECK(large < 600);
 }

@@ -586,9 +586,9 @@ TEST_CASE("frames round-trip and are counted per run") {
   auto db = database::open(":memory:");
   writer w(db);
   w.apply({insert_run{make_run("r1")}, insert_run{make_run("r2")},
-           store_frame{{"r1", 1, "h1", {{"kind", "sequence"}}, 10}},
-           store_frame{{"r1", 0, "h0", {{"kind", "task"}}, 5}},
-           store_frame{{"r2", 0, "hx", json::array(), 7}}});
+           store_frame{{"r1", 1, "h1", {{"kind", "sequence"}}, 10, true, nullptr}},
+           store_frame{{"r1", 0, "h0", {{"kind", "task"}}, 5, true, nullptr}},
+           store_frame{{"r2", 0, "hx", json::array(), 7, true, nullptr}}});
   reader rd(db);
   CHECK(rd.frame_count("r1") == 2);
   CHECK(rd.frame_count("r2") == 1);
@@ -603,9 +603,73 @@ TEST_CASE("frames round-trip and are counted per run") {
   CHECK(frames[1].frame_no == 1);
 
   CHECK_THAT(db_error_of([&] {
-               w.apply({store_frame{{"r1", 1, "again", nullptr, 11}}});
+               w.apply({store_frame{{"r1", 1, "again", nullptr, 11, true, nullptr}}});
              }),
              Catch::Contains("UNIQUE"));
+}
+
+TEST_CASE("a tree is stored once per hash, however many frames and runs use it") {
+  auto db = database::open(":memory:");
+  writer w(db);
+  json tree = {{"sequence", json::array({{{"task", "a"}}})}};
+  w.apply({insert_run{make_run("r1")}, insert_run{make_run("r2")},
+           store_frame{{"r1", 0, "same", tree, 1, true, nullptr}},
+           store_frame{{"r1", 1, "same", nullptr, 2, false, nullptr}},
+           store_frame{{"r2", 0, "same", tree, 3, true, nullptr}}});
+  statement count(db.handle(), "SELECT count(*) FROM trees");
+  REQUIRE(count.step());
+  CHECK(count.column_int(0) == 1);
+  reader rd(db);
+  CHECK(rd.tree("same") == tree);
+  for (const auto& f : rd.frames("r1"))
+    CHECK(f.tree == tree);
+  CHECK(rd.tree("unknown").is_null());
+}
+
+TEST_CASE("a snapshot is rebuilt from the nearest keyframe and the deltas after it") {
+  auto db = database::open(":memory:");
+  writer w(db);
+  auto frame = [](std::int64_t no, bool key, json states) {
+    json snap = {{"states", std::move(states)}};
+    if (key)
+      snap["input"] = {{"n", no}};
+    return store_frame{{"r1", no, "h", nullptr, 100 + no, key, snap}};
+  };
+  w.apply({insert_run{make_run("r1")}, insert_attempt{make_attempt("r1", "a")},
+           frame(0, true, {{"a", "pending"}, {"b", "pending"}}),
+           frame(1, false, {{"a", "in-progress"}}),
+           finish_attempt{"r1", "a", 0, 1, "finished", 5, nullptr, json{{"v", 1}}, nullptr},
+           frame(2, false, {{"a", "finished"}, {"b", "in-progress"}}),
+           frame(3, true, {{"a", "finished"}, {"b", "in-progress"}}),
+           frame(4, false, {{"b", "failed"}})});
+  reader rd(db);
+  auto at1 = rd.snapshot_at("r1", 1);
+  CHECK(at1["states"] == json{{"a", "in-progress"}, {"b", "pending"}});
+  CHECK(at1["outputs"] == json::object()); // a had not finished yet
+  CHECK(at1["input"] == json{{"n", 0}});
+  auto at2 = rd.snapshot_at("r1", 2);
+  CHECK(at2["states"] == json{{"a", "finished"}, {"b", "in-progress"}});
+  CHECK(at2["outputs"] == json{{"a", {{"v", 1}}}});
+  auto at4 = rd.snapshot_at("r1", 4);
+  CHECK(at4["states"] == json{{"a", "finished"}, {"b", "failed"}});
+  CHECK(at4["input"] == json{{"n", 3}}); // from the keyframe at 3
+  CHECK(rd.snapshot_at("r1", 5).is_null());
+  auto list = rd.frame_summaries("r1");
+  REQUIRE(list.size() == 5);
+  CHECK(list[0].keyframe);
+  CHECK_FALSE(list[1].keyframe);
+  CHECK(list[2].changes == 2);
+  CHECK(list[4].changes == 1);
+}
+
+TEST_CASE("children lists the runs forked from a run") {
+  auto db = database::open(":memory:");
+  auto child = make_run("c1");
+  child.parent_run_id = "p";
+  writer(db).apply({insert_run{make_run("p")}, insert_run{child}, insert_run{make_run("x")}});
+  auto kids = reader(db).children("p");
+  REQUIRE(kids.size() == 1);
+  CHECK(kids[0].run_id == "c1");
 }
 
 TEST_CASE("strings with invalid UTF-8 inside JSON are still written") {

@@ -124,6 +124,15 @@ public:
   run_handle resume(std::shared_ptr<const workflow> wf, const std::string& run_id,
                     resume_options opts = {});
 
+  /// Time travel: creates a new run from frame `frame_no` of `run_id` and
+  /// returns its id. The child has the parent's input and workflow, its node
+  /// states and outputs as of that frame, and `reset_nodes` (with every task
+  /// that needs them) set back to pending; resume() runs it. Throws
+  /// RUN_NOT_FOUND, INVALID_ARGUMENT (no such frame or node), INVALID_RUN_ID.
+  std::string fork(const std::string& run_id, std::int64_t frame_no,
+                   const std::vector<std::string>& reset_nodes = {},
+                   const std::string& new_run_id = "");
+
   /// Cancels a run: no new attempts start, attempts in flight are stopped
   /// (their process groups ended) and recorded `cancelled`, and the run ends
   /// `cancelled` with RunCancelled. A run driven by this engine is told at

@@ -4,6 +4,7 @@
 #include "actors/persistence_actor.hpp"
 #include "actors/run_supervisor.hpp"
 #include "spec/schema.hpp"
+#include "store/fork.hpp"
 #include "store/reader.hpp"
 #include "spec/validate.hpp"
 #include "util/clock.hpp"
@@ -337,6 +338,21 @@ void engine::cancel(const std::string& run_id, const std::string& reason) {
     throw smithers_error(errc::invalid_argument,
                          "run \"" + run_id + "\" has already ended (" + run->status + ")");
   impl_->write_sync({store::request_cancel{run_id}});
+}
+
+std::string engine::fork(const std::string& run_id, std::int64_t frame_no,
+                         const std::vector<std::string>& reset_nodes,
+                         const std::string& new_run_id) {
+  store::fork_request req{run_id, frame_no, reset_nodes, new_run_id, util::now_ms()};
+  std::string child;
+  auto job = std::make_shared<actors::store_job>();
+  job->fn = [&](store::database& db) { child = store::fork_run(db, req).run_id; };
+  caf::scoped_actor self{*impl_->sys};
+  self->send(impl_->persistence, actors::exec_atom::value, job);
+  self->receive([](actors::done_atom, const actors::store_job_ptr&) {});
+  if (job->failure)
+    throw smithers_error(*job->failure);
+  return child;
 }
 
 void engine::interrupt(const std::string& reason) {

@@ -36,6 +36,7 @@ using grace_atom = caf::atom_constant<caf::atom("grace")>;
 using poll_atom = caf::atom_constant<caf::atom("poll")>;
 using load_atom = caf::atom_constant<caf::atom("load")>;
 using loaded_atom = caf::atom_constant<caf::atom("loaded")>;
+using exec_atom = caf::atom_constant<caf::atom("exec")>;
 
 /// Commands committed together, in order, in one transaction.
 struct write_batch {
@@ -58,6 +59,13 @@ struct run_snapshot {
 };
 using run_snapshot_ptr = std::shared_ptr<run_snapshot>;
 
+/// Store work run on the writer's connection (e.g. a fork), in its thread.
+struct store_job {
+  std::function<void(store::database&)> fn;
+  std::optional<error> failure;
+};
+using store_job_ptr = std::shared_ptr<store_job>;
+
 struct heartbeat_msg {
   std::int32_t task_index = 0;
   std::int64_t attempt = 0;
@@ -73,3 +81,4 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(smithers::actors::write_batch_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(smithers::actors::task_outcome_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(smithers::actors::heartbeat_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(smithers::actors::run_snapshot_ptr)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(smithers::actors::store_job_ptr)

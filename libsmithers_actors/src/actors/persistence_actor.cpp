@@ -100,6 +100,17 @@ caf::behavior persistence(caf::stateful_actor<persistence_state>* self,
       }
     },
     [=](flush_atom) { flush(self); },
+    [=](exec_atom, store_job_ptr job) {
+      flush(self);
+      try {
+        job->fn(*self->state.db);
+      } catch (const smithers_error& e) {
+        job->failure = e.err();
+      } catch (const std::exception& e) {
+        job->failure = error{errc::db_error, e.what()};
+      }
+      self->send(caf::actor_cast<caf::actor>(self->current_sender()), done_atom::value, job);
+    },
     [=](load_atom, const std::string& run_id) {
       // Queued writes first: a load sees everything sent before it.
       flush(self);

@@ -4,7 +4,9 @@
 // Protocol: (write_atom, uint64 batch_id, write_batch_ptr) from any actor;
 // after the commit that contains it the sender gets (committed_atom, batch_id),
 // or (failed_atom, batch_id, std::string message) if that transaction failed.
-// (load_atom, run_id) is answered with (loaded_atom, run_snapshot_ptr).
+// (load_atom, run_id) is answered with (loaded_atom, run_snapshot_ptr);
+// (exec_atom, store_job_ptr) runs the job on the connection and answers
+// (done_atom, store_job_ptr).
 #pragma once
 
 #include "store/database.hpp"

@@ -65,6 +65,13 @@ struct supervisor_state {
   std::uint64_t next_batch = 1;
   std::int64_t next_seq = 0;
   std::int64_t frame_no = 0;
+  // Frames: node states as written, what changed since the last frame, and
+  // how much changed since the last keyframe.
+  std::unordered_map<std::string, std::string> written_states;
+  std::unordered_map<std::string, std::string> frame_delta;
+  std::size_t delta_since_key = 0;
+  bool wrote_keyframe = false;
+  bool tree_changed = true;
   bool tick_queued = false;
   bool dirty = false;  // outputs changed since the last render (dynamic workflows)
   bool ending = false;
@@ -105,6 +112,8 @@ public:
       r.kind = to_string(spec->kind);
     }
     r.updated_ms = util::now_ms();
+    st_.written_states[id] = r.state;
+    st_.frame_delta[id] = r.state;
     st_.writes.push_back(store::upsert_node{std::move(r)});
   }
 
@@ -115,15 +124,48 @@ public:
     }
   }
 
-  void store_frame() {
+  // Every batch that changes node states (or the tree) carries a frame: the
+  // tree when it changed (stored once per hash) and a snapshot of node
+  // states — all of them in a keyframe, else only what changed since the
+  // previous frame. A keyframe is due when the deltas since the last one add
+  // up to a keyframe's size, so total snapshot storage stays linear in the
+  // number of state changes.
+  void maybe_frame() {
+    if (st_.frame_delta.empty() && !st_.tree_changed)
+      return;
+    bool key = !st_.wrote_keyframe ||
+               st_.delta_since_key >= std::max<std::size_t>(64, st_.written_states.size());
+    json states = json::object();
+    const auto& source = key ? st_.written_states : st_.frame_delta;
+    for (const auto& [id, state] : source)
+      states[id] = state;
+    std::size_t changes = st_.frame_delta.size();
+    if (key) {
+      st_.delta_since_key = 0;
+      st_.wrote_keyframe = true;
+    } else {
+      st_.delta_since_key += changes;
+    }
+    st_.frame_delta.clear();
     store::frame_row f;
     f.run_id = st_.ctx->run_id;
     f.frame_no = st_.frame_no;
     f.tree_hash = st_.tree.hash;
-    f.tree = st_.tree.canonical;
+    if (st_.tree_changed)
+      f.tree = st_.tree.canonical;
     f.created_ms = util::now_ms();
+    f.keyframe = key;
+    std::size_t nodes = states.size();
+    f.snapshot = {{"states", std::move(states)}};
+    if (key)
+      f.snapshot["input"] = *st_.ctx->input;
     st_.writes.push_back(store::store_frame{std::move(f)});
-    emit("FrameCommitted", {{"frame_no", st_.frame_no}, {"tree_hash", st_.tree.hash}});
+    emit("FrameCommitted", {{"frame_no", st_.frame_no},
+                            {"tree_hash", st_.tree.hash},
+                            {"changes", changes},
+                            {"keyframe", key}});
+    emit("SnapshotCaptured", {{"frame_no", st_.frame_no}, {"keyframe", key}, {"nodes", nodes}});
+    st_.tree_changed = false;
     ++st_.frame_no;
   }
 
@@ -162,7 +204,6 @@ public:
       return;
     }
     rebuild({});
-    store_frame();
     for (std::size_t t = 0; t < st_.plan->task_count(); ++t) {
       const auto& id = st_.plan->task_ids[t];
       node_row(id, node_state::pending, st_.plan->specs[t].get());
@@ -197,8 +238,9 @@ public:
     emit("RunResumed", {{"previous_owner", r.previous_owner},
                         {"orphaned_attempts", r.orphaned.size()},
                         {"forced", r.forced}});
+    for (const auto& [id, state] : r.states)
+      st_.written_states[id] = to_string(state);
     rebuild(r.states);
-    store_frame();
     std::unordered_set<std::string> orphans;
     for (const auto& o : r.orphaned)
       orphans.insert(o.first);
@@ -242,8 +284,8 @@ public:
     }
     auto known = current_states();
     st_.tree = std::move(next);
+    st_.tree_changed = true;
     rebuild(known);
-    store_frame();
     for (std::size_t t = 0; t < st_.plan->task_count(); ++t) {
       const auto& id = st_.plan->task_ids[t];
       if (!known.count(id)) {
@@ -662,6 +704,7 @@ public:
   }
 
   void flush() {
+    maybe_frame();
     if (st_.writes.empty() && st_.effects.completions.empty() && !st_.effects.final)
       return;
     auto batch = std::make_shared<write_batch>();

@@ -173,8 +173,10 @@ FROM events WHERE run_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3)sql");
 
 std::vector<frame_row> reader::frames(const std::string& run_id) const {
   statement s(db_.handle(), R"sql(
-SELECT run_id, frame_no, tree_hash, tree_json, created_ms
-FROM frames WHERE run_id = ?1 ORDER BY frame_no)sql");
+SELECT f.run_id, f.frame_no, f.tree_hash, COALESCE(f.tree_json, t.tree_json), f.created_ms,
+       f.keyframe, f.snapshot_json
+FROM frames f LEFT JOIN trees t ON t.hash = f.tree_hash
+WHERE f.run_id = ?1 ORDER BY f.frame_no)sql");
   s.bind_text_ref(1, run_id);
   std::vector<frame_row> rows;
   while (s.step()) {
@@ -184,8 +186,88 @@ FROM frames WHERE run_id = ?1 ORDER BY frame_no)sql");
     f.tree_hash = s.column_text(2);
     f.tree = s.column_json(3);
     f.created_ms = s.column_int(4);
+    f.keyframe = s.column_int(5) != 0;
+    f.snapshot = s.column_json(6);
     rows.push_back(std::move(f));
   }
+  return rows;
+}
+
+std::vector<frame_summary> reader::frame_summaries(const std::string& run_id) const {
+  statement s(db_.handle(), R"sql(
+SELECT frame_no, tree_hash, created_ms, keyframe,
+       COALESCE((SELECT count(*) FROM json_each(snapshot_json, '$.states')), 0)
+FROM frames WHERE run_id = ?1 ORDER BY frame_no)sql");
+  s.bind_text_ref(1, run_id);
+  std::vector<frame_summary> rows;
+  while (s.step()) {
+    frame_summary f;
+    f.frame_no = s.column_int(0);
+    f.tree_hash = s.column_text(1);
+    f.created_ms = s.column_int(2);
+    f.keyframe = s.column_int(3) != 0;
+    f.changes = s.column_int(4);
+    rows.push_back(std::move(f));
+  }
+  return rows;
+}
+
+json reader::tree(const std::string& hash) const {
+  statement s(db_.handle(), R"sql(
+SELECT tree_json FROM trees WHERE hash = ?1
+UNION ALL SELECT tree_json FROM frames WHERE tree_hash = ?1 AND tree_json IS NOT NULL
+LIMIT 1)sql");
+  s.bind_text_ref(1, hash);
+  return s.step() ? s.column_json(0) : json();
+}
+
+json reader::snapshot_at(const std::string& run_id, std::int64_t frame_no) const {
+  // The nearest keyframe at or before the frame, then every delta up to it.
+  statement s(db_.handle(), R"sql(
+SELECT frame_no, tree_hash, keyframe, snapshot_json FROM frames
+WHERE run_id = ?1 AND frame_no <= ?2 AND frame_no >= COALESCE(
+  (SELECT max(frame_no) FROM frames WHERE run_id = ?1 AND frame_no <= ?2 AND keyframe = 1), 0)
+ORDER BY frame_no)sql");
+  s.bind_text_ref(1, run_id);
+  s.bind_int(2, frame_no);
+  json states = json::object();
+  json input;
+  std::string hash;
+  std::int64_t last = -1;
+  while (s.step()) {
+    last = s.column_int(0);
+    hash = s.column_text(1);
+    json snap = s.column_json(3);
+    if (s.column_int(2) != 0) {
+      states = json::object();
+      if (snap.is_object() && snap.contains("input"))
+        input = snap["input"];
+    }
+    if (snap.is_object() && snap.contains("states"))
+      for (const auto& [id, st] : snap["states"].items())
+        states[id] = st;
+  }
+  if (last != frame_no)
+    return nullptr;
+  json outputs = json::object();
+  for (const auto& o : this->outputs(run_id))
+    if (states.value(o.node_id, std::string{}) == "finished")
+      outputs[o.node_id] = o.value;
+  return {{"frame_no", frame_no},
+          {"tree_hash", hash},
+          {"states", states},
+          {"input", input},
+          {"outputs", outputs}};
+}
+
+std::vector<run_row> reader::children(const std::string& run_id) const {
+  std::string sql = std::string("SELECT ") + run_columns +
+                    " FROM runs WHERE parent_run_id = ?1 ORDER BY created_ms, rowid";
+  statement s(db_.handle(), sql);
+  s.bind_text_ref(1, run_id);
+  std::vector<run_row> rows;
+  while (s.step())
+    rows.push_back(read_run(s));
   return rows;
 }
 

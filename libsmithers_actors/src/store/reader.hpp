@@ -26,7 +26,19 @@ public:
   /// Events with seq > after_seq, ascending, at most `limit`.
   std::vector<event_row> events(const std::string& run_id, std::int64_t after_seq = -1,
                                 std::size_t limit = 100000) const;
+  /// Every frame with its tree and snapshot (heavy: for tests and tools).
   std::vector<frame_row> frames(const std::string& run_id) const;
+  /// Every frame, light: for timelines.
+  std::vector<frame_summary> frame_summaries(const std::string& run_id) const;
+  /// The tree stored under a hash (null when unknown).
+  json tree(const std::string& hash) const;
+  /// The run as it stood at a frame: {"frame_no", "tree_hash", "states":
+  /// {node: state}, "input", "outputs": {node: output of finished nodes}},
+  /// rebuilt from the nearest keyframe and the deltas after it. Null when
+  /// the frame does not exist.
+  json snapshot_at(const std::string& run_id, std::int64_t frame_no) const;
+  /// Runs forked from this one, oldest first.
+  std::vector<run_row> children(const std::string& run_id) const;
   /// Runs of `owner_id` that are not over and have a cancellation request.
   std::vector<std::string> cancel_requests(const std::string& owner_id) const;
   std::int64_t frame_count(const std::string& run_id) const;

@@ -74,8 +74,19 @@ struct frame_row {
   std::string run_id;
   std::int64_t frame_no = 0;
   std::string tree_hash;
-  json tree;                        // canonical rendered tree
+  json tree;                        // canonical rendered tree; null: already stored
   std::int64_t created_ms = 0;
+  bool keyframe = true;             // snapshot holds every node (and the input)
+  json snapshot;                    // {"states": {node: state}, "input": ...}
+};
+
+/// A frame without its tree and snapshot, for listings.
+struct frame_summary {
+  std::int64_t frame_no = 0;
+  std::string tree_hash;
+  std::int64_t created_ms = 0;
+  bool keyframe = true;
+  std::int64_t changes = 0;         // node states in the snapshot
 };
 
 } // namespace smithers::store

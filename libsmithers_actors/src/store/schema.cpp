@@ -90,6 +90,19 @@ CREATE TABLE frames (
   PRIMARY KEY (run_id, frame_no)
 );
 )sql"},
+    // v2: time travel. Trees are stored once per hash (content-addressed) and
+    // frames carry a snapshot of node states: a full keyframe now and then,
+    // otherwise only what changed since the previous frame. Frames of v1
+    // keep their inline tree_json.
+    {2, R"sql(
+CREATE TABLE trees (
+  hash      TEXT PRIMARY KEY,
+  tree_json TEXT NOT NULL
+);
+ALTER TABLE frames ADD COLUMN keyframe INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE frames ADD COLUMN snapshot_json TEXT;
+CREATE INDEX runs_by_parent ON runs (parent_run_id);
+)sql"},
 };
 
 static_assert(all_migrations[std::size(all_migrations) - 1].version == schema_version,

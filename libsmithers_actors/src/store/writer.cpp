@@ -40,6 +40,9 @@ struct describe {
   std::string operator()(const touch_run& c) const { return "touch_run " + c.run_id; }
   std::string operator()(const request_cancel& c) const { return "request_cancel " + c.run_id; }
   std::string operator()(const claim_run& c) const { return "claim_run " + c.run_id; }
+  std::string operator()(const insert_output& c) const {
+    return "insert_output " + c.row.run_id + "/" + c.row.node_id;
+  }
 
   static std::string key(const std::string& run, const std::string& node, std::int64_t iteration,
                          std::int64_t attempt = 0) {
@@ -94,8 +97,10 @@ WHERE run_id = ?1 AND node_id = ?2 AND iteration = ?3 AND attempt = ?4
 INSERT INTO events (run_id, seq, type, timestamp_ms, payload_json)
 VALUES (?1, ?2, ?3, ?4, ?5))sql"),
         store_frame_(db, R"sql(
-INSERT INTO frames (run_id, frame_no, tree_hash, tree_json, created_ms)
-VALUES (?1, ?2, ?3, ?4, ?5))sql"),
+INSERT INTO frames (run_id, frame_no, tree_hash, tree_json, created_ms, keyframe, snapshot_json)
+VALUES (?1, ?2, ?3, NULL, ?4, ?5, ?6))sql"),
+        store_tree_(db, R"sql(
+INSERT INTO trees (hash, tree_json) VALUES (?1, ?2) ON CONFLICT (hash) DO NOTHING)sql"),
         touch_run_(db, R"sql(
 UPDATE runs SET heartbeat_ms = ?2 WHERE run_id = ?1 AND heartbeat_ms < ?2 AND owner_id = ?3)sql"),
         request_cancel_(db, R"sql(
@@ -227,14 +232,32 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
   }
 
   void operator()(const store_frame& c) {
+    const frame_row& f = c.row;
+    if (!f.tree.is_null()) {
+      auto& t = store_tree_;
+      in_use use{t};
+      t.bind_text_ref(1, f.tree_hash);
+      t.bind_json(2, f.tree);
+      t.step();
+    }
     auto& s = store_frame_;
     in_use use{s};
-    const frame_row& f = c.row;
     s.bind_text_ref(1, f.run_id);
     s.bind_int(2, f.frame_no);
     s.bind_text_ref(3, f.tree_hash);
-    s.bind_json(4, f.tree);
-    s.bind_int(5, f.created_ms);
+    s.bind_int(4, f.created_ms);
+    s.bind_int(5, f.keyframe ? 1 : 0);
+    s.bind_json(6, f.snapshot);
+    s.step();
+  }
+
+  void operator()(const insert_output& c) {
+    auto& s = upsert_output_;
+    in_use use{s};
+    s.bind_text_ref(1, c.row.run_id);
+    s.bind_text_ref(2, c.row.node_id);
+    s.bind_int(3, c.row.iteration);
+    s.bind_json(4, c.row.value);
     s.step();
   }
 
@@ -293,7 +316,8 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
   sqlite3* db_;
   statement begin_, commit_, rollback_;
   statement insert_run_, update_run_status_, upsert_node_, insert_attempt_, finish_attempt_,
-      upsert_output_, heartbeat_, heartbeat_data_, append_event_, store_frame_, touch_run_,
+      upsert_output_, heartbeat_, heartbeat_data_, append_event_, store_frame_, store_tree_,
+      touch_run_,
       request_cancel_, claim_run_;
 };
 

@@ -68,12 +68,15 @@ struct claim_run {
   std::int64_t now_ms = 0;
 };
 /// Frames go through this one command so their storage format can change
-/// (deltas, content addressing) without touching callers.
+/// without touching callers: the tree is stored once per hash, the frame row
+/// references it and carries its snapshot (keyframe or delta).
 struct store_frame { frame_row row; };
+/// An output copied without an attempt (a fork's finished nodes).
+struct insert_output { output_row row; };
 
 using command = std::variant<insert_run, update_run_status, upsert_node, insert_attempt,
                              finish_attempt, record_heartbeat, append_event, store_frame,
-                             touch_run, request_cancel, claim_run>;
+                             touch_run, request_cancel, claim_run, insert_output>;
 
 class writer {
 public:
