@@ -594,6 +594,9 @@ public:
       st_.result.outputs.emplace(id, out);
     st_.result.status = status;
     st_.result.err = err;
+    // The last frame comes before the run's end, so RunFinished (or
+    // RunFailed, RunCancelled) is the last event.
+    maybe_frame();
     st_.writes.push_back(store::update_run_status{st_.ctx->run_id, to_string(status),
                                                   err ? err->to_json() : json(), now, now});
     emit("RunStatusChanged", {{"status", to_string(status)}});

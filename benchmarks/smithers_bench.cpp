@@ -1,0 +1,312 @@
+// Scheduler throughput benchmarks: `./dev bench` (docs/benchmarks.md).
+//
+// Our own small harness rather than Google Benchmark: each case is one
+// large run whose figures (tasks/s, per-task latency percentiles, peak RSS,
+// database bytes per task) come from the run itself, and each case runs in a
+// fresh child process so peak RSS belongs to that case alone.
+//
+//   smithers_bench                     every case, a table, results JSON
+//   smithers_bench --filter fanout     cases whose name contains "fanout"
+//   smithers_bench --repeat 3          medians of 3 runs per case
+//   smithers_bench --json out.json     where the JSON goes (default bench-results.json)
+//   smithers_bench --case NAME         one case in this process (used by the parent)
+#include <smithers/engine.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <sys/resource.h>
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <vector>
+
+using namespace smithers;
+using clock_type = std::chrono::steady_clock;
+
+namespace {
+
+struct bench_case {
+  std::string name;
+  std::string shape; // fanout | chain
+  std::string kind;  // static | compute
+  int n;
+  std::string db;    // file | memory
+  bool cli = false;  // through the smithers binary with a generated JSON file
+};
+
+std::vector<bench_case> all_cases() {
+  std::vector<bench_case> out;
+  for (const char* db : {"file", "memory"})
+    for (const char* kind : {"static", "compute"}) {
+      for (int n : {1000, 10000, 100000})
+        out.push_back({std::string{"fanout/"} + kind + "/" + std::to_string(n) + "/" + db,
+                       "fanout", kind, n, db});
+      for (int n : {1000, 10000})
+        out.push_back({std::string{"chain/"} + kind + "/" + std::to_string(n) + "/" + db, "chain",
+                       kind, n, db});
+    }
+  for (int n : {10000, 100000})
+    out.push_back({"cli/fanout/static/" + std::to_string(n), "fanout", "static", n, "file", true});
+  out.push_back({"cli/chain/static/10000", "chain", "static", 10000, "file", true});
+  return out;
+}
+
+long peak_rss_kb_self() {
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_maxrss;
+}
+
+std::string temp_dir() {
+  std::string tmpl = (std::filesystem::temp_directory_path() / "smithers-bench-XXXXXX").string();
+  if (!mkdtemp(tmpl.data()))
+    throw std::runtime_error("mkdtemp failed");
+  return tmpl;
+}
+
+std::uintmax_t db_bytes(const std::string& path) {
+  std::uintmax_t total = 0;
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    std::error_code ec;
+    auto s = std::filesystem::file_size(path + suffix, ec);
+    if (!ec)
+      total += s;
+  }
+  return total;
+}
+
+node make_task(const bench_case& c, int i) {
+  std::string id = "t" + std::to_string(i);
+  if (c.kind == "static")
+    return value_task(id, {{"i", i}});
+  return compute_task(id, [i](task_context&) { return json{{"i", i}}; });
+}
+
+json make_json_workflow(const bench_case& c) {
+  json kids = json::array();
+  for (int i = 0; i < c.n; ++i)
+    kids.push_back({{"task", "t" + std::to_string(i)}, {"value", {{"i", i}}}});
+  json root = c.shape == "fanout" ? json{{"parallel", kids}, {"max_concurrency", 16}}
+                                  : json{{"sequence", kids}};
+  return {{"name", c.name}, {"max_concurrency", 1000}, {"root", root}};
+}
+
+double percentile(std::vector<double>& v, double p) {
+  if (v.empty())
+    return 0;
+  std::size_t k = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1));
+  std::nth_element(v.begin(), v.begin() + static_cast<long>(k), v.end());
+  return v[k];
+}
+
+// Runs one case in this process and prints its figures as one JSON line.
+int run_case(const bench_case& c) {
+  std::string dir = temp_dir();
+  std::string db = c.db == "file" ? dir + "/bench.db" : ":memory:";
+  json result = {{"case", c.name}, {"n", c.n}};
+  if (c.cli) {
+    std::string wf = dir + "/wf.json";
+    std::ofstream(wf) << make_json_workflow(c).dump();
+    std::string bin = SMITHERS_BIN;
+    auto t0 = clock_type::now();
+    pid_t pid = fork();
+    if (pid == 0) {
+      int devnull = ::open("/dev/null", O_WRONLY);
+      dup2(devnull, 1);
+      execl(bin.c_str(), bin.c_str(), "--db", db.c_str(), "run", wf.c_str(),
+            static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    int status = 0;
+    struct rusage ru {};
+    wait4(pid, &status, 0, &ru);
+    double secs = std::chrono::duration<double>(clock_type::now() - t0).count();
+    result["ok"] = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    result["seconds"] = secs;
+    result["tasks_per_s"] = c.n / secs;
+    result["peak_rss_mb"] = static_cast<double>(ru.ru_maxrss) / 1024.0;
+    result["db_bytes_per_task"] = static_cast<double>(db_bytes(db)) / c.n;
+  } else {
+    engine_config cfg;
+    cfg.db_path = db;
+    engine eng{cfg};
+    std::vector<node> kids;
+    kids.reserve(static_cast<std::size_t>(c.n));
+    for (int i = 0; i < c.n; ++i)
+      kids.push_back(make_task(c, i));
+    workflow wf;
+    wf.name = c.name;
+    wf.max_concurrency = 1000;
+    wf.root = c.shape == "fanout" ? parallel(std::move(kids), 16) : sequence(std::move(kids));
+    // Per-task latency: NodeStarted emitted (ms, wall clock) -> NodeFinished
+    // delivered to a subscriber, which happens after its commit.
+    std::mutex mtx;
+    std::vector<double> latencies;
+    latencies.reserve(static_cast<std::size_t>(c.n));
+    std::map<std::string, std::int64_t> started;
+    run_options opts;
+    opts.on_event = [&](const event& e) {
+      if (e.type == "NodeStarted") {
+        std::lock_guard<std::mutex> lk(mtx);
+        started[e.fields["node_id"].get<std::string>()] = e.timestamp_ms;
+      } else if (e.type == "NodeFinished") {
+        auto now = std::chrono::duration<double, std::milli>(
+                     std::chrono::system_clock::now().time_since_epoch())
+                     .count();
+        std::lock_guard<std::mutex> lk(mtx);
+        auto it = started.find(e.fields["node_id"].get<std::string>());
+        if (it != started.end()) {
+          latencies.push_back(now - static_cast<double>(it->second));
+          started.erase(it);
+        }
+      }
+    };
+    auto t0 = clock_type::now();
+    auto res = eng.run(wf, opts);
+    double secs = std::chrono::duration<double>(clock_type::now() - t0).count();
+    result["ok"] = res.status == run_status::finished && res.outputs.size() == std::size_t(c.n);
+    result["seconds"] = secs;
+    result["tasks_per_s"] = c.n / secs;
+    result["latency_p50_ms"] = percentile(latencies, 0.50);
+    result["latency_p99_ms"] = percentile(latencies, 0.99);
+    result["peak_rss_mb"] = static_cast<double>(peak_rss_kb_self()) / 1024.0;
+    if (c.db == "file")
+      result["db_bytes_per_task"] = static_cast<double>(db_bytes(db)) / c.n;
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  std::cout << result.dump() << std::endl;
+  return result["ok"].get<bool>() ? 0 : 1;
+}
+
+// Runs a case in a child process (fresh RSS) and parses its JSON line.
+json run_child(const std::string& self, const bench_case& c) {
+  std::string cmd = "'" + self + "' --case '" + c.name + "'";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p)
+    return {{"case", c.name}, {"ok", false}};
+  std::string out;
+  char buf[4096];
+  while (fgets(buf, sizeof buf, p))
+    out += buf;
+  int rc = pclose(p);
+  try {
+    auto pos = out.rfind('{');
+    json j = json::parse(out.substr(pos));
+    if (rc != 0)
+      j["ok"] = false;
+    return j;
+  } catch (...) {
+    return {{"case", c.name}, {"ok", false}, {"output", out}};
+  }
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  std::string filter, one, json_out = "bench-results.json";
+  int repeat = 1;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::cerr << a << " needs a value\n";
+        std::exit(4);
+      }
+      return argv[++i];
+    };
+    if (a == "--filter")
+      filter = next();
+    else if (a == "--case")
+      one = next();
+    else if (a == "--repeat")
+      repeat = std::max(1, std::stoi(next()));
+    else if (a == "--json")
+      json_out = next();
+    else {
+      std::cerr << "usage: smithers_bench [--filter TEXT] [--repeat N] [--json FILE]\n";
+      return 4;
+    }
+  }
+  auto cases = all_cases();
+  if (!one.empty()) {
+    for (const auto& c : cases)
+      if (c.name == one)
+        return run_case(c);
+    std::cerr << "no case " << one << "\n";
+    return 4;
+  }
+  std::string self = std::filesystem::canonical("/proc/self/exe").string();
+  json all = json::array();
+  std::printf("%-28s %10s %12s %9s %9s %10s %10s\n", "case", "seconds", "tasks/s", "p50 ms",
+              "p99 ms", "peak MB", "DB B/task");
+  for (const auto& c : cases) {
+    if (!filter.empty() && c.name.find(filter) == std::string::npos)
+      continue;
+    std::vector<json> runs;
+    for (int r = 0; r < repeat; ++r)
+      runs.push_back(run_child(self, c));
+    auto med = [&](const char* key) {
+      std::vector<double> v;
+      for (const auto& j : runs)
+        if (j.contains(key))
+          v.push_back(j[key].get<double>());
+      return median(v);
+    };
+    bool ok = std::all_of(runs.begin(), runs.end(), [](const json& j) { return j.value("ok", false); });
+    json row = {{"case", c.name},    {"n", c.n},
+                {"ok", ok},          {"repeat", repeat},
+                {"seconds", med("seconds")},
+                {"tasks_per_s", med("tasks_per_s")},
+                {"latency_p50_ms", med("latency_p50_ms")},
+                {"latency_p99_ms", med("latency_p99_ms")},
+                {"peak_rss_mb", med("peak_rss_mb")},
+                {"db_bytes_per_task", med("db_bytes_per_task")},
+                {"runs", runs}};
+    std::printf("%-28s %10.3f %12.0f %9.1f %9.1f %10.1f %10.0f%s\n", c.name.c_str(),
+                row["seconds"].get<double>(), row["tasks_per_s"].get<double>(),
+                row["latency_p50_ms"].get<double>(), row["latency_p99_ms"].get<double>(),
+                row["peak_rss_mb"].get<double>(), row["db_bytes_per_task"].get<double>(),
+                ok ? "" : "  FAILED");
+    std::fflush(stdout);
+    all.push_back(row);
+  }
+  // Scaling: time(100k) / time(10k) per fan-out family.
+  json scaling = json::object();
+  auto seconds_of = [&](const std::string& name) {
+    for (const auto& r : all)
+      if (r["case"] == name)
+        return r["seconds"].get<double>();
+    return 0.0;
+  };
+  for (const char* fam : {"fanout/static", "fanout/compute"})
+    for (const char* db : {"file", "memory"}) {
+      double a = seconds_of(std::string{fam} + "/10000/" + db);
+      double b = seconds_of(std::string{fam} + "/100000/" + db);
+      if (a > 0 && b > 0) {
+        scaling[std::string{fam} + "/" + db] = b / a;
+        std::printf("scaling %-20s time(100k)/time(10k) = %.2f\n",
+                    (std::string{fam} + "/" + db).c_str(), b / a);
+      }
+    }
+  std::ofstream(json_out) << json{{"results", all}, {"scaling", scaling}}.dump(2) << "\n";
+  std::printf("results written to %s\n", json_out.c_str());
+  bool ok = std::all_of(all.begin(), all.end(), [](const json& j) { return j["ok"].get<bool>(); });
+  return ok ? 0 : 1;
+}
