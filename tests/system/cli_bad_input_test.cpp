@@ -206,7 +206,7 @@ TEST_CASE("a workflow file that is not valid UTF-8 is refused with INVALID_WORKF
     {"INVALID_WORKFLOW", {"latin1.json"}});
 }
 
-TEST_CASE("--format json prints errors about bytes that are not UTF-8 as JSON, without crashing",
+TEST_CASE("errors under --format json print bytes that are not UTF-8 as JSON, without crashing",
           "[system][args]") {
   sandbox sb;
   seed_run(sb);
@@ -329,7 +329,7 @@ TEST_CASE("input failing the workflow's input schema is refused with INVALID_INP
 
 // ------------------------------------------------------------- arguments
 
-TEST_CASE("--max-concurrency 0 and -1 are refused with INVALID_ARGUMENT", "[system][args]") {
+TEST_CASE("run --max-concurrency 0 and -1 is refused with INVALID_ARGUMENT", "[system][args]") {
   for (std::string n : {"0", "-1"}) {
     INFO("--max-concurrency " << n);
     check_refused(run_good({"--max-concurrency", n}),

@@ -136,7 +136,7 @@ TEST_CASE("a parallel group's max_concurrency bounds the tasks in flight", "[sys
   CHECK(max_in_flight(events) >= 2); // it does run them side by side
 }
 
-TEST_CASE("--max-concurrency 1 runs a parallel group one task at a time", "[system][engine]") {
+TEST_CASE("run --max-concurrency 1 runs a parallel group one task at a time", "[system][engine]") {
   sandbox sb;
   auto wf = sb.write("wf.json", sleepy_parallel(3, "0.3", std::nullopt));
   auto r = sb.cli_json({"run", wf, "--run-id", "one", "--max-concurrency", "1"});
@@ -318,7 +318,7 @@ TEST_CASE("the database is ./smithers.db by default, or $SMITHERS_DB", "[system]
   CHECK(flag_runs[0]["run_id"] == "default-db");
 }
 
-TEST_CASE("--help and --version exit 0 and say what smithers is", "[system][args]") {
+TEST_CASE("smithers --help and --version exit 0 and say what smithers is", "[system][args]") {
   auto help = run_smithers({"--help"});
   INFO(help);
   CHECK(help.exit_code == 0);

@@ -571,7 +571,11 @@ TEST_CASE("events are read after a sequence number, in order, up to a limit") {
     CHECK(all[i].seq == i);
     CHECK(all[i].type == "T" + std::to_string(i));
     CHECK(all[i].timestamp_ms == 100 + i);
-    CHECK(all[i].payload == json{{"type", "T" + std::to_string(i)}, {"seq", i}});
+    // Read back as the whole event: the columns merged into the payload.
+    CHECK(all[i].payload == json{{"type", "T" + std::to_string(i)},
+                                 {"seq", i},
+                                 {"run_id", "r1"},
+                                 {"timestamp_ms", 100 + i}});
   }
 
   auto page = rd.events("r1", 1, 2);

@@ -281,6 +281,10 @@ engine::engine(engine_config cfg) : impl_(std::make_unique<impl>()) {
     c.synchronous_full ? store::sync_mode::full : store::sync_mode::normal));
   std::size_t threads = c.scheduler_threads ? c.scheduler_threads : default_scheduler_threads();
   impl_->sys_cfg.set("scheduler.max-threads", threads);
+  // CAF's idle workers poll, then sleep 10 ms between polls; a commit ack
+  // landing on a sleeping worker then waits that long, which dominated the
+  // latency of each step of a sequence. 1 ms keeps idle cost negligible.
+  impl_->sys_cfg.set("work-stealing.relaxed-sleep-duration", caf::timespan{std::chrono::milliseconds{1}});
   impl_->sys = std::make_unique<caf::actor_system>(impl_->sys_cfg);
   impl_->pool = std::make_unique<util::thread_pool>(c.blocking_threads ? c.blocking_threads : 64);
   impl_->persistence = actors::spawn_persistence(*impl_->sys, impl_->db);
@@ -482,7 +486,7 @@ run_handle engine::start(std::shared_ptr<const workflow> wf, run_options opts) {
   try {
     im.write_sync({store::insert_run{row},
                    store::append_event{store::event_row{ctx->run_id, 0, started.type, now,
-                                                        started.to_json()}}});
+                                                        started.fields}}});
   } catch (const smithers_error& e) {
     if (e.err().message.find("UNIQUE") != std::string::npos ||
         e.err().message.find("PRIMARY KEY") != std::string::npos)

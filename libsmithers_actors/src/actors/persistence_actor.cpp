@@ -43,32 +43,24 @@ void flush(caf::stateful_actor<persistence_state>* self) {
     return;
   std::vector<pending_batch> work;
   work.swap(st.pending);
-  std::vector<store::command> all;
-  if (work.size() == 1) {
-    try {
-      st.writer->apply(work[0].batch->commands);
-      reply(self, work[0], nullptr);
-    } catch (const std::exception& e) {
+  std::vector<const std::vector<store::command>*> all;
+  all.reserve(work.size());
+  for (const auto& b : work)
+    all.push_back(&b.batch->commands);
+  try {
+    st.writer->apply_all(all);
+    for (const auto& b : work)
+      reply(self, b, nullptr);
+    return;
+  } catch (const std::exception& e) {
+    if (work.size() == 1) {
       // The requester decides how bad this is (a duplicate run id is bad
       // input, not a broken store) and reports it.
       std::string msg = e.what();
       spdlog::debug("commit failed: {}", msg);
       reply(self, work[0], &msg);
+      return;
     }
-    return;
-  }
-  std::size_t total = 0;
-  for (const auto& b : work)
-    total += b.batch->commands.size();
-  all.reserve(total);
-  for (const auto& b : work)
-    all.insert(all.end(), b.batch->commands.begin(), b.batch->commands.end());
-  try {
-    st.writer->apply(all);
-    for (const auto& b : work)
-      reply(self, b, nullptr);
-    return;
-  } catch (const std::exception& e) {
     spdlog::warn("group commit of {} batches failed ({}); committing them one by one",
                  work.size(), e.what());
   }

@@ -96,8 +96,8 @@ public:
     e.seq = st_.next_seq++;
     e.timestamp_ms = util::now_ms();
     e.fields = std::move(fields);
-    st_.writes.push_back(store::append_event{
-      store::event_row{e.run_id, e.seq, e.type, e.timestamp_ms, e.to_json()}});
+    st_.writes.push_back(
+      store::append_event{store::event_row{e.run_id, e.seq, e.type, e.timestamp_ms, e.fields}});
     st_.effects.events.push_back(std::move(e));
   }
 

@@ -111,11 +111,7 @@ fork_result fork_run(database& db, const fork_request& req) {
   json forked = {
     {"run_id", req.run_id}, {"frame_no", req.frame_no}, {"reset_nodes", res.reset}};
   event_row started{res.run_id, 0, "RunStarted", req.now_ms,
-                    {{"type", "RunStarted"},
-                     {"run_id", res.run_id},
-                     {"seq", 0},
-                     {"timestamp_ms", req.now_ms},
-                     {"workflow", parent->workflow_name},
+                    {{"workflow", parent->workflow_name},
                      {"input", parent->input},
                      {"forked_from", forked}}};
   batch.push_back(append_event{started});

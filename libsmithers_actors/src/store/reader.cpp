@@ -166,6 +166,12 @@ FROM events WHERE run_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3)sql");
     e.type = s.column_text(2);
     e.timestamp_ms = s.column_int(3);
     e.payload = s.column_json(4);
+    if (!e.payload.is_object())
+      e.payload = json::object();
+    e.payload["type"] = e.type;
+    e.payload["run_id"] = e.run_id;
+    e.payload["seq"] = e.seq;
+    e.payload["timestamp_ms"] = e.timestamp_ms;
     rows.push_back(std::move(e));
   }
   return rows;

@@ -67,7 +67,10 @@ struct event_row {
   std::int64_t seq = 0;
   std::string type;
   std::int64_t timestamp_ms = 0;
-  json payload;                     // the whole event object
+  /// Written: the event's own fields (the columns above are not repeated,
+  /// which keeps events small). Read: the whole event object, the columns
+  /// merged back in.
+  json payload;
 };
 
 struct frame_row {

@@ -326,7 +326,14 @@ writer::writer(database& db) : impl_(std::make_unique<impl>(db.handle())) {}
 writer::~writer() = default;
 
 void writer::apply(const std::vector<command>& batch) {
-  if (batch.empty()) return;
+  apply_all(std::vector<const std::vector<command>*>{&batch});
+}
+
+void writer::apply_all(const std::vector<const std::vector<command>*>& batches) {
+  std::size_t total = 0;
+  for (const auto* b : batches)
+    total += b->size();
+  if (total == 0) return;
   impl& w = *impl_;
   try {
     w.exec(w.begin_);
@@ -334,18 +341,24 @@ void writer::apply(const std::vector<command>& batch) {
     throw smithers_error(errc::db_error, "cannot begin a write transaction: " + e.err().message);
   }
   std::size_t i = 0;
+  const command* current = nullptr;
   try {
-    for (; i < batch.size(); ++i)
-      std::visit(w, batch[i]);
+    for (const auto* b : batches)
+      for (const auto& c : *b) {
+        current = &c;
+        std::visit(w, c);
+        ++i;
+      }
+    current = nullptr;
     w.exec(w.commit_);
   } catch (const std::exception& e) {
     // Build the message before rolling back: ROLLBACK resets sqlite3_errmsg.
     auto* se = dynamic_cast<const smithers_error*>(&e);
     std::string cause = se ? se->err().message : e.what();
-    std::string message = i < batch.size() ? "write failed at command " + std::to_string(i + 1) +
-                                                 " of " + std::to_string(batch.size()) + " (" +
-                                                 std::visit(describe{}, batch[i]) + "): " + cause
-                                           : "commit failed: " + cause;
+    std::string message = current ? "write failed at command " + std::to_string(i + 1) +
+                                      " of " + std::to_string(total) + " (" +
+                                      std::visit(describe{}, *current) + "): " + cause
+                                  : "commit failed: " + cause;
     w.rollback();
     // A command that refused on purpose (a lost claim, an unknown run) keeps
     // its code; everything else is a store failure.

@@ -88,6 +88,9 @@ public:
   /// Applies all commands in order in one transaction; on any failure rolls
   /// back and throws smithers_error(DB_ERROR). Nothing is half-written.
   void apply(const std::vector<command>& batch);
+  /// Several batches, in order, in one transaction (group commit) — without
+  /// copying them into one.
+  void apply_all(const std::vector<const std::vector<command>*>& batches);
 
 private:
   struct impl;
