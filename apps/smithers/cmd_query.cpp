@@ -11,25 +11,19 @@
 #include <iomanip>
 #include <iostream>
 #include <thread>
-#include <unistd.h>
 
 namespace smithers::cli {
 
 namespace {
 
-bool db_exists(const globals& g) {
-  return ::access(g.db.c_str(), F_OK) == 0;
-}
-
-store::database open_db(const globals& g) {
-  return store::database::open(g.db, store::open_mode::read_only);
-}
-
-// No database yet means no runs yet, not a broken store.
-void require_db(const globals& g, const std::string& run_id) {
-  if (!db_exists(g))
+// The database a reader may look at, or RUN_NOT_FOUND: no database yet (or
+// one whose creator died before its schema existed) holds no runs.
+store::database open_for_run(const std::string& db_path, const std::string& run_id) {
+  auto db = store::database::open_existing(db_path);
+  if (!db)
     throw smithers_error(errc::run_not_found,
-                         "no run with id \"" + run_id + "\" (no database at " + g.db + ")");
+                         "no run with id \"" + run_id + "\" (no database at " + db_path + ")");
+  return std::move(*db);
 }
 
 store::run_row require_run(const store::reader& rd, const std::string& run_id) {
@@ -69,10 +63,7 @@ std::string error_text(const json& err) {
 } // namespace
 
 json inspect_json(const std::string& db_path, const std::string& run_id) {
-  if (::access(db_path.c_str(), F_OK) != 0)
-    throw smithers_error(errc::run_not_found,
-                         "no run with id \"" + run_id + "\" (no database at " + db_path + ")");
-  auto db = store::database::open(db_path, store::open_mode::read_only);
+  auto db = open_for_run(db_path, run_id);
   store::reader rd{db};
   auto run = require_run(rd, run_id);
   json nodes = json::array();
@@ -120,10 +111,8 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
                                                      "waiting-event, waiting-timer, finished, "
                                                      "failed, cancelled, continued)");
     std::vector<store::run_row> runs;
-    if (db_exists(g)) {
-      auto db = open_db(g);
-      runs = store::reader{db}.runs(*status);
-    }
+    if (auto db = store::database::open_existing(g.db))
+      runs = store::reader{*db}.runs(*status);
     if (g.json()) {
       json list = json::array();
       for (const auto& r : runs)
@@ -201,8 +190,7 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
   auto* timeline = app.add_subcommand("timeline", "frames and forks of a run");
   timeline->add_option("run_id", *tl_id, "run id")->required();
   timeline->callback([&g, &result, tl_id] {
-    require_db(g, *tl_id);
-    auto db = open_db(g);
+    auto db = open_for_run(g.db, *tl_id);
     store::reader rd{db};
     auto run = require_run(rd, *tl_id);
     auto frames = rd.frame_summaries(*tl_id);
@@ -258,9 +246,8 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
   auto* cancel = app.add_subcommand("cancel", "request cancellation of a run, whoever owns it");
   cancel->add_option("run_id", *cancel_id, "run id")->required();
   cancel->callback([&g, &result, cancel_id] {
-    require_db(g, *cancel_id);
     {
-      auto db = open_db(g);
+      auto db = open_for_run(g.db, *cancel_id);
       auto run = require_run(store::reader{db}, *cancel_id);
       auto st = run_status_from(run.status);
       if (st && is_terminal(*st))
@@ -289,8 +276,7 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
   logs->add_option("run_id", la->run_id, "run id")->required();
   logs->add_flag("-f,--follow", la->follow, "keep printing events until the run ends");
   logs->callback([&g, &result, la] {
-    require_db(g, la->run_id);
-    auto db = open_db(g);
+    auto db = open_for_run(g.db, la->run_id);
     store::reader rd{db};
     require_run(rd, la->run_id);
     std::int64_t last = -1;

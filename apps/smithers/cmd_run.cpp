@@ -14,6 +14,7 @@
 #include <smithers/limits.hpp>
 
 #include <atomic>
+#include <filesystem>
 #include <csignal>
 #include <pthread.h>
 #include <thread>
@@ -233,20 +234,24 @@ void add_run_command(CLI::App& app, const globals& g, int& result) {
       if (auto err = util::check_run_id(args->run_id))
         throw smithers_error(*err);
     auto parsed = load_workflow_or_throw(args->workflow);
+    // Recorded absolute, so resume and supervise find it from anywhere.
+    std::error_code ec;
+    auto absolute = std::filesystem::absolute(args->workflow, ec);
+    std::string recorded_path = ec ? args->workflow : absolute.lexically_normal().string();
     run_options opts;
     opts.run_id = args->run_id;
     opts.input = args->input.empty() ? json::object() : read_input(args->input);
     if (mc->count() > 0)
       opts.max_concurrency = args->max_concurrency;
-    opts.workflow_path = args->workflow;
+    opts.workflow_path = recorded_path;
     opts.workflow_hash = parsed.hash;
     opts.vcs_revision = git_revision(args->workflow);
     // Everything is checked before the database is opened: bad input leaves
     // no trace, not even a new database file.
     validate_run(*parsed.wf, opts, is_builtin_compute);
-    if (!opts.run_id.empty() && ::access(g.db.c_str(), F_OK) == 0) {
-      auto db = store::database::open(g.db, store::open_mode::read_only);
-      if (store::reader{db}.run_exists(opts.run_id))
+    if (!opts.run_id.empty()) {
+      auto db = store::database::open_existing(g.db);
+      if (db && store::reader{*db}.run_exists(opts.run_id))
         throw smithers_error(errc::invalid_run_id,
                              "a run with id \"" + opts.run_id + "\" already exists");
     }
@@ -273,7 +278,7 @@ void add_run_command(CLI::App& app, const globals& g, int& result) {
   fork->add_option("--run-id", fa->new_id, "the new run's id (default: <run>-fork-<hex>)");
   fork->add_flag("--run", fa->run, "drive the new run now (like resume)");
   fork->callback([&g, &result, fa] {
-    if (::access(g.db.c_str(), F_OK) != 0)
+    if (!store::database::open_existing(g.db))
       throw smithers_error(errc::run_not_found, "no run with id \"" + fa->run_id +
                                                   "\" (no database at " + g.db + ")");
     if (fa->frame < 0)
@@ -328,11 +333,13 @@ void add_run_command(CLI::App& app, const globals& g, int& result) {
                    "resume even if the owner seems alive or the workflow changed");
   resume->callback([&g, &result, ra] {
     std::string path = ra->workflow;
+    // Checked before an engine opens (and so creates) the database.
+    auto db = store::database::open_existing(g.db);
+    auto run = db ? store::reader{*db}.run(ra->run_id) : std::nullopt;
+    if (!run)
+      throw smithers_error(errc::run_not_found, "no run with id \"" + ra->run_id + "\"");
+    db.reset();
     if (path.empty()) {
-      auto db = store::database::open(g.db, store::open_mode::read_only);
-      auto run = store::reader{db}.run(ra->run_id);
-      if (!run)
-        throw smithers_error(errc::run_not_found, "no run with id \"" + ra->run_id + "\"");
       path = run->workflow_path;
       if (path.empty())
         throw smithers_error(errc::invalid_argument,

@@ -75,10 +75,8 @@ void add_supervise_command(CLI::App& app, const globals& g, int& result) {
     };
     for (;;) {
       std::vector<store::run_row> candidates;
-      if (::access(g.db.c_str(), F_OK) == 0) {
-        auto db = store::database::open(g.db, store::open_mode::read_only);
-        candidates = store::reader{db}.runs("running");
-      }
+      if (auto db = store::database::open_existing(g.db))
+        candidates = store::reader{*db}.runs("running");
       std::int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
                            std::chrono::system_clock::now().time_since_epoch())
                            .count();

@@ -262,13 +262,12 @@ struct engine::impl {
     auto batch = std::make_shared<actors::write_batch>();
     batch->commands = std::move(cmds);
     self->send(persistence, actors::write_atom::value, std::uint64_t{0}, batch);
-    std::optional<std::string> failure;
+    std::optional<error> failure;
     self->receive([&](actors::committed_atom, std::uint64_t) {},
-                  [&](actors::failed_atom, std::uint64_t, const std::string& msg) {
-                    failure = msg;
-                  });
+                  [&](actors::failed_atom, std::uint64_t, const std::string& code,
+                      const std::string& msg) { failure = error{code, msg}; });
     if (failure)
-      throw smithers_error(errc::db_error, *failure);
+      throw smithers_error(*failure);
   }
 };
 
@@ -331,10 +330,9 @@ void engine::cancel(const std::string& run_id, const std::string& reason) {
     return;
   // Not driven here: check the store, then record a durable request.
   std::optional<store::run_row> run;
-  if (impl_->cfg.db_path != ":memory:") {
-    auto db = store::database::open(impl_->cfg.db_path, store::open_mode::read_only);
-    run = store::reader{db}.run(run_id);
-  }
+  if (impl_->cfg.db_path != ":memory:")
+    if (auto db = store::database::open_existing(impl_->cfg.db_path))
+      run = store::reader{*db}.run(run_id);
   if (!run)
     throw smithers_error(errc::run_not_found, "no run with id \"" + run_id + "\"");
   auto st = run_status_from(run->status);
@@ -594,10 +592,14 @@ run_handle engine::resume(std::shared_ptr<const workflow> wf, const std::string&
     r.states[n.node_id] = s;
   }
   std::unordered_map<std::string, const store::attempt_row*> last;
+  std::vector<json> orphan_groups; // commands the dead owner left running
   for (const auto& a : snap->attempts) {
     r.attempts[a.node_id] = std::max(r.attempts[a.node_id], a.attempt);
-    if (a.state == "in-progress")
+    if (a.state == "in-progress") {
       r.orphaned.emplace_back(a.node_id, a.attempt);
+      if (a.meta.is_object() && a.meta.contains("pgid"))
+        orphan_groups.push_back(a.meta);
+    }
     if (!a.heartbeat.is_null())
       r.checkpoints[a.node_id] = a.heartbeat;
     last[a.node_id] = &a;
@@ -611,6 +613,11 @@ run_handle engine::resume(std::shared_ptr<const workflow> wf, const std::string&
   im.write_sync({store::claim_run{run_id, run.owner_id, run.heartbeat_ms, im.owner_id,
                                   static_cast<std::int64_t>(::getpid()), now}});
   set_driven(run_id, true);
+  // No process of an attempt outlives it: end what the dead owner left
+  // running before those attempts run again.
+  for (const auto& m : orphan_groups)
+    util::end_orphaned_group(m.value("host", std::string{}), m.value("pgid", std::int64_t{0}),
+                             m.value("pgid_start", std::int64_t{0}));
   ctx->resume = std::move(r);
   ctx->next_seq = snap->max_seq + 1;
   ctx->started_ms = run.created_ms;

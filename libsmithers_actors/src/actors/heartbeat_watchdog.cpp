@@ -135,7 +135,7 @@ caf::behavior watchdog(wd_actor* self, caf::actor supervisor, std::string run_id
     [=](check_atom) { check(self); },
     // Acks of the liveness writes: nothing to do either way.
     [=](committed_atom, std::uint64_t) {},
-    [=](failed_atom, std::uint64_t, const std::string&) {},
+    [=](failed_atom, std::uint64_t, const std::string&, const std::string&) {},
   };
 }
 

@@ -37,6 +37,7 @@ using poll_atom = caf::atom_constant<caf::atom("poll")>;
 using load_atom = caf::atom_constant<caf::atom("load")>;
 using loaded_atom = caf::atom_constant<caf::atom("loaded")>;
 using exec_atom = caf::atom_constant<caf::atom("exec")>;
+using process_atom = caf::atom_constant<caf::atom("process")>;
 
 /// Commands committed together, in order, in one transaction.
 struct write_batch {

@@ -24,14 +24,21 @@ struct persistence_state {
   static inline const char* name = "smithers.persistence";
 };
 
-void reply(caf::stateful_actor<persistence_state>* self, const pending_batch& b, const std::string* failure) {
+void reply(caf::stateful_actor<persistence_state>* self, const pending_batch& b,
+           const error* failure) {
   if (!b.sender)
     return;
   auto dest = caf::actor_cast<caf::actor>(b.sender);
   if (failure)
-    self->send(dest, failed_atom::value, b.id, *failure);
+    self->send(dest, failed_atom::value, b.id, failure->code, failure->message);
   else
     self->send(dest, committed_atom::value, b.id);
+}
+
+error to_error(const std::exception& e) {
+  if (auto* se = dynamic_cast<const smithers_error*>(&e))
+    return se->err();
+  return error{errc::db_error, e.what()};
 }
 
 // Commits everything that queued up since the last flush as one transaction.
@@ -56,9 +63,9 @@ void flush(caf::stateful_actor<persistence_state>* self) {
     if (work.size() == 1) {
       // The requester decides how bad this is (a duplicate run id is bad
       // input, not a broken store) and reports it.
-      std::string msg = e.what();
-      spdlog::debug("commit failed: {}", msg);
-      reply(self, work[0], &msg);
+      auto err = to_error(e);
+      spdlog::debug("commit failed: {}", err.what());
+      reply(self, work[0], &err);
       return;
     }
     spdlog::warn("group commit of {} batches failed ({}); committing them one by one",
@@ -69,9 +76,9 @@ void flush(caf::stateful_actor<persistence_state>* self) {
       st.writer->apply(b.batch->commands);
       reply(self, b, nullptr);
     } catch (const std::exception& e) {
-      std::string msg = e.what();
-      spdlog::debug("commit failed: {}", msg);
-      reply(self, b, &msg);
+      auto err = to_error(e);
+      spdlog::debug("commit failed: {}", err.what());
+      reply(self, b, &err);
     }
   }
 }

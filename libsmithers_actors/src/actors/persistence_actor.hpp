@@ -3,7 +3,9 @@
 //
 // Protocol: (write_atom, uint64 batch_id, write_batch_ptr) from any actor;
 // after the commit that contains it the sender gets (committed_atom, batch_id),
-// or (failed_atom, batch_id, std::string message) if that transaction failed.
+// or (failed_atom, batch_id, std::string code, std::string message) if that
+// transaction failed (code: DB_ERROR, or the refusal of a command such as
+// RUN_RESUME_CLAIM_FAILED).
 // (load_atom, run_id) is answered with (loaded_atom, run_snapshot_ptr);
 // (exec_atom, store_job_ptr) runs the job on the connection and answers
 // (done_atom, store_job_ptr).

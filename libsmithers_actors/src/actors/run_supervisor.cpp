@@ -8,6 +8,7 @@
 #include "spec/template.hpp"
 #include "spec/validate.hpp"
 #include "util/clock.hpp"
+#include "util/owner.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -42,9 +43,18 @@ struct completion {
   std::int64_t delay_ms = 0;
 };
 
+/// An attempt whose start is being committed: its task actor is spawned
+/// once the attempt row is durable, so no work ever runs unrecorded.
+struct pending_spawn {
+  std::string node_id;
+  std::int64_t attempt = 0;
+  std::shared_ptr<task_job> job;
+};
+
 struct batch_effects {
   std::vector<event> events;
   std::vector<completion> completions;
+  std::vector<pending_spawn> spawns;
   bool final = false;
 };
 
@@ -376,16 +386,31 @@ public:
       attempt_failed(id, attempt, e.err());
       return;
     }
-    la.actor = spawn_task_actor(*self_, job, st_.ctx->pool, caf::actor_cast<caf::actor>(self_),
-                                st_.watchdog);
+    st_.live.emplace(id, std::move(la));
+    st_.effects.spawns.push_back({id, attempt, std::move(job)});
+  }
+
+  // The attempt row is committed: now the work may run.
+  void spawn(const pending_spawn& sp) {
+    auto it = st_.live.find(sp.node_id);
+    if (it == st_.live.end() || it->second.attempt != sp.attempt)
+      return; // ended meanwhile
+    if (st_.stopping != stop_mode::none) {
+      attempt_failed(sp.node_id, sp.attempt, st_.stop_error);
+      return;
+    }
+    if (st_.ending)
+      return; // stays in progress; a resume cancels and reruns it
+    auto& la = it->second;
+    la.actor = spawn_task_actor(*self_, sp.job, st_.ctx->pool,
+                                caf::actor_cast<caf::actor>(self_), st_.watchdog);
     self_->monitor(la.actor);
     if (st_.ctx->on_task_spawned)
-      st_.ctx->on_task_spawned(id, attempt, la.actor);
-    if (spec->kind != task_kind::value)
-      self_->send(st_.watchdog, track_atom::value, id, attempt, la.actor,
-                  spec->heartbeat_timeout_ms.value_or(0));
-    st_.by_actor.emplace(la.actor.id(), std::make_pair(id, attempt));
-    st_.live.emplace(id, std::move(la));
+      st_.ctx->on_task_spawned(sp.node_id, sp.attempt, la.actor);
+    if (sp.job->spec->kind != task_kind::value)
+      self_->send(st_.watchdog, track_atom::value, sp.node_id, sp.attempt, la.actor,
+                  sp.job->spec->heartbeat_timeout_ms.value_or(0));
+    st_.by_actor.emplace(la.actor.id(), std::make_pair(sp.node_id, sp.attempt));
   }
 
   void write_heartbeat(const std::string& id, live_attempt& la, std::int64_t at_ms,
@@ -517,6 +542,20 @@ public:
            {{"node_id", id}, {"iteration", 0}, {"attempt", attempt}, {"error", err.to_json()}});
       st_.effects.completions.push_back({completion::failed, id, nullptr, 0});
     }
+  }
+
+  // A command's process group started: recorded with its pid's start time so
+  // that a resume after a crash of this process can end it.
+  void on_process(const std::string& id, std::int64_t attempt, std::int64_t pid) {
+    auto it = st_.live.find(id);
+    if (it == st_.live.end() || it->second.attempt != attempt)
+      return;
+    st_.writes.push_back(store::set_attempt_meta{
+      st_.ctx->run_id, id, 0, attempt,
+      {{"host", util::host_name()},
+       {"pgid", pid},
+       {"pgid_start", util::process_start_time(pid).value_or(0)}}});
+    queue_tick();
   }
 
   void on_heartbeat_timeout(const std::string& id, std::int64_t attempt,
@@ -659,9 +698,9 @@ public:
   // the final batch comes after them.
   bool results_pending() const {
     for (const auto& [id, fx] : st_.in_flight)
-      if (!fx.completions.empty())
+      if (!fx.completions.empty() || !fx.spawns.empty())
         return true;
-    return !st_.effects.completions.empty();
+    return !st_.effects.completions.empty() || !st_.effects.spawns.empty();
   }
 
   void record_skip(sched::index t, const char* reason) {
@@ -755,7 +794,9 @@ public:
       finish();
       return;
     }
-    if (changed)
+    for (const auto& sp : fx.spawns)
+      spawn(sp);
+    if (changed || !fx.spawns.empty())
       queue_tick();
   }
 
@@ -840,6 +881,9 @@ caf::behavior run_supervisor(sup_actor* self, std::shared_ptr<run_context> ctx) 
       supervisor{self}.on_heartbeat(*hb, id);
     },
     [=](retry_atom, const std::string& id) { supervisor{self}.on_retry(id); },
+    [=](process_atom, const std::string& id, std::int64_t attempt, std::int64_t pid) {
+      supervisor{self}.on_process(id, attempt, pid);
+    },
     [=](hb_timeout_atom, const std::string& id, std::int64_t attempt, std::int64_t last_ms) {
       supervisor{self}.on_heartbeat_timeout(id, attempt, last_ms);
     },
@@ -850,7 +894,7 @@ caf::behavior run_supervisor(sup_actor* self, std::shared_ptr<run_context> ctx) 
       supervisor{self}.stop(stop_mode::interrupt, error{errc::task_aborted, reason});
     },
     [=](committed_atom, std::uint64_t id) { supervisor{self}.on_committed(id); },
-    [=](failed_atom, std::uint64_t id, const std::string& msg) {
+    [=](failed_atom, std::uint64_t id, const std::string&, const std::string& msg) {
       supervisor{self}.on_commit_failed(id, msg);
     },
   };

@@ -42,7 +42,7 @@ caf::behavior task_actor(task_actor_t* self, std::shared_ptr<task_job> job,
   // or the watchdog ending it) tells the running job to stop.
   self->attach_functor([cancel] { cancel->store(true); });
   auto me = caf::actor_cast<caf::actor>(self);
-  pool->submit([job, cancel, me, watchdog] {
+  pool->submit([job, cancel, me, watchdog, supervisor] {
     last_heartbeat last;
     std::int64_t last_sent_ms = 0;
     auto beat = [&](json data, bool has_data) {
@@ -63,7 +63,12 @@ caf::behavior task_actor(task_actor_t* self, std::shared_ptr<task_job> job,
       hb->at_ms = now;
       caf::anon_send(watchdog, heartbeat_atom::value, job->node_id, hb);
     };
-    auto oc = std::make_shared<task_outcome>(execute(*job, cancel, beat));
+    // The supervisor records the process group, so a resume after a crash
+    // of this process can end it.
+    auto started = [&](std::int64_t pid) {
+      caf::anon_send(supervisor, process_atom::value, job->node_id, job->attempt, pid);
+    };
+    auto oc = std::make_shared<task_outcome>(execute(*job, cancel, beat, started));
     oc->beat = std::move(last);
     caf::anon_send(me, done_atom::value, oc);
   });

@@ -43,7 +43,8 @@ task_outcome checked(const task_job& job, json out) {
 } // namespace
 
 task_outcome execute(const task_job& job, const std::shared_ptr<std::atomic<bool>>& cancel,
-                     const std::function<void(json, bool)>& on_heartbeat) {
+                     const std::function<void(json, bool)>& on_heartbeat,
+                     const std::function<void(std::int64_t)>& on_process) {
   const task_spec& spec = *job.spec;
   try {
     switch (spec.kind) {
@@ -72,6 +73,7 @@ task_outcome execute(const task_job& job, const std::shared_ptr<std::atomic<bool
         cs.needs = job.needs;
         cs.last_heartbeat = job.last_heartbeat;
         cs.cancel = cancel;
+        cs.on_start = on_process;
         if (spec.timeout_ms)
           cs.timeout = std::chrono::milliseconds{*spec.timeout_ms};
         auto oc = executors::run_command(

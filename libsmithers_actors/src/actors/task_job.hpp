@@ -49,7 +49,8 @@ struct task_outcome {
 /// then validates the output against the job's schema. `on_heartbeat` gets
 /// checkpoint data (has_data) or plain liveness.
 task_outcome execute(const task_job& job, const std::shared_ptr<std::atomic<bool>>& cancel,
-                     const std::function<void(json data, bool has_data)>& on_heartbeat);
+                     const std::function<void(json data, bool has_data)>& on_heartbeat,
+                     const std::function<void(std::int64_t pid)>& on_process = {});
 
 /// True for failures that must not be retried (SPEC: INVALID_OUTPUT of
 /// non-agent tasks, heartbeat payload errors, missing template values).

@@ -311,6 +311,7 @@ command_outcome run_command(const command_spec& spec, const heartbeat_sink& on_h
   req.cancel = spec.cancel;
   req.timeout = spec.timeout;
   req.kill_grace = spec.kill_grace;
+  req.on_start = spec.on_start;
   // One line, so a shell script can `read -r ctx`.
   req.stdin_data = context.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
   // The protocol variables win over the task's env; a SMITHERS_LAST_HEARTBEAT

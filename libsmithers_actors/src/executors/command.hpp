@@ -38,6 +38,7 @@ struct command_spec {
   std::shared_ptr<std::atomic<bool>> cancel;
   std::optional<std::chrono::milliseconds> timeout;
   std::chrono::milliseconds kill_grace{2000};
+  std::function<void(std::int64_t pid)> on_start; // the process group started
 };
 
 /// A heartbeat seen in the output: `data` is null for plain output lines and

@@ -5,6 +5,7 @@
 #include <sqlite3.h>
 
 #include <filesystem>
+#include <optional>
 #include <utility>
 
 namespace smithers::store {
@@ -45,6 +46,8 @@ void throw_db_error(sqlite3* db, std::string_view context) {
 
 // ---------------------------------------------------------------- database
 
+const std::string no_schema_message = "database has no smithers schema: ";
+
 database database::open(const std::string& path, open_mode mode, sync_mode sync) {
   const bool read_only = mode == open_mode::read_only;
   if (read_only && !is_memory(path)) {
@@ -55,13 +58,22 @@ database database::open(const std::string& path, open_mode mode, sync_mode sync)
   }
 
   // NOMUTEX: a connection is used by one thread at a time (its owning actor).
-  int flags = SQLITE_OPEN_NOMUTEX |
-              (read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+  // Readers open read-write (never creating) with query_only on: a process
+  // killed while it set the file up can leave a hot journal that only a
+  // writable connection may roll back; query_only still refuses our writes.
+  int flags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_READWRITE | (read_only ? 0 : SQLITE_OPEN_CREATE);
   sqlite3* raw = nullptr;
   int rc = sqlite3_open_v2(path.c_str(), &raw, flags, nullptr);
+  if (rc != SQLITE_OK && read_only) {
+    sqlite3_close(raw); // e.g. a file we may not write: plain read-only then
+    raw = nullptr;
+    rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_READONLY, nullptr);
+  }
   database db(raw, path); // closes the handle if anything below throws
   if (rc != SQLITE_OK) throw_db_error(raw, "cannot open database " + path);
   sqlite3_busy_timeout(raw, busy_timeout_ms);
+  if (read_only)
+    db.exec("PRAGMA query_only=1");
 
   // The first statements are where "file is not a database" shows up.
   auto naming_path = [&](auto&& setup) {
@@ -78,7 +90,7 @@ database database::open(const std::string& path, open_mode mode, sync_mode sync)
     if (version > schema_version)
       throw smithers_error(errc::db_error, newer_schema_message(version));
     if (version < 1)
-      throw smithers_error(errc::db_error, "database has no smithers schema: " + path);
+      throw smithers_error(errc::db_error, no_schema_message + path);
     return db;
   }
 
@@ -94,6 +106,21 @@ database database::open(const std::string& path, open_mode mode, sync_mode sync)
   });
   migrate(db);
   return db;
+}
+
+std::optional<database> database::open_existing(const std::string& path) {
+  std::error_code ec;
+  if (!is_memory(path) && !std::filesystem::exists(path, ec))
+    return std::nullopt;
+  try {
+    return open(path, open_mode::read_only);
+  } catch (const smithers_error& e) {
+    // A file whose creator was killed before its schema existed holds no
+    // runs; the next writer sets it up.
+    if (e.err().message.rfind(no_schema_message, 0) == 0)
+      return std::nullopt;
+    throw;
+  }
 }
 
 database::database(database&& other) noexcept

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -31,6 +32,10 @@ public:
   /// Throws smithers_error(DB_ERROR) with the SQLite message on failure.
   static database open(const std::string& path, open_mode mode = open_mode::read_write,
                        sync_mode sync = sync_mode::normal);
+
+  /// For readers that must not create anything: nullopt when the file does
+  /// not exist or holds no smithers schema yet (its creator was killed, say).
+  static std::optional<database> open_existing(const std::string& path);
 
   database(database&& other) noexcept;
   database& operator=(database&& other) noexcept;

@@ -40,6 +40,9 @@ struct describe {
   std::string operator()(const touch_run& c) const { return "touch_run " + c.run_id; }
   std::string operator()(const request_cancel& c) const { return "request_cancel " + c.run_id; }
   std::string operator()(const claim_run& c) const { return "claim_run " + c.run_id; }
+  std::string operator()(const set_attempt_meta& c) const {
+    return "set_attempt_meta " + key(c.run_id, c.node_id, c.iteration, c.attempt);
+  }
   std::string operator()(const insert_output& c) const {
     return "insert_output " + c.row.run_id + "/" + c.row.node_id;
   }
@@ -99,6 +102,9 @@ VALUES (?1, ?2, ?3, ?4, ?5))sql"),
         store_frame_(db, R"sql(
 INSERT INTO frames (run_id, frame_no, tree_hash, tree_json, created_ms, keyframe, snapshot_json)
 VALUES (?1, ?2, ?3, NULL, ?4, ?5, ?6))sql"),
+        attempt_meta_(db, R"sql(
+UPDATE attempts SET meta_json = ?5
+WHERE run_id = ?1 AND node_id = ?2 AND iteration = ?3 AND attempt = ?4)sql"),
         store_tree_(db, R"sql(
 INSERT INTO trees (hash, tree_json) VALUES (?1, ?2) ON CONFLICT (hash) DO NOTHING)sql"),
         touch_run_(db, R"sql(
@@ -251,6 +257,14 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
     s.step();
   }
 
+  void operator()(const set_attempt_meta& c) {
+    auto& s = attempt_meta_;
+    in_use use{s};
+    bind_attempt_key(s, c.run_id, c.node_id, c.iteration, c.attempt);
+    s.bind_json(5, c.meta);
+    s.step();
+  }
+
   void operator()(const insert_output& c) {
     auto& s = upsert_output_;
     in_use use{s};
@@ -316,7 +330,8 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
   sqlite3* db_;
   statement begin_, commit_, rollback_;
   statement insert_run_, update_run_status_, upsert_node_, insert_attempt_, finish_attempt_,
-      upsert_output_, heartbeat_, heartbeat_data_, append_event_, store_frame_, store_tree_,
+      upsert_output_, heartbeat_, heartbeat_data_, append_event_, store_frame_, attempt_meta_,
+      store_tree_,
       touch_run_,
       request_cancel_, claim_run_;
 };

@@ -71,12 +71,21 @@ struct claim_run {
 /// without touching callers: the tree is stored once per hash, the frame row
 /// references it and carries its snapshot (keyframe or delta).
 struct store_frame { frame_row row; };
+/// Replaces an attempt's meta (e.g. the process group of a command).
+struct set_attempt_meta {
+  std::string run_id;
+  std::string node_id;
+  std::int64_t iteration = 0;
+  std::int64_t attempt = 1;
+  json meta;
+};
 /// An output copied without an attempt (a fork's finished nodes).
 struct insert_output { output_row row; };
 
 using command = std::variant<insert_run, update_run_status, upsert_node, insert_attempt,
                              finish_attempt, record_heartbeat, append_event, store_frame,
-                             touch_run, request_cancel, claim_run, insert_output>;
+                             touch_run, request_cancel, claim_run, insert_output,
+                             set_attempt_meta>;
 
 class writer {
 public:

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <iterator>
 #include <sstream>
+#include <csignal>
 #include <unistd.h>
 
 namespace smithers::util {
@@ -69,6 +70,15 @@ std::optional<owner_info> parse_owner_id(const std::string& id) {
   }
   o.nonce = id.substr(c3 + 1);
   return o;
+}
+
+bool end_orphaned_group(const std::string& host, std::int64_t pgid, std::int64_t start_time) {
+  if (pgid <= 1 || host != host_name())
+    return false;
+  auto start = process_start_time(pgid);
+  if (start && start_time != 0 && *start != start_time)
+    return false;
+  return ::kill(static_cast<pid_t>(-pgid), SIGKILL) == 0;
 }
 
 owner_state check_owner(const std::string& owner_id) {

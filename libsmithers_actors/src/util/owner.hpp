@@ -34,4 +34,10 @@ enum class owner_state {
 
 owner_state check_owner(const std::string& owner_id);
 
+/// Ends (SIGKILL) the process group `pgid` that a dead owner on this host
+/// left behind, unless its leader's pid now belongs to another process (start
+/// time differs). A group outliving its leader keeps its id reserved, so a
+/// gone leader is safe to signal. True when a signal was sent.
+bool end_orphaned_group(const std::string& host, std::int64_t pgid, std::int64_t start_time);
+
 } // namespace smithers::util

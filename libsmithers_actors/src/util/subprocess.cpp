@@ -396,6 +396,8 @@ subprocess_result run_subprocess(const subprocess_request& req) {
   }
   child_guard child(pid);
   res.pid = pid;
+  if (req.on_start)
+    req.on_start(pid);
   // Our copies of the child's ends must go, or we would never see EOF.
   in_r.reset();
   out_w.reset();

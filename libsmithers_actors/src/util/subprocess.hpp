@@ -34,6 +34,8 @@ struct subprocess_request {
   /// is delivered at EOF. Stderr lines longer than max_stderr_line_bytes are
   /// delivered in pieces of that size (stdout lines are never split).
   std::function<void(const std::string& line, bool is_stderr)> on_line;
+  /// Called once the child runs, with its pid (= its process group id).
+  std::function<void(std::int64_t pid)> on_start;
 };
 
 struct subprocess_result {
