@@ -2,8 +2,7 @@
 
 #include "util/ids.hpp"
 
-#include <fstream>
-#include <iterator>
+#include <fcntl.h>
 #include <sstream>
 #include <csignal>
 #include <unistd.h>
@@ -18,10 +17,20 @@ std::string host_name() {
 }
 
 std::optional<std::int64_t> process_start_time(std::int64_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  if (!in)
+  // Plain read(): the process may end while we read, and libstdc++'s
+  // streams throw on that instead of failing.
+  int fd = ::open(("/proc/" + std::to_string(pid) + "/stat").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
     return std::nullopt;
-  std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string content;
+  char buf[1024];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n <= 0)
+      break;
+    content.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
   // The command name (field 2) may hold spaces and parentheses: fields are
   // counted from the last ')'. Field 3 is the state, field 22 the start time.
   auto close = content.rfind(')');
