@@ -2,6 +2,8 @@
 // output helpers. Each command group lives in its own cmd_*.cpp.
 #pragma once
 
+#include "spec/parse.hpp"
+
 #include <smithers/errors.hpp>
 #include <smithers/status.hpp>
 
@@ -65,6 +67,10 @@ std::string git_revision(const std::string& file);
 /// {}, "echo" returns {"node_id", "input", "needs"}.
 void register_builtin_computes(engine& e);
 bool is_builtin_compute(const std::string& name);
+
+/// Loads and validates a workflow file: INVALID_ARGUMENT for a path over the
+/// limit, INVALID_WORKFLOW with every problem (details.problems) otherwise.
+spec::parse_result load_workflow_or_throw(const std::string& path);
 
 /// Reads --input: inline JSON, @file, or - for stdin. INVALID_INPUT when it
 /// is not JSON.

@@ -144,23 +144,6 @@ json inspect_json(const std::string& db_path, const std::string& run_id);
 
 namespace {
 
-spec::parse_result load_workflow_or_throw(const std::string& path) {
-  if (path.size() > limits::max_workflow_path_bytes)
-    throw smithers_error(errc::invalid_argument,
-                         "workflow path is " + std::to_string(path.size()) +
-                           " bytes; the limit is " +
-                           std::to_string(limits::max_workflow_path_bytes));
-  auto parsed = spec::load_workflow_file(path);
-  if (!parsed.wf) {
-    json list = json::array();
-    for (const auto& p : parsed.errors)
-      list.push_back({{"path", p.path}, {"message", p.message}});
-    throw smithers_error(errc::invalid_workflow, path + ": " + spec::join(parsed.errors),
-                         {{"problems", list}});
-  }
-  return parsed;
-}
-
 void print_result(const globals& g, const run_result& res) {
   if (g.json()) {
     if (g.db == ":memory:") {

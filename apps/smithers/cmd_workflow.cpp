@@ -14,9 +14,7 @@
 
 namespace smithers::cli {
 
-namespace {
-
-workflow load_or_throw(const std::string& path) {
+spec::parse_result load_workflow_or_throw(const std::string& path) {
   if (path.size() > limits::max_workflow_path_bytes)
     throw smithers_error(errc::invalid_argument,
                          "workflow path is " + std::to_string(path.size()) +
@@ -30,7 +28,13 @@ workflow load_or_throw(const std::string& path) {
     throw smithers_error(errc::invalid_workflow, path + ": " + spec::join(parsed.errors),
                          {{"problems", list}});
   }
-  return std::move(*parsed.wf);
+  return parsed;
+}
+
+namespace {
+
+workflow load_or_throw(const std::string& path) {
+  return std::move(*load_workflow_or_throw(path).wf);
 }
 
 std::size_t count_tasks(const node& n) {

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include "store/reader.hpp"
+#include "support/engine_config.hpp"
 #include "support/temp_dir.hpp"
 
 #include <smithers/engine.hpp>
@@ -17,12 +18,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-engine_config config_in(const test_support::temp_dir& dir) {
-  engine_config cfg;
-  cfg.db_path = dir.path() + "/smithers.db";
-  cfg.scheduler_threads = 2;
-  return cfg;
-}
+using test_support::config_in;
 
 compute_fn constant(json out) {
   return [out](task_context&) { return out; };

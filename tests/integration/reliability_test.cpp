@@ -5,6 +5,7 @@
 
 #include "store/reader.hpp"
 #include "store/writer.hpp"
+#include "support/engine_config.hpp"
 #include "support/temp_dir.hpp"
 
 #include <smithers/engine.hpp>
@@ -23,12 +24,7 @@ using clock_type = std::chrono::steady_clock;
 
 namespace {
 
-engine_config config_in(const test_support::temp_dir& dir) {
-  engine_config cfg;
-  cfg.db_path = dir.path() + "/smithers.db";
-  cfg.scheduler_threads = 2;
-  return cfg;
-}
+using test_support::config_in;
 
 struct event_log {
   std::mutex mtx;

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <unistd.h>
 
 using namespace smithers::store;
 using smithers::json;
@@ -717,4 +718,77 @@ TEST_CASE("two read-write connections on one file both commit") {
   wb.apply({insert_run{make_run("r2")}});
   CHECK(reader(a).runs().size() == 2);
   CHECK(reader(b).runs().size() == 2);
+}
+
+TEST_CASE("claim_run is a compare-and-set: the second claimer fails and writes nothing") {
+  auto db = database::open(":memory:");
+  writer w(db);
+  auto run = make_run("r1");
+  run.owner_id = "dead-owner";
+  run.heartbeat_ms = 500;
+  w.apply({insert_run{run}});
+  w.apply({claim_run{"r1", "dead-owner", 500, "first", 11, 900}});
+  try {
+    w.apply({append_event{make_event("r1", 0)}, claim_run{"r1", "dead-owner", 500, "second", 22, 901}});
+    FAIL("the second claim succeeded");
+  } catch (const smithers::smithers_error& e) {
+    CHECK(e.code() == "RUN_RESUME_CLAIM_FAILED");
+  }
+  reader rd(db);
+  auto r = rd.run("r1");
+  CHECK(r->owner_id == "first");
+  CHECK(r->owner_pid == 11);
+  CHECK(r->heartbeat_ms == 900);
+  CHECK(rd.events("r1").empty()); // the loser's batch rolled back whole
+}
+
+TEST_CASE("touch_run moves only the current owner's heartbeat, and only forward") {
+  auto db = database::open(":memory:");
+  writer w(db);
+  auto run = make_run("r1");
+  run.owner_id = "me";
+  run.heartbeat_ms = 100;
+  w.apply({insert_run{run}});
+  w.apply({touch_run{"r1", "me", 200}});
+  w.apply({touch_run{"r1", "me", 150}});    // older: ignored
+  w.apply({touch_run{"r1", "other", 999}}); // not the owner: ignored
+  CHECK(reader(db).run("r1")->heartbeat_ms == 200);
+}
+
+TEST_CASE("request_cancel marks the run and refuses unknown runs with RUN_NOT_FOUND") {
+  auto db = database::open(":memory:");
+  writer w(db);
+  auto run = make_run("r1");
+  run.owner_id = "me";
+  w.apply({insert_run{run}});
+  w.apply({request_cancel{"r1"}});
+  CHECK(reader(db).run("r1")->cancel_requested);
+  CHECK(reader(db).cancel_requests("me") == std::vector<std::string>{"r1"});
+  CHECK(reader(db).cancel_requests("someone-else").empty());
+  try {
+    w.apply({request_cancel{"nope"}});
+    FAIL("cancel of an unknown run succeeded");
+  } catch (const smithers::smithers_error& e) {
+    CHECK(e.code() == "RUN_NOT_FOUND");
+  }
+}
+
+TEST_CASE("open_existing is empty for a missing file and for one without a schema") {
+  auto dir = std::filesystem::temp_directory_path() / ("smithers-store-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  auto missing = (dir / "missing.db").string();
+  CHECK_FALSE(database::open_existing(missing));
+  CHECK_FALSE(std::filesystem::exists(missing));
+  auto bare = (dir / "bare.db").string();
+  {
+    sqlite3* raw = nullptr;
+    sqlite3_open(bare.c_str(), &raw);
+    sqlite3_exec(raw, "CREATE TABLE x (a)", nullptr, nullptr, nullptr);
+    sqlite3_close(raw);
+  }
+  CHECK_FALSE(database::open_existing(bare));
+  auto good = (dir / "good.db").string();
+  database::open(good);
+  CHECK(database::open_existing(good));
+  std::filesystem::remove_all(dir);
 }
