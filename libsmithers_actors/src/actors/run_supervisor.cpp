@@ -399,8 +399,20 @@ public:
       attempt_failed(sp.node_id, sp.attempt, st_.stop_error);
       return;
     }
-    if (st_.ending)
-      return; // stays in progress; a resume cancels and reruns it
+    if (st_.ending) {
+      // The run failed while this start was being committed: it never ran.
+      end_live(sp.node_id);
+      store::finish_attempt fa;
+      fa.run_id = st_.ctx->run_id;
+      fa.node_id = sp.node_id;
+      fa.attempt = sp.attempt;
+      fa.state = "cancelled";
+      fa.finished_ms = util::now_ms();
+      fa.error = error{errc::task_aborted, "the run ended before this attempt started"}.to_json();
+      st_.writes.push_back(std::move(fa));
+      flush();
+      return;
+    }
     auto& la = it->second;
     la.actor = spawn_task_actor(*self_, sp.job, st_.ctx->pool,
                                 caf::actor_cast<caf::actor>(self_), st_.watchdog);
