@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <fcntl.h>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -26,7 +27,6 @@
 #include <sstream>
 #include <string>
 #include <sys/resource.h>
-#include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <vector>
@@ -41,8 +41,8 @@ struct bench_case {
   std::string shape; // fanout | chain
   std::string kind;  // static | compute
   int n;
-  std::string db;    // file | memory
-  bool cli = false;  // through the smithers binary with a generated JSON file
+  std::string db;   // file | memory
+  bool cli = false; // through the smithers binary with a generated JSON file
 };
 
 std::vector<bench_case> all_cases() {
@@ -50,8 +50,8 @@ std::vector<bench_case> all_cases() {
   for (const char* db : {"file", "memory"})
     for (const char* kind : {"static", "compute"}) {
       for (int n : {1000, 10000, 100000})
-        out.push_back({std::string{"fanout/"} + kind + "/" + std::to_string(n) + "/" + db,
-                       "fanout", kind, n, db});
+        out.push_back({std::string{"fanout/"} + kind + "/" + std::to_string(n) + "/" + db, "fanout",
+                       kind, n, db});
       for (int n : {1000, 10000})
         out.push_back({std::string{"chain/"} + kind + "/" + std::to_string(n) + "/" + db, "chain",
                        kind, n, db});
@@ -70,8 +70,7 @@ long peak_rss_kb_self() {
 
 std::string temp_dir() {
   std::string tmpl = (std::filesystem::temp_directory_path() / "smithers-bench-XXXXXX").string();
-  if (!mkdtemp(tmpl.data()))
-    throw std::runtime_error("mkdtemp failed");
+  if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
   return tmpl;
 }
 
@@ -80,16 +79,14 @@ std::uintmax_t db_bytes(const std::string& path) {
   for (const char* suffix : {"", "-wal", "-shm"}) {
     std::error_code ec;
     auto s = std::filesystem::file_size(path + suffix, ec);
-    if (!ec)
-      total += s;
+    if (!ec) total += s;
   }
   return total;
 }
 
 node make_task(const bench_case& c, int i) {
   std::string id = "t" + std::to_string(i);
-  if (c.kind == "static")
-    return value_task(id, {{"i", i}});
+  if (c.kind == "static") return value_task(id, {{"i", i}});
   return compute_task(id, [i](task_context&) { return json{{"i", i}}; });
 }
 
@@ -103,8 +100,7 @@ json make_json_workflow(const bench_case& c) {
 }
 
 double percentile(std::vector<double>& v, double p) {
-  if (v.empty())
-    return 0;
+  if (v.empty()) return 0;
   std::size_t k = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1));
   std::nth_element(v.begin(), v.begin() + static_cast<long>(k), v.end());
   return v[k];
@@ -162,8 +158,8 @@ int run_case(const bench_case& c) {
         started[e.fields["node_id"].get<std::string>()] = e.timestamp_ms;
       } else if (e.type == "NodeFinished") {
         auto now = std::chrono::duration<double, std::milli>(
-                     std::chrono::system_clock::now().time_since_epoch())
-                     .count();
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
         std::lock_guard<std::mutex> lk(mtx);
         auto it = started.find(e.fields["node_id"].get<std::string>());
         if (it != started.end()) {
@@ -181,8 +177,7 @@ int run_case(const bench_case& c) {
     result["latency_p50_ms"] = percentile(latencies, 0.50);
     result["latency_p99_ms"] = percentile(latencies, 0.99);
     result["peak_rss_mb"] = static_cast<double>(peak_rss_kb_self()) / 1024.0;
-    if (c.db == "file")
-      result["db_bytes_per_task"] = static_cast<double>(db_bytes(db)) / c.n;
+    if (c.db == "file") result["db_bytes_per_task"] = static_cast<double>(db_bytes(db)) / c.n;
   }
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);
@@ -194,8 +189,7 @@ int run_case(const bench_case& c) {
 json run_child(const std::string& self, const bench_case& c) {
   std::string cmd = "'" + self + "' --case '" + c.name + "'";
   FILE* p = popen(cmd.c_str(), "r");
-  if (!p)
-    return {{"case", c.name}, {"ok", false}};
+  if (!p) return {{"case", c.name}, {"ok", false}};
   std::string out;
   char buf[4096];
   while (fgets(buf, sizeof buf, p))
@@ -204,8 +198,7 @@ json run_child(const std::string& self, const bench_case& c) {
   try {
     auto pos = out.rfind('{');
     json j = json::parse(out.substr(pos));
-    if (rc != 0)
-      j["ok"] = false;
+    if (rc != 0) j["ok"] = false;
     return j;
   } catch (...) {
     return {{"case", c.name}, {"ok", false}, {"output", out}};
@@ -247,8 +240,7 @@ int main(int argc, char** argv) {
   auto cases = all_cases();
   if (!one.empty()) {
     for (const auto& c : cases)
-      if (c.name == one)
-        return run_case(c);
+      if (c.name == one) return run_case(c);
     std::cerr << "no case " << one << "\n";
     return 4;
   }
@@ -257,21 +249,22 @@ int main(int argc, char** argv) {
   std::printf("%-28s %10s %12s %9s %9s %10s %10s\n", "case", "seconds", "tasks/s", "p50 ms",
               "p99 ms", "peak MB", "DB B/task");
   for (const auto& c : cases) {
-    if (!filter.empty() && c.name.find(filter) == std::string::npos)
-      continue;
+    if (!filter.empty() && c.name.find(filter) == std::string::npos) continue;
     std::vector<json> runs;
     for (int r = 0; r < repeat; ++r)
       runs.push_back(run_child(self, c));
     auto med = [&](const char* key) {
       std::vector<double> v;
       for (const auto& j : runs)
-        if (j.contains(key))
-          v.push_back(j[key].get<double>());
+        if (j.contains(key)) v.push_back(j[key].get<double>());
       return median(v);
     };
-    bool ok = std::all_of(runs.begin(), runs.end(), [](const json& j) { return j.value("ok", false); });
-    json row = {{"case", c.name},    {"n", c.n},
-                {"ok", ok},          {"repeat", repeat},
+    bool ok =
+        std::all_of(runs.begin(), runs.end(), [](const json& j) { return j.value("ok", false); });
+    json row = {{"case", c.name},
+                {"n", c.n},
+                {"ok", ok},
+                {"repeat", repeat},
                 {"seconds", med("seconds")},
                 {"tasks_per_s", med("tasks_per_s")},
                 {"latency_p50_ms", med("latency_p50_ms")},
@@ -291,8 +284,7 @@ int main(int argc, char** argv) {
   json scaling = json::object();
   auto seconds_of = [&](const std::string& name) {
     for (const auto& r : all)
-      if (r["case"] == name)
-        return r["seconds"].get<double>();
+      if (r["case"] == name) return r["seconds"].get<double>();
     return 0.0;
   };
   for (const char* fam : {"fanout/static", "fanout/compute"})

@@ -28,8 +28,7 @@ store::database open_for_run(const std::string& db_path, const std::string& run_
 
 store::run_row require_run(const store::reader& rd, const std::string& run_id) {
   auto run = rd.run(run_id);
-  if (!run)
-    throw smithers_error(errc::run_not_found, "no run with id \"" + run_id + "\"");
+  if (!run) throw smithers_error(errc::run_not_found, "no run with id \"" + run_id + "\"");
   return *run;
 }
 
@@ -49,14 +48,12 @@ json run_to_json(const store::run_row& r) {
 }
 
 std::string pad(std::string s, std::size_t w) {
-  if (s.size() < w)
-    s.append(w - s.size(), ' ');
+  if (s.size() < w) s.append(w - s.size(), ' ');
   return s;
 }
 
 std::string error_text(const json& err) {
-  if (err.is_null())
-    return "";
+  if (err.is_null()) return "";
   return err.value("code", std::string{}) + ": " + err.value("message", std::string{});
 }
 
@@ -107,12 +104,11 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
   ps->callback([&g, &result, status] {
     if (!status->empty() && !run_status_from(*status))
       throw smithers_error(errc::invalid_argument, "unknown status \"" + *status +
-                                                     "\" (running, waiting-approval, "
-                                                     "waiting-event, waiting-timer, finished, "
-                                                     "failed, cancelled, continued)");
+                                                       "\" (running, waiting-approval, "
+                                                       "waiting-event, waiting-timer, finished, "
+                                                       "failed, cancelled, continued)");
     std::vector<store::run_row> runs;
-    if (auto db = store::database::open_existing(g.db))
-      runs = store::reader{*db}.runs(*status);
+    if (auto db = store::database::open_existing(g.db)) runs = store::reader{*db}.runs(*status);
     if (g.json()) {
       json list = json::array();
       for (const auto& r : runs)
@@ -154,8 +150,7 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
                 << format_duration(r["finished_ms"].get<std::int64_t>() -
                                    r["created_ms"].get<std::int64_t>())
                 << ")\n";
-    if (!r["error"].is_null())
-      std::cout << "error     " << error_text(r["error"]) << "\n";
+    if (!r["error"].is_null()) std::cout << "error     " << error_text(r["error"]) << "\n";
     std::cout << "input     " << dump(r["input"]) << "\n\nNODES\n";
     for (const auto& n : j["nodes"])
       std::cout << "  " << pad(n["node_id"].get<std::string>(), 24)
@@ -163,20 +158,20 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
                 << n["attempts"].get<std::int64_t>() << " attempt(s)\n";
     std::cout << "\nATTEMPTS\n";
     for (const auto& a : j["attempts"]) {
-      std::cout << "  " << pad(a["node_id"].get<std::string>() + " #" +
-                                 std::to_string(a["attempt"].get<std::int64_t>()),
-                               28)
+      std::cout << "  "
+                << pad(a["node_id"].get<std::string>() + " #" +
+                           std::to_string(a["attempt"].get<std::int64_t>()),
+                       28)
                 << pad(a["state"].get<std::string>(), 13)
                 << pad(format_time(a["started_ms"].get<std::int64_t>()), 25)
                 << pad(a["duration_ms"].is_null()
-                         ? std::string{"-"}
-                         : format_duration(a["duration_ms"].get<std::int64_t>()),
+                           ? std::string{"-"}
+                           : format_duration(a["duration_ms"].get<std::int64_t>()),
                        10);
       if (!a["heartbeat_ms"].is_null())
         std::cout << " heartbeat " << format_time(a["heartbeat_ms"].get<std::int64_t>()) << " ("
                   << a["heartbeat_bytes"].get<std::size_t>() << " B)";
-      if (!a["error"].is_null())
-        std::cout << " " << error_text(a["error"]);
+      if (!a["error"].is_null()) std::cout << " " << error_text(a["error"]);
       std::cout << "\n";
     }
     std::cout << "\nOUTPUTS\n";
@@ -205,17 +200,15 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
                       {"changes", f.changes}});
       json kids = json::array();
       for (const auto& c : forks)
-        kids.push_back({{"run_id", c.run_id},
-                        {"status", c.status},
-                        {"frame_no", c.config.contains("fork") ? c.config["fork"]["frame_no"]
-                                                               : json()},
-                        {"reset_nodes", c.config.contains("fork")
-                                          ? c.config["fork"]["reset_nodes"]
-                                          : json::array()}});
+        kids.push_back(
+            {{"run_id", c.run_id},
+             {"status", c.status},
+             {"frame_no", c.config.contains("fork") ? c.config["fork"]["frame_no"] : json()},
+             {"reset_nodes",
+              c.config.contains("fork") ? c.config["fork"]["reset_nodes"] : json::array()}});
       std::cout << dump(json{{"run_id", *tl_id},
-                             {"parent_run_id", run.parent_run_id.empty()
-                                                 ? json()
-                                                 : json(run.parent_run_id)},
+                             {"parent_run_id",
+                              run.parent_run_id.empty() ? json() : json(run.parent_run_id)},
                              {"frames", fl},
                              {"forks", kids}},
                         2)
@@ -233,8 +226,7 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
                 << (f.keyframe ? "key  " : "delta") << "  " << std::setw(6) << f.changes
                 << " node(s)  tree " << f.tree_hash.substr(0, 12) << "\n";
     std::cout << "\nFORKS\n";
-    if (forks.empty())
-      std::cout << "  (none)\n";
+    if (forks.empty()) std::cout << "  (none)\n";
     for (const auto& c : forks)
       std::cout << "  " << pad(c.run_id, 34) << pad(c.status, 12) << "from frame "
                 << c.config["fork"].value("frame_no", std::int64_t{0}) << "\n";
@@ -292,14 +284,12 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
         }
       }
       std::cout << std::flush;
-      if (!la->follow)
-        break;
+      if (!la->follow) break;
       auto run = rd.run(la->run_id);
       auto st = run ? run_status_from(run->status) : std::nullopt;
       if (st && is_terminal(*st)) {
         // One more read: events committed together with the final status.
-        if (rd.events(la->run_id, last, 1).empty())
-          break;
+        if (rd.events(la->run_id, last, 1).empty()) break;
         continue;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(200));

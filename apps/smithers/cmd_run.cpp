@@ -14,15 +14,15 @@
 #include <smithers/limits.hpp>
 
 #include <atomic>
-#include <filesystem>
-#include <csignal>
-#include <pthread.h>
-#include <thread>
 #include <chrono>
+#include <csignal>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <mutex>
+#include <pthread.h>
 #include <sstream>
+#include <thread>
 #include <unistd.h>
 
 namespace smithers::cli {
@@ -41,8 +41,7 @@ std::string git_revision(const std::string& file) {
   req.argv = {"git", "-C", dir, "rev-parse", "HEAD"};
   req.timeout = std::chrono::milliseconds{5000};
   auto res = util::run_subprocess(req);
-  if (!res.exited || res.exit_code != 0)
-    return "";
+  if (!res.exited || res.exit_code != 0) return "";
   auto rev = res.out;
   while (!rev.empty() && (rev.back() == '\n' || rev.back() == '\r'))
     rev.pop_back();
@@ -75,8 +74,8 @@ json read_input(const std::string& arg) {
   try {
     return json::parse(text);
   } catch (const json::parse_error& e) {
-    throw smithers_error(errc::invalid_input, "input from " + where + " is not valid JSON: " +
-                                                e.what());
+    throw smithers_error(errc::invalid_input,
+                         "input from " + where + " is not valid JSON: " + e.what());
   }
 }
 
@@ -127,8 +126,7 @@ private:
   void draw() {
     std::cerr << "\r\033[K" << finished_ << " finished, " << running_ << " running, " << pending_
               << " pending, " << failed_ << " failed";
-    if (skipped_)
-      std::cerr << ", " << skipped_ << " skipped";
+    if (skipped_) std::cerr << ", " << skipped_ << " skipped";
     std::cerr << std::flush;
   }
 
@@ -162,8 +160,7 @@ void print_result(const globals& g, const run_result& res) {
     return;
   }
   std::cout << "run " << res.run_id << " " << to_string(res.status);
-  if (res.err)
-    std::cout << ": " << res.err->code << ": " << res.err->message;
+  if (res.err) std::cout << ": " << res.err->code << ": " << res.err->message;
   std::cout << "\n";
   for (const auto& [id, out] : res.outputs)
     std::cout << "  " << id << ": " << dump(out) << "\n";
@@ -214,8 +211,7 @@ void add_run_command(CLI::App& app, const globals& g, int& result) {
   cmd->callback([&g, &result, args, mc, rid] {
     // Given but empty is a bad id, not "generate one".
     if (rid->count() > 0)
-      if (auto err = util::check_run_id(args->run_id))
-        throw smithers_error(*err);
+      if (auto err = util::check_run_id(args->run_id)) throw smithers_error(*err);
     auto parsed = load_workflow_or_throw(args->workflow);
     // Recorded absolute, so resume and supervise find it from anywhere.
     std::error_code ec;
@@ -224,8 +220,7 @@ void add_run_command(CLI::App& app, const globals& g, int& result) {
     run_options opts;
     opts.run_id = args->run_id;
     opts.input = args->input.empty() ? json::object() : read_input(args->input);
-    if (mc->count() > 0)
-      opts.max_concurrency = args->max_concurrency;
+    if (mc->count() > 0) opts.max_concurrency = args->max_concurrency;
     opts.workflow_path = recorded_path;
     opts.workflow_hash = parsed.hash;
     opts.vcs_revision = git_revision(args->workflow);
@@ -262,16 +257,14 @@ void add_run_command(CLI::App& app, const globals& g, int& result) {
   fork->add_flag("--run", fa->run, "drive the new run now (like resume)");
   fork->callback([&g, &result, fa] {
     if (!store::database::open_existing(g.db))
-      throw smithers_error(errc::run_not_found, "no run with id \"" + fa->run_id +
-                                                  "\" (no database at " + g.db + ")");
-    if (fa->frame < 0)
-      throw smithers_error(errc::invalid_argument, "--frame must be >= 0");
+      throw smithers_error(errc::run_not_found,
+                           "no run with id \"" + fa->run_id + "\" (no database at " + g.db + ")");
+    if (fa->frame < 0) throw smithers_error(errc::invalid_argument, "--frame must be >= 0");
     store::fork_result forked;
     std::string path;
     {
       auto db = store::database::open(g.db, store::open_mode::read_write);
-      forked = store::fork_run(db, {fa->run_id, fa->frame, fa->reset, fa->new_id,
-                                    util::now_ms()});
+      forked = store::fork_run(db, {fa->run_id, fa->frame, fa->reset, fa->new_id, util::now_ms()});
       path = store::reader{db}.run(fa->run_id)->workflow_path;
     }
     if (!fa->run) {
@@ -290,7 +283,7 @@ void add_run_command(CLI::App& app, const globals& g, int& result) {
     if (path.empty())
       throw smithers_error(errc::invalid_argument,
                            "run \"" + fa->run_id +
-                             "\" was not started from a file; resume the fork with --workflow");
+                               "\" was not started from a file; resume the fork with --workflow");
     auto parsed = load_workflow_or_throw(path);
     result = drive(g, [&](engine& eng, event_handler on_event) {
       resume_options opts;
@@ -319,15 +312,14 @@ void add_run_command(CLI::App& app, const globals& g, int& result) {
     // Checked before an engine opens (and so creates) the database.
     auto db = store::database::open_existing(g.db);
     auto run = db ? store::reader{*db}.run(ra->run_id) : std::nullopt;
-    if (!run)
-      throw smithers_error(errc::run_not_found, "no run with id \"" + ra->run_id + "\"");
+    if (!run) throw smithers_error(errc::run_not_found, "no run with id \"" + ra->run_id + "\"");
     db.reset();
     if (path.empty()) {
       path = run->workflow_path;
       if (path.empty())
         throw smithers_error(errc::invalid_argument,
                              "run \"" + ra->run_id +
-                               "\" was not started from a file: pass --workflow FILE");
+                                 "\" was not started from a file: pass --workflow FILE");
     }
     auto parsed = load_workflow_or_throw(path);
     result = drive(g, [&](engine& eng, event_handler on_event) {
@@ -340,6 +332,5 @@ void add_run_command(CLI::App& app, const globals& g, int& result) {
     });
   });
 }
-
 
 } // namespace smithers::cli

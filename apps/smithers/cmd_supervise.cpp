@@ -36,9 +36,10 @@ std::chrono::milliseconds parse_duration(const std::string& text, const char* op
                                                   : -1;
   if (n <= 0 || factor < 0)
     throw smithers_error(errc::invalid_argument,
-                         std::string{option} + " must be a positive duration like 30s, 500ms or "
-                                               "2m, got \"" +
-                           text + "\"");
+                         std::string{option} +
+                             " must be a positive duration like 30s, 500ms or "
+                             "2m, got \"" +
+                             text + "\"");
   return std::chrono::milliseconds{n * factor};
 }
 
@@ -78,15 +79,13 @@ void add_supervise_command(CLI::App& app, const globals& g, int& result) {
       if (auto db = store::database::open_existing(g.db))
         candidates = store::reader{*db}.runs("running");
       std::int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                           std::chrono::system_clock::now().time_since_epoch())
-                           .count();
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
       for (const auto& run : candidates) {
-        if (taken.count(run.run_id))
-          continue;
+        if (taken.count(run.run_id)) continue;
         auto owner = util::check_owner(run.owner_id);
         bool stale = now - run.heartbeat_ms >= stale_after.count();
-        if (owner == util::owner_state::alive ||
-            (owner == util::owner_state::unknown && !stale))
+        if (owner == util::owner_state::alive || (owner == util::owner_state::unknown && !stale))
           continue;
         if (run.workflow_path.empty()) {
           spdlog::warn("run {} lost its owner but was not started from a file; skipped",
@@ -108,7 +107,7 @@ void add_supervise_command(CLI::App& app, const globals& g, int& result) {
           taken.insert(run.run_id);
           say({{"resumed", run.run_id}, {"previous_owner", run.owner_id}},
               "resumed run " + run.run_id + " (its owner " +
-                (owner == util::owner_state::dead ? "died" : "stopped heartbeating") + ")");
+                  (owner == util::owner_state::dead ? "died" : "stopped heartbeating") + ")");
         } catch (const smithers_error& e) {
           // Another supervisor won the claim, or the run cannot go on here.
           say({{"skipped", run.run_id}, {"error", e.err().to_json()}},
@@ -117,8 +116,7 @@ void add_supervise_command(CLI::App& app, const globals& g, int& result) {
             taken.insert(run.run_id);
         }
       }
-      if (sa->once || signals.sleep_for(interval))
-        break;
+      if (sa->once || signals.sleep_for(interval)) break;
     }
     for (auto& h : driven) {
       auto res = h.wait();

@@ -18,8 +18,8 @@ spec::parse_result load_workflow_or_throw(const std::string& path) {
   if (path.size() > limits::max_workflow_path_bytes)
     throw smithers_error(errc::invalid_argument,
                          "workflow path is " + std::to_string(path.size()) +
-                           " bytes; the limit is " +
-                           std::to_string(limits::max_workflow_path_bytes));
+                             " bytes; the limit is " +
+                             std::to_string(limits::max_workflow_path_bytes));
   auto parsed = spec::load_workflow_file(path);
   if (!parsed.wf) {
     json list = json::array();
@@ -38,8 +38,7 @@ workflow load_or_throw(const std::string& path) {
 }
 
 std::size_t count_tasks(const node& n) {
-  if (n.is_task())
-    return 1;
+  if (n.is_task()) return 1;
   std::size_t c = 0;
   for (const auto& k : n.children)
     c += count_tasks(k);
@@ -49,26 +48,21 @@ std::size_t count_tasks(const node& n) {
 std::string task_summary(const node& n) {
   const task_spec& t = *n.task;
   std::string s = "task " + n.id + " (" + to_string(t.kind);
-  if (t.kind == task_kind::compute)
-    s += " " + t.compute_name;
+  if (t.kind == task_kind::compute) s += " " + t.compute_name;
   s += ")";
   if (!t.needs.empty()) {
     s += " needs:";
     for (const auto& d : t.needs)
       s += " " + d;
   }
-  if (t.retries)
-    s += " retries:" + std::to_string(t.retries);
-  if (!t.label.empty())
-    s += " \"" + t.label + "\"";
+  if (t.retries) s += " retries:" + std::to_string(t.retries);
+  if (!t.label.empty()) s += " \"" + t.label + "\"";
   return s;
 }
 
-void print_tree(const node& n, const std::string& prefix, bool last, bool root,
-                std::ostream& out) {
+void print_tree(const node& n, const std::string& prefix, bool last, bool root, std::ostream& out) {
   std::string line = n.is_task() ? task_summary(n) : to_string(n.kind);
-  if (n.max_concurrency)
-    line += " (max_concurrency " + std::to_string(*n.max_concurrency) + ")";
+  if (n.max_concurrency) line += " (max_concurrency " + std::to_string(*n.max_concurrency) + ")";
   out << (root ? "" : prefix + (last ? "└─ " : "├─ ")) << line << "\n";
   std::string next = root ? "" : prefix + (last ? "   " : "│  ");
   for (std::size_t i = 0; i < n.children.size(); ++i)
@@ -78,8 +72,7 @@ void print_tree(const node& n, const std::string& prefix, bool last, bool root,
 std::string dot_id(const std::string& id) {
   std::string s = "\"";
   for (char c : id) {
-    if (c == '"' || c == '\\')
-      s += '\\';
+    if (c == '"' || c == '\\') s += '\\';
     s += c;
   }
   return s + "\"";
@@ -102,10 +95,9 @@ ends dot_node(const node& n, std::ostream& out, int& cluster, const std::string&
   ends e;
   if (n.kind == node_kind::parallel) {
     out << indent << "subgraph cluster_" << cluster++ << " {\n"
-        << indent << "  label=" << dot_id(n.max_concurrency ? "parallel (max " +
-                                                                std::to_string(*n.max_concurrency) +
-                                                                ")"
-                                                          : std::string{"parallel"})
+        << indent << "  label="
+        << dot_id(n.max_concurrency ? "parallel (max " + std::to_string(*n.max_concurrency) + ")"
+                                    : std::string{"parallel"})
         << "; style=dashed;\n";
     for (const auto& c : n.children) {
       auto ce = dot_node(c, out, cluster, indent + "  ");
@@ -120,13 +112,11 @@ ends dot_node(const node& n, std::ostream& out, int& cluster, const std::string&
   bool first_child = true;
   for (const auto& c : n.children) {
     auto ce = dot_node(c, out, cluster, indent);
-    if (ce.first.empty() && ce.last.empty())
-      continue;
+    if (ce.first.empty() && ce.last.empty()) continue;
     for (const auto& a : prev)
       for (const auto& b : ce.first)
         out << indent << dot_id(a) << " -> " << dot_id(b) << ";\n";
-    if (first_child)
-      e.first = ce.first;
+    if (first_child) e.first = ce.first;
     first_child = false;
     prev = ce.last;
   }
@@ -173,7 +163,7 @@ void add_workflow_commands(CLI::App& app, const globals& g, int& result) {
   graph->add_option("workflow", ga->path, "workflow file (JSON)")->required();
   // `--format dot` is accepted here as well as before the subcommand.
   graph->add_option("--format", ga->format, "text, json or dot")
-    ->check(CLI::IsMember({"text", "json", "dot"}));
+      ->check(CLI::IsMember({"text", "json", "dot"}));
   graph->callback([&g, &result, ga] {
     auto wf = load_or_throw(ga->path);
     std::string format = ga->format.empty() ? g.format : ga->format;

@@ -23,16 +23,16 @@ int exit_code_for(const error& e) {
 
 int exit_code_for(run_status s) {
   switch (s) {
-    case run_status::finished:
-      return exit_finished;
-    case run_status::cancelled:
-      return exit_cancelled;
-    case run_status::waiting_approval:
-    case run_status::waiting_event:
-    case run_status::waiting_timer:
-      return exit_waiting;
-    default:
-      return exit_failed;
+  case run_status::finished:
+    return exit_finished;
+  case run_status::cancelled:
+    return exit_cancelled;
+  case run_status::waiting_approval:
+  case run_status::waiting_event:
+  case run_status::waiting_timer:
+    return exit_waiting;
+  default:
+    return exit_failed;
   }
 }
 
@@ -42,16 +42,15 @@ void print_error(const globals& g, const error& e) {
     return;
   }
   std::cerr << "error: " << e.code << ": " << e.message << "\n";
-  if (auto it = e.details.find("problems"); it != e.details.end() && it->is_array() &&
-                                            it->size() > 1) {
+  if (auto it = e.details.find("problems");
+      it != e.details.end() && it->is_array() && it->size() > 1) {
     for (const auto& p : *it)
       std::cerr << "  " << p.value("path", "") << ": " << p.value("message", "") << "\n";
   }
 }
 
 std::string format_time(std::int64_t ms) {
-  if (ms <= 0)
-    return "-";
+  if (ms <= 0) return "-";
   std::time_t secs = static_cast<std::time_t>(ms / 1000);
   std::tm tm{};
   gmtime_r(&secs, &tm);
@@ -63,10 +62,8 @@ std::string format_time(std::int64_t ms) {
 }
 
 std::string format_duration(std::int64_t ms) {
-  if (ms < 0)
-    return "-";
-  if (ms < 1000)
-    return std::to_string(ms) + " ms";
+  if (ms < 0) return "-";
+  if (ms < 1000) return std::to_string(ms) + " ms";
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.2f s", static_cast<double>(ms) / 1000.0);
   return buf;
@@ -82,12 +79,11 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.fallthrough();
   globals g;
-  if (const char* env = std::getenv("SMITHERS_DB"); env && *env)
-    g.db = env;
+  if (const char* env = std::getenv("SMITHERS_DB"); env && *env) g.db = env;
   app.add_option("--db", g.db, "SQLite database file (default ./smithers.db or $SMITHERS_DB)");
   app.add_option("--format", g.format, "output format")->check(CLI::IsMember({"text", "json"}));
   app.add_option("--log-level", g.log_level, "trace, debug, info, warn, error, off")
-    ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
 
   int result = exit_finished;
   add_run_command(app, g, result);
@@ -98,8 +94,7 @@ int main(int argc, char** argv) {
   auto logger = spdlog::stderr_color_mt("smithers");
   spdlog::set_default_logger(logger);
   spdlog::set_level(spdlog::level::warn);
-  app.parse_complete_callback(
-    [&] { spdlog::set_level(spdlog::level::from_str(g.log_level)); });
+  app.parse_complete_callback([&] { spdlog::set_level(spdlog::level::from_str(g.log_level)); });
 
   // CLI11 only says "a subcommand is required" for `smithers frobnicate`:
   // name the word it did not know.
@@ -107,20 +102,18 @@ int main(int argc, char** argv) {
     std::string a = argv[i];
     if (a == "--format" && i + 1 < argc)
       g.format = argv[i + 1]; // so the error below comes in the asked-for format
-    if (a.rfind("--format=", 0) == 0)
-      g.format = a.substr(9);
+    if (a.rfind("--format=", 0) == 0) g.format = a.substr(9);
     if (a == "--db" || a == "--format" || a == "--log-level") {
       ++i;
       continue;
     }
-    if (!a.empty() && a[0] == '-')
-      continue;
+    if (!a.empty() && a[0] == '-') continue;
     bool known = false;
     for (const auto* sub : app.get_subcommands({}))
       known = known || sub->get_name() == a;
     if (!known) {
-      print_error(g, error{errc::invalid_argument,
-                           "unknown command \"" + a + "\" (see smithers --help)"});
+      print_error(
+          g, error{errc::invalid_argument, "unknown command \"" + a + "\" (see smithers --help)"});
       return exit_invalid;
     }
     break;

@@ -33,8 +33,7 @@ public:
     std::thread([this, &eng] {
       int sig = 0;
       while (sigwait(&set_, &sig) == 0) {
-        if (received_.exchange(sig) != 0)
-          std::_Exit(128 + sig);
+        if (received_.exchange(sig) != 0) std::_Exit(128 + sig);
         std::lock_guard<std::mutex> lk(mtx_);
         if (alive_)
           eng.interrupt(std::string{"interrupted by "} + (sig == SIGINT ? "SIGINT" : "SIGTERM"));

@@ -27,10 +27,10 @@ std::mutex out_mtx; // event handlers run on engine threads: serialize output
 sm::workflow make_workflow() {
   sm::workflow wf;
   wf.name = "sum-of-squares";
-  wf.input_schema = {{"type", "object"},
-                     {"required", {"numbers"}},
-                     {"properties",
-                      {{"numbers", {{"type", "array"}, {"items", {{"type", "integer"}}}}}}}};
+  wf.input_schema = {
+      {"type", "object"},
+      {"required", {"numbers"}},
+      {"properties", {{"numbers", {{"type", "array"}, {"items", {{"type", "integer"}}}}}}}};
   // Named output schemas: a task refers to one with .output("name").
   wf.output_schemas["numbers"] = {{"type", "object"}, {"required", {"numbers"}}};
   wf.output_schemas["square"] = {{"type", "object"},
@@ -42,43 +42,44 @@ sm::workflow make_workflow() {
   std::vector<std::string> square_ids;
   for (int i = 0; i < count; ++i) {
     std::string id = "square_" + std::to_string(i);
-    squares.push_back(sm::compute_task(id, [i](sm::task_context& ctx) {
-                        auto n = ctx.need("fetch").at("numbers").at(i).get<std::int64_t>();
-                        return json{{"square", n * n}};
-                      })
-                        .needs({"fetch"})
-                        .output("square"));
+    squares.push_back(
+        sm::compute_task(id,
+                         [i](sm::task_context& ctx) {
+                           auto n = ctx.need("fetch").at("numbers").at(i).get<std::int64_t>();
+                           return json{{"square", n * n}};
+                         })
+            .needs({"fetch"})
+            .output("square"));
     square_ids.push_back(id);
   }
 
   wf.root = sm::sequence({
-    // A value task: its output is the JSON object given here.
-    sm::value_task("config", {{"take", count}}),
-    // An inline C++ lambda: reads the run input and the output of "config".
-    sm::compute_task("fetch",
-                     [](sm::task_context& ctx) {
-                       auto take = ctx.need("config").at("take").get<std::size_t>();
-                       json numbers = json::array();
-                       for (const auto& n : ctx.input().at("numbers")) {
-                         if (numbers.size() == take)
-                           break;
-                         numbers.push_back(n);
-                       }
-                       ctx.heartbeat({{"fetched", numbers.size()}}); // liveness + checkpoint
-                       return json{{"numbers", numbers}};
-                     })
-      .needs({"config"})
-      .retries(2)
-      .retry({/*initial_ms*/ 100, /*backoff*/ 2.0, /*max_ms*/ 1000, /*jitter*/ 0.1})
-      .output("numbers")
-      .label("fetch the numbers"),
-    sm::parallel(squares, /*max_concurrency*/ 2),
-    // A registered compute, referred to by name (see register_compute below).
-    sm::compute_task("sum", "sum")
-      .needs(square_ids)
-      .output_schema({{"type", "object"},
-                      {"required", {"sum"}},
-                      {"properties", {{"sum", {{"type", "integer"}, {"minimum", 0}}}}}}),
+      // A value task: its output is the JSON object given here.
+      sm::value_task("config", {{"take", count}}),
+      // An inline C++ lambda: reads the run input and the output of "config".
+      sm::compute_task("fetch",
+                       [](sm::task_context& ctx) {
+                         auto take = ctx.need("config").at("take").get<std::size_t>();
+                         json numbers = json::array();
+                         for (const auto& n : ctx.input().at("numbers")) {
+                           if (numbers.size() == take) break;
+                           numbers.push_back(n);
+                         }
+                         ctx.heartbeat({{"fetched", numbers.size()}}); // liveness + checkpoint
+                         return json{{"numbers", numbers}};
+                       })
+          .needs({"config"})
+          .retries(2)
+          .retry({/*initial_ms*/ 100, /*backoff*/ 2.0, /*max_ms*/ 1000, /*jitter*/ 0.1})
+          .output("numbers")
+          .label("fetch the numbers"),
+      sm::parallel(squares, /*max_concurrency*/ 2),
+      // A registered compute, referred to by name (see register_compute below).
+      sm::compute_task("sum", "sum")
+          .needs(square_ids)
+          .output_schema({{"type", "object"},
+                          {"required", {"sum"}},
+                          {"properties", {{"sum", {{"type", "integer"}, {"minimum", 0}}}}}}),
   });
   return wf;
 }
@@ -99,8 +100,7 @@ std::int64_t sum_of(const sm::run_result& r) {
 void print_result(const sm::run_result& r) {
   std::lock_guard<std::mutex> lk(out_mtx);
   std::cout << "run " << r.run_id << ": " << sm::to_string(r.status) << "\n";
-  if (r.err)
-    std::cout << "  error: " << r.err->to_json().dump() << "\n";
+  if (r.err) std::cout << "  error: " << r.err->to_json().dump() << "\n";
   for (const auto& [id, out] : r.outputs)
     std::cout << "  " << id << " -> " << out.dump() << "\n";
 }
@@ -122,8 +122,7 @@ int main(int argc, char** argv) {
     auto sub = eng.subscribe([](const sm::event& e) {
       std::lock_guard<std::mutex> lk(out_mtx);
       std::cout << "  event " << e.seq << " " << e.type;
-      if (e.fields.contains("node_id"))
-        std::cout << " " << e.fields["node_id"].get<std::string>();
+      if (e.fields.contains("node_id")) std::cout << " " << e.fields["node_id"].get<std::string>();
       std::cout << "\n";
     });
 

@@ -55,18 +55,18 @@ TEST_CASE("a C++ workflow with sequence, parallel, needs and compute tasks finis
   workflow wf;
   wf.name = "squares";
   wf.root = sequence({
-    compute_task("numbers", constant({{"xs", {1, 2, 3}}})),
-    parallel({
-      compute_task("sum",
-                   [](task_context& ctx) {
-                     int s = 0;
-                     for (int x : ctx.need("numbers")["xs"])
-                       s += x;
-                     return json{{"sum", s}};
-                   })
-        .needs({"numbers"}),
-      value_task("meta", {{"title", "squares"}}),
-    }),
+      compute_task("numbers", constant({{"xs", {1, 2, 3}}})),
+      parallel({
+          compute_task("sum",
+                       [](task_context& ctx) {
+                         int s = 0;
+                         for (int x : ctx.need("numbers")["xs"])
+                           s += x;
+                         return json{{"sum", s}};
+                       })
+              .needs({"numbers"}),
+          value_task("meta", {{"title", "squares"}}),
+      }),
   });
   auto res = eng.run(wf, {});
   REQUIRE(res.status == run_status::finished);
@@ -101,8 +101,7 @@ TEST_CASE("a C++ workflow with sequence, parallel, needs and compute tasks finis
   for (const auto& f : frames)
     CHECK(f.tree_hash == frames.front().tree_hash);
   auto last = rd.snapshot_at(res.run_id, frames.back().frame_no);
-  CHECK(last["states"] ==
-        json{{"numbers", "finished"}, {"sum", "finished"}, {"meta", "finished"}});
+  CHECK(last["states"] == json{{"numbers", "finished"}, {"sum", "finished"}, {"meta", "finished"}});
   CHECK(last["outputs"]["sum"] == json{{"sum", 6}});
 }
 
@@ -147,20 +146,18 @@ TEST_CASE("a dependent starts only after the output it needs is committed") {
   std::atomic<bool> saw_output{false};
   workflow wf;
   wf.root = parallel({
-    compute_task("producer", constant({{"v", 42}})),
-    compute_task("consumer",
-                 [&](task_context& ctx) {
-                   auto db = store::database::open(db_path, store::open_mode::read_only);
-                   store::reader rd{db};
-                   for (const auto& o : rd.outputs(ctx.run_id()))
-                     if (o.node_id == "producer" && o.value == json{{"v", 42}})
-                       saw_output = true;
-                   for (const auto& a : rd.attempts(ctx.run_id()))
-                     if (a.node_id == "producer" && a.state != "finished")
-                       saw_output = false;
-                   return json{{"got", ctx.need("producer")["v"]}};
-                 })
-      .needs({"producer"}),
+      compute_task("producer", constant({{"v", 42}})),
+      compute_task("consumer",
+                   [&](task_context& ctx) {
+                     auto db = store::database::open(db_path, store::open_mode::read_only);
+                     store::reader rd{db};
+                     for (const auto& o : rd.outputs(ctx.run_id()))
+                       if (o.node_id == "producer" && o.value == json{{"v", 42}}) saw_output = true;
+                     for (const auto& a : rd.attempts(ctx.run_id()))
+                       if (a.node_id == "producer" && a.state != "finished") saw_output = false;
+                     return json{{"got", ctx.need("producer")["v"]}};
+                   })
+          .needs({"producer"}),
   });
   auto res = eng.run(wf, {});
   REQUIRE(res.status == run_status::finished);
@@ -222,8 +219,8 @@ TEST_CASE("a failing task is retried and the retry's attempt is recorded") {
                                        throw std::runtime_error("first try fails");
                                      return {{"attempt", ctx.attempt()}};
                                    })
-                        .retries(2)
-                        .retry({10, 2.0, 100, 0.0})});
+                          .retries(2)
+                          .retry({10, 2.0, 100, 0.0})});
   std::vector<std::string> types;
   std::mutex mtx;
   run_options opts;
@@ -252,12 +249,12 @@ TEST_CASE("a failure without continue_on_fail fails the run, naming the node") {
   std::atomic<bool> after_ran{false};
   workflow wf;
   wf.root = sequence({
-    compute_task("boom", [](task_context&) -> json { throw std::runtime_error("kaput"); }),
-    compute_task("after",
-                 [&](task_context&) {
-                   after_ran = true;
-                   return json::object();
-                 }),
+      compute_task("boom", [](task_context&) -> json { throw std::runtime_error("kaput"); }),
+      compute_task("after",
+                   [&](task_context&) {
+                     after_ran = true;
+                     return json::object();
+                   }),
   });
   auto res = eng.run(wf, {});
   CHECK(res.status == run_status::failed);
@@ -277,10 +274,10 @@ TEST_CASE("continue_on_fail lets the run go on and skips the failed node's depen
   engine eng{config_in(dir)};
   workflow wf;
   wf.root = sequence({
-    compute_task("boom", [](task_context&) -> json { throw std::runtime_error("kaput"); })
-      .continue_on_fail(),
-    compute_task("needs_boom", constant(json::object())).needs({"boom"}),
-    value_task("last", {{"ok", true}}),
+      compute_task("boom", [](task_context&) -> json { throw std::runtime_error("kaput"); })
+          .continue_on_fail(),
+      compute_task("needs_boom", constant(json::object())).needs({"boom"}),
+      value_task("last", {{"ok", true}}),
   });
   auto res = eng.run(wf, {});
   CHECK(res.status == run_status::finished);
@@ -302,16 +299,15 @@ TEST_CASE("an output that fails its schema is INVALID_OUTPUT and is not retried"
   engine eng{config_in(dir)};
   std::atomic<int> calls{0};
   workflow wf;
-  wf.output_schemas["count"] = {{"type", "object"},
-                                {"required", {"n"}},
-                                {"properties", {{"n", {{"type", "integer"}}}}}};
+  wf.output_schemas["count"] = {
+      {"type", "object"}, {"required", {"n"}}, {"properties", {{"n", {{"type", "integer"}}}}}};
   wf.root = sequence({compute_task("c",
                                    [&](task_context&) {
                                      ++calls;
                                      return json{{"n", "three"}};
                                    })
-                        .output("count")
-                        .retries(3)});
+                          .output("count")
+                          .retries(3)});
   auto res = eng.run(wf, {});
   CHECK(res.status == run_status::failed);
   CHECK(calls == 1);
@@ -348,9 +344,9 @@ TEST_CASE("command tasks run through the engine with templates") {
   engine eng{config_in(dir)};
   workflow wf;
   wf.root = sequence({
-    value_task("greeting", {{"word", "hello world"}}),
-    command_task("echo", {"sh", "-c", "printf '{\"said\": \"%s\"}' \"$1\"", "sh",
-                          "{{outputs.greeting.word}}"}),
+      value_task("greeting", {{"word", "hello world"}}),
+      command_task("echo", {"sh", "-c", "printf '{\"said\": \"%s\"}' \"$1\"", "sh",
+                            "{{outputs.greeting.word}}"}),
   });
   auto res = eng.run(wf, {});
   REQUIRE(res.status == run_status::finished);
@@ -374,9 +370,8 @@ TEST_CASE("bad input is refused before anything is written") {
   test_support::temp_dir dir;
   engine eng{config_in(dir)};
   workflow wf;
-  wf.input_schema = {{"type", "object"},
-                     {"required", {"repo"}},
-                     {"properties", {{"repo", {{"type", "string"}}}}}};
+  wf.input_schema = {
+      {"type", "object"}, {"required", {"repo"}}, {"properties", {{"repo", {{"type", "string"}}}}}};
   wf.root = sequence({value_task("a", json::object())});
 
   auto refuses = [&](run_options opts, const std::string& code, const std::string& needle) {

@@ -44,8 +44,9 @@ struct harness {
   }
 
   // Runs `wf`, calling `on_spawn` for every task actor; returns the result.
-  run_result run(const workflow& wf,
-                 std::function<void(const std::string&, std::int64_t, const caf::actor&)> on_spawn) {
+  run_result
+  run(const workflow& wf,
+      std::function<void(const std::string&, std::int64_t, const caf::actor&)> on_spawn) {
     auto ctx = std::make_shared<actors::run_context>();
     ctx->run_id = "lost-" + util::random_hex(4);
     ctx->wf = std::make_shared<const workflow>(wf);
@@ -90,7 +91,8 @@ compute_fn wait_for_cancel() {
 TEST_CASE("a task actor that dies without a result is a failed attempt, then retried") {
   harness h;
   workflow wf;
-  wf.root = sequence({compute_task("victim", wait_for_cancel()).retries(1).retry({10, 1.0, 10, 0})});
+  wf.root =
+      sequence({compute_task("victim", wait_for_cancel()).retries(1).retry({10, 1.0, 10, 0})});
   auto res = h.run(wf, [&](const std::string&, std::int64_t attempt, const caf::actor& a) {
     if (attempt == 1) // the first attempt's actor crashes; the retry is left alone
       caf::anon_send_exit(a, caf::exit_reason::kill);
@@ -119,11 +121,10 @@ TEST_CASE("after a lost attempt the retry runs normally and the run finishes") {
                                      }
                                      return {{"attempt", ctx.attempt()}};
                                    })
-                        .retries(2)
-                        .retry({10, 1.0, 10, 0})});
+                          .retries(2)
+                          .retry({10, 1.0, 10, 0})});
   auto res = h.run(wf, [&](const std::string&, std::int64_t attempt, const caf::actor& a) {
-    if (attempt == 1)
-      caf::anon_send_exit(a, caf::exit_reason::kill);
+    if (attempt == 1) caf::anon_send_exit(a, caf::exit_reason::kill);
   });
   REQUIRE(res.status == run_status::finished);
   CHECK(res.outputs.at("victim") == json{{"attempt", 2}});

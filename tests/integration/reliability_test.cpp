@@ -40,8 +40,7 @@ struct event_log {
     std::lock_guard<std::mutex> lk(mtx);
     std::vector<event> out;
     for (const auto& e : events)
-      if (e.type == type)
-        out.push_back(e);
+      if (e.type == type) out.push_back(e);
     return out;
   }
 };
@@ -53,8 +52,7 @@ std::vector<store::attempt_row> attempts_of(const engine& eng, const std::string
 
 // Gone = no such process, or a zombie (an orphan whose reaper is slow).
 bool process_alive(pid_t pid) {
-  if (::kill(pid, 0) != 0)
-    return false;
+  if (::kill(pid, 0) != 0) return false;
   std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
   std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   auto close = content.rfind(')');
@@ -77,8 +75,7 @@ bool wait_for_lines(const std::string& path, std::size_t lines) {
     std::string l;
     while (std::getline(in, l))
       ++n;
-    if (n >= lines)
-      return true;
+    if (n >= lines) return true;
     std::this_thread::sleep_for(20ms);
   }
   return false;
@@ -92,12 +89,11 @@ TEST_CASE("a retry never starts before its backoff has passed") {
   workflow wf;
   wf.root = sequence({compute_task("flaky",
                                    [](task_context& ctx) -> json {
-                                     if (ctx.attempt() < 3)
-                                       throw std::runtime_error("not yet");
+                                     if (ctx.attempt() < 3) throw std::runtime_error("not yet");
                                      return json::object();
                                    })
-                        .retries(2)
-                        .retry({150, 2.0, 1000, 0.0})});
+                          .retries(2)
+                          .retry({150, 2.0, 1000, 0.0})});
   event_log log;
   run_options opts;
   opts.on_event = log.handler();
@@ -123,11 +119,10 @@ TEST_CASE("backoff grows by its factor, is capped and jitters within bounds") {
   test_support::temp_dir dir;
   engine eng{config_in(dir)};
   workflow wf;
-  wf.root = sequence({compute_task("always", [](task_context&) -> json {
-                        throw std::runtime_error("no");
-                      })
-                        .retries(4)
-                        .retry({10, 3.0, 100, 0.2})});
+  wf.root = sequence(
+      {compute_task("always", [](task_context&) -> json { throw std::runtime_error("no"); })
+           .retries(4)
+           .retry({10, 3.0, 100, 0.2})});
   event_log log;
   run_options opts;
   opts.on_event = log.handler();
@@ -149,14 +144,12 @@ TEST_CASE("a compute task that ignores its timeout is recorded failed at the dea
   engine eng{config_in(dir)};
   std::atomic<bool> saw_cancel{false};
   workflow wf;
-  wf.root = sequence({compute_task("slow",
-                                   [&](task_context& ctx) {
-                                     // Ignores the flag for 2 s, then notes it.
-                                     std::this_thread::sleep_for(2s);
-                                     saw_cancel = ctx.cancelled();
-                                     return json{{"late", true}};
-                                   })
-                        .timeout_ms(200)});
+  wf.root = sequence({compute_task("slow", [&](task_context& ctx) {
+                        // Ignores the flag for 2 s, then notes it.
+                        std::this_thread::sleep_for(2s);
+                        saw_cancel = ctx.cancelled();
+                        return json{{"late", true}};
+                      }).timeout_ms(200)});
   auto t0 = clock_type::now();
   auto res = eng.run(wf, {});
   auto took = clock_type::now() - t0;
@@ -184,9 +177,9 @@ TEST_CASE("a cooperative compute task sees cancelled() when its timeout passes")
                                      stopped = ctx.cancelled();
                                      return json::object();
                                    })
-                        .timeout_ms(100)
-                        .retries(1)
-                        .retry({10, 1.0, 10, 0.0})});
+                          .timeout_ms(100)
+                          .retries(1)
+                          .retry({10, 1.0, 10, 0.0})});
   auto res = eng.run(wf, {});
   CHECK(res.status == run_status::failed);
   CHECK(attempts_of(eng, res.run_id).size() == 2); // TASK_TIMEOUT is retryable
@@ -212,9 +205,9 @@ TEST_CASE("a compute task that heartbeats once and hangs is ended by the watchdo
                                        std::this_thread::sleep_for(5ms);
                                      return json::object();
                                    })
-                        .heartbeat_timeout_ms(300)
-                        .retries(1)
-                        .retry({10, 1.0, 10, 0.0})});
+                          .heartbeat_timeout_ms(300)
+                          .retries(1)
+                          .retry({10, 1.0, 10, 0.0})});
   event_log log;
   run_options opts;
   opts.on_event = log.handler();
@@ -228,7 +221,8 @@ TEST_CASE("a compute task that heartbeats once and hangs is ended by the watchdo
   auto timeouts = log.of_type("TaskHeartbeatTimeout");
   REQUIRE(timeouts.size() == 1);
   CHECK(timeouts[0].fields["heartbeat_timeout_ms"] == 300);
-  std::int64_t detected = timeouts[0].timestamp_ms - timeouts[0].fields["last_heartbeat_ms"].get<std::int64_t>();
+  std::int64_t detected =
+      timeouts[0].timestamp_ms - timeouts[0].fields["last_heartbeat_ms"].get<std::int64_t>();
   CHECK(detected >= 300);
   CHECK(detected <= 300 + 300 + 400); // within timeout + 300 ms, plus slack for a loaded box
   auto attempts = attempts_of(eng, res.run_id);
@@ -244,14 +238,14 @@ TEST_CASE("a command that heartbeats once and hangs is ended within the heartbea
   auto pids = dir.file("pids");
   workflow wf;
   // Attempt 1 records its pid, checkpoints and hangs; attempt 2 echoes what it got.
-  wf.root = sequence({shell_task("cmd",
-                                 "if [ \"$SMITHERS_ATTEMPT\" = 1 ]; then echo $$ >> " + pids +
-                                   "; echo '::heartbeat {\"line\": 41}'; exec sleep 30; fi; "
-                                   "ctx=$(cat); printf '{\"env\": %s, \"stdin\": %s}' "
-                                   "\"$SMITHERS_LAST_HEARTBEAT\" \"$ctx\"")
-                        .heartbeat_timeout_ms(400)
-                        .retries(1)
-                        .retry({10, 1.0, 10, 0.0})});
+  wf.root =
+      sequence({shell_task("cmd", "if [ \"$SMITHERS_ATTEMPT\" = 1 ]; then echo $$ >> " + pids +
+                                      "; echo '::heartbeat {\"line\": 41}'; exec sleep 30; fi; "
+                                      "ctx=$(cat); printf '{\"env\": %s, \"stdin\": %s}' "
+                                      "\"$SMITHERS_LAST_HEARTBEAT\" \"$ctx\"")
+                    .heartbeat_timeout_ms(400)
+                    .retries(1)
+                    .retry({10, 1.0, 10, 0.0})});
   event_log log;
   run_options opts;
   opts.on_event = log.handler();
@@ -265,7 +259,8 @@ TEST_CASE("a command that heartbeats once and hangs is ended within the heartbea
   CHECK(out["stdin"]["attempt"] == 2);
   auto timeouts = log.of_type("TaskHeartbeatTimeout");
   REQUIRE(timeouts.size() == 1);
-  std::int64_t detected = timeouts[0].timestamp_ms - timeouts[0].fields["last_heartbeat_ms"].get<std::int64_t>();
+  std::int64_t detected =
+      timeouts[0].timestamp_ms - timeouts[0].fields["last_heartbeat_ms"].get<std::int64_t>();
   CHECK(detected <= 400 + 300 + 400);
   pid_t hung = read_pid(pids);
   REQUIRE(hung > 0);
@@ -303,20 +298,20 @@ TEST_CASE("bad heartbeat data fails the attempt without retrying") {
   engine eng{config_in(dir)};
   workflow wf;
   wf.root = parallel({
-    compute_task("nan",
-                 [](task_context& ctx) {
-                   ctx.heartbeat({{"x", std::nan("")}});
-                   return json::object();
-                 })
-      .retries(3)
-      .continue_on_fail(),
-    compute_task("huge",
-                 [](task_context& ctx) {
-                   ctx.heartbeat({{"blob", std::string(limits::max_heartbeat_bytes, 'x')}});
-                   return json::object();
-                 })
-      .retries(3)
-      .continue_on_fail(),
+      compute_task("nan",
+                   [](task_context& ctx) {
+                     ctx.heartbeat({{"x", std::nan("")}});
+                     return json::object();
+                   })
+          .retries(3)
+          .continue_on_fail(),
+      compute_task("huge",
+                   [](task_context& ctx) {
+                     ctx.heartbeat({{"blob", std::string(limits::max_heartbeat_bytes, 'x')}});
+                     return json::object();
+                   })
+          .retries(3)
+          .continue_on_fail(),
   });
   auto res = eng.run(wf, {});
   CHECK(res.status == run_status::finished);
@@ -334,10 +329,10 @@ TEST_CASE("skip_if skips a task and the tasks that need it") {
   engine eng{config_in(dir)};
   workflow wf;
   wf.root = sequence({
-    value_task("check", {{"ok", false}}),
-    value_task("deploy", {{"done", true}}).skip_if({{"output", "check.ok"}, {"equals", false}}),
-    value_task("announce", json::object()).needs({"deploy"}),
-    value_task("always", json::object()).skip_if({{"input", "dry_run"}, {"equals", true}}),
+      value_task("check", {{"ok", false}}),
+      value_task("deploy", {{"done", true}}).skip_if({{"output", "check.ok"}, {"equals", false}}),
+      value_task("announce", json::object()).needs({"deploy"}),
+      value_task("always", json::object()).skip_if({{"input", "dry_run"}, {"equals", true}}),
   });
   event_log log;
   run_options opts;
@@ -359,9 +354,8 @@ TEST_CASE("cancelling a run stops its commands, records the attempts and leaves 
   auto pids = dir.file("pids");
   std::vector<node> kids;
   for (int i = 0; i < 3; ++i)
-    kids.push_back(shell_task("sleep" + std::to_string(i),
-                              "sh -c 'sleep 30' & echo $! >> " + pids + "; echo $$ >> " + pids +
-                                "; wait"));
+    kids.push_back(shell_task("sleep" + std::to_string(i), "sh -c 'sleep 30' & echo $! >> " + pids +
+                                                               "; echo $$ >> " + pids + "; wait"));
   workflow wf;
   wf.root = sequence({parallel(std::move(kids)), value_task("after", json::object())});
   event_log log;
@@ -428,8 +422,8 @@ TEST_CASE("interrupting leaves the run resumable: attempts cancelled, nodes pend
   test_support::temp_dir dir;
   engine eng{config_in(dir)};
   workflow wf;
-  wf.root = sequence({value_task("first", json::object()),
-                      shell_task("long", "exec sleep 30"), value_task("last", json::object())});
+  wf.root = sequence({value_task("first", json::object()), shell_task("long", "exec sleep 30"),
+                      value_task("last", json::object())});
   event_log log;
   run_options opts;
   opts.on_event = log.handler();

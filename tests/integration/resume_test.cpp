@@ -34,8 +34,7 @@ struct counter {
       auto deadline = clock_type::now() + hold;
       while (clock_type::now() < deadline && !ctx.cancelled())
         std::this_thread::sleep_for(2ms);
-      if (ctx.cancelled())
-        throw std::runtime_error("cancelled");
+      if (ctx.cancelled()) throw std::runtime_error("cancelled");
       return out;
     };
   }
@@ -70,21 +69,21 @@ TEST_CASE("an interrupted run resumes: finished nodes never run again, the inter
   std::atomic<bool> slow{true};
   auto wf = std::make_shared<workflow>();
   wf->root = sequence({
-    compute_task("a", c.task({{"a", 1}})),
-    compute_task("b",
-                 [&](task_context& ctx) {
-                   json out = c.task({{"b", 2}})(ctx);
-                   return out;
-                 }),
-    compute_task("long", [&](task_context& ctx) -> json {
-      c.task(json::object())(ctx);
-      while (slow && !ctx.cancelled())
-        std::this_thread::sleep_for(2ms);
-      if (ctx.cancelled())
-        throw std::runtime_error("stopped");
-      return {{"long", true}};
-    }),
-    compute_task("last", c.task({{"last", 3}})).needs({"a"}),
+      compute_task("a", c.task({{"a", 1}})),
+      compute_task("b",
+                   [&](task_context& ctx) {
+                     json out = c.task({{"b", 2}})(ctx);
+                     return out;
+                   }),
+      compute_task("long",
+                   [&](task_context& ctx) -> json {
+                     c.task(json::object())(ctx);
+                     while (slow && !ctx.cancelled())
+                       std::this_thread::sleep_for(2ms);
+                     if (ctx.cancelled()) throw std::runtime_error("stopped");
+                     return {{"long", true}};
+                   }),
+      compute_task("last", c.task({{"last", 3}})).needs({"a"}),
   });
   std::mutex mtx;
   std::vector<std::string> types;
@@ -121,8 +120,7 @@ TEST_CASE("an interrupted run resumes: finished nodes never run again, the inter
   std::size_t long_attempts = 0;
   for (const auto& a : attempts) {
     CHECK(a.state != "in-progress");
-    if (a.node_id == "long")
-      ++long_attempts;
+    if (a.node_id == "long") ++long_attempts;
   }
   CHECK(long_attempts == 2);
   // Events stay one sequence across the resume.
@@ -153,8 +151,8 @@ TEST_CASE("a retry backoff carries over a resume: the next attempt waits for ret
                                         throw std::runtime_error("first fails");
                                       return {{"attempt", ctx.attempt()}};
                                     })
-                         .retries(1)
-                         .retry({800, 1.0, 800, 0.0})});
+                           .retries(1)
+                           .retry({800, 1.0, 800, 0.0})});
   auto h = eng.start(wf, {});
   wait_until([&] { return calls == 1; });
   std::this_thread::sleep_for(100ms); // the failure is committed, the backoff runs
@@ -215,8 +213,8 @@ TEST_CASE("an in-memory run can be interrupted and resumed by the same engine") 
   engine eng{cfg};
   counter c;
   auto wf = std::make_shared<workflow>();
-  wf->root = sequence({compute_task("a", c.task({{"x", 1}})),
-                       compute_task("b", c.task({{"y", 2}}, 300ms))});
+  wf->root = sequence(
+      {compute_task("a", c.task({{"x", 1}})), compute_task("b", c.task({{"y", 2}}, 300ms))});
   auto h = eng.start(wf, {});
   wait_until([&] { return c.of("b") == 1; });
   eng.interrupt("pause");

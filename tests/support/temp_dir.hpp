@@ -13,8 +13,7 @@ public:
   temp_dir() {
     const char* base = std::getenv("TMPDIR");
     std::string tmpl = std::string{base && *base ? base : "/tmp"} + "/smithers-test-XXXXXX";
-    if (!::mkdtemp(tmpl.data()))
-      throw std::runtime_error("mkdtemp failed");
+    if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
     path_ = tmpl;
   }
   ~temp_dir() {

@@ -65,7 +65,9 @@ json array_of(std::size_t n) {
   return json{{"items", json(std::vector<int>(n, 7))}};
 }
 
-json string_of(std::size_t bytes) { return json{{"s", std::string(bytes, 'x')}}; }
+json string_of(std::size_t bytes) {
+  return json{{"s", std::string(bytes, 'x')}};
+}
 
 } // namespace
 
@@ -154,19 +156,19 @@ TEST_CASE("a long workflow path below the limit is accepted", "[system][limits]"
 TEST_CASE("a missing workflow file is refused with INVALID_WORKFLOW naming the file",
           "[system][workflow]") {
   check_refused(
-    [](const sandbox& sb) {
-      return std::vector<std::string>{"run", sb.file("does-not-exist.json")};
-    },
-    {"INVALID_WORKFLOW", {"does-not-exist.json"}});
+      [](const sandbox& sb) {
+        return std::vector<std::string>{"run", sb.file("does-not-exist.json")};
+      },
+      {"INVALID_WORKFLOW", {"does-not-exist.json"}});
 }
 
 TEST_CASE("a workflow file that is not JSON is refused with INVALID_WORKFLOW naming the file",
           "[system][workflow]") {
   check_refused(
-    [](const sandbox& sb) {
-      return std::vector<std::string>{"run", sb.write("broken.json", std::string{"{\"name\": "})};
-    },
-    {"INVALID_WORKFLOW", {"broken.json", "JSON"}});
+      [](const sandbox& sb) {
+        return std::vector<std::string>{"run", sb.write("broken.json", std::string{"{\"name\": "})};
+      },
+      {"INVALID_WORKFLOW", {"broken.json", "JSON"}});
 }
 
 // ----------------------------------------------------------------- input
@@ -200,10 +202,11 @@ TEST_CASE("input that is not valid UTF-8 is refused with INVALID_INPUT", "[syste
 TEST_CASE("a workflow file that is not valid UTF-8 is refused with INVALID_WORKFLOW",
           "[system][workflow]") {
   check_refused(
-    [](const sandbox& sb) {
-      return std::vector<std::string>{"run", sb.write("latin1.json", std::string{"{\"name\": \"\xff\"}"})};
-    },
-    {"INVALID_WORKFLOW", {"latin1.json"}});
+      [](const sandbox& sb) {
+        return std::vector<std::string>{
+            "run", sb.write("latin1.json", std::string{"{\"name\": \"\xff\"}"})};
+      },
+      {"INVALID_WORKFLOW", {"latin1.json"}});
 }
 
 TEST_CASE("errors under --format json print bytes that are not UTF-8 as JSON, without crashing",
@@ -215,15 +218,14 @@ TEST_CASE("errors under --format json print bytes that are not UTF-8 as JSON, wi
     std::vector<std::string> args;
     std::string code;
   };
-  for (const auto& p : {probe{{"ps", "--status", bad}, "INVALID_ARGUMENT"},
-                        probe{{"inspect", bad}, "RUN_NOT_FOUND"},
-                        probe{{"logs", bad}, "RUN_NOT_FOUND"}}) {
+  for (const auto& p :
+       {probe{{"ps", "--status", bad}, "INVALID_ARGUMENT"},
+        probe{{"inspect", bad}, "RUN_NOT_FOUND"}, probe{{"logs", bad}, "RUN_NOT_FOUND"}}) {
     INFO("smithers --format json " << p.args[0]);
     auto r = sb.cli_json(p.args);
     INFO(r);
     CHECK(r.exit_code == 4);
-    if (r.exit_code == 4)
-      CHECK(r.out_json()["error"]["code"] == p.code);
+    if (r.exit_code == 4) CHECK(r.out_json()["error"]["code"] == p.code);
   }
   CHECK(sb.runs().size() == 1);
 }
@@ -231,11 +233,11 @@ TEST_CASE("errors under --format json print bytes that are not UTF-8 as JSON, wi
 TEST_CASE("an --input @file that does not exist is refused with INVALID_INPUT naming it",
           "[system][input]") {
   check_refused(
-    [](const sandbox& sb) {
-      return std::vector<std::string>{"run", sb.write("wf.json", good_workflow()), "--input",
-                                      "@" + sb.file("no-such-input.json")};
-    },
-    {"INVALID_INPUT", {"no-such-input.json"}});
+      [](const sandbox& sb) {
+        return std::vector<std::string>{"run", sb.write("wf.json", good_workflow()), "--input",
+                                        "@" + sb.file("no-such-input.json")};
+      },
+      {"INVALID_INPUT", {"no-such-input.json"}});
 }
 
 TEST_CASE("input from stdin is read with --input -", "[system][input]") {
@@ -286,8 +288,7 @@ TEST_CASE("input nesting of max_input_depth is accepted and one more level is re
           "[system][input]") {
   check_input_accepted(nested(limits::max_input_depth));
   check_refused(run_with_input_file(nested(limits::max_input_depth + 1).dump()),
-                {"INVALID_INPUT",
-                 {"$.d", "depth", std::to_string(limits::max_input_depth)}});
+                {"INVALID_INPUT", {"$.d", "depth", std::to_string(limits::max_input_depth)}});
 }
 
 TEST_CASE("an input array of max_input_array_items is accepted and one more item is refused",
@@ -321,8 +322,8 @@ TEST_CASE("input failing the workflow's input schema is refused with INVALID_INP
   check_refused(with_input(R"({"other": "x"})"), {"INVALID_INPUT", {"repo"}});
 
   sandbox sb;
-  auto ok = sb.cli({"run", sb.write("wf.json", repo_workflow()), "--input",
-                    R"({"repo": "smithers"})"});
+  auto ok =
+      sb.cli({"run", sb.write("wf.json", repo_workflow()), "--input", R"({"repo": "smithers"})"});
   INFO(ok);
   CHECK(ok.exit_code == 0);
 }
@@ -332,8 +333,7 @@ TEST_CASE("input failing the workflow's input schema is refused with INVALID_INP
 TEST_CASE("run --max-concurrency 0 and -1 is refused with INVALID_ARGUMENT", "[system][args]") {
   for (std::string n : {"0", "-1"}) {
     INFO("--max-concurrency " << n);
-    check_refused(run_good({"--max-concurrency", n}),
-                  {"INVALID_ARGUMENT", {"max_concurrency", n}});
+    check_refused(run_good({"--max-concurrency", n}), {"INVALID_ARGUMENT", {"max_concurrency", n}});
   }
   sandbox sb;
   auto ok = sb.cli({"run", sb.write("wf.json", good_workflow()), "--max-concurrency", "1"});
@@ -344,10 +344,11 @@ TEST_CASE("run --max-concurrency 0 and -1 is refused with INVALID_ARGUMENT", "[s
 TEST_CASE("an unknown command-line option is refused with INVALID_ARGUMENT", "[system][args]") {
   check_refused(run_good({"--bogus-option"}), {"INVALID_ARGUMENT", {"--bogus-option"}});
   check_refused(
-    [](const sandbox& sb) {
-      return std::vector<std::string>{"--bogus-global", "run", sb.write("wf.json", good_workflow())};
-    },
-    {"INVALID_ARGUMENT", {"--bogus-global"}});
+      [](const sandbox& sb) {
+        return std::vector<std::string>{"--bogus-global", "run",
+                                        sb.write("wf.json", good_workflow())};
+      },
+      {"INVALID_ARGUMENT", {"--bogus-global"}});
 }
 
 TEST_CASE("an unknown subcommand is refused with INVALID_ARGUMENT naming it", "[system][args]") {
@@ -378,53 +379,56 @@ std::vector<workflow_case> bad_workflows() {
   json ok_a = {{"task", "a"}, {"value", {{"ok", true}}}};
   std::vector<workflow_case> cases;
 
-  cases.push_back({"unknown node kind", seq(ok_a, json{{"stage", json::array()}}),
-                   {"root.sequence[1]"}});
-  cases.push_back({"two kinds in one node",
-                   seq(ok_a, json{{"task", "b"}, {"value", json::object()},
-                                  {"sequence", json::array()}}),
-                   {"root.sequence[1]", "task", "sequence"}});
+  cases.push_back(
+      {"unknown node kind", seq(ok_a, json{{"stage", json::array()}}), {"root.sequence[1]"}});
+  cases.push_back(
+      {"two kinds in one node",
+       seq(ok_a, json{{"task", "b"}, {"value", json::object()}, {"sequence", json::array()}}),
+       {"root.sequence[1]", "task", "sequence"}});
   cases.push_back({"duplicate task ids", seq(ok_a, ok_a), {"root.sequence[1].task", "\"a\""}});
   cases.push_back({"a task id with a character outside [A-Za-z0-9_-]",
                    seq(ok_a, json{{"task", "has.dot"}, {"value", json::object()}}),
                    {"root.sequence[1].task", "has.dot"}});
-  cases.push_back({"a task id one character over the limit",
-                   seq(ok_a, json{{"task", std::string(smithers::util::max_node_id_length + 1, 'n')},
-                                  {"value", json::object()}}),
-                   {"root.sequence[1].task"}});
+  cases.push_back(
+      {"a task id one character over the limit",
+       seq(ok_a, json{{"task", std::string(smithers::util::max_node_id_length + 1, 'n')},
+                      {"value", json::object()}}),
+       {"root.sequence[1].task"}});
   cases.push_back({"an empty task id",
                    seq(ok_a, json{{"task", ""}, {"value", json::object()}}),
                    {"root.sequence[1].task"}});
   cases.push_back({"unknown output key",
                    seq(ok_a, json{{"task", "b"}, {"value", json::object()}, {"output", "nope"}}),
                    {"root.sequence[1].output", "nope"}});
-  cases.push_back({"needs naming no node",
-                   seq(ok_a, json{{"task", "b"}, {"value", json::object()},
-                                  {"needs", json::array({"ghost"})}}),
-                   {"root.sequence[1].needs[0]", "ghost"}});
-  cases.push_back({"a needs cycle",
-                   wrap(json{{"parallel", json::array({json{{"task", "x"},
-                                                            {"value", json::object()},
-                                                            {"needs", json::array({"y"})}},
-                                                       json{{"task", "y"},
-                                                            {"value", json::object()},
-                                                            {"needs", json::array({"x"})}}})}}),
-                   {"root.parallel[", "cycle"}});
+  cases.push_back(
+      {"needs naming no node",
+       seq(ok_a, json{{"task", "b"}, {"value", json::object()}, {"needs", json::array({"ghost"})}}),
+       {"root.sequence[1].needs[0]", "ghost"}});
+  cases.push_back(
+      {"a needs cycle",
+       wrap(json{
+           {"parallel",
+            json::array(
+                {json{{"task", "x"}, {"value", json::object()}, {"needs", json::array({"y"})}},
+                 json{{"task", "y"}, {"value", json::object()}, {"needs", json::array({"x"})}}})}}),
+       {"root.parallel[", "cycle"}});
   cases.push_back({"bad predicate in skip_if",
-                   seq(ok_a, json{{"task", "b"}, {"value", json::object()},
+                   seq(ok_a, json{{"task", "b"},
+                                  {"value", json::object()},
                                   {"skip_if", {{"output", "a.ok"}, {"equalz", true}}}}),
                    {"root.sequence[1].skip_if"}});
   cases.push_back({"retries -1",
                    seq(ok_a, json{{"task", "b"}, {"value", json::object()}, {"retries", -1}}),
                    {"root.sequence[1].retries"}});
-  cases.push_back({"timeout_ms 0",
-                   seq(ok_a, json{{"task", "b"}, {"run", json::array({"true"})}, {"timeout_ms", 0}}),
-                   {"root.sequence[1].timeout_ms"}});
-  cases.push_back({"max_concurrency 0 in a group",
-                   seq(ok_a, json{{"parallel", json::array({json{{"task", "b"},
-                                                                 {"value", json::object()}}})},
-                                  {"max_concurrency", 0}}),
-                   {"root.sequence[1].max_concurrency"}});
+  cases.push_back(
+      {"timeout_ms 0",
+       seq(ok_a, json{{"task", "b"}, {"run", json::array({"true"})}, {"timeout_ms", 0}}),
+       {"root.sequence[1].timeout_ms"}});
+  cases.push_back(
+      {"max_concurrency 0 in a group",
+       seq(ok_a, json{{"parallel", json::array({json{{"task", "b"}, {"value", json::object()}}})},
+                      {"max_concurrency", 0}}),
+       {"root.sequence[1].max_concurrency"}});
   {
     json doc = wrap(ok_a);
     doc["max_concurrency"] = 0;
@@ -457,10 +461,10 @@ TEST_CASE("run refuses each invalid workflow file with INVALID_WORKFLOW and its 
   for (const auto& c : bad_workflows()) {
     DYNAMIC_SECTION(c.what) {
       check_refused(
-        [&](const sandbox& sb) {
-          return std::vector<std::string>{"run", sb.write("bad.json", c.doc)};
-        },
-        {"INVALID_WORKFLOW", c.fragments});
+          [&](const sandbox& sb) {
+            return std::vector<std::string>{"run", sb.write("bad.json", c.doc)};
+          },
+          {"INVALID_WORKFLOW", c.fragments});
     }
   }
 }
@@ -469,10 +473,10 @@ TEST_CASE("validate reports the same problems as run, exit 4", "[system][workflo
   for (const auto& c : bad_workflows()) {
     DYNAMIC_SECTION(c.what) {
       check_refused(
-        [&](const sandbox& sb) {
-          return std::vector<std::string>{"validate", sb.write("bad.json", c.doc)};
-        },
-        {"INVALID_WORKFLOW", c.fragments});
+          [&](const sandbox& sb) {
+            return std::vector<std::string>{"validate", sb.write("bad.json", c.doc)};
+          },
+          {"INVALID_WORKFLOW", c.fragments});
     }
   }
 }
@@ -481,8 +485,7 @@ TEST_CASE("graph refuses an invalid workflow file too", "[system][workflow]") {
   for (const auto& c : bad_workflows()) {
     // Which compute functions exist is a question for running, not for
     // drawing the plan.
-    if (std::string{c.what} == "unknown compute name")
-      continue;
+    if (std::string{c.what} == "unknown compute name") continue;
     DYNAMIC_SECTION(c.what) {
       sandbox sb;
       auto r = sb.cli({"graph", sb.write("bad.json", c.doc)});

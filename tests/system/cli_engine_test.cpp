@@ -41,16 +41,14 @@ json sleepy_parallel(int tasks, const char* sleep_s, std::optional<int> group_ma
     kids.push_back({{"task", "t" + std::to_string(i)},
                     {"run", std::string{"sleep "} + sleep_s + "; echo '{}'"}});
   json group = {{"parallel", kids}};
-  if (group_max)
-    group["max_concurrency"] = *group_max;
+  if (group_max) group["max_concurrency"] = *group_max;
   return {{"name", "sleepy"}, {"root", group}};
 }
 
 // Kills a leftover process a test made a task start, so a failing test
 // leaves nothing running.
 void reap_leftover(pid_t pid) {
-  if (pid > 0 && process_alive(pid))
-    ::kill(pid, SIGKILL);
+  if (pid > 0 && process_alive(pid)) ::kill(pid, SIGKILL);
 }
 
 } // namespace
@@ -119,10 +117,10 @@ TEST_CASE("a task that needs a later task of its sequence is refused before any 
     ]}
   })");
   check_refused(
-    [&](const sandbox& sb) {
-      return std::vector<std::string>{"run", sb.write("wf.json", doc)};
-    },
-    {"INVALID_WORKFLOW", {"early", "late"}});
+      [&](const sandbox& sb) {
+        return std::vector<std::string>{"run", sb.write("wf.json", doc)};
+      },
+      {"INVALID_WORKFLOW", {"early", "late"}});
 }
 
 TEST_CASE("a parallel group's max_concurrency bounds the tasks in flight", "[system][engine]") {
@@ -185,8 +183,7 @@ json run_beating_task(const sandbox& sb, const std::string& script) {
 int data_heartbeat_events(const sandbox& sb) {
   int with_data = 0;
   for (const auto& e : sb.events("hb"))
-    if (e["type"] == "TaskHeartbeat" && e["has_data"] == true)
-      ++with_data;
+    if (e["type"] == "TaskHeartbeat" && e["has_data"] == true) ++with_data;
   return with_data;
 }
 
@@ -243,8 +240,8 @@ TEST_CASE("a task runs in its cwd with its env templates filled in", "[system][e
                {"cwd", sb.file("work")},
                {"env", {{"WHO", "{{input.who}}"}, {"PLAIN", "plain value"}}},
                {"run", "printf '%s|%s' \"$WHO\" \"$PLAIN\" > here.txt; echo '{}'"}}}};
-  auto r = sb.cli_json({"run", sb.write("wf.json", wf), "--run-id", "cwd", "--input",
-                        R"({"who": "it's me"})"});
+  auto r = sb.cli_json(
+      {"run", sb.write("wf.json", wf), "--run-id", "cwd", "--input", R"({"who": "it's me"})"});
   INFO(r);
   REQUIRE(r.exit_code == 0);
   CHECK(read_file(sb.file("work/here.txt")) == "it's me|plain value");
@@ -258,8 +255,7 @@ TEST_CASE("SIGTERM and SIGINT stop smithers with 128+signal, keep the run resuma
       sandbox sb;
       auto pidfile = sb.file("task.pid");
       json wf = {{"name", "interrupted"},
-                 {"root",
-                  {{"task", "long"}, {"run", "echo $$ > " + pidfile + "; exec sleep 60"}}}};
+                 {"root", {{"task", "long"}, {"run", "echo $$ > " + pidfile + "; exec sleep 60"}}}};
       auto proc = sb.start({"run", sb.write("wf.json", wf), "--run-id", "sig"});
       REQUIRE(eventually([&] { return pid_from_file(pidfile) > 0; }, std::chrono::seconds(60)));
       pid_t task = pid_from_file(pidfile);
@@ -309,8 +305,7 @@ TEST_CASE("the database is ./smithers.db by default, or $SMITHERS_DB", "[system]
   CHECK(runs[0]["run_id"] == "env-db");
 
   // --db wins over $SMITHERS_DB
-  auto ps_flag = run_smithers({"--db", sb.file("smithers.db"), "--format", "json", "ps"},
-                              with_env);
+  auto ps_flag = run_smithers({"--db", sb.file("smithers.db"), "--format", "json", "ps"}, with_env);
   INFO(ps_flag);
   REQUIRE(ps_flag.exit_code == 0);
   auto flag_runs = ps_flag.out_json();

@@ -76,9 +76,7 @@ public:
     return p;
   }
 
-  bool exists(const std::string& name) const {
-    return ::access(file(name).c_str(), F_OK) == 0;
-  }
+  bool exists(const std::string& name) const { return ::access(file(name).c_str(), F_OK) == 0; }
 
 private:
   std::string path_;
@@ -91,10 +89,12 @@ inline std::string read_file(const std::string& path) {
   return buf.str();
 }
 
-inline bool file_exists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0; }
+inline bool file_exists(const std::string& path) {
+  return ::access(path.c_str(), F_OK) == 0;
+}
 
 struct command_result {
-  int exit_code = -1;   // the exit status, or 128 + signal
+  int exit_code = -1; // the exit status, or 128 + signal
   bool timed_out = false;
   std::string out;
   std::string err;
@@ -115,8 +115,7 @@ struct command_result {
     std::istringstream in(out);
     std::string line;
     while (std::getline(in, line)) {
-      if (line.empty())
-        continue;
+      if (line.empty()) continue;
       try {
         lines.push_back(json::parse(line));
       } catch (const std::exception& e) {
@@ -136,7 +135,7 @@ inline std::ostream& operator<<(std::ostream& os, const command_result& r) {
 struct command_options {
   std::string stdin_data;
   std::string cwd;
-  std::map<std::string, std::string> env;  // added / overridden
+  std::map<std::string, std::string> env; // added / overridden
   std::vector<std::string> unset_env = {"SMITHERS_DB"};
   std::chrono::milliseconds timeout{120000};
 };
@@ -144,8 +143,7 @@ struct command_options {
 /// Throws when a system call failed. (No Catch assertions in child_process:
 /// it may run on other threads, and Catch2 v2 assertions are not thread-safe.)
 inline void check_sys(bool ok, const char* what) {
-  if (!ok)
-    throw std::runtime_error(std::string(what) + ": " + std::strerror(errno));
+  if (!ok) throw std::runtime_error(std::string(what) + ": " + std::strerror(errno));
 }
 
 /// A started command: argv[0] (looked up in PATH) in its own process group,
@@ -157,8 +155,7 @@ class child_process {
 public:
   child_process(const std::vector<std::string>& argv, command_options opts)
       : opts_(std::move(opts)) {
-    if (argv.empty())
-      throw std::invalid_argument("child_process: empty argv");
+    if (argv.empty()) throw std::invalid_argument("child_process: empty argv");
     // Everything the child needs is prepared before fork: only async-signal-
     // safe calls happen between fork and exec.
     std::vector<char*> cargv;
@@ -173,8 +170,7 @@ public:
       bool drop = opts_.env.count(name) > 0;
       for (const auto& u : opts_.unset_env)
         drop = drop || u == name;
-      if (!drop)
-        env_storage.push_back(std::move(kv));
+      if (!drop) env_storage.push_back(std::move(kv));
     }
     for (const auto& [k, v] : opts_.env)
       env_storage.push_back(k + "=" + v);
@@ -205,8 +201,7 @@ public:
       ::dup2(in_pipe[0], STDIN_FILENO);
       ::dup2(out_pipe[1], STDOUT_FILENO);
       ::dup2(err_pipe[1], STDERR_FILENO);
-      if (!opts_.cwd.empty() && ::chdir(opts_.cwd.c_str()) != 0)
-        ::_exit(126);
+      if (!opts_.cwd.empty() && ::chdir(opts_.cwd.c_str()) != 0) ::_exit(126);
       ::execvpe(cargv[0], cargv.data(), cenv.data());
       ::_exit(127);
     }
@@ -245,8 +240,7 @@ public:
 
   /// Collects the output until the process ends (or the timeout).
   command_result wait() {
-    if (waited_)
-      return res_;
+    if (waited_) return res_;
     waited_ = true;
     char buf[65536];
     std::size_t written = 0;
@@ -257,27 +251,21 @@ public:
         ::kill(-pid_, SIGKILL);
       }
       std::vector<pollfd> fds;
-      if (out_fd_ >= 0)
-        fds.push_back({out_fd_, POLLIN, 0});
-      if (err_fd_ >= 0)
-        fds.push_back({err_fd_, POLLIN, 0});
-      if (in_fd_ >= 0)
-        fds.push_back({in_fd_, POLLOUT, 0});
+      if (out_fd_ >= 0) fds.push_back({out_fd_, POLLIN, 0});
+      if (err_fd_ >= 0) fds.push_back({err_fd_, POLLIN, 0});
+      if (in_fd_ >= 0) fds.push_back({in_fd_, POLLOUT, 0});
       long long left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline_ - now).count();
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline_ - now).count();
       int wait_ms = static_cast<int>(std::min<long long>(1000, std::max<long long>(1, left)));
       int n = ::poll(fds.data(), fds.size(), res_.timed_out ? 1000 : wait_ms);
-      if (n < 0 && errno == EINTR)
-        continue;
+      if (n < 0 && errno == EINTR) continue;
       check_sys(n >= 0, "poll");
       for (const auto& p : fds) {
-        if (!p.revents)
-          continue;
+        if (!p.revents) continue;
         if (p.fd == in_fd_) {
-          ssize_t w = ::write(in_fd_, opts_.stdin_data.data() + written,
-                              opts_.stdin_data.size() - written);
-          if (w > 0)
-            written += static_cast<std::size_t>(w);
+          ssize_t w =
+              ::write(in_fd_, opts_.stdin_data.data() + written, opts_.stdin_data.size() - written);
+          if (w > 0) written += static_cast<std::size_t>(w);
           if (w < 0 && errno != EAGAIN && errno != EINTR)
             written = opts_.stdin_data.size(); // EPIPE: the child stopped reading
           if (written >= opts_.stdin_data.size()) {
@@ -295,23 +283,19 @@ public:
         }
       }
       // A grandchild that keeps the pipes open after a timeout kill: give up.
-      if (res_.timed_out &&
-          std::chrono::steady_clock::now() > deadline_ + std::chrono::seconds(5))
+      if (res_.timed_out && std::chrono::steady_clock::now() > deadline_ + std::chrono::seconds(5))
         break;
     }
     for (int* fd : {&in_fd_, &out_fd_, &err_fd_}) {
-      if (*fd >= 0)
-        ::close(*fd);
+      if (*fd >= 0) ::close(*fd);
       *fd = -1;
     }
 
     int status = 0;
     for (;;) {
       pid_t w = ::waitpid(pid_, &status, res_.timed_out ? 0 : WNOHANG);
-      if (w == pid_)
-        break;
-      if (w < 0 && errno != EINTR)
-        break;
+      if (w == pid_) break;
+      if (w < 0 && errno != EINTR) break;
       if (w == 0) {
         if (std::chrono::steady_clock::now() >= deadline_) {
           res_.timed_out = true;
@@ -348,7 +332,9 @@ inline const std::string& smithers_bin() {
   return bin;
 }
 
-inline std::string source_dir() { return SMITHERS_SOURCE_DIR; }
+inline std::string source_dir() {
+  return SMITHERS_SOURCE_DIR;
+}
 
 inline std::vector<std::string> smithers_argv(const std::vector<std::string>& args) {
   std::vector<std::string> argv{smithers_bin()};
@@ -379,22 +365,19 @@ public:
   std::string file(const std::string& name) const { return dir_.file(name); }
 
   command_result cli(const std::vector<std::string>& args, command_options opts = {}) const {
-    if (opts.cwd.empty())
-      opts.cwd = dir_.path();
+    if (opts.cwd.empty()) opts.cwd = dir_.path();
     return run_smithers(with_db(args), opts);
   }
 
   /// Starts smithers in the background (same arguments as cli).
   std::unique_ptr<child_process> start(const std::vector<std::string>& args,
                                        command_options opts = {}) const {
-    if (opts.cwd.empty())
-      opts.cwd = dir_.path();
+    if (opts.cwd.empty()) opts.cwd = dir_.path();
     return std::make_unique<child_process>(smithers_argv(with_db(args)), std::move(opts));
   }
 
   /// `--format json` variant.
-  command_result cli_json(const std::vector<std::string>& args,
-                          command_options opts = {}) const {
+  command_result cli_json(const std::vector<std::string>& args, command_options opts = {}) const {
     std::vector<std::string> full{"--format", "json"};
     full.insert(full.end(), args.begin(), args.end());
     return cli(full, std::move(opts));
@@ -410,8 +393,7 @@ public:
   /// The runs in the database (via `ps --format json`); empty when there is
   /// no database.
   std::vector<json> runs() const {
-    if (!db_exists())
-      return {};
+    if (!db_exists()) return {};
     auto r = cli_json({"ps"});
     INFO(r);
     REQUIRE(r.exit_code == 0);
@@ -448,16 +430,14 @@ private:
 inline std::vector<json> attempts_of(const json& inspected, const std::string& node_id) {
   std::vector<json> out;
   for (const auto& a : inspected.at("attempts"))
-    if (a.at("node_id") == node_id)
-      out.push_back(a);
+    if (a.at("node_id") == node_id) out.push_back(a);
   return out;
 }
 
 /// The node entry of one node in an `inspect --format json` document.
 inline json node_of(const json& inspected, const std::string& node_id) {
   for (const auto& n : inspected.at("nodes"))
-    if (n.at("node_id") == node_id)
-      return n;
+    if (n.at("node_id") == node_id) return n;
   FAIL("no node \"" << node_id << "\" in " << inspected.dump(2));
   return json();
 }
@@ -555,16 +535,13 @@ inline void check_refused(const args_fn& make_args, const refusal& want) {
 
 /// Whether a process exists and is not a zombie.
 inline bool process_alive(pid_t pid) {
-  if (pid <= 0)
-    return false;
+  if (pid <= 0) return false;
   std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  if (!in)
-    return false;
+  if (!in) return false;
   std::string stat;
   std::getline(in, stat);
   auto close = stat.rfind(')');
-  if (close == std::string::npos || close + 2 >= stat.size())
-    return false;
+  if (close == std::string::npos || close + 2 >= stat.size()) return false;
   char state = stat[close + 2];
   return state != 'Z' && state != 'X';
 }
@@ -574,8 +551,7 @@ template <class Pred>
 bool eventually(Pred pred, std::chrono::milliseconds limit = std::chrono::seconds(30)) {
   auto deadline = std::chrono::steady_clock::now() + limit;
   while (!pred()) {
-    if (std::chrono::steady_clock::now() >= deadline)
-      return pred();
+    if (std::chrono::steady_clock::now() >= deadline) return pred();
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   return true;
@@ -585,8 +561,7 @@ bool eventually(Pred pred, std::chrono::milliseconds limit = std::chrono::second
 inline pid_t pid_from_file(const std::string& path) {
   std::ifstream in(path);
   long pid = 0;
-  if (in >> pid)
-    return static_cast<pid_t>(pid);
+  if (in >> pid) return static_cast<pid_t>(pid);
   return 0;
 }
 

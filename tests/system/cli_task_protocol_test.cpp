@@ -43,8 +43,7 @@ std::vector<std::string> lines_of(const std::string& text) {
 std::vector<json> events_of_type(const std::vector<json>& events, const std::string& type) {
   std::vector<json> out;
   for (const auto& e : events)
-    if (e["type"] == type)
-      out.push_back(e);
+    if (e["type"] == type) out.push_back(e);
   return out;
 }
 
@@ -69,8 +68,8 @@ TEST_CASE("a command task gets its context on stdin and in SMITHERS_* variables"
                   {"run", {probe, sb.dir().path()}},
                   {"env", {{"GREETING", "{{input.greeting}}"}}}}}}}}};
   json input = {{"greeting", "hello there"}, {"nested", {{"list", {1, 2, 3}}}}};
-  auto r = sb.cli_json({"run", sb.write("wf.json", wf), "--run-id", "proto-run", "--input",
-                        input.dump()});
+  auto r = sb.cli_json(
+      {"run", sb.write("wf.json", wf), "--run-id", "proto-run", "--input", input.dump()});
   INFO(r);
   REQUIRE(r.exit_code == 0);
   CHECK(r.out_json()["outputs"]["probe"] == json{{"probed", true}});
@@ -90,8 +89,7 @@ TEST_CASE("a command task gets its context on stdin and in SMITHERS_* variables"
   auto env = lines_of(read_file(sb.file("env-probe.txt")));
   CHECK(env == std::vector<std::string>{"SMITHERS_RUN_ID=proto-run", "SMITHERS_NODE_ID=probe",
                                         "SMITHERS_ITERATION=0", "SMITHERS_ATTEMPT=1",
-                                        "SMITHERS_LAST_HEARTBEAT=unset",
-                                        "GREETING=hello there"});
+                                        "SMITHERS_LAST_HEARTBEAT=unset", "GREETING=hello there"});
 }
 
 TEST_CASE("argv templates fill exactly one argument each, spaces and quotes included",
@@ -109,8 +107,8 @@ TEST_CASE("argv templates fill exactly one argument each, spaces and quotes incl
                    {probe, sb.dir().path(), "{{input.x}}", "pre {{outputs.a.field}} post",
                     "{{outputs.a.n}}", "{{input.empty}}", "{{run_id}}/{{node_id}}"}}}}}}}};
   json input = {{"x", "two  words and 'single' quotes; echo hi"}, {"empty", ""}};
-  auto r = sb.cli_json({"run", sb.write("wf.json", wf), "--run-id", "argv-run", "--input",
-                        input.dump()});
+  auto r = sb.cli_json(
+      {"run", sb.write("wf.json", wf), "--run-id", "argv-run", "--input", input.dump()});
   INFO(r);
   REQUIRE(r.exit_code == 0);
 
@@ -122,23 +120,23 @@ TEST_CASE("argv templates fill exactly one argument each, spaces and quotes incl
   CHECK(read_file(sb.file("arg5-args.txt")) == "argv-run/args");
 }
 
-TEST_CASE("shell-string templates are shell-quoted so values stay literal",
-          "[system][protocol]") {
+TEST_CASE("shell-string templates are shell-quoted so values stay literal", "[system][protocol]") {
   sandbox sb;
   auto nasty = nasty_value(sb);
-  json wf = {{"name", "shell-templates"},
-             {"root",
-              {{"sequence",
-                {{{"task", "a"}, {"value", {{"field", nasty}}}},
-                 {{"task", "sh"},
-                  {"needs", json::array({"a"})},
-                  {"run", "printf '%s' {{input.danger}} > " + sb.file("from-input.txt") +
-                            " && printf '%s' {{outputs.a.field}} > " + sb.file("from-output.txt") +
-                            " && printf '%s' pre{{input.spaced}}post > " + sb.file("joined.txt") +
-                            " && echo '{\"done\": true}'"}}}}}}};
+  json wf = {
+      {"name", "shell-templates"},
+      {"root",
+       {{"sequence",
+         {{{"task", "a"}, {"value", {{"field", nasty}}}},
+          {{"task", "sh"},
+           {"needs", json::array({"a"})},
+           {"run", "printf '%s' {{input.danger}} > " + sb.file("from-input.txt") +
+                       " && printf '%s' {{outputs.a.field}} > " + sb.file("from-output.txt") +
+                       " && printf '%s' pre{{input.spaced}}post > " + sb.file("joined.txt") +
+                       " && echo '{\"done\": true}'"}}}}}}};
   json input = {{"danger", nasty}, {"spaced", " a  b "}};
-  auto r = sb.cli_json({"run", sb.write("wf.json", wf), "--run-id", "shell-run", "--input",
-                        input.dump()});
+  auto r = sb.cli_json(
+      {"run", sb.write("wf.json", wf), "--run-id", "shell-run", "--input", input.dump()});
   INFO(r);
   REQUIRE(r.exit_code == 0);
   CHECK(r.out_json()["outputs"]["sh"] == json{{"done", true}});
@@ -156,22 +154,21 @@ TEST_CASE("the output is taken from the last fenced json block when stdout has p
   json wf = {{"name", "fenced"},
              {"root",
               {{"task", "talker"},
-               {"run", {"sh", "-c",
-                        "echo 'Thinking about it {not json}...'; "
-                        "echo '```json'; echo '{\"from\": \"first fence\"}'; echo '```'; "
-                        "echo 'Better:'; "
-                        "echo '```json'; echo '{\"from\": \"last fence\", \"n\": [1, 2]}'; "
-                        "echo '```'; "
-                        "echo 'and a stray {\"from\": \"brace\"} afterwards'"}}}}};
+               {"run",
+                {"sh", "-c",
+                 "echo 'Thinking about it {not json}...'; "
+                 "echo '```json'; echo '{\"from\": \"first fence\"}'; echo '```'; "
+                 "echo 'Better:'; "
+                 "echo '```json'; echo '{\"from\": \"last fence\", \"n\": [1, 2]}'; "
+                 "echo '```'; "
+                 "echo 'and a stray {\"from\": \"brace\"} afterwards'"}}}}};
   auto r = sb.cli_json({"run", sb.write("wf.json", wf), "--run-id", "fenced"});
   INFO(r);
   REQUIRE(r.exit_code == 0);
-  CHECK(sb.inspect("fenced")["outputs"]["talker"] ==
-        json{{"from", "last fence"}, {"n", {1, 2}}});
+  CHECK(sb.inspect("fenced")["outputs"]["talker"] == json{{"from", "last fence"}, {"n", {1, 2}}});
 }
 
-TEST_CASE("the output is the last balanced object when there is no fence",
-          "[system][protocol]") {
+TEST_CASE("the output is the last balanced object when there is no fence", "[system][protocol]") {
   sandbox sb;
   json wf = {{"name", "braces"},
              {"root",
@@ -286,13 +283,14 @@ TEST_CASE("a task that fails once and then succeeds finishes with two attempts",
           "[system][protocol]") {
   sandbox sb;
   auto marker = sb.file("marker");
-  json wf = {{"name", "second-time-lucky"},
-             {"root",
-              {{"task", "lucky"},
-               {"run", "if [ -e " + marker + " ]; then echo '{\"attempt\": '$SMITHERS_ATTEMPT'}'; " +
-                         "else touch " + marker + "; echo 'first try fails' >&2; exit 1; fi"},
-               {"retries", 1},
-               {"retry", {{"initial_ms", 10}, {"backoff", 1.0}, {"max_ms", 20}}}}}};
+  json wf = {
+      {"name", "second-time-lucky"},
+      {"root",
+       {{"task", "lucky"},
+        {"run", "if [ -e " + marker + " ]; then echo '{\"attempt\": '$SMITHERS_ATTEMPT'}'; " +
+                    "else touch " + marker + "; echo 'first try fails' >&2; exit 1; fi"},
+        {"retries", 1},
+        {"retry", {{"initial_ms", 10}, {"backoff", 1.0}, {"max_ms", 20}}}}}};
   auto r = sb.cli_json({"run", sb.write("wf.json", wf), "--run-id", "lucky"});
   INFO(r);
   REQUIRE(r.exit_code == 0);

@@ -35,7 +35,7 @@ json basic_workflow() {
   })");
 }
 
-const std::vector<std::string> basic_nodes = {"start",        "argv_task",    "shell_task",
+const std::vector<std::string> basic_nodes = {"start",       "argv_task",    "shell_task",
                                               "static_task", "compute_task", "join"};
 
 json failing_workflow() {
@@ -124,8 +124,7 @@ TEST_CASE("run of a sequence with a parallel group, command, static and compute 
     CHECK(events.back()["type"] == "RunFinished");
     std::set<std::string> finished;
     for (const auto& e : events)
-      if (e["type"] == "NodeFinished")
-        finished.insert(e["node_id"].get<std::string>());
+      if (e["type"] == "NodeFinished") finished.insert(e["node_id"].get<std::string>());
     CHECK(finished == std::set<std::string>(basic_nodes.begin(), basic_nodes.end()));
   }
 
@@ -137,8 +136,7 @@ TEST_CASE("run of a sequence with a parallel group, command, static and compute 
     std::vector<std::string> lines;
     std::istringstream in(t.out);
     for (std::string line; std::getline(in, line);)
-      if (!line.empty())
-        lines.push_back(line);
+      if (!line.empty()) lines.push_back(line);
     REQUIRE(lines.size() == events.size());
     CHECK(contains(lines.front(), "RunStarted"));
     CHECK(contains(lines.back(), "RunFinished"));
@@ -160,8 +158,8 @@ TEST_CASE("run of a sequence with a parallel group, command, static and compute 
   }
 
   SECTION("ps lists the run, and --status filters it") {
-    auto failed = sb.cli_json({"run", sb.write("failing.json", failing_workflow()), "--run-id",
-                               "failing-1"});
+    auto failed =
+        sb.cli_json({"run", sb.write("failing.json", failing_workflow()), "--run-id", "failing-1"});
     INFO(failed);
     REQUIRE(failed.exit_code == 1);
 
@@ -234,8 +232,7 @@ TEST_CASE("a failing run exits 1 and records the error on the run", "[system][ru
   CHECK(events.back()["type"] == "RunFailed");
 }
 
-TEST_CASE("ps --status with an unknown status is refused with INVALID_ARGUMENT",
-          "[system][ps]") {
+TEST_CASE("ps --status with an unknown status is refused with INVALID_ARGUMENT", "[system][ps]") {
   sandbox sb;
   REQUIRE(sb.cli({"run", sb.write("basic.json", basic_workflow())}).exit_code == 0);
   auto r = sb.cli({"ps", "--status", "bogus"});
@@ -256,8 +253,7 @@ TEST_CASE("ps in a directory without a database lists no runs and creates nothin
   auto r = sb.cli_json({"ps"});
   INFO(r);
   CHECK(r.exit_code == 0);
-  if (r.exit_code == 0)
-    CHECK(r.out_json() == json::array());
+  if (r.exit_code == 0) CHECK(r.out_json() == json::array());
   CHECK_FALSE(sb.db_exists());
 }
 
@@ -265,8 +261,8 @@ TEST_CASE("the release-notes example from the repository runs to finished", "[sy
   sandbox sb;
   command_options opts;
   opts.cwd = source_dir();
-  auto r = sb.cli_json({"run", "./examples/release-notes.json", "--run-id", "release",
-                        "--input", R"({"repo": "smithers"})"},
+  auto r = sb.cli_json({"run", "./examples/release-notes.json", "--run-id", "release", "--input",
+                        R"({"repo": "smithers"})"},
                        opts);
   INFO(r);
   REQUIRE(r.exit_code == 0);
@@ -283,8 +279,7 @@ TEST_CASE("the release-notes example from the repository runs to finished", "[sy
   CHECK_FALSE(file_exists(source_dir() + "/smithers.db"));
 }
 
-TEST_CASE("logs -f follows a live run through RunFinished and exits by itself",
-          "[system][logs]") {
+TEST_CASE("logs -f follows a live run through RunFinished and exits by itself", "[system][logs]") {
   sandbox sb;
   auto wf = sb.write("slow.json", json::parse(R"({
     "name": "slow",
@@ -299,8 +294,10 @@ TEST_CASE("logs -f follows a live run through RunFinished and exits by itself",
 
   // Wait until the run exists, then follow it from another process.
   bool seen = eventually(
-    [&] { return sb.db_exists() && sb.cli({"inspect", "live"}).exit_code == 0; },
-    std::chrono::seconds(60));
+      [&] {
+        return sb.db_exists() && sb.cli({"inspect", "live"}).exit_code == 0;
+      },
+      std::chrono::seconds(60));
   bool live_when_followed = process_alive(runner->pid());
   command_result follow;
   if (seen) {
@@ -327,11 +324,10 @@ TEST_CASE("logs -f follows a live run through RunFinished and exits by itself",
   CHECK(events == sb.events("live"));
 }
 
-TEST_CASE("logs -f on a run that already ended prints its events and exits",
-          "[system][logs]") {
+TEST_CASE("logs -f on a run that already ended prints its events and exits", "[system][logs]") {
   sandbox sb;
-  REQUIRE(sb.cli({"run", sb.write("basic.json", basic_workflow()), "--run-id", "done"})
-            .exit_code == 0);
+  REQUIRE(sb.cli({"run", sb.write("basic.json", basic_workflow()), "--run-id", "done"}).exit_code ==
+          0);
   command_options opts;
   opts.timeout = std::chrono::seconds(60);
   auto r = sb.cli_json({"logs", "-f", "done"}, opts);
@@ -344,8 +340,9 @@ TEST_CASE("logs -f on a run that already ended prints its events and exits",
 TEST_CASE("inspect and logs of an unknown run id are refused with RUN_NOT_FOUND",
           "[system][query]") {
   sandbox sb;
-  REQUIRE(sb.cli({"run", sb.write("basic.json", basic_workflow()), "--run-id", "known"})
-            .exit_code == 0);
+  REQUIRE(
+      sb.cli({"run", sb.write("basic.json", basic_workflow()), "--run-id", "known"}).exit_code ==
+      0);
   for (const std::vector<std::string>& cmd :
        {std::vector<std::string>{"inspect", "nope"}, {"logs", "nope"}, {"logs", "-f", "nope"}}) {
     INFO("smithers " << cmd[0] << " " << cmd.back());

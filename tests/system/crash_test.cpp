@@ -41,8 +41,7 @@ std::int64_t wall_ms() {
 }
 
 void sleep_ms(std::int64_t ms) {
-  if (ms > 0)
-    std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  if (ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
 }
 
 bool verbose() {
@@ -51,8 +50,7 @@ bool verbose() {
 }
 
 std::uint64_t test_seed() {
-  if (const char* s = std::getenv("SMITHERS_CRASH_SEED"); s && *s)
-    return std::stoull(s);
+  if (const char* s = std::getenv("SMITHERS_CRASH_SEED"); s && *s) return std::stoull(s);
   std::random_device rd;
   return (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
 }
@@ -65,10 +63,8 @@ int uniform(std::mt19937_64& rng, int lo, int hi) {
 
 // A database file can exist before its schema does (while `run` creates it,
 // or after a kill at that moment): the readers see no runs in it then.
-template <class T, class F>
-T read_store(const std::string& db, F&& f) {
-  if (!file_exists(db))
-    return T{};
+template <class T, class F> T read_store(const std::string& db, F&& f) {
+  if (!file_exists(db)) return T{};
   try {
     auto d = store::database::open(db, store::open_mode::read_only);
     return f(store::reader{d});
@@ -85,37 +81,35 @@ T read_store(const std::string& db, F&& f) {
 
 std::optional<store::run_row> db_run(const std::string& db, const std::string& run_id) {
   return read_store<std::optional<store::run_row>>(
-    db, [&](const store::reader& rd) { return rd.run(run_id); });
+      db, [&](const store::reader& rd) { return rd.run(run_id); });
 }
 
 std::vector<store::attempt_row> db_attempts(const std::string& db, const std::string& run_id) {
   return read_store<std::vector<store::attempt_row>>(
-    db, [&](const store::reader& rd) { return rd.attempts(run_id); });
+      db, [&](const store::reader& rd) { return rd.attempts(run_id); });
 }
 
 std::vector<store::event_row> db_events(const std::string& db, const std::string& run_id) {
   return read_store<std::vector<store::event_row>>(
-    db, [&](const store::reader& rd) { return rd.events(run_id); });
+      db, [&](const store::reader& rd) { return rd.events(run_id); });
 }
 
 std::set<attempt_key> in_progress(const std::string& db, const std::string& run_id) {
   std::set<attempt_key> out;
   for (const auto& a : db_attempts(db, run_id))
-    if (a.state == "in-progress")
-      out.emplace(a.node_id, a.attempt);
+    if (a.state == "in-progress") out.emplace(a.node_id, a.attempt);
   return out;
 }
 
 std::size_t count_events(const std::vector<store::event_row>& events, const std::string& type) {
   return static_cast<std::size_t>(std::count_if(
-    events.begin(), events.end(), [&](const store::event_row& e) { return e.type == type; }));
+      events.begin(), events.end(), [&](const store::event_row& e) { return e.type == type; }));
 }
 
 std::optional<store::attempt_row> find_attempt(const std::vector<store::attempt_row>& attempts,
                                                const std::string& node, std::int64_t attempt) {
   for (const auto& a : attempts)
-    if (a.node_id == node && a.attempt == attempt)
-      return a;
+    if (a.node_id == node && a.attempt == attempt) return a;
   return std::nullopt;
 }
 
@@ -135,7 +129,7 @@ std::string keep_evidence(const sandbox& sb, const std::string& tag) {
   for (const auto& entry : std::filesystem::directory_iterator(sb.dir().path(), ec))
     std::filesystem::copy(entry.path(), dir + "/" + entry.path().filename().string(),
                           std::filesystem::copy_options::recursive |
-                            std::filesystem::copy_options::overwrite_existing,
+                              std::filesystem::copy_options::overwrite_existing,
                           ec);
   return dir;
 }
@@ -146,8 +140,7 @@ std::map<std::string, int> line_counts(const std::string& path) {
   std::istringstream in(read_file(path));
   std::string line;
   while (std::getline(in, line))
-    if (!line.empty())
-      ++counts[line];
+    if (!line.empty()) ++counts[line];
   return counts;
 }
 
@@ -162,8 +155,9 @@ std::string describe(const std::set<attempt_key>& keys) {
 /// every output).
 std::string brief(const command_result& r, std::size_t at_most = 800) {
   auto cut = [&](const std::string& s) {
-    return s.size() <= at_most ? s : s.substr(0, at_most) + "... (" +
-                                       std::to_string(s.size()) + " bytes)";
+    return s.size() <= at_most
+               ? s
+               : s.substr(0, at_most) + "... (" + std::to_string(s.size()) + " bytes)";
   };
   return "exit " + std::to_string(r.exit_code) + (r.timed_out ? " (timed out)" : "") +
          "\n--- stdout\n" + cut(r.out) + "\n--- stderr\n" + cut(r.err);
@@ -191,7 +185,7 @@ json side_effect_task(const std::string& id, const std::string& side, const char
   return {{"task", id},
           {"run", json::array({"sh", "-c",
                                "echo {{node_id}} >> '" + side + "'; sleep " + sleep_s +
-                                 "; echo '{\"node\":\"{{node_id}}\",\"ok\":true}'"})}};
+                                   "; echo '{\"node\":\"{{node_id}}\",\"ok\":true}'"})}};
 }
 
 /// 202 command tasks: head; 8 parallel sequences of 20; a parallel group of
@@ -202,7 +196,8 @@ json big_workflow(const std::string& side) {
   for (int lane = 0; lane < 8; ++lane) {
     json seq = json::array();
     for (int i = 0; i < 20; ++i)
-      seq.push_back(side_effect_task("s" + std::to_string(lane) + "_" + std::to_string(i), side, s));
+      seq.push_back(
+          side_effect_task("s" + std::to_string(lane) + "_" + std::to_string(i), side, s));
     lanes.push_back({{"sequence", seq}});
   }
   json wide = json::array();
@@ -210,10 +205,10 @@ json big_workflow(const std::string& side) {
     wide.push_back(side_effect_task("p" + std::to_string(i), side, s));
   return {{"name", "crash-big"},
           {"root",
-           {{"sequence",
-             json::array({side_effect_task("head", side, s), {{"parallel", lanes}},
-                          {{"parallel", wide}, {"max_concurrency", 8}},
-                          side_effect_task("tail", side, s)})}}}};
+           {{"sequence", json::array({side_effect_task("head", side, s),
+                                      {{"parallel", lanes}},
+                                      {{"parallel", wide}, {"max_concurrency", 8}},
+                                      side_effect_task("tail", side, s)})}}}};
 }
 
 std::vector<std::string> big_workflow_nodes() {
@@ -273,8 +268,7 @@ std::vector<std::string> check_resumed_run(const sandbox& sb, const std::string&
   if (outs.size() != want.size())
     bad(std::to_string(outs.size()) + " outputs, want " + std::to_string(want.size()));
   for (const auto& id : want)
-    if (!outs.contains(id))
-      bad("no output for " + id);
+    if (!outs.contains(id)) bad("no output for " + id);
   if (reference_outputs && outs != *reference_outputs)
     bad("outputs differ from those of an uninterrupted run");
 
@@ -286,8 +280,7 @@ std::vector<std::string> check_resumed_run(const sandbox& sb, const std::string&
     ++rows[a.node_id];
     if (a.state == "in-progress")
       bad("attempt " + a.node_id + "#" + std::to_string(a.attempt) + " is still in-progress");
-    if (a.state == "finished")
-      ++finished[a.node_id];
+    if (a.state == "finished") ++finished[a.node_id];
   }
   for (const auto& id : want)
     if (finished[id] != 1)
@@ -314,13 +307,11 @@ std::vector<std::string> check_resumed_run(const sandbox& sb, const std::string&
     long total = 0;
     for (const auto& [id, n] : lines) {
       total += n;
-      if (!want.count(id))
-        bad("the side-effect file names an unknown node: " + id);
+      if (!want.count(id)) bad("the side-effect file names an unknown node: " + id);
     }
     for (const auto& id : want) {
       int n = lines.count(id) ? lines[id] : 0;
-      if (n < 1)
-        bad("node " + id + " never ran (no side effect)");
+      if (n < 1) bad("node " + id + " never ran (no side effect)");
       if (n - 1 > killed_per_node[id])
         bad("node " + id + " ran " + std::to_string(n) + " times but only " +
             std::to_string(killed_per_node[id]) + " of its attempts were in flight at a kill");
@@ -340,14 +331,13 @@ std::string join_lines(const std::vector<std::string>& v, std::size_t at_most = 
   std::string s;
   for (std::size_t i = 0; i < v.size() && i < at_most; ++i)
     s += "  " + v[i] + "\n";
-  if (v.size() > at_most)
-    s += "  ... and " + std::to_string(v.size() - at_most) + " more\n";
+  if (v.size() > at_most) s += "  ... and " + std::to_string(v.size() - at_most) + " more\n";
   return s;
 }
 
 /// One kill of the story of a trial, for the failure report.
 struct kill_record {
-  std::string what;   // "run" or "resume"
+  std::string what; // "run" or "resume"
   int delay_ms = 0;
   int exit_code = 0;
   std::set<attempt_key> in_flight;
@@ -385,8 +375,8 @@ crash_story crash_and_resume(const sandbox& sb, const std::string& wf_path,
     REQUIRE(tries < 5);
     if (tries > 0) {
       std::error_code ec;
-      for (const char* f : {"smithers.db", "smithers.db-wal", "smithers.db-shm",
-                            "smithers.db-journal", "side.txt"})
+      for (const char* f :
+           {"smithers.db", "smithers.db-wal", "smithers.db-shm", "smithers.db-journal", "side.txt"})
         std::filesystem::remove(sb.file(f), ec);
     }
     auto proc = sb.start({"run", wf_path, "--run-id", run_id});
@@ -402,16 +392,14 @@ crash_story crash_and_resume(const sandbox& sb, const std::string& wf_path,
     kill_record k{"run", delay, r.exit_code, in_progress(sb.db(), run_id)};
     story.in_flight.insert(k.in_flight.begin(), k.in_flight.end());
     story.kills.push_back(k);
-    if (db_run(sb.db(), run_id))
-      break;
+    if (db_run(sb.db(), run_id)) break;
   }
   // Resumes until one finishes the run.
   for (int round = 0;; ++round) {
     REQUIRE(round < 10);
     auto run = db_run(sb.db(), run_id);
     REQUIRE(run);
-    if (run->status == "finished")
-      return story;
+    if (run->status == "finished") return story;
     INFO("kills so far:\n" << describe(story.kills));
     REQUIRE(run->status == "running");
     if (story.interrupted_resumes < max_resume_kills) {
@@ -474,10 +462,9 @@ TEST_CASE("a 200-task workflow killed with SIGKILL at random moments resumes to 
     auto wf_path = sb.write("wf.json", big_workflow(side));
     std::string run_id = "crash-" + std::to_string(trial);
     // Odd trials also kill their first resume.
-    auto story = crash_and_resume(sb, wf_path, run_id, rng, 50, 600, trial % 2 == 1 ? 1 : 0, 50,
-                                  400);
-    if (!story.finished_before_first_kill)
-      ++interrupted;
+    auto story =
+        crash_and_resume(sb, wf_path, run_id, rng, 50, 600, trial % 2 == 1 ? 1 : 0, 50, 400);
+    if (!story.finished_before_first_kill) ++interrupted;
     auto problems = check_resumed_run(sb, run_id, nodes, story.in_flight, side, &reference);
     auto events = db_events(sb.db(), run_id);
     std::size_t resumed = count_events(events, "RunResumed");
@@ -490,13 +477,14 @@ TEST_CASE("a 200-task workflow killed with SIGKILL at random moments resumes to 
                          std::to_string(story.interrupted_resumes) + " killed resumes");
     if (verbose())
       std::cerr << "[crash] big trial " << trial << " seed " << seed
-                << (story.finished_before_first_kill ? " (finished before the kill)" : "")
-                << ": " << story.kills.size() << " kills, " << story.in_flight.size()
+                << (story.finished_before_first_kill ? " (finished before the kill)" : "") << ": "
+                << story.kills.size() << " kills, " << story.in_flight.size()
                 << " attempts in flight at kills, " << resumed << " RunResumed\n"
                 << describe(story.kills);
     std::string kept = problems.empty() ? "" : keep_evidence(sb, "big");
-    INFO("kills:\n" << describe(story.kills) << "problems:\n"
-                    << join_lines(problems) << "evidence kept in " << kept);
+    INFO("kills:\n"
+         << describe(story.kills) << "problems:\n"
+         << join_lines(problems) << "evidence kept in " << kept);
     CHECK(problems.empty());
   }
   // Most trials must really have been interrupted, or the test proves little.
@@ -513,15 +501,15 @@ TEST_CASE("a kill during a retry backoff neither skips nor restarts the backoff"
     std::string script = "echo x >> '" + side + "'; if [ -e '" + marker +
                          "' ]; then echo '{\"ok\": true}'; else touch '" + marker +
                          "'; echo first attempt fails >&2; exit 3; fi";
-    return json{{"name", "crash-backoff"},
-                {"root",
-                 {{"sequence",
-                   json::array({{{"task", "flaky"},
-                                 {"run", json::array({"sh", "-c", script})},
-                                 {"retries", 1},
-                                 {"retry", {{"initial_ms", 3000}, {"backoff", 1.0},
-                                            {"jitter", 0}}}},
-                                {{"task", "after"}, {"value", {{"done", true}}}}})}}}};
+    return json{
+        {"name", "crash-backoff"},
+        {"root",
+         {{"sequence",
+           json::array({{{"task", "flaky"},
+                         {"run", json::array({"sh", "-c", script})},
+                         {"retries", 1},
+                         {"retry", {{"initial_ms", 3000}, {"backoff", 1.0}, {"jitter", 0}}}},
+                        {{"task", "after"}, {"value", {{"done", true}}}}})}}}};
   };
   const std::int64_t backoff = 3000;
 
@@ -529,11 +517,11 @@ TEST_CASE("a kill during a retry backoff neither skips nor restarts the backoff"
   auto failed_attempt = [](const sandbox& sb, const std::string& run_id) {
     std::optional<store::attempt_row> a1;
     REQUIRE(eventually(
-      [&] {
-        a1 = find_attempt(db_attempts(sb.db(), run_id), "flaky", 1);
-        return a1 && a1->state == "failed";
-      },
-      std::chrono::seconds(30)));
+        [&] {
+          a1 = find_attempt(db_attempts(sb.db(), run_id), "flaky", 1);
+          return a1 && a1->state == "failed";
+        },
+        std::chrono::seconds(30)));
     return *a1;
   };
 
@@ -627,18 +615,18 @@ TEST_CASE("a kill during a commit burst loses nothing", "[crash]") {
     auto wf = sb.write("wf.json", burst_workflow(n));
     std::string run_id = "burst-" + std::to_string(trial);
     auto story = crash_and_resume(sb, wf, run_id, rng, 20, 200, 0, 0, 0);
-    if (!story.finished_before_first_kill)
-      ++interrupted;
+    if (!story.finished_before_first_kill) ++interrupted;
     auto problems = check_resumed_run(sb, run_id, nodes, story.in_flight, "", &reference);
     if (verbose())
       std::cerr << "[crash] burst trial " << trial << " seed " << seed
-                << (story.finished_before_first_kill ? " (finished before the kill)" : "")
-                << ": " << story.in_flight.size() << " attempts in flight at the kill, "
+                << (story.finished_before_first_kill ? " (finished before the kill)" : "") << ": "
+                << story.in_flight.size() << " attempts in flight at the kill, "
                 << db_attempts(sb.db(), run_id).size() << " attempt rows\n"
                 << describe(story.kills);
     std::string kept = problems.empty() ? "" : keep_evidence(sb, "burst");
-    INFO("kills:\n" << describe(story.kills) << "problems:\n"
-                    << join_lines(problems) << "evidence kept in " << kept);
+    INFO("kills:\n"
+         << describe(story.kills) << "problems:\n"
+         << join_lines(problems) << "evidence kept in " << kept);
     CHECK(problems.empty());
   }
   if (verbose())
@@ -702,8 +690,7 @@ TEST_CASE("two resumers at once: exactly one wins", "[crash]") {
     auto events = sb.events(run_id);
     int resumed = 0;
     for (const auto& e : events)
-      if (e["type"] == "RunResumed")
-        ++resumed;
+      if (e["type"] == "RunResumed") ++resumed;
     CHECK(resumed == 1);
     CHECK(events.size() > events_before);
     auto problems = check_resumed_run(sb, run_id, nodes, in_flight, side, nullptr);
@@ -789,8 +776,7 @@ TEST_CASE("resume refuses what it must", "[crash]") {
     check_refusal(sb, {"resume", "alive"}, "alive", "RUN_OWNER_ALIVE", true);
     CHECK(process_alive(owner->pid())); // the refusal left the owner alone
     kill9(*owner);
-    if (task > 0 && process_alive(task))
-      ::kill(task, SIGKILL);
+    if (task > 0 && process_alive(task)) ::kill(task, SIGKILL);
   }
 
   SECTION("RESUME_METADATA_MISMATCH when the workflow changed after the kill; --force goes on") {
@@ -799,11 +785,10 @@ TEST_CASE("resume refuses what it must", "[crash]") {
     auto marker = sb.file("a.started");
     json wf = {{"name", "changes"},
                {"root",
-                {{"sequence",
-                  json::array({{{"task", "a"},
-                                {"run", "touch '" + marker + "'; echo a >> '" + side +
-                                          "'; sleep 1; echo '{}'"}},
-                               {{"task", "b"}, {"value", {{"b", 1}}}}})}}}};
+                {{"sequence", json::array({{{"task", "a"},
+                                            {"run", "touch '" + marker + "'; echo a >> '" + side +
+                                                        "'; sleep 1; echo '{}'"}},
+                                           {{"task", "b"}, {"value", {{"b", 1}}}}})}}}};
     auto path = sb.write("wf.json", wf);
     auto proc = sb.start({"run", path, "--run-id", "changed"});
     REQUIRE(eventually([&] { return file_exists(marker); }, std::chrono::seconds(30)));
@@ -831,8 +816,7 @@ TEST_CASE("resume refuses what it must", "[crash]") {
     auto events = db_events(sb.db(), "changed");
     REQUIRE(count_events(events, "RunResumed") == 1);
     for (const auto& e : events)
-      if (e.type == "RunResumed")
-        CHECK(e.payload["forced"] == true);
+      if (e.type == "RunResumed") CHECK(e.payload["forced"] == true);
   }
 }
 
@@ -843,27 +827,27 @@ TEST_CASE("SIGTERM leaves a run resumable and resume finishes it", "[crash]") {
   auto task = [&](const std::string& id, const std::string& sleep_s) {
     return json{{"task", id},
                 {"run", "echo " + id + " >> '" + side + "'; sleep " + sleep_s + "; echo '{\"" + id +
-                          "\": true}'"}};
+                            "\": true}'"}};
   };
-  json wf = {{"name", "sigterm"},
-             {"root",
-              {{"sequence", json::array({task("a", "0"),
-                                         {{"parallel", json::array({task("slow", "2"),
-                                                                    task("p1", "0"),
-                                                                    task("p2", "0")})}},
-                                         task("z", "0")})}}}};
+  json wf = {
+      {"name", "sigterm"},
+      {"root",
+       {{"sequence", json::array({task("a", "0"),
+                                  {{"parallel", json::array({task("slow", "2"), task("p1", "0"),
+                                                             task("p2", "0")})}},
+                                  task("z", "0")})}}}};
   auto proc = sb.start({"run", sb.write("wf.json", wf), "--run-id", "term"});
   // Wait until `slow` runs and its siblings have finished.
   REQUIRE(eventually(
-    [&] {
-      auto lines = line_counts(side);
-      auto attempts = db_attempts(sb.db(), "term");
-      auto slow = find_attempt(attempts, "slow", 1);
-      auto p1 = find_attempt(attempts, "p1", 1), p2 = find_attempt(attempts, "p2", 1);
-      return lines["slow"] == 1 && slow && slow->state == "in-progress" && p1 &&
-             p1->state == "finished" && p2 && p2->state == "finished";
-    },
-    std::chrono::seconds(30)));
+      [&] {
+        auto lines = line_counts(side);
+        auto attempts = db_attempts(sb.db(), "term");
+        auto slow = find_attempt(attempts, "slow", 1);
+        auto p1 = find_attempt(attempts, "p1", 1), p2 = find_attempt(attempts, "p2", 1);
+        return lines["slow"] == 1 && slow && slow->state == "in-progress" && p1 &&
+               p1->state == "finished" && p2 && p2->state == "finished";
+      },
+      std::chrono::seconds(30)));
   proc->signal(SIGTERM);
   auto r = proc->wait();
   INFO("run " << r);
@@ -899,8 +883,7 @@ TEST_CASE("SIGTERM leaves a run resumable and resume finishes it", "[crash]") {
       CHECK(e.payload["orphaned_attempts"] == 0); // the interrupt recorded its attempt
 }
 
-TEST_CASE("a database a kill left without its schema does not block run, resume or ps",
-          "[crash]") {
+TEST_CASE("a database a kill left without its schema does not block run, resume or ps", "[crash]") {
   // `run` creates the database file, then migrates it in one transaction. A
   // kill -9 between the two leaves a WAL database with user_version 0 (seen
   // in about 1 of 30 kills 10-100 ms after the start of a run on a fresh
@@ -923,10 +906,8 @@ TEST_CASE("a database a kill left without its schema does not block run, resume 
     REQUIRE(child >= 0);
     if (child == 0) {
       sqlite3* db = nullptr;
-      if (sqlite3_open(sb.db().c_str(), &db) != SQLITE_OK)
-        ::_exit(1);
-      sqlite3_exec(db, "PRAGMA cache_size=2; BEGIN; CREATE TABLE t(x);", nullptr, nullptr,
-                   nullptr);
+      if (sqlite3_open(sb.db().c_str(), &db) != SQLITE_OK) ::_exit(1);
+      sqlite3_exec(db, "PRAGMA cache_size=2; BEGIN; CREATE TABLE t(x);", nullptr, nullptr, nullptr);
       for (int i = 0; i < 200; ++i)
         sqlite3_exec(db, "INSERT INTO t VALUES (randomblob(4000))", nullptr, nullptr, nullptr);
       ::raise(SIGKILL);
@@ -1007,8 +988,7 @@ TEST_CASE("the task processes of an owner killed with SIGKILL do not outlive its
   CHECK(find_attempt(db_attempts(sb.db(), "orphan"), "long", 1)->state == "cancelled");
   INFO("task pid " << task);
   CHECK(eventually([&] { return !process_alive(task); }, std::chrono::seconds(5)));
-  if (process_alive(task))
-    ::kill(task, SIGKILL);
+  if (process_alive(task)) ::kill(task, SIGKILL);
 }
 
 TEST_CASE("a task process never starts before its attempt is recorded", "[crash]") {
@@ -1026,10 +1006,10 @@ TEST_CASE("a task process never starts before its attempt is recorded", "[crash]
     auto side = sb.file("side.txt");
     json kids = json::array();
     for (int i = 0; i < 64; ++i)
-      kids.push_back({{"task", "t" + std::to_string(i)},
-                      {"run", json::array({"sh", "-c",
-                                           "echo {{node_id}} >> '" + side +
-                                             "'; kill -9 $PPID; echo '{}'"})}});
+      kids.push_back(
+          {{"task", "t" + std::to_string(i)},
+           {"run", json::array({"sh", "-c",
+                                "echo {{node_id}} >> '" + side + "'; kill -9 $PPID; echo '{}'"})}});
     json wf = {{"name", "write-ahead"},
                {"max_concurrency", 64},
                {"root",
@@ -1044,14 +1024,13 @@ TEST_CASE("a task process never starts before its attempt is recorded", "[crash]
       recorded.insert(a.node_id);
     std::vector<std::string> unrecorded;
     for (const auto& [node, n] : line_counts(side))
-      if (!recorded.count(node))
-        unrecorded.push_back(node);
+      if (!recorded.count(node)) unrecorded.push_back(node);
     if (!unrecorded.empty()) {
       ++unrecorded_trials;
       report += "  trial " + std::to_string(trial) + ": " + std::to_string(unrecorded.size()) +
                 " of " + std::to_string(line_counts(side).size()) +
-                " task processes ran without an attempt row (" +
-                std::to_string(attempts.size()) + " rows), e.g. " + unrecorded.front() + "\n";
+                " task processes ran without an attempt row (" + std::to_string(attempts.size()) +
+                " rows), e.g. " + unrecorded.front() + "\n";
     }
   }
   INFO("trials where a task ran before its attempt was recorded:\n" << report);

@@ -30,8 +30,7 @@ struct temp_dir {
   fs::path path;
   temp_dir() {
     std::string tmpl = (fs::temp_directory_path() / "smithers-install-XXXXXX").string();
-    if (!::mkdtemp(tmpl.data()))
-      throw std::runtime_error("mkdtemp failed");
+    if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
     path = tmpl;
   }
   ~temp_dir() {
@@ -59,8 +58,7 @@ bool in_path(const std::string& program) {
   std::stringstream ss(path ? path : "");
   std::string dir;
   while (std::getline(ss, dir, ':'))
-    if (!dir.empty() && ::access((fs::path(dir) / program).c_str(), X_OK) == 0)
-      return true;
+    if (!dir.empty() && ::access((fs::path(dir) / program).c_str(), X_OK) == 0) return true;
   return false;
 }
 
@@ -79,14 +77,14 @@ std::string describe(const std::vector<std::string>& argv, const subprocess_resu
   for (const auto& a : argv)
     s += " " + a;
   s += "\nexit " + std::to_string(r.exit_code) + (r.timed_out ? " (timed out)" : "") +
-       (r.spawn_error.empty() ? "" : " spawn error: " + r.spawn_error) + "\n--- stdout\n" +
-       r.out + "\n--- stderr\n" + r.err;
+       (r.spawn_error.empty() ? "" : " spawn error: " + r.spawn_error) + "\n--- stdout\n" + r.out +
+       "\n--- stderr\n" + r.err;
   return s;
 }
 
 // Runs a command; fails the test (showing its output) unless it exits 0.
-subprocess_result run_ok(const std::vector<std::string>& argv,
-                         std::chrono::milliseconds timeout, const fs::path& tmp) {
+subprocess_result run_ok(const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
+                         const fs::path& tmp) {
   auto r = run(argv, timeout, tmp);
   INFO(describe(argv, r));
   REQUIRE(r.exited);
@@ -112,19 +110,19 @@ TEST_CASE("the embedding example builds against the installed package and runs",
   run_ok({cmake, "--install", build.string(), "--prefix", prefix.string()}, 300s, tmp.path);
   REQUIRE(fs::exists(prefix / "include" / "smithers" / "engine.hpp"));
 
-  std::vector<std::string> configure{cmake, "-S", source.string(), "-B",
+  std::vector<std::string> configure{cmake,
+                                     "-S",
+                                     source.string(),
+                                     "-B",
                                      example_build.string(),
                                      "-DCMAKE_PREFIX_PATH=" + prefix.string()};
-  if (in_path("ninja"))
-    configure.insert(configure.end(), {"-G", "Ninja"});
-  if (in_path("ccache"))
-    configure.push_back("-DCMAKE_CXX_COMPILER_LAUNCHER=ccache");
+  if (in_path("ninja")) configure.insert(configure.end(), {"-G", "Ninja"});
+  if (in_path("ccache")) configure.push_back("-DCMAKE_CXX_COMPILER_LAUNCHER=ccache");
   // The exported target does not carry the sanitizer flags of a
   // SMITHERS_SANITIZE build, but its objects need the sanitizer runtimes.
   if (cache_value(build, "SMITHERS_SANITIZE") == "ON")
-    configure.insert(configure.end(),
-                     {"-DCMAKE_CXX_FLAGS=-fsanitize=address,undefined",
-                      "-DCMAKE_EXE_LINKER_FLAGS=-fsanitize=address,undefined"});
+    configure.insert(configure.end(), {"-DCMAKE_CXX_FLAGS=-fsanitize=address,undefined",
+                                       "-DCMAKE_EXE_LINKER_FLAGS=-fsanitize=address,undefined"});
   run_ok(configure, 300s, tmp.path);
   run_ok({cmake, "--build", example_build.string()}, 900s, tmp.path);
 
@@ -142,8 +140,8 @@ TEST_CASE("the embedding example builds against the installed package and runs",
       ids.push_back(line.substr(4, line.find(": ") - 4));
   REQUIRE(ids.size() == 2);
 
-  auto database = smithers::store::database::open(db.string(),
-                                                  smithers::store::open_mode::read_only);
+  auto database =
+      smithers::store::database::open(db.string(), smithers::store::open_mode::read_only);
   smithers::store::reader reader(database);
   CHECK(reader.runs().size() == 2);
   for (const auto& id : ids) {

@@ -18,7 +18,7 @@ json slow_chain(const std::string& side) {
     std::string id = "s" + std::to_string(i);
     steps.push_back({{"task", id},
                      {"run", "echo " + id + " >> " + side + "; sleep 0.2; echo '{\"" + id +
-                               "\": " + std::to_string(i) + "}'"}});
+                                 "\": " + std::to_string(i) + "}'"}});
   }
   return {{"name", "slow-chain"}, {"root", {{"sequence", steps}}}};
 }
@@ -28,15 +28,15 @@ void run_and_kill(const sandbox& sb, const std::string& wf, const std::string& r
                   const std::string& side, std::size_t started) {
   auto proc = sb.start({"run", wf, "--run-id", run_id});
   REQUIRE(eventually(
-    [&] {
-      std::istringstream in(read_file(side));
-      std::size_t n = 0;
-      std::string l;
-      while (std::getline(in, l))
-        ++n;
-      return n >= started;
-    },
-    std::chrono::seconds(30)));
+      [&] {
+        std::istringstream in(read_file(side));
+        std::size_t n = 0;
+        std::string l;
+        while (std::getline(in, l))
+          ++n;
+        return n >= started;
+      },
+      std::chrono::seconds(30)));
   proc->signal(SIGKILL);
   proc->wait();
 }
@@ -80,8 +80,8 @@ TEST_CASE("timeline and fork work on a run that was killed mid-way", "[system][s
   auto frames = tl.out_json()["frames"];
   REQUIRE(frames.size() >= 2);
   std::int64_t last = frames.back()["frame_no"];
-  auto fork = sb.cli({"fork", "crashed", "--frame", std::to_string(last), "--run-id", "saved",
-                      "--run"});
+  auto fork =
+      sb.cli({"fork", "crashed", "--frame", std::to_string(last), "--run-id", "saved", "--run"});
   INFO(fork);
   REQUIRE(fork.exit_code == 0);
   auto j = sb.inspect("saved");

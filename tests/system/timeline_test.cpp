@@ -12,16 +12,17 @@ namespace {
 json chain_workflow(const std::string& side) {
   auto step = [&](const std::string& id, int v, std::vector<std::string> needs) {
     json t = {{"task", id},
-              {"run", "echo " + id + " >> " + side + "; echo '{\"" + id + "\": " +
-                        std::to_string(v) + "}'"}};
-    if (!needs.empty())
-      t["needs"] = needs;
+              {"run", "echo " + id + " >> " + side + "; echo '{\"" + id +
+                          "\": " + std::to_string(v) + "}'"}};
+    if (!needs.empty()) t["needs"] = needs;
     return t;
   };
   return {{"name", "chain"},
           {"root",
            {{"sequence",
-             {step("a", 1, {}), step("b", 2, {"a"}), step("c", 3, {"b"}),
+             {step("a", 1, {}),
+              step("b", 2, {"a"}),
+              step("c", 3, {"b"}),
               {{"task", "d"}, {"value", {{"d", 4}}}}}}}}};
 }
 
@@ -58,8 +59,7 @@ TEST_CASE("timeline lists a run's frames and fork replays from a frame with a re
   std::int64_t frame = -1;
   bool a_done = false;
   for (const auto& e : events) {
-    if (e["type"] == "NodeFinished" && e["node_id"] == "a")
-      a_done = true;
+    if (e["type"] == "NodeFinished" && e["node_id"] == "a") a_done = true;
     if (a_done && e["type"] == "FrameCommitted") {
       frame = e["frame_no"].get<std::int64_t>();
       break;

@@ -26,7 +26,7 @@ command_spec sh(const std::string& script) {
 }
 
 struct heartbeat_log {
-  std::vector<json> data;     // heartbeat markers
+  std::vector<json> data; // heartbeat markers
   std::size_t plain_lines = 0;
   heartbeat_sink sink() {
     return [this](const json& d, bool has_data) {
@@ -212,9 +212,9 @@ TEST_CASE("run_command records heartbeats and keeps them out of the output") {
 TEST_CASE("run_command failures") {
   SECTION("non-zero exit, with the stderr tail") {
     auto out = run_command(
-      sh("echo '{\"ignored\": 1}'; i=1; while [ $i -le 30 ]; do echo line$i >&2; i=$((i+1)); "
-         "done; echo '::heartbeat' >&2; exit 3"),
-      nullptr);
+        sh("echo '{\"ignored\": 1}'; i=1; while [ $i -le 30 ]; do echo line$i >&2; i=$((i+1)); "
+           "done; echo '::heartbeat' >&2; exit 3"),
+        nullptr);
     REQUIRE(out.failure);
     CHECK_FALSE(out.output);
     CHECK(out.failure->code == errc::task_failed);
@@ -294,9 +294,9 @@ TEST_CASE("run_command fails fast on a bad heartbeat") {
   }
   SECTION("too large") {
     auto out = run_command(
-      sh("printf '::heartbeat \"'; head -c 1100000 /dev/zero | tr '\\0' a; echo '\"'; "
-         "sleep 100"),
-      nullptr);
+        sh("printf '::heartbeat \"'; head -c 1100000 /dev/zero | tr '\\0' a; echo '\"'; "
+           "sleep 100"),
+        nullptr);
     REQUIRE(out.failure);
     CHECK(out.failure->code == errc::heartbeat_payload_too_large);
   }

@@ -81,11 +81,11 @@ TEST_CASE("input must be a JSON object") {
     const char* message;
   };
   const std::vector<case_t> cases = {
-    {json::array(), "input must be a JSON object, got array"},
-    {"s", "input must be a JSON object, got string"},
-    {3, "input must be a JSON object, got number"},
-    {nullptr, "input must be a JSON object, got null"},
-    {true, "input must be a JSON object, got boolean"},
+      {json::array(), "input must be a JSON object, got array"},
+      {"s", "input must be a JSON object, got string"},
+      {3, "input must be a JSON object, got number"},
+      {nullptr, "input must be a JSON object, got null"},
+      {true, "input must be a JSON object, got boolean"},
   };
   for (const auto& c : cases) {
     auto e = check_input_bounds(c.value);
@@ -116,7 +116,7 @@ TEST_CASE("input nesting counts arrays like objects and scalars add no depth") {
   auto e = check_input_bounds(nested_arrays(32));
   REQUIRE(e);
   CHECK(e->message == "input $.a" + dollar_path("[0]", 31).substr(1) +
-                        ": nesting depth 33 exceeds the limit of 32");
+                          ": nesting depth 33 exceeds the limit of 32");
 }
 
 TEST_CASE("input nesting far beyond the limit is refused without recursion") {
@@ -232,12 +232,12 @@ TEST_CASE("input with non-finite numbers or bad UTF-8 (built in C++) is refused"
     const char* message;
   };
   const std::vector<case_t> cases = {
-    {{{"a", {1, std::nan("")}}},
-     "input $.a[1]: number is not finite (NaN and Infinity are not JSON)"},
-    {{{"x", std::numeric_limits<double>::infinity()}},
-     "input $.x: number is not finite (NaN and Infinity are not JSON)"},
-    {{{"s", "ok\xff"}}, "input $.s: string is not valid UTF-8"},
-    {{{"o", {{"k\xc0\xaf", 1}}}}, "input $.o: object key is not valid UTF-8"},
+      {{{"a", {1, std::nan("")}}},
+       "input $.a[1]: number is not finite (NaN and Infinity are not JSON)"},
+      {{{"x", std::numeric_limits<double>::infinity()}},
+       "input $.x: number is not finite (NaN and Infinity are not JSON)"},
+      {{{"s", "ok\xff"}}, "input $.s: string is not valid UTF-8"},
+      {{{"o", {{"k\xc0\xaf", 1}}}}, "input $.o: object key is not valid UTF-8"},
   };
   for (const auto& c : cases) {
     auto e = check_input_bounds(c.input);
@@ -266,10 +266,10 @@ TEST_CASE("heartbeat data with a non-finite number is not JSON-serializable") {
     const char* message;
   };
   const std::vector<case_t> cases = {
-    {std::nan(""), "heartbeat data $: number is not finite (NaN and Infinity are not JSON)"},
-    {{{"a", {1, -std::numeric_limits<double>::infinity()}}},
-     "heartbeat data $.a[1]: number is not finite (NaN and Infinity are not JSON)"},
-    {{{"s", "\xed\xa0\x80"}}, "heartbeat data $.s: string is not valid UTF-8"}, // a surrogate
+      {std::nan(""), "heartbeat data $: number is not finite (NaN and Infinity are not JSON)"},
+      {{{"a", {1, -std::numeric_limits<double>::infinity()}}},
+       "heartbeat data $.a[1]: number is not finite (NaN and Infinity are not JSON)"},
+      {{{"s", "\xed\xa0\x80"}}, "heartbeat data $.s: string is not valid UTF-8"}, // a surrogate
   };
   for (const auto& c : cases) {
     auto e = check_heartbeat_data(c.data);
@@ -312,13 +312,9 @@ TEST_CASE("append_path_key uses dots for identifiers and quoted brackets otherwi
     const char* expected;
   };
   const std::vector<case_t> cases = {
-    {"name", "$.name"},
-    {"_x-1", "$._x-1"},
-    {"a b", R"($["a b"])"},
-    {"0", R"($["0"])"},
-    {"", R"($[""])"},
-    {"q\"uote", R"($["q\"uote"])"},
-    {"a.b", R"($["a.b"])"},
+      {"name", "$.name"},     {"_x-1", "$._x-1"}, {"a b", R"($["a b"])"},
+      {"0", R"($["0"])"},     {"", R"($[""])"},   {"q\"uote", R"($["q\"uote"])"},
+      {"a.b", R"($["a.b"])"},
   };
   for (const auto& c : cases) {
     std::string p = "$";
@@ -346,23 +342,23 @@ TEST_CASE("is_valid_utf8 accepts well-formed UTF-8 only") {
     bool ok;
   };
   const std::vector<case_t> cases = {
-    {"", true},
-    {"plain ascii, longer than eight bytes", true},
-    {"h\xc3\xa9llo", true},
-    {"\xe2\x82\xac", true},
-    {"\xf0\x9f\x98\x80", true},
-    {"\xf4\x8f\xbf\xbf", true},     // U+10FFFF
-    {"\xef\xbf\xbf", true},         // U+FFFF
-    {"\xff", false},
-    {"\x80", false},                // lone continuation byte
-    {"\xc3", false},                // truncated
-    {"abcdefgh\xe2\x82", false},    // truncated after the fast path
-    {"\xc0\xaf", false},            // overlong '/'
-    {"\xe0\x80\xaf", false},        // overlong
-    {"\xf0\x80\x80\xaf", false},    // overlong
-    {"\xed\xa0\x80", false},        // surrogate U+D800
-    {"\xf4\x90\x80\x80", false},    // above U+10FFFF
-    {"\xe2\x28\xa1", false},        // bad continuation
+      {"", true},
+      {"plain ascii, longer than eight bytes", true},
+      {"h\xc3\xa9llo", true},
+      {"\xe2\x82\xac", true},
+      {"\xf0\x9f\x98\x80", true},
+      {"\xf4\x8f\xbf\xbf", true}, // U+10FFFF
+      {"\xef\xbf\xbf", true},     // U+FFFF
+      {"\xff", false},
+      {"\x80", false},             // lone continuation byte
+      {"\xc3", false},             // truncated
+      {"abcdefgh\xe2\x82", false}, // truncated after the fast path
+      {"\xc0\xaf", false},         // overlong '/'
+      {"\xe0\x80\xaf", false},     // overlong
+      {"\xf0\x80\x80\xaf", false}, // overlong
+      {"\xed\xa0\x80", false},     // surrogate U+D800
+      {"\xf4\x90\x80\x80", false}, // above U+10FFFF
+      {"\xe2\x28\xa1", false},     // bad continuation
   };
   for (const auto& c : cases) {
     INFO(json(c.bytes).dump(-1, ' ', true, json::error_handler_t::replace));

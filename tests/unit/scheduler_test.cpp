@@ -40,8 +40,7 @@ run_trace drive(const node& root, std::int64_t run_max, std::set<std::string> fa
     auto batch = s.take_runnable();
     for (auto sk : s.take_auto_skipped())
       tr.skipped.push_back(p.task_ids[sk]);
-    if (batch.empty())
-      break;
+    if (batch.empty()) break;
     std::vector<std::string> ids;
     for (auto i : batch)
       ids.push_back(p.task_ids[i]);
@@ -69,31 +68,73 @@ TEST_CASE("scheduler orders sequences, parallels, needs and limits") {
     outcome result;
   };
   std::vector<row> rows{
-    {"empty sequence finishes at once", sequence({}), 0, {}, {}, outcome::finished},
-    {"sequence runs one at a time", sequence({t("a"), t("b"), t("c")}), 0, {},
-     {{"a"}, {"b"}, {"c"}}, outcome::finished},
-    {"parallel runs together", parallel({t("a"), t("b"), t("c")}), 0, {}, {{"a", "b", "c"}},
-     outcome::finished},
-    {"group limit caps a parallel", parallel({t("a"), t("b"), t("c")}, 2), 0, {},
-     {{"a", "b"}, {"c"}}, outcome::finished},
-    {"run limit caps everything", parallel({t("a"), t("b"), t("c")}), 1, {},
-     {{"a"}, {"b"}, {"c"}}, outcome::finished},
-    {"needs wait inside a parallel", parallel({t("a", {"b"}), t("b"), t("c")}), 0, {},
-     {{"b", "c"}, {"a"}}, outcome::finished},
-    {"sequence of parallels", sequence({parallel({t("a"), t("b")}), parallel({t("c"), t("d")})}),
-     0, {}, {{"a", "b"}, {"c", "d"}}, outcome::finished},
-    {"parallel of sequences interleaves",
-     parallel({sequence({t("a1"), t("a2")}), sequence({t("b1"), t("b2")})}), 0, {},
-     {{"a1", "b1"}, {"a2", "b2"}}, outcome::finished},
-    {"nested group limit inside a wider one",
-     parallel({parallel({t("a"), t("b"), t("c")}, 1), t("d")}, 3), 0, {},
-     {{"a", "d"}, {"b"}, {"c"}}, outcome::finished},
-    {"failure stops new starts and fails the run", sequence({t("a"), t("b")}), 0, {"a"},
-     {{"a"}}, outcome::failed},
-    {"failure in a parallel lets in-flight siblings end", parallel({t("a"), t("b")}, 1), 0,
-     {"a"}, {{"a"}}, outcome::failed},
-    {"continue_on_fail lets the sequence go on", sequence({t_cof("a"), t("b")}), 0, {"a"},
-     {{"a"}, {"b"}}, outcome::finished},
+      {"empty sequence finishes at once", sequence({}), 0, {}, {}, outcome::finished},
+      {"sequence runs one at a time",
+       sequence({t("a"), t("b"), t("c")}),
+       0,
+       {},
+       {{"a"}, {"b"}, {"c"}},
+       outcome::finished},
+      {"parallel runs together",
+       parallel({t("a"), t("b"), t("c")}),
+       0,
+       {},
+       {{"a", "b", "c"}},
+       outcome::finished},
+      {"group limit caps a parallel",
+       parallel({t("a"), t("b"), t("c")}, 2),
+       0,
+       {},
+       {{"a", "b"}, {"c"}},
+       outcome::finished},
+      {"run limit caps everything",
+       parallel({t("a"), t("b"), t("c")}),
+       1,
+       {},
+       {{"a"}, {"b"}, {"c"}},
+       outcome::finished},
+      {"needs wait inside a parallel",
+       parallel({t("a", {"b"}), t("b"), t("c")}),
+       0,
+       {},
+       {{"b", "c"}, {"a"}},
+       outcome::finished},
+      {"sequence of parallels",
+       sequence({parallel({t("a"), t("b")}), parallel({t("c"), t("d")})}),
+       0,
+       {},
+       {{"a", "b"}, {"c", "d"}},
+       outcome::finished},
+      {"parallel of sequences interleaves",
+       parallel({sequence({t("a1"), t("a2")}), sequence({t("b1"), t("b2")})}),
+       0,
+       {},
+       {{"a1", "b1"}, {"a2", "b2"}},
+       outcome::finished},
+      {"nested group limit inside a wider one",
+       parallel({parallel({t("a"), t("b"), t("c")}, 1), t("d")}, 3),
+       0,
+       {},
+       {{"a", "d"}, {"b"}, {"c"}},
+       outcome::finished},
+      {"failure stops new starts and fails the run",
+       sequence({t("a"), t("b")}),
+       0,
+       {"a"},
+       {{"a"}},
+       outcome::failed},
+      {"failure in a parallel lets in-flight siblings end",
+       parallel({t("a"), t("b")}, 1),
+       0,
+       {"a"},
+       {{"a"}},
+       outcome::failed},
+      {"continue_on_fail lets the sequence go on",
+       sequence({t_cof("a"), t("b")}),
+       0,
+       {"a"},
+       {{"a"}, {"b"}},
+       outcome::finished},
   };
   for (auto& r : rows) {
     SECTION(r.name) {
@@ -105,8 +146,8 @@ TEST_CASE("scheduler orders sequences, parallels, needs and limits") {
 }
 
 TEST_CASE("a need that fails with continue_on_fail skips its dependents transitively") {
-  auto tr = drive(sequence({t_cof("a"), parallel({t("b", {"a"}), t("c", {"b"}), t("d")})}), 0,
-                  {"a"});
+  auto tr =
+      drive(sequence({t_cof("a"), parallel({t("b", {"a"}), t("c", {"b"}), t("d")})}), 0, {"a"});
   CHECK(tr.batches == batches{{"a"}, {"d"}});
   CHECK(tr.skipped == std::vector<std::string>{"b", "c"});
   CHECK(tr.result == outcome::finished);

@@ -14,7 +14,9 @@ using smithers::json;
 namespace {
 
 // "path: message; ..." makes failures readable in Catch output.
-std::string text(const problems& ps) { return join(ps); }
+std::string text(const problems& ps) {
+  return join(ps);
+}
 
 json nested_items_schema(std::size_t levels) {
   json s = {{"type", "string"}};
@@ -46,8 +48,8 @@ TEST_CASE("check_schema accepts schemas that use every supported keyword") {
 }
 
 TEST_CASE("check_schema accepts equal lower and upper bounds") {
-  json s = {{"minimum", 3}, {"maximum", 3.0}, {"minLength", 2}, {"maxLength", 2},
-            {"minItems", 0}, {"maxItems", 0}};
+  json s = {{"minimum", 3},   {"maximum", 3.0}, {"minLength", 2},
+            {"maxLength", 2}, {"minItems", 0},  {"maxItems", 0}};
   CHECK(check_schema(s, "s").empty());
 }
 
@@ -57,58 +59,59 @@ TEST_CASE("check_schema reports each problem with the path of the offending keyw
     problem expected;
   };
   const std::vector<case_t> cases = {
-    {R"("string")", {"outputs.x", "schema must be an object, got string"}},
-    {R"({"type": "strng"})",
-     {"outputs.x.type",
-      "unknown type \"strng\" (expected object, array, string, number, integer, boolean or "
-      "null)"}},
-    {R"({"type": "Integer"})",
-     {"outputs.x.type",
-      "unknown type \"Integer\" (expected object, array, string, number, integer, boolean or "
-      "null)"}},
-    {R"({"type": 5})", {"outputs.x.type", "must be a type name or an array of type names, got 5"}},
-    {R"({"type": []})", {"outputs.x.type", "must not be an empty array"}},
-    {R"({"type": ["string", 3]})", {"outputs.x.type[1]", "must be a type name, got 3"}},
-    {R"({"type": ["string", "string"]})", {"outputs.x.type[1]", "duplicate type \"string\""}},
-    {R"({"properties": []})", {"outputs.x.properties", "must be an object of schemas, got []"}},
-    {R"({"properties": {"n": {"type": "int"}}})",
-     {"outputs.x.properties.n.type",
-      "unknown type \"int\" (expected object, array, string, number, integer, boolean or null)"}},
-    {R"({"properties": {"n": 3}})",
-     {"outputs.x.properties.n", "schema must be an object, got number"}},
-    {R"({"required": "n"})",
-     {"outputs.x.required", "must be an array of property names, got \"n\""}},
-    {R"({"required": ["n", 1]})",
-     {"outputs.x.required[1]", "must be a property name (string), got 1"}},
-    {R"({"required": ["n", "n"]})",
-     {"outputs.x.required[1]", "duplicate required property \"n\""}},
-    {R"({"additionalProperties": {}})",
-     {"outputs.x.additionalProperties",
-      "must be true or false (schemas are not supported here), got {}"}},
-    {R"({"items": [{}]})",
-     {"outputs.x.items", "must be a schema object (tuple arrays are not supported)"}},
-    {R"({"items": {"type": "x"}})",
-     {"outputs.x.items.type",
-      "unknown type \"x\" (expected object, array, string, number, integer, boolean or null)"}},
-    {R"({"enum": "a"})", {"outputs.x.enum", "must be an array of values, got \"a\""}},
-    {R"({"enum": []})", {"outputs.x.enum", "must not be empty (no value would be valid)"}},
-    {R"({"minimum": "3"})", {"outputs.x.minimum", "must be a number, got \"3\""}},
-    {R"({"maximum": null})", {"outputs.x.maximum", "must be a number, got null"}},
-    {R"({"minLength": -1})", {"outputs.x.minLength", "must be a non-negative integer, got -1"}},
-    {R"({"maxLength": 1.5})", {"outputs.x.maxLength", "must be a non-negative integer, got 1.5"}},
-    {R"({"minItems": "1"})", {"outputs.x.minItems", "must be a non-negative integer, got \"1\""}},
-    {R"({"maxItems": true})", {"outputs.x.maxItems", "must be a non-negative integer, got true"}},
-    {R"({"minLength": 3, "maxLength": 2})",
-     {"outputs.x.minLength", "minLength 3 is greater than maxLength 2"}},
-    {R"({"minItems": 3, "maxItems": 2})",
-     {"outputs.x.minItems", "minItems 3 is greater than maxItems 2"}},
-    {R"({"minimum": 5, "maximum": 1.5})",
-     {"outputs.x.minimum", "minimum 5 is greater than maximum 1.5"}},
-    {R"({"required": ["a"], "additionalProperties": false})",
-     {"outputs.x.required[0]", "required property \"a\" is not in properties and "
-                               "additionalProperties is false, so no object can be valid"}},
-    {R"({"title": 3})", {"outputs.x.title", "must be a string, got 3"}},
-    {R"({"examples": 3})", {"outputs.x.examples", "must be an array, got 3"}},
+      {R"("string")", {"outputs.x", "schema must be an object, got string"}},
+      {R"({"type": "strng"})",
+       {"outputs.x.type",
+        "unknown type \"strng\" (expected object, array, string, number, integer, boolean or "
+        "null)"}},
+      {R"({"type": "Integer"})",
+       {"outputs.x.type",
+        "unknown type \"Integer\" (expected object, array, string, number, integer, boolean or "
+        "null)"}},
+      {R"({"type": 5})",
+       {"outputs.x.type", "must be a type name or an array of type names, got 5"}},
+      {R"({"type": []})", {"outputs.x.type", "must not be an empty array"}},
+      {R"({"type": ["string", 3]})", {"outputs.x.type[1]", "must be a type name, got 3"}},
+      {R"({"type": ["string", "string"]})", {"outputs.x.type[1]", "duplicate type \"string\""}},
+      {R"({"properties": []})", {"outputs.x.properties", "must be an object of schemas, got []"}},
+      {R"({"properties": {"n": {"type": "int"}}})",
+       {"outputs.x.properties.n.type",
+        "unknown type \"int\" (expected object, array, string, number, integer, boolean or null)"}},
+      {R"({"properties": {"n": 3}})",
+       {"outputs.x.properties.n", "schema must be an object, got number"}},
+      {R"({"required": "n"})",
+       {"outputs.x.required", "must be an array of property names, got \"n\""}},
+      {R"({"required": ["n", 1]})",
+       {"outputs.x.required[1]", "must be a property name (string), got 1"}},
+      {R"({"required": ["n", "n"]})",
+       {"outputs.x.required[1]", "duplicate required property \"n\""}},
+      {R"({"additionalProperties": {}})",
+       {"outputs.x.additionalProperties",
+        "must be true or false (schemas are not supported here), got {}"}},
+      {R"({"items": [{}]})",
+       {"outputs.x.items", "must be a schema object (tuple arrays are not supported)"}},
+      {R"({"items": {"type": "x"}})",
+       {"outputs.x.items.type",
+        "unknown type \"x\" (expected object, array, string, number, integer, boolean or null)"}},
+      {R"({"enum": "a"})", {"outputs.x.enum", "must be an array of values, got \"a\""}},
+      {R"({"enum": []})", {"outputs.x.enum", "must not be empty (no value would be valid)"}},
+      {R"({"minimum": "3"})", {"outputs.x.minimum", "must be a number, got \"3\""}},
+      {R"({"maximum": null})", {"outputs.x.maximum", "must be a number, got null"}},
+      {R"({"minLength": -1})", {"outputs.x.minLength", "must be a non-negative integer, got -1"}},
+      {R"({"maxLength": 1.5})", {"outputs.x.maxLength", "must be a non-negative integer, got 1.5"}},
+      {R"({"minItems": "1"})", {"outputs.x.minItems", "must be a non-negative integer, got \"1\""}},
+      {R"({"maxItems": true})", {"outputs.x.maxItems", "must be a non-negative integer, got true"}},
+      {R"({"minLength": 3, "maxLength": 2})",
+       {"outputs.x.minLength", "minLength 3 is greater than maxLength 2"}},
+      {R"({"minItems": 3, "maxItems": 2})",
+       {"outputs.x.minItems", "minItems 3 is greater than maxItems 2"}},
+      {R"({"minimum": 5, "maximum": 1.5})",
+       {"outputs.x.minimum", "minimum 5 is greater than maximum 1.5"}},
+      {R"({"required": ["a"], "additionalProperties": false})",
+       {"outputs.x.required[0]", "required property \"a\" is not in properties and "
+                                 "additionalProperties is false, so no object can be valid"}},
+      {R"({"title": 3})", {"outputs.x.title", "must be a string, got 3"}},
+      {R"({"examples": 3})", {"outputs.x.examples", "must be an array, got 3"}},
   };
   for (const auto& c : cases) {
     INFO(c.schema);
@@ -165,19 +168,29 @@ TEST_CASE("validate matches each type name the way JSON Schema does") {
     bool ok;
   };
   const std::vector<case_t> cases = {
-    {"object", json::object(), true},   {"object", json::array(), false},
-    {"array", json::array(), true},     {"array", json::object(), false},
-    {"string", "", true},               {"string", 1, false},
-    {"number", 1, true},                {"number", 1.5, true},
-    {"number", -7, true},               {"number", "1", false},
-    {"integer", 3, true},               {"integer", -3, true},
-    {"integer", 3.0, true}, // no fractional part: an integer, as in JSON Schema
-    {"integer", 1e300, true},           {"integer", 3.5, false},
-    {"integer", -0.25, false},          {"integer", "3", false},
-    {"integer", std::numeric_limits<std::uint64_t>::max(), true},
-    {"integer", std::numeric_limits<double>::infinity(), false},
-    {"boolean", true, true},            {"boolean", 0, false},
-    {"null", nullptr, true},            {"null", false, false},
+      {"object", json::object(), true},
+      {"object", json::array(), false},
+      {"array", json::array(), true},
+      {"array", json::object(), false},
+      {"string", "", true},
+      {"string", 1, false},
+      {"number", 1, true},
+      {"number", 1.5, true},
+      {"number", -7, true},
+      {"number", "1", false},
+      {"integer", 3, true},
+      {"integer", -3, true},
+      {"integer", 3.0, true}, // no fractional part: an integer, as in JSON Schema
+      {"integer", 1e300, true},
+      {"integer", 3.5, false},
+      {"integer", -0.25, false},
+      {"integer", "3", false},
+      {"integer", std::numeric_limits<std::uint64_t>::max(), true},
+      {"integer", std::numeric_limits<double>::infinity(), false},
+      {"boolean", true, true},
+      {"boolean", 0, false},
+      {"null", nullptr, true},
+      {"null", false, false},
   };
   for (const auto& c : cases) {
     INFO(c.type << " " << c.value.dump());
@@ -192,15 +205,15 @@ TEST_CASE("validate reports type mismatches as expected/got") {
     const char* message;
   };
   const std::vector<case_t> cases = {
-    {"integer", "3", "expected integer, got string"},
-    {"integer", 2.5, "expected integer, got number"},
-    {"string", 3, "expected string, got integer"},
-    {"string", 3.0, "expected string, got integer"},
-    {"object", json::array(), "expected object, got array"},
-    {"array", nullptr, "expected array, got null"},
-    {"null", true, "expected null, got boolean"},
-    {json{"string", "null"}, 1, "expected string or null, got integer"},
-    {json{"string", "integer", "null"}, false, "expected string, integer or null, got boolean"},
+      {"integer", "3", "expected integer, got string"},
+      {"integer", 2.5, "expected integer, got number"},
+      {"string", 3, "expected string, got integer"},
+      {"string", 3.0, "expected string, got integer"},
+      {"object", json::array(), "expected object, got array"},
+      {"array", nullptr, "expected array, got null"},
+      {"null", true, "expected null, got boolean"},
+      {json{"string", "null"}, 1, "expected string or null, got integer"},
+      {json{"string", "integer", "null"}, false, "expected string, integer or null, got boolean"},
   };
   for (const auto& c : cases) {
     INFO(c.type.dump() << " " << c.value.dump());
@@ -243,10 +256,10 @@ TEST_CASE("validate names nested problems with JSON paths") {
   json v = json::parse(R"({"items": [{"name": "a"}, {"name": "b"}, {"name": 3}, {}],
                            "meta": {"a b": 1, "0": 2}})");
   CHECK(validate(s, v) == problems{
-                            {"$.items[2].name", "expected string, got integer"},
-                            {"$.items[3]", "missing required property \"name\""},
-                            {"$.meta[\"0\"]", "expected string, got integer"},
-                            {"$.meta[\"a b\"]", "expected string, got integer"},
+                              {"$.items[2].name", "expected string, got integer"},
+                              {"$.items[3]", "missing required property \"name\""},
+                              {"$.meta[\"0\"]", "expected string, got integer"},
+                              {"$.meta[\"a b\"]", "expected string, got integer"},
                           });
 }
 
@@ -263,27 +276,28 @@ TEST_CASE("validate checks minimum and maximum at, below and above the bound") {
     const char* message; // nullptr: valid
   };
   const std::vector<case_t> cases = {
-    {{{"minimum", 3}}, 2, "must be >= 3"},
-    {{{"minimum", 3}}, 3, nullptr},
-    {{{"minimum", 3}}, 4, nullptr},
-    {{{"minimum", 3}}, 2.999, "must be >= 3"},
-    {{{"minimum", 3}}, 3.0, nullptr},
-    {{{"minimum", -1.5}}, -1.6, "must be >= -1.5"},
-    {{{"minimum", -1.5}}, -1.5, nullptr},
-    {{{"minimum", -1.5}}, -1, nullptr},
-    {{{"maximum", 10}}, 9, nullptr},
-    {{{"maximum", 10}}, 10, nullptr},
-    {{{"maximum", 10}}, 11, "must be <= 10"},
-    {{{"maximum", 10}}, 10.0001, "must be <= 10"},
-    {{{"maximum", 0.5}}, 0.5, nullptr},
-    {{{"maximum", 0.5}}, 1, "must be <= 0.5"},
-    // exact at the edges of 64-bit integers, where doubles round
-    {{{"maximum", 9007199254740992}}, 9007199254740993, "must be <= 9007199254740992"},
-    {{{"maximum", std::numeric_limits<std::uint64_t>::max()}},
-     std::numeric_limits<std::uint64_t>::max(), nullptr},
-    {{{"minimum", 0}}, std::numeric_limits<std::int64_t>::min(), "must be >= 0"},
-    // bounds only constrain numbers
-    {{{"minimum", 3}}, "abc", nullptr},
+      {{{"minimum", 3}}, 2, "must be >= 3"},
+      {{{"minimum", 3}}, 3, nullptr},
+      {{{"minimum", 3}}, 4, nullptr},
+      {{{"minimum", 3}}, 2.999, "must be >= 3"},
+      {{{"minimum", 3}}, 3.0, nullptr},
+      {{{"minimum", -1.5}}, -1.6, "must be >= -1.5"},
+      {{{"minimum", -1.5}}, -1.5, nullptr},
+      {{{"minimum", -1.5}}, -1, nullptr},
+      {{{"maximum", 10}}, 9, nullptr},
+      {{{"maximum", 10}}, 10, nullptr},
+      {{{"maximum", 10}}, 11, "must be <= 10"},
+      {{{"maximum", 10}}, 10.0001, "must be <= 10"},
+      {{{"maximum", 0.5}}, 0.5, nullptr},
+      {{{"maximum", 0.5}}, 1, "must be <= 0.5"},
+      // exact at the edges of 64-bit integers, where doubles round
+      {{{"maximum", 9007199254740992}}, 9007199254740993, "must be <= 9007199254740992"},
+      {{{"maximum", std::numeric_limits<std::uint64_t>::max()}},
+       std::numeric_limits<std::uint64_t>::max(),
+       nullptr},
+      {{{"minimum", 0}}, std::numeric_limits<std::int64_t>::min(), "must be >= 0"},
+      // bounds only constrain numbers
+      {{{"minimum", 3}}, "abc", nullptr},
   };
   for (const auto& c : cases) {
     INFO(c.schema.dump() << " " << c.value.dump());
@@ -302,20 +316,20 @@ TEST_CASE("validate counts string length in Unicode code points") {
     const char* message;
   };
   const std::vector<case_t> cases = {
-    {{{"maxLength", 4}}, "abc", nullptr},
-    {{{"maxLength", 4}}, "abcd", nullptr},
-    {{{"maxLength", 4}}, "abcde", "length 5 exceeds maxLength 4"},
-    {{{"minLength", 3}}, "ab", "length 2 is below minLength 3"},
-    {{{"minLength", 3}}, "abc", nullptr},
-    {{{"minLength", 3}}, "abcd", nullptr},
-    {{{"maxLength", 0}}, "", nullptr},
-    {{{"maxLength", 0}}, "a", "length 1 exceeds maxLength 0"},
-    // 2-, 3- and 4-byte sequences each count as one character
-    {{{"maxLength", 5}}, "h\xc3\xa9llo", nullptr},                 // héllo: 6 bytes
-    {{{"maxLength", 1}}, "\xe2\x82\xac", nullptr},                 // €: 3 bytes
-    {{{"maxLength", 1}}, "\xf0\x9f\x98\x80", nullptr},             // 😀: 4 bytes
-    {{{"minLength", 2}}, "\xf0\x9f\x98\x80", "length 1 is below minLength 2"},
-    {{{"maxLength", 2.0}}, "abc", "length 3 exceeds maxLength 2.0"},
+      {{{"maxLength", 4}}, "abc", nullptr},
+      {{{"maxLength", 4}}, "abcd", nullptr},
+      {{{"maxLength", 4}}, "abcde", "length 5 exceeds maxLength 4"},
+      {{{"minLength", 3}}, "ab", "length 2 is below minLength 3"},
+      {{{"minLength", 3}}, "abc", nullptr},
+      {{{"minLength", 3}}, "abcd", nullptr},
+      {{{"maxLength", 0}}, "", nullptr},
+      {{{"maxLength", 0}}, "a", "length 1 exceeds maxLength 0"},
+      // 2-, 3- and 4-byte sequences each count as one character
+      {{{"maxLength", 5}}, "h\xc3\xa9llo", nullptr},     // héllo: 6 bytes
+      {{{"maxLength", 1}}, "\xe2\x82\xac", nullptr},     // €: 3 bytes
+      {{{"maxLength", 1}}, "\xf0\x9f\x98\x80", nullptr}, // 😀: 4 bytes
+      {{{"minLength", 2}}, "\xf0\x9f\x98\x80", "length 1 is below minLength 2"},
+      {{{"maxLength", 2.0}}, "abc", "length 3 exceeds maxLength 2.0"},
   };
   for (const auto& c : cases) {
     INFO(c.schema.dump() << " " << c.value);
@@ -404,24 +418,24 @@ TEST_CASE("compare_numbers compares mixed integer and double representations exa
     int expected;
   };
   const std::vector<case_t> cases = {
-    {1, 1.0, 0},
-    {1, 2, -1},
-    {2, 1, 1},
-    {3, 3.5, -1},
-    {4, 3.5, 1},
-    {-3, -3.5, 1},
-    {-2.5, -2, -1},
-    {json(std::uint64_t{0}), -1, 1},
-    {-1, json(std::uint64_t{0}), -1},
-    {json(u64max), json(i64max), 1},
-    {json(i64min), json(u64max), -1},
-    {json(i64max), 9223372036854775808.0, -1}, // 2^63 as a double
-    {json(u64max), 18446744073709551616.0, -1}, // 2^64 as a double
-    {json(i64min), -9223372036854775808.0, 0},
-    {json(9007199254740993), 9007199254740992.0, 1}, // 2^53 + 1 vs 2^53
-    {0.1, 0.2, -1},
-    {json(1), std::numeric_limits<double>::infinity(), -1},
-    {json(1), -std::numeric_limits<double>::infinity(), 1},
+      {1, 1.0, 0},
+      {1, 2, -1},
+      {2, 1, 1},
+      {3, 3.5, -1},
+      {4, 3.5, 1},
+      {-3, -3.5, 1},
+      {-2.5, -2, -1},
+      {json(std::uint64_t{0}), -1, 1},
+      {-1, json(std::uint64_t{0}), -1},
+      {json(u64max), json(i64max), 1},
+      {json(i64min), json(u64max), -1},
+      {json(i64max), 9223372036854775808.0, -1},  // 2^63 as a double
+      {json(u64max), 18446744073709551616.0, -1}, // 2^64 as a double
+      {json(i64min), -9223372036854775808.0, 0},
+      {json(9007199254740993), 9007199254740992.0, 1}, // 2^53 + 1 vs 2^53
+      {0.1, 0.2, -1},
+      {json(1), std::numeric_limits<double>::infinity(), -1},
+      {json(1), -std::numeric_limits<double>::infinity(), 1},
   };
   for (const auto& c : cases) {
     INFO(c.a.dump() << " vs " << c.b.dump());

@@ -425,7 +425,8 @@ TEST_CASE("finish_attempt with an output writes the attempt and the output") {
   auto db = database::open(":memory:");
   writer w(db);
   w.apply({insert_run{make_run("r1")}, insert_attempt{make_attempt("r1", "n")}});
-  w.apply({finish_attempt{"r1", "n", 0, 1, "finished", 77, nullptr, json{{"answer", 42}}, nullptr}});
+  w.apply(
+      {finish_attempt{"r1", "n", 0, 1, "finished", 77, nullptr, json{{"answer", 42}}, nullptr}});
 
   auto attempts = reader(db).attempts("r1");
   REQUIRE(attempts.size() == 1);
@@ -463,8 +464,9 @@ TEST_CASE("finish_attempt without an output records only the attempt") {
 
 TEST_CASE("an output that is JSON null is still an output") {
   auto db = database::open(":memory:");
-  writer(db).apply({insert_run{make_run("r1")}, insert_attempt{make_attempt("r1", "n")},
-                    finish_attempt{"r1", "n", 0, 1, "finished", 5, nullptr, json(nullptr), nullptr}});
+  writer(db).apply(
+      {insert_run{make_run("r1")}, insert_attempt{make_attempt("r1", "n")},
+       finish_attempt{"r1", "n", 0, 1, "finished", 5, nullptr, json(nullptr), nullptr}});
   auto outputs = reader(db).outputs("r1");
   REQUIRE(outputs.size() == 1);
   CHECK(outputs[0].value.is_null());
@@ -636,8 +638,7 @@ TEST_CASE("a snapshot is rebuilt from the nearest keyframe and the deltas after 
   writer w(db);
   auto frame = [](std::int64_t no, bool key, json states) {
     json snap = {{"states", std::move(states)}};
-    if (key)
-      snap["input"] = {{"n", no}};
+    if (key) snap["input"] = {{"n", no}};
     return store_frame{{"r1", no, "h", nullptr, 100 + no, key, snap}};
   };
   w.apply({insert_run{make_run("r1")}, insert_attempt{make_attempt("r1", "a")},
@@ -729,7 +730,8 @@ TEST_CASE("claim_run is a compare-and-set: the second claimer fails and writes n
   w.apply({insert_run{run}});
   w.apply({claim_run{"r1", "dead-owner", 500, "first", 11, 900}});
   try {
-    w.apply({append_event{make_event("r1", 0)}, claim_run{"r1", "dead-owner", 500, "second", 22, 901}});
+    w.apply(
+        {append_event{make_event("r1", 0)}, claim_run{"r1", "dead-owner", 500, "second", 22, 901}});
     FAIL("the second claim succeeded");
   } catch (const smithers::smithers_error& e) {
     CHECK(e.code() == "RUN_RESUME_CLAIM_FAILED");
@@ -774,7 +776,8 @@ TEST_CASE("request_cancel marks the run and refuses unknown runs with RUN_NOT_FO
 }
 
 TEST_CASE("open_existing is empty for a missing file and for one without a schema") {
-  auto dir = std::filesystem::temp_directory_path() / ("smithers-store-" + std::to_string(::getpid()));
+  auto dir =
+      std::filesystem::temp_directory_path() / ("smithers-store-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   auto missing = (dir / "missing.db").string();
   CHECK_FALSE(database::open_existing(missing));

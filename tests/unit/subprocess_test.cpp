@@ -28,8 +28,7 @@ subprocess_request sh(const std::string& script) {
 // A process counts as gone once it no longer exists or is a zombie (in a
 // container, pid 1 may be slow or unable to reap orphans).
 bool process_gone(long pid) {
-  if (::kill(static_cast<pid_t>(pid), 0) != 0)
-    return true;
+  if (::kill(static_cast<pid_t>(pid), 0) != 0) return true;
   std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
   std::string content((std::istreambuf_iterator<char>(stat)), {});
   auto close = content.rfind(')');
@@ -39,8 +38,7 @@ bool process_gone(long pid) {
 bool gone_within(long pid, std::chrono::seconds limit) {
   auto until = std::chrono::steady_clock::now() + limit;
   while (!process_gone(pid)) {
-    if (std::chrono::steady_clock::now() > until)
-      return false;
+    if (std::chrono::steady_clock::now() > until) return false;
     std::this_thread::sleep_for(20ms);
   }
   return true;
@@ -331,8 +329,7 @@ TEST_CASE("subprocess escalates to SIGKILL when SIGTERM is ignored") {
   req.cancel = std::make_shared<std::atomic<bool>>(false);
   req.kill_grace = 300ms;
   req.on_line = [&](const std::string& line, bool) {
-    if (line == "ready")
-      req.cancel->store(true);
+    if (line == "ready") req.cancel->store(true);
   };
   auto started = std::chrono::steady_clock::now();
   auto r = run_subprocess(req);
@@ -374,8 +371,7 @@ TEST_CASE("subprocess runs concurrently from many threads") {
         req.argv = {"cat"};
         req.stdin_data = std::string(100000 + t, static_cast<char>('a' + t));
         auto r = run_subprocess(req);
-        if (r.out != req.stdin_data)
-          return;
+        if (r.out != req.stdin_data) return;
       }
       outs[t] = "ok";
     });

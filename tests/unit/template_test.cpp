@@ -17,8 +17,8 @@ struct fixture {
   json input = json::parse(R"({"repo": "r", "n": 3, "ratio": 2.5, "flag": true, "none": null,
     "obj": {"a": [1, 2]}, "s": "it's", "list": ["x", "y"], "0": "zero-key"})");
   std::unordered_map<std::string, json> outputs = {
-    {"count", json::parse(R"({"n": 3, "items": [{"name": "a"}, {"name": "b c"}]})")},
-    {"my-node", json::parse(R"({"ok": true})")},
+      {"count", json::parse(R"({"n": 3, "items": [{"name": "a"}, {"name": "b c"}]})")},
+      {"my-node", json::parse(R"({"ok": true})")},
   };
   json locals = json::parse(R"({"item": {"id": "i1", "n": 7}, "file": "a b.txt"})");
 
@@ -67,30 +67,30 @@ TEST_CASE("expand substitutes every root: strings verbatim, other values as comp
     const char* expected;
   };
   const std::vector<case_t> cases = {
-    {"no templates here", "no templates here"},
-    {"", ""},
-    {"{{input.repo}}", "r"},
-    {"{{ input.repo }}", "r"},
-    {"{{\tinput.repo\n}}", "r"},
-    {"x{{input.n}}y", "x3y"},
-    {"{{input.n}}{{input.n}}", "33"},
-    {"{{input.ratio}}", "2.5"},
-    {"{{input.flag}} {{input.none}}", "true null"},
-    {"{{input.obj}}", R"({"a":[1,2]})"},
-    {"{{input.obj.a}}", "[1,2]"},
-    {"{{input.obj.a.1}}", "2"},
-    {"{{input.0}}", "zero-key"}, // a digit segment on an object is a key
-    {"{{input.list.0}}-{{input.list.1}}", "x-y"},
-    {"{{outputs.count.n}}", "3"},
-    {"{{outputs.count.items.1.name}}", "b c"},
-    {"{{outputs.count}}", R"({"items":[{"name":"a"},{"name":"b c"}],"n":3})"},
-    {"{{outputs.my-node.ok}}", "true"},
-    {"{{iteration}}/{{attempt}}", "2/3"},
-    {"{{run_id}}:{{node_id}}", "run-1:b"},
-    {"{{item.id}}", "i1"},
-    {"{{item}}", R"({"id":"i1","n":7})"},
-    {"{{file}}", "a b.txt"},
-    {"}} and { are literal", "}} and { are literal"},
+      {"no templates here", "no templates here"},
+      {"", ""},
+      {"{{input.repo}}", "r"},
+      {"{{ input.repo }}", "r"},
+      {"{{\tinput.repo\n}}", "r"},
+      {"x{{input.n}}y", "x3y"},
+      {"{{input.n}}{{input.n}}", "33"},
+      {"{{input.ratio}}", "2.5"},
+      {"{{input.flag}} {{input.none}}", "true null"},
+      {"{{input.obj}}", R"({"a":[1,2]})"},
+      {"{{input.obj.a}}", "[1,2]"},
+      {"{{input.obj.a.1}}", "2"},
+      {"{{input.0}}", "zero-key"}, // a digit segment on an object is a key
+      {"{{input.list.0}}-{{input.list.1}}", "x-y"},
+      {"{{outputs.count.n}}", "3"},
+      {"{{outputs.count.items.1.name}}", "b c"},
+      {"{{outputs.count}}", R"({"items":[{"name":"a"},{"name":"b c"}],"n":3})"},
+      {"{{outputs.my-node.ok}}", "true"},
+      {"{{iteration}}/{{attempt}}", "2/3"},
+      {"{{run_id}}:{{node_id}}", "run-1:b"},
+      {"{{item.id}}", "i1"},
+      {"{{item}}", R"({"id":"i1","n":7})"},
+      {"{{file}}", "a b.txt"},
+      {"}} and { are literal", "}} and { are literal"},
   };
   for (const auto& c : cases) {
     INFO(c.text);
@@ -118,12 +118,12 @@ TEST_CASE("shell quoting single-quotes each substituted value and nothing else")
     const char* expected;
   };
   const std::vector<case_t> cases = {
-    {"echo {{input.repo}}", "echo 'r'"},
-    {"echo {{input.s}}", R"(echo 'it'\''s')"},
-    {"./b.sh {{outputs.count.n}} > out", "./b.sh '3' > out"},
-    {"cat {{file}}", "cat 'a b.txt'"},
-    {"echo {{input.obj}}", R"(echo '{"a":[1,2]}')"},
-    {"echo {{iteration}}", "echo '2'"},
+      {"echo {{input.repo}}", "echo 'r'"},
+      {"echo {{input.s}}", R"(echo 'it'\''s')"},
+      {"./b.sh {{outputs.count.n}} > out", "./b.sh '3' > out"},
+      {"cat {{file}}", "cat 'a b.txt'"},
+      {"echo {{input.obj}}", R"(echo '{"a":[1,2]}')"},
+      {"echo {{iteration}}", "echo '2'"},
   };
   for (const auto& c : cases) {
     INFO(c.text);
@@ -137,12 +137,12 @@ TEST_CASE("shell_quote produces one shell word for any string") {
     const char* out;
   };
   const std::vector<case_t> cases = {
-    {"", "''"},
-    {"a", "'a'"},
-    {"a b", "'a b'"},
-    {"it's", R"('it'\''s')"},
-    {"''", R"(''\'''\''')"},
-    {"$(rm -rf /) `x` $HOME \\ \"", "'$(rm -rf /) `x` $HOME \\ \"'"},
+      {"", "''"},
+      {"a", "'a'"},
+      {"a b", "'a b'"},
+      {"it's", R"('it'\''s')"},
+      {"''", R"(''\'''\''')"},
+      {"$(rm -rf /) `x` $HOME \\ \"", "'$(rm -rf /) `x` $HOME \\ \"'"},
   };
   for (const auto& c : cases)
     CHECK(shell_quote(c.in) == c.out);
@@ -166,25 +166,27 @@ TEST_CASE("a missing value is an error naming the template, never an empty strin
     const char* message;
   };
   const std::vector<case_t> cases = {
-    {"{{input.nope}}", R"(template "{{input.nope}}": "input" has no key "nope")"},
-    {"a {{ input.obj.b }} b", R"(template "{{input.obj.b}}": "input.obj" has no key "b")"},
-    {"{{input.obj.a.2}}", R"(template "{{input.obj.a.2}}": "input.obj.a" has 2 items, no index 2)"},
-    {"{{input.obj.a.99999999999999999999999}}",
-     R"(template "{{input.obj.a.99999999999999999999999}}": )"
-     R"("input.obj.a" has 2 items, no index 99999999999999999999999)"},
-    {"{{input.obj.a.x}}",
-     R"(template "{{input.obj.a.x}}": "input.obj.a" is an array; "x" is not an index)"},
-    {"{{input.repo.x}}", R"(template "{{input.repo.x}}": "input.repo" is a string and has no "x")"},
-    {"{{input.none.x}}", R"(template "{{input.none.x}}": "input.none" is null and has no "x")"},
-    {"{{outputs.other.n}}", R"(template "{{outputs.other.n}}": node "other" has no output)"},
-    {"{{outputs.count.missing}}",
-     R"(template "{{outputs.count.missing}}": "outputs.count" has no key "missing")"},
-    {"{{outputs.count.items.0.name.x}}",
-     R"(template "{{outputs.count.items.0.name.x}}": )"
-     R"("outputs.count.items.0.name" is a string and has no "x")"},
-    {"{{item.nope}}", R"(template "{{item.nope}}": "item" has no key "nope")"},
-    {"{{other.x}}", R"(template "{{other.x}}": "other" is not defined here)"},
-    {"{{iteration.x}}", R"(template "{{iteration.x}}": "iteration" has no fields)"},
+      {"{{input.nope}}", R"(template "{{input.nope}}": "input" has no key "nope")"},
+      {"a {{ input.obj.b }} b", R"(template "{{input.obj.b}}": "input.obj" has no key "b")"},
+      {"{{input.obj.a.2}}",
+       R"(template "{{input.obj.a.2}}": "input.obj.a" has 2 items, no index 2)"},
+      {"{{input.obj.a.99999999999999999999999}}",
+       R"(template "{{input.obj.a.99999999999999999999999}}": )"
+       R"("input.obj.a" has 2 items, no index 99999999999999999999999)"},
+      {"{{input.obj.a.x}}",
+       R"(template "{{input.obj.a.x}}": "input.obj.a" is an array; "x" is not an index)"},
+      {"{{input.repo.x}}",
+       R"(template "{{input.repo.x}}": "input.repo" is a string and has no "x")"},
+      {"{{input.none.x}}", R"(template "{{input.none.x}}": "input.none" is null and has no "x")"},
+      {"{{outputs.other.n}}", R"(template "{{outputs.other.n}}": node "other" has no output)"},
+      {"{{outputs.count.missing}}",
+       R"(template "{{outputs.count.missing}}": "outputs.count" has no key "missing")"},
+      {"{{outputs.count.items.0.name.x}}",
+       R"(template "{{outputs.count.items.0.name.x}}": )"
+       R"("outputs.count.items.0.name" is a string and has no "x")"},
+      {"{{item.nope}}", R"(template "{{item.nope}}": "item" has no key "nope")"},
+      {"{{other.x}}", R"(template "{{other.x}}": "other" is not defined here)"},
+      {"{{iteration.x}}", R"(template "{{iteration.x}}": "iteration" has no fields)"},
   };
   for (const auto& c : cases) {
     INFO(c.text);
@@ -211,8 +213,8 @@ TEST_CASE("a missing output map, input or locals is a missing value") {
 
 TEST_CASE("expand rejects malformed templates as an invalid workflow") {
   fixture f;
-  auto text = GENERATE("{{input.a", "x {{}}", "{{ }}", "{{input..a}}", "{{input.a b}}",
-                       "{{outputs}}");
+  auto text =
+      GENERATE("{{input.a", "x {{}}", "{{ }}", "{{input..a}}", "{{input.a b}}", "{{outputs}}");
   INFO(text);
   CHECK(expand_error(text, f.scope()).code == errc::invalid_workflow);
 }
@@ -226,31 +228,32 @@ TEST_CASE("check_template reports syntax problems and unknown roots at the given
   const std::string hint = " (paths are dotted names, e.g. {{input.repo}})";
   const std::string roots = "(expected input, outputs, iteration, run_id, node_id, attempt";
   const std::vector<case_t> cases = {
-    {"plain text", {}, {}},
-    {"{{input.a}} {{outputs.x.y}} {{iteration}} {{run_id}} {{node_id}} {{attempt}}", {}, {}},
-    {"{{input}} {{ outputs.x }}", {}, {}},
-    {"{{item.a}}", {"item"}, {}},
-    {"echo {{input.a", {}, {R"(unclosed "{{" at offset 5)"}},
-    {"{{input.a}} {{", {}, {R"(unclosed "{{" at offset 12)"}},
-    {"a {{}}", {}, {R"(empty template "{{}}")"}},
-    {"{{  }}", {}, {R"(empty template "{{}}")"}},
-    {"{{input..a}}", {}, {R"(template "{{input..a}}" has an empty path segment)"}},
-    {"{{input.a.}}", {}, {R"(template "{{input.a.}}" has an empty path segment)"}},
-    {"{{.a}}", {}, {R"(template "{{.a}}" has an empty path segment)"}},
-    {"{{input.a b}}", {}, {R"(template "{{input.a b}}" contains an invalid character ' ')" + hint}},
-    {"{{{input.a}}}", {}, {R"(template "{{{input.a}}" contains an invalid character '{')" + hint}},
-    {"{{outputs}}", {}, {R"(template "{{outputs}}" needs a node id: {{outputs.<node_id>...}})"}},
-    {"{{attempt.n}}", {}, {R"(template "{{attempt.n}}": "attempt" has no fields)"}},
-    {"{{foo.bar}}",
-     {},
-     {R"(unknown name "foo" in template "{{foo.bar}}" )" + roots + ")"}},
-    {"{{item.a}}",
-     {"file"},
-     {R"(unknown name "item" in template "{{item.a}}" )" + roots + ", file)"}},
-    {"{{foo}} {{input.a}} {{}}",
-     {},
-     {R"(unknown name "foo" in template "{{foo}}" )" + roots + ")",
-      R"(empty template "{{}}")"}},
+      {"plain text", {}, {}},
+      {"{{input.a}} {{outputs.x.y}} {{iteration}} {{run_id}} {{node_id}} {{attempt}}", {}, {}},
+      {"{{input}} {{ outputs.x }}", {}, {}},
+      {"{{item.a}}", {"item"}, {}},
+      {"echo {{input.a", {}, {R"(unclosed "{{" at offset 5)"}},
+      {"{{input.a}} {{", {}, {R"(unclosed "{{" at offset 12)"}},
+      {"a {{}}", {}, {R"(empty template "{{}}")"}},
+      {"{{  }}", {}, {R"(empty template "{{}}")"}},
+      {"{{input..a}}", {}, {R"(template "{{input..a}}" has an empty path segment)"}},
+      {"{{input.a.}}", {}, {R"(template "{{input.a.}}" has an empty path segment)"}},
+      {"{{.a}}", {}, {R"(template "{{.a}}" has an empty path segment)"}},
+      {"{{input.a b}}",
+       {},
+       {R"(template "{{input.a b}}" contains an invalid character ' ')" + hint}},
+      {"{{{input.a}}}",
+       {},
+       {R"(template "{{{input.a}}" contains an invalid character '{')" + hint}},
+      {"{{outputs}}", {}, {R"(template "{{outputs}}" needs a node id: {{outputs.<node_id>...}})"}},
+      {"{{attempt.n}}", {}, {R"(template "{{attempt.n}}": "attempt" has no fields)"}},
+      {"{{foo.bar}}", {}, {R"(unknown name "foo" in template "{{foo.bar}}" )" + roots + ")"}},
+      {"{{item.a}}",
+       {"file"},
+       {R"(unknown name "item" in template "{{item.a}}" )" + roots + ", file)"}},
+      {"{{foo}} {{input.a}} {{}}",
+       {},
+       {R"(unknown name "foo" in template "{{foo}}" )" + roots + ")", R"(empty template "{{}}")"}},
   };
   for (const auto& c : cases) {
     INFO(c.text);
@@ -283,21 +286,21 @@ TEST_CASE("find_path follows dotted keys and array indexes") {
     const json* expected; // nullptr: missing
   };
   const std::vector<case_t> cases = {
-    {"", &doc},
-    {"a.b.0", &doc["a"]["b"][0]},
-    {"a.b.1.c", &doc["a"]["b"][1]["c"]},
-    {"5", &doc["5"]},
-    {"e", &doc["e"]},
-    {"a.b.2", nullptr},
-    {"a.b.x", nullptr},
-    {"a.b.-1", nullptr},
-    {"a.c", nullptr},
-    {"e.x", nullptr},
-    {"a..b", nullptr},
-    {"a.", nullptr},
-    {".a", nullptr},
-    {"a.b.0.x", nullptr},
-    {"a.b.184467440737095516160", nullptr},
+      {"", &doc},
+      {"a.b.0", &doc["a"]["b"][0]},
+      {"a.b.1.c", &doc["a"]["b"][1]["c"]},
+      {"5", &doc["5"]},
+      {"e", &doc["e"]},
+      {"a.b.2", nullptr},
+      {"a.b.x", nullptr},
+      {"a.b.-1", nullptr},
+      {"a.c", nullptr},
+      {"e.x", nullptr},
+      {"a..b", nullptr},
+      {"a.", nullptr},
+      {".a", nullptr},
+      {"a.b.0.x", nullptr},
+      {"a.b.184467440737095516160", nullptr},
   };
   for (const auto& c : cases) {
     INFO(c.path);

@@ -33,13 +33,13 @@ struct engine_config {
 };
 
 struct run_options {
-  std::string run_id;                       // empty: generated
+  std::string run_id; // empty: generated
   json input = json::object();
   std::optional<std::int64_t> max_concurrency; // overrides the workflow's
-  event_handler on_event;                   // this run's events, after commit
-  std::string workflow_path;                // recorded with the run (CLI)
-  std::string workflow_hash;                // recorded with the run (CLI)
-  std::string vcs_revision;                 // git revision of the workflow's directory
+  event_handler on_event;                      // this run's events, after commit
+  std::string workflow_path;                   // recorded with the run (CLI)
+  std::string workflow_hash;                   // recorded with the run (CLI)
+  std::string vcs_revision;                    // git revision of the workflow's directory
 };
 
 struct resume_options {
@@ -49,15 +49,15 @@ struct resume_options {
   /// A heartbeat older than this marks an owner on another host as gone.
   std::chrono::milliseconds stale_after{30000};
   event_handler on_event;
-  std::string workflow_hash;   // CLI: hash of the workflow file (default: of the tree)
-  std::string vcs_revision;    // compared with the recorded one when both are known
+  std::string workflow_hash; // CLI: hash of the workflow file (default: of the tree)
+  std::string vcs_revision;  // compared with the recorded one when both are known
 };
 
 struct run_result {
   std::string run_id;
   run_status status = run_status::running;
-  std::optional<error> err;                 // set when failed or cancelled
-  std::map<std::string, json> outputs;      // node id -> output
+  std::optional<error> err;            // set when failed or cancelled
+  std::map<std::string, json> outputs; // node id -> output
 };
 
 /// A run started asynchronously.

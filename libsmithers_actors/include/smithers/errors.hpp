@@ -23,8 +23,7 @@ inline constexpr const char* task_timeout = "TASK_TIMEOUT";
 inline constexpr const char* task_heartbeat_timeout = "TASK_HEARTBEAT_TIMEOUT";
 inline constexpr const char* task_aborted = "TASK_ABORTED";
 inline constexpr const char* heartbeat_payload_too_large = "HEARTBEAT_PAYLOAD_TOO_LARGE";
-inline constexpr const char* heartbeat_payload_not_json =
-  "HEARTBEAT_PAYLOAD_NOT_JSON_SERIALIZABLE";
+inline constexpr const char* heartbeat_payload_not_json = "HEARTBEAT_PAYLOAD_NOT_JSON_SERIALIZABLE";
 inline constexpr const char* template_missing_value = "TEMPLATE_MISSING_VALUE";
 inline constexpr const char* run_not_found = "RUN_NOT_FOUND";
 inline constexpr const char* run_not_resumable = "RUN_NOT_RESUMABLE";
@@ -48,8 +47,7 @@ struct error {
 
   json to_json() const {
     json j = {{"code", code}, {"message", message}};
-    if (!details.empty())
-      j["details"] = details;
+    if (!details.empty()) j["details"] = details;
     return j;
   }
 
@@ -57,8 +55,7 @@ struct error {
     error e;
     e.code = j.value("code", std::string{errc::task_failed});
     e.message = j.value("message", std::string{});
-    if (auto it = j.find("details"); it != j.end())
-      e.details = *it;
+    if (auto it = j.find("details"); it != j.end()) e.details = *it;
     return e;
   }
 
@@ -71,7 +68,7 @@ class smithers_error : public std::runtime_error {
 public:
   explicit smithers_error(error e) : std::runtime_error(e.what()), err_(std::move(e)) {}
   smithers_error(std::string code, std::string message, json details = json::object())
-    : smithers_error(error{std::move(code), std::move(message), std::move(details)}) {}
+      : smithers_error(error{std::move(code), std::move(message), std::move(details)}) {}
 
   const error& err() const noexcept { return err_; }
   const std::string& code() const noexcept { return err_.code; }

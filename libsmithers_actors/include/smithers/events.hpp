@@ -11,9 +11,9 @@
 namespace smithers {
 
 struct event {
-  std::string type;           // RunStarted, NodeFinished, ...
+  std::string type; // RunStarted, NodeFinished, ...
   std::string run_id;
-  std::int64_t seq = 0;       // 0, 1, 2, ... per run
+  std::int64_t seq = 0; // 0, 1, 2, ... per run
   std::int64_t timestamp_ms = 0;
   json fields = json::object(); // type-specific fields
 

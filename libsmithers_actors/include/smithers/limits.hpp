@@ -11,8 +11,8 @@ inline constexpr std::size_t max_run_id_length = 256;
 /// Workflow file paths on the command line.
 inline constexpr std::size_t max_workflow_path_bytes = 4096;
 /// Run input: a JSON object within these bounds.
-inline constexpr std::size_t max_input_bytes = 1024 * 1024;  // serialized
-inline constexpr std::size_t max_input_depth = 32;           // nesting levels
+inline constexpr std::size_t max_input_bytes = 1024 * 1024; // serialized
+inline constexpr std::size_t max_input_depth = 32;          // nesting levels
 inline constexpr std::size_t max_input_array_items = 512;
 inline constexpr std::size_t max_input_string_bytes = 64 * 1024;
 /// Heartbeat data (checkpoints).

@@ -26,15 +26,14 @@ public:
     std::int64_t iteration = 0;
     std::int64_t attempt = 1;
     json input = json::object();
-    json needs = json::object();      // node id -> output
-    json last_heartbeat;              // checkpoint of the previous attempt, or null
+    json needs = json::object(); // node id -> output
+    json last_heartbeat;         // checkpoint of the previous attempt, or null
     std::shared_ptr<std::atomic<bool>> cancelled;
     std::function<void(json)> on_heartbeat;
   };
 
   explicit task_context(init in) : in_(std::move(in)) {
-    if (!in_.cancelled)
-      in_.cancelled = std::make_shared<std::atomic<bool>>(false);
+    if (!in_.cancelled) in_.cancelled = std::make_shared<std::atomic<bool>>(false);
   }
 
   const std::string& run_id() const { return in_.run_id; }

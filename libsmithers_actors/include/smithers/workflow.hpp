@@ -35,23 +35,23 @@ struct retry_policy {
 /// Everything a task node says about how to run it.
 struct task_spec {
   task_kind kind = task_kind::value;
-  json value;                                // value: the output
-  std::vector<std::string> argv;             // command as argv (templates per argument)
-  std::string shell;                         // command as a `/bin/sh -c` string
-  bool use_shell = false;                    // which of argv / shell is set
-  std::string compute_name;                  // compute: a registered function...
-  compute_fn compute;                        // ...or an inline C++ callable
-  std::string output;                        // key into workflow::output_schemas
-  json output_schema;                        // inline schema (null when none)
-  std::vector<std::string> needs;            // ids whose outputs this task reads
-  std::int64_t retries = 0;                  // extra attempts
+  json value;                     // value: the output
+  std::vector<std::string> argv;  // command as argv (templates per argument)
+  std::string shell;              // command as a `/bin/sh -c` string
+  bool use_shell = false;         // which of argv / shell is set
+  std::string compute_name;       // compute: a registered function...
+  compute_fn compute;             // ...or an inline C++ callable
+  std::string output;             // key into workflow::output_schemas
+  json output_schema;             // inline schema (null when none)
+  std::vector<std::string> needs; // ids whose outputs this task reads
+  std::int64_t retries = 0;       // extra attempts
   std::optional<retry_policy> retry;
   std::optional<std::int64_t> timeout_ms;
   std::optional<std::int64_t> heartbeat_timeout_ms;
-  json skip_if;                              // predicate, null when none
+  json skip_if; // predicate, null when none
   bool continue_on_fail = false;
   std::string label;
-  std::map<std::string, std::string> env;    // values are templates
+  std::map<std::string, std::string> env; // values are templates
   std::string cwd;
 };
 
@@ -63,8 +63,8 @@ public:
   node() = default;
 
   node_kind kind = node_kind::sequence;
-  std::string id;                            // required for tasks, optional for groups
-  std::shared_ptr<task_spec> task;           // set for tasks (shared: trees copy cheaply)
+  std::string id;                  // required for tasks, optional for groups
+  std::shared_ptr<task_spec> task; // set for tasks (shared: trees copy cheaply)
   std::vector<node> children;
   std::optional<std::int64_t> max_concurrency; // parallel groups only
 
@@ -104,8 +104,7 @@ struct render_context {
 
   /// The output of a finished node, or nullptr.
   const json* output(const std::string& node_id) const {
-    if (!outputs)
-      return nullptr;
+    if (!outputs) return nullptr;
     auto it = outputs->find(node_id);
     return it == outputs->end() ? nullptr : &it->second;
   }
@@ -118,7 +117,7 @@ struct workflow {
   json input_schema;                          // null: any JSON object
   std::map<std::string, json> output_schemas; // named schemas for task `output`
   std::optional<std::int64_t> max_concurrency;
-  node root;                                  // used when build is empty
+  node root; // used when build is empty
   std::function<node(const render_context&)> build;
 
   bool dynamic() const { return static_cast<bool>(build); }

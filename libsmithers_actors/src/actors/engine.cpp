@@ -4,13 +4,13 @@
 #include "actors/persistence_actor.hpp"
 #include "actors/run_supervisor.hpp"
 #include "spec/schema.hpp"
+#include "spec/validate.hpp"
 #include "store/fork.hpp"
 #include "store/reader.hpp"
-#include "spec/validate.hpp"
 #include "util/clock.hpp"
 #include "util/ids.hpp"
-#include "util/owner.hpp"
 #include "util/json_bounds.hpp"
+#include "util/owner.hpp"
 
 #include <smithers/limits.hpp>
 
@@ -20,8 +20,8 @@
 #include <unistd.h>
 
 #include <condition_variable>
-#include <set>
 #include <mutex>
+#include <set>
 #include <thread>
 
 namespace smithers {
@@ -146,20 +146,20 @@ caf::behavior cancel_poller(caf::stateful_actor<poller_state>* self, std::string
   self->state.on_request = std::move(on_request);
   self->send(self, actors::poll_atom::value);
   return {
-    [=](actors::poll_atom) {
-      auto& st = self->state;
-      try {
-        if (!st.db)
-          st.db = std::make_unique<store::database>(
-            store::database::open(st.db_path, store::open_mode::read_only));
-        for (const auto& run_id : store::reader{*st.db}.cancel_requests(st.owner_id))
-          st.on_request(run_id);
-      } catch (const std::exception& e) {
-        spdlog::warn("polling for cancellation requests failed: {}", e.what());
-        st.db.reset();
-      }
-      self->delayed_send(self, cancel_poll_interval, actors::poll_atom::value);
-    },
+      [=](actors::poll_atom) {
+        auto& st = self->state;
+        try {
+          if (!st.db)
+            st.db = std::make_unique<store::database>(
+                store::database::open(st.db_path, store::open_mode::read_only));
+          for (const auto& run_id : store::reader{*st.db}.cancel_requests(st.owner_id))
+            st.on_request(run_id);
+        } catch (const std::exception& e) {
+          spdlog::warn("polling for cancellation requests failed: {}", e.what());
+          st.db.reset();
+        }
+        self->delayed_send(self, cancel_poll_interval, actors::poll_atom::value);
+      },
   };
 }
 
@@ -192,14 +192,12 @@ struct engine::impl {
   std::map<std::string, caf::actor> supervisors;
 
   // Sends `msg` to the supervisor of a run of this engine; false if none.
-  template <class... Ts>
-  bool tell_supervisor(const std::string& run_id, Ts&&... xs) {
+  template <class... Ts> bool tell_supervisor(const std::string& run_id, Ts&&... xs) {
     caf::actor sup;
     {
       std::lock_guard<std::mutex> lk(mtx);
       auto it = supervisors.find(run_id);
-      if (it == supervisors.end())
-        return false;
+      if (it == supervisors.end()) return false;
       sup = it->second;
     }
     caf::anon_send(sup, std::forward<Ts>(xs)...);
@@ -222,8 +220,7 @@ struct engine::impl {
     self->send(persistence, actors::load_atom::value, run_id);
     actors::run_snapshot_ptr snap;
     self->receive([&](actors::loaded_atom, actors::run_snapshot_ptr s) { snap = std::move(s); });
-    if (!snap->error.empty())
-      throw smithers_error(errc::db_error, snap->error);
+    if (!snap->error.empty()) throw smithers_error(errc::db_error, snap->error);
     return snap;
   }
 
@@ -235,8 +232,7 @@ struct engine::impl {
     ctx->persistence = persistence;
     ctx->pool = pool.get();
     ctx->publish = [this, on_event](const event& e) {
-      if (on_event)
-        call_handler(on_event, e);
+      if (on_event) call_handler(on_event, e);
       publish(e);
     };
     ctx->on_end = [st, this](run_result r) {
@@ -263,11 +259,12 @@ struct engine::impl {
     batch->commands = std::move(cmds);
     self->send(persistence, actors::write_atom::value, std::uint64_t{0}, batch);
     std::optional<error> failure;
-    self->receive([&](actors::committed_atom, std::uint64_t) {},
-                  [&](actors::failed_atom, std::uint64_t, const std::string& code,
-                      const std::string& msg) { failure = error{code, msg}; });
-    if (failure)
-      throw smithers_error(*failure);
+    self->receive(
+        [&](actors::committed_atom, std::uint64_t) {},
+        [&](actors::failed_atom, std::uint64_t, const std::string& code, const std::string& msg) {
+          failure = error{code, msg};
+        });
+    if (failure) throw smithers_error(*failure);
   }
 };
 
@@ -276,14 +273,15 @@ engine::engine(engine_config cfg) : impl_(std::make_unique<impl>()) {
   auto& c = impl_->cfg;
   // Open (and migrate) first: a bad database path fails the constructor.
   impl_->db = std::make_shared<store::database>(store::database::open(
-    c.db_path, store::open_mode::read_write,
-    c.synchronous_full ? store::sync_mode::full : store::sync_mode::normal));
+      c.db_path, store::open_mode::read_write,
+      c.synchronous_full ? store::sync_mode::full : store::sync_mode::normal));
   std::size_t threads = c.scheduler_threads ? c.scheduler_threads : default_scheduler_threads();
   impl_->sys_cfg.set("scheduler.max-threads", threads);
   // CAF's idle workers poll, then sleep 10 ms between polls; a commit ack
   // landing on a sleeping worker then waits that long, which dominated the
   // latency of each step of a sequence. 1 ms keeps idle cost negligible.
-  impl_->sys_cfg.set("work-stealing.relaxed-sleep-duration", caf::timespan{std::chrono::milliseconds{1}});
+  impl_->sys_cfg.set("work-stealing.relaxed-sleep-duration",
+                     caf::timespan{std::chrono::milliseconds{1}});
   impl_->sys = std::make_unique<caf::actor_system>(impl_->sys_cfg);
   impl_->pool = std::make_unique<util::thread_pool>(c.blocking_threads ? c.blocking_threads : 64);
   impl_->persistence = actors::spawn_persistence(*impl_->sys, impl_->db);
@@ -292,10 +290,10 @@ engine::engine(engine_config cfg) : impl_(std::make_unique<impl>()) {
   if (c.db_path != ":memory:" && c.db_path.rfind("file::memory:", 0) != 0) {
     auto* im = impl_.get();
     impl_->poller = impl_->sys->spawn<caf::detached>(
-      cancel_poller, c.db_path, impl_->owner_id, [im](const std::string& run_id) {
-        im->tell_supervisor(run_id, actors::cancel_atom::value,
-                            std::string{"cancelled by request"});
-      });
+        cancel_poller, c.db_path, impl_->owner_id, [im](const std::string& run_id) {
+          im->tell_supervisor(run_id, actors::cancel_atom::value,
+                              std::string{"cancelled by request"});
+        });
   }
 }
 
@@ -307,8 +305,7 @@ engine::~engine() {
   }
   for (auto& r : runs)
     run_handle{r}.wait();
-  if (impl_->poller)
-    caf::anon_send_exit(impl_->poller, caf::exit_reason::user_shutdown);
+  if (impl_->poller) caf::anon_send_exit(impl_->poller, caf::exit_reason::user_shutdown);
   impl_->poller = nullptr;
   caf::anon_send_exit(impl_->persistence, caf::exit_reason::user_shutdown);
   impl_->persistence = nullptr;
@@ -326,15 +323,13 @@ const std::string& engine::owner_id() const {
 }
 
 void engine::cancel(const std::string& run_id, const std::string& reason) {
-  if (impl_->tell_supervisor(run_id, actors::cancel_atom::value, reason))
-    return;
+  if (impl_->tell_supervisor(run_id, actors::cancel_atom::value, reason)) return;
   // Not driven here: check the store, then record a durable request.
   std::optional<store::run_row> run;
   if (impl_->cfg.db_path != ":memory:")
     if (auto db = store::database::open_existing(impl_->cfg.db_path))
       run = store::reader{*db}.run(run_id);
-  if (!run)
-    throw smithers_error(errc::run_not_found, "no run with id \"" + run_id + "\"");
+  if (!run) throw smithers_error(errc::run_not_found, "no run with id \"" + run_id + "\"");
   auto st = run_status_from(run->status);
   if (st && is_terminal(*st))
     throw smithers_error(errc::invalid_argument,
@@ -352,8 +347,7 @@ std::string engine::fork(const std::string& run_id, std::int64_t frame_no,
   caf::scoped_actor self{*impl_->sys};
   self->send(impl_->persistence, actors::exec_atom::value, job);
   self->receive([](actors::done_atom, const actors::store_job_ptr&) {});
-  if (job->failure)
-    throw smithers_error(*job->failure);
+  if (job->failure) throw smithers_error(*job->failure);
   return child;
 }
 
@@ -369,8 +363,7 @@ void engine::interrupt(const std::string& reason) {
 }
 
 void engine::register_compute(const std::string& name, compute_fn fn) {
-  if (name.empty())
-    throw smithers_error(errc::invalid_argument, "a compute function needs a name");
+  if (name.empty()) throw smithers_error(errc::invalid_argument, "a compute function needs a name");
   if (!fn)
     throw smithers_error(errc::invalid_argument, "compute function \"" + name + "\" is empty");
   std::lock_guard<std::mutex> lk(impl_->mtx);
@@ -397,15 +390,13 @@ void engine::unsubscribe(std::uint64_t id) {
 void validate_run(const workflow& wf, const run_options& opts,
                   const std::function<bool(const std::string&)>& has_compute) {
   if (!opts.run_id.empty())
-    if (auto err = util::check_run_id(opts.run_id))
-      throw smithers_error(*err);
+    if (auto err = util::check_run_id(opts.run_id)) throw smithers_error(*err);
   if (opts.max_concurrency &&
       (*opts.max_concurrency < 1 || *opts.max_concurrency > limits::max_option_value))
     throw smithers_error(errc::invalid_argument,
                          "max_concurrency must be a positive integer, got " +
-                           std::to_string(*opts.max_concurrency));
-  if (auto err = util::check_input_bounds(opts.input))
-    throw smithers_error(*err);
+                             std::to_string(*opts.max_concurrency));
+  if (auto err = util::check_input_bounds(opts.input)) throw smithers_error(*err);
   auto ps = spec::validate_workflow(wf);
   if (!ps.empty())
     throw smithers_error(errc::invalid_workflow, "invalid workflow: " + spec::join(ps),
@@ -439,8 +430,7 @@ run_handle engine::start(const workflow& wf, run_options opts) {
 }
 
 run_handle engine::start(std::shared_ptr<const workflow> wf, run_options opts) {
-  if (!wf)
-    throw smithers_error(errc::invalid_argument, "no workflow given");
+  if (!wf) throw smithers_error(errc::invalid_argument, "no workflow given");
   validate(*wf, opts);
   auto& im = *impl_;
 
@@ -448,8 +438,8 @@ run_handle engine::start(std::shared_ptr<const workflow> wf, run_options opts) {
   ctx->run_id = opts.run_id.empty() ? util::new_run_id() : opts.run_id;
   ctx->wf = wf;
   ctx->input = std::make_shared<const json>(std::move(opts.input));
-  ctx->max_concurrency = opts.max_concurrency.value_or(
-    wf->max_concurrency.value_or(im.cfg.default_max_concurrency));
+  ctx->max_concurrency =
+      opts.max_concurrency.value_or(wf->max_concurrency.value_or(im.cfg.default_max_concurrency));
   {
     std::lock_guard<std::mutex> lk(im.mtx);
     ctx->computes = std::make_shared<const actors::compute_registry>(im.computes);
@@ -482,21 +472,20 @@ run_handle engine::start(std::shared_ptr<const workflow> wf, run_options opts) {
   started.timestamp_ms = now;
   started.fields = {{"workflow", wf->name}, {"input", *ctx->input}};
   try {
-    im.write_sync({store::insert_run{row},
-                   store::append_event{store::event_row{ctx->run_id, 0, started.type, now,
-                                                        started.fields}}});
+    im.write_sync(
+        {store::insert_run{row},
+         store::append_event{store::event_row{ctx->run_id, 0, started.type, now, started.fields}}});
   } catch (const smithers_error& e) {
     if (e.err().message.find("UNIQUE") != std::string::npos ||
         e.err().message.find("PRIMARY KEY") != std::string::npos)
-      throw smithers_error(errc::invalid_run_id, "a run with id \"" + ctx->run_id +
-                                                   "\" already exists");
+      throw smithers_error(errc::invalid_run_id,
+                           "a run with id \"" + ctx->run_id + "\" already exists");
     throw;
   }
 
   set_driven(ctx->run_id, true);
   auto on_event = opts.on_event;
-  if (on_event)
-    call_handler(on_event, started);
+  if (on_event) call_handler(on_event, started);
   im.publish(started);
   ctx->next_seq = 1;
   ctx->started_ms = now;
@@ -505,14 +494,11 @@ run_handle engine::start(std::shared_ptr<const workflow> wf, run_options opts) {
 
 run_handle engine::resume(std::shared_ptr<const workflow> wf, const std::string& run_id,
                           resume_options opts) {
-  if (!wf)
-    throw smithers_error(errc::invalid_argument, "no workflow given");
-  if (auto err = util::check_run_id(run_id))
-    throw smithers_error(*err);
+  if (!wf) throw smithers_error(errc::invalid_argument, "no workflow given");
+  if (auto err = util::check_run_id(run_id)) throw smithers_error(*err);
   auto& im = *impl_;
   auto snap = im.load(run_id);
-  if (!snap->run)
-    throw smithers_error(errc::run_not_found, "no run with id \"" + run_id + "\"");
+  if (!snap->run) throw smithers_error(errc::run_not_found, "no run with id \"" + run_id + "\"");
   const store::run_row& run = *snap->run;
   auto status = run_status_from(run.status);
   if (status && is_terminal(*status))
@@ -531,14 +517,14 @@ run_handle engine::resume(std::shared_ptr<const workflow> wf, const std::string&
     if (owner == util::owner_state::alive)
       throw smithers_error(errc::run_owner_alive,
                            "run \"" + run_id + "\" is owned by process " +
-                             std::to_string(run.owner_pid) + ", which is still running",
+                               std::to_string(run.owner_pid) + ", which is still running",
                            {{"owner_id", run.owner_id}, {"owner_pid", run.owner_pid}});
     if (owner == util::owner_state::unknown && now - run.heartbeat_ms < opts.stale_after.count())
       throw smithers_error(errc::run_still_running,
                            "run \"" + run_id + "\" has a heartbeat from " +
-                             std::to_string((now - run.heartbeat_ms) / 1000) +
-                             " s ago (stale after " +
-                             std::to_string(opts.stale_after.count() / 1000) + " s)",
+                               std::to_string((now - run.heartbeat_ms) / 1000) +
+                               " s ago (stale after " +
+                               std::to_string(opts.stale_after.count() / 1000) + " s)",
                            {{"owner_id", run.owner_id}, {"heartbeat_ms", run.heartbeat_ms}});
   }
   auto ps = spec::validate_workflow(*wf);
@@ -562,13 +548,12 @@ run_handle engine::resume(std::shared_ptr<const workflow> wf, const std::string&
   for (auto& o : snap->outputs)
     r.outputs[o.node_id] = std::move(o.value);
   std::string current_hash = opts.workflow_hash;
-  if (current_hash.empty())
-    current_hash = first_render(*wf, run_id, *ctx->input, {}).hash;
+  if (current_hash.empty()) current_hash = first_render(*wf, run_id, *ctx->input, {}).hash;
   json changed = json::array();
   std::string what;
   if (current_hash != run.workflow_hash) {
     changed.push_back(
-      {{"field", "workflow_hash"}, {"recorded", run.workflow_hash}, {"current", current_hash}});
+        {{"field", "workflow_hash"}, {"recorded", run.workflow_hash}, {"current", current_hash}});
     what = "workflow hash";
   }
   if (!run.vcs_revision.empty() && opts.vcs_revision != run.vcs_revision) {
@@ -581,14 +566,13 @@ run_handle engine::resume(std::shared_ptr<const workflow> wf, const std::string&
   if (!changed.empty() && !opts.force)
     throw smithers_error(errc::resume_metadata_mismatch,
                          "run \"" + run_id + "\" started from a different workflow (changed: " +
-                           what + "); --force resumes anyway",
+                             what + "); --force resumes anyway",
                          {{"changed", changed}});
   ctx->first_render = first_render(*wf, run_id, *ctx->input, r.outputs);
   for (const auto& n : snap->nodes) {
     auto s = node_state_from(n.state).value_or(node_state::pending);
     // Whatever was in flight or cancelled runs again.
-    if (s == node_state::in_progress || s == node_state::cancelled)
-      s = node_state::pending;
+    if (s == node_state::in_progress || s == node_state::cancelled) s = node_state::pending;
     r.states[n.node_id] = s;
   }
   std::unordered_map<std::string, const store::attempt_row*> last;
@@ -597,11 +581,9 @@ run_handle engine::resume(std::shared_ptr<const workflow> wf, const std::string&
     r.attempts[a.node_id] = std::max(r.attempts[a.node_id], a.attempt);
     if (a.state == "in-progress") {
       r.orphaned.emplace_back(a.node_id, a.attempt);
-      if (a.meta.is_object() && a.meta.contains("pgid"))
-        orphan_groups.push_back(a.meta);
+      if (a.meta.is_object() && a.meta.contains("pgid")) orphan_groups.push_back(a.meta);
     }
-    if (!a.heartbeat.is_null())
-      r.checkpoints[a.node_id] = a.heartbeat;
+    if (!a.heartbeat.is_null()) r.checkpoints[a.node_id] = a.heartbeat;
     last[a.node_id] = &a;
   }
   for (const auto& [id, a] : last) {

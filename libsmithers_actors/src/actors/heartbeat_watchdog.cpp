@@ -21,10 +21,10 @@ constexpr milliseconds untracked_ttl{10000};
 
 struct watched {
   std::int64_t attempt = 0;
-  caf::actor task;                 // set once tracked
-  std::int64_t timeout_ms = 0;     // 0: no heartbeat timeout
+  caf::actor task;             // set once tracked
+  std::int64_t timeout_ms = 0; // 0: no heartbeat timeout
   clock_type::time_point last_beat{};
-  std::int64_t last_beat_ms = 0;   // wall clock of the newest heartbeat (or the start)
+  std::int64_t last_beat_ms = 0; // wall clock of the newest heartbeat (or the start)
   clock_type::time_point last_write{};
   bool written = false;
   std::optional<heartbeat_msg> pending;
@@ -70,16 +70,14 @@ void check(wd_actor* self) {
   auto now = clock_type::now();
   for (auto it = st.attempts.begin(); it != st.attempts.end();) {
     auto& [id, w] = *it;
-    if (w.pending && now - w.last_write >= write_interval)
-      write(self, id, w, *w.pending);
+    if (w.pending && now - w.last_write >= write_interval) write(self, id, w, *w.pending);
     if (!w.task) {
       // Heartbeats of an attempt that is not (or no longer) tracked.
       it = now - w.created > untracked_ttl ? st.attempts.erase(it) : std::next(it);
       continue;
     }
     if (w.timeout_ms > 0 && now - w.last_beat > milliseconds{w.timeout_ms}) {
-      if (w.pending)
-        write(self, id, w, *w.pending);
+      if (w.pending) write(self, id, w, *w.pending);
       // The supervisor hears of the timeout before the task actor's down_msg
       // (this send happens before the exit), so it records the cause.
       self->send(st.supervisor, hb_timeout_atom::value, id, w.attempt, w.last_beat_ms);
@@ -106,36 +104,36 @@ caf::behavior watchdog(wd_actor* self, caf::actor supervisor, std::string run_id
   self->state.persistence = std::move(persistence);
   self->send(self, check_atom::value);
   return {
-    [=](track_atom, const std::string& id, std::int64_t attempt, const caf::actor& task,
-        std::int64_t timeout_ms) {
-      auto& w = entry_for(self, id, attempt);
-      w.task = task;
-      w.timeout_ms = timeout_ms;
-    },
-    [=](untrack_atom, const std::string& id, std::int64_t attempt) {
-      auto it = self->state.attempts.find(id);
-      if (it != self->state.attempts.end() && it->second.attempt <= attempt)
-        self->state.attempts.erase(it);
-    },
-    [=](heartbeat_atom, const std::string& id, const heartbeat_ptr& hb) {
-      auto it = self->state.attempts.find(id);
-      if (it != self->state.attempts.end() && it->second.attempt > hb->attempt)
-        return; // a late heartbeat of an earlier attempt
-      auto& w = entry_for(self, id, hb->attempt);
-      w.last_beat = clock_type::now();
-      w.last_beat_ms = hb->at_ms;
-      if (!w.written || clock_type::now() - w.last_write >= write_interval) {
-        write(self, id, w, *hb);
-      } else if (!w.pending || hb->has_data || !w.pending->has_data) {
-        w.pending = *hb; // newest wins, but keep data over a bare beat
-      } else {
-        w.pending->at_ms = hb->at_ms;
-      }
-    },
-    [=](check_atom) { check(self); },
-    // Acks of the liveness writes: nothing to do either way.
-    [=](committed_atom, std::uint64_t) {},
-    [=](failed_atom, std::uint64_t, const std::string&, const std::string&) {},
+      [=](track_atom, const std::string& id, std::int64_t attempt, const caf::actor& task,
+          std::int64_t timeout_ms) {
+        auto& w = entry_for(self, id, attempt);
+        w.task = task;
+        w.timeout_ms = timeout_ms;
+      },
+      [=](untrack_atom, const std::string& id, std::int64_t attempt) {
+        auto it = self->state.attempts.find(id);
+        if (it != self->state.attempts.end() && it->second.attempt <= attempt)
+          self->state.attempts.erase(it);
+      },
+      [=](heartbeat_atom, const std::string& id, const heartbeat_ptr& hb) {
+        auto it = self->state.attempts.find(id);
+        if (it != self->state.attempts.end() && it->second.attempt > hb->attempt)
+          return; // a late heartbeat of an earlier attempt
+        auto& w = entry_for(self, id, hb->attempt);
+        w.last_beat = clock_type::now();
+        w.last_beat_ms = hb->at_ms;
+        if (!w.written || clock_type::now() - w.last_write >= write_interval) {
+          write(self, id, w, *hb);
+        } else if (!w.pending || hb->has_data || !w.pending->has_data) {
+          w.pending = *hb; // newest wins, but keep data over a bare beat
+        } else {
+          w.pending->at_ms = hb->at_ms;
+        }
+      },
+      [=](check_atom) { check(self); },
+      // Acks of the liveness writes: nothing to do either way.
+      [=](committed_atom, std::uint64_t) {},
+      [=](failed_atom, std::uint64_t, const std::string&, const std::string&) {},
   };
 }
 

@@ -26,8 +26,7 @@ struct persistence_state {
 
 void reply(caf::stateful_actor<persistence_state>* self, const pending_batch& b,
            const error* failure) {
-  if (!b.sender)
-    return;
+  if (!b.sender) return;
   auto dest = caf::actor_cast<caf::actor>(b.sender);
   if (failure)
     self->send(dest, failed_atom::value, b.id, failure->code, failure->message);
@@ -36,8 +35,7 @@ void reply(caf::stateful_actor<persistence_state>* self, const pending_batch& b,
 }
 
 error to_error(const std::exception& e) {
-  if (auto* se = dynamic_cast<const smithers_error*>(&e))
-    return se->err();
+  if (auto* se = dynamic_cast<const smithers_error*>(&e)) return se->err();
   return error{errc::db_error, e.what()};
 }
 
@@ -46,8 +44,7 @@ error to_error(const std::exception& e) {
 void flush(caf::stateful_actor<persistence_state>* self) {
   auto& st = self->state;
   st.flush_queued = false;
-  if (st.pending.empty())
-    return;
+  if (st.pending.empty()) return;
   std::vector<pending_batch> work;
   work.swap(st.pending);
   std::vector<const std::vector<store::command>*> all;
@@ -68,8 +65,8 @@ void flush(caf::stateful_actor<persistence_state>* self) {
       reply(self, work[0], &err);
       return;
     }
-    spdlog::warn("group commit of {} batches failed ({}); committing them one by one",
-                 work.size(), e.what());
+    spdlog::warn("group commit of {} batches failed ({}); committing them one by one", work.size(),
+                 e.what());
   }
   for (const auto& b : work) {
     try {
@@ -88,47 +85,47 @@ caf::behavior persistence(caf::stateful_actor<persistence_state>* self,
   self->state.db = std::move(db);
   self->state.writer = std::make_unique<store::writer>(*self->state.db);
   return {
-    [=](write_atom, std::uint64_t id, const write_batch_ptr& batch) {
-      auto& st = self->state;
-      st.pending.push_back({self->current_sender(), id, batch});
-      // The flush message queues behind everything already in the mailbox,
-      // so one transaction takes all of it.
-      if (!st.flush_queued) {
-        st.flush_queued = true;
-        self->send(self, flush_atom::value);
-      }
-    },
-    [=](flush_atom) { flush(self); },
-    [=](exec_atom, store_job_ptr job) {
-      flush(self);
-      try {
-        job->fn(*self->state.db);
-      } catch (const smithers_error& e) {
-        job->failure = e.err();
-      } catch (const std::exception& e) {
-        job->failure = error{errc::db_error, e.what()};
-      }
-      self->send(caf::actor_cast<caf::actor>(self->current_sender()), done_atom::value, job);
-    },
-    [=](load_atom, const std::string& run_id) {
-      // Queued writes first: a load sees everything sent before it.
-      flush(self);
-      auto snap = std::make_shared<run_snapshot>();
-      try {
-        store::reader rd{*self->state.db};
-        snap->run = rd.run(run_id);
-        if (snap->run) {
-          snap->nodes = rd.nodes(run_id);
-          snap->attempts = rd.attempts(run_id);
-          snap->outputs = rd.outputs(run_id);
-          snap->max_seq = rd.max_event_seq(run_id);
-          snap->frames = rd.frame_count(run_id);
+      [=](write_atom, std::uint64_t id, const write_batch_ptr& batch) {
+        auto& st = self->state;
+        st.pending.push_back({self->current_sender(), id, batch});
+        // The flush message queues behind everything already in the mailbox,
+        // so one transaction takes all of it.
+        if (!st.flush_queued) {
+          st.flush_queued = true;
+          self->send(self, flush_atom::value);
         }
-      } catch (const std::exception& e) {
-        snap->error = e.what();
-      }
-      self->send(caf::actor_cast<caf::actor>(self->current_sender()), loaded_atom::value, snap);
-    },
+      },
+      [=](flush_atom) { flush(self); },
+      [=](exec_atom, store_job_ptr job) {
+        flush(self);
+        try {
+          job->fn(*self->state.db);
+        } catch (const smithers_error& e) {
+          job->failure = e.err();
+        } catch (const std::exception& e) {
+          job->failure = error{errc::db_error, e.what()};
+        }
+        self->send(caf::actor_cast<caf::actor>(self->current_sender()), done_atom::value, job);
+      },
+      [=](load_atom, const std::string& run_id) {
+        // Queued writes first: a load sees everything sent before it.
+        flush(self);
+        auto snap = std::make_shared<run_snapshot>();
+        try {
+          store::reader rd{*self->state.db};
+          snap->run = rd.run(run_id);
+          if (snap->run) {
+            snap->nodes = rd.nodes(run_id);
+            snap->attempts = rd.attempts(run_id);
+            snap->outputs = rd.outputs(run_id);
+            snap->max_seq = rd.max_event_seq(run_id);
+            snap->frames = rd.frame_count(run_id);
+          }
+        } catch (const std::exception& e) {
+          snap->error = e.what();
+        }
+        self->send(caf::actor_cast<caf::actor>(self->current_sender()), loaded_atom::value, snap);
+      },
   };
 }
 

@@ -83,7 +83,7 @@ struct supervisor_state {
   bool wrote_keyframe = false;
   bool tree_changed = true;
   bool tick_queued = false;
-  bool dirty = false;  // outputs changed since the last render (dynamic workflows)
+  bool dirty = false; // outputs changed since the last render (dynamic workflows)
   bool ending = false;
   stop_mode stopping = stop_mode::none;
   error stop_error;
@@ -107,7 +107,7 @@ public:
     e.timestamp_ms = util::now_ms();
     e.fields = std::move(fields);
     st_.writes.push_back(
-      store::append_event{store::event_row{e.run_id, e.seq, e.type, e.timestamp_ms, e.fields}});
+        store::append_event{store::event_row{e.run_id, e.seq, e.type, e.timestamp_ms, e.fields}});
     st_.effects.events.push_back(std::move(e));
   }
 
@@ -141,8 +141,7 @@ public:
   // up to a keyframe's size, so total snapshot storage stays linear in the
   // number of state changes.
   void maybe_frame() {
-    if (st_.frame_delta.empty() && !st_.tree_changed)
-      return;
+    if (st_.frame_delta.empty() && !st_.tree_changed) return;
     bool key = !st_.wrote_keyframe ||
                st_.delta_since_key >= std::max<std::size_t>(64, st_.written_states.size());
     json states = json::object();
@@ -161,14 +160,12 @@ public:
     f.run_id = st_.ctx->run_id;
     f.frame_no = st_.frame_no;
     f.tree_hash = st_.tree.hash;
-    if (st_.tree_changed)
-      f.tree = st_.tree.canonical;
+    if (st_.tree_changed) f.tree = st_.tree.canonical;
     f.created_ms = util::now_ms();
     f.keyframe = key;
     std::size_t nodes = states.size();
     f.snapshot = {{"states", std::move(states)}};
-    if (key)
-      f.snapshot["input"] = *st_.ctx->input;
+    if (key) f.snapshot["input"] = *st_.ctx->input;
     st_.writes.push_back(store::store_frame{std::move(f)});
     emit("FrameCommitted", {{"frame_no", st_.frame_no},
                             {"tree_hash", st_.tree.hash},
@@ -185,8 +182,7 @@ public:
     std::vector<node_state> initial(plan->task_count(), node_state::pending);
     for (std::size_t t = 0; t < plan->task_count(); ++t) {
       auto it = known.find(plan->task_ids[t]);
-      if (it != known.end())
-        initial[t] = it->second;
+      if (it != known.end()) initial[t] = it->second;
     }
     auto s = std::make_unique<sched::scheduler>(*plan, st_.ctx->max_concurrency, initial);
     // The old scheduler refers to the old plan: replace both together.
@@ -196,16 +192,15 @@ public:
 
   std::unordered_map<std::string, node_state> current_states() const {
     std::unordered_map<std::string, node_state> out;
-    if (!st_.plan)
-      return out;
+    if (!st_.plan) return out;
     for (std::size_t t = 0; t < st_.plan->task_count(); ++t)
       out.emplace(st_.plan->task_ids[t], st_.sched->state(static_cast<sched::index>(t)));
     return out;
   }
 
   void start() {
-    st_.watchdog = spawn_heartbeat_watchdog(*self_, st_.ctx->run_id, st_.ctx->owner_id,
-                                            st_.ctx->persistence);
+    st_.watchdog =
+        spawn_heartbeat_watchdog(*self_, st_.ctx->run_id, st_.ctx->owner_id, st_.ctx->persistence);
     st_.next_seq = st_.ctx->next_seq;
     st_.result.run_id = st_.ctx->run_id;
     st_.tree = std::move(st_.ctx->first_render);
@@ -258,14 +253,12 @@ public:
       const auto& id = st_.plan->task_ids[t];
       if (!r.states.count(id) || orphans.count(id)) {
         node_row(id, node_state::pending, st_.plan->specs[t].get());
-        if (!r.states.count(id))
-          emit("NodePending", {{"node_id", id}, {"iteration", 0}});
+        if (!r.states.count(id)) emit("NodePending", {{"node_id", id}, {"iteration", 0}});
       }
     }
     for (const auto& [id, at] : r.retry_at_ms) {
       sched::index t = st_.plan->find(id);
-      if (t < 0)
-        continue;
+      if (t < 0) continue;
       st_.sched->hold(t);
       self_->delayed_send(self_, std::chrono::milliseconds{std::max<std::int64_t>(0, at - now)},
                           retry_atom::value, id);
@@ -280,16 +273,15 @@ public:
     try {
       next = render(*st_.ctx->wf, rc);
     } catch (const std::exception& e) {
-      fail_run(error{errc::invalid_workflow, std::string{"rendering the workflow failed: "} +
-                                               e.what()});
+      fail_run(
+          error{errc::invalid_workflow, std::string{"rendering the workflow failed: "} + e.what()});
       return;
     }
-    if (next.hash == st_.tree.hash)
-      return;
+    if (next.hash == st_.tree.hash) return;
     auto ps = spec::validate_tree(*st_.ctx->wf, next.root);
     if (!ps.empty()) {
-      fail_run(error{errc::invalid_workflow, "the workflow rendered an invalid tree: " +
-                                               spec::join(ps)});
+      fail_run(error{errc::invalid_workflow,
+                     "the workflow rendered an invalid tree: " + spec::join(ps)});
       return;
     }
     auto known = current_states();
@@ -308,8 +300,7 @@ public:
   std::shared_ptr<const json> schema_for(const std::shared_ptr<task_spec>& spec) {
     if (!spec->output_schema.is_null())
       return std::shared_ptr<const json>(spec, &spec->output_schema); // aliases the spec
-    if (spec->output.empty())
-      return nullptr;
+    if (spec->output.empty()) return nullptr;
     auto& cached = st_.named_schemas[spec->output];
     if (!cached) {
       auto it = st_.ctx->wf->output_schemas.find(spec->output);
@@ -344,8 +335,7 @@ public:
     job->input = st_.ctx->input;
     for (const auto& need : spec->needs) {
       auto it = st_.outputs.find(need);
-      if (it != st_.outputs.end())
-        job->needs[need] = it->second;
+      if (it != st_.outputs.end()) job->needs[need] = it->second;
     }
     if (auto it = st_.checkpoints.find(id); it != st_.checkpoints.end())
       job->last_heartbeat = it->second;
@@ -377,7 +367,8 @@ public:
           auto it = st_.ctx->computes->find(spec->compute_name);
           if (it == st_.ctx->computes->end())
             throw smithers_error(errc::invalid_workflow, "no compute function named \"" +
-                                                           spec->compute_name + "\" is registered");
+                                                             spec->compute_name +
+                                                             "\" is registered");
           job->compute = it->second;
         }
       }
@@ -393,8 +384,7 @@ public:
   // The attempt row is committed: now the work may run.
   void spawn(const pending_spawn& sp) {
     auto it = st_.live.find(sp.node_id);
-    if (it == st_.live.end() || it->second.attempt != sp.attempt)
-      return; // ended meanwhile
+    if (it == st_.live.end() || it->second.attempt != sp.attempt) return; // ended meanwhile
     if (st_.stopping != stop_mode::none) {
       attempt_failed(sp.node_id, sp.attempt, st_.stop_error);
       return;
@@ -414,11 +404,10 @@ public:
       return;
     }
     auto& la = it->second;
-    la.actor = spawn_task_actor(*self_, sp.job, st_.ctx->pool,
-                                caf::actor_cast<caf::actor>(self_), st_.watchdog);
+    la.actor = spawn_task_actor(*self_, sp.job, st_.ctx->pool, caf::actor_cast<caf::actor>(self_),
+                                st_.watchdog);
     self_->monitor(la.actor);
-    if (st_.ctx->on_task_spawned)
-      st_.ctx->on_task_spawned(sp.node_id, sp.attempt, la.actor);
+    if (st_.ctx->on_task_spawned) st_.ctx->on_task_spawned(sp.node_id, sp.attempt, la.actor);
     if (sp.job->spec->kind != task_kind::value)
       self_->send(st_.watchdog, track_atom::value, sp.node_id, sp.attempt, la.actor,
                   sp.job->spec->heartbeat_timeout_ms.value_or(0));
@@ -433,8 +422,7 @@ public:
     rh.attempt = la.attempt;
     rh.heartbeat_ms = at_ms;
     rh.has_data = has_data;
-    if (has_data)
-      rh.data = data;
+    if (has_data) rh.data = data;
     std::size_t bytes = has_data ? data.dump().size() : 0;
     st_.writes.push_back(std::move(rh));
     std::int64_t interval = at_ms - (la.last_hb_write_ms ? la.last_hb_write_ms : la.started_ms);
@@ -445,8 +433,7 @@ public:
                            {"data_bytes", bytes},
                            {"interval_ms", interval}});
     la.last_hb_write_ms = at_ms;
-    if (has_data)
-      st_.checkpoints[id] = data;
+    if (has_data) st_.checkpoints[id] = data;
   }
 
   // A throttled heartbeat from the watchdog: write it.
@@ -467,15 +454,13 @@ public:
     // >=: beats within one millisecond of the last write may carry newer data.
     if (beat && beat->at_ms > 0 && beat->at_ms >= la.last_hb_write_ms)
       write_heartbeat(id, la, beat->at_ms, beat->data, beat->has_data);
-    if (la.actor)
-      self_->send(st_.watchdog, untrack_atom::value, id, la.attempt);
+    if (la.actor) self_->send(st_.watchdog, untrack_atom::value, id, la.attempt);
     return la;
   }
 
   void on_result(const std::string& id, std::int64_t attempt, const task_outcome& oc) {
     auto it = st_.live.find(id);
-    if (it == st_.live.end() || it->second.attempt != attempt)
-      return;
+    if (it == st_.live.end() || it->second.attempt != attempt) return;
     if (oc.err) {
       attempt_failed(id, attempt, *oc.err, &oc.beat);
       return;
@@ -521,10 +506,8 @@ public:
       st_.writes.push_back(std::move(fa));
       bool back_to_pending = st_.stopping == stop_mode::interrupt;
       node_row(id, back_to_pending ? node_state::pending : node_state::cancelled, spec);
-      emit("NodeCancelled", {{"node_id", id},
-                             {"iteration", 0},
-                             {"attempt", attempt},
-                             {"error", why.to_json()}});
+      emit("NodeCancelled",
+           {{"node_id", id}, {"iteration", 0}, {"attempt", attempt}, {"error", why.to_json()}});
       return;
     }
     fa.state = "failed";
@@ -560,21 +543,22 @@ public:
   // that a resume after a crash of this process can end it.
   void on_process(const std::string& id, std::int64_t attempt, std::int64_t pid) {
     auto it = st_.live.find(id);
-    if (it == st_.live.end() || it->second.attempt != attempt)
-      return;
-    st_.writes.push_back(store::set_attempt_meta{
-      st_.ctx->run_id, id, 0, attempt,
-      {{"host", util::host_name()},
-       {"pgid", pid},
-       {"pgid_start", util::process_start_time(pid).value_or(0)}}});
+    if (it == st_.live.end() || it->second.attempt != attempt) return;
+    st_.writes.push_back(
+        store::set_attempt_meta{st_.ctx->run_id,
+                                id,
+                                0,
+                                attempt,
+                                {{"host", util::host_name()},
+                                 {"pgid", pid},
+                                 {"pgid_start", util::process_start_time(pid).value_or(0)}}});
     queue_tick();
   }
 
   void on_heartbeat_timeout(const std::string& id, std::int64_t attempt,
                             std::int64_t last_beat_ms) {
     auto it = st_.live.find(id);
-    if (it == st_.live.end() || it->second.attempt != attempt)
-      return;
+    if (it == st_.live.end() || it->second.attempt != attempt) return;
     sched::index t = st_.plan->find(id);
     std::int64_t limit = 0;
     if (t >= 0 && st_.plan->specs[t]->heartbeat_timeout_ms)
@@ -593,16 +577,14 @@ public:
 
   void on_down(const caf::down_msg& dm) {
     auto it = st_.by_actor.find(dm.source.id());
-    if (it == st_.by_actor.end())
-      return;
+    if (it == st_.by_actor.end()) return;
     auto [id, attempt] = it->second;
     st_.by_actor.erase(it);
     auto lit = st_.live.find(id);
-    if (lit == st_.live.end() || lit->second.attempt != attempt)
-      return; // its result arrived first
+    if (lit == st_.live.end() || lit->second.attempt != attempt) return; // its result arrived first
     attempt_failed(id, attempt,
-                   error{errc::task_failed, "task actor ended without a result (" +
-                                              caf::to_string(dm.reason) + ")"});
+                   error{errc::task_failed,
+                         "task actor ended without a result (" + caf::to_string(dm.reason) + ")"});
     queue_tick();
   }
 
@@ -610,8 +592,7 @@ public:
   // no new starts, every attempt in flight is asked to stop and recorded
   // cancelled once it has.
   void stop(stop_mode mode, error why) {
-    if (st_.ending || st_.stopping != stop_mode::none)
-      return;
+    if (st_.ending || st_.stopping != stop_mode::none) return;
     st_.stopping = mode;
     st_.stop_error = std::move(why);
     for (auto& [id, la] : st_.live)
@@ -637,8 +618,7 @@ public:
   void fail_run(error err) { end_run(run_status::failed, std::move(err)); }
 
   void end_run(run_status status, std::optional<error> err) {
-    if (st_.ending)
-      return;
+    if (st_.ending) return;
     st_.ending = true;
     std::int64_t now = util::now_ms();
     for (auto& [id, out] : st_.outputs)
@@ -661,22 +641,17 @@ public:
     // Attempts still in flight (a failed run with in-flight siblings never
     // gets here; a render error may) end with the supervisor.
     for (auto& [id, la] : st_.live)
-      if (la.actor)
-        self_->send_exit(la.actor, caf::exit_reason::user_shutdown);
+      if (la.actor) self_->send_exit(la.actor, caf::exit_reason::user_shutdown);
     flush();
   }
 
   void tick() {
     st_.tick_queued = false;
-    if (st_.ending)
-      return;
-    if (st_.ctx->wf->dynamic() && st_.dirty)
-      rerender();
-    if (st_.ending)
-      return;
+    if (st_.ending) return;
+    if (st_.ctx->wf->dynamic() && st_.dirty) rerender();
+    if (st_.ending) return;
     if (st_.stopping != stop_mode::none) {
-      if (st_.live.empty() && !results_pending())
-        finish_stop();
+      if (st_.live.empty() && !results_pending()) finish_stop();
       flush();
       return;
     }
@@ -684,13 +659,11 @@ public:
       for (auto t : st_.sched->take_auto_skipped())
         record_skip(t, "a node it needs did not finish");
       auto ready = st_.sched->take_runnable();
-      if (ready.empty())
-        break;
+      if (ready.empty()) break;
       bool skipped_any = false;
       for (auto t : ready) {
         const auto& spec = *st_.plan->specs[t];
-        if (!spec.skip_if.is_null() &&
-            spec::evaluate(spec.skip_if, *st_.ctx->input, st_.outputs)) {
+        if (!spec.skip_if.is_null() && spec::evaluate(spec.skip_if, *st_.ctx->input, st_.outputs)) {
           // Skipping frees the slot and may unblock others: schedule again.
           st_.sched->complete(t, node_state::skipped);
           record_skip(t, "skip_if matched");
@@ -699,8 +672,7 @@ public:
           start_task(t);
         }
       }
-      if (!skipped_any)
-        break;
+      if (!skipped_any) break;
     }
     check_end();
     flush();
@@ -710,8 +682,7 @@ public:
   // the final batch comes after them.
   bool results_pending() const {
     for (const auto& [id, fx] : st_.in_flight)
-      if (!fx.completions.empty() || !fx.spawns.empty())
-        return true;
+      if (!fx.completions.empty() || !fx.spawns.empty()) return true;
     return !st_.effects.completions.empty() || !st_.effects.spawns.empty();
   }
 
@@ -725,42 +696,41 @@ public:
     // Results waiting for their commit keep their tasks in flight, so the
     // scheduler only reports an end once every output is durable.
     switch (st_.sched->status()) {
-      case sched::outcome::running:
-        return;
-      case sched::outcome::finished:
-        end_run(run_status::finished, std::nullopt);
-        return;
-      case sched::outcome::failed: {
-        json ids = json::array();
-        std::string names;
-        for (auto t : st_.sched->failed_tasks()) {
-          ids.push_back(st_.plan->task_ids[t]);
-          names += (names.empty() ? "" : ", ") + st_.plan->task_ids[t];
-        }
-        fail_run(error{errc::task_failed, "run failed: task(s) " + names + " failed",
-                       {{"failed_nodes", ids}}});
-        return;
+    case sched::outcome::running:
+      return;
+    case sched::outcome::finished:
+      end_run(run_status::finished, std::nullopt);
+      return;
+    case sched::outcome::failed: {
+      json ids = json::array();
+      std::string names;
+      for (auto t : st_.sched->failed_tasks()) {
+        ids.push_back(st_.plan->task_ids[t]);
+        names += (names.empty() ? "" : ", ") + st_.plan->task_ids[t];
       }
-      case sched::outcome::stuck: {
-        json ids = json::array();
-        std::string names;
-        for (auto t : st_.sched->blocked_tasks()) {
-          ids.push_back(st_.plan->task_ids[t]);
-          names += (names.empty() ? "" : ", ") + st_.plan->task_ids[t];
-        }
-        fail_run(error{errc::invalid_workflow,
-                       "run cannot go on: task(s) " + names +
+      fail_run(error{
+          errc::task_failed, "run failed: task(s) " + names + " failed", {{"failed_nodes", ids}}});
+      return;
+    }
+    case sched::outcome::stuck: {
+      json ids = json::array();
+      std::string names;
+      for (auto t : st_.sched->blocked_tasks()) {
+        ids.push_back(st_.plan->task_ids[t]);
+        names += (names.empty() ? "" : ", ") + st_.plan->task_ids[t];
+      }
+      fail_run(error{errc::invalid_workflow,
+                     "run cannot go on: task(s) " + names +
                          " need outputs of nodes that can only run after them",
-                       {{"blocked_nodes", ids}}});
-        return;
-      }
+                     {{"blocked_nodes", ids}}});
+      return;
+    }
     }
   }
 
   void flush() {
     maybe_frame();
-    if (st_.writes.empty() && st_.effects.completions.empty() && !st_.effects.final)
-      return;
+    if (st_.writes.empty() && st_.effects.completions.empty() && !st_.effects.final) return;
     auto batch = std::make_shared<write_batch>();
     batch->commands.swap(st_.writes);
     std::uint64_t id = st_.next_batch++;
@@ -771,8 +741,7 @@ public:
 
   void on_committed(std::uint64_t id) {
     auto it = st_.in_flight.find(id);
-    if (it == st_.in_flight.end())
-      return;
+    if (it == st_.in_flight.end()) return;
     batch_effects fx = std::move(it->second);
     st_.in_flight.erase(it);
     if (st_.ctx->publish)
@@ -782,23 +751,21 @@ public:
     for (auto& c : fx.completions) {
       sched::index t = st_.plan->find(c.node_id);
       switch (c.kind) {
-        case completion::finished:
-          st_.outputs[c.node_id] = std::move(c.output);
-          st_.dirty = true;
-          if (t >= 0)
-            st_.sched->complete(t, node_state::finished);
-          break;
-        case completion::failed:
-          if (t >= 0)
-            st_.sched->complete(t, node_state::failed);
-          break;
-        case completion::retry:
-          if (t >= 0 && st_.stopping == stop_mode::none) {
-            st_.sched->defer(t);
-            self_->delayed_send(self_, std::chrono::milliseconds{c.delay_ms}, retry_atom::value,
-                                c.node_id);
-          }
-          break;
+      case completion::finished:
+        st_.outputs[c.node_id] = std::move(c.output);
+        st_.dirty = true;
+        if (t >= 0) st_.sched->complete(t, node_state::finished);
+        break;
+      case completion::failed:
+        if (t >= 0) st_.sched->complete(t, node_state::failed);
+        break;
+      case completion::retry:
+        if (t >= 0 && st_.stopping == stop_mode::none) {
+          st_.sched->defer(t);
+          self_->delayed_send(self_, std::chrono::milliseconds{c.delay_ms}, retry_atom::value,
+                              c.node_id);
+        }
+        break;
       }
       changed = true;
     }
@@ -808,8 +775,7 @@ public:
     }
     for (const auto& sp : fx.spawns)
       spawn(sp);
-    if (changed || !fx.spawns.empty())
-      queue_tick();
+    if (changed || !fx.spawns.empty()) queue_tick();
   }
 
   void on_commit_failed(std::uint64_t id, const std::string& msg) {
@@ -820,25 +786,21 @@ public:
     st_.result.status = run_status::failed;
     st_.result.err = error{errc::db_error, msg};
     for (auto& [nid, la] : st_.live)
-      if (la.actor)
-        self_->send_exit(la.actor, caf::exit_reason::user_shutdown);
+      if (la.actor) self_->send_exit(la.actor, caf::exit_reason::user_shutdown);
     finish();
   }
 
   void on_retry(const std::string& id) {
-    if (st_.ending || st_.stopping != stop_mode::none)
-      return;
+    if (st_.ending || st_.stopping != stop_mode::none) return;
     sched::index t = st_.plan->find(id);
-    if (t < 0)
-      return;
+    if (t < 0) return;
     st_.sched->release(t);
     queue_tick();
   }
 
   void finish() {
     // A normal exit does not end linked actors in CAF: end the watchdog here.
-    if (st_.watchdog)
-      self_->send_exit(st_.watchdog, caf::exit_reason::user_shutdown);
+    if (st_.watchdog) self_->send_exit(st_.watchdog, caf::exit_reason::user_shutdown);
     if (st_.ctx->on_end) {
       auto cb = std::move(st_.ctx->on_end);
       st_.ctx->on_end = nullptr;
@@ -870,10 +832,8 @@ caf::behavior run_supervisor(sup_actor* self, std::shared_ptr<run_context> ctx) 
     st.result.status = run_status::failed;
     st.result.err = error{errc::task_failed, "run supervisor failed: " + what};
     for (auto& [id, la] : st.live)
-      if (la.actor)
-        self->send_exit(la.actor, caf::exit_reason::user_shutdown);
-    if (st.watchdog)
-      self->send_exit(st.watchdog, caf::exit_reason::user_shutdown);
+      if (la.actor) self->send_exit(la.actor, caf::exit_reason::user_shutdown);
+    if (st.watchdog) self->send_exit(st.watchdog, caf::exit_reason::user_shutdown);
     if (st.ctx->on_end) {
       auto cb = std::move(st.ctx->on_end);
       st.ctx->on_end = nullptr;
@@ -882,33 +842,33 @@ caf::behavior run_supervisor(sup_actor* self, std::shared_ptr<run_context> ctx) 
     return caf::exit_reason::unhandled_exception;
   });
   return {
-    [=](start_atom) { supervisor{self}.start(); },
-    [=](tick_atom) { supervisor{self}.tick(); },
-    [=](result_atom, const std::string& id, std::int64_t attempt, const task_outcome_ptr& oc) {
-      supervisor s{self};
-      s.on_result(id, attempt, *oc);
-      s.queue_tick(); // coalesce: every queued result lands in one batch
-    },
-    [=](heartbeat_atom, const std::string& id, const heartbeat_ptr& hb) {
-      supervisor{self}.on_heartbeat(*hb, id);
-    },
-    [=](retry_atom, const std::string& id) { supervisor{self}.on_retry(id); },
-    [=](process_atom, const std::string& id, std::int64_t attempt, std::int64_t pid) {
-      supervisor{self}.on_process(id, attempt, pid);
-    },
-    [=](hb_timeout_atom, const std::string& id, std::int64_t attempt, std::int64_t last_ms) {
-      supervisor{self}.on_heartbeat_timeout(id, attempt, last_ms);
-    },
-    [=](cancel_atom, const std::string& reason) {
-      supervisor{self}.stop(stop_mode::cancel, error{errc::run_cancelled, reason});
-    },
-    [=](interrupt_atom, const std::string& reason) {
-      supervisor{self}.stop(stop_mode::interrupt, error{errc::task_aborted, reason});
-    },
-    [=](committed_atom, std::uint64_t id) { supervisor{self}.on_committed(id); },
-    [=](failed_atom, std::uint64_t id, const std::string&, const std::string& msg) {
-      supervisor{self}.on_commit_failed(id, msg);
-    },
+      [=](start_atom) { supervisor{self}.start(); },
+      [=](tick_atom) { supervisor{self}.tick(); },
+      [=](result_atom, const std::string& id, std::int64_t attempt, const task_outcome_ptr& oc) {
+        supervisor s{self};
+        s.on_result(id, attempt, *oc);
+        s.queue_tick(); // coalesce: every queued result lands in one batch
+      },
+      [=](heartbeat_atom, const std::string& id, const heartbeat_ptr& hb) {
+        supervisor{self}.on_heartbeat(*hb, id);
+      },
+      [=](retry_atom, const std::string& id) { supervisor{self}.on_retry(id); },
+      [=](process_atom, const std::string& id, std::int64_t attempt, std::int64_t pid) {
+        supervisor{self}.on_process(id, attempt, pid);
+      },
+      [=](hb_timeout_atom, const std::string& id, std::int64_t attempt, std::int64_t last_ms) {
+        supervisor{self}.on_heartbeat_timeout(id, attempt, last_ms);
+      },
+      [=](cancel_atom, const std::string& reason) {
+        supervisor{self}.stop(stop_mode::cancel, error{errc::run_cancelled, reason});
+      },
+      [=](interrupt_atom, const std::string& reason) {
+        supervisor{self}.stop(stop_mode::interrupt, error{errc::task_aborted, reason});
+      },
+      [=](committed_atom, std::uint64_t id) { supervisor{self}.on_committed(id); },
+      [=](failed_atom, std::uint64_t id, const std::string&, const std::string& msg) {
+        supervisor{self}.on_commit_failed(id, msg);
+      },
   };
 }
 

@@ -22,19 +22,17 @@ using task_actor_t = caf::stateful_actor<task_state>;
 
 void report(task_actor_t* self, const caf::actor& supervisor, const task_job& job,
             task_outcome_ptr oc) {
-  if (self->state.reported)
-    return;
+  if (self->state.reported) return;
   self->state.reported = true;
   self->send(supervisor, result_atom::value, job.node_id, job.attempt, std::move(oc));
   self->quit();
 }
 
-caf::behavior task_actor(task_actor_t* self, std::shared_ptr<task_job> job,
-                         util::thread_pool* pool, caf::actor supervisor, caf::actor watchdog) {
+caf::behavior task_actor(task_actor_t* self, std::shared_ptr<task_job> job, util::thread_pool* pool,
+                         caf::actor supervisor, caf::actor watchdog) {
   if (job->spec->kind == task_kind::value) {
     // Nothing blocks: answer right away.
-    report(self, supervisor, *job,
-           std::make_shared<task_outcome>(execute(*job, nullptr, {})));
+    report(self, supervisor, *job, std::make_shared<task_outcome>(execute(*job, nullptr, {})));
     return {};
   }
   auto cancel = std::make_shared<std::atomic<bool>>(false);
@@ -76,45 +74,43 @@ caf::behavior task_actor(task_actor_t* self, std::shared_ptr<task_job> job,
     self->delayed_send(self, std::chrono::milliseconds{*job->spec->timeout_ms},
                        timeout_atom::value);
   return {
-    [=](done_atom, task_outcome_ptr oc) {
-      if (self->state.stop_reason && !oc->output) {
-        // Stopped on request: the failure is the stop, whatever the job said.
-        oc->err = self->state.stop_reason;
-      }
-      report(self, supervisor, *job, std::move(oc));
-    },
-    [=](timeout_atom) {
-      cancel->store(true);
-      auto oc = std::make_shared<task_outcome>();
-      oc->err = error{errc::task_timeout, "compute task \"" + job->node_id + "\" timed out after " +
-                                            std::to_string(*job->spec->timeout_ms) + " ms",
-                      {{"timeout_ms", *job->spec->timeout_ms}}};
-      report(self, supervisor, *job, std::move(oc));
-    },
-    [=](cancel_atom, const std::string& code, const std::string& reason) {
-      if (self->state.stop_reason)
-        return;
-      self->state.stop_reason = error{code, reason};
-      cancel->store(true);
-      self->delayed_send(self, stop_grace, grace_atom::value);
-    },
-    [=](grace_atom) {
-      auto oc = std::make_shared<task_outcome>();
-      oc->err = *self->state.stop_reason;
-      oc->err->message += " (the task did not stop within " +
-                          std::to_string(stop_grace.count()) + " ms; its result is discarded)";
-      report(self, supervisor, *job, std::move(oc));
-    },
+      [=](done_atom, task_outcome_ptr oc) {
+        if (self->state.stop_reason && !oc->output) {
+          // Stopped on request: the failure is the stop, whatever the job said.
+          oc->err = self->state.stop_reason;
+        }
+        report(self, supervisor, *job, std::move(oc));
+      },
+      [=](timeout_atom) {
+        cancel->store(true);
+        auto oc = std::make_shared<task_outcome>();
+        oc->err = error{errc::task_timeout,
+                        "compute task \"" + job->node_id + "\" timed out after " +
+                            std::to_string(*job->spec->timeout_ms) + " ms",
+                        {{"timeout_ms", *job->spec->timeout_ms}}};
+        report(self, supervisor, *job, std::move(oc));
+      },
+      [=](cancel_atom, const std::string& code, const std::string& reason) {
+        if (self->state.stop_reason) return;
+        self->state.stop_reason = error{code, reason};
+        cancel->store(true);
+        self->delayed_send(self, stop_grace, grace_atom::value);
+      },
+      [=](grace_atom) {
+        auto oc = std::make_shared<task_outcome>();
+        oc->err = *self->state.stop_reason;
+        oc->err->message += " (the task did not stop within " + std::to_string(stop_grace.count()) +
+                            " ms; its result is discarded)";
+        report(self, supervisor, *job, std::move(oc));
+      },
   };
 }
 
 } // namespace
 
 caf::actor spawn_task_actor(caf::local_actor& parent, std::shared_ptr<task_job> job,
-                            util::thread_pool* pool, caf::actor supervisor,
-                            caf::actor watchdog) {
-  return parent.spawn(task_actor, std::move(job), pool, std::move(supervisor),
-                      std::move(watchdog));
+                            util::thread_pool* pool, caf::actor supervisor, caf::actor watchdog) {
+  return parent.spawn(task_actor, std::move(job), pool, std::move(supervisor), std::move(watchdog));
 }
 
 } // namespace smithers::actors

@@ -24,7 +24,6 @@
 namespace smithers::actors {
 
 caf::actor spawn_task_actor(caf::local_actor& parent, std::shared_ptr<task_job> job,
-                            util::thread_pool* pool, caf::actor supervisor,
-                            caf::actor watchdog);
+                            util::thread_pool* pool, caf::actor supervisor, caf::actor watchdog);
 
 } // namespace smithers::actors

@@ -22,26 +22,26 @@ struct task_job {
   std::int64_t attempt = 1;
   std::int32_t task_index = 0;
   std::shared_ptr<const task_spec> spec;
-  compute_fn compute;                          // resolved (inline or registered)
+  compute_fn compute; // resolved (inline or registered)
   std::shared_ptr<const json> input;
-  json needs = json::object();                 // node id -> output
-  json last_heartbeat;                         // previous attempt's checkpoint
-  std::shared_ptr<const json> output_schema;   // null: any object
-  std::vector<std::string> argv;               // expanded command
-  std::map<std::string, std::string> env;      // expanded env
+  json needs = json::object();               // node id -> output
+  json last_heartbeat;                       // previous attempt's checkpoint
+  std::shared_ptr<const json> output_schema; // null: any object
+  std::vector<std::string> argv;             // expanded command
+  std::map<std::string, std::string> env;    // expanded env
 };
 
 /// The newest heartbeat an attempt produced, carried with its outcome so the
 /// last one is always written before the attempt's end.
 struct last_heartbeat {
-  std::int64_t at_ms = 0;                      // 0: none
-  json data;                                   // newest checkpoint data
+  std::int64_t at_ms = 0; // 0: none
+  json data;              // newest checkpoint data
   bool has_data = false;
 };
 
 struct task_outcome {
-  std::optional<json> output;                  // success
-  std::optional<error> err;                    // failure
+  std::optional<json> output; // success
+  std::optional<error> err;   // failure
   last_heartbeat beat;
 };
 

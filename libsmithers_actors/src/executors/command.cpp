@@ -38,13 +38,10 @@ std::string_view trim(std::string_view s) {
 // trimming; "::heartbeats" or "x ::heartbeat" are ordinary lines.
 bool is_marker(std::string_view line, std::string_view* payload = nullptr) {
   line = trim(line);
-  if (line.substr(0, marker.size()) != marker)
-    return false;
+  if (line.substr(0, marker.size()) != marker) return false;
   std::string_view rest = line.substr(marker.size());
-  if (!rest.empty() && !is_space(rest.front()))
-    return false;
-  if (payload)
-    *payload = trim(rest);
+  if (!rest.empty() && !is_space(rest.front())) return false;
+  if (payload) *payload = trim(rest);
   return true;
 }
 
@@ -92,20 +89,17 @@ std::string valid_utf8(std::string_view s) {
 // The last `n` lines of `text` (heartbeat lines skipped), at most
 // tail_max_bytes, as valid UTF-8.
 std::string last_lines(std::string_view text, std::size_t n) {
-  if (!text.empty() && text.back() == '\n')
-    text.remove_suffix(1);
+  if (!text.empty() && text.back() == '\n') text.remove_suffix(1);
   std::vector<std::string_view> lines;
   while (lines.size() < n && !text.empty()) {
     std::size_t nl = text.rfind('\n');
     std::string_view line = nl == std::string_view::npos ? text : text.substr(nl + 1);
-    if (!is_marker(line))
-      lines.push_back(line);
+    if (!is_marker(line)) lines.push_back(line);
     text = nl == std::string_view::npos ? std::string_view{} : text.substr(0, nl);
   }
   std::string joined;
   for (auto it = lines.rbegin(); it != lines.rend(); ++it) {
-    if (!joined.empty() || it != lines.rbegin())
-      joined.push_back('\n');
+    if (!joined.empty() || it != lines.rbegin()) joined.push_back('\n');
     joined.append(*it);
   }
   if (joined.size() > tail_max_bytes) {
@@ -123,8 +117,7 @@ std::string without_heartbeat_lines(std::string_view text) {
   while (!text.empty()) {
     std::size_t nl = text.find('\n');
     std::string_view line = text.substr(0, nl == std::string_view::npos ? text.size() : nl + 1);
-    if (!is_marker(line))
-      out.append(line);
+    if (!is_marker(line)) out.append(line);
     text.remove_prefix(line.size());
   }
   return out;
@@ -132,33 +125,51 @@ std::string without_heartbeat_lines(std::string_view text) {
 
 std::string signal_name(int sig) {
   switch (sig) {
-  case SIGHUP: return "SIGHUP";
-  case SIGINT: return "SIGINT";
-  case SIGQUIT: return "SIGQUIT";
-  case SIGILL: return "SIGILL";
-  case SIGTRAP: return "SIGTRAP";
-  case SIGABRT: return "SIGABRT";
-  case SIGBUS: return "SIGBUS";
-  case SIGFPE: return "SIGFPE";
-  case SIGKILL: return "SIGKILL";
-  case SIGUSR1: return "SIGUSR1";
-  case SIGSEGV: return "SIGSEGV";
-  case SIGUSR2: return "SIGUSR2";
-  case SIGPIPE: return "SIGPIPE";
-  case SIGALRM: return "SIGALRM";
-  case SIGTERM: return "SIGTERM";
-  case SIGXCPU: return "SIGXCPU";
-  case SIGXFSZ: return "SIGXFSZ";
-  case SIGSYS: return "SIGSYS";
-  default: return "SIG" + std::to_string(sig);
+  case SIGHUP:
+    return "SIGHUP";
+  case SIGINT:
+    return "SIGINT";
+  case SIGQUIT:
+    return "SIGQUIT";
+  case SIGILL:
+    return "SIGILL";
+  case SIGTRAP:
+    return "SIGTRAP";
+  case SIGABRT:
+    return "SIGABRT";
+  case SIGBUS:
+    return "SIGBUS";
+  case SIGFPE:
+    return "SIGFPE";
+  case SIGKILL:
+    return "SIGKILL";
+  case SIGUSR1:
+    return "SIGUSR1";
+  case SIGSEGV:
+    return "SIGSEGV";
+  case SIGUSR2:
+    return "SIGUSR2";
+  case SIGPIPE:
+    return "SIGPIPE";
+  case SIGALRM:
+    return "SIGALRM";
+  case SIGTERM:
+    return "SIGTERM";
+  case SIGXCPU:
+    return "SIGXCPU";
+  case SIGXFSZ:
+    return "SIGXFSZ";
+  case SIGSYS:
+    return "SIGSYS";
+  default:
+    return "SIG" + std::to_string(sig);
   }
 }
 
 std::optional<json> parse_object(std::string_view s) {
   try {
     json j = json::parse(s.begin(), s.end(), nullptr, false);
-    if (!j.is_discarded() && j.is_object())
-      return j;
+    if (!j.is_discarded() && j.is_object()) return j;
   } catch (const json::exception&) {
   }
   return std::nullopt;
@@ -187,8 +198,7 @@ std::vector<std::string_view> json_fences(std::string_view t) {
     if (eol != std::string_view::npos && trim(t.substr(tag_end, eol - tag_end)).empty())
       content = eol + 1;
     std::size_t close = t.find(fence, content);
-    if (close == std::string_view::npos)
-      break; // an unclosed fence holds no complete block
+    if (close == std::string_view::npos) break; // an unclosed fence holds no complete block
     if (iequals(t.substr(tag_begin, tag_end - tag_begin), "json"))
       blocks.push_back(t.substr(content, close - content));
     pos = close + fence.size();
@@ -245,25 +255,23 @@ std::optional<json> last_balanced_object(std::string_view t) {
   std::size_t budget = parse_budget_factor * t.size();
   for (const auto& s : spans) {
     std::size_t len = s.end - s.begin + 1;
-    if (len > budget)
-      break;
+    if (len > budget) break;
     budget -= len;
-    if (auto j = parse_object(t.substr(s.begin, len)))
-      return j;
+    if (auto j = parse_object(t.substr(s.begin, len))) return j;
   }
   return std::nullopt;
 }
 
-std::string ms_text(std::chrono::milliseconds ms) { return std::to_string(ms.count()) + " ms"; }
+std::string ms_text(std::chrono::milliseconds ms) {
+  return std::to_string(ms.count()) + " ms";
+}
 
 } // namespace
 
 std::optional<json> parse_heartbeat_line(std::string_view line) {
   std::string_view payload;
-  if (!is_marker(line, &payload))
-    return std::nullopt;
-  if (payload.empty())
-    return json(nullptr);
+  if (!is_marker(line, &payload)) return std::nullopt;
+  if (payload.empty()) return json(nullptr);
   try {
     return json::parse(payload.begin(), payload.end());
   } catch (const json::exception& e) {
@@ -280,29 +288,30 @@ std::optional<json> parse_heartbeat_line(std::string_view line) {
 
 std::optional<json> extract_output(std::string_view text) {
   std::string_view whole = trim(text);
-  if (whole.empty())
-    return std::nullopt;
+  if (whole.empty()) return std::nullopt;
   // Stdout that is exactly one JSON value: an object is the output; any other
   // value (an array, a string...) means the command printed no object.
   try {
     json j = json::parse(whole.begin(), whole.end(), nullptr, false);
-    if (!j.is_discarded())
-      return j.is_object() ? std::optional<json>(std::move(j)) : std::nullopt;
+    if (!j.is_discarded()) return j.is_object() ? std::optional<json>(std::move(j)) : std::nullopt;
   } catch (const json::exception&) {
   }
   auto fences = json_fences(text);
   for (auto it = fences.rbegin(); it != fences.rend(); ++it)
-    if (auto j = parse_object(trim(*it)))
-      return j;
+    if (auto j = parse_object(trim(*it))) return j;
   return last_balanced_object(text);
 }
 
 command_outcome run_command(const command_spec& spec, const heartbeat_sink& on_heartbeat) {
   command_outcome outcome;
   const json context = {
-    {"run_id", spec.run_id},          {"node_id", spec.node_id}, {"iteration", spec.iteration},
-    {"attempt", spec.attempt},        {"input", spec.input},     {"needs", spec.needs},
-    {"last_heartbeat", spec.last_heartbeat},
+      {"run_id", spec.run_id},
+      {"node_id", spec.node_id},
+      {"iteration", spec.iteration},
+      {"attempt", spec.attempt},
+      {"input", spec.input},
+      {"needs", spec.needs},
+      {"last_heartbeat", spec.last_heartbeat},
   };
 
   util::subprocess_request req;
@@ -326,7 +335,7 @@ command_outcome run_command(const command_spec& spec, const heartbeat_sink& on_h
     req.remove_env.push_back("SMITHERS_LAST_HEARTBEAT");
   } else {
     req.extra_env["SMITHERS_LAST_HEARTBEAT"] =
-      spec.last_heartbeat.dump(-1, ' ', false, json::error_handler_t::replace);
+        spec.last_heartbeat.dump(-1, ' ', false, json::error_handler_t::replace);
   }
 
   // A bad heartbeat fails the attempt at once: `stop` ends the group.
@@ -334,22 +343,19 @@ command_outcome run_command(const command_spec& spec, const heartbeat_sink& on_h
   req.stop = stop;
   std::optional<error> heartbeat_error;
   req.on_line = [&](const std::string& line, bool) {
-    if (heartbeat_error)
-      return;
+    if (heartbeat_error) return;
     std::optional<json> data;
     try {
       data = parse_heartbeat_line(line);
     } catch (const smithers_error& e) {
       heartbeat_error = e.err();
     }
-    if (data && !data->is_null())
-      heartbeat_error = util::check_heartbeat_data(*data);
+    if (data && !data->is_null()) heartbeat_error = util::check_heartbeat_data(*data);
     if (heartbeat_error) {
       stop->store(true, std::memory_order_release);
       return;
     }
-    if (!on_heartbeat)
-      return;
+    if (!on_heartbeat) return;
     if (data)
       on_heartbeat(*data, true);
     else
@@ -362,8 +368,7 @@ command_outcome run_command(const command_spec& spec, const heartbeat_sink& on_h
     outcome.failure = error{code, std::move(message), std::move(details)};
     return outcome;
   };
-  if (!res.spawn_error.empty())
-    return fail(errc::task_failed, valid_utf8(res.spawn_error));
+  if (!res.spawn_error.empty()) return fail(errc::task_failed, valid_utf8(res.spawn_error));
   if (heartbeat_error) {
     outcome.failure = std::move(heartbeat_error);
     return outcome;
@@ -383,7 +388,7 @@ command_outcome run_command(const command_spec& spec, const heartbeat_sink& on_h
   if (!res.exited)
     return fail(errc::task_failed,
                 "command was killed by signal " + std::to_string(res.term_signal) + " (" +
-                  signal_name(res.term_signal) + ")",
+                    signal_name(res.term_signal) + ")",
                 {{"signal", res.term_signal}, {"stderr_tail", stderr_tail}});
   if (res.exit_code != 0)
     return fail(errc::task_failed, "command exited with code " + std::to_string(res.exit_code),

@@ -2,8 +2,8 @@
 // stdin context, SMITHERS_* environment, heartbeat lines, output extraction.
 #pragma once
 
-#include <smithers/errors.hpp>
 #include "util/subprocess.hpp"
+#include <smithers/errors.hpp>
 
 #include <functional>
 #include <optional>
@@ -24,7 +24,7 @@ std::optional<json> parse_heartbeat_line(std::string_view line);
 std::optional<json> extract_output(std::string_view text);
 
 struct command_spec {
-  std::vector<std::string> argv;   // already expanded; for shell tasks {"/bin/sh", "-c", cmd}
+  std::vector<std::string> argv; // already expanded; for shell tasks {"/bin/sh", "-c", cmd}
   std::map<std::string, std::string> env; // already expanded task env
   std::string cwd;
   // stdin context
@@ -34,7 +34,7 @@ struct command_spec {
   std::int64_t attempt = 1;
   json input = json::object();
   json needs = json::object();
-  json last_heartbeat;             // null when none
+  json last_heartbeat; // null when none
   std::shared_ptr<std::atomic<bool>> cancel;
   std::optional<std::chrono::milliseconds> timeout;
   std::chrono::milliseconds kill_grace{2000};
@@ -46,8 +46,8 @@ struct command_spec {
 using heartbeat_sink = std::function<void(const json& data, bool has_data)>;
 
 struct command_outcome {
-  std::optional<json> output;      // set on success
-  std::optional<error> failure;    // set on failure
+  std::optional<json> output;   // set on success
+  std::optional<error> failure; // set on failure
   bool cancelled = false;
   bool timed_out = false;
 };

@@ -21,8 +21,7 @@ plan compile(const node& root) {
     pn.parent = it.parent;
     pn.position = it.position;
     pn.max_concurrency = it.n->max_concurrency.value_or(0);
-    if (it.parent >= 0)
-      p.nodes[it.parent].children.push_back(self);
+    if (it.parent >= 0) p.nodes[it.parent].children.push_back(self);
     if (it.n->is_task()) {
       index t = static_cast<index>(p.task_ids.size());
       p.nodes[self].task = t;
@@ -40,12 +39,10 @@ plan compile(const node& root) {
   p.needs.resize(p.task_count());
   p.dependents.resize(p.task_count());
   for (index t = 0; t < static_cast<index>(p.task_count()); ++t) {
-    if (!p.specs[t])
-      continue;
+    if (!p.specs[t]) continue;
     for (const auto& id : p.specs[t]->needs) {
       index d = p.find(id);
-      if (d < 0 || d == t)
-        continue;
+      if (d < 0 || d == t) continue;
       p.needs[t].push_back(d);
       p.dependents[d].push_back(t);
     }

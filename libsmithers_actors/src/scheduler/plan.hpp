@@ -17,15 +17,15 @@ using index = std::int32_t;
 struct plan_node {
   node_kind kind = node_kind::sequence;
   index parent = -1;
-  index position = 0;              // index among the parent's children
+  index position = 0; // index among the parent's children
   std::vector<index> children;
   std::int64_t max_concurrency = 0; // 0: unlimited
-  index task = -1;                 // task index for task nodes
+  index task = -1;                  // task index for task nodes
 };
 
 struct plan {
-  std::vector<plan_node> nodes;    // nodes[0] is the root
-  std::vector<index> task_node;    // task index -> node index
+  std::vector<plan_node> nodes; // nodes[0] is the root
+  std::vector<index> task_node; // task index -> node index
   std::vector<std::string> task_ids;
   std::vector<std::shared_ptr<task_spec>> specs;
   std::unordered_map<std::string, index> by_id;

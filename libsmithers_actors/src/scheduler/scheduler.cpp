@@ -6,21 +6,21 @@ namespace smithers::sched {
 
 const char* to_string(outcome o) {
   switch (o) {
-    case outcome::running:
-      return "running";
-    case outcome::finished:
-      return "finished";
-    case outcome::failed:
-      return "failed";
-    case outcome::stuck:
-      return "stuck";
+  case outcome::running:
+    return "running";
+  case outcome::finished:
+    return "finished";
+  case outcome::failed:
+    return "failed";
+  case outcome::stuck:
+    return "stuck";
   }
   return "?";
 }
 
 scheduler::scheduler(const plan& p, std::int64_t run_max_concurrency,
                      std::vector<node_state> initial)
-  : plan_(p), run_max_(run_max_concurrency) {
+    : plan_(p), run_max_(run_max_concurrency) {
   const auto nn = p.nodes.size();
   const auto nt = p.task_count();
   state_.assign(nt, node_state::pending);
@@ -40,18 +40,14 @@ scheduler::scheduler(const plan& p, std::int64_t run_max_concurrency,
     node_state s = t < static_cast<index>(initial.size()) ? initial[t] : node_state::pending;
     // Only these states mean something to scheduling; waiting-* states of
     // later node kinds behave like pending until those kinds exist.
-    if (s == node_state::cancelled)
-      s = node_state::pending;
+    if (s == node_state::cancelled) s = node_state::pending;
     set_state(t, s);
-    if (s == node_state::in_progress)
-      flight(t, +1);
-    if (s == node_state::failed && !done_state(t, s))
-      failed_.push_back(t);
+    if (s == node_state::in_progress) flight(t, +1);
+    if (s == node_state::failed && !done_state(t, s)) failed_.push_back(t);
   }
   for (index t = 0; t < static_cast<index>(nt); ++t)
     for (index d : p.needs[t])
-      if (state_[d] != node_state::finished)
-        ++unmet_[t];
+      if (state_[d] != node_state::finished) ++unmet_[t];
   // Pending tasks whose needs already ended without output are skipped,
   // transitively.
   std::vector<index> seeds;
@@ -63,8 +59,7 @@ scheduler::scheduler(const plan& p, std::int64_t run_max_concurrency,
     index cur = seeds.back();
     seeds.pop_back();
     for (index d : p.dependents[cur]) {
-      if (state_[d] != node_state::pending)
-        continue;
+      if (state_[d] != node_state::pending) continue;
       set_state(d, node_state::skipped);
       auto_skipped_.push_back(d);
       seeds.push_back(d);
@@ -89,19 +84,18 @@ scheduler::scheduler(const plan& p, std::int64_t run_max_concurrency,
       }
     }
   }
-  if (!p.nodes.empty() && !complete_[0])
-    activate(0);
+  if (!p.nodes.empty() && !complete_[0]) activate(0);
 }
 
 bool scheduler::done_state(index t, node_state s) const {
   switch (s) {
-    case node_state::finished:
-    case node_state::skipped:
-      return true;
-    case node_state::failed:
-      return plan_.specs[t] && plan_.specs[t]->continue_on_fail;
-    default:
-      return false;
+  case node_state::finished:
+  case node_state::skipped:
+    return true;
+  case node_state::failed:
+    return plan_.specs[t] && plan_.specs[t]->continue_on_fail;
+  default:
+    return false;
   }
 }
 
@@ -117,13 +111,11 @@ void scheduler::activate(index n) {
   while (!stack.empty()) {
     index cur = stack.back();
     stack.pop_back();
-    if (active_[cur] || complete_[cur])
-      continue;
+    if (active_[cur] || complete_[cur]) continue;
     active_[cur] = 1;
     const plan_node& pn = plan_.nodes[cur];
     if (pn.task >= 0) {
-      if (state_[pn.task] == node_state::pending && unmet_[pn.task] == 0)
-        mark_runnable(pn.task);
+      if (state_[pn.task] == node_state::pending && unmet_[pn.task] == 0) mark_runnable(pn.task);
     } else if (pn.kind == node_kind::parallel) {
       for (auto it = pn.children.rbegin(); it != pn.children.rend(); ++it)
         stack.push_back(*it);
@@ -138,8 +130,7 @@ void scheduler::adjust_runnable(index n, int delta) {
     std::int32_t before = runnable_[n];
     runnable_[n] += delta;
     index parent = plan_.nodes[n].parent;
-    if (parent < 0)
-      break;
+    if (parent < 0) break;
     if (before == 0 && runnable_[n] > 0)
       ready_children_[parent].insert(plan_.nodes[n].position);
     else if (before > 0 && runnable_[n] == 0)
@@ -149,15 +140,13 @@ void scheduler::adjust_runnable(index n, int delta) {
 }
 
 void scheduler::mark_runnable(index t) {
-  if (is_runnable_[t] || held_[t])
-    return;
+  if (is_runnable_[t] || held_[t]) return;
   is_runnable_[t] = 1;
   adjust_runnable(plan_.task_node[t], +1);
 }
 
 void scheduler::unmark_runnable(index t) {
-  if (!is_runnable_[t])
-    return;
+  if (!is_runnable_[t]) return;
   is_runnable_[t] = 0;
   adjust_runnable(plan_.task_node[t], -1);
 }
@@ -169,8 +158,7 @@ void scheduler::flight(index t, int delta) {
 }
 
 std::size_t scheduler::pull(index n, std::size_t budget, std::vector<index>& out) {
-  if (budget == 0 || runnable_[n] == 0)
-    return 0;
+  if (budget == 0 || runnable_[n] == 0) return 0;
   const plan_node& pn = plan_.nodes[n];
   if (pn.task >= 0) {
     index t = pn.task;
@@ -182,8 +170,7 @@ std::size_t scheduler::pull(index n, std::size_t budget, std::vector<index>& out
   }
   if (pn.max_concurrency > 0) {
     auto room = pn.max_concurrency - flying_[n];
-    if (room <= 0)
-      return 0;
+    if (room <= 0) return 0;
     budget = std::min<std::size_t>(budget, static_cast<std::size_t>(room));
   }
   std::size_t started = 0;
@@ -199,12 +186,10 @@ std::size_t scheduler::pull(index n, std::size_t budget, std::vector<index>& out
 
 std::vector<index> scheduler::take_runnable() {
   std::vector<index> out;
-  if (!failed_.empty() || plan_.nodes.empty())
-    return out;
+  if (!failed_.empty() || plan_.nodes.empty()) return out;
   std::size_t budget = std::numeric_limits<std::size_t>::max();
   if (run_max_ > 0) {
-    if (static_cast<std::int64_t>(in_flight_) >= run_max_)
-      return out;
+    if (static_cast<std::int64_t>(in_flight_) >= run_max_) return out;
     budget = static_cast<std::size_t>(run_max_ - static_cast<std::int64_t>(in_flight_));
   }
   pull(0, budget, out);
@@ -215,8 +200,7 @@ void scheduler::node_done(index n) {
   while (n >= 0 && !complete_[n]) {
     complete_[n] = 1;
     index parent = plan_.nodes[n].parent;
-    if (parent < 0)
-      return;
+    if (parent < 0) return;
     const plan_node& pp = plan_.nodes[parent];
     ++done_children_[parent];
     if (pp.kind == node_kind::sequence) {
@@ -229,8 +213,7 @@ void scheduler::node_done(index n) {
       if (advanced && c < static_cast<std::int32_t>(pp.children.size()) && active_[parent])
         activate(pp.children[c]);
     }
-    if (done_children_[parent] != static_cast<std::int32_t>(pp.children.size()))
-      return;
+    if (done_children_[parent] != static_cast<std::int32_t>(pp.children.size())) return;
     n = parent;
   }
 }
@@ -241,8 +224,7 @@ void scheduler::skip_dependents(index t) {
     index cur = stack.back();
     stack.pop_back();
     for (index d : plan_.dependents[cur]) {
-      if (state_[d] != node_state::pending)
-        continue;
+      if (state_[d] != node_state::pending) continue;
       unmark_runnable(d);
       set_state(d, node_state::skipped);
       auto_skipped_.push_back(d);
@@ -256,8 +238,7 @@ void scheduler::task_ended(index t, node_state s) {
   set_state(t, s);
   if (s == node_state::finished) {
     for (index d : plan_.dependents[t]) {
-      if (--unmet_[d] == 0 && state_[d] == node_state::pending &&
-          active_[plan_.task_node[d]])
+      if (--unmet_[d] == 0 && state_[d] == node_state::pending && active_[plan_.task_node[d]])
         mark_runnable(d);
     }
   } else if (done_state(t, s)) {
@@ -271,21 +252,18 @@ void scheduler::task_ended(index t, node_state s) {
 }
 
 void scheduler::complete(index t, node_state s) {
-  if (state_[t] == node_state::in_progress)
-    flight(t, -1);
+  if (state_[t] == node_state::in_progress) flight(t, -1);
   task_ended(t, s);
 }
 
 void scheduler::skip(index t) {
-  if (state_[t] != node_state::pending)
-    return;
+  if (state_[t] != node_state::pending) return;
   unmark_runnable(t);
   task_ended(t, node_state::skipped);
 }
 
 void scheduler::defer(index t) {
-  if (state_[t] != node_state::in_progress)
-    return;
+  if (state_[t] != node_state::in_progress) return;
   flight(t, -1);
   set_state(t, node_state::pending);
   held_[t] = 1;
@@ -293,16 +271,14 @@ void scheduler::defer(index t) {
 }
 
 void scheduler::hold(index t) {
-  if (state_[t] != node_state::pending || held_[t])
-    return;
+  if (state_[t] != node_state::pending || held_[t]) return;
   unmark_runnable(t);
   held_[t] = 1;
   ++deferred_;
 }
 
 void scheduler::release(index t) {
-  if (!held_[t])
-    return;
+  if (!held_[t]) return;
   held_[t] = 0;
   --deferred_;
   if (state_[t] == node_state::pending && unmet_[t] == 0 && active_[plan_.task_node[t]])
@@ -316,22 +292,17 @@ std::vector<index> scheduler::take_auto_skipped() {
 }
 
 outcome scheduler::status() const {
-  if (plan_.nodes.empty() || complete_[0])
-    return outcome::finished;
-  if (in_flight_ > 0)
-    return outcome::running;
-  if (!failed_.empty())
-    return outcome::failed;
-  if (runnable_[0] > 0 || deferred_ > 0)
-    return outcome::running;
+  if (plan_.nodes.empty() || complete_[0]) return outcome::finished;
+  if (in_flight_ > 0) return outcome::running;
+  if (!failed_.empty()) return outcome::failed;
+  if (runnable_[0] > 0 || deferred_ > 0) return outcome::running;
   return outcome::stuck;
 }
 
 std::vector<index> scheduler::blocked_tasks() const {
   std::vector<index> out;
   for (index t = 0; t < static_cast<index>(state_.size()); ++t)
-    if (state_[t] == node_state::pending && unmet_[t] > 0)
-      out.push_back(t);
+    if (state_[t] == node_state::pending && unmet_[t] > 0) out.push_back(t);
   return out;
 }
 

@@ -36,8 +36,7 @@ class scheduler {
 public:
   /// `initial` has one state per task (default: all pending). in_progress
   /// tasks count as in flight. run_max_concurrency 0: unlimited.
-  scheduler(const plan& p, std::int64_t run_max_concurrency,
-            std::vector<node_state> initial = {});
+  scheduler(const plan& p, std::int64_t run_max_concurrency, std::vector<node_state> initial = {});
 
   /// Tasks that may start now, in document order, within every concurrency
   /// limit. They become in_progress.
@@ -86,17 +85,17 @@ private:
 
   const plan& plan_;
   std::int64_t run_max_;
-  std::vector<node_state> state_;      // per task
-  std::vector<std::int32_t> unmet_;    // per task: needs not yet finished
-  std::vector<char> active_;           // per node: its parent lets it run
-  std::vector<char> complete_;         // per node
+  std::vector<node_state> state_;   // per task
+  std::vector<std::int32_t> unmet_; // per task: needs not yet finished
+  std::vector<char> active_;        // per node: its parent lets it run
+  std::vector<char> complete_;      // per node
   std::vector<std::int32_t> done_children_;
-  std::vector<std::int32_t> cursor_;   // sequences: first child not done
-  std::vector<std::int32_t> runnable_; // per node: runnable tasks below
-  std::vector<std::int32_t> flying_;   // per node: tasks in flight below
+  std::vector<std::int32_t> cursor_;            // sequences: first child not done
+  std::vector<std::int32_t> runnable_;          // per node: runnable tasks below
+  std::vector<std::int32_t> flying_;            // per node: tasks in flight below
   std::vector<std::set<index>> ready_children_; // per node: positions with runnable > 0
-  std::vector<char> is_runnable_;      // per task
-  std::vector<char> held_;             // per task: waiting for a retry
+  std::vector<char> is_runnable_;               // per task
+  std::vector<char> held_;                      // per task: waiting for a retry
   std::array<std::size_t, 9> counts_{};
   std::size_t in_flight_ = 0;
   std::size_t deferred_ = 0;

@@ -12,23 +12,23 @@ namespace smithers::spec {
 
 namespace {
 
-constexpr const char* node_kinds[] = {"task", "sequence", "parallel", "loop", "branch",
-                                      "for_each", "approval", "timer", "signal"};
+constexpr const char* node_kinds[] = {"task",     "sequence", "parallel", "loop",  "branch",
+                                      "for_each", "approval", "timer",    "signal"};
 
 std::string type_name(const json& v) {
   switch (v.type()) {
-    case json::value_t::null:
-      return "null";
-    case json::value_t::boolean:
-      return "a boolean";
-    case json::value_t::string:
-      return "a string";
-    case json::value_t::array:
-      return "an array";
-    case json::value_t::object:
-      return "an object";
-    default:
-      return "a number";
+  case json::value_t::null:
+    return "null";
+  case json::value_t::boolean:
+    return "a boolean";
+  case json::value_t::string:
+    return "a string";
+  case json::value_t::array:
+    return "an array";
+  case json::value_t::object:
+    return "an object";
+  default:
+    return "a number";
   }
 }
 
@@ -37,16 +37,13 @@ struct parser {
 
   bool expect(const json& v, json::value_t t, const std::string& path, const char* what) {
     bool ok = v.type() == t;
-    if (t == json::value_t::number_integer)
-      ok = v.is_number_integer();
-    if (!ok)
-      out.push_back({path, std::string{"must be "} + what + ", got " + type_name(v)});
+    if (t == json::value_t::number_integer) ok = v.is_number_integer();
+    if (!ok) out.push_back({path, std::string{"must be "} + what + ", got " + type_name(v)});
     return ok;
   }
 
   std::optional<std::int64_t> integer(const json& v, const std::string& path) {
-    if (v.is_number_integer())
-      return v.get<std::int64_t>();
+    if (v.is_number_integer()) return v.get<std::int64_t>();
     if (v.is_number_float()) {
       double d = v.get<double>();
       if (d == static_cast<double>(static_cast<std::int64_t>(d)))
@@ -57,15 +54,13 @@ struct parser {
   }
 
   std::optional<double> number(const json& v, const std::string& path) {
-    if (v.is_number())
-      return v.get<double>();
+    if (v.is_number()) return v.get<double>();
     out.push_back({path, "must be a number, got " + type_name(v)});
     return std::nullopt;
   }
 
   std::optional<std::string> string(const json& v, const std::string& path) {
-    if (v.is_string())
-      return v.get<std::string>();
+    if (v.is_string()) return v.get<std::string>();
     out.push_back({path, "must be a string, got " + type_name(v)});
     return std::nullopt;
   }
@@ -77,8 +72,7 @@ struct parser {
     }
     std::vector<std::string> kinds;
     for (const char* k : node_kinds)
-      if (v.contains(k))
-        kinds.emplace_back(k);
+      if (v.contains(k)) kinds.emplace_back(k);
     if (kinds.empty()) {
       out.push_back({path, "node has no kind: expected one of task, sequence, parallel, loop, "
                            "branch, for_each, approval, timer, signal"});
@@ -94,8 +88,7 @@ struct parser {
                      "node kind \"" + kind + "\" is not supported by this version of smithers"});
       return std::nullopt;
     }
-    if (kind == "task")
-      return parse_task(v, path);
+    if (kind == "task") return parse_task(v, path);
     return parse_group(v, path, kind == "sequence" ? node_kind::sequence : node_kind::parallel);
   }
 
@@ -105,8 +98,7 @@ struct parser {
     n.kind = kind;
     bool ok = true;
     for (const auto& [k, val] : v.items()) {
-      if (k == key)
-        continue;
+      if (k == key) continue;
       if (k == "max_concurrency" && kind == node_kind::parallel) {
         if (auto i = integer(val, child_path(path, k)))
           n.max_concurrency = *i;
@@ -119,8 +111,7 @@ struct parser {
     }
     const json& kids = v.at(key);
     auto kids_path = child_path(path, key);
-    if (!expect(kids, json::value_t::array, kids_path, "an array of nodes"))
-      return std::nullopt;
+    if (!expect(kids, json::value_t::array, kids_path, "an array of nodes")) return std::nullopt;
     n.children.reserve(kids.size());
     for (std::size_t i = 0; i < kids.size(); ++i) {
       auto c = parse_node(kids[i], index_path(kids_path, i));
@@ -129,8 +120,7 @@ struct parser {
       else
         ok = false;
     }
-    if (!ok)
-      return std::nullopt;
+    if (!ok) return std::nullopt;
     return n;
   }
 
@@ -170,8 +160,8 @@ struct parser {
               ok = false;
           }
         } else {
-          out.push_back({p, "must be a string (shell) or an array of strings (argv), got " +
-                              type_name(val)});
+          out.push_back(
+              {p, "must be a string (shell) or an array of strings (argv), got " + type_name(val)});
           ok = false;
         }
       } else if (k == "value") {
@@ -269,15 +259,13 @@ struct parser {
         ok = false;
       }
     }
-    if (!ok)
-      return std::nullopt;
+    if (!ok) return std::nullopt;
     n.task = std::move(spec);
     return n;
   }
 
   bool parse_retry(const json& v, const std::string& path, task_spec& spec) {
-    if (!expect(v, json::value_t::object, path, "an object"))
-      return false;
+    if (!expect(v, json::value_t::object, path, "an object")) return false;
     retry_policy rp;
     bool ok = true;
     for (const auto& [k, val] : v.items()) {
@@ -350,8 +338,7 @@ struct parser {
       return std::nullopt;
     }
     auto r = parse_node(*root, "root");
-    if (!r || !ok)
-      return std::nullopt;
+    if (!r || !ok) return std::nullopt;
     wf.root = std::move(*r);
     return wf;
   }
@@ -368,8 +355,7 @@ parse_result parse_workflow(const json& doc) {
   parse_result res;
   parser p{res.errors};
   auto wf = p.parse(doc);
-  if (!wf)
-    return res;
+  if (!wf) return res;
   auto ps = validate_workflow(*wf);
   if (!ps.empty()) {
     res.errors = std::move(ps);
@@ -384,8 +370,8 @@ parse_result load_workflow_file(const std::string& path) {
   parse_result res;
   if (path.size() > limits::max_workflow_path_bytes) {
     res.errors.push_back({"", "workflow path is " + std::to_string(path.size()) +
-                                " bytes; the limit is " +
-                                std::to_string(limits::max_workflow_path_bytes)});
+                                  " bytes; the limit is " +
+                                  std::to_string(limits::max_workflow_path_bytes)});
     return res;
   }
   std::ifstream in(path, std::ios::binary);

@@ -2,8 +2,8 @@
 // problem. Nothing here runs anything.
 #pragma once
 
-#include <smithers/workflow.hpp>
 #include "spec/problem.hpp"
+#include <smithers/workflow.hpp>
 
 #include <optional>
 
@@ -12,7 +12,7 @@ namespace smithers::spec {
 struct parse_result {
   std::optional<workflow> wf; // set when there are no problems
   problems errors;
-  std::string hash;           // sha256 of the canonical document
+  std::string hash; // sha256 of the canonical document
 };
 
 /// Parses and validates a workflow document.

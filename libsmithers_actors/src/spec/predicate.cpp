@@ -38,15 +38,14 @@ std::string dq(const std::string& s) {
 
 std::string shown(const json& v) {
   std::string s = v.dump(-1, ' ', false, json::error_handler_t::replace);
-  if (s.size() > 80)
-    s = s.substr(0, 77) + "...";
+  if (s.size() > 80) s = s.substr(0, 77) + "...";
   return s;
 }
 
 void check_node(const json& p, const std::string& path, std::size_t depth, problems& out);
 
-void check_list(const json& p, const std::string& kind, const std::string& path,
-                std::size_t depth, problems& out) {
+void check_list(const json& p, const std::string& kind, const std::string& path, std::size_t depth,
+                problems& out) {
   std::string lp = child_path(path, kind);
   const json& list = p.at(kind);
   if (!list.is_array()) {
@@ -75,8 +74,7 @@ void check_source_path(const json& v, const std::string& kind, const std::string
 void check_operand(op o, const json& v, const std::string& p, problems& out) {
   switch (o) {
   case op::exists:
-    if (!v.is_boolean())
-      out.push_back({p, "must be true or false, got " + shown(v)});
+    if (!v.is_boolean()) out.push_back({p, "must be true or false, got " + shown(v)});
     break;
   case op::gt:
   case op::gte:
@@ -86,22 +84,19 @@ void check_operand(op o, const json& v, const std::string& p, problems& out) {
       out.push_back({p, "must be a number, got " + shown(v)});
     break;
   case op::in:
-    if (!v.is_array())
-      out.push_back({p, "must be an array of values, got " + shown(v)});
+    if (!v.is_array()) out.push_back({p, "must be an array of values, got " + shown(v)});
     break;
   default:
     break;
   }
 }
 
-void check_leaf(const json& p, const std::string& kind, const std::string& path,
-                problems& out) {
+void check_leaf(const json& p, const std::string& kind, const std::string& path, problems& out) {
   check_source_path(p.at(kind), kind, path, out);
   std::vector<std::string> ops;
   for (auto it = p.begin(); it != p.end(); ++it) {
     const std::string& key = it.key();
-    if (key == kind)
-      continue;
+    if (key == kind) continue;
     op o = operator_of(key);
     if (o == op::none) {
       out.push_back({child_path(path, key),
@@ -118,7 +113,7 @@ void check_leaf(const json& p, const std::string& kind, const std::string& path,
     for (const auto& o : ops)
       list += (list.empty() ? "" : ", ") + dq(o);
     out.push_back({path, "predicate has more than one operator (" + list +
-                           "); combine separate predicates with \"all\""});
+                             "); combine separate predicates with \"all\""});
   }
 }
 
@@ -128,14 +123,13 @@ void check_node(const json& p, const std::string& path, std::size_t depth, probl
     return;
   }
   if (depth > max_predicate_depth) {
-    out.push_back({path, "predicate nests deeper than " + std::to_string(max_predicate_depth) +
-                           " levels"});
+    out.push_back(
+        {path, "predicate nests deeper than " + std::to_string(max_predicate_depth) + " levels"});
     return;
   }
   std::vector<std::string> kinds;
   for (auto it = p.begin(); it != p.end(); ++it)
-    if (is_kind_key(it.key()))
-      kinds.push_back(it.key());
+    if (is_kind_key(it.key())) kinds.push_back(it.key());
   if (kinds.empty()) {
     out.push_back({path, std::string("predicate needs one of ") + kinds_text});
     return;
@@ -163,8 +157,7 @@ void check_node(const json& p, const std::string& path, std::size_t depth, probl
 }
 
 void collect_refs(const json& p, std::size_t depth, std::vector<std::string>& refs) {
-  if (!p.is_object() || depth > max_predicate_depth)
-    return;
+  if (!p.is_object() || depth > max_predicate_depth) return;
   if (auto it = p.find("output"); it != p.end() && it->is_string()) {
     const auto& s = it->get_ref<const std::string&>();
     std::string node = s.substr(0, s.find('.'));
@@ -175,26 +168,22 @@ void collect_refs(const json& p, std::size_t depth, std::vector<std::string>& re
     if (auto it = p.find(k); it != p.end() && it->is_array())
       for (const auto& e : *it)
         collect_refs(e, depth + 1, refs);
-  if (auto it = p.find("not"); it != p.end())
-    collect_refs(*it, depth + 1, refs);
+  if (auto it = p.find("not"); it != p.end()) collect_refs(*it, depth + 1, refs);
 }
 
 // The value a leaf reads; nullptr when missing.
 const json* leaf_value(const json& p, const json& input,
                        const std::unordered_map<std::string, json>& outputs) {
   if (auto it = p.find("input"); it != p.end()) {
-    if (!it->is_string())
-      return nullptr;
+    if (!it->is_string()) return nullptr;
     return find_path(input, it->get_ref<const std::string&>());
   }
   auto it = p.find("output");
-  if (it == p.end() || !it->is_string())
-    return nullptr;
+  if (it == p.end() || !it->is_string()) return nullptr;
   std::string_view s = it->get_ref<const std::string&>();
   std::size_t dot = s.find('.');
   auto out = outputs.find(std::string(s.substr(0, dot)));
-  if (out == outputs.end())
-    return nullptr;
+  if (out == outputs.end()) return nullptr;
   return dot == std::string_view::npos ? &out->second : find_path(out->second, s.substr(dot + 1));
 }
 
@@ -215,11 +204,9 @@ bool evaluate_leaf(const json& p, const json& input,
     case op::gte:
     case op::lt:
     case op::lte: {
-      if (!v)
-        return false;
+      if (!v) return false;
       auto c = compare_numbers(*v, operand); // nullopt unless both are numbers
-      if (!c)
-        return false;
+      if (!c) return false;
       op o = operator_of(it.key());
       return o == op::gt ? *c > 0 : o == op::gte ? *c >= 0 : o == op::lt ? *c < 0 : *c <= 0;
     }
@@ -235,24 +222,18 @@ bool evaluate_leaf(const json& p, const json& input,
 
 bool evaluate_node(const json& p, const json& input,
                    const std::unordered_map<std::string, json>& outputs, std::size_t depth) {
-  if (!p.is_object() || depth > max_predicate_depth)
-    return false;
+  if (!p.is_object() || depth > max_predicate_depth) return false;
   if (auto it = p.find("all"); it != p.end()) {
-    if (!it->is_array())
-      return false;
-    return std::all_of(it->begin(), it->end(), [&](const json& e) {
-      return evaluate_node(e, input, outputs, depth + 1);
-    });
+    if (!it->is_array()) return false;
+    return std::all_of(it->begin(), it->end(),
+                       [&](const json& e) { return evaluate_node(e, input, outputs, depth + 1); });
   }
   if (auto it = p.find("any"); it != p.end()) {
-    if (!it->is_array())
-      return false;
-    return std::any_of(it->begin(), it->end(), [&](const json& e) {
-      return evaluate_node(e, input, outputs, depth + 1);
-    });
+    if (!it->is_array()) return false;
+    return std::any_of(it->begin(), it->end(),
+                       [&](const json& e) { return evaluate_node(e, input, outputs, depth + 1); });
   }
-  if (auto it = p.find("not"); it != p.end())
-    return !evaluate_node(*it, input, outputs, depth + 1);
+  if (auto it = p.find("not"); it != p.end()) return !evaluate_node(*it, input, outputs, depth + 1);
   return evaluate_leaf(p, input, outputs);
 }
 

@@ -5,8 +5,8 @@
 // paths start with a node id.
 #pragma once
 
-#include <smithers/errors.hpp>
 #include "spec/problem.hpp"
+#include <smithers/errors.hpp>
 
 #include <cstddef>
 #include <string>

@@ -5,8 +5,7 @@ namespace smithers::spec {
 std::string join(const problems& ps) {
   std::string out;
   for (const auto& p : ps) {
-    if (!out.empty())
-      out += "; ";
+    if (!out.empty()) out += "; ";
     out += p.path.empty() ? p.message : p.path + ": " + p.message;
   }
   return out;

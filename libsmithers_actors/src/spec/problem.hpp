@@ -8,7 +8,7 @@
 namespace smithers::spec {
 
 struct problem {
-  std::string path;    // e.g. "root.sequence[1].run" or "$.items[2].name"
+  std::string path; // e.g. "root.sequence[1].run" or "$.items[2].name"
   std::string message;
 
   bool operator==(const problem& o) const { return path == o.path && message == o.message; }

@@ -34,8 +34,7 @@ enum class kw {
 // Switch on the first byte: this runs for every keyword of every schema node
 // of every validated value.
 kw keyword_of(const std::string& k) {
-  if (k.empty())
-    return kw::unknown;
+  if (k.empty()) return kw::unknown;
   switch (k[0]) {
   case 't':
     return k == "type" ? kw::type : k == "title" ? kw::string_annotation : kw::unknown;
@@ -52,18 +51,12 @@ kw keyword_of(const std::string& k) {
   case 'c':
     return k == "const" ? kw::const_ : kw::unknown;
   case 'm':
-    if (k == "minimum")
-      return kw::minimum;
-    if (k == "maximum")
-      return kw::maximum;
-    if (k == "minLength")
-      return kw::min_length;
-    if (k == "maxLength")
-      return kw::max_length;
-    if (k == "minItems")
-      return kw::min_items;
-    if (k == "maxItems")
-      return kw::max_items;
+    if (k == "minimum") return kw::minimum;
+    if (k == "maximum") return kw::maximum;
+    if (k == "minLength") return kw::min_length;
+    if (k == "maxLength") return kw::max_length;
+    if (k == "minItems") return kw::min_items;
+    if (k == "maxItems") return kw::max_items;
     return kw::unknown;
   case 'd':
     return k == "description" ? kw::string_annotation
@@ -78,12 +71,11 @@ kw keyword_of(const std::string& k) {
 
 constexpr const char* type_names[] = {"object",  "array",   "string", "number",
                                       "integer", "boolean", "null"};
-constexpr const char* known_types_text =
-  "object, array, string, number, integer, boolean or null";
+constexpr const char* known_types_text = "object, array, string, number, integer, boolean or null";
 constexpr const char* supported_keywords_text =
-  "type, properties, required, additionalProperties, items, enum, const, minimum, maximum, "
-  "minLength, maxLength, minItems, maxItems; annotations title, description, default, "
-  "examples, $comment, $schema";
+    "type, properties, required, additionalProperties, items, enum, const, minimum, maximum, "
+    "minLength, maxLength, minItems, maxItems; annotations title, description, default, "
+    "examples, $comment, $schema";
 
 bool is_type_name(const std::string& t) {
   return std::any_of(std::begin(type_names), std::end(type_names),
@@ -91,8 +83,7 @@ bool is_type_name(const std::string& t) {
 }
 
 bool matches_type(const std::string& t, const json& v) {
-  if (t.empty())
-    return false;
+  if (t.empty()) return false;
   switch (t[0]) {
   case 'o':
     return v.is_object() && t == "object";
@@ -112,12 +103,10 @@ bool matches_type(const std::string& t, const json& v) {
 }
 
 bool matches_type_keyword(const json& type, const json& v) {
-  if (type.is_string())
-    return matches_type(type.get_ref<const std::string&>(), v);
+  if (type.is_string()) return matches_type(type.get_ref<const std::string&>(), v);
   if (type.is_array()) {
     for (const auto& t : type)
-      if (t.is_string() && matches_type(t.get_ref<const std::string&>(), v))
-        return true;
+      if (t.is_string() && matches_type(t.get_ref<const std::string&>(), v)) return true;
     return false;
   }
   return true; // malformed (check_schema reports it): do not constrain
@@ -125,21 +114,18 @@ bool matches_type_keyword(const json& type, const json& v) {
 
 // "string", "string or null", "string, integer or null"
 std::string describe_type_keyword(const json& type) {
-  if (type.is_string())
-    return type.get<std::string>();
+  if (type.is_string()) return type.get<std::string>();
   std::string out;
   std::size_t n = type.size();
   for (std::size_t i = 0; i < n; ++i) {
-    if (i > 0)
-      out += i + 1 == n ? " or " : ", ";
+    if (i > 0) out += i + 1 == n ? " or " : ", ";
     out += type[i].is_string() ? type[i].get<std::string>() : type[i].dump();
   }
   return out;
 }
 
 std::string value_type_name(const json& v) {
-  if (v.is_number())
-    return is_integral(v) ? "integer" : "number";
+  if (v.is_number()) return is_integral(v) ? "integer" : "number";
   return v.type_name();
 }
 
@@ -162,26 +148,22 @@ std::string json_quoted(const std::string& s) {
 }
 
 bool is_non_negative_integer(const json& v) {
-  if (!is_integral(v))
-    return false;
+  if (!is_integral(v)) return false;
   auto c = compare_numbers(v, json(0));
   return c && *c >= 0;
 }
 
 // A count keyword as a size; huge values saturate.
 std::size_t as_size(const json& v) {
-  if (v.is_number_unsigned())
-    return static_cast<std::size_t>(v.get<std::uint64_t>());
+  if (v.is_number_unsigned()) return static_cast<std::size_t>(v.get<std::uint64_t>());
   if (v.is_number_integer()) {
     auto i = v.get<std::int64_t>();
     return i < 0 ? 0 : static_cast<std::size_t>(i);
   }
   if (v.is_number_float()) {
     double d = v.get<double>();
-    if (!(d > 0))
-      return 0;
-    if (d >= 18446744073709551616.0)
-      return std::numeric_limits<std::size_t>::max();
+    if (!(d > 0)) return 0;
+    if (d >= 18446744073709551616.0) return std::numeric_limits<std::size_t>::max();
     return static_cast<std::size_t>(d);
   }
   return 0;
@@ -190,25 +172,21 @@ std::size_t as_size(const json& v) {
 int cmp_signed_double(std::int64_t i, double d) {
   if (d >= 9223372036854775808.0) // 2^63
     return -1;
-  if (d < -9223372036854775808.0)
-    return 1;
+  if (d < -9223372036854775808.0) return 1;
   double t = std::trunc(d);
   auto ti = static_cast<std::int64_t>(t);
-  if (i != ti)
-    return i < ti ? -1 : 1;
+  if (i != ti) return i < ti ? -1 : 1;
   double frac = d - t;
   return frac > 0 ? -1 : frac < 0 ? 1 : 0;
 }
 
 int cmp_unsigned_double(std::uint64_t u, double d) {
-  if (d < 0)
-    return 1;
+  if (d < 0) return 1;
   if (d >= 18446744073709551616.0) // 2^64
     return -1;
   double t = std::trunc(d);
   auto tu = static_cast<std::uint64_t>(t);
-  if (u != tu)
-    return u < tu ? -1 : 1;
+  if (u != tu) return u < tu ? -1 : 1;
   return d - t > 0 ? -1 : 0;
 }
 
@@ -227,8 +205,7 @@ void check_type_keyword(const json& t, const std::string& path, problems& out) {
     out.push_back({p, "unknown type " + short_dump(name) + " (expected " + known_types_text + ")"});
   };
   if (t.is_string()) {
-    if (!is_type_name(t.get_ref<const std::string&>()))
-      unknown(path, t);
+    if (!is_type_name(t.get_ref<const std::string&>())) unknown(path, t);
     return;
   }
   if (!t.is_array()) {
@@ -262,7 +239,7 @@ void check_required_keyword(const json& r, const std::string& path, problems& ou
     const json& e = r[i];
     if (!e.is_string())
       out.push_back(
-        {index_path(path, i), "must be a property name (string), got " + short_dump(e)});
+          {index_path(path, i), "must be a property name (string), got " + short_dump(e)});
     else if (std::find(r.begin(), r.begin() + static_cast<std::ptrdiff_t>(i), e) !=
              r.begin() + static_cast<std::ptrdiff_t>(i))
       out.push_back({index_path(path, i), "duplicate required property " + short_dump(e)});
@@ -271,12 +248,12 @@ void check_required_keyword(const json& r, const std::string& path, problems& ou
 
 void check_bounds_pair(const json* lo, const json* hi, const char* lo_name, const char* hi_name,
                        const std::string& path, problems& out) {
-  if (!lo || !hi)
-    return;
+  if (!lo || !hi) return;
   auto c = compare_numbers(*lo, *hi);
   if (c && *c > 0)
     out.push_back({child_path(path, lo_name), std::string(lo_name) + " " + lo->dump() +
-                                                " is greater than " + hi_name + " " + hi->dump()});
+                                                  " is greater than " + hi_name + " " +
+                                                  hi->dump()});
 }
 
 void check_node(const json& s, const std::string& path, std::size_t depth, problems& out) {
@@ -285,14 +262,13 @@ void check_node(const json& s, const std::string& path, std::size_t depth, probl
     return;
   }
   if (depth > max_schema_depth) {
-    out.push_back({path, "schema nests deeper than " + std::to_string(max_schema_depth) +
-                           " levels"});
+    out.push_back(
+        {path, "schema nests deeper than " + std::to_string(max_schema_depth) + " levels"});
     return;
   }
   // Well-typed bounds, for the cross checks below.
   const json *minimum = nullptr, *maximum = nullptr, *min_len = nullptr, *max_len = nullptr,
-             *min_items = nullptr, *max_items = nullptr, *properties = nullptr,
-             *required = nullptr;
+             *min_items = nullptr, *max_items = nullptr, *properties = nullptr, *required = nullptr;
   bool no_additional = false;
 
   for (auto it = s.begin(); it != s.end(); ++it) {
@@ -314,13 +290,12 @@ void check_node(const json& s, const std::string& path, std::size_t depth, probl
       break;
     case kw::required:
       check_required_keyword(v, p, out);
-      if (v.is_array())
-        required = &v;
+      if (v.is_array()) required = &v;
       break;
     case kw::additional_properties:
       if (!v.is_boolean())
-        out.push_back({p, "must be true or false (schemas are not supported here), got " +
-                            short_dump(v)});
+        out.push_back(
+            {p, "must be true or false (schemas are not supported here), got " + short_dump(v)});
       else
         no_additional = !v.get<bool>();
       break;
@@ -362,16 +337,15 @@ void check_node(const json& s, const std::string& path, std::size_t depth, probl
       break;
     }
     case kw::string_annotation:
-      if (!v.is_string())
-        out.push_back({p, "must be a string, got " + short_dump(v)});
+      if (!v.is_string()) out.push_back({p, "must be a string, got " + short_dump(v)});
       break;
     case kw::any_annotation:
       if (key == "examples" && !v.is_array())
         out.push_back({p, "must be an array, got " + short_dump(v)});
       break;
     case kw::unknown:
-      out.push_back({p, "unknown or unsupported keyword " + json_quoted(key) + " (supported: " +
-                          supported_keywords_text + ")"});
+      out.push_back({p, "unknown or unsupported keyword " + json_quoted(key) +
+                            " (supported: " + supported_keywords_text + ")"});
       break;
     }
   }
@@ -385,12 +359,12 @@ void check_node(const json& s, const std::string& path, std::size_t depth, probl
     std::string p = child_path(path, "required");
     for (std::size_t i = 0; i < required->size(); ++i) {
       const json& name = (*required)[i];
-      bool declared =
-        properties && name.is_string() && properties->contains(name.get_ref<const std::string&>());
+      bool declared = properties && name.is_string() &&
+                      properties->contains(name.get_ref<const std::string&>());
       if (name.is_string() && !declared)
         out.push_back({index_path(p, i), "required property " + short_dump(name) +
-                                           " is not in properties and additionalProperties is "
-                                           "false, so no object can be valid"});
+                                             " is not in properties and additionalProperties is "
+                                             "false, so no object can be valid"});
     }
   }
 }
@@ -448,28 +422,54 @@ keywords collect(const json& s) {
   for (auto it = s.begin(); it != s.end(); ++it) {
     const json* v = &it.value();
     switch (keyword_of(it.key())) {
-    case kw::type: k.type = v; break;
-    case kw::properties: k.properties = v->is_object() ? v : nullptr; break;
-    case kw::required: k.required = v->is_array() ? v : nullptr; break;
-    case kw::additional_properties: k.additional = v->is_boolean() ? v : nullptr; break;
-    case kw::items: k.items = v->is_object() ? v : nullptr; break;
-    case kw::enum_: k.enum_ = v->is_array() ? v : nullptr; break;
-    case kw::const_: k.const_ = v; break;
-    case kw::minimum: k.minimum = v->is_number() ? v : nullptr; break;
-    case kw::maximum: k.maximum = v->is_number() ? v : nullptr; break;
-    case kw::min_length: k.min_length = v->is_number() ? v : nullptr; break;
-    case kw::max_length: k.max_length = v->is_number() ? v : nullptr; break;
-    case kw::min_items: k.min_items = v->is_number() ? v : nullptr; break;
-    case kw::max_items: k.max_items = v->is_number() ? v : nullptr; break;
-    default: break;
+    case kw::type:
+      k.type = v;
+      break;
+    case kw::properties:
+      k.properties = v->is_object() ? v : nullptr;
+      break;
+    case kw::required:
+      k.required = v->is_array() ? v : nullptr;
+      break;
+    case kw::additional_properties:
+      k.additional = v->is_boolean() ? v : nullptr;
+      break;
+    case kw::items:
+      k.items = v->is_object() ? v : nullptr;
+      break;
+    case kw::enum_:
+      k.enum_ = v->is_array() ? v : nullptr;
+      break;
+    case kw::const_:
+      k.const_ = v;
+      break;
+    case kw::minimum:
+      k.minimum = v->is_number() ? v : nullptr;
+      break;
+    case kw::maximum:
+      k.maximum = v->is_number() ? v : nullptr;
+      break;
+    case kw::min_length:
+      k.min_length = v->is_number() ? v : nullptr;
+      break;
+    case kw::max_length:
+      k.max_length = v->is_number() ? v : nullptr;
+      break;
+    case kw::min_items:
+      k.min_items = v->is_number() ? v : nullptr;
+      break;
+    case kw::max_items:
+      k.max_items = v->is_number() ? v : nullptr;
+      break;
+    default:
+      break;
     }
   }
   return k;
 }
 
 void validate_node(const json& s, const json& v, const vpath* p, vctx& c) {
-  if (c.full() || !s.is_object())
-    return;
+  if (c.full() || !s.is_object()) return;
   const keywords k = collect(s);
 
   if (k.type && !matches_type_keyword(*k.type, v)) {
@@ -488,19 +488,16 @@ void validate_node(const json& s, const json& v, const vpath* p, vctx& c) {
     // NaN compares with nothing: it fails both bounds.
     if (k.minimum) {
       auto r = compare_numbers(v, *k.minimum);
-      if (!r || *r < 0)
-        c.add(p, "must be >= " + k.minimum->dump());
+      if (!r || *r < 0) c.add(p, "must be >= " + k.minimum->dump());
     }
     if (k.maximum) {
       auto r = compare_numbers(v, *k.maximum);
-      if (!r || *r > 0)
-        c.add(p, "must be <= " + k.maximum->dump());
+      if (!r || *r > 0) c.add(p, "must be <= " + k.maximum->dump());
     }
     break;
   }
   case json::value_t::string: {
-    if (!k.min_length && !k.max_length)
-      break;
+    if (!k.min_length && !k.max_length) break;
     std::size_t len = utf8_length(v.get_ref<const std::string&>());
     if (k.min_length && len < as_size(*k.min_length))
       c.add(p, "length " + std::to_string(len) + " is below minLength " + k.min_length->dump());
@@ -525,21 +522,18 @@ void validate_node(const json& s, const json& v, const vpath* p, vctx& c) {
   case json::value_t::object: {
     if (k.required) {
       for (const auto& name : *k.required) {
-        if (c.full())
-          return;
+        if (c.full()) return;
         if (name.is_string() && !v.contains(name.get_ref<const std::string&>()))
           c.add(p, "missing required property " + short_dump(name));
       }
     }
     bool no_additional = k.additional && !k.additional->get<bool>();
-    if (!k.properties && !no_additional)
-      break;
+    if (!k.properties && !no_additional) break;
     for (auto it = v.begin(); it != v.end() && !c.full(); ++it) {
       const json* sub = nullptr;
       if (k.properties) {
         auto f = k.properties->find(it.key());
-        if (f != k.properties->end())
-          sub = &*f;
+        if (f != k.properties->end()) sub = &*f;
       }
       if (sub) {
         vpath child{p, &it.key(), 0};
@@ -572,8 +566,7 @@ problems validate(const json& schema, const json& value, const std::string& root
 }
 
 std::optional<int> compare_numbers(const json& a, const json& b) {
-  if (!a.is_number() || !b.is_number())
-    return std::nullopt;
+  if (!a.is_number() || !b.is_number()) return std::nullopt;
   bool fa = a.is_number_float(), fb = b.is_number_float();
   if ((fa && std::isnan(a.get<double>())) || (fb && std::isnan(b.get<double>())))
     return std::nullopt;
@@ -581,10 +574,8 @@ std::optional<int> compare_numbers(const json& a, const json& b) {
     double x = a.get<double>(), y = b.get<double>();
     return x < y ? -1 : x > y ? 1 : 0;
   }
-  if (fb)
-    return cmp_int_double(a, b.get<double>());
-  if (fa)
-    return -cmp_int_double(b, a.get<double>());
+  if (fb) return cmp_int_double(a, b.get<double>());
+  if (fa) return -cmp_int_double(b, a.get<double>());
   // Both integers; mixed signedness must not wrap.
   bool ua = a.is_number_unsigned(), ub = b.is_number_unsigned();
   if (ua && ub) {
@@ -597,25 +588,21 @@ std::optional<int> compare_numbers(const json& a, const json& b) {
   }
   if (ua) {
     auto y = b.get<std::int64_t>();
-    if (y < 0)
-      return 1;
+    if (y < 0) return 1;
     auto x = a.get<std::uint64_t>();
     auto yu = static_cast<std::uint64_t>(y);
     return x < yu ? -1 : x > yu ? 1 : 0;
   }
   auto x = a.get<std::int64_t>();
-  if (x < 0)
-    return -1;
+  if (x < 0) return -1;
   auto xu = static_cast<std::uint64_t>(x);
   auto y = b.get<std::uint64_t>();
   return xu < y ? -1 : xu > y ? 1 : 0;
 }
 
 bool is_integral(const json& v) {
-  if (v.is_number_integer())
-    return true;
-  if (!v.is_number_float())
-    return false;
+  if (v.is_number_integer()) return true;
+  if (!v.is_number_float()) return false;
   double d = v.get<double>();
   return std::isfinite(d) && std::trunc(d) == d;
 }

@@ -4,8 +4,8 @@
 // packaged for Debian, so this one is ours.
 #pragma once
 
-#include <smithers/errors.hpp>
 #include "spec/problem.hpp"
+#include <smithers/errors.hpp>
 
 #include <cstddef>
 #include <optional>

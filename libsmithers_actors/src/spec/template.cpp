@@ -13,7 +13,9 @@ constexpr std::string_view close_mark = "}}";
 // Roots that take no path.
 constexpr std::string_view scalar_roots[] = {"iteration", "run_id", "node_id", "attempt"};
 
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+bool is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && is_space(s.front()))
@@ -40,29 +42,26 @@ std::optional<std::size_t> parse_index(std::string_view s) {
   std::size_t v = 0;
   for (char c : s) {
     std::size_t d = static_cast<std::size_t>(c - '0');
-    if (v > (static_cast<std::size_t>(-1) - d) / 10)
-      return std::nullopt;
+    if (v > (static_cast<std::size_t>(-1) - d) / 10) return std::nullopt;
     v = v * 10 + d;
   }
   return v;
 }
 
 struct placeholder {
-  std::size_t open = 0;      // offset of "{{"
-  std::size_t end = 0;       // offset just past "}}"
-  std::string_view expr;     // trimmed text between the marks
+  std::size_t open = 0;  // offset of "{{"
+  std::size_t end = 0;   // offset just past "}}"
+  std::string_view expr; // trimmed text between the marks
   bool closed = false;
 };
 
 std::optional<placeholder> next_placeholder(std::string_view text, std::size_t from) {
   std::size_t open = text.find(open_mark, from);
-  if (open == std::string_view::npos)
-    return std::nullopt;
+  if (open == std::string_view::npos) return std::nullopt;
   placeholder ph;
   ph.open = open;
   std::size_t close = text.find(close_mark, open + open_mark.size());
-  if (close == std::string_view::npos)
-    return ph;
+  if (close == std::string_view::npos) return ph;
   ph.closed = true;
   ph.end = close + close_mark.size();
   ph.expr = trim(text.substr(open + open_mark.size(), close - open - open_mark.size()));
@@ -90,22 +89,19 @@ std::string in_quotes(std::string_view s) {
 // Split "a.b.c" into segments; an error message for malformed paths.
 std::optional<std::string> split_expr(std::string_view expr, std::vector<std::string_view>& segs) {
   segs.clear();
-  if (expr.empty())
-    return "empty template \"{{}}\"";
+  if (expr.empty()) return "empty template \"{{}}\"";
   std::size_t start = 0;
   while (true) {
     std::size_t dot = expr.find('.', start);
     std::string_view seg =
-      expr.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
-    if (seg.empty())
-      return "template " + in_quotes(shown(expr)) + " has an empty path segment";
+        expr.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
+    if (seg.empty()) return "template " + in_quotes(shown(expr)) + " has an empty path segment";
     for (char c : seg)
       if (is_space(c) || c == '{' || c == '}')
         return "template " + in_quotes(shown(expr)) + " contains an invalid character '" +
                std::string(1, c) + "' (paths are dotted names, e.g. {{input.repo}})";
     segs.push_back(seg);
-    if (dot == std::string_view::npos)
-      break;
+    if (dot == std::string_view::npos) break;
     start = dot + 1;
   }
   return std::nullopt;
@@ -122,8 +118,7 @@ std::optional<std::string> root_problem(std::string_view expr,
     return "template " + in_quotes(shown(expr)) + " needs a node id: {{outputs.<node_id>...}}";
   if (is_scalar_root(root) && segs.size() > 1)
     return "template " + in_quotes(shown(expr)) + ": " + in_quotes(root) + " has no fields";
-  if (is_builtin_root(root))
-    return std::nullopt;
+  if (is_builtin_root(root)) return std::nullopt;
   std::string expected = "input, outputs, iteration, run_id, node_id, attempt";
   for (const auto& n : local_names)
     expected += ", " + n;
@@ -139,12 +134,18 @@ std::optional<std::string> root_problem(std::string_view expr,
 
 std::string a_type(const json& v) {
   switch (v.type()) {
-  case json::value_t::null: return "null";
-  case json::value_t::object: return "an object";
-  case json::value_t::array: return "an array";
-  case json::value_t::boolean: return "a boolean";
-  case json::value_t::string: return "a string";
-  default: return "a number";
+  case json::value_t::null:
+    return "null";
+  case json::value_t::object:
+    return "an object";
+  case json::value_t::array:
+    return "an array";
+  case json::value_t::boolean:
+    return "a boolean";
+  case json::value_t::string:
+    return "a string";
+  default:
+    return "a number";
   }
 }
 
@@ -159,8 +160,7 @@ const json& descend(const json& start, std::string_view expr,
     std::string_view where = expr.substr(0, static_cast<std::size_t>(seg.data() - expr.data()) - 1);
     if (cur->is_object()) {
       auto it = cur->find(seg);
-      if (it == cur->end())
-        throw_missing(expr, in_quotes(where) + " has no key " + in_quotes(seg));
+      if (it == cur->end()) throw_missing(expr, in_quotes(where) + " has no key " + in_quotes(seg));
       cur = &*it;
     } else if (cur->is_array()) {
       if (!all_digits(seg))
@@ -169,7 +169,7 @@ const json& descend(const json& start, std::string_view expr,
       auto idx = parse_index(seg);
       if (!idx || *idx >= cur->size())
         throw_missing(expr, in_quotes(where) + " has " + std::to_string(cur->size()) +
-                              " items, no index " + std::string(seg));
+                                " items, no index " + std::string(seg));
       cur = &(*cur)[*idx];
     } else {
       throw_missing(expr,
@@ -180,8 +180,7 @@ const json& descend(const json& start, std::string_view expr,
 }
 
 std::string render(const json& v) {
-  if (v.is_string())
-    return v.get<std::string>();
+  if (v.is_string()) return v.get<std::string>();
   return v.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
@@ -191,12 +190,10 @@ std::string resolve(std::string_view expr, const std::vector<std::string_view>& 
   // for_each variables shadow built-ins: the innermost scope wins.
   if (scope.locals && scope.locals->is_object()) {
     auto it = scope.locals->find(root);
-    if (it != scope.locals->end())
-      return render(descend(*it, expr, segs, 1));
+    if (it != scope.locals->end()) return render(descend(*it, expr, segs, 1));
   }
   if (root == "input") {
-    if (!scope.input)
-      throw_missing(expr, "there is no input");
+    if (!scope.input) throw_missing(expr, "there is no input");
     return render(descend(*scope.input, expr, segs, 1));
   }
   if (root == "outputs") {
@@ -207,20 +204,15 @@ std::string resolve(std::string_view expr, const std::vector<std::string_view>& 
     const json* out = nullptr;
     if (scope.outputs) {
       auto it = scope.outputs->find(node);
-      if (it != scope.outputs->end())
-        out = &it->second;
+      if (it != scope.outputs->end()) out = &it->second;
     }
-    if (!out)
-      throw_missing(expr, "node " + in_quotes(node) + " has no output");
+    if (!out) throw_missing(expr, "node " + in_quotes(node) + " has no output");
     return render(descend(*out, expr, segs, 2));
   }
   if (is_scalar_root(root)) {
-    if (segs.size() > 1)
-      throw_missing(expr, in_quotes(root) + " has no fields");
-    if (root == "iteration")
-      return std::to_string(scope.iteration);
-    if (root == "attempt")
-      return std::to_string(scope.attempt);
+    if (segs.size() > 1) throw_missing(expr, in_quotes(root) + " has no fields");
+    if (root == "iteration") return std::to_string(scope.iteration);
+    if (root == "attempt") return std::to_string(scope.attempt);
     return root == "run_id" ? scope.run_id : scope.node_id;
   }
   throw_missing(expr, in_quotes(root) + " is not defined here");
@@ -252,18 +244,17 @@ std::vector<std::string> template_output_refs(std::string_view text) {
   std::vector<std::string_view> segs;
   std::size_t pos = 0;
   while (auto ph = next_placeholder(text, pos)) {
-    if (!ph->closed)
-      break;
+    if (!ph->closed) break;
     pos = ph->end;
-    if (split_expr(ph->expr, segs) || segs.size() < 2 || segs[0] != "outputs")
-      continue;
-    if (std::find(refs.begin(), refs.end(), segs[1]) == refs.end())
-      refs.emplace_back(segs[1]);
+    if (split_expr(ph->expr, segs) || segs.size() < 2 || segs[0] != "outputs") continue;
+    if (std::find(refs.begin(), refs.end(), segs[1]) == refs.end()) refs.emplace_back(segs[1]);
   }
   return refs;
 }
 
-bool has_template(std::string_view text) { return text.find(open_mark) != std::string_view::npos; }
+bool has_template(std::string_view text) {
+  return text.find(open_mark) != std::string_view::npos;
+}
 
 std::string expand(std::string_view text, const template_scope& scope, quoting q) {
   std::string out;
@@ -275,8 +266,7 @@ std::string expand(std::string_view text, const template_scope& scope, quoting q
     if (!ph->closed)
       throw smithers_error(errc::invalid_workflow,
                            "unclosed \"{{\" at offset " + std::to_string(ph->open));
-    if (auto msg = split_expr(ph->expr, segs))
-      throw smithers_error(errc::invalid_workflow, *msg);
+    if (auto msg = split_expr(ph->expr, segs)) throw smithers_error(errc::invalid_workflow, *msg);
     std::string value = resolve(ph->expr, segs, scope);
     out += q == quoting::shell ? shell_quote(value) : value;
     pos = ph->end;
@@ -301,32 +291,26 @@ std::string shell_quote(std::string_view s) {
 
 const json* find_path(const json& root, std::string_view dotted) {
   const json* cur = &root;
-  if (dotted.empty())
-    return cur;
+  if (dotted.empty()) return cur;
   std::size_t start = 0;
   while (true) {
     std::size_t dot = dotted.find('.', start);
     std::string_view seg =
-      dotted.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
-    if (seg.empty())
-      return nullptr;
+        dotted.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
+    if (seg.empty()) return nullptr;
     if (cur->is_object()) {
       auto it = cur->find(seg);
-      if (it == cur->end())
-        return nullptr;
+      if (it == cur->end()) return nullptr;
       cur = &*it;
     } else if (cur->is_array()) {
-      if (!all_digits(seg))
-        return nullptr;
+      if (!all_digits(seg)) return nullptr;
       auto idx = parse_index(seg);
-      if (!idx || *idx >= cur->size())
-        return nullptr;
+      if (!idx || *idx >= cur->size()) return nullptr;
       cur = &(*cur)[*idx];
     } else {
       return nullptr;
     }
-    if (dot == std::string_view::npos)
-      return cur;
+    if (dot == std::string_view::npos) return cur;
     start = dot + 1;
   }
 }

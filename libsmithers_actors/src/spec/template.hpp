@@ -4,8 +4,8 @@
 // A template that names something missing is an error, never "".
 #pragma once
 
-#include <smithers/errors.hpp>
 #include "spec/problem.hpp"
+#include <smithers/errors.hpp>
 
 #include <cstdint>
 #include <string>

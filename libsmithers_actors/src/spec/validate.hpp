@@ -3,8 +3,8 @@
 // layout ("root.sequence[1].parallel[0].needs[0]") so both kinds read alike.
 #pragma once
 
-#include <smithers/workflow.hpp>
 #include "spec/problem.hpp"
+#include <smithers/workflow.hpp>
 
 namespace smithers::spec {
 

@@ -72,8 +72,7 @@ database database::open(const std::string& path, open_mode mode, sync_mode sync)
   database db(raw, path); // closes the handle if anything below throws
   if (rc != SQLITE_OK) throw_db_error(raw, "cannot open database " + path);
   sqlite3_busy_timeout(raw, busy_timeout_ms);
-  if (read_only)
-    db.exec("PRAGMA query_only=1");
+  if (read_only) db.exec("PRAGMA query_only=1");
 
   // The first statements are where "file is not a database" shows up.
   auto naming_path = [&](auto&& setup) {
@@ -89,8 +88,7 @@ database database::open(const std::string& path, open_mode mode, sync_mode sync)
     naming_path([&] { version = db.user_version(); });
     if (version > schema_version)
       throw smithers_error(errc::db_error, newer_schema_message(version));
-    if (version < 1)
-      throw smithers_error(errc::db_error, no_schema_message + path);
+    if (version < 1) throw smithers_error(errc::db_error, no_schema_message + path);
     return db;
   }
 
@@ -110,15 +108,13 @@ database database::open(const std::string& path, open_mode mode, sync_mode sync)
 
 std::optional<database> database::open_existing(const std::string& path) {
   std::error_code ec;
-  if (!is_memory(path) && !std::filesystem::exists(path, ec))
-    return std::nullopt;
+  if (!is_memory(path) && !std::filesystem::exists(path, ec)) return std::nullopt;
   try {
     return open(path, open_mode::read_only);
   } catch (const smithers_error& e) {
     // A file whose creator was killed before its schema existed holds no
     // runs; the next writer sets it up.
-    if (e.err().message.rfind(no_schema_message, 0) == 0)
-      return std::nullopt;
+    if (e.err().message.rfind(no_schema_message, 0) == 0) return std::nullopt;
     throw;
   }
 }

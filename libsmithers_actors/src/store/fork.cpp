@@ -13,17 +13,16 @@ namespace smithers::store {
 namespace {
 
 // Task id -> ids of the tasks that need it, from a canonical tree.
-void collect_dependents(const json& n, std::unordered_map<std::string, std::vector<std::string>>& out) {
+void collect_dependents(const json& n,
+                        std::unordered_map<std::string, std::vector<std::string>>& out) {
   if (n.is_object()) {
     if (auto t = n.find("task"); t != n.end() && t->is_string()) {
       if (auto needs = n.find("needs"); needs != n.end() && needs->is_array())
         for (const auto& d : *needs)
-          if (d.is_string())
-            out[d.get<std::string>()].push_back(t->get<std::string>());
+          if (d.is_string()) out[d.get<std::string>()].push_back(t->get<std::string>());
     }
     for (const auto& [k, v] : n.items())
-      if (v.is_array() || v.is_object())
-        collect_dependents(v, out);
+      if (v.is_array() || v.is_object()) collect_dependents(v, out);
   } else if (n.is_array()) {
     for (const auto& v : n)
       collect_dependents(v, out);
@@ -35,15 +34,13 @@ void collect_dependents(const json& n, std::unordered_map<std::string, std::vect
 fork_result fork_run(database& db, const fork_request& req) {
   reader rd{db};
   auto parent = rd.run(req.run_id);
-  if (!parent)
-    throw smithers_error(errc::run_not_found, "no run with id \"" + req.run_id + "\"");
+  if (!parent) throw smithers_error(errc::run_not_found, "no run with id \"" + req.run_id + "\"");
   json snap = rd.snapshot_at(req.run_id, req.frame_no);
   if (snap.is_null()) {
     auto n = rd.frame_count(req.run_id);
     throw smithers_error(errc::invalid_argument,
-                         "run \"" + req.run_id + "\" has no frame " +
-                           std::to_string(req.frame_no) +
-                           (n ? " (frames 0.." + std::to_string(n - 1) + ")" : " (no frames)"));
+                         "run \"" + req.run_id + "\" has no frame " + std::to_string(req.frame_no) +
+                             (n ? " (frames 0.." + std::to_string(n - 1) + ")" : " (no frames)"));
   }
   const json& states = snap["states"];
   std::unordered_map<std::string, std::vector<std::string>> dependents;
@@ -53,27 +50,25 @@ fork_result fork_run(database& db, const fork_request& req) {
   for (const auto& id : req.reset_nodes) {
     if (!states.contains(id))
       throw smithers_error(errc::invalid_argument, "run \"" + req.run_id + "\" has no node \"" +
-                                                     id + "\" at frame " +
-                                                     std::to_string(req.frame_no));
+                                                       id + "\" at frame " +
+                                                       std::to_string(req.frame_no));
     todo.push_back(id);
   }
   while (!todo.empty()) {
     auto id = todo.front();
     todo.pop_front();
-    if (!reset.insert(id).second)
-      continue;
+    if (!reset.insert(id).second) continue;
     for (const auto& d : dependents[id])
       todo.push_back(d);
   }
 
   fork_result res;
-  res.run_id = req.new_run_id.empty() ? req.run_id + "-fork-" + util::random_hex(4)
-                                      : req.new_run_id;
-  if (auto err = util::check_run_id(res.run_id))
-    throw smithers_error(*err);
+  res.run_id =
+      req.new_run_id.empty() ? req.run_id + "-fork-" + util::random_hex(4) : req.new_run_id;
+  if (auto err = util::check_run_id(res.run_id)) throw smithers_error(*err);
   if (rd.run_exists(res.run_id))
-    throw smithers_error(errc::invalid_run_id, "a run with id \"" + res.run_id +
-                                                 "\" already exists");
+    throw smithers_error(errc::invalid_run_id,
+                         "a run with id \"" + res.run_id + "\" already exists");
   res.reset.assign(reset.begin(), reset.end());
 
   run_row child = *parent;
@@ -87,18 +82,16 @@ fork_result fork_run(database& db, const fork_request& req) {
   child.error = nullptr;
   child.created_ms = child.updated_ms = req.now_ms;
   child.finished_ms.reset();
-  if (!child.config.is_object())
-    child.config = json::object();
+  if (!child.config.is_object()) child.config = json::object();
   child.config["fork"] = {
-    {"parent_run_id", req.run_id}, {"frame_no", req.frame_no}, {"reset_nodes", res.reset}};
+      {"parent_run_id", req.run_id}, {"frame_no", req.frame_no}, {"reset_nodes", res.reset}};
 
   std::vector<command> batch;
   batch.push_back(insert_run{child});
   const json& outputs = snap["outputs"];
   for (const auto& [id, st] : states.items()) {
     std::string state = st.get<std::string>();
-    if (reset.count(id) || state == "in-progress" || state == "cancelled")
-      state = "pending";
+    if (reset.count(id) || state == "in-progress" || state == "cancelled") state = "pending";
     node_row n;
     n.run_id = res.run_id;
     n.node_id = id;
@@ -108,12 +101,13 @@ fork_result fork_run(database& db, const fork_request& req) {
     if (state == "finished" && outputs.contains(id))
       batch.push_back(insert_output{output_row{res.run_id, id, 0, outputs[id]}});
   }
-  json forked = {
-    {"run_id", req.run_id}, {"frame_no", req.frame_no}, {"reset_nodes", res.reset}};
-  event_row started{res.run_id, 0, "RunStarted", req.now_ms,
-                    {{"workflow", parent->workflow_name},
-                     {"input", parent->input},
-                     {"forked_from", forked}}};
+  json forked = {{"run_id", req.run_id}, {"frame_no", req.frame_no}, {"reset_nodes", res.reset}};
+  event_row started{
+      res.run_id,
+      0,
+      "RunStarted",
+      req.now_ms,
+      {{"workflow", parent->workflow_name}, {"input", parent->input}, {"forked_from", forked}}};
   batch.push_back(append_event{started});
   writer{db}.apply(batch);
   return res;

@@ -9,7 +9,7 @@
 namespace smithers::store {
 
 struct fork_request {
-  std::string run_id;                   // the parent
+  std::string run_id; // the parent
   std::int64_t frame_no = 0;
   std::vector<std::string> reset_nodes; // run again, with every task that needs them
   std::string new_run_id;               // empty: "<parent>-fork-<hex>"
@@ -18,7 +18,7 @@ struct fork_request {
 
 struct fork_result {
   std::string run_id;
-  std::vector<std::string> reset;       // every node set back to pending by the reset
+  std::vector<std::string> reset; // every node set back to pending by the reset
 };
 
 /// Creates the child run in one transaction: the parent's input, workflow

@@ -166,8 +166,7 @@ FROM events WHERE run_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3)sql");
     e.type = s.column_text(2);
     e.timestamp_ms = s.column_int(3);
     e.payload = s.column_json(4);
-    if (!e.payload.is_object())
-      e.payload = json::object();
+    if (!e.payload.is_object()) e.payload = json::object();
     e.payload["type"] = e.type;
     e.payload["run_id"] = e.run_id;
     e.payload["seq"] = e.seq;
@@ -246,19 +245,16 @@ ORDER BY frame_no)sql");
     json snap = s.column_json(3);
     if (s.column_int(2) != 0) {
       states = json::object();
-      if (snap.is_object() && snap.contains("input"))
-        input = snap["input"];
+      if (snap.is_object() && snap.contains("input")) input = snap["input"];
     }
     if (snap.is_object() && snap.contains("states"))
       for (const auto& [id, st] : snap["states"].items())
         states[id] = st;
   }
-  if (last != frame_no)
-    return nullptr;
+  if (last != frame_no) return nullptr;
   json outputs = json::object();
   for (const auto& o : this->outputs(run_id))
-    if (states.value(o.node_id, std::string{}) == "finished")
-      outputs[o.node_id] = o.value;
+    if (states.value(o.node_id, std::string{}) == "finished") outputs[o.node_id] = o.value;
   return {{"frame_no", frame_no},
           {"tree_hash", hash},
           {"states", states},

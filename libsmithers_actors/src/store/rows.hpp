@@ -12,10 +12,10 @@ namespace smithers::store {
 struct run_row {
   std::string run_id;
   std::string workflow_name;
-  std::string status;               // SPEC §1 run status
+  std::string status; // SPEC §1 run status
   json input = json::object();
-  json config = json::object();     // max_concurrency, workflow path, ...
-  std::string workflow_hash;        // sha256 of the workflow file / canonical tree
+  json config = json::object(); // max_concurrency, workflow path, ...
+  std::string workflow_hash;    // sha256 of the workflow file / canonical tree
   std::string workflow_path;
   std::string vcs_revision;
   std::string owner_id;
@@ -23,7 +23,7 @@ struct run_row {
   std::int64_t heartbeat_ms = 0;
   bool cancel_requested = false;
   std::string parent_run_id;
-  json error;                       // null or {"code","message","details"}
+  json error; // null or {"code","message","details"}
   std::int64_t created_ms = 0;
   std::int64_t updated_ms = 0;
   std::optional<std::int64_t> finished_ms;
@@ -33,10 +33,10 @@ struct node_row {
   std::string run_id;
   std::string node_id;
   std::int64_t iteration = 0;
-  std::string state;                // SPEC §1 node state
-  std::int64_t attempts = 0;        // attempts started so far
+  std::string state;         // SPEC §1 node state
+  std::int64_t attempts = 0; // attempts started so far
   std::string label;
-  std::string kind;                 // "value", "command", "compute"
+  std::string kind; // "value", "command", "compute"
   std::int64_t updated_ms = 0;
 };
 
@@ -45,12 +45,12 @@ struct attempt_row {
   std::string node_id;
   std::int64_t iteration = 0;
   std::int64_t attempt = 1;
-  std::string state;                // in-progress, finished, failed, cancelled
+  std::string state; // in-progress, finished, failed, cancelled
   std::int64_t started_ms = 0;
   std::optional<std::int64_t> finished_ms;
   std::optional<std::int64_t> heartbeat_ms;
-  json heartbeat;                   // last heartbeat data, null when none
-  json error;                       // null or error JSON
+  json heartbeat; // last heartbeat data, null when none
+  json error;     // null or error JSON
   json meta = json::object();
   bool cached = false;
 };
@@ -77,10 +77,10 @@ struct frame_row {
   std::string run_id;
   std::int64_t frame_no = 0;
   std::string tree_hash;
-  json tree;                        // canonical rendered tree; null: already stored
+  json tree; // canonical rendered tree; null: already stored
   std::int64_t created_ms = 0;
-  bool keyframe = true;             // snapshot holds every node (and the input)
-  json snapshot;                    // {"states": {node: state}, "input": ...}
+  bool keyframe = true; // snapshot holds every node (and the input)
+  json snapshot;        // {"states": {node: state}, "input": ...}
 };
 
 /// A frame without its tree and snapshot, for listings.
@@ -89,7 +89,7 @@ struct frame_summary {
   std::string tree_hash;
   std::int64_t created_ms = 0;
   bool keyframe = true;
-  std::int64_t changes = 0;         // node states in the snapshot
+  std::int64_t changes = 0; // node states in the snapshot
 };
 
 } // namespace smithers::store

@@ -303,8 +303,7 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
     s.bind_int(6, c.now_ms);
     s.step();
     if (s.changes() == 0)
-      throw smithers_error(errc::run_resume_claim_failed,
-                           "another process claimed the run first");
+      throw smithers_error(errc::run_resume_claim_failed, "another process claimed the run first");
   }
 
   static void bind_attempt_key(statement& s, const std::string& run_id, const std::string& node_id,
@@ -331,9 +330,7 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
   statement begin_, commit_, rollback_;
   statement insert_run_, update_run_status_, upsert_node_, insert_attempt_, finish_attempt_,
       upsert_output_, heartbeat_, heartbeat_data_, append_event_, store_frame_, attempt_meta_,
-      store_tree_,
-      touch_run_,
-      request_cancel_, claim_run_;
+      store_tree_, touch_run_, request_cancel_, claim_run_;
 };
 
 writer::writer(database& db) : impl_(std::make_unique<impl>(db.handle())) {}
@@ -370,9 +367,9 @@ void writer::apply_all(const std::vector<const std::vector<command>*>& batches) 
     // Build the message before rolling back: ROLLBACK resets sqlite3_errmsg.
     auto* se = dynamic_cast<const smithers_error*>(&e);
     std::string cause = se ? se->err().message : e.what();
-    std::string message = current ? "write failed at command " + std::to_string(i + 1) +
-                                      " of " + std::to_string(total) + " (" +
-                                      std::visit(describe{}, *current) + "): " + cause
+    std::string message = current ? "write failed at command " + std::to_string(i + 1) + " of " +
+                                        std::to_string(total) + " (" +
+                                        std::visit(describe{}, *current) + "): " + cause
                                   : "commit failed: " + cause;
     w.rollback();
     // A command that refused on purpose (a lost claim, an unknown run) keeps

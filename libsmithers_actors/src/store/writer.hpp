@@ -12,16 +12,22 @@
 
 namespace smithers::store {
 
-struct insert_run { run_row row; };
+struct insert_run {
+  run_row row;
+};
 struct update_run_status {
   std::string run_id;
   std::string status;
-  json error;                        // null clears
+  json error; // null clears
   std::int64_t updated_ms = 0;
   std::optional<std::int64_t> finished_ms;
 };
-struct upsert_node { node_row row; };        // insert or replace by key
-struct insert_attempt { attempt_row row; };
+struct upsert_node {
+  node_row row;
+}; // insert or replace by key
+struct insert_attempt {
+  attempt_row row;
+};
 /// Ends an attempt; with `output`, the output row is written in the same
 /// transaction (an output is never visible without its finished attempt).
 struct finish_attempt {
@@ -29,11 +35,11 @@ struct finish_attempt {
   std::string node_id;
   std::int64_t iteration = 0;
   std::int64_t attempt = 1;
-  std::string state;                 // finished, failed, cancelled
+  std::string state; // finished, failed, cancelled
   std::int64_t finished_ms = 0;
-  json error;                        // null on success
+  json error; // null on success
   std::optional<json> output;
-  json meta;                         // null: keep the attempt's meta (e.g. {"retry_at_ms"})
+  json meta; // null: keep the attempt's meta (e.g. {"retry_at_ms"})
 };
 struct record_heartbeat {
   std::string run_id;
@@ -41,10 +47,12 @@ struct record_heartbeat {
   std::int64_t iteration = 0;
   std::int64_t attempt = 1;
   std::int64_t heartbeat_ms = 0;
-  json data;                         // null: keep the previous data
+  json data; // null: keep the previous data
   bool has_data = false;
 };
-struct append_event { event_row row; };
+struct append_event {
+  event_row row;
+};
 /// The owner's liveness heartbeat; never moves the time backwards, and only
 /// the current owner's counts (a run taken over by force keeps its new one).
 struct touch_run {
@@ -70,7 +78,9 @@ struct claim_run {
 /// Frames go through this one command so their storage format can change
 /// without touching callers: the tree is stored once per hash, the frame row
 /// references it and carries its snapshot (keyframe or delta).
-struct store_frame { frame_row row; };
+struct store_frame {
+  frame_row row;
+};
 /// Replaces an attempt's meta (e.g. the process group of a command).
 struct set_attempt_meta {
   std::string run_id;
@@ -80,12 +90,13 @@ struct set_attempt_meta {
   json meta;
 };
 /// An output copied without an attempt (a fork's finished nodes).
-struct insert_output { output_row row; };
+struct insert_output {
+  output_row row;
+};
 
 using command = std::variant<insert_run, update_run_status, upsert_node, insert_attempt,
-                             finish_attempt, record_heartbeat, append_event, store_frame,
-                             touch_run, request_cancel, claim_run, insert_output,
-                             set_attempt_meta>;
+                             finish_attempt, record_heartbeat, append_event, store_frame, touch_run,
+                             request_cancel, claim_run, insert_output, set_attempt_meta>;
 
 class writer {
 public:

@@ -9,31 +9,28 @@
 namespace smithers::util {
 
 std::optional<error> check_run_id(std::string_view id) {
-  if (id.empty())
-    return error{errc::invalid_run_id, "run id must not be empty"};
+  if (id.empty()) return error{errc::invalid_run_id, "run id must not be empty"};
   if (id.size() > limits::max_run_id_length)
     return error{errc::invalid_run_id, "run id is " + std::to_string(id.size()) +
-                                         " characters long; the limit is " +
-                                         std::to_string(limits::max_run_id_length)};
+                                           " characters long; the limit is " +
+                                           std::to_string(limits::max_run_id_length)};
   for (std::size_t i = 0; i < id.size(); ++i) {
     char c = id[i];
     bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
               c == '.' || c == '_' || c == ':' || c == '-';
     if (!ok)
       return error{errc::invalid_run_id, "run id has a character outside [A-Za-z0-9._:-] at " +
-                                           std::string{"position "} + std::to_string(i)};
+                                             std::string{"position "} + std::to_string(i)};
   }
   return std::nullopt;
 }
 
 bool valid_node_id(std::string_view id) {
-  if (id.empty() || id.size() > max_node_id_length)
-    return false;
+  if (id.empty() || id.size() > max_node_id_length) return false;
   for (char c : id) {
     bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
               c == '_' || c == '-';
-    if (!ok)
-      return false;
+    if (!ok) return false;
   }
   return true;
 }

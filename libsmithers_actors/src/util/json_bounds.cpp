@@ -15,14 +15,15 @@ bool is_ident_start(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
 }
 
-bool is_ident_char(char c) { return is_ident_start(c) || (c >= '0' && c <= '9') || c == '-'; }
+bool is_ident_char(char c) {
+  return is_ident_start(c) || (c >= '0' && c <= '9') || c == '-';
+}
 
 constexpr std::size_t max_path_key_bytes = 64;
 
 // Cut at most `n` bytes without splitting a UTF-8 sequence.
 std::string_view cut_utf8(std::string_view s, std::size_t n) {
-  if (s.size() <= n)
-    return s;
+  if (s.size() <= n) return s;
   while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80)
     --n;
   return s.substr(0, n);
@@ -93,20 +94,17 @@ walk_result walk(const json& root, const walk_limits& lim) {
       r.size_lower_bound += s.size() + 2;
       if (lim.max_string_bytes != 0 && s.size() > lim.max_string_bytes)
         return fail(issue::string_bytes, stack.size(), s.size());
-      if (!is_valid_utf8(s))
-        return fail(issue::bad_utf8, stack.size(), 0);
+      if (!is_valid_utf8(s)) return fail(issue::bad_utf8, stack.size(), 0);
       return true;
     }
     case json::value_t::number_float:
       r.size_lower_bound += 1;
-      if (!std::isfinite(v.get<double>()))
-        return fail(issue::not_finite, stack.size(), 0);
+      if (!std::isfinite(v.get<double>())) return fail(issue::not_finite, stack.size(), 0);
       return true;
     case json::value_t::object:
     case json::value_t::array: {
       std::size_t depth = stack.size() + 1;
-      if (depth > lim.max_depth)
-        return fail(issue::depth, stack.size(), depth);
+      if (depth > lim.max_depth) return fail(issue::depth, stack.size(), depth);
       std::size_t n = v.size();
       if (v.is_array() && lim.max_array_items != 0 && n > lim.max_array_items)
         return fail(issue::array_items, stack.size(), n);
@@ -125,8 +123,7 @@ walk_result walk(const json& root, const walk_limits& lim) {
     }
   };
 
-  if (!visit(root))
-    return r;
+  if (!visit(root)) return r;
   while (!stack.empty()) {
     frame& f = stack.back();
     if (f.started) {
@@ -153,13 +150,14 @@ walk_result walk(const json& root, const walk_limits& lim) {
       }
     }
     const json& child = *f.it; // `f` may dangle once visit() pushes
-    if (!visit(child))
-      return r;
+    if (!visit(child)) return r;
   }
   return r;
 }
 
-std::string size_str(std::size_t n) { return std::to_string(n); }
+std::string size_str(std::size_t n) {
+  return std::to_string(n);
+}
 
 error issue_error(const char* code, const char* what, const walk_result& r,
                   const walk_limits& lim) {
@@ -184,8 +182,8 @@ error issue_error(const char* code, const char* what, const walk_result& r,
     break;
   case issue::key_bytes:
     limit = lim.max_string_bytes;
-    msg = "object key of " + size_str(r.actual) + " bytes exceeds the limit of " +
-          size_str(limit) + " bytes";
+    msg = "object key of " + size_str(r.actual) + " bytes exceeds the limit of " + size_str(limit) +
+          " bytes";
     break;
   case issue::not_finite:
     msg = "number is not finite (NaN and Infinity are not JSON)";
@@ -215,12 +213,11 @@ std::optional<error> check_size(const json& v, const walk_result& r, std::size_t
   if (size <= limit) {
     // UTF-8 was checked by the walk; `replace` only guarantees dump never throws.
     size = v.dump(-1, ' ', false, json::error_handler_t::replace).size();
-    if (size <= limit)
-      return std::nullopt;
+    if (size <= limit) return std::nullopt;
   }
   return error{code,
                std::string(what) + " $: serialized size exceeds the limit of " + size_str(limit) +
-                 " bytes (at least " + size_str(size) + " bytes)",
+                   " bytes (at least " + size_str(size) + " bytes)",
                {{"path", "$"}, {"limit", limit}, {"actual_at_least", size}}};
 }
 
@@ -237,9 +234,8 @@ void append_path_key(std::string& path, std::string_view key) {
   }
   std::string_view shown = cut_utf8(key, max_path_key_bytes);
   std::string quoted =
-    json(std::string(shown)).dump(-1, ' ', false, json::error_handler_t::replace);
-  if (shown.size() < key.size())
-    quoted.insert(quoted.size() - 1, "...");
+      json(std::string(shown)).dump(-1, ' ', false, json::error_handler_t::replace);
+  if (shown.size() < key.size()) quoted.insert(quoted.size() - 1, "...");
   path += '[';
   path += quoted;
   path += ']';
@@ -294,13 +290,10 @@ bool is_valid_utf8(std::string_view s) {
     } else {
       return false;
     }
-    if (end - p <= n)
-      return false;
-    if (p[1] < lo || p[1] > hi)
-      return false;
+    if (end - p <= n) return false;
+    if (p[1] < lo || p[1] > hi) return false;
     for (std::ptrdiff_t i = 2; i <= n; ++i)
-      if ((p[i] & 0xC0) != 0x80)
-        return false;
+      if ((p[i] & 0xC0) != 0x80) return false;
     p += n + 1;
   }
   return true;
@@ -314,8 +307,7 @@ std::optional<error> check_input_bounds(const json& input) {
   const walk_limits lim{limits::max_input_depth, limits::max_input_array_items,
                         limits::max_input_string_bytes};
   walk_result r = walk(input, lim);
-  if (r.what != issue::none)
-    return issue_error(errc::invalid_input, "input", r, lim);
+  if (r.what != issue::none) return issue_error(errc::invalid_input, "input", r, lim);
   return check_size(input, r, limits::max_input_bytes, errc::invalid_input, "input");
 }
 

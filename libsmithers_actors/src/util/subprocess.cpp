@@ -31,7 +31,9 @@ constexpr milliseconds drain_after_exit{1000};
 constexpr std::size_t read_chunk = 64 * 1024;
 constexpr const char* default_path = "/usr/local/bin:/usr/bin:/bin";
 
-std::string errno_text(int e) { return std::generic_category().message(e); }
+std::string errno_text(int e) {
+  return std::generic_category().message(e);
+}
 
 class fd_guard {
 public:
@@ -40,8 +42,7 @@ public:
   fd_guard& operator=(const fd_guard&) = delete;
   ~fd_guard() { reset(); }
   void reset() {
-    if (fd_ >= 0)
-      ::close(fd_);
+    if (fd_ >= 0) ::close(fd_);
     fd_ = -1;
   }
   int get() const { return fd_; }
@@ -61,16 +62,13 @@ private:
 // its own stdio).
 int make_pipe(fd_guard& rd, fd_guard& wr) {
   int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0)
-    return errno;
+  if (::pipe2(fds, O_CLOEXEC) != 0) return errno;
   rd.set(fds[0]);
   wr.set(fds[1]);
   for (fd_guard* g : {&rd, &wr}) {
-    if (g->get() > 2)
-      continue;
+    if (g->get() > 2) continue;
     int moved = ::fcntl(g->get(), F_DUPFD_CLOEXEC, 3);
-    if (moved < 0)
-      return errno;
+    if (moved < 0) return errno;
     g->set(moved);
   }
   return 0;
@@ -78,8 +76,7 @@ int make_pipe(fd_guard& rd, fd_guard& wr) {
 
 int set_nonblocking(int fd) {
   int flags = ::fcntl(fd, F_GETFL);
-  if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
-    return errno;
+  if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) return errno;
   return 0;
 }
 
@@ -96,8 +93,7 @@ public:
     sigaddset(&pipe_set_, SIGPIPE);
     sigset_t pending;
     sigemptyset(&pending);
-    if (::sigpending(&pending) == 0)
-      was_pending_ = sigismember(&pending, SIGPIPE) == 1;
+    if (::sigpending(&pending) == 0) was_pending_ = sigismember(&pending, SIGPIPE) == 1;
     ::pthread_sigmask(SIG_BLOCK, &pipe_set_, &old_mask_);
   }
   sigpipe_guard(const sigpipe_guard&) = delete;
@@ -105,8 +101,7 @@ public:
   ~sigpipe_guard() { ::pthread_sigmask(SIG_SETMASK, &old_mask_, nullptr); }
 
   void consume_after_epipe() {
-    if (was_pending_)
-      return;
+    if (was_pending_) return;
     timespec zero{0, 0};
     while (::sigtimedwait(&pipe_set_, nullptr, &zero) < 0 && errno == EINTR) {
     }
@@ -126,8 +121,7 @@ public:
   child_guard(const child_guard&) = delete;
   child_guard& operator=(const child_guard&) = delete;
   ~child_guard() {
-    if (pid_ <= 0 || reaped_)
-      return;
+    if (pid_ <= 0 || reaped_) return;
     signal_group(SIGKILL);
     int status = 0;
     while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
@@ -166,7 +160,9 @@ private:
   bool reaped_ = false;
 };
 
-std::string_view env_name(std::string_view kv) { return kv.substr(0, kv.find('=')); }
+std::string_view env_name(std::string_view kv) {
+  return kv.substr(0, kv.find('='));
+}
 
 std::vector<std::string> build_env(const subprocess_request& req) {
   std::vector<std::string> env;
@@ -185,8 +181,7 @@ std::vector<std::string> build_env(const subprocess_request& req) {
 
 // The PATH the child will see: extra_env wins over the parent's.
 std::string child_path(const subprocess_request& req) {
-  if (auto it = req.extra_env.find("PATH"); it != req.extra_env.end())
-    return it->second;
+  if (auto it = req.extra_env.find("PATH"); it != req.extra_env.end()) return it->second;
   if (std::find(req.remove_env.begin(), req.remove_env.end(), "PATH") != req.remove_env.end())
     return default_path;
   const char* p = ::getenv("PATH");
@@ -202,34 +197,32 @@ std::string resolve_program(const std::string& name, const subprocess_request& r
     err = ENOENT;
     return {};
   }
-  if (name.find('/') != std::string::npos)
-    return name;
+  if (name.find('/') != std::string::npos) return name;
   std::string path = child_path(req);
   bool saw_eacces = false;
   std::size_t pos = 0;
   while (true) {
     std::size_t colon = path.find(':', pos);
-    std::string dir = path.substr(pos, colon == std::string::npos ? std::string::npos : colon - pos);
-    if (dir.empty())
-      dir = ".";
-    if (dir[0] != '/' && !req.cwd.empty())
-      dir = req.cwd + "/" + dir;
+    std::string dir =
+        path.substr(pos, colon == std::string::npos ? std::string::npos : colon - pos);
+    if (dir.empty()) dir = ".";
+    if (dir[0] != '/' && !req.cwd.empty()) dir = req.cwd + "/" + dir;
     std::string candidate = dir + "/" + name;
     struct stat st;
     if (::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
-      if (::faccessat(AT_FDCWD, candidate.c_str(), X_OK, AT_EACCESS) == 0)
-        return candidate;
+      if (::faccessat(AT_FDCWD, candidate.c_str(), X_OK, AT_EACCESS) == 0) return candidate;
       saw_eacces = true;
     }
-    if (colon == std::string::npos)
-      break;
+    if (colon == std::string::npos) break;
     pos = colon + 1;
   }
   err = saw_eacces ? EACCES : ENOENT;
   return {};
 }
 
-std::string quoted(const std::string& s) { return "\"" + s + "\""; }
+std::string quoted(const std::string& s) {
+  return "\"" + s + "\"";
+}
 
 // Spawns with posix_spawn (glibc: clone+exec, exec errors reported back as
 // the return value). The child leads a new process group, starts with an
@@ -248,29 +241,26 @@ int spawn(const subprocess_request& req, const std::string& program, int in_fd, 
 
   posix_spawn_file_actions_t actions;
   posix_spawnattr_t attr;
-  if (int rc = ::posix_spawn_file_actions_init(&actions))
-    return rc;
+  if (int rc = ::posix_spawn_file_actions_init(&actions)) return rc;
   if (int rc = ::posix_spawnattr_init(&attr)) {
     ::posix_spawn_file_actions_destroy(&actions);
     return rc;
   }
   int rc = 0;
   auto step = [&rc](int r) {
-    if (rc == 0)
-      rc = r;
+    if (rc == 0) rc = r;
   };
   step(::posix_spawn_file_actions_adddup2(&actions, in_fd, 0));
   step(::posix_spawn_file_actions_adddup2(&actions, out_fd, 1));
   step(::posix_spawn_file_actions_adddup2(&actions, err_fd, 2));
-  if (!req.cwd.empty())
-    step(::posix_spawn_file_actions_addchdir_np(&actions, req.cwd.c_str()));
+  if (!req.cwd.empty()) step(::posix_spawn_file_actions_addchdir_np(&actions, req.cwd.c_str()));
   sigset_t none, defaults;
   sigemptyset(&none);
   sigemptyset(&defaults);
   for (int sig : {SIGPIPE, SIGXFSZ, SIGTERM, SIGCHLD})
     sigaddset(&defaults, sig);
-  step(::posix_spawnattr_setflags(
-    &attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF));
+  step(::posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+                                             POSIX_SPAWN_SETSIGDEF));
   step(::posix_spawnattr_setpgroup(&attr, 0));
   step(::posix_spawnattr_setsigmask(&attr, &none));
   step(::posix_spawnattr_setsigdefault(&attr, &defaults));
@@ -285,15 +275,14 @@ int spawn(const subprocess_request& req, const std::string& program, int in_fd, 
 class line_splitter {
 public:
   line_splitter(const subprocess_request& req, subprocess_result& res, bool is_stderr)
-    : req_(req), res_(res), is_stderr_(is_stderr) {}
+      : req_(req), res_(res), is_stderr_(is_stderr) {}
 
   void feed(const char* data, std::size_t n) {
     if (!is_stderr_) {
       // stdout: lines are cut straight out of res.out, no second copy.
       std::size_t scan = res_.out.size();
       res_.out.append(data, n);
-      if (!req_.on_line)
-        return;
+      if (!req_.on_line) return;
       std::size_t nl;
       while ((nl = res_.out.find('\n', scan)) != std::string::npos) {
         req_.on_line(res_.out.substr(line_start_, nl - line_start_), false);
@@ -305,8 +294,7 @@ public:
     // Trim in big steps so the cost stays linear in what was read.
     if (res_.err.size() > 2 * max_stderr_kept_bytes)
       res_.err.erase(0, res_.err.size() - max_stderr_kept_bytes);
-    if (!req_.on_line)
-      return;
+    if (!req_.on_line) return;
     std::size_t scan = partial_.size(), start = 0, nl;
     partial_.append(data, n);
     while ((nl = partial_.find('\n', scan)) != std::string::npos) {
@@ -322,14 +310,11 @@ public:
 
   // EOF (or giving up on the stream): deliver an unterminated last line.
   void finish() {
-    if (finished_)
-      return;
+    if (finished_) return;
     finished_ = true;
-    if (!req_.on_line)
-      return;
+    if (!req_.on_line) return;
     if (!is_stderr_) {
-      if (line_start_ < res_.out.size())
-        req_.on_line(res_.out.substr(line_start_), false);
+      if (line_start_ < res_.out.size()) req_.on_line(res_.out.substr(line_start_), false);
       line_start_ = res_.out.size();
     } else if (!partial_.empty()) {
       std::string last;
@@ -396,8 +381,7 @@ subprocess_result run_subprocess(const subprocess_request& req) {
   }
   child_guard child(pid);
   res.pid = pid;
-  if (req.on_start)
-    req.on_start(pid);
+  if (req.on_start) req.on_start(pid);
   // Our copies of the child's ends must go, or we would never see EOF.
   in_r.reset();
   out_w.reset();
@@ -405,13 +389,11 @@ subprocess_result run_subprocess(const subprocess_request& req) {
 
   const auto started = clock_type::now();
   std::optional<clock_type::time_point> deadline;
-  if (req.timeout)
-    deadline = started + *req.timeout;
+  if (req.timeout) deadline = started + *req.timeout;
 
   line_splitter out_lines(req, res, false), err_lines(req, res, true);
   std::size_t in_off = 0;
-  if (req.stdin_data.empty())
-    in_w.reset();
+  if (req.stdin_data.empty()) in_w.reset();
 
   enum class ending { none, stop, cancel, timeout } why = ending::none;
   // SIGTERM sent: escalate then. A flag beside a plain time_point, since
@@ -435,8 +417,7 @@ subprocess_result run_subprocess(const subprocess_request& req) {
 
   while (true) {
     const auto now = clock_type::now();
-    if (leader_done && ((!out_r.open() && !err_r.open()) || now >= drain_until))
-      break;
+    if (leader_done && ((!out_r.open() && !err_r.open()) || now >= drain_until)) break;
 
     pollfd fds[3];
     nfds_t nfds = 0;
@@ -464,21 +445,17 @@ subprocess_result run_subprocess(const subprocess_request& req) {
     int ready = ::poll(nfds ? fds : nullptr, nfds, wait_ms);
     if (ready > 0) {
       constexpr short in_events = POLLIN | POLLHUP | POLLERR;
-      if (out_i >= 0 && (fds[out_i].revents & in_events))
-        read_some(out_r, out_lines);
-      if (err_i >= 0 && (fds[err_i].revents & in_events))
-        read_some(err_r, err_lines);
+      if (out_i >= 0 && (fds[out_i].revents & in_events)) read_some(out_r, out_lines);
+      if (err_i >= 0 && (fds[err_i].revents & in_events)) read_some(err_r, err_lines);
       if (in_i >= 0 && (fds[in_i].revents & (POLLOUT | POLLERR | POLLHUP))) {
-        ssize_t n = ::write(in_w.get(), req.stdin_data.data() + in_off,
-                            req.stdin_data.size() - in_off);
+        ssize_t n =
+            ::write(in_w.get(), req.stdin_data.data() + in_off, req.stdin_data.size() - in_off);
         if (n > 0) {
           in_off += static_cast<std::size_t>(n);
-          if (in_off == req.stdin_data.size())
-            in_w.reset(); // EOF for the child
+          if (in_off == req.stdin_data.size()) in_w.reset(); // EOF for the child
         } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
           // EPIPE: the child does not read its stdin. That is its choice.
-          if (errno == EPIPE)
-            no_sigpipe.consume_after_epipe();
+          if (errno == EPIPE) no_sigpipe.consume_after_epipe();
           in_w.reset();
         }
       }
@@ -500,8 +477,7 @@ subprocess_result run_subprocess(const subprocess_request& req) {
       drain_until = clock_type::now() + drain_after_exit;
       continue;
     }
-    if (leader_done)
-      continue;
+    if (leader_done) continue;
 
     const auto later = clock_type::now();
     if (why == ending::none) {

@@ -18,17 +18,17 @@
 namespace smithers::util {
 
 struct subprocess_request {
-  std::vector<std::string> argv;                 // argv[0] is looked up in PATH
-  std::map<std::string, std::string> extra_env;  // added to (overriding) the parent's environment
-  std::vector<std::string> remove_env;           // names dropped from the parent's environment
-  std::string cwd;                               // empty: inherit
-  std::string stdin_data;                        // written, then stdin is closed
-  std::shared_ptr<std::atomic<bool>> cancel;     // set -> end the process group
+  std::vector<std::string> argv;                // argv[0] is looked up in PATH
+  std::map<std::string, std::string> extra_env; // added to (overriding) the parent's environment
+  std::vector<std::string> remove_env;          // names dropped from the parent's environment
+  std::string cwd;                              // empty: inherit
+  std::string stdin_data;                       // written, then stdin is closed
+  std::shared_ptr<std::atomic<bool>> cancel;    // set -> end the process group
   /// Set (typically from on_line) to end the process group for a reason of
   /// the caller's own; reported as `stopped` rather than `cancelled`.
   std::shared_ptr<std::atomic<bool>> stop;
   std::optional<std::chrono::milliseconds> timeout;
-  std::chrono::milliseconds kill_grace{2000};    // SIGTERM -> SIGKILL
+  std::chrono::milliseconds kill_grace{2000}; // SIGTERM -> SIGKILL
   /// Called for every complete line (without '\n') on stdout (is_stderr=false)
   /// or stderr, on the calling thread, as it arrives. A final unterminated line
   /// is delivered at EOF. Stderr lines longer than max_stderr_line_bytes are
@@ -39,15 +39,15 @@ struct subprocess_request {
 };
 
 struct subprocess_result {
-  int exit_code = -1;          // valid when exited
-  int term_signal = 0;         // signal that ended it, or 0
+  int exit_code = -1;  // valid when exited
+  int term_signal = 0; // signal that ended it, or 0
   bool exited = false;
-  bool cancelled = false;      // ended because `cancel` was set
-  bool timed_out = false;      // ended because `timeout` passed
-  bool stopped = false;        // ended because `stop` was set
-  std::string spawn_error;     // non-empty: could not start (exec failed, bad cwd...)
-  std::string out;             // all of stdout
-  std::string err;             // all of stderr (capped at the last 64 KiB)
+  bool cancelled = false;  // ended because `cancel` was set
+  bool timed_out = false;  // ended because `timeout` passed
+  bool stopped = false;    // ended because `stop` was set
+  std::string spawn_error; // non-empty: could not start (exec failed, bad cwd...)
+  std::string out;         // all of stdout
+  std::string err;         // all of stderr (capped at the last 64 KiB)
   std::int64_t pid = 0;
 };
 

@@ -36,8 +36,7 @@ void thread_pool::work() {
     ++idle_;
     cv_.wait(lk, [this] { return stopping_ || !jobs_.empty(); });
     --idle_;
-    if (jobs_.empty())
-      return; // stopping and drained
+    if (jobs_.empty()) return; // stopping and drained
     auto job = std::move(jobs_.front());
     jobs_.pop_front();
     lk.unlock();

@@ -6,24 +6,24 @@ namespace smithers {
 
 const char* to_string(node_kind k) {
   switch (k) {
-    case node_kind::task:
-      return "task";
-    case node_kind::sequence:
-      return "sequence";
-    case node_kind::parallel:
-      return "parallel";
+  case node_kind::task:
+    return "task";
+  case node_kind::sequence:
+    return "sequence";
+  case node_kind::parallel:
+    return "parallel";
   }
   return "?";
 }
 
 const char* to_string(task_kind k) {
   switch (k) {
-    case task_kind::value:
-      return "value";
-    case task_kind::command:
-      return "command";
-    case task_kind::compute:
-      return "compute";
+  case task_kind::value:
+    return "value";
+  case task_kind::command:
+    return "command";
+  case task_kind::compute:
+    return "compute";
   }
   return "?";
 }
@@ -32,7 +32,7 @@ task_spec& node::spec() {
   if (!task)
     throw smithers_error(errc::invalid_workflow,
                          std::string{"task options apply to task nodes, not to a "} +
-                           to_string(kind));
+                             to_string(kind));
   return *task;
 }
 
@@ -149,17 +149,15 @@ node compute_task(std::string id, std::string registered_name) {
 const json& task_context::need(const std::string& node_id) const {
   auto it = in_.needs.find(node_id);
   if (it == in_.needs.end())
-    throw smithers_error(errc::template_missing_value,
-                         "task \"" + in_.node_id + "\" has no output of \"" + node_id +
-                           "\" (is it listed in needs?)");
+    throw smithers_error(errc::template_missing_value, "task \"" + in_.node_id +
+                                                           "\" has no output of \"" + node_id +
+                                                           "\" (is it listed in needs?)");
   return *it;
 }
 
 void task_context::heartbeat(json data) {
-  if (auto err = util::check_heartbeat_data(data))
-    throw smithers_error(*err);
-  if (in_.on_heartbeat)
-    in_.on_heartbeat(std::move(data));
+  if (auto err = util::check_heartbeat_data(data)) throw smithers_error(*err);
+  if (in_.on_heartbeat) in_.on_heartbeat(std::move(data));
 }
 
 } // namespace smithers
