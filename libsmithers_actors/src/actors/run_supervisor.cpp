@@ -127,6 +127,19 @@ public:
     st_.writes.push_back(store::upsert_node{std::move(r)});
   }
 
+  // The command that ends an attempt (its output, if any, goes with it).
+  store::finish_attempt finish_cmd(const std::string& id, std::int64_t attempt, const char* state,
+                                   std::int64_t at_ms, json err = nullptr) const {
+    store::finish_attempt fa;
+    fa.run_id = st_.ctx->run_id;
+    fa.node_id = id;
+    fa.attempt = attempt;
+    fa.state = state;
+    fa.finished_ms = at_ms;
+    fa.error = std::move(err);
+    return fa;
+  }
+
   void queue_tick() {
     if (!st_.tick_queued) {
       st_.tick_queued = true;
@@ -229,14 +242,7 @@ public:
     error lost{errc::task_aborted,
                "the process driving the run ended while this attempt was in flight"};
     for (const auto& [id, attempt] : r.orphaned) {
-      store::finish_attempt fa;
-      fa.run_id = st_.ctx->run_id;
-      fa.node_id = id;
-      fa.attempt = attempt;
-      fa.state = "cancelled";
-      fa.finished_ms = now;
-      fa.error = lost.to_json();
-      st_.writes.push_back(std::move(fa));
+      st_.writes.push_back(finish_cmd(id, attempt, "cancelled", now, lost.to_json()));
       emit("NodeCancelled",
            {{"node_id", id}, {"iteration", 0}, {"attempt", attempt}, {"error", lost.to_json()}});
     }
@@ -392,14 +398,9 @@ public:
     if (st_.ending) {
       // The run failed while this start was being committed: it never ran.
       end_live(sp.node_id);
-      store::finish_attempt fa;
-      fa.run_id = st_.ctx->run_id;
-      fa.node_id = sp.node_id;
-      fa.attempt = sp.attempt;
-      fa.state = "cancelled";
-      fa.finished_ms = util::now_ms();
-      fa.error = error{errc::task_aborted, "the run ended before this attempt started"}.to_json();
-      st_.writes.push_back(std::move(fa));
+      st_.writes.push_back(finish_cmd(
+          sp.node_id, sp.attempt, "cancelled", util::now_ms(),
+          error{errc::task_aborted, "the run ended before this attempt started"}.to_json()));
       flush();
       return;
     }
@@ -467,12 +468,7 @@ public:
     }
     auto la = end_live(id, &oc.beat);
     std::int64_t now = util::now_ms();
-    store::finish_attempt fa;
-    fa.run_id = st_.ctx->run_id;
-    fa.node_id = id;
-    fa.attempt = attempt;
-    fa.state = "finished";
-    fa.finished_ms = now;
+    auto fa = finish_cmd(id, attempt, "finished", now);
     fa.output = *oc.output;
     st_.writes.push_back(std::move(fa));
     sched::index t = st_.plan->find(id);
@@ -491,11 +487,7 @@ public:
     std::int64_t now = util::now_ms();
     sched::index t = st_.plan->find(id);
     const task_spec* spec = t >= 0 ? st_.plan->specs[t].get() : nullptr;
-    store::finish_attempt fa;
-    fa.run_id = st_.ctx->run_id;
-    fa.node_id = id;
-    fa.attempt = attempt;
-    fa.finished_ms = now;
+    auto fa = finish_cmd(id, attempt, "failed", now);
     if (st_.stopping != stop_mode::none) {
       // Ended by the stop: recorded as cancelled, never retried.
       error why = st_.stop_error;
@@ -510,7 +502,6 @@ public:
            {{"node_id", id}, {"iteration", 0}, {"attempt", attempt}, {"error", why.to_json()}});
       return;
     }
-    fa.state = "failed";
     fa.error = err.to_json();
     bool retry = spec && is_retryable(err) && attempt <= spec->retries;
     if (retry) {

@@ -46,20 +46,20 @@ fork_result fork_run(database& db, const fork_request& req) {
   std::unordered_map<std::string, std::vector<std::string>> dependents;
   collect_dependents(rd.tree(snap["tree_hash"].get<std::string>()), dependents);
   std::set<std::string> reset;
-  std::deque<std::string> todo;
+  std::deque<std::string> frontier;
   for (const auto& id : req.reset_nodes) {
     if (!states.contains(id))
       throw smithers_error(errc::invalid_argument, "run \"" + req.run_id + "\" has no node \"" +
                                                        id + "\" at frame " +
                                                        std::to_string(req.frame_no));
-    todo.push_back(id);
+    frontier.push_back(id);
   }
-  while (!todo.empty()) {
-    auto id = todo.front();
-    todo.pop_front();
+  while (!frontier.empty()) {
+    auto id = frontier.front();
+    frontier.pop_front();
     if (!reset.insert(id).second) continue;
     for (const auto& d : dependents[id])
-      todo.push_back(d);
+      frontier.push_back(d);
   }
 
   fork_result res;
