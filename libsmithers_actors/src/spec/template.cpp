@@ -48,17 +48,17 @@ std::optional<std::size_t> parse_index(std::string_view s) {
   return v;
 }
 
-struct placeholder {
+struct template_ref {
   std::size_t open = 0;  // offset of "{{"
   std::size_t end = 0;   // offset just past "}}"
   std::string_view expr; // trimmed text between the marks
   bool closed = false;
 };
 
-std::optional<placeholder> next_placeholder(std::string_view text, std::size_t from) {
+std::optional<template_ref> next_template_ref(std::string_view text, std::size_t from) {
   std::size_t open = text.find(open_mark, from);
   if (open == std::string_view::npos) return std::nullopt;
-  placeholder ph;
+  template_ref ph;
   ph.open = open;
   std::size_t close = text.find(close_mark, open + open_mark.size());
   if (close == std::string_view::npos) return ph;
@@ -225,7 +225,7 @@ problems check_template(std::string_view text, const std::string& path,
   problems out;
   std::vector<std::string_view> segs;
   std::size_t pos = 0;
-  while (auto ph = next_placeholder(text, pos)) {
+  while (auto ph = next_template_ref(text, pos)) {
     if (!ph->closed) {
       out.push_back({path, "unclosed \"{{\" at offset " + std::to_string(ph->open)});
       break; // everything after it is inside the unclosed template
@@ -243,7 +243,7 @@ std::vector<std::string> template_output_refs(std::string_view text) {
   std::vector<std::string> refs;
   std::vector<std::string_view> segs;
   std::size_t pos = 0;
-  while (auto ph = next_placeholder(text, pos)) {
+  while (auto ph = next_template_ref(text, pos)) {
     if (!ph->closed) break;
     pos = ph->end;
     if (split_expr(ph->expr, segs) || segs.size() < 2 || segs[0] != "outputs") continue;
@@ -261,7 +261,7 @@ std::string expand(std::string_view text, const template_scope& scope, quoting q
   out.reserve(text.size());
   std::vector<std::string_view> segs;
   std::size_t pos = 0;
-  while (auto ph = next_placeholder(text, pos)) {
+  while (auto ph = next_template_ref(text, pos)) {
     out.append(text.substr(pos, ph->open - pos));
     if (!ph->closed)
       throw smithers_error(errc::invalid_workflow,
