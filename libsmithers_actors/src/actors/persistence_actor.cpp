@@ -132,8 +132,13 @@ caf::behavior persistence(caf::stateful_actor<persistence_state>* self,
 } // namespace
 
 caf::actor spawn_persistence(caf::actor_system& sys, std::shared_ptr<store::database> db) {
-  // Detached: SQLite commits block (fsync); they must not hold a CAF worker.
-  return sys.spawn<caf::detached>(persistence, std::move(db));
+  // A scheduled actor, not a detached thread: a supervisor's write and the
+  // commit's ack then stay on one worker with no thread wake-up in between,
+  // which was most of the cost of each step of a sequence. A commit holds
+  // its worker only for the commit (WAL with synchronous=NORMAL syncs only
+  // at checkpoints); it is one actor, so at most one worker is ever in
+  // SQLite, and the other workers steal what queues up behind it.
+  return sys.spawn(persistence, std::move(db));
 }
 
 } // namespace smithers::actors

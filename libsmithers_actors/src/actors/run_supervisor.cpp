@@ -35,14 +35,6 @@ enum class stop_mode {
   interrupt, // the process is going away: attempts end, the run stays resumable
 };
 
-/// What to apply to the in-memory state once a batch has committed.
-struct completion {
-  enum kind_t { finished, failed, retry } kind;
-  std::string node_id;
-  json output;
-  std::int64_t delay_ms = 0;
-};
-
 /// An attempt whose start is being committed: its task actor is spawned
 /// once the attempt row is durable, so no work ever runs unrecorded.
 struct pending_spawn {
@@ -51,10 +43,14 @@ struct pending_spawn {
   std::shared_ptr<task_job> job;
 };
 
+/// What happens once a batch has committed: its events are published and
+/// the attempts it starts are spawned. Results are applied to the scheduler
+/// as they arrive, so the attempts they unblock are recorded in the same
+/// batch as the outputs they need; none of them runs before that commit.
 struct batch_effects {
   std::vector<event> events;
-  std::vector<completion> completions;
   std::vector<pending_spawn> spawns;
+  std::size_t results = 0; // attempts ended in this batch
   bool final = false;
 };
 
@@ -478,7 +474,10 @@ public:
                           {"iteration", 0},
                           {"attempt", attempt},
                           {"duration_ms", now - la.started_ms}});
-    st_.effects.completions.push_back({completion::finished, id, *oc.output, 0});
+    ++st_.effects.results;
+    st_.outputs[id] = *oc.output;
+    st_.dirty = true;
+    if (t >= 0) st_.sched->complete(t, node_state::finished);
   }
 
   void attempt_failed(const std::string& id, std::int64_t attempt, const error& err,
@@ -520,13 +519,18 @@ public:
                             {"delay_ms", delay},
                             {"retry_at_ms", now + delay},
                             {"error", err.to_json()}});
-      st_.effects.completions.push_back({completion::retry, id, nullptr, delay});
+      ++st_.effects.results;
+      if (t >= 0) {
+        st_.sched->defer(t);
+        self_->delayed_send(self_, std::chrono::milliseconds{delay}, retry_atom::value, id);
+      }
     } else {
       st_.writes.push_back(std::move(fa));
       node_row(id, node_state::failed, spec);
       emit("NodeFailed",
            {{"node_id", id}, {"iteration", 0}, {"attempt", attempt}, {"error", err.to_json()}});
-      st_.effects.completions.push_back({completion::failed, id, nullptr, 0});
+      ++st_.effects.results;
+      if (t >= 0) st_.sched->complete(t, node_state::failed);
     }
   }
 
@@ -673,8 +677,8 @@ public:
   // the final batch comes after them.
   bool results_pending() const {
     for (const auto& [id, fx] : st_.in_flight)
-      if (!fx.completions.empty() || !fx.spawns.empty()) return true;
-    return !st_.effects.completions.empty() || !st_.effects.spawns.empty();
+      if (fx.results || !fx.spawns.empty()) return true;
+    return st_.effects.results || !st_.effects.spawns.empty();
   }
 
   void record_skip(sched::index t, const char* reason) {
@@ -684,8 +688,9 @@ public:
   }
 
   void check_end() {
-    // Results waiting for their commit keep their tasks in flight, so the
-    // scheduler only reports an end once every output is durable.
+    // The run's end is written after every batch already sent (the
+    // persistence actor commits in order), so it is never durable before
+    // the outputs it reports.
     switch (st_.sched->status()) {
     case sched::outcome::running:
       return;
@@ -721,7 +726,7 @@ public:
 
   void flush() {
     maybe_frame();
-    if (st_.writes.empty() && st_.effects.completions.empty() && !st_.effects.final) return;
+    if (st_.writes.empty() && !st_.effects.results && !st_.effects.final) return;
     auto batch = std::make_shared<write_batch>();
     batch->commands.swap(st_.writes);
     std::uint64_t id = st_.next_batch++;
@@ -738,35 +743,14 @@ public:
     if (st_.ctx->publish)
       for (const auto& e : fx.events)
         st_.ctx->publish(e);
-    bool changed = false;
-    for (auto& c : fx.completions) {
-      sched::index t = st_.plan->find(c.node_id);
-      switch (c.kind) {
-      case completion::finished:
-        st_.outputs[c.node_id] = std::move(c.output);
-        st_.dirty = true;
-        if (t >= 0) st_.sched->complete(t, node_state::finished);
-        break;
-      case completion::failed:
-        if (t >= 0) st_.sched->complete(t, node_state::failed);
-        break;
-      case completion::retry:
-        if (t >= 0 && st_.stopping == stop_mode::none) {
-          st_.sched->defer(t);
-          self_->delayed_send(self_, std::chrono::milliseconds{c.delay_ms}, retry_atom::value,
-                              c.node_id);
-        }
-        break;
-      }
-      changed = true;
-    }
     if (fx.final) {
       finish();
       return;
     }
     for (const auto& sp : fx.spawns)
       spawn(sp);
-    if (changed || !fx.spawns.empty()) queue_tick();
+    // A stop waits for results being committed (see results_pending).
+    if (!fx.spawns.empty() || (fx.results && st_.stopping != stop_mode::none)) queue_tick();
   }
 
   void on_commit_failed(std::uint64_t id, const std::string& msg) {
