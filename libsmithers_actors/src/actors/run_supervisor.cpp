@@ -79,6 +79,7 @@ struct supervisor_state {
   bool wrote_keyframe = false;
   bool tree_changed = true;
   bool tick_queued = false;
+  bool flush_deferred = false; // writes wait for the batch in flight
   bool dirty = false; // outputs changed since the last render (dynamic workflows)
   bool ending = false;
   stop_mode stopping = stop_mode::none;
@@ -724,7 +725,19 @@ public:
     }
   }
 
+  // One batch in flight at a time: what arrives while it commits goes into
+  // the next one, so batches (and frames) grow with the load instead of
+  // one per message. Nothing waits longer than one commit.
   void flush() {
+    if (!st_.in_flight.empty()) {
+      st_.flush_deferred = true;
+      return;
+    }
+    send_batch();
+  }
+
+  void send_batch() {
+    st_.flush_deferred = false;
     maybe_frame();
     if (st_.writes.empty() && !st_.effects.results && !st_.effects.final) return;
     auto batch = std::make_shared<write_batch>();
@@ -749,6 +762,7 @@ public:
     }
     for (const auto& sp : fx.spawns)
       spawn(sp);
+    if (st_.flush_deferred) send_batch();
     // A stop waits for results being committed (see results_pending).
     if (!fx.spawns.empty() || (fx.results && st_.stopping != stop_mode::none)) queue_tick();
   }
