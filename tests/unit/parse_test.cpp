@@ -91,7 +91,7 @@ TEST_CASE("the canonical tree and its hash depend only on the workflow") {
   auto rc = render(*c.wf, ctx);
   CHECK(ra.hash == rb.hash);
   CHECK(ra.hash != rc.hash);
-  CHECK(ra.canonical["sequence"][0]["task"] == "x");
+  CHECK(json::parse(*ra.canonical)["sequence"][0]["task"] == "x");
 }
 
 TEST_CASE("every workflow-file problem is reported with its JSON path") {

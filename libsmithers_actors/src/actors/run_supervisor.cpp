@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 
 #include <random>
+#include <variant>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -47,8 +48,16 @@ struct pending_spawn {
 /// the attempts it starts are spawned. Results are applied to the scheduler
 /// as they arrive, so the attempts they unblock are recorded in the same
 /// batch as the outputs they need; none of them runs before that commit.
+/// NodePending events of nodes entering the run, published from the same
+/// compact list the store writes from.
+struct pending_events {
+  std::int64_t first_seq = 0;
+  std::int64_t at_ms = 0;
+  std::shared_ptr<const std::vector<store::pending_node>> nodes;
+};
+
 struct batch_effects {
-  std::vector<event> events;
+  std::vector<std::variant<event, pending_events>> events;
   std::vector<pending_spawn> spawns;
   std::size_t results = 0; // attempts ended in this batch
   bool final = false;
@@ -124,6 +133,44 @@ public:
     st_.writes.push_back(store::upsert_node{std::move(r)});
   }
 
+  // Nodes entering the run: pending rows and NodePending events, in one
+  // compact command (a large tree is announced without a row object and an
+  // event object per node).
+  void add_pending(const std::vector<sched::index>& tasks) {
+    if (tasks.empty()) return;
+    auto nodes = std::make_shared<std::vector<store::pending_node>>();
+    nodes->reserve(tasks.size());
+    for (auto t : tasks) {
+      const auto& id = st_.plan->task_ids[t];
+      const task_spec* spec = st_.plan->specs[t].get();
+      nodes->push_back({id, spec ? spec->label : std::string(),
+                        spec ? std::string(to_string(spec->kind)) : std::string()});
+      st_.written_states[id] = "pending";
+      st_.frame_delta[id] = "pending";
+    }
+    pending_events pe{st_.next_seq, util::now_ms(), nodes};
+    st_.next_seq += static_cast<std::int64_t>(nodes->size());
+    st_.writes.push_back(store::add_pending_nodes{st_.ctx->run_id, nodes, pe.first_seq, pe.at_ms});
+    st_.effects.events.push_back(std::move(pe));
+  }
+
+  void publish(const std::variant<event, pending_events>& item) {
+    if (const auto* e = std::get_if<event>(&item)) {
+      st_.ctx->publish(*e);
+      return;
+    }
+    const auto& pe = std::get<pending_events>(item);
+    event e;
+    e.type = "NodePending";
+    e.run_id = st_.ctx->run_id;
+    e.timestamp_ms = pe.at_ms;
+    for (std::size_t i = 0; i < pe.nodes->size(); ++i) {
+      e.seq = pe.first_seq + static_cast<std::int64_t>(i);
+      e.fields = {{"node_id", (*pe.nodes)[i].node_id}, {"iteration", 0}};
+      st_.ctx->publish(e);
+    }
+  }
+
   // The command that ends an attempt (its output, if any, goes with it).
   store::finish_attempt finish_cmd(const std::string& id, std::int64_t attempt, const char* state,
                                    std::int64_t at_ms, json err = nullptr) const {
@@ -170,13 +217,14 @@ public:
     f.run_id = st_.ctx->run_id;
     f.frame_no = st_.frame_no;
     f.tree_hash = st_.tree.hash;
-    if (st_.tree_changed) f.tree = st_.tree.canonical;
+    std::shared_ptr<const std::string> tree_text;
+    if (st_.tree_changed) tree_text = st_.tree.canonical;
     f.created_ms = util::now_ms();
     f.keyframe = key;
     std::size_t nodes = states.size();
     f.snapshot = {{"states", std::move(states)}};
     if (key) f.snapshot["input"] = *st_.ctx->input;
-    st_.writes.push_back(store::store_frame{std::move(f)});
+    st_.writes.push_back(store::store_frame{std::move(f), std::move(tree_text)});
     emit("FrameCommitted", {{"frame_no", st_.frame_no},
                             {"tree_hash", st_.tree.hash},
                             {"changes", changes},
@@ -219,11 +267,10 @@ public:
       return;
     }
     rebuild({});
-    for (std::size_t t = 0; t < st_.plan->task_count(); ++t) {
-      const auto& id = st_.plan->task_ids[t];
-      node_row(id, node_state::pending, st_.plan->specs[t].get());
-      emit("NodePending", {{"node_id", id}, {"iteration", 0}});
-    }
+    std::vector<sched::index> all(st_.plan->task_count());
+    for (std::size_t t = 0; t < all.size(); ++t)
+      all[t] = static_cast<sched::index>(t);
+    add_pending(all);
     queue_tick();
   }
 
@@ -252,13 +299,15 @@ public:
     std::unordered_set<std::string> orphans;
     for (const auto& o : r.orphaned)
       orphans.insert(o.first);
+    std::vector<sched::index> added;
     for (std::size_t t = 0; t < st_.plan->task_count(); ++t) {
       const auto& id = st_.plan->task_ids[t];
-      if (!r.states.count(id) || orphans.count(id)) {
+      if (!r.states.count(id))
+        added.push_back(static_cast<sched::index>(t));
+      else if (orphans.count(id))
         node_row(id, node_state::pending, st_.plan->specs[t].get());
-        if (!r.states.count(id)) emit("NodePending", {{"node_id", id}, {"iteration", 0}});
-      }
     }
+    add_pending(added);
     for (const auto& [id, at] : r.retry_at_ms) {
       sched::index t = st_.plan->find(id);
       if (t < 0) continue;
@@ -291,13 +340,10 @@ public:
     st_.tree = std::move(next);
     st_.tree_changed = true;
     rebuild(known);
-    for (std::size_t t = 0; t < st_.plan->task_count(); ++t) {
-      const auto& id = st_.plan->task_ids[t];
-      if (!known.count(id)) {
-        node_row(id, node_state::pending, st_.plan->specs[t].get());
-        emit("NodePending", {{"node_id", id}, {"iteration", 0}});
-      }
-    }
+    std::vector<sched::index> added;
+    for (std::size_t t = 0; t < st_.plan->task_count(); ++t)
+      if (!known.count(st_.plan->task_ids[t])) added.push_back(static_cast<sched::index>(t));
+    add_pending(added);
   }
 
   std::shared_ptr<const json> schema_for(const std::shared_ptr<task_spec>& spec) {
@@ -755,7 +801,7 @@ public:
     st_.in_flight.erase(it);
     if (st_.ctx->publish)
       for (const auto& e : fx.events)
-        st_.ctx->publish(e);
+        publish(e);
     if (fx.final) {
       finish();
       return;

@@ -46,6 +46,10 @@ struct describe {
   std::string operator()(const insert_output& c) const {
     return "insert_output " + c.row.run_id + "/" + c.row.node_id;
   }
+  std::string operator()(const add_pending_nodes& c) const {
+    return "add_pending_nodes " + c.run_id + " (" + std::to_string(c.nodes ? c.nodes->size() : 0) +
+           " nodes)";
+  }
 
   static std::string key(const std::string& run, const std::string& node, std::int64_t iteration,
                          std::int64_t attempt = 0) {
@@ -239,11 +243,14 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
 
   void operator()(const store_frame& c) {
     const frame_row& f = c.row;
-    if (!f.tree.is_null()) {
+    if (c.tree_text || !f.tree.is_null()) {
       auto& t = store_tree_;
       in_use use{t};
       t.bind_text_ref(1, f.tree_hash);
-      t.bind_json(2, f.tree);
+      if (c.tree_text)
+        t.bind_text_ref(2, *c.tree_text);
+      else
+        t.bind_json(2, f.tree);
       t.step();
     }
     auto& s = store_frame_;
@@ -263,6 +270,39 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
     bind_attempt_key(s, c.run_id, c.node_id, c.iteration, c.attempt);
     s.bind_json(5, c.meta);
     s.step();
+  }
+
+  void operator()(const add_pending_nodes& c) {
+    if (!c.nodes) return;
+    static const std::string pending = "pending";
+    static const std::string type = "NodePending";
+    std::string payload;
+    for (std::size_t i = 0; i < c.nodes->size(); ++i) {
+      const pending_node& n = (*c.nodes)[i];
+      {
+        auto& s = upsert_node_;
+        in_use use{s};
+        s.bind_text_ref(1, c.run_id);
+        s.bind_text_ref(2, n.node_id);
+        s.bind_int(3, 0);
+        s.bind_text_ref(4, pending);
+        s.bind_int(5, 0);
+        s.bind_text_ref(6, n.label);
+        s.bind_text_ref(7, n.kind);
+        s.bind_int(8, c.at_ms);
+        s.step();
+      }
+      // The payload as append_event would write it (keys sorted).
+      payload = R"({"iteration":0,"node_id":)" + json(n.node_id).dump() + "}";
+      auto& s = append_event_;
+      in_use use{s};
+      s.bind_text_ref(1, c.run_id);
+      s.bind_int(2, c.first_seq + static_cast<std::int64_t>(i));
+      s.bind_text_ref(3, type);
+      s.bind_int(4, c.at_ms);
+      s.bind_text_ref(5, payload);
+      s.step();
+    }
   }
 
   void operator()(const insert_output& c) {

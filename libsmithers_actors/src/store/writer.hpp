@@ -80,6 +80,9 @@ struct claim_run {
 /// references it and carries its snapshot (keyframe or delta).
 struct store_frame {
   frame_row row;
+  /// The tree as canonical JSON text, shared with the run (written instead
+  /// of row.tree when set).
+  std::shared_ptr<const std::string> tree_text = nullptr;
 };
 /// Replaces an attempt's meta (e.g. the process group of a command).
 struct set_attempt_meta {
@@ -94,9 +97,25 @@ struct insert_output {
   output_row row;
 };
 
+/// Nodes entering a run: each gets a pending node row (attempts 0) and a
+/// NodePending event, seq first_seq + i. One command instead of two per
+/// node keeps announcing a large tree small in memory.
+struct pending_node {
+  std::string node_id;
+  std::string label;
+  std::string kind;
+};
+struct add_pending_nodes {
+  std::string run_id;
+  std::shared_ptr<const std::vector<pending_node>> nodes;
+  std::int64_t first_seq = 0;
+  std::int64_t at_ms = 0;
+};
+
 using command = std::variant<insert_run, update_run_status, upsert_node, insert_attempt,
                              finish_attempt, record_heartbeat, append_event, store_frame, touch_run,
-                             request_cancel, claim_run, insert_output, set_attempt_meta>;
+                             request_cancel, claim_run, insert_output, set_attempt_meta,
+                             add_pending_nodes>;
 
 class writer {
 public:

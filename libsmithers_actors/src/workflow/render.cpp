@@ -57,8 +57,8 @@ json canonical_tree(const node& n) {
 rendered_tree render(const workflow& wf, const render_context& ctx) {
   rendered_tree r;
   r.root = wf.dynamic() ? wf.build(ctx) : wf.root;
-  r.canonical = canonical_tree(r.root);
-  r.hash = util::sha256_hex(r.canonical.dump());
+  r.canonical = std::make_shared<const std::string>(canonical_tree(r.root).dump());
+  r.hash = util::sha256_hex(*r.canonical);
   return r;
 }
 

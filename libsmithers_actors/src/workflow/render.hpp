@@ -4,11 +4,16 @@
 
 #include <smithers/workflow.hpp>
 
+#include <memory>
+#include <string>
+
 namespace smithers {
 
 struct rendered_tree {
   node root;
-  json canonical;
+  /// The canonical JSON, serialized once: kept as text because a large tree
+  /// as a json value costs several times its size in memory.
+  std::shared_ptr<const std::string> canonical;
   std::string hash;
 };
 
