@@ -465,6 +465,63 @@ TEST_CASE("a dynamic workflow is re-rendered from committed outputs") {
   CHECK(trees.size() == 2); // before and after the fan-out appeared
 }
 
+TEST_CASE("every node is announced pending once, stored and published alike") {
+  test_support::temp_dir dir;
+  engine eng{config_in(dir)};
+  workflow wf;
+  // Nodes enter at the start and again when the re-render adds the fan-out.
+  wf.build = [](const render_context& ctx) {
+    std::vector<node> steps{value_task("count", {{"n", 3}})};
+    if (ctx.output("count")) {
+      std::vector<node> fan;
+      for (int i = 0; i < 3; ++i)
+        fan.push_back(value_task("item" + std::to_string(i), {{"i", i}}));
+      steps.push_back(parallel(std::move(fan)));
+    }
+    return sequence(std::move(steps));
+  };
+  std::mutex mtx;
+  std::vector<event> published;
+  run_options opts;
+  opts.on_event = [&](const event& e) {
+    std::lock_guard<std::mutex> lk(mtx);
+    if (e.type == "NodePending") published.push_back(e);
+  };
+  auto res = eng.run(wf, opts);
+  REQUIRE(res.status == run_status::finished);
+  auto db = store::database::open(eng.config().db_path, store::open_mode::read_only);
+  store::reader rd{db};
+  std::vector<store::event_row> stored;
+  for (auto& e : rd.events(res.run_id))
+    if (e.type == "NodePending") stored.push_back(std::move(e));
+  std::lock_guard<std::mutex> lk(mtx);
+  REQUIRE(published.size() == 4);
+  REQUIRE(stored.size() == 4);
+  std::vector<std::string> order;
+  for (std::size_t i = 0; i < 4; ++i) {
+    CHECK(stored[i].seq == published[i].seq);
+    CHECK(stored[i].payload["node_id"] == published[i].fields["node_id"]);
+    CHECK(stored[i].payload["iteration"] == 0);
+    CHECK(published[i].fields["iteration"] == 0);
+    order.push_back(published[i].fields["node_id"].get<std::string>());
+  }
+  CHECK(order == std::vector<std::string>{"count", "item0", "item1", "item2"});
+  // The fan-out was announced after count's output: later seqs.
+  auto seq_of = [&](const char* type, const char* node) {
+    for (const auto& e : rd.events(res.run_id))
+      if (e.type == type && e.payload.value("node_id", "") == node) return e.seq;
+    return std::int64_t{-1};
+  };
+  CHECK(seq_of("NodePending", "item0") > seq_of("NodeOutput", "count"));
+  auto nodes = rd.nodes(res.run_id);
+  REQUIRE(nodes.size() == 4);
+  for (const auto& n : nodes) {
+    CHECK(n.state == "finished");
+    CHECK(n.kind == "value");
+    CHECK(n.attempts == 1);
+  }
+}
+
 TEST_CASE("many runs at once on one engine all finish") {
   test_support::temp_dir dir;
   engine eng{config_in(dir)};
