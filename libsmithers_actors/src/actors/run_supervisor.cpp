@@ -56,9 +56,17 @@ struct pending_events {
   std::shared_ptr<const std::vector<store::pending_node>> nodes;
 };
 
+/// A value task resolved by the supervisor: applied once its batch commits,
+/// so its dependents start only after its output is durable.
+struct resolved_value {
+  std::string node_id;
+  json output;
+};
+
 struct batch_effects {
   std::vector<std::variant<event, pending_events>> events;
   std::vector<pending_spawn> spawns;
+  std::vector<resolved_value> values;
   std::size_t results = 0; // attempts ended in this batch
   bool final = false;
 };
@@ -364,6 +372,10 @@ public:
     const auto& spec = st_.plan->specs[t];
     std::int64_t attempt = ++st_.attempts[id];
     std::int64_t now = util::now_ms();
+    if (spec->kind == task_kind::value) {
+      resolve_value(t, attempt, now);
+      return;
+    }
 
     store::attempt_row ar;
     ar.run_id = st_.ctx->run_id;
@@ -430,6 +442,49 @@ public:
     st_.effects.spawns.push_back({id, attempt, std::move(job)});
   }
 
+  // A value task has nothing to run, time out or watch: the supervisor
+  // checks the value against its schema and records the attempt, started
+  // and ended, in this batch. No task actor is spawned for it. Like any
+  // output, it reaches the scheduler (and its dependents) only after the
+  // commit.
+  void resolve_value(sched::index t, std::int64_t attempt, std::int64_t now) {
+    const auto& id = st_.plan->task_ids[t];
+    const auto& spec = st_.plan->specs[t];
+    task_job job;
+    job.run_id = st_.ctx->run_id;
+    job.node_id = id;
+    job.attempt = attempt;
+    job.task_index = t;
+    job.spec = spec;
+    job.output_schema = schema_for(spec);
+    task_outcome oc = execute(job, nullptr, {});
+    store::attempt_row ar;
+    ar.run_id = st_.ctx->run_id;
+    ar.node_id = id;
+    ar.attempt = attempt;
+    ar.state = "in-progress";
+    ar.started_ms = now;
+    st_.writes.push_back(store::insert_attempt{std::move(ar)});
+    emit("NodeStarted", {{"node_id", id}, {"iteration", 0}, {"attempt", attempt}});
+    if (oc.err) {
+      live_attempt la;
+      la.attempt = attempt;
+      la.started_ms = now;
+      st_.live.emplace(id, std::move(la));
+      attempt_failed(id, attempt, *oc.err);
+      return;
+    }
+    auto fa = finish_cmd(id, attempt, "finished", now);
+    fa.output = *oc.output;
+    st_.writes.push_back(std::move(fa));
+    node_row(id, node_state::finished, spec.get());
+    emit("NodeOutput", {{"node_id", id}, {"iteration", 0}, {"output", *oc.output}});
+    emit("NodeFinished",
+         {{"node_id", id}, {"iteration", 0}, {"attempt", attempt}, {"duration_ms", 0}});
+    ++st_.effects.results;
+    st_.effects.values.push_back({id, std::move(*oc.output)});
+  }
+
   // The attempt row is committed: now the work may run.
   void spawn(const pending_spawn& sp) {
     auto it = st_.live.find(sp.node_id);
@@ -452,9 +507,8 @@ public:
                                 st_.watchdog);
     self_->monitor(la.actor);
     if (st_.ctx->on_task_spawned) st_.ctx->on_task_spawned(sp.node_id, sp.attempt, la.actor);
-    if (sp.job->spec->kind != task_kind::value)
-      self_->send(st_.watchdog, track_atom::value, sp.node_id, sp.attempt, la.actor,
-                  sp.job->spec->heartbeat_timeout_ms.value_or(0));
+    self_->send(st_.watchdog, track_atom::value, sp.node_id, sp.attempt, la.actor,
+                sp.job->spec->heartbeat_timeout_ms.value_or(0));
     st_.by_actor.emplace(la.actor.id(), std::make_pair(sp.node_id, sp.attempt));
   }
 
@@ -806,8 +860,15 @@ public:
       finish();
       return;
     }
+    for (auto& v : fx.values) {
+      sched::index t = st_.plan->find(v.node_id);
+      st_.outputs[v.node_id] = std::move(v.output);
+      st_.dirty = true;
+      if (t >= 0) st_.sched->complete(t, node_state::finished);
+    }
     for (const auto& sp : fx.spawns)
       spawn(sp);
+    if (!fx.values.empty()) queue_tick();
     if (st_.flush_deferred) send_batch();
     // A stop waits for results being committed (see results_pending).
     if (!fx.spawns.empty() || (fx.results && st_.stopping != stop_mode::none)) queue_tick();

@@ -30,11 +30,6 @@ void report(task_actor_t* self, const caf::actor& supervisor, const task_job& jo
 
 caf::behavior task_actor(task_actor_t* self, std::shared_ptr<task_job> job, util::thread_pool* pool,
                          caf::actor supervisor, caf::actor watchdog) {
-  if (job->spec->kind == task_kind::value) {
-    // Nothing blocks: answer right away.
-    report(self, supervisor, *job, std::make_shared<task_outcome>(execute(*job, nullptr, {})));
-    return {};
-  }
   auto cancel = std::make_shared<std::atomic<bool>>(false);
   // Whatever ends this actor (a result, a timeout, a cancel, the supervisor
   // or the watchdog ending it) tells the running job to stop.
