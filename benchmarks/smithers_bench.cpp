@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
 #include <filesystem>
@@ -145,27 +146,34 @@ int run_case(const bench_case& c) {
     wf.name = c.name;
     wf.max_concurrency = 1000;
     wf.root = c.shape == "fanout" ? parallel(std::move(kids), 16) : sequence(std::move(kids));
-    // Per-task latency: NodeStarted emitted (ms, wall clock) -> NodeFinished
-    // delivered to a subscriber, which happens after its commit.
+    // Per-task latency, ready -> output committed, on a steady clock: a task
+    // becomes ready when the commit before the batch that starts it lands
+    // (the last FrameCommitted delivered before its NodeStarted; RunStarted
+    // for the first batch), and its output is committed when its
+    // NodeFinished is delivered. Flat arrays indexed by task number keep the
+    // subscriber cheap: it runs on the run's own path.
     std::mutex mtx;
+    std::vector<double> ready_at(static_cast<std::size_t>(c.n), -1.0);
     std::vector<double> latencies;
     latencies.reserve(static_cast<std::size_t>(c.n));
-    std::map<std::string, std::int64_t> started;
+    double boundary = 0;
+    auto since_start = [t_origin = clock_type::now()] {
+      return std::chrono::duration<double, std::milli>(clock_type::now() - t_origin).count();
+    };
+    auto task_no = [](const event& e) {
+      const auto& id = e.fields["node_id"].get_ref<const std::string&>();
+      return static_cast<std::size_t>(std::strtol(id.c_str() + 1, nullptr, 10)); // "t<i>"
+    };
     run_options opts;
     opts.on_event = [&](const event& e) {
-      if (e.type == "NodeStarted") {
-        std::lock_guard<std::mutex> lk(mtx);
-        started[e.fields["node_id"].get<std::string>()] = e.timestamp_ms;
+      std::lock_guard<std::mutex> lk(mtx);
+      if (e.type == "FrameCommitted" || e.type == "RunStarted") {
+        boundary = since_start();
+      } else if (e.type == "NodeStarted") {
+        ready_at[task_no(e)] = boundary;
       } else if (e.type == "NodeFinished") {
-        auto now = std::chrono::duration<double, std::milli>(
-                       std::chrono::system_clock::now().time_since_epoch())
-                       .count();
-        std::lock_guard<std::mutex> lk(mtx);
-        auto it = started.find(e.fields["node_id"].get<std::string>());
-        if (it != started.end()) {
-          latencies.push_back(now - static_cast<double>(it->second));
-          started.erase(it);
-        }
+        double ready = ready_at[task_no(e)];
+        if (ready >= 0) latencies.push_back(since_start() - ready);
       }
     };
     auto t0 = clock_type::now();
