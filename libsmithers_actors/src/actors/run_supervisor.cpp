@@ -120,8 +120,8 @@ public:
     e.seq = st_.next_seq++;
     e.timestamp_ms = util::now_ms();
     e.fields = std::move(fields);
-    st_.writes.push_back(
-        store::append_event{store::event_row{e.run_id, e.seq, e.type, e.timestamp_ms, e.fields}});
+    st_.writes.push_back(store::append_event{
+        store::event_row{e.run_id, e.seq, e.type, e.timestamp_ms, nullptr}, e.fields.dump()});
     st_.effects.events.push_back(std::move(e));
   }
 
@@ -462,8 +462,9 @@ public:
     ar.run_id = st_.ctx->run_id;
     ar.node_id = id;
     ar.attempt = attempt;
-    ar.state = "in-progress";
+    ar.state = oc.err ? "in-progress" : "finished"; // a failure is recorded by attempt_failed
     ar.started_ms = now;
+    if (!oc.err) ar.finished_ms = now;
     st_.writes.push_back(store::insert_attempt{std::move(ar)});
     emit("NodeStarted", {{"node_id", id}, {"iteration", 0}, {"attempt", attempt}});
     if (oc.err) {
@@ -474,9 +475,8 @@ public:
       attempt_failed(id, attempt, *oc.err);
       return;
     }
-    auto fa = finish_cmd(id, attempt, "finished", now);
-    fa.output = *oc.output;
-    st_.writes.push_back(std::move(fa));
+    // Started and finished in one row, its output beside it.
+    st_.writes.push_back(store::insert_output{store::output_row{st_.ctx->run_id, id, 0, *oc.output}});
     node_row(id, node_state::finished, spec.get());
     emit("NodeOutput", {{"node_id", id}, {"iteration", 0}, {"output", *oc.output}});
     emit("NodeFinished",

@@ -237,7 +237,10 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
     s.bind_int(2, e.seq);
     s.bind_text_ref(3, e.type);
     s.bind_int(4, e.timestamp_ms);
-    s.bind_json(5, e.payload);
+    if (!c.payload_text.empty())
+      s.bind_text_ref(5, c.payload_text);
+    else
+      s.bind_json(5, e.payload);
     s.step();
   }
 

@@ -52,6 +52,10 @@ struct record_heartbeat {
 };
 struct append_event {
   event_row row;
+  /// The payload already serialized (written instead of row.payload when
+  /// set): the supervisor keeps the fields for its subscribers and hands the
+  /// store text, not a second copy of the JSON.
+  std::string payload_text = {};
 };
 /// The owner's liveness heartbeat; never moves the time backwards, and only
 /// the current owner's counts (a run taken over by force keeps its new one).
