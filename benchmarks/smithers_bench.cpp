@@ -280,7 +280,7 @@ int main(int argc, char** argv) {
                 {"peak_rss_mb", med("peak_rss_mb")},
                 {"db_bytes_per_task", med("db_bytes_per_task")},
                 {"runs", runs}};
-    std::printf("%-28s %10.3f %12.0f %9.1f %9.1f %10.1f %10.0f%s\n", c.name.c_str(),
+    std::printf("%-28s %10.3f %12.0f %9.2f %9.2f %10.1f %10.0f%s\n", c.name.c_str(),
                 row["seconds"].get<double>(), row["tasks_per_s"].get<double>(),
                 row["latency_p50_ms"].get<double>(), row["latency_p99_ms"].get<double>(),
                 row["peak_rss_mb"].get<double>(), row["db_bytes_per_task"].get<double>(),
