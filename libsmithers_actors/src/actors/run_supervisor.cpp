@@ -717,8 +717,10 @@ public:
     if (st_.ending) return;
     st_.ending = true;
     std::int64_t now = util::now_ms();
+    // Moved, not copied: nothing reads them after the run has ended.
     for (auto& [id, out] : st_.outputs)
-      st_.result.outputs.emplace(id, out);
+      st_.result.outputs.emplace(id, std::move(out));
+    st_.outputs.clear();
     st_.result.status = status;
     st_.result.err = err;
     // The last frame comes before the run's end, so RunFinished (or
