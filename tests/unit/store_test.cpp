@@ -842,3 +842,31 @@ TEST_CASE("open_existing is empty for a missing file and for one without a schem
   CHECK(database::open_existing(good));
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("add_pending_nodes writes a pending row and a NodePending event per node") {
+  temp_dir dir;
+  auto db = database::open(dir.file());
+  auto nodes = std::make_shared<std::vector<pending_node>>(std::vector<pending_node>{
+      {"a", "First", "value"}, {"b", "", "compute"}, {"c\"q", "", "command"}});
+  writer(db).apply({insert_run{make_run("r1")}, add_pending_nodes{"r1", nodes, 5, 1234}});
+  reader rd(db);
+  auto rows = rd.nodes("r1");
+  REQUIRE(rows.size() == 3);
+  CHECK(rows[0].node_id == "a");
+  CHECK(rows[0].label == "First");
+  CHECK(rows[1].kind == "compute");
+  for (const auto& n : rows) {
+    CHECK(n.state == "pending");
+    CHECK(n.attempts == 0);
+    CHECK(n.updated_ms == 1234);
+  }
+  auto events = rd.events("r1");
+  REQUIRE(events.size() == 3);
+  for (std::size_t i = 0; i < 3; ++i) {
+    CHECK(events[i].seq == 5 + static_cast<std::int64_t>(i));
+    CHECK(events[i].type == "NodePending");
+    CHECK(events[i].timestamp_ms == 1234);
+    CHECK(events[i].payload["node_id"] == (*nodes)[i].node_id); // escaped and read back
+    CHECK(events[i].payload["iteration"] == 0);
+  }
+}

@@ -13,9 +13,9 @@
 #include <spdlog/spdlog.h>
 
 #include <random>
-#include <variant>
 #include <unordered_map>
 #include <unordered_set>
+#include <variant>
 
 namespace smithers::actors {
 
@@ -44,10 +44,6 @@ struct pending_spawn {
   std::shared_ptr<task_job> job;
 };
 
-/// What happens once a batch has committed: its events are published and
-/// the attempts it starts are spawned. Results are applied to the scheduler
-/// as they arrive, so the attempts they unblock are recorded in the same
-/// batch as the outputs they need; none of them runs before that commit.
 /// NodePending events of nodes entering the run, published from the same
 /// compact list the store writes from.
 struct pending_events {
@@ -63,6 +59,11 @@ struct resolved_value {
   json output;
 };
 
+/// What happens once a batch has committed: its events are published, its
+/// values reach the scheduler and the attempts it starts are spawned.
+/// Results of task actors are applied to the scheduler as they arrive, so
+/// the attempts they unblock are recorded in the same batch as the outputs
+/// they need; none of them runs before that commit.
 struct batch_effects {
   std::vector<std::variant<event, pending_events>> events;
   std::vector<pending_spawn> spawns;
@@ -97,7 +98,7 @@ struct supervisor_state {
   bool tree_changed = true;
   bool tick_queued = false;
   bool flush_deferred = false; // writes wait for the batch in flight
-  bool dirty = false; // outputs changed since the last render (dynamic workflows)
+  bool dirty = false;          // outputs changed since the last render (dynamic workflows)
   bool ending = false;
   stop_mode stopping = stop_mode::none;
   error stop_error;
@@ -476,7 +477,8 @@ public:
       return;
     }
     // Started and finished in one row, its output beside it.
-    st_.writes.push_back(store::insert_output{store::output_row{st_.ctx->run_id, id, 0, *oc.output}});
+    st_.writes.push_back(
+        store::insert_output{store::output_row{st_.ctx->run_id, id, 0, *oc.output}});
     node_row(id, node_state::finished, spec.get());
     emit("NodeOutput", {{"node_id", id}, {"iteration", 0}, {"output", *oc.output}});
     emit("NodeFinished",

@@ -116,10 +116,10 @@ struct add_pending_nodes {
   std::int64_t at_ms = 0;
 };
 
-using command = std::variant<insert_run, update_run_status, upsert_node, insert_attempt,
-                             finish_attempt, record_heartbeat, append_event, store_frame, touch_run,
-                             request_cancel, claim_run, insert_output, set_attempt_meta,
-                             add_pending_nodes>;
+using command =
+    std::variant<insert_run, update_run_status, upsert_node, insert_attempt, finish_attempt,
+                 record_heartbeat, append_event, store_frame, touch_run, request_cancel, claim_run,
+                 insert_output, set_attempt_meta, add_pending_nodes>;
 
 class writer {
 public:
