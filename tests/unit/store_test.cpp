@@ -136,53 +136,6 @@ TEST_CASE("a database from a newer smithers is refused") {
   CHECK(db_error_of([&] { database::open(dir.file(), open_mode::read_only); }) == expected);
 }
 
-TEST_CASE("a version 2 database keeps its events, attempts and frames when migrated") {
-  temp_dir dir;
-  sqlite3* raw = nullptr;
-  REQUIRE(sqlite3_open(dir.file().c_str(), &raw) == SQLITE_OK);
-  for (const auto& m : migrations())
-    if (m.version <= 2) REQUIRE(sqlite3_exec(raw, m.sql, nullptr, nullptr, nullptr) == SQLITE_OK);
-  const char* rows = R"sql(
-PRAGMA user_version = 2;
-INSERT INTO runs (run_id, workflow_name, status, created_ms, updated_ms)
-  VALUES ('r1', 'wf', 'finished', 1, 2);
-INSERT INTO events VALUES ('r1', 0, 'RunStarted', 10, '{"a":1}'), ('r1', 1, 'RunFinished', 11, NULL);
-INSERT INTO attempts (run_id, node_id, iteration, attempt, state, started_ms, finished_ms,
-                      error_json, meta_json)
-  VALUES ('r1', 'n1', 0, 1, 'failed', 20, 21, '{"code":"TASK_FAILED"}', '{"retry_at_ms":30}'),
-         ('r1', 'n1', 0, 2, 'finished', 30, 31, NULL, NULL);
-INSERT INTO trees VALUES ('h1', '{"kind":"sequence"}');
-INSERT INTO frames (run_id, frame_no, tree_hash, tree_json, created_ms, keyframe, snapshot_json)
-  VALUES ('r1', 0, 'h1', NULL, 40, 1, '{"states":{"n1":"pending"}}'),
-         ('r1', 1, 'h1', NULL, 41, 0, '{"states":{"n1":"finished"}}');
-)sql";
-  REQUIRE(sqlite3_exec(raw, rows, nullptr, nullptr, nullptr) == SQLITE_OK);
-  sqlite3_close(raw);
-
-  auto db = database::open(dir.file());
-  CHECK(db.user_version() == schema_version);
-  reader rd(db);
-  auto events = rd.events("r1");
-  REQUIRE(events.size() == 2);
-  CHECK(events[0].type == "RunStarted");
-  CHECK(events[0].payload.value("a", 0) == 1);
-  CHECK(events[1].seq == 1);
-  auto attempts = rd.attempts("r1");
-  REQUIRE(attempts.size() == 2);
-  CHECK(attempts[0].state == "failed");
-  CHECK(attempts[0].meta == json{{"retry_at_ms", 30}});
-  CHECK(attempts[1].finished_ms == 31);
-  auto frames = rd.frames("r1");
-  REQUIRE(frames.size() == 2);
-  CHECK(frames[0].tree == json{{"kind", "sequence"}});
-  CHECK(frames[1].keyframe == false);
-  CHECK(frames[1].snapshot == json{{"states", {{"n1", "finished"}}}});
-  // The rebuilt tables have no rowid: one b-tree each.
-  for (const char* table : {"events", "attempts", "frames"})
-    CHECK(count(db, std::string("SELECT count(*) FROM sqlite_schema WHERE name = '") + table +
-                        "' AND sql LIKE '%WITHOUT ROWID%'") == 1);
-}
-
 TEST_CASE("a failed migration leaves the database as it was") {
   temp_dir dir;
   sqlite3* raw = nullptr;
