@@ -69,6 +69,7 @@ long peak_rss_kb_self() {
   return ru.ru_maxrss;
 }
 
+// A fresh directory; mkdtemp replaces the trailing X's with a unique name.
 std::string temp_dir() {
   std::string tmpl = (std::filesystem::temp_directory_path() / "smithers-bench-XXXXXX").string();
   if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");

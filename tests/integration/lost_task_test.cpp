@@ -133,3 +133,46 @@ TEST_CASE("after a lost attempt the retry runs normally and the run finishes") {
   CHECK(attempts[0].state == "failed");
   CHECK(attempts[1].state == "finished");
 }
+
+TEST_CASE("a value task runs without a task actor; compute tasks get one per attempt") {
+  harness h;
+  workflow wf;
+  wf.root = sequence({
+      value_task("v", {{"n", 2}}),
+      compute_task("c",
+                   [](task_context& ctx) {
+                     return json{{"twice", ctx.needs()["v"]["n"].get<int>() * 2}};
+                   })
+          .needs({"v"}),
+      value_task("w", {{"done", true}}),
+  });
+  std::vector<std::string> spawned;
+  auto res = h.run(
+      wf, [&](const std::string& id, std::int64_t, const caf::actor&) { spawned.push_back(id); });
+  REQUIRE(res.status == run_status::finished);
+  CHECK(spawned == std::vector<std::string>{"c"});
+  CHECK(res.outputs.at("c") == json{{"twice", 4}}); // the value's output reached its dependent
+  for (const auto& a : h.attempts(res.run_id)) {
+    CHECK(a.state == "finished");
+    CHECK(a.attempt == 1);
+    REQUIRE(a.finished_ms.has_value());
+    if (a.node_id != "c") CHECK(*a.finished_ms == a.started_ms); // written finished at once
+  }
+}
+
+TEST_CASE("a value that fails its schema fails the run with INVALID_OUTPUT, no actor involved") {
+  harness h;
+  workflow wf;
+  wf.root = sequence(
+      {value_task("v", {{"n", "two"}})
+           .output_schema({{"type", "object"}, {"properties", {{"n", {{"type", "integer"}}}}}})
+           .retries(2)});
+  int spawned = 0;
+  auto res = h.run(wf, [&](const std::string&, std::int64_t, const caf::actor&) { ++spawned; });
+  CHECK(res.status == run_status::failed);
+  CHECK(spawned == 0);
+  auto attempts = h.attempts(res.run_id);
+  REQUIRE(attempts.size() == 1); // INVALID_OUTPUT is not retried
+  CHECK(attempts[0].state == "failed");
+  CHECK(attempts[0].error["code"] == "INVALID_OUTPUT");
+}

@@ -5,6 +5,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "support/temp_dir.hpp"
+
 #include <smithers/errors.hpp>
 
 #include <algorithm>
@@ -36,25 +38,9 @@ namespace smithers::system_test {
 
 using smithers::json;
 
-/// A fresh directory per test, removed (with everything in it) afterwards.
-class temp_dir {
+/// The shared test directory plus helpers to fill it.
+class temp_dir : public test_support::temp_dir {
 public:
-  temp_dir() {
-    char pattern[] = "/tmp/smithers-system-XXXXXX";
-    const char* made = ::mkdtemp(pattern);
-    REQUIRE(made != nullptr);
-    path_ = made;
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-
-  const std::string& path() const { return path_; }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
   /// Writes `content` to `name` (inside the dir) and returns its path.
   std::string write(const std::string& name, const std::string& content) const {
     auto p = file(name);
@@ -77,9 +63,6 @@ public:
   }
 
   bool exists(const std::string& name) const { return ::access(file(name).c_str(), F_OK) == 0; }
-
-private:
-  std::string path_;
 };
 
 inline std::string read_file(const std::string& path) {

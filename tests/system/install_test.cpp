@@ -5,6 +5,7 @@
 
 #include "store/database.hpp"
 #include "store/reader.hpp"
+#include "support/temp_dir.hpp"
 #include "util/subprocess.hpp"
 
 #include <unistd.h>
@@ -26,18 +27,7 @@ using smithers::util::subprocess_result;
 
 namespace {
 
-struct temp_dir {
-  fs::path path;
-  temp_dir() {
-    std::string tmpl = (fs::temp_directory_path() / "smithers-install-XXXXXX").string();
-    if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-    path = tmpl;
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using test_support::temp_dir;
 
 // The build directory this test binary belongs to: <build>/tests/system_tests.
 fs::path build_dir() {
@@ -102,12 +92,13 @@ TEST_CASE("the embedding example builds against the installed package and runs",
   REQUIRE(fs::exists(build / "CMakeCache.txt"));
   REQUIRE(fs::exists(source / "CMakeLists.txt"));
 
-  temp_dir tmp;
-  const fs::path prefix = tmp.path / "prefix";
-  const fs::path example_build = tmp.path / "build";
-  const fs::path db = tmp.path / "runs.db";
+  temp_dir dir;
+  const fs::path tmp_path = dir.path();
+  const fs::path prefix = tmp_path / "prefix";
+  const fs::path example_build = tmp_path / "build";
+  const fs::path db = tmp_path / "runs.db";
 
-  run_ok({cmake, "--install", build.string(), "--prefix", prefix.string()}, 300s, tmp.path);
+  run_ok({cmake, "--install", build.string(), "--prefix", prefix.string()}, 300s, tmp_path);
   REQUIRE(fs::exists(prefix / "include" / "smithers" / "engine.hpp"));
 
   std::vector<std::string> configure{cmake,
@@ -123,10 +114,10 @@ TEST_CASE("the embedding example builds against the installed package and runs",
   if (cache_value(build, "SMITHERS_SANITIZE") == "ON")
     configure.insert(configure.end(), {"-DCMAKE_CXX_FLAGS=-fsanitize=address,undefined",
                                        "-DCMAKE_EXE_LINKER_FLAGS=-fsanitize=address,undefined"});
-  run_ok(configure, 300s, tmp.path);
-  run_ok({cmake, "--build", example_build.string()}, 900s, tmp.path);
+  run_ok(configure, 300s, tmp_path);
+  run_ok({cmake, "--build", example_build.string()}, 900s, tmp_path);
 
-  auto out = run_ok({(example_build / "embedding").string(), db.string()}, 120s, tmp.path).out;
+  auto out = run_ok({(example_build / "embedding").string(), db.string()}, 120s, tmp_path).out;
   INFO(out);
   CHECK(out.find("sum = 30") != std::string::npos);
   CHECK(out.find("smithers_error: INVALID_RUN_ID") != std::string::npos);

@@ -4,6 +4,7 @@
 #include "store/reader.hpp"
 #include "store/schema.hpp"
 #include "store/writer.hpp"
+#include "support/temp_dir.hpp"
 
 #include <sqlite3.h>
 
@@ -18,23 +19,7 @@ using smithers::smithers_error;
 
 namespace {
 
-// A fresh directory per test, removed afterwards.
-struct temp_dir {
-  std::string path;
-  temp_dir() {
-    char pattern[] = "/tmp/smithers-store-XXXXXX";
-    const char* made = mkdtemp(pattern);
-    REQUIRE(made != nullptr);
-    path = made;
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  std::string file(const std::string& name = "smithers.db") const { return path + "/" + name; }
-};
+using test_support::temp_dir;
 
 std::string pragma_text(database& db, const std::string& name) {
   statement s(db.handle(), "PRAGMA " + name);

@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 
+#include "support/temp_dir.hpp"
 #include "util/subprocess.hpp"
 
 #include <chrono>
@@ -44,17 +45,7 @@ bool gone_within(long pid, std::chrono::seconds limit) {
   return true;
 }
 
-struct temp_dir {
-  std::string path;
-  temp_dir() {
-    char tmpl[] = "/tmp/smithers-subprocess-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    char* real = ::realpath(tmpl, nullptr);
-    path = real;
-    std::free(real);
-  }
-  ~temp_dir() { std::system(("rm -rf '" + path + "'").c_str()); }
-};
+using test_support::temp_dir;
 
 double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
@@ -176,11 +167,11 @@ TEST_CASE("subprocess reports spawn errors clearly") {
   }
   SECTION("not executable") {
     temp_dir dir;
-    std::ofstream(dir.path + "/plain") << "#!/bin/sh\necho hi\n";
+    std::ofstream(dir.path() + "/plain") << "#!/bin/sh\necho hi\n";
     subprocess_request req;
-    req.argv = {dir.path + "/plain"};
+    req.argv = {dir.path() + "/plain"};
     CHECK(run_subprocess(req).spawn_error ==
-          "cannot execute \"" + dir.path + "/plain\": Permission denied");
+          "cannot execute \"" + dir.path() + "/plain\": Permission denied");
   }
   SECTION("bad cwd") {
     subprocess_request req;
@@ -196,19 +187,19 @@ TEST_CASE("subprocess reports spawn errors clearly") {
 
 TEST_CASE("subprocess runs in the requested cwd") {
   temp_dir dir;
-  std::ofstream(dir.path + "/tool.sh") << "#!/bin/sh\necho tool ran in \"$(pwd)\"\n";
-  ::chmod((dir.path + "/tool.sh").c_str(), 0755);
+  std::ofstream(dir.path() + "/tool.sh") << "#!/bin/sh\necho tool ran in \"$(pwd)\"\n";
+  ::chmod((dir.path() + "/tool.sh").c_str(), 0755);
 
   subprocess_request req;
   req.argv = {"pwd"};
-  req.cwd = dir.path;
-  CHECK(run_subprocess(req).out == dir.path + "\n");
+  req.cwd = dir.path();
+  CHECK(run_subprocess(req).out == dir.path() + "\n");
 
   // A relative program path is relative to the child's cwd, as in a shell.
   req.argv = {"./tool.sh"};
   auto r = run_subprocess(req);
   CHECK(r.spawn_error.empty());
-  CHECK(r.out == "tool ran in " + dir.path + "\n");
+  CHECK(r.out == "tool ran in " + dir.path() + "\n");
 }
 
 TEST_CASE("subprocess environment: parent's, overridden, removed") {
@@ -225,11 +216,11 @@ TEST_CASE("subprocess environment: parent's, overridden, removed") {
 
   // argv[0] is looked up in the child's PATH.
   temp_dir dir;
-  std::ofstream(dir.path + "/my-tool") << "#!/bin/sh\necho from my-tool\n";
-  ::chmod((dir.path + "/my-tool").c_str(), 0755);
+  std::ofstream(dir.path() + "/my-tool") << "#!/bin/sh\necho from my-tool\n";
+  ::chmod((dir.path() + "/my-tool").c_str(), 0755);
   subprocess_request tool;
   tool.argv = {"my-tool"};
-  tool.extra_env = {{"PATH", dir.path + ":/usr/bin:/bin"}};
+  tool.extra_env = {{"PATH", dir.path() + ":/usr/bin:/bin"}};
   CHECK(run_subprocess(tool).out == "from my-tool\n");
 }
 
