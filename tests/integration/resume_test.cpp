@@ -240,6 +240,14 @@ TEST_CASE("fork through the engine: a child from a frame, with a reset node, run
   auto frames = store::reader{db}.frame_summaries(parent.run_id);
   auto child = eng.fork(parent.run_id, frames.back().frame_no, {"a"}, "the-child");
   CHECK(child == "the-child");
+  // The kept node's output comes with a finished attempt saying where from.
+  auto carried = store::reader{db}.attempts(child);
+  REQUIRE(carried.size() == 1);
+  CHECK(carried[0].node_id == "c");
+  CHECK(carried[0].state == "finished");
+  CHECK(carried[0].cached);
+  CHECK(carried[0].output == json{{"c", 3}});
+  CHECK(carried[0].meta["forked_from"]["run_id"] == parent.run_id);
   auto res = eng.resume(wf, child).wait();
   REQUIRE(res.status == run_status::finished);
   CHECK(c.of("a") == 2); // reset

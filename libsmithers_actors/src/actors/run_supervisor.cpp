@@ -465,7 +465,11 @@ public:
     ar.attempt = attempt;
     ar.state = oc.err ? "in-progress" : "finished"; // a failure is recorded by attempt_failed
     ar.started_ms = now;
-    if (!oc.err) ar.finished_ms = now;
+    if (!oc.err) {
+      // Started and finished in one row, its output on it.
+      ar.finished_ms = now;
+      ar.output = *oc.output;
+    }
     st_.writes.push_back(store::insert_attempt{std::move(ar)});
     emit("NodeStarted", {{"node_id", id}, {"iteration", 0}, {"attempt", attempt}});
     if (oc.err) {
@@ -476,9 +480,6 @@ public:
       attempt_failed(id, attempt, *oc.err);
       return;
     }
-    // Started and finished in one row, its output beside it.
-    st_.writes.push_back(
-        store::insert_output{store::output_row{st_.ctx->run_id, id, 0, *oc.output}});
     node_row(id, node_state::finished, spec.get());
     emit("NodeOutput", {{"node_id", id}, {"iteration", 0}, {"output", *oc.output}});
     emit("NodeFinished",

@@ -97,9 +97,23 @@ fork_result fork_run(database& db, const fork_request& req) {
     n.node_id = id;
     n.state = state;
     n.updated_ms = req.now_ms;
+    bool carried = state == "finished" && outputs.contains(id);
+    if (carried) n.attempts = 1;
     batch.push_back(upsert_node{n});
-    if (state == "finished" && outputs.contains(id))
-      batch.push_back(insert_output{output_row{res.run_id, id, 0, outputs[id]}});
+    if (carried) {
+      // An output lives on the attempt that produced it: a carried-over one
+      // gets a finished attempt served from the parent (cached, and saying so).
+      attempt_row a;
+      a.run_id = res.run_id;
+      a.node_id = id;
+      a.state = "finished";
+      a.started_ms = req.now_ms;
+      a.finished_ms = req.now_ms;
+      a.cached = true;
+      a.meta = {{"forked_from", {{"run_id", req.run_id}, {"frame_no", req.frame_no}}}};
+      a.output = outputs[id];
+      batch.push_back(insert_attempt{std::move(a)});
+    }
   }
   json forked = {{"run_id", req.run_id}, {"frame_no", req.frame_no}, {"reset_nodes", res.reset}};
   event_row started{

@@ -1,5 +1,6 @@
 #include "store/reader.hpp"
 
+#include <algorithm>
 #include <limits>
 
 namespace smithers::store {
@@ -41,6 +42,13 @@ std::int64_t sql_limit(std::size_t limit) {
 
 } // namespace
 
+std::optional<std::int64_t> reader::key_base(const std::string& run_id) const {
+  statement s(db_.handle(), "SELECT run_no << 32 FROM runs WHERE run_id = ?1");
+  s.bind_text_ref(1, run_id);
+  if (!s.step()) return std::nullopt;
+  return s.column_int(0);
+}
+
 std::optional<run_row> reader::run(const std::string& run_id) const {
   statement s(db_.handle(), std::string("SELECT ") + run_columns + " FROM runs WHERE run_id = ?1");
   s.bind_text_ref(1, run_id);
@@ -55,10 +63,13 @@ bool reader::run_exists(const std::string& run_id) const {
 }
 
 std::int64_t reader::max_event_seq(const std::string& run_id) const {
-  statement s(db_.handle(), "SELECT COALESCE(MAX(seq), -1) FROM events WHERE run_id = ?1");
-  s.bind_text_ref(1, run_id);
-  s.step();
-  return s.column_int(0);
+  auto base = key_base(run_id);
+  if (!base) return -1;
+  statement s(db_.handle(), R"sql(
+SELECT id - ?1 FROM events WHERE id >= ?1 AND id < ?1 + ?2 ORDER BY id DESC LIMIT 1)sql");
+  s.bind_int(1, *base);
+  s.bind_int(2, key_span);
+  return s.step() ? s.column_int(0) : -1;
 }
 
 std::vector<std::string> reader::cancel_requests(const std::string& owner_id) const {
@@ -110,7 +121,7 @@ FROM nodes WHERE run_id = ?1 ORDER BY rowid)sql");
 std::vector<attempt_row> reader::attempts(const std::string& run_id) const {
   statement s(db_.handle(), R"sql(
 SELECT run_id, node_id, iteration, attempt, state, started_ms, finished_ms, heartbeat_ms,
-       heartbeat_json, error_json, meta_json, cached
+       heartbeat_json, error_json, meta_json, cached, output_json
 FROM attempts WHERE run_id = ?1 ORDER BY node_id, iteration, attempt)sql");
   s.bind_text_ref(1, run_id);
   std::vector<attempt_row> rows;
@@ -128,6 +139,7 @@ FROM attempts WHERE run_id = ?1 ORDER BY node_id, iteration, attempt)sql");
     a.error = s.column_json(9);
     a.meta = s.column_json(10);
     a.cached = s.column_int(11) != 0;
+    if (!s.column_is_null(12)) a.output = s.column_json(12);
     rows.push_back(std::move(a));
   }
   return rows;
@@ -135,8 +147,13 @@ FROM attempts WHERE run_id = ?1 ORDER BY node_id, iteration, attempt)sql");
 
 std::vector<output_row> reader::outputs(const std::string& run_id) const {
   statement s(db_.handle(), R"sql(
-SELECT run_id, node_id, iteration, value_json
-FROM outputs WHERE run_id = ?1 ORDER BY rowid)sql");
+SELECT run_id, node_id, iteration, output_json
+FROM attempts a WHERE run_id = ?1 AND state = 'finished' AND output_json IS NOT NULL
+  AND attempt = (SELECT max(attempt) FROM attempts b
+                 WHERE b.run_id = a.run_id AND b.node_id = a.node_id
+                   AND b.iteration = a.iteration AND b.state = 'finished'
+                   AND b.output_json IS NOT NULL)
+ORDER BY rowid)sql");
   s.bind_text_ref(1, run_id);
   std::vector<output_row> rows;
   while (s.step()) {
@@ -152,13 +169,16 @@ FROM outputs WHERE run_id = ?1 ORDER BY rowid)sql");
 
 std::vector<event_row> reader::events(const std::string& run_id, std::int64_t after_seq,
                                       std::size_t limit) const {
+  std::vector<event_row> rows;
+  auto base = key_base(run_id);
+  if (!base) return rows;
   statement s(db_.handle(), R"sql(
 SELECT run_id, seq, type, timestamp_ms, payload_json
-FROM events WHERE run_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3)sql");
-  s.bind_text_ref(1, run_id);
-  s.bind_int(2, after_seq);
+FROM events WHERE id > ?1 + ?2 AND id < ?1 + ?4 ORDER BY id LIMIT ?3)sql");
+  s.bind_int(1, *base);
+  s.bind_int(2, std::max<std::int64_t>(after_seq, -1));
   s.bind_int(3, sql_limit(limit));
-  std::vector<event_row> rows;
+  s.bind_int(4, key_span);
   while (s.step()) {
     event_row e;
     e.run_id = s.column_text(0);
@@ -181,9 +201,12 @@ std::vector<frame_row> reader::frames(const std::string& run_id) const {
 SELECT f.run_id, f.frame_no, f.tree_hash, COALESCE(f.tree_json, t.tree_json), f.created_ms,
        f.keyframe, f.snapshot_json
 FROM frames f LEFT JOIN trees t ON t.hash = f.tree_hash
-WHERE f.run_id = ?1 ORDER BY f.frame_no)sql");
-  s.bind_text_ref(1, run_id);
+WHERE f.id >= ?1 AND f.id < ?1 + ?2 ORDER BY f.id)sql");
   std::vector<frame_row> rows;
+  auto base = key_base(run_id);
+  if (!base) return rows;
+  s.bind_int(1, *base);
+  s.bind_int(2, key_span);
   while (s.step()) {
     frame_row f;
     f.run_id = s.column_text(0);
@@ -202,9 +225,12 @@ std::vector<frame_summary> reader::frame_summaries(const std::string& run_id) co
   statement s(db_.handle(), R"sql(
 SELECT frame_no, tree_hash, created_ms, keyframe,
        COALESCE((SELECT count(*) FROM json_each(snapshot_json, '$.states')), 0)
-FROM frames WHERE run_id = ?1 ORDER BY frame_no)sql");
-  s.bind_text_ref(1, run_id);
+FROM frames WHERE id >= ?1 AND id < ?1 + ?2 ORDER BY id)sql");
   std::vector<frame_summary> rows;
+  auto base = key_base(run_id);
+  if (!base) return rows;
+  s.bind_int(1, *base);
+  s.bind_int(2, key_span);
   while (s.step()) {
     frame_summary f;
     f.frame_no = s.column_int(0);
@@ -227,13 +253,15 @@ LIMIT 1)sql");
 }
 
 json reader::snapshot_at(const std::string& run_id, std::int64_t frame_no) const {
+  auto base = key_base(run_id);
+  if (!base || frame_no < 0 || frame_no >= key_span) return nullptr;
   // The nearest keyframe at or before the frame, then every delta up to it.
   statement s(db_.handle(), R"sql(
 SELECT frame_no, tree_hash, keyframe, snapshot_json FROM frames
-WHERE run_id = ?1 AND frame_no <= ?2 AND frame_no >= COALESCE(
-  (SELECT max(frame_no) FROM frames WHERE run_id = ?1 AND frame_no <= ?2 AND keyframe = 1), 0)
-ORDER BY frame_no)sql");
-  s.bind_text_ref(1, run_id);
+WHERE id <= ?1 + ?2 AND id >= ?1 + COALESCE(
+  (SELECT max(frame_no) FROM frames WHERE id >= ?1 AND id <= ?1 + ?2 AND keyframe = 1), 0)
+ORDER BY id)sql");
+  s.bind_int(1, *base);
   s.bind_int(2, frame_no);
   json states = json::object();
   json input;
@@ -274,8 +302,11 @@ std::vector<run_row> reader::children(const std::string& run_id) const {
 }
 
 std::int64_t reader::frame_count(const std::string& run_id) const {
-  statement s(db_.handle(), "SELECT count(*) FROM frames WHERE run_id = ?1");
-  s.bind_text_ref(1, run_id);
+  auto base = key_base(run_id);
+  if (!base) return 0;
+  statement s(db_.handle(), "SELECT count(*) FROM frames WHERE id >= ?1 AND id < ?1 + ?2");
+  s.bind_int(1, *base);
+  s.bind_int(2, key_span);
   return s.step() ? s.column_int(0) : 0;
 }
 

@@ -22,6 +22,7 @@ public:
   std::vector<node_row> nodes(const std::string& run_id) const;
   /// Ordered by node, iteration, attempt.
   std::vector<attempt_row> attempts(const std::string& run_id) const;
+  /// Per node and iteration, the output of its last finished attempt.
   std::vector<output_row> outputs(const std::string& run_id) const;
   /// Events with seq > after_seq, ascending, at most `limit`.
   std::vector<event_row> events(const std::string& run_id, std::int64_t after_seq = -1,
@@ -46,6 +47,11 @@ public:
   std::int64_t max_event_seq(const std::string& run_id) const;
 
 private:
+  /// Events and frames are keyed run_no << 32 | seq (frame_no): a run's
+  /// rows are the keys [base, base + key_span). nullopt: no such run.
+  std::optional<std::int64_t> key_base(const std::string& run_id) const;
+  static constexpr std::int64_t key_span = std::int64_t{1} << 32;
+
   database& db_;
 };
 

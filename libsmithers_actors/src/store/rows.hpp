@@ -53,6 +53,7 @@ struct attempt_row {
   json error;     // null or error JSON
   json meta = json::object();
   bool cached = false;
+  std::optional<json> output; // a finished attempt's validated output
 };
 
 struct output_row {

@@ -13,7 +13,8 @@ namespace {
 // and a WITHOUT ROWID table copies whole rows into its interior pages.
 // Measured here (WAL, 5 rows per commit): with 150-byte rows WITHOUT ROWID
 // was ~20 % faster and 8 % smaller, with 1 KB rows 2x slower and 3.3x
-// larger — and agent outputs (in outputs and NodeOutput events) are large.
+// larger — and agent outputs (on attempts and in NodeOutput events) are
+// large. Append-only tables use an integer key instead (see v3).
 // nodes are listed in rowid order, so they are upserted, never replaced.
 constexpr migration all_migrations[] = {
     {1, R"sql(
@@ -105,6 +106,66 @@ CREATE TABLE trees (
 ALTER TABLE frames ADD COLUMN keyframe INTEGER NOT NULL DEFAULT 1;
 ALTER TABLE frames ADD COLUMN snapshot_json TEXT;
 CREATE INDEX runs_by_parent ON runs (parent_run_id);
+)sql"},
+    // v3: fewer b-trees per commit (a chain step's commit wrote ~11 pages).
+    // Each run gets a number; events and frames are keyed by the integer
+    // run_no << 32 | seq (frame_no) alone, so an append touches one b-tree
+    // (the table's last page) instead of the table and a (run_id, seq) index.
+    // An output lives on the attempt that produced it (outputs is gone);
+    // outputs a v2 fork copied in without an attempt get a finished, cached
+    // attempt marked {"migrated_output": true}.
+    {3, R"sql(
+ALTER TABLE runs ADD COLUMN run_no INTEGER NOT NULL DEFAULT 0;
+UPDATE runs SET run_no = rowid;
+CREATE UNIQUE INDEX runs_by_no ON runs (run_no);
+
+CREATE TABLE events_v3 (
+  id           INTEGER PRIMARY KEY, -- run_no << 32 | seq
+  run_id       TEXT    NOT NULL REFERENCES runs (run_id),
+  seq          INTEGER NOT NULL CHECK (seq >= 0 AND seq < 4294967296),
+  type         TEXT    NOT NULL,
+  timestamp_ms INTEGER NOT NULL,
+  payload_json TEXT
+);
+INSERT INTO events_v3
+  SELECT (r.run_no << 32) + e.seq, e.run_id, e.seq, e.type, e.timestamp_ms, e.payload_json
+  FROM events e JOIN runs r ON r.run_id = e.run_id ORDER BY 1;
+DROP TABLE events;
+ALTER TABLE events_v3 RENAME TO events;
+
+CREATE TABLE frames_v3 (
+  id            INTEGER PRIMARY KEY, -- run_no << 32 | frame_no
+  run_id        TEXT    NOT NULL REFERENCES runs (run_id),
+  frame_no      INTEGER NOT NULL CHECK (frame_no >= 0 AND frame_no < 4294967296),
+  tree_hash     TEXT    NOT NULL,
+  tree_json     TEXT,
+  created_ms    INTEGER NOT NULL,
+  keyframe      INTEGER NOT NULL DEFAULT 1,
+  snapshot_json TEXT
+);
+INSERT INTO frames_v3
+  SELECT (r.run_no << 32) + f.frame_no, f.run_id, f.frame_no, f.tree_hash, f.tree_json,
+         f.created_ms, f.keyframe, f.snapshot_json
+  FROM frames f JOIN runs r ON r.run_id = f.run_id ORDER BY 1;
+DROP TABLE frames;
+ALTER TABLE frames_v3 RENAME TO frames;
+
+ALTER TABLE attempts ADD COLUMN output_json TEXT;
+UPDATE attempts SET output_json = (
+  SELECT o.value_json FROM outputs o
+  WHERE o.run_id = attempts.run_id AND o.node_id = attempts.node_id
+    AND o.iteration = attempts.iteration)
+WHERE state = 'finished';
+INSERT INTO attempts (run_id, node_id, iteration, attempt, state, started_ms, finished_ms,
+                      meta_json, cached, output_json)
+  SELECT o.run_id, o.node_id, o.iteration,
+         1 + COALESCE((SELECT max(a.attempt) FROM attempts a WHERE a.run_id = o.run_id
+                         AND a.node_id = o.node_id AND a.iteration = o.iteration), 0),
+         'finished', r.created_ms, r.created_ms, '{"migrated_output":true}', 1, o.value_json
+  FROM outputs o JOIN runs r ON r.run_id = o.run_id
+  WHERE NOT EXISTS (SELECT 1 FROM attempts a WHERE a.run_id = o.run_id AND a.node_id = o.node_id
+                      AND a.iteration = o.iteration AND a.state = 'finished');
+DROP TABLE outputs;
 )sql"},
 };
 

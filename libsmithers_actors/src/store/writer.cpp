@@ -2,6 +2,8 @@
 
 #include <sqlite3.h>
 
+#include <unordered_map>
+
 namespace smithers::store {
 
 namespace {
@@ -43,9 +45,6 @@ struct describe {
   std::string operator()(const set_attempt_meta& c) const {
     return "set_attempt_meta " + key(c.run_id, c.node_id, c.iteration, c.attempt);
   }
-  std::string operator()(const insert_output& c) const {
-    return "insert_output " + c.row.run_id + "/" + c.row.node_id;
-  }
   std::string operator()(const add_pending_nodes& c) const {
     return "add_pending_nodes " + c.run_id + " (" + std::to_string(c.nodes ? c.nodes->size() : 0) +
            " nodes)";
@@ -68,9 +67,10 @@ struct writer::impl {
 INSERT INTO runs (run_id, workflow_name, status, input_json, config_json, workflow_hash,
                   workflow_path, vcs_revision, owner_id, owner_pid, heartbeat_ms,
                   cancel_requested, parent_run_id, error_json, created_ms, updated_ms,
-                  finished_ms)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17))sql"),
-        update_run_status_(db, R"sql(
+                  finished_ms, run_no)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+        (SELECT COALESCE(max(run_no), 0) + 1 FROM runs)))sql"),
+        run_no_(db, "SELECT run_no FROM runs WHERE run_id = ?1"), update_run_status_(db, R"sql(
 UPDATE runs SET status = ?2, error_json = ?3, updated_ms = ?4, finished_ms = ?5
 WHERE run_id = ?1)sql"),
         // An upsert, not INSERT OR REPLACE: a replace would move the row to a
@@ -83,15 +83,12 @@ ON CONFLICT (run_id, node_id, iteration) DO UPDATE SET
   kind = excluded.kind, updated_ms = excluded.updated_ms)sql"),
         insert_attempt_(db, R"sql(
 INSERT INTO attempts (run_id, node_id, iteration, attempt, state, started_ms, finished_ms,
-                      heartbeat_ms, heartbeat_json, error_json, meta_json, cached)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12))sql"),
+                      heartbeat_ms, heartbeat_json, error_json, meta_json, cached, output_json)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13))sql"),
         finish_attempt_(db, R"sql(
 UPDATE attempts SET state = ?5, finished_ms = ?6, error_json = ?7,
-  meta_json = COALESCE(?8, meta_json)
+  meta_json = COALESCE(?8, meta_json), output_json = ?9
 WHERE run_id = ?1 AND node_id = ?2 AND iteration = ?3 AND attempt = ?4)sql"),
-        upsert_output_(db, R"sql(
-INSERT INTO outputs (run_id, node_id, iteration, value_json) VALUES (?1, ?2, ?3, ?4)
-ON CONFLICT (run_id, node_id, iteration) DO UPDATE SET value_json = excluded.value_json)sql"),
         heartbeat_(db, R"sql(
 UPDATE attempts SET heartbeat_ms = ?5
 WHERE run_id = ?1 AND node_id = ?2 AND iteration = ?3 AND attempt = ?4
@@ -101,11 +98,12 @@ UPDATE attempts SET heartbeat_ms = ?5, heartbeat_json = ?6
 WHERE run_id = ?1 AND node_id = ?2 AND iteration = ?3 AND attempt = ?4
   AND (heartbeat_ms IS NULL OR heartbeat_ms <= ?5))sql"),
         append_event_(db, R"sql(
-INSERT INTO events (run_id, seq, type, timestamp_ms, payload_json)
-VALUES (?1, ?2, ?3, ?4, ?5))sql"),
+INSERT INTO events (id, run_id, seq, type, timestamp_ms, payload_json)
+VALUES ((?6 << 32) + ?2, ?1, ?2, ?3, ?4, ?5))sql"),
         store_frame_(db, R"sql(
-INSERT INTO frames (run_id, frame_no, tree_hash, tree_json, created_ms, keyframe, snapshot_json)
-VALUES (?1, ?2, ?3, NULL, ?4, ?5, ?6))sql"),
+INSERT INTO frames (id, run_id, frame_no, tree_hash, tree_json, created_ms, keyframe,
+                    snapshot_json)
+VALUES ((?7 << 32) + ?2, ?1, ?2, ?3, NULL, ?4, ?5, ?6))sql"),
         attempt_meta_(db, R"sql(
 UPDATE attempts SET meta_json = ?5
 WHERE run_id = ?1 AND node_id = ?2 AND iteration = ?3 AND attempt = ?4)sql"),
@@ -150,6 +148,20 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
     s.step();
   }
 
+  // The run's number, the high half of its events' and frames' keys. Cached:
+  // it never changes (forgotten on rollback, which may undo an insert_run).
+  std::int64_t run_no(const std::string& run_id) {
+    auto it = run_nos_.find(run_id);
+    if (it != run_nos_.end()) return it->second;
+    auto& s = run_no_;
+    in_use use{s};
+    s.bind_text_ref(1, run_id);
+    if (!s.step()) throw smithers_error(errc::db_error, "no such run");
+    std::int64_t no = s.column_int(0);
+    run_nos_.emplace(run_id, no);
+    return no;
+  }
+
   void operator()(const update_run_status& c) {
     auto& s = update_run_status_;
     in_use use{s};
@@ -190,6 +202,7 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
     s.bind_json(10, a.error);
     s.bind_json(11, a.meta);
     s.bind_int(12, a.cached ? 1 : 0);
+    bind_output(s, 13, a.output);
     s.step();
   }
 
@@ -202,18 +215,10 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
       s.bind_int(6, c.finished_ms);
       s.bind_json(7, c.error);
       s.bind_json(8, c.meta);
+      bind_output(s, 9, c.output);
       s.step();
       // An output must never appear without its attempt.
       if (s.changes() == 0) throw smithers_error(errc::db_error, "no such attempt");
-    }
-    if (c.output) {
-      auto& s = upsert_output_;
-      in_use use{s};
-      s.bind_text_ref(1, c.run_id);
-      s.bind_text_ref(2, c.node_id);
-      s.bind_int(3, c.iteration);
-      s.bind_json(4, *c.output);
-      s.step();
     }
   }
 
@@ -233,6 +238,7 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
     auto& s = append_event_;
     in_use use{s};
     const event_row& e = c.row;
+    s.bind_int(6, run_no(e.run_id));
     s.bind_text_ref(1, e.run_id);
     s.bind_int(2, e.seq);
     s.bind_text_ref(3, e.type);
@@ -258,6 +264,7 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
     }
     auto& s = store_frame_;
     in_use use{s};
+    s.bind_int(7, run_no(f.run_id));
     s.bind_text_ref(1, f.run_id);
     s.bind_int(2, f.frame_no);
     s.bind_text_ref(3, f.tree_hash);
@@ -280,6 +287,7 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
     static const std::string pending = "pending";
     static const std::string type = "NodePending";
     std::string payload;
+    std::int64_t no = run_no(c.run_id);
     for (std::size_t i = 0; i < c.nodes->size(); ++i) {
       const pending_node& n = (*c.nodes)[i];
       {
@@ -304,18 +312,9 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
       s.bind_text_ref(3, type);
       s.bind_int(4, c.at_ms);
       s.bind_text_ref(5, payload);
+      s.bind_int(6, no);
       s.step();
     }
-  }
-
-  void operator()(const insert_output& c) {
-    auto& s = upsert_output_;
-    in_use use{s};
-    s.bind_text_ref(1, c.row.run_id);
-    s.bind_text_ref(2, c.row.node_id);
-    s.bind_int(3, c.row.iteration);
-    s.bind_json(4, c.row.value);
-    s.step();
   }
 
   void operator()(const touch_run& c) {
@@ -357,12 +356,23 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
     s.bind_int(4, attempt);
   }
 
+  // SQL NULL is "no output"; an output that is JSON null is the text null.
+  static void bind_output(statement& s, int i, const std::optional<json>& output) {
+    if (!output)
+      s.bind_null(i);
+    else if (output->is_null())
+      s.bind_text(i, "null");
+    else
+      s.bind_json(i, *output);
+  }
+
   void exec(statement& s) {
     in_use use{s};
     s.step();
   }
 
   void rollback() {
+    run_nos_.clear();
     // Some errors (disk full, I/O) already rolled the transaction back.
     if (sqlite3_get_autocommit(db_)) return;
     in_use use{rollback_};
@@ -371,9 +381,10 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
 
   sqlite3* db_;
   statement begin_, commit_, rollback_;
-  statement insert_run_, update_run_status_, upsert_node_, insert_attempt_, finish_attempt_,
-      upsert_output_, heartbeat_, heartbeat_data_, append_event_, store_frame_, attempt_meta_,
+  statement insert_run_, run_no_, update_run_status_, upsert_node_, insert_attempt_,
+      finish_attempt_, heartbeat_, heartbeat_data_, append_event_, store_frame_, attempt_meta_,
       store_tree_, touch_run_, request_cancel_, claim_run_;
+  std::unordered_map<std::string, std::int64_t> run_nos_;
 };
 
 writer::writer(database& db) : impl_(std::make_unique<impl>(db.handle())) {}

@@ -28,8 +28,8 @@ struct upsert_node {
 struct insert_attempt {
   attempt_row row;
 };
-/// Ends an attempt; with `output`, the output row is written in the same
-/// transaction (an output is never visible without its finished attempt).
+/// Ends an attempt; with `output`, the output is stored on the attempt by the
+/// same statement (an output is never visible without its finished attempt).
 struct finish_attempt {
   std::string run_id;
   std::string node_id;
@@ -97,10 +97,6 @@ struct set_attempt_meta {
   json meta;
 };
 /// An output copied without an attempt (a fork's finished nodes).
-struct insert_output {
-  output_row row;
-};
-
 /// Nodes entering a run: each gets a pending node row (attempts 0) and a
 /// NodePending event, seq first_seq + i. One command instead of two per
 /// node keeps announcing a large tree small in memory.
@@ -116,10 +112,9 @@ struct add_pending_nodes {
   std::int64_t at_ms = 0;
 };
 
-using command =
-    std::variant<insert_run, update_run_status, upsert_node, insert_attempt, finish_attempt,
-                 record_heartbeat, append_event, store_frame, touch_run, request_cancel, claim_run,
-                 insert_output, set_attempt_meta, add_pending_nodes>;
+using command = std::variant<insert_run, update_run_status, upsert_node, insert_attempt,
+                             finish_attempt, record_heartbeat, append_event, store_frame, touch_run,
+                             request_cancel, claim_run, set_attempt_meta, add_pending_nodes>;
 
 class writer {
 public:
