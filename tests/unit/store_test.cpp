@@ -141,6 +141,12 @@ INSERT INTO outputs VALUES ('r1', 'a', 0, '{"x":1}'), ('r2', 'b', 0, '{"y":2}');
 )sql");
   sqlite3_close(raw);
 
+  {
+    // A reading command upgrades the file too: its queries need v3.
+    auto ro = database::open(dir.file(), open_mode::read_only);
+    CHECK(ro.user_version() == schema_version);
+    CHECK(reader(ro).events("r1").size() == 2);
+  }
   auto db = database::open(dir.file());
   CHECK(db.user_version() == schema_version);
   reader rd(db);

@@ -89,6 +89,18 @@ database database::open(const std::string& path, open_mode mode, sync_mode sync)
     if (version > schema_version)
       throw smithers_error(errc::db_error, newer_schema_message(version));
     if (version < 1) throw smithers_error(errc::db_error, no_schema_message + path);
+    if (version < schema_version) {
+      // The queries are written for the current schema: upgrade the file
+      // first (as any writing command would), then read it.
+      try {
+        open(path, open_mode::read_write, sync);
+      } catch (const smithers_error& e) {
+        throw smithers_error(errc::db_error, "database schema version " + std::to_string(version) +
+                                                 " needs an upgrade to " +
+                                                 std::to_string(schema_version) +
+                                                 ", which failed: " + e.err().message);
+      }
+    }
     return db;
   }
 
