@@ -182,6 +182,34 @@ INSERT INTO outputs VALUES ('r1', 'a', 0, '{"x":1}'), ('r2', 'b', 0, '{"y":2}');
   CHECK(count(db, "SELECT count(DISTINCT run_no) FROM runs") == 3);
 }
 
+TEST_CASE("an older database that cannot be upgraded fails a read-only open and stays as it was") {
+  temp_dir dir;
+  sqlite3* raw = nullptr;
+  REQUIRE(sqlite3_open(dir.file().c_str(), &raw) == SQLITE_OK);
+  for (const auto& m : migrations())
+    if (m.version <= 2) REQUIRE(sqlite3_exec(raw, m.sql, nullptr, nullptr, nullptr) == SQLITE_OK);
+  // A foreign table in the way of migration 3.
+  REQUIRE(sqlite3_exec(raw, "PRAGMA user_version = 2; CREATE TABLE events_v3 (x);", nullptr,
+                       nullptr, nullptr) == SQLITE_OK);
+  sqlite3_close(raw);
+
+  CHECK_THAT(db_error_of([&] { database::open(dir.file(), open_mode::read_only); }),
+             Catch::Contains("database schema version 2 needs an upgrade to " +
+                             std::to_string(schema_version) + ", which failed") &&
+                 Catch::Contains("table events_v3 already exists"));
+  sqlite3* check = nullptr;
+  REQUIRE(sqlite3_open(dir.file().c_str(), &check) == SQLITE_OK);
+  {
+    statement v(check, "PRAGMA user_version");
+    REQUIRE(v.step());
+    CHECK(v.column_int(0) == 2);
+    statement t(check, "SELECT count(*) FROM sqlite_schema WHERE name = 'outputs'");
+    REQUIRE(t.step());
+    CHECK(t.column_int(0) == 1);
+  }
+  sqlite3_close(check);
+}
+
 TEST_CASE("a database from a newer smithers is refused") {
   temp_dir dir;
   {
@@ -584,6 +612,24 @@ TEST_CASE("a failing command leaves nothing of its batch behind") {
   CHECK(reader(db).events("r1").size() == 2);
   auto other = database::open(dir.file(), open_mode::read_only);
   CHECK(reader(other).events("r1").size() == 2);
+}
+
+TEST_CASE("a rolled-back run's number is not reused for another run's events") {
+  auto db = database::open(":memory:");
+  writer w(db);
+  w.apply({insert_run{make_run("r1")}});
+  // r2 gets number 2 inside a batch that rolls back...
+  CHECK(!db_error_of([&] {
+           w.apply({insert_run{make_run("r2")}, append_event{make_event("r2", 0)},
+                    append_event{make_event("ghost", 0)}});
+         }).empty());
+  // ...so r3 gets 2 now, and r2, inserted again, 3: r2's events must not
+  // land in r3's key range.
+  w.apply({insert_run{make_run("r3")}});
+  w.apply({insert_run{make_run("r2")}, append_event{make_event("r2", 0)}});
+  reader rd(db);
+  CHECK(rd.events("r2").size() == 1);
+  CHECK(rd.events("r3").empty());
 }
 
 TEST_CASE("an empty batch is a no-op") {
