@@ -1,6 +1,7 @@
 #include "store/database.hpp"
 
 #include "store/schema.hpp"
+#include "store/wal_vfs.hpp"
 
 #include <sqlite3.h>
 
@@ -63,11 +64,13 @@ database database::open(const std::string& path, open_mode mode, sync_mode sync)
   // writable connection may roll back; query_only still refuses our writes.
   int flags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_READWRITE | (read_only ? 0 : SQLITE_OPEN_CREATE);
   sqlite3* raw = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &raw, flags, nullptr);
+  // Files go through the WAL write-coalescing shim (store/wal_vfs.hpp).
+  const char* vfs = wal_vfs::name();
+  int rc = sqlite3_open_v2(path.c_str(), &raw, flags, vfs);
   if (rc != SQLITE_OK && read_only) {
     sqlite3_close(raw); // e.g. a file we may not write: plain read-only then
     raw = nullptr;
-    rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_READONLY, nullptr);
+    rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_READONLY, vfs);
   }
   database db(raw, path); // closes the handle if anything below throws
   if (rc != SQLITE_OK) throw_db_error(raw, "cannot open database " + path);
