@@ -221,7 +221,13 @@ public:
     } else {
       st_.delta_since_key += changes;
     }
-    st_.frame_delta.clear();
+    // clear() would zero every bucket: after a large tree entered the run
+    // (all its nodes are in the first delta) that is O(tree) per frame, a
+    // quadratic term over a run. A fresh map is O(what it held).
+    if (st_.frame_delta.bucket_count() > 4 * changes + 64)
+      st_.frame_delta = decltype(st_.frame_delta){}; // not = {}: that is clear()
+    else
+      st_.frame_delta.clear();
     store::frame_row f;
     f.run_id = st_.ctx->run_id;
     f.frame_no = st_.frame_no;
