@@ -260,16 +260,25 @@ TEST_CASE("fork through the engine: a child from a frame, with a reset node, run
   CHECK(refusal([&] { eng.fork(parent.run_id, 0, {}, "the-child"); }) == "INVALID_RUN_ID");
 }
 
+namespace {
+
+// n value tasks t0..t{n-1} in a parallel group of width 16.
+workflow value_fanout(int n) {
+  std::vector<node> kids;
+  for (int i = 0; i < n; ++i)
+    kids.push_back(value_task("t" + std::to_string(i), {{"i", i}}));
+  workflow wf;
+  wf.root = parallel(std::move(kids), 16);
+  return wf;
+}
+
+} // namespace
+
 TEST_CASE("frame and snapshot storage grows linearly with the number of tasks") {
   test_support::temp_dir dir;
   engine eng{config_in(dir)};
   auto bytes_per_task = [&](int n) {
-    std::vector<node> kids;
-    for (int i = 0; i < n; ++i)
-      kids.push_back(value_task("t" + std::to_string(i), {{"i", i}}));
-    workflow wf;
-    wf.root = parallel(std::move(kids), 16);
-    auto res = eng.run(wf, {});
+    auto res = eng.run(value_fanout(n), {});
     REQUIRE(res.status == run_status::finished);
     auto db = store::database::open(eng.config().db_path, store::open_mode::read_only);
     store::statement s(db.handle(), R"sql(
@@ -295,12 +304,7 @@ TEST_CASE("every frame of a large fan-out rebuilds the node states its events de
   // snapshot.
   test_support::temp_dir dir;
   engine eng{config_in(dir)};
-  std::vector<node> kids;
-  for (int i = 0; i < 300; ++i)
-    kids.push_back(value_task("t" + std::to_string(i), {{"i", i}}));
-  workflow wf;
-  wf.root = parallel(std::move(kids), 16);
-  auto res = eng.run(wf, {});
+  auto res = eng.run(value_fanout(300), {});
   REQUIRE(res.status == run_status::finished);
   auto db = store::database::open(eng.config().db_path, store::open_mode::read_only);
   store::reader rd{db};

@@ -246,7 +246,8 @@ int x_open(sqlite3_vfs*, const char* name, sqlite3_file* p, int flags, int* out_
   if (rc != SQLITE_OK) {
     // SQLite calls xClose when pMethods is set: only if the real file has
     // one to close.
-    if (f->real->pMethods) f->base.pMethods = &methods_[f->real->pMethods->iVersion - 1];
+    if (f->real->pMethods)
+      f->base.pMethods = &methods_[std::clamp(f->real->pMethods->iVersion, 1, 3) - 1];
     return rc;
   }
   if ((flags & SQLITE_OPEN_WAL) && name) {

@@ -3,7 +3,7 @@
 // 24-byte frame header, then the page — so a commit touching 6 pages costs
 // 12 pwrite calls, the largest single cost of a sequence step on a file.
 // The shim collects a WAL file's contiguous writes in memory and hands them
-// to the real VFS in one write (64 KB at most per call) when:
+// to the real VFS in one write (at most 96 KB per call) when:
 //   - the commit frame's page has been written (the frame header's "database
 //     size after commit" field is non-zero: WAL file format, sqlite.org/
 //     fileformat2.html#walformat), so a commit's frames are in the OS before
@@ -12,7 +12,8 @@
 //     it does to publish a commit) — a second guard that does not depend on
 //     the header parse;
 //   - any other call reaches the WAL file (read, sync, truncate, size, file
-//     control, close), a write is not contiguous, or 64 KB are collected.
+//     control, close), a write is not contiguous, or 64 KB are collected
+//     (a large transaction goes out in pieces; only its commit matters).
 // Frames that never reach the file were never committed: a process killed
 // with frames collected loses only a transaction that had not committed,
 // the same as a kill a moment earlier. Every other file is passed through.
