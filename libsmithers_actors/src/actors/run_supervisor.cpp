@@ -8,6 +8,7 @@
 #include "spec/template.hpp"
 #include "spec/validate.hpp"
 #include "util/clock.hpp"
+#include "util/json_text.hpp"
 #include "util/owner.hpp"
 
 #include <spdlog/spdlog.h>
@@ -114,15 +115,26 @@ class supervisor {
 public:
   explicit supervisor(sup_actor* self) : self_(self), st_(self->state) {}
 
-  void emit(const char* type, json fields) {
+  // Fields as (key, value) pairs: nlohmann's own initializer list would
+  // first build every pair as a two-element array, on the path of every
+  // event of every task.
+  void emit(const char* type, std::initializer_list<std::pair<const char*, json>> kv) {
+    json fields = json::object();
+    for (const auto& [k, v] : kv)
+      fields.emplace(k, v);
+    emit_fields(type, std::move(fields));
+  }
+
+  void emit_fields(const char* type, json fields) {
     event e;
     e.type = type;
     e.run_id = st_.ctx->run_id;
     e.seq = st_.next_seq++;
     e.timestamp_ms = util::now_ms();
     e.fields = std::move(fields);
-    st_.writes.push_back(store::append_event{
-        store::event_row{e.run_id, e.seq, e.type, e.timestamp_ms, nullptr}, e.fields.dump()});
+    st_.writes.push_back(
+        store::append_event{store::event_row{e.run_id, e.seq, e.type, e.timestamp_ms, nullptr},
+                            util::json_text(e.fields)});
     st_.effects.events.push_back(std::move(e));
   }
 

@@ -2,6 +2,7 @@
 
 #include "store/schema.hpp"
 #include "store/wal_vfs.hpp"
+#include "util/json_text.hpp"
 
 #include <sqlite3.h>
 
@@ -229,7 +230,7 @@ void statement::bind_json(int i, const json& v) {
     return;
   }
   // replace: invalid UTF-8 inside a string must not make a write fail.
-  bind_text(i, v.dump(-1, ' ', false, json::error_handler_t::replace));
+  bind_text(i, util::json_text(v, json::error_handler_t::replace));
 }
 
 bool statement::step() {

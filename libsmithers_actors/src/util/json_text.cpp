@@ -1,0 +1,87 @@
+#include "util/json_text.hpp"
+
+#include <charconv>
+
+namespace smithers::util {
+
+namespace {
+
+// Printable ASCII without the two characters JSON escapes: written as is.
+bool plain(const std::string& s) {
+  for (unsigned char c : s)
+    if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') return false;
+  return true;
+}
+
+void append_string(std::string& out, const std::string& s, json::error_handler_t handler) {
+  if (plain(s)) {
+    out += '"';
+    out += s;
+    out += '"';
+  } else {
+    out += json(s).dump(-1, ' ', false, handler);
+  }
+}
+
+template <class Int> void append_int(std::string& out, Int v) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, r.ptr);
+}
+
+} // namespace
+
+void append_json(std::string& out, const json& v, json::error_handler_t handler) {
+  switch (v.type()) {
+  case json::value_t::null:
+    out += "null";
+    return;
+  case json::value_t::boolean:
+    out += v.get<bool>() ? "true" : "false";
+    return;
+  case json::value_t::number_integer:
+    append_int(out, v.get<json::number_integer_t>());
+    return;
+  case json::value_t::number_unsigned:
+    append_int(out, v.get<json::number_unsigned_t>());
+    return;
+  case json::value_t::string:
+    append_string(out, v.get_ref<const json::string_t&>(), handler);
+    return;
+  case json::value_t::object: {
+    out += '{';
+    bool first = true;
+    for (auto it = v.begin(); it != v.end(); ++it) {
+      if (!first) out += ',';
+      first = false;
+      append_string(out, it.key(), handler);
+      out += ':';
+      append_json(out, it.value(), handler);
+    }
+    out += '}';
+    return;
+  }
+  case json::value_t::array: {
+    out += '[';
+    bool first = true;
+    for (const auto& x : v) {
+      if (!first) out += ',';
+      first = false;
+      append_json(out, x, handler);
+    }
+    out += ']';
+    return;
+  }
+  default: // doubles (nlohmann's shortest round-trip form), binary, discarded
+    out += v.dump(-1, ' ', false, handler);
+    return;
+  }
+}
+
+std::string json_text(const json& v, json::error_handler_t handler) {
+  std::string out;
+  append_json(out, v, handler);
+  return out;
+}
+
+} // namespace smithers::util
