@@ -80,6 +80,7 @@ void append_json(std::string& out, const json& v, json::error_handler_t handler)
 
 std::string json_text(const json& v, json::error_handler_t handler) {
   std::string out;
+  out.reserve(128); // an event's fields fit: no regrowth on the way
   append_json(out, v, handler);
   return out;
 }
