@@ -96,6 +96,21 @@ TEST_CASE("wal_vfs: a commit is in the file when COMMIT returns", "[store][wal_v
   CHECK(reader.text_of("PRAGMA integrity_check") == "ok");
 }
 
+TEST_CASE("wal_vfs: under synchronous=FULL a commit is in the file too", "[store][wal_vfs]") {
+  // FULL syncs the WAL at each commit: the shim writes out before the sync.
+  temp_dir dir;
+  auto db = database::open(dir.file(), open_mode::read_write, sync_mode::full);
+  db.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB)");
+  plain_connection reader(dir.file());
+  for (int i = 0; i < 5; ++i) {
+    auto before = wal_vfs::stats();
+    insert_rows(db, i * 4, 4, 2000);
+    CHECK(wal_vfs::stats().passed_on - before.passed_on >= 1);
+    REQUIRE(reader.int_of("SELECT count(*) FROM t") == (i + 1) * 4);
+  }
+  CHECK(reader.text_of("PRAGMA integrity_check") == "ok");
+}
+
 TEST_CASE("wal_vfs: frames of a rolled-back transaction do not disturb later commits",
           "[store][wal_vfs]") {
   temp_dir dir;
