@@ -47,6 +47,23 @@ std::size_t count_runs(const std::string& db_path) {
   return store::reader{db}.runs().size();
 }
 
+// A dynamic workflow: "count" outputs {"n": 3}; once that is committed, the
+// re-render adds a parallel fan-out item0..item2.
+workflow count_then_fan_out() {
+  workflow wf;
+  wf.build = [](const render_context& ctx) {
+    std::vector<node> steps{value_task("count", {{"n", 3}})};
+    if (const json* c = ctx.output("count")) {
+      std::vector<node> fan;
+      for (int i = 0; i < (*c)["n"].get<int>(); ++i)
+        fan.push_back(value_task("item" + std::to_string(i), {{"i", i}}));
+      steps.push_back(parallel(std::move(fan)));
+    }
+    return sequence(std::move(steps));
+  };
+  return wf;
+}
+
 } // namespace
 
 TEST_CASE("a C++ workflow with sequence, parallel, needs and compute tasks finishes") {
@@ -443,18 +460,7 @@ TEST_CASE("an in-memory database runs workflows too") {
 TEST_CASE("a dynamic workflow is re-rendered from committed outputs") {
   test_support::temp_dir dir;
   engine eng{config_in(dir)};
-  workflow wf;
-  wf.build = [](const render_context& ctx) {
-    std::vector<node> steps{value_task("count", {{"n", 3}})};
-    if (const json* c = ctx.output("count")) {
-      std::vector<node> fan;
-      for (int i = 0; i < (*c)["n"].get<int>(); ++i)
-        fan.push_back(value_task("item" + std::to_string(i), {{"i", i}}));
-      steps.push_back(parallel(std::move(fan)));
-    }
-    return sequence(std::move(steps));
-  };
-  auto res = eng.run(wf, {});
+  auto res = eng.run(count_then_fan_out(), {});
   REQUIRE(res.status == run_status::finished);
   CHECK(res.outputs.size() == 4);
   CHECK(res.outputs.at("item2") == json{{"i", 2}});
@@ -468,18 +474,8 @@ TEST_CASE("a dynamic workflow is re-rendered from committed outputs") {
 TEST_CASE("every node is announced pending once, stored and published alike") {
   test_support::temp_dir dir;
   engine eng{config_in(dir)};
-  workflow wf;
   // Nodes enter at the start and again when the re-render adds the fan-out.
-  wf.build = [](const render_context& ctx) {
-    std::vector<node> steps{value_task("count", {{"n", 3}})};
-    if (ctx.output("count")) {
-      std::vector<node> fan;
-      for (int i = 0; i < 3; ++i)
-        fan.push_back(value_task("item" + std::to_string(i), {{"i", i}}));
-      steps.push_back(parallel(std::move(fan)));
-    }
-    return sequence(std::move(steps));
-  };
+  workflow wf = count_then_fan_out();
   std::mutex mtx;
   std::vector<event> published;
   run_options opts;

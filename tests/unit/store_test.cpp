@@ -27,6 +27,20 @@ std::string pragma_text(database& db, const std::string& name) {
   return s.column_text(0);
 }
 
+// One integer from a plain connection (no migration, no pragmas of ours).
+std::int64_t raw_int(const std::string& path, const char* sql) {
+  sqlite3* raw = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &raw) == SQLITE_OK);
+  std::int64_t v = -1;
+  {
+    statement s(raw, sql);
+    REQUIRE(s.step());
+    v = s.column_int(0);
+  }
+  sqlite3_close(raw);
+  return v;
+}
+
 std::int64_t count(database& db, const std::string& sql) {
   statement s(db.handle(), sql);
   REQUIRE(s.step());
@@ -197,17 +211,8 @@ TEST_CASE("an older database that cannot be upgraded fails a read-only open and 
              Catch::Contains("database schema version 2 needs an upgrade to " +
                              std::to_string(schema_version) + ", which failed") &&
                  Catch::Contains("table events_v3 already exists"));
-  sqlite3* check = nullptr;
-  REQUIRE(sqlite3_open(dir.file().c_str(), &check) == SQLITE_OK);
-  {
-    statement v(check, "PRAGMA user_version");
-    REQUIRE(v.step());
-    CHECK(v.column_int(0) == 2);
-    statement t(check, "SELECT count(*) FROM sqlite_schema WHERE name = 'outputs'");
-    REQUIRE(t.step());
-    CHECK(t.column_int(0) == 1);
-  }
-  sqlite3_close(check);
+  CHECK(raw_int(dir.file(), "PRAGMA user_version") == 2);
+  CHECK(raw_int(dir.file(), "SELECT count(*) FROM sqlite_schema WHERE name = 'outputs'") == 1);
 }
 
 TEST_CASE("a database from a newer smithers is refused") {
@@ -233,17 +238,8 @@ TEST_CASE("a failed migration leaves the database as it was") {
   CHECK_THAT(db_error_of([&] { database::open(dir.file()); }),
              Catch::Contains("migration to schema version 1 failed") &&
                  Catch::Contains("table runs already exists"));
-  sqlite3* check = nullptr;
-  REQUIRE(sqlite3_open(dir.file().c_str(), &check) == SQLITE_OK);
-  {
-    statement s(check, "SELECT count(*) FROM sqlite_schema WHERE name <> 'runs'");
-    REQUIRE(s.step());
-    CHECK(s.column_int(0) == 0);
-    statement v(check, "PRAGMA user_version");
-    REQUIRE(v.step());
-    CHECK(v.column_int(0) == 0);
-  }
-  sqlite3_close(check);
+  CHECK(raw_int(dir.file(), "SELECT count(*) FROM sqlite_schema WHERE name <> 'runs'") == 0);
+  CHECK(raw_int(dir.file(), "PRAGMA user_version") == 0);
 }
 
 TEST_CASE("a read-only open of a missing file fails and creates nothing") {

@@ -119,19 +119,14 @@ public:
   // first build every pair as a two-element array, on the path of every
   // event of every task.
   void emit(const char* type, std::initializer_list<std::pair<const char*, json>> kv) {
-    json fields = json::object();
-    for (const auto& [k, v] : kv)
-      fields.emplace(k, v);
-    emit_fields(type, std::move(fields));
-  }
-
-  void emit_fields(const char* type, json fields) {
     event e;
     e.type = type;
     e.run_id = st_.ctx->run_id;
     e.seq = st_.next_seq++;
     e.timestamp_ms = util::now_ms();
-    e.fields = std::move(fields);
+    e.fields = json::object();
+    for (const auto& [k, v] : kv)
+      e.fields.emplace(k, v);
     st_.writes.push_back(
         store::append_event{store::event_row{e.run_id, e.seq, e.type, e.timestamp_ms, nullptr},
                             util::json_text(e.fields)});

@@ -1,5 +1,7 @@
 #include "store/writer.hpp"
 
+#include "util/json_text.hpp"
+
 #include <sqlite3.h>
 
 #include <unordered_map>
@@ -303,8 +305,10 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
         s.bind_int(8, c.at_ms);
         s.step();
       }
-      // The payload as append_event would write it (keys sorted).
-      payload = R"({"iteration":0,"node_id":)" + json(n.node_id).dump() + "}";
+      // The payload as the supervisor writes an event's fields (keys sorted).
+      payload = R"({"iteration":0,"node_id":)";
+      util::append_json(payload, n.node_id);
+      payload += '}';
       auto& s = append_event_;
       in_use use{s};
       s.bind_text_ref(1, c.run_id);
