@@ -106,12 +106,15 @@ TEST_CASE("opening a new file creates it with the current schema") {
   CHECK(std::filesystem::exists(dir.file()));
   CHECK(db.user_version() == schema_version);
   CHECK(db.path() == dir.file());
-  for (const char* table : {"runs", "nodes", "attempts", "events", "frames", "trees"})
+  for (const char* table : {"runs", "nodes", "attempts", "event_chunks", "frames", "trees"})
     CHECK(count(db, std::string("SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND "
                                 "name = '") +
                         table + "'") == 1);
   // v3 keeps outputs on their attempts.
   CHECK(count(db, "SELECT count(*) FROM sqlite_schema WHERE name = 'outputs'") == 0);
+  // v4 stores events in chunks and shows them, one row each, in a view.
+  CHECK(count(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'view' AND name = 'events'") ==
+        1);
 }
 
 TEST_CASE("reopening a migrated database keeps its version and its data") {
@@ -610,6 +613,119 @@ TEST_CASE("a failing command leaves nothing of its batch behind") {
   CHECK(reader(other).events("r1").size() == 2);
 }
 
+TEST_CASE("a version 3 database is migrated to event chunks, one per event, read as before") {
+  temp_dir dir;
+  sqlite3* raw = nullptr;
+  REQUIRE(sqlite3_open(dir.file().c_str(), &raw) == SQLITE_OK);
+  auto exec = [&](const std::string& sql) {
+    char* err = nullptr;
+    int rc = sqlite3_exec(raw, sql.c_str(), nullptr, nullptr, &err);
+    INFO((err ? err : ""));
+    REQUIRE(rc == SQLITE_OK);
+  };
+  for (const auto& m : migrations())
+    if (m.version <= 3) exec(m.sql);
+  exec("PRAGMA user_version = 3");
+  exec(R"sql(
+INSERT INTO runs (run_id, workflow_name, status, created_ms, updated_ms, run_no)
+  VALUES ('r1', 'wf', 'finished', 10, 10, 1), ('r2', 'wf', 'running', 20, 20, 2);
+INSERT INTO events (id, run_id, seq, type, timestamp_ms, payload_json) VALUES
+  ((1 << 32) + 0, 'r1', 0, 'RunStarted', 11, '{}'),
+  ((2 << 32) + 0, 'r2', 0, 'RunStarted', 21, NULL),
+  ((1 << 32) + 1, 'r1', 1, 'NodeOutput', 12, '{"node_id":"a","output":{"text":"é \"q\""}}'),
+  ((1 << 32) + 2, 'r1', 2, 'RunFinished', 13, '{"duration_ms":2}');
+)sql");
+  sqlite3_close(raw);
+
+  auto db = database::open(dir.file());
+  CHECK(db.user_version() == schema_version);
+  CHECK(count(db, "SELECT count(*) FROM event_chunks") == 4);
+  reader rd(db);
+  auto e1 = rd.events("r1");
+  REQUIRE(e1.size() == 3);
+  CHECK(e1[1].seq == 1);
+  CHECK(e1[1].type == "NodeOutput");
+  CHECK(e1[1].timestamp_ms == 12);
+  CHECK(e1[1].payload["output"] == json{{"text", "é \"q\""}});
+  CHECK(e1[1].payload["run_id"] == "r1");
+  auto e2 = rd.events("r2");
+  REQUIRE(e2.size() == 1);
+  CHECK(e2[0].payload == json{{"type", "RunStarted"},
+                              {"run_id", "r2"},
+                              {"seq", 0},
+                              {"timestamp_ms", 21}}); // a NULL payload reads as no fields
+  CHECK(rd.max_event_seq("r1") == 2);
+  CHECK(rd.events("r1", 0, 1).at(0).seq == 1);
+  // The view shows one row per event, as the table did.
+  CHECK(count(db, "SELECT count(*) FROM events WHERE run_id = 'r1'") == 3);
+  CHECK(count(db, "SELECT timestamp_ms FROM events WHERE run_id = 'r1' AND seq = 2") == 13);
+  CHECK(count(db, "SELECT payload_json ->> '$.output.text' = 'é \"q\"' FROM events "
+                  "WHERE type = 'NodeOutput'") == 1);
+  // Appends go on after the migrated events.
+  writer(db).apply({append_event{make_event("r1", 3)}});
+  CHECK(rd.max_event_seq("r1") == 3);
+}
+
+TEST_CASE("event chunks read back event by event, from any seq, with a limit") {
+  auto db = database::open(":memory:");
+  writer w(db);
+  w.apply({insert_run{make_run("r1")}, insert_run{make_run("r2")}});
+  // Seqs 0..2 in one chunk, 3 alone, 4..8 in a chunk; r2's chunk between.
+  auto chunk = [](std::int64_t first, std::int64_t count) {
+    std::string text = "[";
+    for (std::int64_t i = 0; i < count; ++i)
+      text += (i ? "," : "") + std::string(R"(["T",)") + std::to_string(first + i) + R"(,{"n":)" +
+              std::to_string(first + i) + "}]";
+    return append_events{"r1", first, count, text + "]"};
+  };
+  w.apply({chunk(0, 3), append_events{"r2", 0, 1, R"([["U",1,{}]])"}});
+  w.apply({append_event{make_event("r1", 3)}, chunk(4, 5)});
+  reader rd(db);
+  CHECK(rd.max_event_seq("r1") == 8);
+  CHECK(rd.max_event_seq("r2") == 0);
+  for (std::int64_t after = -1; after <= 9; ++after)
+    for (std::size_t limit : {1, 2, 4, 100}) {
+      auto events = rd.events("r1", after, limit);
+      auto expected = std::min<std::int64_t>(static_cast<std::int64_t>(limit), 8 - after);
+      INFO("after " << after << ", limit " << limit);
+      REQUIRE(static_cast<std::int64_t>(events.size()) == std::max<std::int64_t>(0, expected));
+      for (std::size_t i = 0; i < events.size(); ++i) {
+        std::int64_t seq = after + 1 + static_cast<std::int64_t>(i);
+        CHECK(events[i].seq == seq);
+        CHECK(events[i].run_id == "r1");
+        if (seq != 3) {
+          CHECK(events[i].timestamp_ms == seq);
+          CHECK(events[i].payload["n"] == seq);
+        }
+      }
+    }
+  CHECK(rd.events("r2").size() == 1);
+  CHECK(rd.events("r1", -1, 0).empty());
+}
+
+TEST_CASE("event chunks that overlap stored events are refused, and nothing is written") {
+  auto db = database::open(":memory:");
+  writer w(db);
+  w.apply({insert_run{make_run("r1")},
+           append_events{"r1", 2, 3, R"([["T",0,{}],["T",0,{}],["T",0,{}]])"}}); // seqs 2..4
+  auto refused = [&](append_events c) {
+    return db_error_of([&] { w.apply({append_event{make_event("r1", 9)}, std::move(c)}); });
+  };
+  CHECK_THAT(refused({"r1", 0, 3, R"([["T",0,{}],["T",0,{}],["T",0,{}]])"}),
+             Catch::Contains("overlap")); // 0..2 reaches into 2..4
+  CHECK_THAT(refused({"r1", 4, 1, R"([["T",0,{}]])"}), Catch::Contains("overlap"));
+  CHECK_THAT(refused({"r1", 2, 1, R"([["T",0,{}]])"}), Catch::Contains("UNIQUE constraint failed"));
+  CHECK_THAT(refused({"r1", 4294967295, 2, R"([["T",0,{}],["T",0,{}]])"}),
+             Catch::Contains("out of range"));
+  CHECK_THAT(refused({"ghost", 0, 1, R"([["T",0,{}]])"}), Catch::Contains("no such run"));
+  // Each refusal rolled back its whole batch, seq 9 included.
+  CHECK(reader(db).max_event_seq("r1") == 4);
+  CHECK(reader(db).events("r1").size() == 3);
+  // Right after the stored ones is fine.
+  w.apply({append_events{"r1", 5, 1, R"([["T",0,{}]])"}});
+  CHECK(reader(db).max_event_seq("r1") == 5);
+}
+
 TEST_CASE("a rolled-back run's number is not reused for another run's events") {
   auto db = database::open(":memory:");
   writer w(db);
@@ -807,7 +923,8 @@ TEST_CASE("a reader connection sees committed data while the writer is open") {
   // WAL: an open write transaction neither blocks the reader nor shows it
   // uncommitted rows.
   wdb.exec("BEGIN IMMEDIATE");
-  wdb.exec("INSERT INTO events (run_id, seq, type, timestamp_ms) VALUES ('r1', 1, 'T', 0)");
+  wdb.exec("INSERT INTO event_chunks (id, run_id, last_seq, events_json) "
+           "SELECT (run_no << 32) + 1, run_id, 1, '[[\"T\",0,{}]]' FROM runs WHERE run_id = 'r1'");
   CHECK(rd.events("r1").size() == 1);
   wdb.exec("COMMIT");
   CHECK(rd.events("r1").size() == 2);

@@ -85,6 +85,11 @@ struct supervisor_state {
   std::unordered_map<caf::actor_id, std::pair<std::string, std::int64_t>> by_actor;
   std::unordered_map<std::string, std::shared_ptr<const json>> named_schemas;
   std::vector<store::command> writes;
+  // Events since the last chunk was closed (seq chunk_first on), as the text
+  // of the chunk the store will write: a batch's events go in one row.
+  std::string chunk_text;
+  std::int64_t chunk_first = 0;
+  std::int64_t chunk_count = 0;
   batch_effects effects;
   std::unordered_map<std::uint64_t, batch_effects> in_flight;
   std::uint64_t next_batch = 1;
@@ -127,10 +132,42 @@ public:
     e.fields = json::object();
     for (const auto& [k, v] : kv)
       e.fields.emplace(k, v);
-    st_.writes.push_back(
-        store::append_event{store::event_row{e.run_id, e.seq, e.type, e.timestamp_ms, nullptr},
-                            util::json_text(e.fields)});
+    add_to_chunk(e);
     st_.effects.events.push_back(std::move(e));
+  }
+
+  // Appends an event to the open chunk; a gap in seqs (nodes announced in
+  // between) or a large chunk closes it first.
+  void add_to_chunk(const event& e) {
+    constexpr std::size_t max_chunk_bytes = 256 * 1024;
+    if (st_.chunk_count > 0 &&
+        (st_.chunk_first + st_.chunk_count != e.seq || st_.chunk_text.size() >= max_chunk_bytes))
+      close_chunk();
+    auto& text = st_.chunk_text;
+    if (st_.chunk_count == 0) {
+      st_.chunk_first = e.seq;
+      text = '[';
+    } else {
+      text += ',';
+    }
+    // The type is one of our own names: nothing in it needs escaping.
+    text += "[\"";
+    text += e.type;
+    text += "\",";
+    text += std::to_string(e.timestamp_ms);
+    text += ',';
+    util::append_json(text, e.fields);
+    text += ']';
+    ++st_.chunk_count;
+  }
+
+  void close_chunk() {
+    if (st_.chunk_count == 0) return;
+    st_.chunk_text += ']';
+    st_.writes.push_back(store::append_events{st_.ctx->run_id, st_.chunk_first, st_.chunk_count,
+                                              std::move(st_.chunk_text)});
+    st_.chunk_text = std::string();
+    st_.chunk_count = 0;
   }
 
   void node_row(const std::string& id, node_state s, const task_spec* spec) {
@@ -857,6 +894,7 @@ public:
   void send_batch() {
     st_.flush_deferred = false;
     maybe_frame();
+    close_chunk();
     if (st_.writes.empty() && !st_.effects.results && !st_.effects.final) return;
     auto batch = std::make_shared<write_batch>();
     batch->commands.swap(st_.writes);

@@ -16,7 +16,7 @@ struct sqlite3_stmt;
 namespace smithers::store {
 
 /// Schema version written to PRAGMA user_version by the latest migration.
-inline constexpr int schema_version = 3;
+inline constexpr int schema_version = 4;
 
 enum class open_mode { read_write, read_only };
 enum class sync_mode { normal, full };

@@ -66,7 +66,7 @@ std::int64_t reader::max_event_seq(const std::string& run_id) const {
   auto base = key_base(run_id);
   if (!base) return -1;
   statement s(db_.handle(), R"sql(
-SELECT id - ?1 FROM events WHERE id >= ?1 AND id < ?1 + ?2 ORDER BY id DESC LIMIT 1)sql");
+SELECT last_seq FROM event_chunks WHERE id >= ?1 AND id < ?1 + ?2 ORDER BY id DESC LIMIT 1)sql");
   s.bind_int(1, *base);
   s.bind_int(2, key_span);
   return s.step() ? s.column_int(0) : -1;
@@ -171,27 +171,45 @@ std::vector<event_row> reader::events(const std::string& run_id, std::int64_t af
                                       std::size_t limit) const {
   std::vector<event_row> rows;
   auto base = key_base(run_id);
-  if (!base) return rows;
+  if (!base || limit == 0) return rows;
+  after_seq = std::max<std::int64_t>(after_seq, -1);
+  // From the chunk that holds seq after_seq + 1 (the last one starting at or
+  // before it), in order.
   statement s(db_.handle(), R"sql(
-SELECT run_id, seq, type, timestamp_ms, payload_json
-FROM events WHERE id > ?1 + ?2 AND id < ?1 + ?4 ORDER BY id LIMIT ?3)sql");
+SELECT id - ?1, events_json FROM event_chunks
+WHERE id >= COALESCE((SELECT max(id) FROM event_chunks WHERE id >= ?1 AND id <= ?1 + ?2 + 1), ?1)
+  AND id < ?1 + ?3
+ORDER BY id)sql");
   s.bind_int(1, *base);
-  s.bind_int(2, std::max<std::int64_t>(after_seq, -1));
-  s.bind_int(3, sql_limit(limit));
-  s.bind_int(4, key_span);
-  while (s.step()) {
-    event_row e;
-    e.run_id = s.column_text(0);
-    e.seq = s.column_int(1);
-    e.type = s.column_text(2);
-    e.timestamp_ms = s.column_int(3);
-    e.payload = s.column_json(4);
-    if (!e.payload.is_object()) e.payload = json::object();
-    e.payload["type"] = e.type;
-    e.payload["run_id"] = e.run_id;
-    e.payload["seq"] = e.seq;
-    e.payload["timestamp_ms"] = e.timestamp_ms;
-    rows.push_back(std::move(e));
+  s.bind_int(2, after_seq);
+  s.bind_int(3, key_span);
+  while (rows.size() < limit && s.step()) {
+    std::int64_t first = s.column_int(0);
+    json chunk = s.column_json(1);
+    if (!chunk.is_array())
+      throw smithers_error(errc::db_error, "event chunk " + std::to_string(first) + " of run " +
+                                               run_id + " is not a JSON array");
+    for (std::size_t k = 0; k < chunk.size() && rows.size() < limit; ++k) {
+      std::int64_t seq = first + static_cast<std::int64_t>(k);
+      if (seq <= after_seq) continue;
+      json& entry = chunk[k];
+      if (!entry.is_array() || entry.size() != 3 || !entry[0].is_string() ||
+          !entry[1].is_number_integer())
+        throw smithers_error(errc::db_error, "event " + std::to_string(seq) + " of run " + run_id +
+                                                 " is malformed");
+      event_row e;
+      e.run_id = run_id;
+      e.seq = seq;
+      e.type = entry[0].get<std::string>();
+      e.timestamp_ms = entry[1].get<std::int64_t>();
+      e.payload = std::move(entry[2]);
+      if (!e.payload.is_object()) e.payload = json::object();
+      e.payload["type"] = e.type;
+      e.payload["run_id"] = e.run_id;
+      e.payload["seq"] = e.seq;
+      e.payload["timestamp_ms"] = e.timestamp_ms;
+      rows.push_back(std::move(e));
+    }
   }
   return rows;
 }

@@ -46,11 +46,13 @@ public:
   /// The highest event seq of a run, -1 when it has none.
   std::int64_t max_event_seq(const std::string& run_id) const;
 
-private:
-  /// Events and frames are keyed run_no << 32 | seq (frame_no): a run's
-  /// rows are the keys [base, base + key_span). nullopt: no such run.
-  std::optional<std::int64_t> key_base(const std::string& run_id) const;
+  /// Event chunks and frames are keyed run_no << 32 | seq (frame_no): a
+  /// run's rows are the keys [base, base + key_span).
   static constexpr std::int64_t key_span = std::int64_t{1} << 32;
+
+private:
+  /// The run's key base; nullopt: no such run.
+  std::optional<std::int64_t> key_base(const std::string& run_id) const;
 
   database& db_;
 };

@@ -1,9 +1,11 @@
 #include "store/writer.hpp"
 
+#include "store/reader.hpp"
 #include "util/json_text.hpp"
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <unordered_map>
 
 namespace smithers::store {
@@ -37,6 +39,10 @@ struct describe {
   }
   std::string operator()(const append_event& c) const {
     return "append_event " + c.row.run_id + " seq " + std::to_string(c.row.seq);
+  }
+  std::string operator()(const append_events& c) const {
+    return "append_events " + c.run_id + " seq " + std::to_string(c.first_seq) + ".." +
+           std::to_string(c.first_seq + c.count - 1);
   }
   std::string operator()(const store_frame& c) const {
     return "store_frame " + c.row.run_id + " frame " + std::to_string(c.row.frame_no);
@@ -99,9 +105,14 @@ WHERE run_id = ?1 AND node_id = ?2 AND iteration = ?3 AND attempt = ?4
 UPDATE attempts SET heartbeat_ms = ?5, heartbeat_json = ?6
 WHERE run_id = ?1 AND node_id = ?2 AND iteration = ?3 AND attempt = ?4
   AND (heartbeat_ms IS NULL OR heartbeat_ms <= ?5))sql"),
-        append_event_(db, R"sql(
-INSERT INTO events (id, run_id, seq, type, timestamp_ms, payload_json)
-VALUES ((?6 << 32) + ?2, ?1, ?2, ?3, ?4, ?5))sql"),
+        insert_chunk_(db, R"sql(
+INSERT INTO event_chunks (id, run_id, last_seq, events_json) VALUES (?1, ?2, ?3, ?4))sql"),
+        // A chunk must not overlap its neighbours in the run's key range (the
+        // same first seq is the primary key's to refuse).
+        chunk_overlap_(db, R"sql(
+SELECT EXISTS (SELECT 1 FROM event_chunks WHERE id > ?1 AND id <= ?1 + ?2)
+    OR COALESCE((SELECT last_seq FROM event_chunks WHERE id < ?1 AND id >= ?3
+                 ORDER BY id DESC LIMIT 1) >= ?1 - ?3, 0))sql"),
         store_frame_(db, R"sql(
 INSERT INTO frames (id, run_id, frame_no, tree_hash, tree_json, created_ms, keyframe,
                     snapshot_json)
@@ -237,18 +248,54 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
   }
 
   void operator()(const append_event& c) {
-    auto& s = append_event_;
-    in_use use{s};
     const event_row& e = c.row;
-    s.bind_int(6, run_no(e.run_id));
-    s.bind_text_ref(1, e.run_id);
-    s.bind_int(2, e.seq);
-    s.bind_text_ref(3, e.type);
-    s.bind_int(4, e.timestamp_ms);
+    std::string text = "[";
+    append_entry(text, e.type, e.timestamp_ms);
     if (!c.payload_text.empty())
-      s.bind_text_ref(5, c.payload_text);
+      text += c.payload_text;
+    else if (e.payload.is_null())
+      text += "{}";
     else
-      s.bind_json(5, e.payload);
+      util::append_json(text, e.payload, json::error_handler_t::replace); // as bind_json
+    text += "]]";
+    insert_chunk(e.run_id, e.seq, 1, text);
+  }
+
+  void operator()(const append_events& c) {
+    if (c.count > 0) insert_chunk(c.run_id, c.first_seq, c.count, c.text);
+  }
+
+  // Opens a chunk entry: `["type",timestamp_ms,` (the fields follow).
+  static void append_entry(std::string& out, const std::string& type, std::int64_t at_ms) {
+    out += '[';
+    util::append_json(out, type);
+    out += ',';
+    out += std::to_string(at_ms);
+    out += ',';
+  }
+
+  void insert_chunk(const std::string& run_id, std::int64_t first_seq, std::int64_t count,
+                    const std::string& text) {
+    if (first_seq < 0 || count < 1 || first_seq + count > reader::key_span)
+      throw smithers_error(errc::db_error, "event seq out of range");
+    std::int64_t base = run_no(run_id) << 32;
+    std::int64_t id = base + first_seq;
+    {
+      auto& s = chunk_overlap_;
+      in_use use{s};
+      s.bind_int(1, id);
+      s.bind_int(2, count - 1);
+      s.bind_int(3, base);
+      s.step();
+      if (s.column_int(0) != 0)
+        throw smithers_error(errc::db_error, "events overlap events already stored");
+    }
+    auto& s = insert_chunk_;
+    in_use use{s};
+    s.bind_int(1, id);
+    s.bind_text_ref(2, run_id);
+    s.bind_int(3, first_seq + count - 1);
+    s.bind_text_ref(4, text);
     s.step();
   }
 
@@ -288,36 +335,37 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
     if (!c.nodes) return;
     static const std::string pending = "pending";
     static const std::string type = "NodePending";
-    std::string payload;
-    std::int64_t no = run_no(c.run_id);
-    for (std::size_t i = 0; i < c.nodes->size(); ++i) {
-      const pending_node& n = (*c.nodes)[i];
-      {
-        auto& s = upsert_node_;
-        in_use use{s};
-        s.bind_text_ref(1, c.run_id);
-        s.bind_text_ref(2, n.node_id);
-        s.bind_int(3, 0);
-        s.bind_text_ref(4, pending);
-        s.bind_int(5, 0);
-        s.bind_text_ref(6, n.label);
-        s.bind_text_ref(7, n.kind);
-        s.bind_int(8, c.at_ms);
-        s.step();
-      }
-      // The payload as the supervisor writes an event's fields (keys sorted).
-      payload = R"({"iteration":0,"node_id":)";
-      util::append_json(payload, n.node_id);
-      payload += '}';
-      auto& s = append_event_;
+    const auto& nodes = *c.nodes;
+    for (const pending_node& n : nodes) {
+      auto& s = upsert_node_;
       in_use use{s};
       s.bind_text_ref(1, c.run_id);
-      s.bind_int(2, c.first_seq + static_cast<std::int64_t>(i));
-      s.bind_text_ref(3, type);
-      s.bind_int(4, c.at_ms);
-      s.bind_text_ref(5, payload);
-      s.bind_int(6, no);
+      s.bind_text_ref(2, n.node_id);
+      s.bind_int(3, 0);
+      s.bind_text_ref(4, pending);
+      s.bind_int(5, 0);
+      s.bind_text_ref(6, n.label);
+      s.bind_text_ref(7, n.kind);
+      s.bind_int(8, c.at_ms);
       s.step();
+    }
+    // The NodePending events, in chunks small enough to read back one at a
+    // time; fields as the supervisor writes them (keys sorted).
+    constexpr std::size_t per_chunk = 1024;
+    std::string text;
+    for (std::size_t first = 0; first < nodes.size(); first += per_chunk) {
+      std::size_t end = std::min(nodes.size(), first + per_chunk);
+      text = "[";
+      for (std::size_t i = first; i < end; ++i) {
+        if (i > first) text += ',';
+        append_entry(text, type, c.at_ms);
+        text += R"({"iteration":0,"node_id":)";
+        util::append_json(text, nodes[i].node_id);
+        text += "}]";
+      }
+      text += ']';
+      insert_chunk(c.run_id, c.first_seq + static_cast<std::int64_t>(first),
+                   static_cast<std::int64_t>(end - first), text);
     }
   }
 
@@ -386,8 +434,8 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
   sqlite3* db_;
   statement begin_, commit_, rollback_;
   statement insert_run_, run_no_, update_run_status_, upsert_node_, insert_attempt_,
-      finish_attempt_, heartbeat_, heartbeat_data_, append_event_, store_frame_, attempt_meta_,
-      store_tree_, touch_run_, request_cancel_, claim_run_;
+      finish_attempt_, heartbeat_, heartbeat_data_, insert_chunk_, chunk_overlap_, store_frame_,
+      attempt_meta_, store_tree_, touch_run_, request_cancel_, claim_run_;
   std::unordered_map<std::string, std::int64_t> run_nos_;
 };
 

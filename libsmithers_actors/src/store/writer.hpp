@@ -57,6 +57,15 @@ struct append_event {
   /// store text, not a second copy of the JSON.
   std::string payload_text = {};
 };
+/// Events seq first_seq .. first_seq + count - 1 of one run, stored as one
+/// chunk: `text` is their JSON array, [[type, timestamp_ms, {fields}], ...].
+/// A chunk that overlaps events already stored fails the batch.
+struct append_events {
+  std::string run_id;
+  std::int64_t first_seq = 0;
+  std::int64_t count = 0;
+  std::string text;
+};
 /// The owner's liveness heartbeat; never moves the time backwards, and only
 /// the current owner's counts (a run taken over by force keeps its new one).
 struct touch_run {
@@ -98,8 +107,8 @@ struct set_attempt_meta {
 };
 /// An output copied without an attempt (a fork's finished nodes).
 /// Nodes entering a run: each gets a pending node row (attempts 0) and a
-/// NodePending event, seq first_seq + i. One command instead of two per
-/// node keeps announcing a large tree small in memory.
+/// NodePending event, seq first_seq + i (stored in chunks). One command
+/// instead of two per node keeps announcing a large tree small in memory.
 struct pending_node {
   std::string node_id;
   std::string label;
@@ -112,9 +121,10 @@ struct add_pending_nodes {
   std::int64_t at_ms = 0;
 };
 
-using command = std::variant<insert_run, update_run_status, upsert_node, insert_attempt,
-                             finish_attempt, record_heartbeat, append_event, store_frame, touch_run,
-                             request_cancel, claim_run, set_attempt_meta, add_pending_nodes>;
+using command =
+    std::variant<insert_run, update_run_status, upsert_node, insert_attempt, finish_attempt,
+                 record_heartbeat, append_event, append_events, store_frame, touch_run,
+                 request_cancel, claim_run, set_attempt_meta, add_pending_nodes>;
 
 class writer {
 public:
