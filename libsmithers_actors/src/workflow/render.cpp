@@ -1,6 +1,7 @@
 #include "workflow/render.hpp"
 
 #include "util/hash.hpp"
+#include "util/json_text.hpp"
 
 namespace smithers {
 
@@ -57,7 +58,8 @@ json canonical_tree(const node& n) {
 rendered_tree render(const workflow& wf, const render_context& ctx) {
   rendered_tree r;
   r.root = wf.dynamic() ? wf.build(ctx) : wf.root;
-  r.canonical = std::make_shared<const std::string>(canonical_tree(r.root).dump());
+  // json_text: dump()'s bytes (the hash must not change), without its cost.
+  r.canonical = std::make_shared<const std::string>(util::json_text(canonical_tree(r.root)));
   r.hash = util::sha256_hex(*r.canonical);
   return r;
 }
