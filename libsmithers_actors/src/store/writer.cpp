@@ -89,6 +89,9 @@ VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
 ON CONFLICT (run_id, node_id, iteration) DO UPDATE SET
   state = excluded.state, attempts = excluded.attempts, label = excluded.label,
   kind = excluded.kind, updated_ms = excluded.updated_ms)sql"),
+        update_node_(db, R"sql(
+UPDATE nodes SET state = ?4, attempts = ?5, label = ?6, kind = ?7, updated_ms = ?8
+WHERE run_id = ?1 AND node_id = ?2 AND iteration = ?3)sql"),
         insert_attempt_(db, R"sql(
 INSERT INTO attempts (run_id, node_id, iteration, attempt, state, started_ms, finished_ms,
                       heartbeat_ms, heartbeat_json, error_json, meta_json, cached, output_json)
@@ -188,9 +191,15 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
   }
 
   void operator()(const upsert_node& c) {
-    auto& s = upsert_node_;
-    in_use use{s};
     const node_row& n = c.row;
+    // Nearly always the node's row exists (it was written pending): a plain
+    // UPDATE by key is cheaper than an upsert's failed insert.
+    if (set_node(update_node_, n)) return;
+    set_node(upsert_node_, n);
+  }
+
+  static bool set_node(statement& s, const node_row& n) {
+    in_use use{s};
     s.bind_text_ref(1, n.run_id);
     s.bind_text_ref(2, n.node_id);
     s.bind_int(3, n.iteration);
@@ -200,6 +209,7 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
     s.bind_text_ref(7, n.kind);
     s.bind_int(8, n.updated_ms);
     s.step();
+    return s.changes() > 0;
   }
 
   void operator()(const insert_attempt& c) {
@@ -433,7 +443,7 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
 
   sqlite3* db_;
   statement begin_, commit_, rollback_;
-  statement insert_run_, run_no_, update_run_status_, upsert_node_, insert_attempt_,
+  statement insert_run_, run_no_, update_run_status_, upsert_node_, update_node_, insert_attempt_,
       finish_attempt_, heartbeat_, heartbeat_data_, insert_chunk_, chunk_overlap_, store_frame_,
       attempt_meta_, store_tree_, touch_run_, request_cancel_, claim_run_;
   std::unordered_map<std::string, std::int64_t> run_nos_;
