@@ -47,6 +47,25 @@ std::int64_t count(database& db, const std::string& sql) {
   return s.column_int(0);
 }
 
+// Writes a database file at an older schema version (its migrations, run
+// raw), then `rows` in that version's tables, as an older smithers left it.
+void write_old_schema(const std::string& path, int version, const std::string& rows) {
+  sqlite3* raw = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &raw) == SQLITE_OK);
+  auto exec = [&](const std::string& sql) {
+    char* err = nullptr;
+    int rc = sqlite3_exec(raw, sql.c_str(), nullptr, nullptr, &err);
+    INFO((err ? err : ""));
+    sqlite3_free(err);
+    REQUIRE(rc == SQLITE_OK);
+  };
+  for (const auto& m : migrations())
+    if (m.version <= version) exec(m.sql);
+  exec("PRAGMA user_version = " + std::to_string(version));
+  exec(rows);
+  sqlite3_close(raw);
+}
+
 // Runs f and returns the DB_ERROR message it throws ("" if it did not throw).
 template <class F> std::string db_error_of(F&& f) {
   try {
@@ -130,20 +149,9 @@ TEST_CASE("reopening a migrated database keeps its version and its data") {
 
 TEST_CASE("a version 2 database is migrated to keyed events and frames, outputs on attempts") {
   temp_dir dir;
-  sqlite3* raw = nullptr;
-  REQUIRE(sqlite3_open(dir.file().c_str(), &raw) == SQLITE_OK);
-  auto exec = [&](const std::string& sql) {
-    char* err = nullptr;
-    int rc = sqlite3_exec(raw, sql.c_str(), nullptr, nullptr, &err);
-    INFO((err ? err : ""));
-    REQUIRE(rc == SQLITE_OK);
-  };
-  for (const auto& m : migrations())
-    if (m.version <= 2) exec(m.sql);
-  exec("PRAGMA user_version = 2");
   // Two runs whose rows interleave; r2 was forked and carried b's output in
   // without an attempt, as v2 forks did.
-  exec(R"sql(
+  write_old_schema(dir.file(), 2, R"sql(
 INSERT INTO runs (run_id, workflow_name, status, created_ms, updated_ms)
   VALUES ('r1', 'wf', 'finished', 10, 10), ('r2', 'wf', 'running', 20, 20);
 INSERT INTO events VALUES ('r1', 0, 'RunStarted', 11, '{}'), ('r2', 0, 'RunStarted', 21, '{}'),
@@ -156,7 +164,6 @@ INSERT INTO attempts (run_id, node_id, iteration, attempt, state, started_ms)
   VALUES ('r1', 'a', 0, 1, 'failed', 11), ('r1', 'a', 0, 2, 'finished', 12);
 INSERT INTO outputs VALUES ('r1', 'a', 0, '{"x":1}'), ('r2', 'b', 0, '{"y":2}');
 )sql");
-  sqlite3_close(raw);
 
   {
     // A reading command upgrades the file too: its queries need v3.
@@ -615,18 +622,7 @@ TEST_CASE("a failing command leaves nothing of its batch behind") {
 
 TEST_CASE("a version 3 database is migrated to event chunks, one per event, read as before") {
   temp_dir dir;
-  sqlite3* raw = nullptr;
-  REQUIRE(sqlite3_open(dir.file().c_str(), &raw) == SQLITE_OK);
-  auto exec = [&](const std::string& sql) {
-    char* err = nullptr;
-    int rc = sqlite3_exec(raw, sql.c_str(), nullptr, nullptr, &err);
-    INFO((err ? err : ""));
-    REQUIRE(rc == SQLITE_OK);
-  };
-  for (const auto& m : migrations())
-    if (m.version <= 3) exec(m.sql);
-  exec("PRAGMA user_version = 3");
-  exec(R"sql(
+  write_old_schema(dir.file(), 3, R"sql(
 INSERT INTO runs (run_id, workflow_name, status, created_ms, updated_ms, run_no)
   VALUES ('r1', 'wf', 'finished', 10, 10, 1), ('r2', 'wf', 'running', 20, 20, 2);
 INSERT INTO events (id, run_id, seq, type, timestamp_ms, payload_json) VALUES
@@ -635,7 +631,6 @@ INSERT INTO events (id, run_id, seq, type, timestamp_ms, payload_json) VALUES
   ((1 << 32) + 1, 'r1', 1, 'NodeOutput', 12, '{"node_id":"a","output":{"text":"é \"q\""}}'),
   ((1 << 32) + 2, 'r1', 2, 'RunFinished', 13, '{"duration_ms":2}');
 )sql");
-  sqlite3_close(raw);
 
   auto db = database::open(dir.file());
   CHECK(db.user_version() == schema_version);
