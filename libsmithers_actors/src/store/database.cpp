@@ -131,6 +131,12 @@ database database::open(const std::string& path, open_mode mode, sync_mode sync)
     }
     db.exec(sync == sync_mode::full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
     db.exec("PRAGMA foreign_keys=ON");
+    // Checkpoint every 4,000 WAL pages (16 MB) instead of 1,000: each
+    // checkpoint writes the pages back and syncs twice, and hot pages (the
+    // tables' last pages) are written back once per checkpoint however often
+    // they were committed. Chain steps ×0.92 wall time (paired, 11 runs);
+    // 8,000 measured no better.
+    db.exec("PRAGMA wal_autocheckpoint=4000");
   });
   migrate(db);
   return db;
