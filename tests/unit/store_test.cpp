@@ -134,6 +134,8 @@ TEST_CASE("opening a new file creates it with the current schema") {
   // v4 stores events in chunks and shows them, one row each, in a view.
   CHECK(count(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'view' AND name = 'events'") ==
         1);
+  // Checkpoints every 4,000 WAL pages (docs/operations.md: the WAL's size).
+  CHECK(count(db, "PRAGMA wal_autocheckpoint") == 4000);
 }
 
 TEST_CASE("reopening a migrated database keeps its version and its data") {
@@ -719,6 +721,34 @@ TEST_CASE("event chunks that overlap stored events are refused, and nothing is w
   // Right after the stored ones is fine.
   w.apply({append_events{"r1", 5, 1, R"([["T",0,{}]])"}});
   CHECK(reader(db).max_event_seq("r1") == 5);
+}
+
+TEST_CASE("a damaged event chunk is reported as DB_ERROR, naming the run and the seq") {
+  temp_dir dir;
+  auto db = database::open(dir.file());
+  writer(db).apply({insert_run{make_run("r1")}});
+  auto put = [&](std::int64_t first, std::int64_t last, const std::string& text) {
+    statement s(db.handle(), "INSERT INTO event_chunks (id, run_id, last_seq, events_json) "
+                             "SELECT (run_no << 32) + ?1, run_id, ?2, ?3 FROM runs");
+    s.bind_int(1, first);
+    s.bind_int(2, last);
+    s.bind_text(3, text);
+    s.step();
+  };
+  reader rd(db);
+  put(0, 0, R"({"not":"an array"})");
+  CHECK_THAT(db_error_of([&] { rd.events("r1"); }),
+             Catch::Contains("event chunk 0 of run r1 is not a JSON array"));
+  db.exec("DELETE FROM event_chunks");
+  for (const char* entry : {R"(["T",1])", R"([1,1,{}])", R"(["T","1",{}])", R"("T")"}) {
+    INFO(entry);
+    put(0, 1, std::string(R"([["T",0,{}],)") + entry + "]");
+    CHECK_THAT(db_error_of([&] { rd.events("r1"); }),
+               Catch::Contains("event 1 of run r1 is malformed"));
+    // The good event before it is still readable on its own.
+    CHECK(rd.events("r1", -1, 1).size() == 1);
+    db.exec("DELETE FROM event_chunks");
+  }
 }
 
 TEST_CASE("a rolled-back run's number is not reused for another run's events") {

@@ -8,7 +8,6 @@
 #include "spec/template.hpp"
 #include "spec/validate.hpp"
 #include "util/clock.hpp"
-#include "util/json_text.hpp"
 #include "util/owner.hpp"
 
 #include <spdlog/spdlog.h>
@@ -150,14 +149,7 @@ public:
     } else {
       text += ',';
     }
-    // The type is one of our own names: nothing in it needs escaping.
-    text += "[\"";
-    text += e.type;
-    text += "\",";
-    text += std::to_string(e.timestamp_ms);
-    text += ',';
-    util::append_json(text, e.fields);
-    text += ']';
+    store::append_chunk_entry(text, e.type, e.timestamp_ms, e.fields);
     ++st_.chunk_count;
   }
 

@@ -19,6 +19,26 @@ struct in_use {
   ~in_use() { s.reset(); }
 };
 
+// Opens a chunk entry: `["type",timestamp_ms,` (the fields and `]` follow).
+void begin_chunk_entry(std::string& out, const std::string& type, std::int64_t at_ms) {
+  out += '[';
+  // Event types are names like "NodeStarted": appended as they are (without
+  // a JSON copy per event); anything else goes through the JSON writer.
+  bool name = !type.empty() && std::all_of(type.begin(), type.end(), [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+  });
+  if (name) {
+    out += '"';
+    out += type;
+    out += '"';
+  } else {
+    util::append_json(out, type);
+  }
+  out += ',';
+  out += std::to_string(at_ms);
+  out += ',';
+}
+
 // For error messages only.
 struct describe {
   std::string operator()(const insert_run& c) const { return "insert_run " + c.row.run_id; }
@@ -260,28 +280,14 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
   void operator()(const append_event& c) {
     const event_row& e = c.row;
     std::string text = "[";
-    append_entry(text, e.type, e.timestamp_ms);
-    if (!c.payload_text.empty())
-      text += c.payload_text;
-    else if (e.payload.is_null())
-      text += "{}";
-    else
-      util::append_json(text, e.payload, json::error_handler_t::replace); // as bind_json
-    text += "]]";
+    append_chunk_entry(text, e.type, e.timestamp_ms,
+                       e.payload.is_null() ? json::object() : e.payload);
+    text += ']';
     insert_chunk(e.run_id, e.seq, 1, text);
   }
 
   void operator()(const append_events& c) {
     if (c.count > 0) insert_chunk(c.run_id, c.first_seq, c.count, c.text);
-  }
-
-  // Opens a chunk entry: `["type",timestamp_ms,` (the fields follow).
-  static void append_entry(std::string& out, const std::string& type, std::int64_t at_ms) {
-    out += '[';
-    util::append_json(out, type);
-    out += ',';
-    out += std::to_string(at_ms);
-    out += ',';
   }
 
   void insert_chunk(const std::string& run_id, std::int64_t first_seq, std::int64_t count,
@@ -368,7 +374,7 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
       text = "[";
       for (std::size_t i = first; i < end; ++i) {
         if (i > first) text += ',';
-        append_entry(text, type, c.at_ms);
+        begin_chunk_entry(text, type, c.at_ms);
         text += R"({"iteration":0,"node_id":)";
         util::append_json(text, nodes[i].node_id);
         text += "}]";
@@ -448,6 +454,13 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
       attempt_meta_, store_tree_, touch_run_, request_cancel_, claim_run_;
   std::unordered_map<std::string, std::int64_t> run_nos_;
 };
+
+void append_chunk_entry(std::string& out, const std::string& type, std::int64_t at_ms,
+                        const json& fields) {
+  begin_chunk_entry(out, type, at_ms);
+  util::append_json(out, fields, json::error_handler_t::replace); // as bind_json
+  out += ']';
+}
 
 writer::writer(database& db) : impl_(std::make_unique<impl>(db.handle())) {}
 

@@ -50,16 +50,14 @@ struct record_heartbeat {
   json data; // null: keep the previous data
   bool has_data = false;
 };
+/// One event (row.payload: its fields), stored as a chunk of one.
 struct append_event {
   event_row row;
-  /// The payload already serialized (written instead of row.payload when
-  /// set): the supervisor keeps the fields for its subscribers and hands the
-  /// store text, not a second copy of the JSON.
-  std::string payload_text = {};
 };
 /// Events seq first_seq .. first_seq + count - 1 of one run, stored as one
-/// chunk: `text` is their JSON array, [[type, timestamp_ms, {fields}], ...].
-/// A chunk that overlaps events already stored fails the batch.
+/// chunk: `text` is their JSON array, [[type, timestamp_ms, {fields}], ...]
+/// (entries written by append_chunk_entry). A chunk that overlaps events
+/// already stored fails the batch.
 struct append_events {
   std::string run_id;
   std::int64_t first_seq = 0;
@@ -125,6 +123,11 @@ using command =
     std::variant<insert_run, update_run_status, upsert_node, insert_attempt, finish_attempt,
                  record_heartbeat, append_event, append_events, store_frame, touch_run,
                  request_cancel, claim_run, set_attempt_meta, add_pending_nodes>;
+
+/// Appends one event's chunk entry, `["type",timestamp_ms,{fields}]`, to
+/// `out` (the caller writes the array's brackets and commas).
+void append_chunk_entry(std::string& out, const std::string& type, std::int64_t at_ms,
+                        const json& fields);
 
 class writer {
 public:
