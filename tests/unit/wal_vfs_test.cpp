@@ -10,8 +10,10 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
+#include <filesystem>
 #include <string>
 #include <sys/wait.h>
 #include <thread>
@@ -214,4 +216,78 @@ TEST_CASE("wal_vfs: a writer killed at any moment keeps every reported commit",
       expected_rows += ((i % 9 == 4) ? 40 : 1 + i % 3) + 1;
     CHECK(reader.int_of("SELECT count(*) FROM t") == expected_rows);
   }
+}
+
+// Background checkpoints (store/checkpointer.hpp) replace the automatic one
+// of the write connection: the WAL stays bounded, checkpointed pages reach
+// the database file while the writer goes on, and nothing is lost.
+namespace {
+
+std::uintmax_t size_of(const std::string& path) {
+  std::error_code ec;
+  auto n = std::filesystem::file_size(path, ec);
+  return ec ? 0 : n;
+}
+
+// The largest the WAL may get: `frames` frames of 4 KB pages and a header.
+std::uintmax_t wal_bytes(int frames) {
+  return 32 + static_cast<std::uintmax_t>(frames) * (4096 + 24);
+}
+
+} // namespace
+
+TEST_CASE("checkpointer: a thread checkpoints while the writer goes on", "[store][checkpoint]") {
+  temp_dir dir;
+  {
+    auto db = open_with_table(dir.file());
+    db.checkpoint_in_background(20, 100);
+    std::uintmax_t largest_wal = 0;
+    for (int i = 0; i < 400; ++i) {
+      insert_rows(db, i, 1, 3000); // a page or two per commit
+      largest_wal = std::max(largest_wal, size_of(dir.file() + "-wal"));
+    }
+    // The thread runs on its own: give it time to finish what it was asked.
+    for (int i = 0; i < 250 && db.background_checkpoints() == 0; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    CHECK(db.background_checkpoints() >= 1);
+    // Pages reached the database file before any close: ~1.2 MB of rows.
+    CHECK(size_of(dir.file()) > 400u * 3000 / 2);
+    // Bounded by the cap, plus the one commit that crosses it.
+    CHECK(largest_wal <= wal_bytes(100 + 4));
+    plain_connection reader(dir.file());
+    CHECK(reader.int_of("SELECT count(*) FROM t") == 400);
+    CHECK(reader.text_of("PRAGMA integrity_check") == "ok");
+  }
+  // The last connection to close checkpointed and removed the WAL.
+  CHECK_FALSE(std::filesystem::exists(dir.file() + "-wal"));
+  plain_connection reader(dir.file());
+  CHECK(reader.int_of("SELECT count(*) FROM t") == 400);
+}
+
+TEST_CASE("checkpointer: at the cap the writer checkpoints itself", "[store][checkpoint]") {
+  // A thread that is never asked (its threshold is out of reach) leaves the
+  // WAL to the cap alone.
+  temp_dir dir;
+  auto db = open_with_table(dir.file());
+  db.checkpoint_in_background(1 << 30, 50);
+  std::uintmax_t largest_wal = 0;
+  for (int i = 0; i < 200; ++i) {
+    insert_rows(db, i, 1, 3000);
+    largest_wal = std::max(largest_wal, size_of(dir.file() + "-wal"));
+  }
+  CHECK(db.background_checkpoints() == 0);
+  CHECK(db.capped_checkpoints() >= 2);
+  CHECK(largest_wal <= wal_bytes(50 + 4));
+  plain_connection reader(dir.file());
+  CHECK(reader.int_of("SELECT count(*) FROM t") == 200);
+  CHECK(reader.text_of("PRAGMA integrity_check") == "ok");
+}
+
+TEST_CASE("checkpointer: not for in-memory databases", "[store][checkpoint]") {
+  auto db = database::open(":memory:");
+  db.checkpoint_in_background(1, 2);
+  db.exec("CREATE TABLE t (id INTEGER PRIMARY KEY)");
+  db.exec("INSERT INTO t VALUES (1)");
+  CHECK(db.background_checkpoints() == 0);
+  CHECK(db.capped_checkpoints() == 0);
 }

@@ -275,6 +275,8 @@ engine::engine(engine_config cfg) : impl_(std::make_unique<impl>()) {
   impl_->db = std::make_shared<store::database>(store::database::open(
       c.db_path, store::open_mode::read_write,
       c.synchronous_full ? store::sync_mode::full : store::sync_mode::normal));
+  // Checkpoints off the write path (store/checkpointer.hpp).
+  impl_->db->checkpoint_in_background();
   std::size_t threads = c.scheduler_threads ? c.scheduler_threads : default_scheduler_threads();
   impl_->sys_cfg.set("scheduler.max-threads", threads);
   // Idle CAF workers spin briefly, then poll every 50 us for 25 ms, then

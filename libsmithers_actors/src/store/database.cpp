@@ -1,5 +1,6 @@
 #include "store/database.hpp"
 
+#include "store/checkpointer.hpp"
 #include "store/schema.hpp"
 #include "store/wal_vfs.hpp"
 #include "util/json_text.hpp"
@@ -139,6 +140,8 @@ database database::open(const std::string& path, open_mode mode, sync_mode sync)
     db.exec("PRAGMA wal_autocheckpoint=4000");
   });
   migrate(db);
+  db.writable_ = true;
+  db.full_sync_ = sync == sync_mode::full;
   return db;
 }
 
@@ -155,21 +158,49 @@ std::optional<database> database::open_existing(const std::string& path) {
   }
 }
 
+database::database(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+
 database::database(database&& other) noexcept
-    : db_(std::exchange(other.db_, nullptr)), path_(std::move(other.path_)) {}
+    : db_(std::exchange(other.db_, nullptr)), path_(std::move(other.path_)),
+      writable_(other.writable_), full_sync_(other.full_sync_),
+      checkpointer_(std::move(other.checkpointer_)) {}
 
 database& database::operator=(database&& other) noexcept {
   if (this != &other) {
-    if (db_) sqlite3_close_v2(db_);
+    close();
     db_ = std::exchange(other.db_, nullptr);
     path_ = std::move(other.path_);
+    writable_ = other.writable_;
+    full_sync_ = other.full_sync_;
+    checkpointer_ = std::move(other.checkpointer_);
   }
   return *this;
 }
 
 database::~database() {
+  close();
+}
+
+void database::close() {
+  checkpointer_.reset(); // its connection first: the last one to close cleans up the WAL
   // close_v2: statements still alive (a bug, but not a crash) keep it open.
   if (db_) sqlite3_close_v2(db_);
+  db_ = nullptr;
+}
+
+// The defaults: every 4,000 new WAL frames, as the automatic checkpoint was
+// (see open), and by the writer itself at 16,000 (64 MB of 4 KB pages).
+void database::checkpoint_in_background(int every_frames, int cap_frames) {
+  if (checkpointer_ || !writable_ || is_memory(path_)) return;
+  checkpointer_ = std::make_unique<checkpointer>(db_, path_, full_sync_, every_frames, cap_frames);
+}
+
+std::int64_t database::background_checkpoints() const {
+  return checkpointer_ ? checkpointer_->background_checkpoints() : 0;
+}
+
+std::int64_t database::capped_checkpoints() const {
+  return checkpointer_ ? checkpointer_->inline_checkpoints() : 0;
 }
 
 void database::exec(const std::string& sql) {

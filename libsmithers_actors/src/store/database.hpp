@@ -6,6 +6,7 @@
 #include <smithers/errors.hpp>
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -14,6 +15,8 @@ struct sqlite3;
 struct sqlite3_stmt;
 
 namespace smithers::store {
+
+class checkpointer;
 
 /// Schema version written to PRAGMA user_version by the latest migration.
 inline constexpr int schema_version = 4;
@@ -50,10 +53,26 @@ public:
   /// PRAGMA user_version.
   int user_version() const;
 
+  /// From now on WAL checkpoints run on a thread of their own, every
+  /// `every_frames` new WAL frames, instead of in the COMMIT that crosses
+  /// the threshold; at `cap_frames` the writer checkpoints itself so the WAL
+  /// stays bounded (store/checkpointer.hpp). The engine's write connection
+  /// does this. No-op for ":memory:" and read-only connections, and when
+  /// already on.
+  void checkpoint_in_background(int every_frames = 4000, int cap_frames = 16000);
+  /// Checkpoints run so far by that thread and by the writer at the cap
+  /// (0 when off).
+  std::int64_t background_checkpoints() const;
+  std::int64_t capped_checkpoints() const;
+
 private:
-  database(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+  database(sqlite3* db, std::string path);
+  void close();
   sqlite3* db_ = nullptr;
   std::string path_;
+  bool writable_ = false;
+  bool full_sync_ = false;
+  std::unique_ptr<checkpointer> checkpointer_; // stopped before db_ closes
 };
 
 /// Throws smithers_error(DB_ERROR) "<context>: <sqlite3_errmsg(db)>".
