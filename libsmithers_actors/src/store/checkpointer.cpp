@@ -9,8 +9,8 @@
 namespace smithers::store {
 
 checkpointer::checkpointer(sqlite3* writer, const std::string& path, bool full_sync,
-                           int every_frames, int cap_frames)
-    : writer_(writer), every_(every_frames), cap_(cap_frames) {
+                           int every_frames, int cap_frames, int restore_autocheckpoint)
+    : writer_(writer), every_(every_frames), cap_(cap_frames), restore_(restore_autocheckpoint) {
   int rc = sqlite3_open_v2(path.c_str(), &own_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
                            wal_vfs::name());
   if (rc == SQLITE_OK)
@@ -28,7 +28,7 @@ checkpointer::checkpointer(sqlite3* writer, const std::string& path, bool full_s
 }
 
 checkpointer::~checkpointer() {
-  sqlite3_wal_autocheckpoint(writer_, every_);
+  sqlite3_wal_autocheckpoint(writer_, restore_);
   {
     std::lock_guard<std::mutex> lk(mtx_);
     stop_ = true;
@@ -54,7 +54,7 @@ int checkpointer::on_commit(void* arg, sqlite3* db, const char* schema, int fram
     int rc = sqlite3_wal_checkpoint_v2(db, schema, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
     if (rc == SQLITE_OK) {
       self->requested_at_ = 0;
-      self->inline_done_.fetch_add(1);
+      self->capped_done_.fetch_add(1);
     } else if (rc != SQLITE_BUSY) {
       spdlog::warn("WAL checkpoint failed: {}", sqlite3_errmsg(db));
     }

@@ -41,16 +41,17 @@ public:
   /// at `cap_frames`. `full_sync`: the checkpoint connection syncs as
   /// synchronous=FULL does. Throws DB_ERROR if its connection cannot open.
   checkpointer(sqlite3* writer, const std::string& path, bool full_sync, int every_frames,
-               int cap_frames);
+               int cap_frames, int restore_autocheckpoint);
   /// Stops the thread (a checkpoint under way finishes first), closes its
-  /// connection and gives `writer` SQLite's automatic checkpoint back.
+  /// connection and gives `writer` SQLite's automatic checkpoint back, every
+  /// `restore_autocheckpoint` pages.
   ~checkpointer();
   checkpointer(const checkpointer&) = delete;
   checkpointer& operator=(const checkpointer&) = delete;
 
   /// Checkpoints finished so far: by the thread, and by the writer at the cap.
   std::int64_t background_checkpoints() const { return background_done_.load(); }
-  std::int64_t inline_checkpoints() const { return inline_done_.load(); }
+  std::int64_t capped_checkpoints() const { return capped_done_.load(); }
 
 private:
   static int on_commit(void* self, sqlite3* db, const char* schema, int frames);
@@ -60,6 +61,7 @@ private:
   sqlite3* own_ = nullptr;
   const int every_;
   const int cap_;
+  const int restore_;
   int requested_at_ = 0; // WAL frames when the last checkpoint was asked for (writer's thread)
   std::mutex mtx_;
   std::condition_variable cv_;   // to the thread: a checkpoint is wanted, or stop
@@ -68,7 +70,7 @@ private:
   bool running_ = false;
   bool stop_ = false;
   std::atomic<std::int64_t> background_done_{0};
-  std::atomic<std::int64_t> inline_done_{0};
+  std::atomic<std::int64_t> capped_done_{0};
   std::thread thread_;
 };
 

@@ -21,6 +21,10 @@ class checkpointer;
 /// Schema version written to PRAGMA user_version by the latest migration.
 inline constexpr int schema_version = 4;
 
+/// WAL pages between checkpoints of a read-write connection (SQLite's
+/// wal_autocheckpoint, and the background checkpointer's interval).
+inline constexpr int checkpoint_pages = 4000;
+
 enum class open_mode { read_write, read_only };
 enum class sync_mode { normal, full };
 
@@ -59,7 +63,8 @@ public:
   /// stays bounded (store/checkpointer.hpp). The engine's write connection
   /// does this. No-op for ":memory:" and read-only connections, and when
   /// already on.
-  void checkpoint_in_background(int every_frames = 4000, int cap_frames = 16000);
+  void checkpoint_in_background(int every_frames = checkpoint_pages,
+                                int cap_frames = 4 * checkpoint_pages);
   /// Checkpoints run so far by that thread and by the writer at the cap
   /// (0 when off).
   std::int64_t background_checkpoints() const;
