@@ -4,6 +4,7 @@
 // as a crash in an executor would.
 #include <catch2/catch.hpp>
 
+#include "actors/messages.hpp"
 #include "actors/persistence_actor.hpp"
 #include "actors/run_supervisor.hpp"
 #include "store/reader.hpp"
@@ -62,7 +63,15 @@ struct harness {
     row.run_id = ctx->run_id;
     row.status = "running";
     row.created_ms = row.updated_ms = ctx->started_ms;
-    store::writer{*db}.apply({store::insert_run{row}});
+    // Through the persistence actor, which owns the connection (a writer of
+    // our own on this thread would race with the actor's use of it).
+    auto batch = std::make_shared<actors::write_batch>();
+    batch->commands.push_back(store::insert_run{row});
+    caf::scoped_actor self{*sys};
+    self->send(persistence, actors::write_atom::value, std::uint64_t{1}, batch);
+    self->receive([](actors::committed_atom, std::uint64_t) {},
+                  [](actors::failed_atom, std::uint64_t, const std::string&,
+                     const std::string& msg) { FAIL("inserting the run failed: " << msg); });
     std::promise<run_result> done;
     auto fut = done.get_future();
     ctx->on_end = [&done](run_result r) { done.set_value(std::move(r)); };
