@@ -452,6 +452,83 @@ TEST_CASE("upserting a node updates it in place and keeps first-appearance order
   CHECK(reader(db).nodes("other").empty());
 }
 
+// The writer remembers the rowids of the node and attempt rows it inserted
+// and updates them by rowid. Rows moved under it (deleted and written again
+// by another connection, as an import or a VACUUM may) must still be found
+// by their key, and no other row may be touched.
+TEST_CASE("updates find their rows by key when the rows moved under the writer") {
+  temp_dir dir;
+  auto path = dir.file("s.db");
+  auto db = database::open(path);
+  writer w(db);
+  auto attempt_a = make_attempt("r1", "a");
+  auto attempt_b = make_attempt("r1", "b");
+  w.apply({insert_run{make_run("r1")},
+           upsert_node{node_row{"r1", "a", 0, "pending", 0, "A", "compute", 1}},
+           upsert_node{node_row{"r1", "b", 0, "pending", 0, "B", "compute", 1}},
+           insert_attempt{attempt_a}, insert_attempt{attempt_b}});
+  {
+    // Another connection swaps the two nodes' (and attempts') rowids.
+    auto other = database::open(path);
+    for (const char* table : {"nodes", "attempts"}) {
+      std::string t = table;
+      other.exec("BEGIN IMMEDIATE");
+      other.exec("CREATE TEMP TABLE saved AS SELECT * FROM " + t + " ORDER BY rowid DESC");
+      other.exec("DELETE FROM " + t);
+      other.exec("INSERT INTO " + t + " SELECT * FROM saved");
+      other.exec("DROP TABLE saved");
+      other.exec("COMMIT");
+    }
+    CHECK(count(other, "SELECT rowid FROM nodes WHERE node_id = 'b'") <
+          count(other, "SELECT rowid FROM nodes WHERE node_id = 'a'"));
+  }
+  w.apply({upsert_node{node_row{"r1", "a", 0, "finished", 1, "A", "compute", 5}},
+           finish_attempt{"r1", "a", 0, 1, "finished", 50, nullptr, json{{"x", 1}}, nullptr}});
+  auto nodes = reader(db).nodes("r1");
+  REQUIRE(nodes.size() == 2);
+  for (const auto& n : nodes) {
+    CAPTURE(n.node_id);
+    CHECK(n.state == (n.node_id == "a" ? "finished" : "pending"));
+  }
+  auto attempts = reader(db).attempts("r1");
+  REQUIRE(attempts.size() == 2);
+  CHECK(attempts[0].node_id == "a");
+  CHECK(attempts[0].state == "finished");
+  CHECK(attempts[1].state == "in-progress");
+  auto outputs = reader(db).outputs("r1");
+  REQUIRE(outputs.size() == 1);
+  CHECK(outputs[0].node_id == "a");
+
+  SECTION("and so does the next update of the same rows") {
+    w.apply({upsert_node{node_row{"r1", "b", 0, "failed", 1, "B", "compute", 6}},
+             upsert_node{node_row{"r1", "a", 0, "cancelled", 1, "A", "compute", 6}}});
+    nodes = reader(db).nodes("r1");
+    REQUIRE(nodes.size() == 2);
+    for (const auto& n : nodes)
+      CHECK(n.state == (n.node_id == "a" ? "cancelled" : "failed"));
+  }
+}
+
+TEST_CASE("a node row written again after a rolled-back insert is updated, not another") {
+  auto db = database::open(":memory:");
+  writer w(db);
+  w.apply({insert_run{make_run("r1")}});
+  // The batch inserts node x, then fails: x's row is rolled back.
+  CHECK_THROWS_AS(
+      w.apply({upsert_node{node_row{"r1", "x", 0, "pending", 0, "", "value", 1}},
+               finish_attempt{"r1", "ghost", 0, 1, "finished", 2, nullptr, std::nullopt, nullptr}}),
+      smithers_error);
+  // y now gets the rowid x had; x's update must not land on y.
+  w.apply({upsert_node{node_row{"r1", "y", 0, "pending", 0, "", "value", 3}}});
+  w.apply({upsert_node{node_row{"r1", "x", 0, "finished", 1, "", "value", 4}}});
+  auto nodes = reader(db).nodes("r1");
+  REQUIRE(nodes.size() == 2);
+  CHECK(nodes[0].node_id == "y");
+  CHECK(nodes[0].state == "pending");
+  CHECK(nodes[1].node_id == "x");
+  CHECK(nodes[1].state == "finished");
+}
+
 TEST_CASE("an attempt round-trips and heartbeats update it") {
   auto db = database::open(":memory:");
   writer w(db);

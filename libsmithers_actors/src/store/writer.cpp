@@ -19,6 +19,51 @@ struct in_use {
   ~in_use() { s.reset(); }
 };
 
+// Rowids of the rows a run rewrites again and again (a node's row: pending,
+// in progress, finished; an attempt's: started, finished), so an update
+// finds its row by rowid instead of seeking through the index on the text
+// key (run_id, node_id, ...): ~2,000 instructions a seek, one or two per
+// task. Every update by rowid still compares the key on the row, so a
+// stale rowid (a rolled-back insert, a VACUUM run by another process) only
+// means a fallback to the key. Per run; dropped when the run ends.
+class rowid_cache {
+public:
+  std::optional<std::int64_t> find(const std::string& run_id, const std::string& key) const {
+    auto r = runs_.find(run_id);
+    if (r == runs_.end()) return std::nullopt;
+    auto it = r->second.find(key);
+    if (it == r->second.end()) return std::nullopt;
+    return it->second;
+  }
+  void put(const std::string& run_id, std::string key, std::int64_t rowid) {
+    runs_[run_id][std::move(key)] = rowid;
+  }
+  void forget(const std::string& run_id, const std::string& key) {
+    auto r = runs_.find(run_id);
+    if (r != runs_.end()) r->second.erase(key);
+  }
+  void forget_run(const std::string& run_id) { runs_.erase(run_id); }
+  void clear() { runs_.clear(); }
+
+private:
+  std::unordered_map<std::string, std::unordered_map<std::string, std::int64_t>> runs_;
+};
+
+// A node's or attempt's key within its run. Node ids are [A-Za-z0-9_-], so
+// '/' cannot be part of one; short ones stay in the string's own buffer.
+std::string row_key(const std::string& node_id, std::int64_t iteration, std::int64_t attempt = 0) {
+  std::string k = node_id;
+  if (iteration != 0 || attempt != 0) {
+    k += '/';
+    k += std::to_string(iteration);
+  }
+  if (attempt != 0) {
+    k += '/';
+    k += std::to_string(attempt);
+  }
+  return k;
+}
+
 // Opens a chunk entry: `["type",timestamp_ms,` (the fields and `]` follow).
 void begin_chunk_entry(std::string& out, const std::string& type, std::int64_t at_ms) {
   out += '[';
@@ -112,6 +157,9 @@ ON CONFLICT (run_id, node_id, iteration) DO UPDATE SET
         update_node_(db, R"sql(
 UPDATE nodes SET state = ?4, attempts = ?5, label = ?6, kind = ?7, updated_ms = ?8
 WHERE run_id = ?1 AND node_id = ?2 AND iteration = ?3)sql"),
+        update_node_at_(db, R"sql(
+UPDATE nodes SET state = ?4, attempts = ?5, label = ?6, kind = ?7, updated_ms = ?8
+WHERE rowid = ?9 AND run_id = ?1 AND node_id = ?2 AND iteration = ?3)sql"),
         insert_attempt_(db, R"sql(
 INSERT INTO attempts (run_id, node_id, iteration, attempt, state, started_ms, finished_ms,
                       heartbeat_ms, heartbeat_json, error_json, meta_json, cached, output_json)
@@ -120,6 +168,10 @@ VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13))sql"),
 UPDATE attempts SET state = ?5, finished_ms = ?6, error_json = ?7,
   meta_json = COALESCE(?8, meta_json), output_json = ?9
 WHERE run_id = ?1 AND node_id = ?2 AND iteration = ?3 AND attempt = ?4)sql"),
+        finish_attempt_at_(db, R"sql(
+UPDATE attempts SET state = ?5, finished_ms = ?6, error_json = ?7,
+  meta_json = COALESCE(?8, meta_json), output_json = ?9
+WHERE rowid = ?10 AND run_id = ?1 AND node_id = ?2 AND iteration = ?3 AND attempt = ?4)sql"),
         heartbeat_(db, R"sql(
 UPDATE attempts SET heartbeat_ms = ?5
 WHERE run_id = ?1 AND node_id = ?2 AND iteration = ?3 AND attempt = ?4
@@ -208,18 +260,36 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
     s.bind_opt_int(5, c.finished_ms);
     s.step();
     if (s.changes() == 0) throw smithers_error(errc::db_error, "no such run");
+    if (c.finished_ms) {
+      node_rowids_.forget_run(c.run_id);
+      attempt_rowids_.forget_run(c.run_id);
+    }
   }
 
   void operator()(const upsert_node& c) {
     const node_row& n = c.row;
+    auto key = row_key(n.node_id, n.iteration);
+    if (auto rowid = node_rowids_.find(n.run_id, key)) {
+      if (set_node(update_node_at_, n, *rowid)) return;
+      node_rowids_.forget(n.run_id, key);
+    }
     // Nearly always the node's row exists (it was written pending): a plain
     // UPDATE by key is cheaper than an upsert's failed insert.
     if (set_node(update_node_, n)) return;
+    sqlite3_set_last_insert_rowid(db_, 0);
     set_node(upsert_node_, n);
+    remember_insert(node_rowids_, n.run_id, std::move(key));
   }
 
-  static bool set_node(statement& s, const node_row& n) {
+  // After an INSERT (or an upsert that may have inserted) whose connection's
+  // last rowid was set to 0: the new row's rowid, if one was inserted.
+  void remember_insert(rowid_cache& cache, const std::string& run_id, std::string key) {
+    if (auto rowid = sqlite3_last_insert_rowid(db_)) cache.put(run_id, std::move(key), rowid);
+  }
+
+  static bool set_node(statement& s, const node_row& n, std::int64_t rowid = 0) {
     in_use use{s};
+    if (rowid) s.bind_int(9, rowid);
     s.bind_text_ref(1, n.run_id);
     s.bind_text_ref(2, n.node_id);
     s.bind_int(3, n.iteration);
@@ -247,22 +317,34 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
     s.bind_int(12, a.cached ? 1 : 0);
     bind_output(s, 13, a.output);
     s.step();
+    // A finished attempt (a value task's) is not written again.
+    if (!a.finished_ms)
+      attempt_rowids_.put(a.run_id, row_key(a.node_id, a.iteration, a.attempt),
+                          sqlite3_last_insert_rowid(db_));
   }
 
   void operator()(const finish_attempt& c) {
-    {
-      auto& s = finish_attempt_;
-      in_use use{s};
-      bind_attempt_key(s, c.run_id, c.node_id, c.iteration, c.attempt);
-      s.bind_text_ref(5, c.state);
-      s.bind_int(6, c.finished_ms);
-      s.bind_json(7, c.error);
-      s.bind_json(8, c.meta);
-      bind_output(s, 9, c.output);
-      s.step();
-      // An output must never appear without its attempt.
-      if (s.changes() == 0) throw smithers_error(errc::db_error, "no such attempt");
-    }
+    auto key = row_key(c.node_id, c.iteration, c.attempt);
+    auto rowid = attempt_rowids_.find(c.run_id, key);
+    // Written once more at most (a heartbeat may come later, by key).
+    if (rowid) attempt_rowids_.forget(c.run_id, key);
+    if (rowid && finish_attempt(finish_attempt_at_, c, *rowid)) return;
+    // An output must never appear without its attempt.
+    if (!finish_attempt(finish_attempt_, c))
+      throw smithers_error(errc::db_error, "no such attempt");
+  }
+
+  static bool finish_attempt(statement& s, const finish_attempt& c, std::int64_t rowid = 0) {
+    in_use use{s};
+    if (rowid) s.bind_int(10, rowid);
+    bind_attempt_key(s, c.run_id, c.node_id, c.iteration, c.attempt);
+    s.bind_text_ref(5, c.state);
+    s.bind_int(6, c.finished_ms);
+    s.bind_json(7, c.error);
+    s.bind_json(8, c.meta);
+    bind_output(s, 9, c.output);
+    s.step();
+    return s.changes() > 0;
   }
 
   // A heartbeat for an unknown attempt changes nothing and is not an error:
@@ -363,7 +445,9 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
       s.bind_text_ref(6, n.label);
       s.bind_text_ref(7, n.kind);
       s.bind_int(8, c.at_ms);
+      sqlite3_set_last_insert_rowid(db_, 0);
       s.step();
+      remember_insert(node_rowids_, c.run_id, row_key(n.node_id, 0));
     }
     // The NodePending events, in chunks small enough to read back one at a
     // time; fields as the supervisor writes them (keys sorted).
@@ -441,6 +525,8 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
 
   void rollback() {
     run_nos_.clear();
+    node_rowids_.clear();
+    attempt_rowids_.clear();
     // Some errors (disk full, I/O) already rolled the transaction back.
     if (sqlite3_get_autocommit(db_)) return;
     in_use use{rollback_};
@@ -449,10 +535,12 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
 
   sqlite3* db_;
   statement begin_, commit_, rollback_;
-  statement insert_run_, run_no_, update_run_status_, upsert_node_, update_node_, insert_attempt_,
-      finish_attempt_, heartbeat_, heartbeat_data_, insert_chunk_, chunk_overlap_, store_frame_,
-      attempt_meta_, store_tree_, touch_run_, request_cancel_, claim_run_;
+  statement insert_run_, run_no_, update_run_status_, upsert_node_, update_node_, update_node_at_,
+      insert_attempt_, finish_attempt_, finish_attempt_at_, heartbeat_, heartbeat_data_,
+      insert_chunk_, chunk_overlap_, store_frame_, attempt_meta_, store_tree_, touch_run_,
+      request_cancel_, claim_run_;
   std::unordered_map<std::string, std::int64_t> run_nos_;
+  rowid_cache node_rowids_, attempt_rowids_;
 };
 
 void append_chunk_entry(std::string& out, const std::string& type, std::int64_t at_ms,
