@@ -31,6 +31,14 @@ template <class Int> void append_int(std::string& out, Int v) {
 
 } // namespace
 
+void append_json_string(std::string& out, const std::string& s, json::error_handler_t handler) {
+  append_string(out, s, handler);
+}
+
+void append_json_int(std::string& out, std::int64_t v) {
+  append_int(out, v);
+}
+
 void append_json(std::string& out, const json& v, json::error_handler_t handler) {
   switch (v.type()) {
   case json::value_t::null:

@@ -11,6 +11,7 @@
 
 #include <smithers/errors.hpp>
 
+#include <cstdint>
 #include <string>
 
 namespace smithers::util {
@@ -18,6 +19,13 @@ namespace smithers::util {
 /// Appends v's text to out; `handler` as in json::dump.
 void append_json(std::string& out, const json& v,
                  json::error_handler_t handler = json::error_handler_t::strict);
+
+/// Appends the JSON string for s (as json(s).dump(), without the copy).
+void append_json_string(std::string& out, const std::string& s,
+                        json::error_handler_t handler = json::error_handler_t::strict);
+
+/// Appends the decimal integer v.
+void append_json_int(std::string& out, std::int64_t v);
 
 /// v.dump(-1, ' ', false, handler), faster.
 std::string json_text(const json& v, json::error_handler_t handler = json::error_handler_t::strict);

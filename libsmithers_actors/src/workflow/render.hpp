@@ -22,7 +22,10 @@ struct rendered_tree {
 rendered_tree render(const workflow& wf, const render_context& ctx);
 
 /// Canonical JSON of a tree: kinds, ids, options; callables appear as
-/// "<inline>" since code has no JSON form.
-json canonical_tree(const node& root);
+/// "<inline>" since code has no JSON form. The text is what json::dump()
+/// writes for that object (compact, keys sorted); it is what the tree's hash
+/// is taken of, so it must not change between versions.
+std::string canonical_text(const node& root);
+json canonical_tree(const node& root); // canonical_text, parsed
 
 } // namespace smithers

@@ -1,0 +1,149 @@
+// The canonical text of a tree is what the tree's hash is taken of: it must
+// be exactly what dump() gives for the tree built as a JSON object (the form
+// of every earlier version), for every option a task can carry.
+#include <catch2/catch.hpp>
+
+#include "workflow/render.hpp"
+
+#include <random>
+
+using namespace smithers;
+
+namespace {
+
+// The tree as a JSON object, built the way render did before it wrote the
+// text directly: the oracle for canonical_text.
+json reference(const node& n) {
+  if (n.is_task() && n.task) {
+    const task_spec& t = *n.task;
+    json j = {{"task", n.id}, {"type", to_string(t.kind)}};
+    switch (t.kind) {
+    case task_kind::value:
+      j["value"] = t.value;
+      break;
+    case task_kind::command:
+      if (t.use_shell)
+        j["run"] = t.shell;
+      else
+        j["run"] = t.argv;
+      break;
+    case task_kind::compute:
+      j["compute"] = t.compute ? std::string{"<inline>"} : t.compute_name;
+      break;
+    }
+    if (!t.needs.empty()) j["needs"] = t.needs;
+    if (!t.output.empty()) j["output"] = t.output;
+    if (!t.output_schema.is_null()) j["output_schema"] = t.output_schema;
+    if (t.retries) j["retries"] = t.retries;
+    if (t.retry)
+      j["retry"] = {{"initial_ms", t.retry->initial_ms},
+                    {"backoff", t.retry->backoff},
+                    {"max_ms", t.retry->max_ms},
+                    {"jitter", t.retry->jitter}};
+    if (t.timeout_ms) j["timeout_ms"] = *t.timeout_ms;
+    if (t.heartbeat_timeout_ms) j["heartbeat_timeout_ms"] = *t.heartbeat_timeout_ms;
+    if (!t.skip_if.is_null()) j["skip_if"] = t.skip_if;
+    if (t.continue_on_fail) j["continue_on_fail"] = true;
+    if (!t.label.empty()) j["label"] = t.label;
+    if (!t.env.empty()) j["env"] = t.env;
+    if (!t.cwd.empty()) j["cwd"] = t.cwd;
+    return j;
+  }
+  json kids = json::array();
+  for (const auto& c : n.children)
+    kids.push_back(reference(c));
+  json j = {{to_string(n.kind), std::move(kids)}};
+  if (n.max_concurrency) j["max_concurrency"] = *n.max_concurrency;
+  return j;
+}
+
+node every_option(const std::string& id) {
+  node n = shell_task(id, "echo \"{{input.x}}\" | tr a-z A-Z\n");
+  n.needs({"a", "b-2"})
+      .retries(3)
+      .retry(retry_policy{250, 1.5, 9000, 0.25})
+      .timeout_ms(5000)
+      .heartbeat_timeout_ms(700)
+      .output("report")
+      .label("Build \xc3\xa9t\xc3\xa9 \"quoted\"")
+      .env("B", "{{outputs.a.x}}")
+      .env("A", "plain")
+      .cwd("/tmp/w d")
+      .continue_on_fail(true)
+      .skip_if(json{{"eq", {"$input.mode", "dry"}}});
+  return n;
+}
+
+} // namespace
+
+TEST_CASE("the canonical text is dump() of the tree as a JSON object") {
+  node schema_task = compute_task("s", "registered");
+  schema_task.output_schema(
+      json{{"type", "object"}, {"properties", {{"n", {{"type", "number"}, {"minimum", 0.5}}}}}});
+  const node cases[] = {
+      value_task("v", json::object()),
+      value_task("v", json{{"z", 1}, {"a", {1.25, "x\ty", nullptr, false}}, {"m", json::object()}}),
+      command_task("c", {"git", "log", "--format=%H \"x\""}),
+      command_task("c", {}),
+      shell_task("sh", ""),
+      compute_task("f", [](task_context&) { return json::object(); }),
+      compute_task("g", "named_fn"),
+      schema_task,
+      every_option("all"),
+      sequence({}),
+      parallel({}),
+      parallel({value_task("a", json::object()), every_option("b")}, 16),
+      sequence({parallel({value_task("a", json::object())}, 2),
+                sequence({compute_task("b", "f").retries(1), command_task("c", {"true"})}),
+                parallel({})}),
+  };
+  for (const auto& n : cases) {
+    CAPTURE(reference(n).dump());
+    CHECK(canonical_text(n) == reference(n).dump());
+    CHECK(canonical_tree(n) == reference(n));
+  }
+}
+
+TEST_CASE("the canonical text is pinned: hashes of stored trees stay valid") {
+  node n = parallel({value_task("a", json{{"k", "v"}}), compute_task("b", "f").needs({"a"})}, 4);
+  CHECK(canonical_text(n) ==
+        R"({"max_concurrency":4,"parallel":[{"task":"a","type":"value","value":{"k":"v"}},)"
+        R"({"compute":"f","needs":["a"],"task":"b","type":"compute"}]})");
+}
+
+TEST_CASE("the canonical text matches dump() on random trees") {
+  std::mt19937 rng(7);
+  auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<unsigned>(n)); };
+  std::function<node(int, int&)> make = [&](int depth, int& next_id) -> node {
+    if (depth == 0 || pick(3) == 0) {
+      std::string id = "t" + std::to_string(next_id++);
+      node t = pick(3) == 0   ? value_task(id, json{{"i", next_id}})
+               : pick(2) == 0 ? compute_task(id, "f")
+                              : command_task(id, {"echo", id});
+      if (pick(2)) t.retries(pick(4));
+      if (pick(3) == 0) t.timeout_ms(1 + pick(1000));
+      if (pick(4) == 0) t.label("L" + id);
+      if (pick(4) == 0) t.retry(retry_policy{1 + pick(100), 1.0 + pick(10) / 4.0, 1000, 0.1});
+      return t;
+    }
+    std::vector<node> kids;
+    int k = pick(5);
+    for (int i = 0; i < k; ++i)
+      kids.push_back(make(depth - 1, next_id));
+    if (pick(2)) return sequence(std::move(kids));
+    return parallel(std::move(kids),
+                    pick(2) ? std::optional<std::int64_t>(1 + pick(32)) : std::nullopt);
+  };
+  for (int round = 0; round < 200; ++round) {
+    int next_id = 0;
+    node n = make(4, next_id);
+    REQUIRE(canonical_text(n) == reference(n).dump());
+  }
+}
+
+TEST_CASE("ill-formed UTF-8 in the tree is refused, as dump() refuses it") {
+  node n = value_task("v", json::object());
+  n.label("bad \xff byte");
+  CHECK_THROWS_AS(reference(n).dump(), json::type_error);
+  CHECK_THROWS_AS(canonical_text(n), json::type_error);
+}
