@@ -119,20 +119,27 @@ class supervisor {
 public:
   explicit supervisor(sup_actor* self) : self_(self), st_(self->state) {}
 
-  // Fields as (key, value) pairs: nlohmann's own initializer list would
-  // first build every pair as a two-element array, on the path of every
-  // event of every task.
-  void emit(const char* type, std::initializer_list<std::pair<const char*, json>> kv) {
+  // Fields as alternating keys and values, each value put straight into the
+  // event's object: an initializer list would first copy every value into a
+  // json of its own (an output twice), on the path of every event.
+  template <class... KV> void emit(const char* type, KV&&... kv) {
+    static_assert(sizeof...(KV) % 2 == 0, "emit takes keys and values in pairs");
     event e;
     e.type = type;
     e.run_id = st_.ctx->run_id;
     e.seq = st_.next_seq++;
     e.timestamp_ms = util::now_ms();
     e.fields = json::object();
-    for (const auto& [k, v] : kv)
-      e.fields.emplace(k, v);
+    put_fields(e.fields, std::forward<KV>(kv)...);
     add_to_chunk(e);
     st_.effects.events.push_back(std::move(e));
+  }
+
+  static void put_fields(json&) {}
+  template <class V, class... Rest>
+  static void put_fields(json& fields, const char* key, V&& value, Rest&&... rest) {
+    fields.emplace(key, std::forward<V>(value));
+    put_fields(fields, std::forward<Rest>(rest)...);
   }
 
   // Appends an event to the open chunk; a gap in seqs (nodes announced in
@@ -211,7 +218,8 @@ public:
     e.timestamp_ms = pe.at_ms;
     for (std::size_t i = 0; i < pe.nodes->size(); ++i) {
       e.seq = pe.first_seq + static_cast<std::int64_t>(i);
-      e.fields = {{"node_id", (*pe.nodes)[i].node_id}, {"iteration", 0}};
+      e.fields = json::object();
+      put_fields(e.fields, "node_id", (*pe.nodes)[i].node_id, "iteration", 0);
       st_.ctx->publish(e);
     }
   }
@@ -276,11 +284,9 @@ public:
     f.snapshot = {{"states", std::move(states)}};
     if (key) f.snapshot["input"] = *st_.ctx->input;
     st_.writes.push_back(store::store_frame{std::move(f), std::move(tree_text)});
-    emit("FrameCommitted", {{"frame_no", st_.frame_no},
-                            {"tree_hash", st_.tree.hash},
-                            {"changes", changes},
-                            {"keyframe", key}});
-    emit("SnapshotCaptured", {{"frame_no", st_.frame_no}, {"keyframe", key}, {"nodes", nodes}});
+    emit("FrameCommitted", "frame_no", st_.frame_no, "tree_hash", st_.tree.hash, "changes", changes,
+         "keyframe", key);
+    emit("SnapshotCaptured", "frame_no", st_.frame_no, "keyframe", key, "nodes", nodes);
     st_.tree_changed = false;
     ++st_.frame_no;
   }
@@ -338,12 +344,11 @@ public:
                "the process driving the run ended while this attempt was in flight"};
     for (const auto& [id, attempt] : r.orphaned) {
       st_.writes.push_back(finish_cmd(id, attempt, "cancelled", now, lost.to_json()));
-      emit("NodeCancelled",
-           {{"node_id", id}, {"iteration", 0}, {"attempt", attempt}, {"error", lost.to_json()}});
+      emit("NodeCancelled", "node_id", id, "iteration", 0, "attempt", attempt, "error",
+           lost.to_json());
     }
-    emit("RunResumed", {{"previous_owner", r.previous_owner},
-                        {"orphaned_attempts", r.orphaned.size()},
-                        {"forced", r.forced}});
+    emit("RunResumed", "previous_owner", r.previous_owner, "orphaned_attempts", r.orphaned.size(),
+         "forced", r.forced);
     for (const auto& [id, state] : r.states)
       st_.written_states[id] = to_string(state);
     rebuild(r.states);
@@ -428,7 +433,7 @@ public:
     ar.started_ms = now;
     st_.writes.push_back(store::insert_attempt{std::move(ar)});
     node_row(id, node_state::in_progress, spec.get());
-    emit("NodeStarted", {{"node_id", id}, {"iteration", 0}, {"attempt", attempt}});
+    emit("NodeStarted", "node_id", id, "iteration", 0, "attempt", attempt);
 
     auto job = std::make_shared<task_job>();
     job->run_id = st_.ctx->run_id;
@@ -513,7 +518,7 @@ public:
       ar.output = *oc.output;
     }
     st_.writes.push_back(store::insert_attempt{std::move(ar)});
-    emit("NodeStarted", {{"node_id", id}, {"iteration", 0}, {"attempt", attempt}});
+    emit("NodeStarted", "node_id", id, "iteration", 0, "attempt", attempt);
     if (oc.err) {
       live_attempt la;
       la.attempt = attempt;
@@ -523,9 +528,8 @@ public:
       return;
     }
     node_row(id, node_state::finished, spec.get());
-    emit("NodeOutput", {{"node_id", id}, {"iteration", 0}, {"output", *oc.output}});
-    emit("NodeFinished",
-         {{"node_id", id}, {"iteration", 0}, {"attempt", attempt}, {"duration_ms", 0}});
+    emit("NodeOutput", "node_id", id, "iteration", 0, "output", *oc.output);
+    emit("NodeFinished", "node_id", id, "iteration", 0, "attempt", attempt, "duration_ms", 0);
     ++st_.effects.results;
     st_.effects.values.push_back({id, std::move(*oc.output)});
   }
@@ -569,12 +573,8 @@ public:
     std::size_t bytes = has_data ? data.dump().size() : 0;
     st_.writes.push_back(std::move(rh));
     std::int64_t interval = at_ms - (la.last_hb_write_ms ? la.last_hb_write_ms : la.started_ms);
-    emit("TaskHeartbeat", {{"node_id", id},
-                           {"iteration", 0},
-                           {"attempt", la.attempt},
-                           {"has_data", has_data},
-                           {"data_bytes", bytes},
-                           {"interval_ms", interval}});
+    emit("TaskHeartbeat", "node_id", id, "iteration", 0, "attempt", la.attempt, "has_data",
+         has_data, "data_bytes", bytes, "interval_ms", interval);
     la.last_hb_write_ms = at_ms;
     if (has_data) st_.checkpoints[id] = data;
   }
@@ -615,11 +615,9 @@ public:
     st_.writes.push_back(std::move(fa));
     sched::index t = st_.plan->find(id);
     node_row(id, node_state::finished, t >= 0 ? st_.plan->specs[t].get() : nullptr);
-    emit("NodeOutput", {{"node_id", id}, {"iteration", 0}, {"output", *oc.output}});
-    emit("NodeFinished", {{"node_id", id},
-                          {"iteration", 0},
-                          {"attempt", attempt},
-                          {"duration_ms", now - la.started_ms}});
+    emit("NodeOutput", "node_id", id, "iteration", 0, "output", *oc.output);
+    emit("NodeFinished", "node_id", id, "iteration", 0, "attempt", attempt, "duration_ms",
+         now - la.started_ms);
     ++st_.effects.results;
     st_.outputs[id] = *oc.output;
     st_.dirty = true;
@@ -643,8 +641,8 @@ public:
       st_.writes.push_back(std::move(fa));
       bool back_to_pending = st_.stopping == stop_mode::interrupt;
       node_row(id, back_to_pending ? node_state::pending : node_state::cancelled, spec);
-      emit("NodeCancelled",
-           {{"node_id", id}, {"iteration", 0}, {"attempt", attempt}, {"error", why.to_json()}});
+      emit("NodeCancelled", "node_id", id, "iteration", 0, "attempt", attempt, "error",
+           why.to_json());
       return;
     }
     fa.error = err.to_json();
@@ -658,13 +656,8 @@ public:
       fa.meta = {{"retry_at_ms", now + delay}};
       st_.writes.push_back(std::move(fa));
       node_row(id, node_state::pending, spec);
-      emit("NodeRetrying", {{"node_id", id},
-                            {"iteration", 0},
-                            {"attempt", attempt},
-                            {"next_attempt", attempt + 1},
-                            {"delay_ms", delay},
-                            {"retry_at_ms", now + delay},
-                            {"error", err.to_json()}});
+      emit("NodeRetrying", "node_id", id, "iteration", 0, "attempt", attempt, "next_attempt",
+           attempt + 1, "delay_ms", delay, "retry_at_ms", now + delay, "error", err.to_json());
       ++st_.effects.results;
       if (t >= 0) {
         st_.sched->defer(t);
@@ -673,8 +666,7 @@ public:
     } else {
       st_.writes.push_back(std::move(fa));
       node_row(id, node_state::failed, spec);
-      emit("NodeFailed",
-           {{"node_id", id}, {"iteration", 0}, {"attempt", attempt}, {"error", err.to_json()}});
+      emit("NodeFailed", "node_id", id, "iteration", 0, "attempt", attempt, "error", err.to_json());
       ++st_.effects.results;
       if (t >= 0) st_.sched->complete(t, node_state::failed);
     }
@@ -704,11 +696,8 @@ public:
     std::int64_t limit = 0;
     if (t >= 0 && st_.plan->specs[t]->heartbeat_timeout_ms)
       limit = *st_.plan->specs[t]->heartbeat_timeout_ms;
-    emit("TaskHeartbeatTimeout", {{"node_id", id},
-                                  {"iteration", 0},
-                                  {"attempt", attempt},
-                                  {"heartbeat_timeout_ms", limit},
-                                  {"last_heartbeat_ms", last_beat_ms}});
+    emit("TaskHeartbeatTimeout", "node_id", id, "iteration", 0, "attempt", attempt,
+         "heartbeat_timeout_ms", limit, "last_heartbeat_ms", last_beat_ms);
     attempt_failed(id, attempt,
                    error{errc::task_heartbeat_timeout,
                          "no heartbeat for " + std::to_string(limit) + " ms",
@@ -773,13 +762,13 @@ public:
     maybe_frame();
     st_.writes.push_back(store::update_run_status{st_.ctx->run_id, to_string(status),
                                                   err ? err->to_json() : json(), now, now});
-    emit("RunStatusChanged", {{"status", to_string(status)}});
+    emit("RunStatusChanged", "status", to_string(status));
     if (status == run_status::finished)
-      emit("RunFinished", {{"duration_ms", now - st_.ctx->started_ms}});
+      emit("RunFinished", "duration_ms", now - st_.ctx->started_ms);
     else if (status == run_status::cancelled)
-      emit("RunCancelled", {{"error", err ? err->to_json() : json()}});
+      emit("RunCancelled", "error", err ? err->to_json() : json());
     else
-      emit("RunFailed", {{"error", err ? err->to_json() : json()}});
+      emit("RunFailed", "error", err ? err->to_json() : json());
     st_.effects.final = true;
     // Attempts still in flight (a failed run with in-flight siblings never
     // gets here; a render error may) end with the supervisor.
@@ -832,7 +821,7 @@ public:
   void record_skip(sched::index t, const char* reason) {
     const auto& id = st_.plan->task_ids[t];
     node_row(id, node_state::skipped, st_.plan->specs[t].get());
-    emit("NodeSkipped", {{"node_id", id}, {"iteration", 0}, {"reason", reason}});
+    emit("NodeSkipped", "node_id", id, "iteration", 0, "reason", reason);
   }
 
   void check_end() {
