@@ -452,61 +452,136 @@ TEST_CASE("upserting a node updates it in place and keeps first-appearance order
   CHECK(reader(db).nodes("other").empty());
 }
 
-// The writer remembers the rowids of the node and attempt rows it inserted
-// and updates them by rowid. Rows moved under it (deleted and written again
-// by another connection, as an import or a VACUUM may) must still be found
-// by their key, and no other row may be touched.
-TEST_CASE("updates find their rows by key when the rows moved under the writer") {
+// Schema v5 keys a run's node and attempt rows by position; the writer keeps
+// the run's keys. A run continued by another writer (a resume, in another
+// process) loads them from the file and goes on where the first one stopped.
+TEST_CASE("a second writer continues a run's rows by key, in the same order") {
+  temp_dir dir;
+  auto path = dir.file("s.db");
+  {
+    auto first = database::open(path);
+    writer(first).apply({insert_run{make_run("r0")}, insert_run{make_run("r1")},
+                         upsert_node{node_row{"r1", "a", 0, "pending", 0, "A", "compute", 1}},
+                         upsert_node{node_row{"r0", "z", 0, "pending", 0, "", "compute", 1}},
+                         upsert_node{node_row{"r1", "b", 0, "pending", 0, "B", "compute", 1}},
+                         insert_attempt{make_attempt("r1", "a")},
+                         insert_attempt{make_attempt("r1", "b")}});
+  }
+  auto db = database::open(path);
+  writer w(db);
+  w.apply({upsert_node{node_row{"r1", "a", 0, "finished", 1, "A", "compute", 5}},
+           finish_attempt{"r1", "a", 0, 1, "finished", 50, nullptr, json{{"x", 1}}, nullptr},
+           record_heartbeat{"r1", "b", 0, 1, 40, {{"p", 1}}, true},
+           upsert_node{node_row{"r1", "c", 0, "pending", 0, "C", "value", 6}},
+           insert_attempt{make_attempt("r1", "b", 2)}});
+  auto nodes = reader(db).nodes("r1");
+  REQUIRE(nodes.size() == 3);
+  CHECK(nodes[0].node_id == "a");
+  CHECK(nodes[0].state == "finished");
+  CHECK(nodes[1].node_id == "b");
+  CHECK(nodes[1].state == "pending");
+  CHECK(nodes[2].node_id == "c");
+  CHECK(reader(db).nodes("r0").size() == 1);
+  auto attempts = reader(db).attempts("r1");
+  REQUIRE(attempts.size() == 3);
+  CHECK(attempts[0].state == "finished");
+  CHECK(attempts[1].heartbeat == json{{"p", 1}});
+  CHECK(attempts[2].attempt == 2);
+  auto outputs = reader(db).outputs("r1");
+  REQUIRE(outputs.size() == 1);
+  CHECK(outputs[0].value == json{{"x", 1}});
+  // Each row sits in its run's key range, in order of first appearance.
+  CHECK(count(db, "SELECT count(*) FROM nodes WHERE id >> 32 = "
+                  "(SELECT run_no FROM runs WHERE run_id = 'r1')") == 3);
+  CHECK(count(db, "SELECT max(id) - min(id) FROM nodes WHERE run_id = 'r1'") == 2);
+
+  SECTION("an attempt stored twice is refused, and its batch leaves nothing") {
+    CHECK_THAT(db_error_of([&] {
+                 w.apply({upsert_node{node_row{"r1", "d", 0, "pending", 0, "", "value", 7}},
+                          insert_attempt{make_attempt("r1", "a")}});
+               }),
+               Catch::Contains("attempt a/0/1 is already stored"));
+    CHECK(reader(db).nodes("r1").size() == 3);
+    CHECK(reader(db).attempts("r1").size() == 3);
+  }
+}
+
+TEST_CASE("rows changed under the writer fail its batch; it then reloads the run's keys") {
   temp_dir dir;
   auto path = dir.file("s.db");
   auto db = database::open(path);
   writer w(db);
-  auto attempt_a = make_attempt("r1", "a");
-  auto attempt_b = make_attempt("r1", "b");
   w.apply({insert_run{make_run("r1")},
-           upsert_node{node_row{"r1", "a", 0, "pending", 0, "A", "compute", 1}},
-           upsert_node{node_row{"r1", "b", 0, "pending", 0, "B", "compute", 1}},
-           insert_attempt{attempt_a}, insert_attempt{attempt_b}});
-  {
-    // Another connection swaps the two nodes' (and attempts') rowids.
-    auto other = database::open(path);
-    for (const char* table : {"nodes", "attempts"}) {
-      std::string t = table;
-      other.exec("BEGIN IMMEDIATE");
-      other.exec("CREATE TEMP TABLE saved AS SELECT * FROM " + t + " ORDER BY rowid DESC");
-      other.exec("DELETE FROM " + t);
-      other.exec("INSERT INTO " + t + " SELECT * FROM saved");
-      other.exec("DROP TABLE saved");
-      other.exec("COMMIT");
-    }
-    CHECK(count(other, "SELECT rowid FROM nodes WHERE node_id = 'b'") <
-          count(other, "SELECT rowid FROM nodes WHERE node_id = 'a'"));
-  }
-  w.apply({upsert_node{node_row{"r1", "a", 0, "finished", 1, "A", "compute", 5}},
-           finish_attempt{"r1", "a", 0, 1, "finished", 50, nullptr, json{{"x", 1}}, nullptr}});
+           upsert_node{node_row{"r1", "a", 0, "pending", 0, "", "compute", 1}},
+           upsert_node{node_row{"r1", "b", 0, "pending", 0, "", "compute", 1}}});
+  database::open(path).exec("DELETE FROM nodes WHERE node_id = 'a'"); // not the owner's doing
+  CHECK_THAT(db_error_of([&] {
+               w.apply({upsert_node{node_row{"r1", "a", 0, "finished", 1, "", "compute", 2}}});
+             }),
+             Catch::Contains("not where it was"));
   auto nodes = reader(db).nodes("r1");
+  REQUIRE(nodes.size() == 1);
+  CHECK(nodes[0].state == "pending"); // b untouched
+  // The failed batch dropped the keys: the next one finds a gone and appends it.
+  w.apply({upsert_node{node_row{"r1", "a", 0, "finished", 1, "", "compute", 3}}});
+  nodes = reader(db).nodes("r1");
   REQUIRE(nodes.size() == 2);
-  for (const auto& n : nodes) {
-    CAPTURE(n.node_id);
-    CHECK(n.state == (n.node_id == "a" ? "finished" : "pending"));
-  }
-  auto attempts = reader(db).attempts("r1");
-  REQUIRE(attempts.size() == 2);
-  CHECK(attempts[0].node_id == "a");
-  CHECK(attempts[0].state == "finished");
-  CHECK(attempts[1].state == "in-progress");
-  auto outputs = reader(db).outputs("r1");
-  REQUIRE(outputs.size() == 1);
-  CHECK(outputs[0].node_id == "a");
+  CHECK(nodes[0].node_id == "b");
+  CHECK(nodes[1].node_id == "a");
+  CHECK(nodes[1].state == "finished");
+}
 
-  SECTION("and so does the next update of the same rows") {
-    w.apply({upsert_node{node_row{"r1", "b", 0, "failed", 1, "B", "compute", 6}},
-             upsert_node{node_row{"r1", "a", 0, "cancelled", 1, "A", "compute", 6}}});
-    nodes = reader(db).nodes("r1");
-    REQUIRE(nodes.size() == 2);
-    for (const auto& n : nodes)
-      CHECK(n.state == (n.node_id == "a" ? "cancelled" : "failed"));
-  }
+TEST_CASE("a version 4 database is migrated to integer-keyed nodes and attempts") {
+  temp_dir dir;
+  write_old_schema(dir.file(), 4, R"sql(
+INSERT INTO runs (run_id, workflow_name, status, created_ms, updated_ms, run_no)
+  VALUES ('r1', 'wf', 'finished', 10, 10, 1), ('r2', 'wf', 'running', 20, 20, 2);
+INSERT INTO nodes (run_id, node_id, iteration, state, attempts, label, kind, updated_ms) VALUES
+  ('r1', 'b', 0, 'finished', 2, 'B', 'compute', 11),
+  ('r2', 'x', 0, 'pending', 0, '', 'value', 21),
+  ('r1', 'a', 0, 'finished', 1, '', 'value', 12);
+INSERT INTO attempts (run_id, node_id, iteration, attempt, state, started_ms, finished_ms,
+                      heartbeat_ms, heartbeat_json, error_json, meta_json, cached, output_json)
+VALUES
+  ('r1', 'b', 0, 1, 'finished', 11, 12, 12, '{"h":1}', NULL, '{"m":1}', 0, '{"v":1}'),
+  ('r2', 'x', 0, 1, 'in-progress', 21, NULL, NULL, NULL, NULL, NULL, 0, NULL),
+  ('r1', 'a', 0, 1, 'finished', 12, 12, NULL, NULL, NULL, NULL, 1, '{"a":true}'),
+  ('r1', 'b', 0, 2, 'finished', 13, 14, NULL, NULL, NULL, NULL, 0, '{"v":2}');
+)sql");
+
+  auto db = database::open(dir.file());
+  CHECK(db.user_version() == schema_version);
+  reader rd(db);
+  auto n1 = rd.nodes("r1");
+  REQUIRE(n1.size() == 2);
+  CHECK(n1[0].node_id == "b"); // first appearance order kept
+  CHECK(n1[0].attempts == 2);
+  CHECK(n1[0].label == "B");
+  CHECK(n1[1].node_id == "a");
+  REQUIRE(rd.nodes("r2").size() == 1);
+  auto a1 = rd.attempts("r1");
+  REQUIRE(a1.size() == 3);
+  CHECK((a1[0].node_id == "a" && a1[0].cached));
+  CHECK((a1[1].node_id == "b" && a1[1].attempt == 1));
+  CHECK(a1[1].heartbeat == json{{"h", 1}});
+  CHECK(a1[1].meta == json{{"m", 1}});
+  CHECK(a1[2].attempt == 2);
+  auto outs = rd.outputs("r1");
+  REQUIRE(outs.size() == 2);
+  // In the order the outputs were written; b's is its newest attempt's.
+  CHECK((outs[0].node_id == "a" && outs[0].value == json{{"a", true}}));
+  CHECK((outs[1].node_id == "b" && outs[1].value == json{{"v", 2}}));
+  CHECK(count(db, "SELECT min(id) FROM nodes WHERE run_id = 'r2'") == (std::int64_t{2} << 32));
+  // The run goes on where the migration left it.
+  writer(db).apply(
+      {upsert_node{node_row{"r2", "x", 0, "in-progress", 1, "", "value", 30}},
+       finish_attempt{"r2", "x", 0, 1, "finished", 31, nullptr, json::object(), nullptr},
+       upsert_node{node_row{"r2", "y", 0, "pending", 0, "", "value", 32}}});
+  auto n2 = rd.nodes("r2");
+  REQUIRE(n2.size() == 2);
+  CHECK(n2[0].state == "in-progress");
+  CHECK(n2[1].node_id == "y");
+  CHECK(rd.outputs("r2").size() == 1);
 }
 
 TEST_CASE("a node row written again after a rolled-back insert is updated, not another") {
@@ -518,7 +593,7 @@ TEST_CASE("a node row written again after a rolled-back insert is updated, not a
       w.apply({upsert_node{node_row{"r1", "x", 0, "pending", 0, "", "value", 1}},
                finish_attempt{"r1", "ghost", 0, 1, "finished", 2, nullptr, std::nullopt, nullptr}}),
       smithers_error);
-  // y now gets the rowid x had; x's update must not land on y.
+  // y now takes the position x had; x's update must not land on y.
   w.apply({upsert_node{node_row{"r1", "y", 0, "pending", 0, "", "value", 3}}});
   w.apply({upsert_node{node_row{"r1", "x", 0, "finished", 1, "", "value", 4}}});
   auto nodes = reader(db).nodes("r1");
@@ -567,8 +642,10 @@ TEST_CASE("an attempt round-trips and heartbeats update it") {
     }
   }
 
-  SECTION("a heartbeat for an unknown attempt changes nothing") {
-    w.apply({record_heartbeat{"r1", "n", 2, 7, 50, {{"x", 1}}, true}});
+  SECTION("a heartbeat for an unknown attempt or run changes nothing") {
+    w.apply({record_heartbeat{"r1", "n", 2, 7, 50, {{"x", 1}}, true},
+             record_heartbeat{"ghost", "n", 2, 1, 50, {{"x", 1}}, true},
+             set_attempt_meta{"ghost", "n", 2, 1, {{"pgid", 1}}}});
     got = reader(db).attempts("r1");
     REQUIRE(got.size() == 1);
     CHECK(!got[0].heartbeat_ms);

@@ -97,11 +97,14 @@ std::vector<run_row> reader::runs(const std::string& status, std::size_t limit) 
 }
 
 std::vector<node_row> reader::nodes(const std::string& run_id) const {
-  // rowid order is first-appearance order (the writer upserts in place).
+  // A run's rows are its key range, in first-appearance order.
+  auto base = key_base(run_id);
+  if (!base) return {};
   statement s(db_.handle(), R"sql(
 SELECT run_id, node_id, iteration, state, attempts, label, kind, updated_ms
-FROM nodes WHERE run_id = ?1 ORDER BY rowid)sql");
-  s.bind_text_ref(1, run_id);
+FROM nodes WHERE id >= ?1 AND id < ?1 + ?2 ORDER BY id)sql");
+  s.bind_int(1, *base);
+  s.bind_int(2, key_span);
   std::vector<node_row> rows;
   while (s.step()) {
     node_row n;
@@ -119,11 +122,14 @@ FROM nodes WHERE run_id = ?1 ORDER BY rowid)sql");
 }
 
 std::vector<attempt_row> reader::attempts(const std::string& run_id) const {
+  auto base = key_base(run_id);
+  if (!base) return {};
   statement s(db_.handle(), R"sql(
 SELECT run_id, node_id, iteration, attempt, state, started_ms, finished_ms, heartbeat_ms,
        heartbeat_json, error_json, meta_json, cached, output_json
-FROM attempts WHERE run_id = ?1 ORDER BY node_id, iteration, attempt)sql");
-  s.bind_text_ref(1, run_id);
+FROM attempts WHERE id >= ?1 AND id < ?1 + ?2 ORDER BY node_id, iteration, attempt)sql");
+  s.bind_int(1, *base);
+  s.bind_int(2, key_span);
   std::vector<attempt_row> rows;
   while (s.step()) {
     attempt_row a;
@@ -146,15 +152,18 @@ FROM attempts WHERE run_id = ?1 ORDER BY node_id, iteration, attempt)sql");
 }
 
 std::vector<output_row> reader::outputs(const std::string& run_id) const {
+  auto base = key_base(run_id);
+  if (!base) return {};
+  // Per node, the output of its newest finished attempt; in attempt order.
   statement s(db_.handle(), R"sql(
-SELECT run_id, node_id, iteration, output_json
-FROM attempts a WHERE run_id = ?1 AND state = 'finished' AND output_json IS NOT NULL
-  AND attempt = (SELECT max(attempt) FROM attempts b
-                 WHERE b.run_id = a.run_id AND b.node_id = a.node_id
-                   AND b.iteration = a.iteration AND b.state = 'finished'
-                   AND b.output_json IS NOT NULL)
-ORDER BY rowid)sql");
-  s.bind_text_ref(1, run_id);
+SELECT run_id, node_id, iteration, output_json FROM (
+  SELECT id, run_id, node_id, iteration, output_json,
+         row_number() OVER (PARTITION BY node_id, iteration ORDER BY attempt DESC) AS newest
+  FROM attempts
+  WHERE id >= ?1 AND id < ?1 + ?2 AND state = 'finished' AND output_json IS NOT NULL)
+WHERE newest = 1 ORDER BY id)sql");
+  s.bind_int(1, *base);
+  s.bind_int(2, key_span);
   std::vector<output_row> rows;
   while (s.step()) {
     output_row o;

@@ -19,34 +19,16 @@ struct in_use {
   ~in_use() { s.reset(); }
 };
 
-// Rowids of the rows a run rewrites again and again (a node's row: pending,
-// in progress, finished; an attempt's: started, finished), so an update
-// finds its row by rowid instead of seeking through the index on the text
-// key (run_id, node_id, ...): ~2,000 instructions a seek, one or two per
-// task. Every update by rowid still compares the key on the row, so a
-// stale rowid (a rolled-back insert, a VACUUM run by another process) only
-// means a fallback to the key. Per run; dropped when the run ends.
-class rowid_cache {
-public:
-  std::optional<std::int64_t> find(const std::string& run_id, const std::string& key) const {
-    auto r = runs_.find(run_id);
-    if (r == runs_.end()) return std::nullopt;
-    auto it = r->second.find(key);
-    if (it == r->second.end()) return std::nullopt;
-    return it->second;
-  }
-  void put(const std::string& run_id, std::string key, std::int64_t rowid) {
-    runs_[run_id][std::move(key)] = rowid;
-  }
-  void forget(const std::string& run_id, const std::string& key) {
-    auto r = runs_.find(run_id);
-    if (r != runs_.end()) r->second.erase(key);
-  }
-  void forget_run(const std::string& run_id) { runs_.erase(run_id); }
-  void clear() { runs_.clear(); }
-
-private:
-  std::unordered_map<std::string, std::unordered_map<std::string, std::int64_t>> runs_;
+// The keys of a run's node and attempt rows (schema v5: rows are keyed by
+// run_no << 32 | position, not by their text key), so a write finds its row
+// by id. Loaded from the file the first time the writer touches the run (a
+// run it continues) and kept while it writes the run: a run's rows are
+// written by its owner alone. Every update by id still compares the text
+// key on the row, so stale keys make a write fail, never touch another row.
+struct run_rows {
+  std::int64_t base = 0;                                  // run_no << 32
+  std::unordered_map<std::string, std::int64_t> nodes;    // row_key -> id
+  std::unordered_map<std::string, std::int64_t> attempts; // row_key -> id
 };
 
 // A node's or attempt's key within its run. Node ids are [A-Za-z0-9_-], so
@@ -146,39 +128,34 @@ VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?
         run_no_(db, "SELECT run_no FROM runs WHERE run_id = ?1"), update_run_status_(db, R"sql(
 UPDATE runs SET status = ?2, error_json = ?3, updated_ms = ?4, finished_ms = ?5
 WHERE run_id = ?1)sql"),
-        // An upsert, not INSERT OR REPLACE: a replace would move the row to a
-        // new rowid and the reader lists nodes in rowid order.
-        upsert_node_(db, R"sql(
-INSERT INTO nodes (run_id, node_id, iteration, state, attempts, label, kind, updated_ms)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-ON CONFLICT (run_id, node_id, iteration) DO UPDATE SET
-  state = excluded.state, attempts = excluded.attempts, label = excluded.label,
-  kind = excluded.kind, updated_ms = excluded.updated_ms)sql"),
+        // A new row takes the next position in its run's key range.
+        insert_node_(db, R"sql(
+INSERT INTO nodes (id, run_id, node_id, iteration, state, attempts, label, kind, updated_ms)
+VALUES ((SELECT COALESCE(max(id) + 1, ?9) FROM nodes WHERE id >= ?9 AND id < ?9 + ?10),
+        ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8))sql"),
         update_node_(db, R"sql(
 UPDATE nodes SET state = ?4, attempts = ?5, label = ?6, kind = ?7, updated_ms = ?8
-WHERE run_id = ?1 AND node_id = ?2 AND iteration = ?3)sql"),
-        update_node_at_(db, R"sql(
-UPDATE nodes SET state = ?4, attempts = ?5, label = ?6, kind = ?7, updated_ms = ?8
-WHERE rowid = ?9 AND run_id = ?1 AND node_id = ?2 AND iteration = ?3)sql"),
+WHERE id = ?9 AND run_id = ?1 AND node_id = ?2 AND iteration = ?3)sql"),
+        node_keys_(db, R"sql(
+SELECT id, node_id, iteration FROM nodes WHERE id >= ?1 AND id < ?1 + ?2)sql"),
         insert_attempt_(db, R"sql(
-INSERT INTO attempts (run_id, node_id, iteration, attempt, state, started_ms, finished_ms,
+INSERT INTO attempts (id, run_id, node_id, iteration, attempt, state, started_ms, finished_ms,
                       heartbeat_ms, heartbeat_json, error_json, meta_json, cached, output_json)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13))sql"),
+VALUES ((SELECT COALESCE(max(id) + 1, ?14) FROM attempts WHERE id >= ?14 AND id < ?14 + ?15),
+        ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13))sql"),
+        attempt_keys_(db, R"sql(
+SELECT id, node_id, iteration, attempt FROM attempts WHERE id >= ?1 AND id < ?1 + ?2)sql"),
         finish_attempt_(db, R"sql(
 UPDATE attempts SET state = ?5, finished_ms = ?6, error_json = ?7,
   meta_json = COALESCE(?8, meta_json), output_json = ?9
-WHERE run_id = ?1 AND node_id = ?2 AND iteration = ?3 AND attempt = ?4)sql"),
-        finish_attempt_at_(db, R"sql(
-UPDATE attempts SET state = ?5, finished_ms = ?6, error_json = ?7,
-  meta_json = COALESCE(?8, meta_json), output_json = ?9
-WHERE rowid = ?10 AND run_id = ?1 AND node_id = ?2 AND iteration = ?3 AND attempt = ?4)sql"),
+WHERE id = ?10 AND run_id = ?1 AND node_id = ?2 AND iteration = ?3 AND attempt = ?4)sql"),
         heartbeat_(db, R"sql(
 UPDATE attempts SET heartbeat_ms = ?5
-WHERE run_id = ?1 AND node_id = ?2 AND iteration = ?3 AND attempt = ?4
+WHERE id = ?10 AND run_id = ?1 AND node_id = ?2 AND iteration = ?3 AND attempt = ?4
   AND (heartbeat_ms IS NULL OR heartbeat_ms <= ?5))sql"),
         heartbeat_data_(db, R"sql(
 UPDATE attempts SET heartbeat_ms = ?5, heartbeat_json = ?6
-WHERE run_id = ?1 AND node_id = ?2 AND iteration = ?3 AND attempt = ?4
+WHERE id = ?10 AND run_id = ?1 AND node_id = ?2 AND iteration = ?3 AND attempt = ?4
   AND (heartbeat_ms IS NULL OR heartbeat_ms <= ?5))sql"),
         insert_chunk_(db, R"sql(
 INSERT INTO event_chunks (id, run_id, last_seq, events_json) VALUES (?1, ?2, ?3, ?4))sql"),
@@ -194,7 +171,7 @@ INSERT INTO frames (id, run_id, frame_no, tree_hash, tree_json, created_ms, keyf
 VALUES ((?7 << 32) + ?2, ?1, ?2, ?3, NULL, ?4, ?5, ?6))sql"),
         attempt_meta_(db, R"sql(
 UPDATE attempts SET meta_json = ?5
-WHERE run_id = ?1 AND node_id = ?2 AND iteration = ?3 AND attempt = ?4)sql"),
+WHERE id = ?10 AND run_id = ?1 AND node_id = ?2 AND iteration = ?3 AND attempt = ?4)sql"),
         store_tree_(db, R"sql(
 INSERT INTO trees (hash, tree_json) VALUES (?1, ?2) ON CONFLICT (hash) DO NOTHING)sql"),
         touch_run_(db, R"sql(
@@ -239,12 +216,18 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
   // The run's number, the high half of its events' and frames' keys. Cached:
   // it never changes (forgotten on rollback, which may undo an insert_run).
   std::int64_t run_no(const std::string& run_id) {
+    auto no = find_run_no(run_id);
+    if (!no) throw smithers_error(errc::db_error, "no such run");
+    return *no;
+  }
+
+  std::optional<std::int64_t> find_run_no(const std::string& run_id) {
     auto it = run_nos_.find(run_id);
     if (it != run_nos_.end()) return it->second;
     auto& s = run_no_;
     in_use use{s};
     s.bind_text_ref(1, run_id);
-    if (!s.step()) throw smithers_error(errc::db_error, "no such run");
+    if (!s.step()) return std::nullopt;
     std::int64_t no = s.column_int(0);
     run_nos_.emplace(run_id, no);
     return no;
@@ -260,36 +243,58 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
     s.bind_opt_int(5, c.finished_ms);
     s.step();
     if (s.changes() == 0) throw smithers_error(errc::db_error, "no such run");
-    if (c.finished_ms) {
-      node_rowids_.forget_run(c.run_id);
-      attempt_rowids_.forget_run(c.run_id);
-    }
+    if (c.finished_ms) rows_.erase(c.run_id); // an ended run's keys are not needed again
   }
 
-  void operator()(const upsert_node& c) {
-    const node_row& n = c.row;
+  // The run's node and attempt keys, loaded on first use.
+  run_rows& rows_of(const std::string& run_id) {
+    auto it = rows_.find(run_id);
+    if (it != rows_.end()) return it->second;
+    run_rows rr;
+    rr.base = run_no(run_id) << 32;
+    {
+      auto& s = node_keys_;
+      in_use use{s};
+      s.bind_int(1, rr.base);
+      s.bind_int(2, reader::key_span);
+      while (s.step())
+        rr.nodes.emplace(row_key(s.column_text(1), s.column_int(2)), s.column_int(0));
+    }
+    {
+      auto& s = attempt_keys_;
+      in_use use{s};
+      s.bind_int(1, rr.base);
+      s.bind_int(2, reader::key_span);
+      while (s.step())
+        rr.attempts.emplace(row_key(s.column_text(1), s.column_int(2), s.column_int(3)),
+                            s.column_int(0));
+    }
+    return rows_.emplace(run_id, std::move(rr)).first->second;
+  }
+
+  void operator()(const upsert_node& c) { set_node(c.row); }
+
+  // Updates the node's row, or appends one if the run has none for it.
+  void set_node(const node_row& n) {
+    run_rows& rr = rows_of(n.run_id);
     auto key = row_key(n.node_id, n.iteration);
-    if (auto rowid = node_rowids_.find(n.run_id, key)) {
-      if (set_node(update_node_at_, n, *rowid)) return;
-      node_rowids_.forget(n.run_id, key);
+    auto it = rr.nodes.find(key);
+    if (it != rr.nodes.end()) {
+      if (bind_node(update_node_, n, it->second)) return;
+      // The keys were stale (rows changed under the writer): never write
+      // another row, fail the batch; its rollback drops the keys.
+      throw smithers_error(errc::db_error, "node row " + key + " is not where it was");
     }
-    // Nearly always the node's row exists (it was written pending): a plain
-    // UPDATE by key is cheaper than an upsert's failed insert.
-    if (set_node(update_node_, n)) return;
-    sqlite3_set_last_insert_rowid(db_, 0);
-    set_node(upsert_node_, n);
-    remember_insert(node_rowids_, n.run_id, std::move(key));
-  }
-
-  // After an INSERT (or an upsert that may have inserted) whose connection's
-  // last rowid was set to 0: the new row's rowid, if one was inserted.
-  void remember_insert(rowid_cache& cache, const std::string& run_id, std::string key) {
-    if (auto rowid = sqlite3_last_insert_rowid(db_)) cache.put(run_id, std::move(key), rowid);
-  }
-
-  static bool set_node(statement& s, const node_row& n, std::int64_t rowid = 0) {
+    auto& s = insert_node_;
     in_use use{s};
-    if (rowid) s.bind_int(9, rowid);
+    s.bind_int(9, rr.base);
+    s.bind_int(10, reader::key_span);
+    bind_node_fields(s, n);
+    s.step();
+    rr.nodes.emplace(std::move(key), sqlite3_last_insert_rowid(db_));
+  }
+
+  static void bind_node_fields(statement& s, const node_row& n) {
     s.bind_text_ref(1, n.run_id);
     s.bind_text_ref(2, n.node_id);
     s.bind_int(3, n.iteration);
@@ -298,14 +303,27 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
     s.bind_text_ref(6, n.label);
     s.bind_text_ref(7, n.kind);
     s.bind_int(8, n.updated_ms);
+  }
+
+  static bool bind_node(statement& s, const node_row& n, std::int64_t id) {
+    in_use use{s};
+    s.bind_int(9, id);
+    bind_node_fields(s, n);
     s.step();
     return s.changes() > 0;
   }
 
   void operator()(const insert_attempt& c) {
+    const attempt_row& a = c.row;
+    run_rows& rr = rows_of(a.run_id);
+    auto key = row_key(a.node_id, a.iteration, a.attempt);
+    if (rr.attempts.count(key))
+      throw smithers_error(errc::db_error,
+                           "UNIQUE constraint failed: attempt " + key + " is already stored");
     auto& s = insert_attempt_;
     in_use use{s};
-    const attempt_row& a = c.row;
+    s.bind_int(14, rr.base);
+    s.bind_int(15, reader::key_span);
     bind_attempt_key(s, a.run_id, a.node_id, a.iteration, a.attempt);
     s.bind_text_ref(5, a.state);
     s.bind_int(6, a.started_ms);
@@ -317,26 +335,26 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
     s.bind_int(12, a.cached ? 1 : 0);
     bind_output(s, 13, a.output);
     s.step();
-    // A finished attempt (a value task's) is not written again.
-    if (!a.finished_ms)
-      attempt_rowids_.put(a.run_id, row_key(a.node_id, a.iteration, a.attempt),
-                          sqlite3_last_insert_rowid(db_));
+    rr.attempts.emplace(std::move(key), sqlite3_last_insert_rowid(db_));
+  }
+
+  // The id of an attempt's row, if there is such a run and it has the attempt.
+  std::optional<std::int64_t> attempt_id(const std::string& run_id, const std::string& node_id,
+                                         std::int64_t iteration, std::int64_t attempt) {
+    if (!find_run_no(run_id)) return std::nullopt;
+    run_rows& rr = rows_of(run_id);
+    auto it = rr.attempts.find(row_key(node_id, iteration, attempt));
+    if (it == rr.attempts.end()) return std::nullopt;
+    return it->second;
   }
 
   void operator()(const finish_attempt& c) {
-    auto key = row_key(c.node_id, c.iteration, c.attempt);
-    auto rowid = attempt_rowids_.find(c.run_id, key);
-    // Written once more at most (a heartbeat may come later, by key).
-    if (rowid) attempt_rowids_.forget(c.run_id, key);
-    if (rowid && finish_attempt(finish_attempt_at_, c, *rowid)) return;
+    auto id = attempt_id(c.run_id, c.node_id, c.iteration, c.attempt);
     // An output must never appear without its attempt.
-    if (!finish_attempt(finish_attempt_, c))
-      throw smithers_error(errc::db_error, "no such attempt");
-  }
-
-  static bool finish_attempt(statement& s, const finish_attempt& c, std::int64_t rowid = 0) {
+    if (!id) throw smithers_error(errc::db_error, "no such attempt");
+    auto& s = finish_attempt_;
     in_use use{s};
-    if (rowid) s.bind_int(10, rowid);
+    s.bind_int(10, *id);
     bind_attempt_key(s, c.run_id, c.node_id, c.iteration, c.attempt);
     s.bind_text_ref(5, c.state);
     s.bind_int(6, c.finished_ms);
@@ -344,15 +362,18 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
     s.bind_json(8, c.meta);
     bind_output(s, 9, c.output);
     s.step();
-    return s.changes() > 0;
+    if (s.changes() == 0) throw smithers_error(errc::db_error, "no such attempt");
   }
 
   // A heartbeat for an unknown attempt changes nothing and is not an error:
   // failing would roll back the unrelated commands batched with it. Nor does
   // an older one: heartbeats reach the writer from more than one actor.
   void operator()(const record_heartbeat& c) {
+    auto id = attempt_id(c.run_id, c.node_id, c.iteration, c.attempt);
+    if (!id) return;
     auto& s = c.has_data ? heartbeat_data_ : heartbeat_;
     in_use use{s};
+    s.bind_int(10, *id);
     bind_attempt_key(s, c.run_id, c.node_id, c.iteration, c.attempt);
     s.bind_int(5, c.heartbeat_ms);
     if (c.has_data) s.bind_json(6, c.data);
@@ -422,8 +443,11 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
   }
 
   void operator()(const set_attempt_meta& c) {
+    auto id = attempt_id(c.run_id, c.node_id, c.iteration, c.attempt);
+    if (!id) return; // as an UPDATE of no row
     auto& s = attempt_meta_;
     in_use use{s};
+    s.bind_int(10, *id);
     bind_attempt_key(s, c.run_id, c.node_id, c.iteration, c.attempt);
     s.bind_json(5, c.meta);
     s.step();
@@ -434,20 +458,15 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
     static const std::string pending = "pending";
     static const std::string type = "NodePending";
     const auto& nodes = *c.nodes;
+    node_row r;
+    r.run_id = c.run_id;
+    r.state = pending;
+    r.updated_ms = c.at_ms;
     for (const pending_node& n : nodes) {
-      auto& s = upsert_node_;
-      in_use use{s};
-      s.bind_text_ref(1, c.run_id);
-      s.bind_text_ref(2, n.node_id);
-      s.bind_int(3, 0);
-      s.bind_text_ref(4, pending);
-      s.bind_int(5, 0);
-      s.bind_text_ref(6, n.label);
-      s.bind_text_ref(7, n.kind);
-      s.bind_int(8, c.at_ms);
-      sqlite3_set_last_insert_rowid(db_, 0);
-      s.step();
-      remember_insert(node_rowids_, c.run_id, row_key(n.node_id, 0));
+      r.node_id = n.node_id;
+      r.label = n.label;
+      r.kind = n.kind;
+      set_node(r);
     }
     // The NodePending events, in chunks small enough to read back one at a
     // time; fields as the supervisor writes them (keys sorted).
@@ -525,8 +544,7 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
 
   void rollback() {
     run_nos_.clear();
-    node_rowids_.clear();
-    attempt_rowids_.clear();
+    rows_.clear(); // may hold keys of rows the rollback removed
     // Some errors (disk full, I/O) already rolled the transaction back.
     if (sqlite3_get_autocommit(db_)) return;
     in_use use{rollback_};
@@ -535,12 +553,12 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
 
   sqlite3* db_;
   statement begin_, commit_, rollback_;
-  statement insert_run_, run_no_, update_run_status_, upsert_node_, update_node_, update_node_at_,
-      insert_attempt_, finish_attempt_, finish_attempt_at_, heartbeat_, heartbeat_data_,
-      insert_chunk_, chunk_overlap_, store_frame_, attempt_meta_, store_tree_, touch_run_,
-      request_cancel_, claim_run_;
+  statement insert_run_, run_no_, update_run_status_, insert_node_, update_node_, node_keys_,
+      insert_attempt_, attempt_keys_, finish_attempt_, heartbeat_, heartbeat_data_, insert_chunk_,
+      chunk_overlap_, store_frame_, attempt_meta_, store_tree_, touch_run_, request_cancel_,
+      claim_run_;
   std::unordered_map<std::string, std::int64_t> run_nos_;
-  rowid_cache node_rowids_, attempt_rowids_;
+  std::unordered_map<std::string, run_rows> rows_;
 };
 
 void append_chunk_entry(std::string& out, const std::string& type, std::int64_t at_ms,
