@@ -531,6 +531,29 @@ TEST_CASE("rows changed under the writer fail its batch; it then reloads the run
   CHECK(nodes[1].state == "finished");
 }
 
+TEST_CASE("a position another writer took fails the append; the next batch goes on after it") {
+  temp_dir dir;
+  auto path = dir.file("s.db");
+  auto db = database::open(path);
+  writer w(db);
+  w.apply({insert_run{make_run("r1")},
+           upsert_node{node_row{"r1", "a", 0, "pending", 0, "", "value", 1}}});
+  {
+    auto other = database::open(path);
+    writer(other).apply({upsert_node{node_row{"r1", "x", 0, "pending", 0, "", "value", 2}}});
+  }
+  CHECK_THAT(db_error_of([&] {
+               w.apply({upsert_node{node_row{"r1", "b", 0, "pending", 0, "", "value", 3}}});
+             }),
+             Catch::Contains("UNIQUE constraint failed: nodes.id"));
+  w.apply({upsert_node{node_row{"r1", "b", 0, "pending", 0, "", "value", 4}}});
+  auto nodes = reader(db).nodes("r1");
+  REQUIRE(nodes.size() == 3);
+  CHECK(nodes[0].node_id == "a");
+  CHECK(nodes[1].node_id == "x");
+  CHECK(nodes[2].node_id == "b");
+}
+
 TEST_CASE("a version 4 database is migrated to integer-keyed nodes and attempts") {
   temp_dir dir;
   write_old_schema(dir.file(), 4, R"sql(

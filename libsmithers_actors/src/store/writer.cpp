@@ -29,6 +29,7 @@ struct run_rows {
   std::int64_t base = 0;                                  // run_no << 32
   std::unordered_map<std::string, std::int64_t> nodes;    // row_key -> id
   std::unordered_map<std::string, std::int64_t> attempts; // row_key -> id
+  std::int64_t next_node = 0, next_attempt = 0;           // ids of the next appends
 };
 
 // A node's or attempt's key within its run. Node ids are [A-Za-z0-9_-], so
@@ -128,11 +129,11 @@ VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?
         run_no_(db, "SELECT run_no FROM runs WHERE run_id = ?1"), update_run_status_(db, R"sql(
 UPDATE runs SET status = ?2, error_json = ?3, updated_ms = ?4, finished_ms = ?5
 WHERE run_id = ?1)sql"),
-        // A new row takes the next position in its run's key range.
+        // A new row takes the next position in its run's key range (a
+        // position another writer took fails the insert, and so the batch).
         insert_node_(db, R"sql(
 INSERT INTO nodes (id, run_id, node_id, iteration, state, attempts, label, kind, updated_ms)
-VALUES ((SELECT COALESCE(max(id) + 1, ?9) FROM nodes WHERE id >= ?9 AND id < ?9 + ?10),
-        ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8))sql"),
+VALUES (?9, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8))sql"),
         update_node_(db, R"sql(
 UPDATE nodes SET state = ?4, attempts = ?5, label = ?6, kind = ?7, updated_ms = ?8
 WHERE id = ?9 AND run_id = ?1 AND node_id = ?2 AND iteration = ?3)sql"),
@@ -141,8 +142,7 @@ SELECT id, node_id, iteration FROM nodes WHERE id >= ?1 AND id < ?1 + ?2)sql"),
         insert_attempt_(db, R"sql(
 INSERT INTO attempts (id, run_id, node_id, iteration, attempt, state, started_ms, finished_ms,
                       heartbeat_ms, heartbeat_json, error_json, meta_json, cached, output_json)
-VALUES ((SELECT COALESCE(max(id) + 1, ?14) FROM attempts WHERE id >= ?14 AND id < ?14 + ?15),
-        ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13))sql"),
+VALUES (?14, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13))sql"),
         attempt_keys_(db, R"sql(
 SELECT id, node_id, iteration, attempt FROM attempts WHERE id >= ?1 AND id < ?1 + ?2)sql"),
         finish_attempt_(db, R"sql(
@@ -252,22 +252,27 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
     if (it != rows_.end()) return it->second;
     run_rows rr;
     rr.base = run_no(run_id) << 32;
+    rr.next_node = rr.next_attempt = rr.base;
     {
       auto& s = node_keys_;
       in_use use{s};
       s.bind_int(1, rr.base);
       s.bind_int(2, reader::key_span);
-      while (s.step())
+      while (s.step()) {
         rr.nodes.emplace(row_key(s.column_text(1), s.column_int(2)), s.column_int(0));
+        rr.next_node = std::max(rr.next_node, s.column_int(0) + 1);
+      }
     }
     {
       auto& s = attempt_keys_;
       in_use use{s};
       s.bind_int(1, rr.base);
       s.bind_int(2, reader::key_span);
-      while (s.step())
+      while (s.step()) {
         rr.attempts.emplace(row_key(s.column_text(1), s.column_int(2), s.column_int(3)),
                             s.column_int(0));
+        rr.next_attempt = std::max(rr.next_attempt, s.column_int(0) + 1);
+      }
     }
     return rows_.emplace(run_id, std::move(rr)).first->second;
   }
@@ -285,13 +290,14 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
       // another row, fail the batch; its rollback drops the keys.
       throw smithers_error(errc::db_error, "node row " + key + " is not where it was");
     }
+    if (rr.next_node >= rr.base + reader::key_span)
+      throw smithers_error(errc::db_error, "run has too many nodes");
     auto& s = insert_node_;
     in_use use{s};
-    s.bind_int(9, rr.base);
-    s.bind_int(10, reader::key_span);
+    s.bind_int(9, rr.next_node);
     bind_node_fields(s, n);
     s.step();
-    rr.nodes.emplace(std::move(key), sqlite3_last_insert_rowid(db_));
+    rr.nodes.emplace(std::move(key), rr.next_node++);
   }
 
   static void bind_node_fields(statement& s, const node_row& n) {
@@ -320,10 +326,11 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
     if (rr.attempts.count(key))
       throw smithers_error(errc::db_error,
                            "UNIQUE constraint failed: attempt " + key + " is already stored");
+    if (rr.next_attempt >= rr.base + reader::key_span)
+      throw smithers_error(errc::db_error, "run has too many attempts");
     auto& s = insert_attempt_;
     in_use use{s};
-    s.bind_int(14, rr.base);
-    s.bind_int(15, reader::key_span);
+    s.bind_int(14, rr.next_attempt);
     bind_attempt_key(s, a.run_id, a.node_id, a.iteration, a.attempt);
     s.bind_text_ref(5, a.state);
     s.bind_int(6, a.started_ms);
@@ -335,7 +342,7 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
     s.bind_int(12, a.cached ? 1 : 0);
     bind_output(s, 13, a.output);
     s.step();
-    rr.attempts.emplace(std::move(key), sqlite3_last_insert_rowid(db_));
+    rr.attempts.emplace(std::move(key), rr.next_attempt++);
   }
 
   // The id of an attempt's row, if there is such a run and it has the attempt.
