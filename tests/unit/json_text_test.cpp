@@ -109,3 +109,28 @@ TEST_CASE("json_text keeps dump()'s handling of ill-formed UTF-8") {
   json bad_key = {{std::string("\xfe"), 1}};
   CHECK_THROWS_AS(json_text(bad_key), json::type_error);
 }
+
+// Strings are checked eight bytes at a time: every byte that must be escaped
+// (or handed to nlohmann) is found at every position of a word and of the tail.
+TEST_CASE("json_text finds a special byte anywhere in a string") {
+  std::vector<unsigned char> specials;
+  for (int c = 0; c < 0x20; ++c)
+    specials.push_back(static_cast<unsigned char>(c));
+  for (unsigned char c : {'"', '\\', '\x7f', '\x80', '\xc3', '\xff'})
+    specials.push_back(c);
+  for (std::size_t len : {1, 7, 8, 9, 16, 19}) {
+    std::string base(len, 'a');
+    CHECK(json_text(json(base)) == json(base).dump());
+    for (std::size_t pos = 0; pos < len; ++pos)
+      for (unsigned char c : specials) {
+        std::string s = base;
+        s[pos] = static_cast<char>(c);
+        CAPTURE(len, pos, int(c));
+        auto replace = json::error_handler_t::replace;
+        CHECK(json_text(json(s), replace) == json(s).dump(-1, ' ', false, replace));
+      }
+  }
+  // Bytes just inside the plain range stay as they are.
+  std::string edge = std::string(" ~!#[]") + "\x20\x7e" + "abcdefgh";
+  CHECK(json_text(json(edge)) == json(edge).dump());
+}
