@@ -192,6 +192,12 @@ public:
     if (tasks.empty()) return;
     auto nodes = std::make_shared<std::vector<store::pending_node>>();
     nodes->reserve(tasks.size());
+    // Sized once for the tree: growing a 100,000-entry map rehashes it a
+    // dozen times, each a pass of cache misses over every entry.
+    st_.written_states.reserve(st_.written_states.size() + tasks.size());
+    st_.frame_delta.reserve(st_.frame_delta.size() + tasks.size());
+    st_.attempts.reserve(st_.attempts.size() + tasks.size());
+    st_.outputs.reserve(st_.outputs.size() + tasks.size());
     for (auto t : tasks) {
       const auto& id = st_.plan->task_ids[t];
       const task_spec* spec = st_.plan->specs[t].get();

@@ -465,6 +465,11 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
     static const std::string pending = "pending";
     static const std::string type = "NodePending";
     const auto& nodes = *c.nodes;
+    // Sized once: no rehash of a large tree's keys on the way (each node gets
+    // at least one attempt).
+    run_rows& rr = rows_of(c.run_id);
+    rr.nodes.reserve(rr.nodes.size() + nodes.size());
+    rr.attempts.reserve(rr.attempts.size() + nodes.size());
     node_row r;
     r.run_id = c.run_id;
     r.state = pending;
