@@ -554,6 +554,36 @@ TEST_CASE("a position another writer took fails the append; the next batch goes 
   CHECK(nodes[2].node_id == "b");
 }
 
+TEST_CASE("a writer that claims a run back reads the keys the other owner added") {
+  temp_dir dir;
+  auto path = dir.file("s.db");
+  auto db = database::open(path);
+  writer w(db);
+  auto run = make_run("r1");
+  run.owner_id = "me";
+  run.heartbeat_ms = 1;
+  w.apply({insert_run{run}, upsert_node{node_row{"r1", "a", 0, "pending", 0, "", "value", 1}},
+           insert_attempt{make_attempt("r1", "a")}});
+  {
+    // Another process resumes the run and adds a node and an attempt.
+    auto other_db = database::open(path);
+    writer other(other_db);
+    other.apply({claim_run{"r1", "me", 1, "other", 2, 5},
+                 upsert_node{node_row{"r1", "b", 0, "pending", 0, "", "value", 5}},
+                 insert_attempt{make_attempt("r1", "b")}});
+  }
+  // This writer claims it back and goes on after what the other one wrote.
+  w.apply({claim_run{"r1", "other", 5, "me", 1, 9},
+           upsert_node{node_row{"r1", "c", 0, "pending", 0, "", "value", 9}},
+           insert_attempt{make_attempt("r1", "c")},
+           finish_attempt{"r1", "b", 0, 1, "finished", 10, nullptr, json{{"b", 1}}, nullptr}});
+  auto nodes = reader(db).nodes("r1");
+  REQUIRE(nodes.size() == 3);
+  CHECK(nodes[2].node_id == "c");
+  CHECK(reader(db).attempts("r1").size() == 3);
+  REQUIRE(reader(db).outputs("r1").size() == 1);
+}
+
 TEST_CASE("a version 4 database is migrated to integer-keyed nodes and attempts") {
   temp_dir dir;
   write_old_schema(dir.file(), 4, R"sql(

@@ -285,7 +285,7 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
     auto key = row_key(n.node_id, n.iteration);
     auto it = rr.nodes.find(key);
     if (it != rr.nodes.end()) {
-      if (bind_node(update_node_, n, it->second)) return;
+      if (update_node_at(it->second, n)) return;
       // The keys were stale (rows changed under the writer): never write
       // another row, fail the batch; its rollback drops the keys.
       throw smithers_error(errc::db_error, "node row " + key + " is not where it was");
@@ -311,7 +311,8 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
     s.bind_int(8, n.updated_ms);
   }
 
-  static bool bind_node(statement& s, const node_row& n, std::int64_t id) {
+  bool update_node_at(std::int64_t id, const node_row& n) {
+    auto& s = update_node_;
     in_use use{s};
     s.bind_int(9, id);
     bind_node_fields(s, n);
@@ -529,6 +530,9 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
     s.step();
     if (s.changes() == 0)
       throw smithers_error(errc::run_resume_claim_failed, "another process claimed the run first");
+    // Another owner may have written the run since this writer last did:
+    // its keys are read again from the file.
+    rows_.erase(c.run_id);
   }
 
   static void bind_attempt_key(statement& s, const std::string& run_id, const std::string& node_id,
