@@ -47,6 +47,14 @@ std::int64_t count(database& db, const std::string& sql) {
   return s.column_int(0);
 }
 
+// A run's node ids as the reader lists them (first appearance first).
+std::vector<std::string> node_ids(database& db, const std::string& run_id) {
+  std::vector<std::string> ids;
+  for (const auto& n : reader(db).nodes(run_id))
+    ids.push_back(n.node_id);
+  return ids;
+}
+
 // Writes a database file at an older schema version (its migrations, run
 // raw), then `rows` in that version's tables, as an older smithers left it.
 void write_old_schema(const std::string& path, int version, const std::string& rows) {
@@ -524,11 +532,8 @@ TEST_CASE("rows changed under the writer fail its batch; it then reloads the run
   CHECK(nodes[0].state == "pending"); // b untouched
   // The failed batch dropped the keys: the next one finds a gone and appends it.
   w.apply({upsert_node{node_row{"r1", "a", 0, "finished", 1, "", "compute", 3}}});
-  nodes = reader(db).nodes("r1");
-  REQUIRE(nodes.size() == 2);
-  CHECK(nodes[0].node_id == "b");
-  CHECK(nodes[1].node_id == "a");
-  CHECK(nodes[1].state == "finished");
+  CHECK(node_ids(db, "r1") == std::vector<std::string>{"b", "a"});
+  CHECK(reader(db).nodes("r1")[1].state == "finished");
 }
 
 TEST_CASE("a position another writer took fails the append; the next batch goes on after it") {
@@ -547,11 +552,7 @@ TEST_CASE("a position another writer took fails the append; the next batch goes 
              }),
              Catch::Contains("UNIQUE constraint failed: nodes.id"));
   w.apply({upsert_node{node_row{"r1", "b", 0, "pending", 0, "", "value", 4}}});
-  auto nodes = reader(db).nodes("r1");
-  REQUIRE(nodes.size() == 3);
-  CHECK(nodes[0].node_id == "a");
-  CHECK(nodes[1].node_id == "x");
-  CHECK(nodes[2].node_id == "b");
+  CHECK(node_ids(db, "r1") == std::vector<std::string>{"a", "x", "b"});
 }
 
 TEST_CASE("a writer that claims a run back reads the keys the other owner added") {
@@ -577,9 +578,7 @@ TEST_CASE("a writer that claims a run back reads the keys the other owner added"
            upsert_node{node_row{"r1", "c", 0, "pending", 0, "", "value", 9}},
            insert_attempt{make_attempt("r1", "c")},
            finish_attempt{"r1", "b", 0, 1, "finished", 10, nullptr, json{{"b", 1}}, nullptr}});
-  auto nodes = reader(db).nodes("r1");
-  REQUIRE(nodes.size() == 3);
-  CHECK(nodes[2].node_id == "c");
+  CHECK(node_ids(db, "r1") == std::vector<std::string>{"a", "b", "c"});
   CHECK(reader(db).attempts("r1").size() == 3);
   REQUIRE(reader(db).outputs("r1").size() == 1);
 }

@@ -14,8 +14,9 @@ namespace {
 // Measured here (WAL, 5 rows per commit): with 150-byte rows WITHOUT ROWID
 // was ~20 % faster and 8 % smaller, with 1 KB rows 2x slower and 3.3x
 // larger — and agent outputs (on attempts and in NodeOutput events) are
-// large. Append-only tables use an integer key instead (see v3).
-// nodes are listed in rowid order, so they are upserted, never replaced.
+// large. Append-only tables use an integer key instead (see v3), and so,
+// since v5, do nodes and attempts: keyed by position in their run, listed in
+// that (first-appearance) order.
 constexpr migration all_migrations[] = {
     {1, R"sql(
 CREATE TABLE runs (
