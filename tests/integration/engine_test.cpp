@@ -471,6 +471,69 @@ TEST_CASE("a dynamic workflow is re-rendered from committed outputs") {
   CHECK(trees.size() == 2); // before and after the fan-out appeared
 }
 
+TEST_CASE("a node a re-render drops keeps its state in frames and its attempt count") {
+  // x runs, the next render drops it (and adds 100 nodes, enough changes
+  // for a keyframe while x is out of the tree), the one after brings it
+  // back: it runs again as attempt 2, and every frame's snapshot is the
+  // node states its events describe, x included while dropped.
+  test_support::temp_dir dir;
+  engine eng{config_in(dir)};
+  constexpr int wide = 100;
+  workflow wf;
+  wf.build = [](const render_context& ctx) {
+    if (!ctx.output("a"))
+      return parallel({value_task("a", {{"v", 1}}), value_task("x", {{"v", 2}})});
+    std::vector<node> fan;
+    bool fan_done = true;
+    for (int i = 0; i < wide; ++i) {
+      std::string id = "p" + std::to_string(i);
+      fan_done = fan_done && ctx.output(id);
+      fan.push_back(value_task(id, {{"i", i}}));
+    }
+    std::vector<node> steps;
+    steps.push_back(value_task("a", {{"v", 1}}));
+    steps.push_back(parallel(std::move(fan)));
+    if (fan_done) {
+      steps.push_back(value_task("x", {{"v", 2}}));
+      steps.push_back(value_task("c", {{"v", 3}}));
+    }
+    return sequence(std::move(steps));
+  };
+  auto res = eng.run(wf, {});
+  REQUIRE(res.status == run_status::finished);
+  CHECK(res.outputs.size() == wide + 3);
+  auto db = store::database::open(eng.config().db_path, store::open_mode::read_only);
+  store::reader rd{db};
+  for (const auto& n : rd.nodes(res.run_id)) {
+    INFO(n.node_id);
+    CHECK(n.state == "finished");
+    CHECK(n.attempts == (n.node_id == "x" ? 2 : 1));
+  }
+  std::map<std::string, std::string> states;
+  int keyframes_without_x = 0;
+  auto frames = rd.frames(res.run_id);
+  for (const auto& e : rd.events(res.run_id)) {
+    const auto& p = e.payload;
+    if (e.type == "NodePending")
+      states[p["node_id"]] = "pending";
+    else if (e.type == "NodeStarted")
+      states[p["node_id"]] = "in-progress";
+    else if (e.type == "NodeFinished")
+      states[p["node_id"]] = "finished";
+    else if (e.type == "FrameCommitted") {
+      auto no = p["frame_no"].get<std::int64_t>();
+      INFO("frame " << no);
+      auto snap = rd.snapshot_at(res.run_id, no);
+      REQUIRE(snap["states"].get<std::map<std::string, std::string>>() == states);
+      if (p["keyframe"] == true &&
+          frames.at(static_cast<std::size_t>(no)).tree.dump().find("\"x\"") == std::string::npos)
+        ++keyframes_without_x;
+    }
+  }
+  CHECK(keyframes_without_x > 0);
+  CHECK(states.size() == wide + 3);
+}
+
 TEST_CASE("every node is announced pending once, stored and published alike") {
   test_support::temp_dir dir;
   engine eng{config_in(dir)};

@@ -299,9 +299,8 @@ FROM frames WHERE run_id = ?1)sql");
 
 TEST_CASE("every frame of a large fan-out rebuilds the node states its events describe") {
   // The first frame carries all nodes entering the run; later ones a few
-  // changes each (the supervisor then swaps its delta map for a fresh one).
-  // Replaying the events up to each FrameCommitted must give that frame's
-  // snapshot.
+  // changes each, and a keyframe now and then. Replaying the events up to
+  // each FrameCommitted must give that frame's snapshot.
   test_support::temp_dir dir;
   engine eng{config_in(dir)};
   auto res = eng.run(value_fanout(300), {});

@@ -8,6 +8,7 @@
 #include "spec/template.hpp"
 #include "spec/validate.hpp"
 #include "util/clock.hpp"
+#include "util/json_text.hpp"
 #include "util/owner.hpp"
 
 #include <spdlog/spdlog.h>
@@ -24,6 +25,7 @@ namespace {
 /// An attempt in flight.
 struct live_attempt {
   std::int64_t attempt = 1;
+  sched::index task = -1; // in the current plan (-1: a re-render dropped it)
   caf::actor actor;
   std::int64_t started_ms = 0;
   std::int64_t last_hb_write_ms = 0; // the watchdog throttles; this is the newest written
@@ -56,7 +58,18 @@ struct pending_events {
 /// so its dependents start only after its output is durable.
 struct resolved_value {
   std::string node_id;
+  sched::index task = -1; // in the plan of generation plan_gen
+  std::uint64_t plan_gen = 0;
   json output;
+};
+
+/// What the supervisor keeps per task, at the task's index in the current
+/// plan: flat arrays rather than maps keyed by node id, whose every lookup
+/// is a few cache misses once a run has 100,000 tasks.
+struct task_slot {
+  std::int64_t attempts = 0;     // attempts started
+  const char* written = nullptr; // state as last written (nullptr: none yet)
+  bool in_delta = false;         // changed since the last frame
 };
 
 /// What happens once a batch has committed: its events are published, its
@@ -77,10 +90,14 @@ struct supervisor_state {
   rendered_tree tree;
   std::unique_ptr<sched::plan> plan;
   std::unique_ptr<sched::scheduler> sched;
-  std::unordered_map<std::string, json> outputs;          // committed outputs
-  std::unordered_map<std::string, std::int64_t> attempts; // attempts started per node
-  std::unordered_map<std::string, json> checkpoints;      // last heartbeat data per node
-  std::unordered_map<std::string, live_attempt> live;     // by node id
+  std::uint64_t plan_gen = 0;   // bumped when a re-render replaces the plan
+  std::vector<task_slot> slots; // by task index in the plan
+  // Tasks a re-render dropped from the plan, by id: they stay in keyframes
+  // and keep their attempt count should they come back.
+  std::unordered_map<std::string, task_slot> dropped;
+  std::unordered_map<std::string, json> outputs;      // committed outputs
+  std::unordered_map<std::string, json> checkpoints;  // last heartbeat data per node
+  std::unordered_map<std::string, live_attempt> live; // by node id
   std::unordered_map<caf::actor_id, std::pair<std::string, std::int64_t>> by_actor;
   std::unordered_map<std::string, std::shared_ptr<const json>> named_schemas;
   std::vector<store::command> writes;
@@ -94,10 +111,12 @@ struct supervisor_state {
   std::uint64_t next_batch = 1;
   std::int64_t next_seq = 0;
   std::int64_t frame_no = 0;
-  // Frames: node states as written, what changed since the last frame, and
-  // how much changed since the last keyframe.
-  std::unordered_map<std::string, std::string> written_states;
-  std::unordered_map<std::string, std::string> frame_delta;
+  // Frames: the tasks whose state changed since the last frame (their
+  // slots hold the state), how many have a state written, and how much
+  // changed since the last keyframe.
+  std::vector<sched::index> delta;
+  std::vector<std::string> dropped_delta; // ids in `dropped` changed since the last frame
+  std::size_t written_count = 0;
   std::size_t delta_since_key = 0;
   bool wrote_keyframe = false;
   bool tree_changed = true;
@@ -169,19 +188,38 @@ public:
     st_.chunk_count = 0;
   }
 
-  void node_row(const std::string& id, node_state s, const task_spec* spec) {
+  // A task's slot: at its index in the plan, or by id if a re-render
+  // dropped it (t < 0).
+  task_slot& slot_of(sched::index t, const std::string& id) {
+    return t >= 0 ? st_.slots[static_cast<std::size_t>(t)] : st_.dropped[id];
+  }
+
+  // Records the state written for a task, for the next frame.
+  void note_state(sched::index t, const std::string& id, const char* state) {
+    task_slot& sl = slot_of(t, id);
+    if (!sl.written) ++st_.written_count;
+    sl.written = state;
+    if (sl.in_delta) return;
+    sl.in_delta = true;
+    if (t >= 0)
+      st_.delta.push_back(t);
+    else
+      st_.dropped_delta.push_back(id);
+  }
+
+  void node_row(sched::index t, const std::string& id, node_state s) {
+    const task_spec* spec = t >= 0 ? st_.plan->specs[t].get() : nullptr;
     store::node_row r;
     r.run_id = st_.ctx->run_id;
     r.node_id = id;
     r.state = to_string(s);
-    r.attempts = st_.attempts.count(id) ? st_.attempts[id] : 0;
+    r.attempts = slot_of(t, id).attempts;
     if (spec) {
       r.label = spec->label;
       r.kind = to_string(spec->kind);
     }
     r.updated_ms = util::now_ms();
-    st_.written_states[id] = r.state;
-    st_.frame_delta[id] = r.state;
+    note_state(t, id, to_string(s));
     st_.writes.push_back(store::upsert_node{std::move(r)});
   }
 
@@ -194,17 +232,14 @@ public:
     nodes->reserve(tasks.size());
     // Sized once for the tree: growing a 100,000-entry map rehashes it a
     // dozen times, each a pass of cache misses over every entry.
-    st_.written_states.reserve(st_.written_states.size() + tasks.size());
-    st_.frame_delta.reserve(st_.frame_delta.size() + tasks.size());
-    st_.attempts.reserve(st_.attempts.size() + tasks.size());
     st_.outputs.reserve(st_.outputs.size() + tasks.size());
+    st_.delta.reserve(st_.delta.size() + tasks.size());
     for (auto t : tasks) {
       const auto& id = st_.plan->task_ids[t];
       const task_spec* spec = st_.plan->specs[t].get();
       nodes->push_back({id, spec ? spec->label : std::string(),
                         spec ? std::string(to_string(spec->kind)) : std::string()});
-      st_.written_states[id] = "pending";
-      st_.frame_delta[id] = "pending";
+      note_state(t, id, to_string(node_state::pending));
     }
     pending_events pe{st_.next_seq, util::now_ms(), nodes};
     st_.next_seq += static_cast<std::int64_t>(nodes->size());
@@ -257,27 +292,51 @@ public:
   // up to a keyframe's size, so total snapshot storage stays linear in the
   // number of state changes.
   void maybe_frame() {
-    if (st_.frame_delta.empty() && !st_.tree_changed) return;
-    bool key = !st_.wrote_keyframe ||
-               st_.delta_since_key >= std::max<std::size_t>(64, st_.written_states.size());
-    json states = json::object();
-    const auto& source = key ? st_.written_states : st_.frame_delta;
-    for (const auto& [id, state] : source)
-      states[id] = state;
-    std::size_t changes = st_.frame_delta.size();
+    std::size_t changes = st_.delta.size() + st_.dropped_delta.size();
+    if (changes == 0 && !st_.tree_changed) return;
+    bool key =
+        !st_.wrote_keyframe || st_.delta_since_key >= std::max<std::size_t>(64, st_.written_count);
+    // The snapshot's text is written directly, in plan order: a keyframe of
+    // a large run would otherwise be a JSON object (a sorted map) of every
+    // node, built and dumped once per keyframe.
+    std::string snap = R"({"states":{)";
+    std::size_t nodes = 0;
+    auto put = [&](const std::string& id, const char* state) {
+      if (nodes++ > 0) snap += ',';
+      util::append_json_string(snap, id);
+      snap += ":\"";
+      snap += state; // state names need no escaping
+      snap += '"';
+    };
+    if (key) {
+      for (std::size_t t = 0; t < st_.slots.size(); ++t)
+        if (st_.slots[t].written) put(st_.plan->task_ids[t], st_.slots[t].written);
+      for (const auto& [id, sl] : st_.dropped)
+        if (sl.written) put(id, sl.written);
+    } else {
+      for (auto t : st_.delta)
+        put(st_.plan->task_ids[t], st_.slots[t].written);
+      for (const auto& id : st_.dropped_delta)
+        put(id, st_.dropped[id].written);
+    }
+    snap += '}';
+    if (key) {
+      snap += R"(,"input":)";
+      util::append_json(snap, *st_.ctx->input);
+    }
+    snap += '}';
+    for (auto t : st_.delta)
+      st_.slots[t].in_delta = false;
+    for (const auto& id : st_.dropped_delta)
+      st_.dropped[id].in_delta = false;
+    st_.delta.clear();
+    st_.dropped_delta.clear();
     if (key) {
       st_.delta_since_key = 0;
       st_.wrote_keyframe = true;
     } else {
       st_.delta_since_key += changes;
     }
-    // clear() would zero every bucket: after a large tree entered the run
-    // (all its nodes are in the first delta) that is O(tree) per frame, a
-    // quadratic term over a run. A fresh map is O(what it held).
-    if (st_.frame_delta.bucket_count() > 4 * changes + 64)
-      st_.frame_delta = decltype(st_.frame_delta){}; // not = {}: that is clear()
-    else
-      st_.frame_delta.clear();
     store::frame_row f;
     f.run_id = st_.ctx->run_id;
     f.frame_no = st_.frame_no;
@@ -286,10 +345,7 @@ public:
     if (st_.tree_changed) tree_text = st_.tree.canonical;
     f.created_ms = util::now_ms();
     f.keyframe = key;
-    std::size_t nodes = states.size();
-    f.snapshot = {{"states", std::move(states)}};
-    if (key) f.snapshot["input"] = *st_.ctx->input;
-    st_.writes.push_back(store::store_frame{std::move(f), std::move(tree_text)});
+    st_.writes.push_back(store::store_frame{std::move(f), std::move(tree_text), std::move(snap)});
     emit("FrameCommitted", "frame_no", st_.frame_no, "tree_hash", st_.tree.hash, "changes", changes,
          "keyframe", key);
     emit("SnapshotCaptured", "frame_no", st_.frame_no, "keyframe", key, "nodes", nodes);
@@ -297,26 +353,54 @@ public:
     ++st_.frame_no;
   }
 
-  // Compiles the current tree; node states carry over by id.
-  void rebuild(const std::unordered_map<std::string, node_state>& known) {
+  // Compiles the current tree and returns the tasks new to the run. Node
+  // states and slots carry over by id: from the previous plan on a
+  // re-render, states from `known` on a resume. Slots of tasks the new plan
+  // drops move to `dropped`, and come back from there.
+  std::vector<sched::index> rebuild(const std::unordered_map<std::string, node_state>& known) {
     auto plan = std::make_unique<sched::plan>(sched::compile(st_.tree.root));
-    std::vector<node_state> initial(plan->task_count(), node_state::pending);
-    for (std::size_t t = 0; t < plan->task_count(); ++t) {
-      auto it = known.find(plan->task_ids[t]);
-      if (it != known.end()) initial[t] = it->second;
+    const sched::plan* old = st_.plan.get();
+    const std::size_t n = plan->task_count();
+    std::vector<node_state> initial(n, node_state::pending);
+    std::vector<task_slot> slots(n);
+    std::vector<char> kept(old ? old->task_count() : 0, 0);
+    std::vector<sched::index> fresh;
+    for (std::size_t t = 0; t < n; ++t) {
+      const auto& id = plan->task_ids[t];
+      sched::index o = old ? old->find(id) : -1;
+      if (o >= 0) {
+        initial[t] = st_.sched->state(o);
+        slots[t] = st_.slots[static_cast<std::size_t>(o)];
+        kept[static_cast<std::size_t>(o)] = 1;
+        continue;
+      }
+      if (auto it = known.find(id); it != known.end())
+        initial[t] = it->second;
+      else
+        fresh.push_back(static_cast<sched::index>(t));
+      if (auto it = st_.dropped.find(id); it != st_.dropped.end()) {
+        slots[t] = it->second;
+        st_.dropped.erase(it);
+      }
     }
+    for (std::size_t o = 0; o < kept.size(); ++o)
+      if (!kept[o]) st_.dropped[old->task_ids[o]] = st_.slots[o];
+    // The frame's delta, re-indexed.
+    st_.delta.clear();
+    st_.dropped_delta.clear();
+    for (std::size_t t = 0; t < n; ++t)
+      if (slots[t].in_delta) st_.delta.push_back(static_cast<sched::index>(t));
+    for (const auto& [id, sl] : st_.dropped)
+      if (sl.in_delta) st_.dropped_delta.push_back(id);
+    for (auto& [id, la] : st_.live)
+      la.task = plan->find(id);
     auto s = std::make_unique<sched::scheduler>(*plan, st_.ctx->max_concurrency, initial);
     // The old scheduler refers to the old plan: replace both together.
     st_.sched = std::move(s);
     st_.plan = std::move(plan);
-  }
-
-  std::unordered_map<std::string, node_state> current_states() const {
-    std::unordered_map<std::string, node_state> out;
-    if (!st_.plan) return out;
-    for (std::size_t t = 0; t < st_.plan->task_count(); ++t)
-      out.emplace(st_.plan->task_ids[t], st_.sched->state(static_cast<sched::index>(t)));
-    return out;
+    st_.slots = std::move(slots);
+    ++st_.plan_gen;
+    return fresh;
   }
 
   void start() {
@@ -329,11 +413,7 @@ public:
       resume(*st_.ctx->resume);
       return;
     }
-    rebuild({});
-    std::vector<sched::index> all(st_.plan->task_count());
-    for (std::size_t t = 0; t < all.size(); ++t)
-      all[t] = static_cast<sched::index>(t);
-    add_pending(all);
+    add_pending(rebuild({}));
     queue_tick();
   }
 
@@ -342,7 +422,6 @@ public:
   // their outputs and never run again; backoffs still running are waited out.
   void resume(resume_state& r) {
     st_.outputs = std::move(r.outputs);
-    st_.attempts = std::move(r.attempts);
     st_.checkpoints = std::move(r.checkpoints);
     st_.frame_no = r.next_frame;
     std::int64_t now = util::now_ms();
@@ -355,19 +434,22 @@ public:
     }
     emit("RunResumed", "previous_owner", r.previous_owner, "orphaned_attempts", r.orphaned.size(),
          "forced", r.forced);
-    for (const auto& [id, state] : r.states)
-      st_.written_states[id] = to_string(state);
-    rebuild(r.states);
+    auto added = rebuild(r.states);
+    // As stored: nodes no longer in the tree keep theirs in keyframes.
+    for (const auto& [id, state] : r.states) {
+      task_slot& sl = slot_of(st_.plan->find(id), id);
+      if (!sl.written) ++st_.written_count;
+      sl.written = to_string(state);
+    }
+    for (const auto& [id, count] : r.attempts)
+      slot_of(st_.plan->find(id), id).attempts = count;
     std::unordered_set<std::string> orphans;
     for (const auto& o : r.orphaned)
       orphans.insert(o.first);
-    std::vector<sched::index> added;
     for (std::size_t t = 0; t < st_.plan->task_count(); ++t) {
       const auto& id = st_.plan->task_ids[t];
-      if (!r.states.count(id))
-        added.push_back(static_cast<sched::index>(t));
-      else if (orphans.count(id))
-        node_row(id, node_state::pending, st_.plan->specs[t].get());
+      if (orphans.count(id) && r.states.count(id))
+        node_row(static_cast<sched::index>(t), id, node_state::pending);
     }
     add_pending(added);
     for (const auto& [id, at] : r.retry_at_ms) {
@@ -398,14 +480,9 @@ public:
                      "the workflow rendered an invalid tree: " + spec::join(ps)});
       return;
     }
-    auto known = current_states();
     st_.tree = std::move(next);
     st_.tree_changed = true;
-    rebuild(known);
-    std::vector<sched::index> added;
-    for (std::size_t t = 0; t < st_.plan->task_count(); ++t)
-      if (!known.count(st_.plan->task_ids[t])) added.push_back(static_cast<sched::index>(t));
-    add_pending(added);
+    add_pending(rebuild({}));
   }
 
   std::shared_ptr<const json> schema_for(const std::shared_ptr<task_spec>& spec) {
@@ -424,7 +501,7 @@ public:
   void start_task(sched::index t) {
     const auto& id = st_.plan->task_ids[t];
     const auto& spec = st_.plan->specs[t];
-    std::int64_t attempt = ++st_.attempts[id];
+    std::int64_t attempt = ++st_.slots[static_cast<std::size_t>(t)].attempts;
     std::int64_t now = util::now_ms();
     if (spec->kind == task_kind::value) {
       resolve_value(t, attempt, now);
@@ -438,7 +515,7 @@ public:
     ar.state = "in-progress";
     ar.started_ms = now;
     st_.writes.push_back(store::insert_attempt{std::move(ar)});
-    node_row(id, node_state::in_progress, spec.get());
+    node_row(t, id, node_state::in_progress);
     emit("NodeStarted", "node_id", id, "iteration", 0, "attempt", attempt);
 
     auto job = std::make_shared<task_job>();
@@ -457,6 +534,7 @@ public:
     job->output_schema = schema_for(spec);
     live_attempt la;
     la.attempt = attempt;
+    la.task = t;
     la.started_ms = now;
     try {
       if (spec->kind == task_kind::command) {
@@ -528,16 +606,17 @@ public:
     if (oc.err) {
       live_attempt la;
       la.attempt = attempt;
+      la.task = t;
       la.started_ms = now;
       st_.live.emplace(id, std::move(la));
       attempt_failed(id, attempt, *oc.err);
       return;
     }
-    node_row(id, node_state::finished, spec.get());
+    node_row(t, id, node_state::finished);
     emit("NodeOutput", "node_id", id, "iteration", 0, "output", *oc.output);
     emit("NodeFinished", "node_id", id, "iteration", 0, "attempt", attempt, "duration_ms", 0);
     ++st_.effects.results;
-    st_.effects.values.push_back({id, std::move(*oc.output)});
+    st_.effects.values.push_back({id, t, st_.plan_gen, std::move(*oc.output)});
   }
 
   // The attempt row is committed: now the work may run.
@@ -619,8 +698,8 @@ public:
     auto fa = finish_cmd(id, attempt, "finished", now);
     fa.output = *oc.output;
     st_.writes.push_back(std::move(fa));
-    sched::index t = st_.plan->find(id);
-    node_row(id, node_state::finished, t >= 0 ? st_.plan->specs[t].get() : nullptr);
+    sched::index t = la.task;
+    node_row(t, id, node_state::finished);
     emit("NodeOutput", "node_id", id, "iteration", 0, "output", *oc.output);
     emit("NodeFinished", "node_id", id, "iteration", 0, "attempt", attempt, "duration_ms",
          now - la.started_ms);
@@ -632,9 +711,8 @@ public:
 
   void attempt_failed(const std::string& id, std::int64_t attempt, const error& err,
                       const last_heartbeat* beat = nullptr) {
-    end_live(id, beat);
+    sched::index t = end_live(id, beat).task;
     std::int64_t now = util::now_ms();
-    sched::index t = st_.plan->find(id);
     const task_spec* spec = t >= 0 ? st_.plan->specs[t].get() : nullptr;
     auto fa = finish_cmd(id, attempt, "failed", now);
     if (st_.stopping != stop_mode::none) {
@@ -646,7 +724,7 @@ public:
       fa.error = why.to_json();
       st_.writes.push_back(std::move(fa));
       bool back_to_pending = st_.stopping == stop_mode::interrupt;
-      node_row(id, back_to_pending ? node_state::pending : node_state::cancelled, spec);
+      node_row(t, id, back_to_pending ? node_state::pending : node_state::cancelled);
       emit("NodeCancelled", "node_id", id, "iteration", 0, "attempt", attempt, "error",
            why.to_json());
       return;
@@ -661,7 +739,7 @@ public:
       // attempt's finish time, so a restart neither skips nor restarts it.
       fa.meta = {{"retry_at_ms", now + delay}};
       st_.writes.push_back(std::move(fa));
-      node_row(id, node_state::pending, spec);
+      node_row(t, id, node_state::pending);
       emit("NodeRetrying", "node_id", id, "iteration", 0, "attempt", attempt, "next_attempt",
            attempt + 1, "delay_ms", delay, "retry_at_ms", now + delay, "error", err.to_json());
       ++st_.effects.results;
@@ -671,7 +749,7 @@ public:
       }
     } else {
       st_.writes.push_back(std::move(fa));
-      node_row(id, node_state::failed, spec);
+      node_row(t, id, node_state::failed);
       emit("NodeFailed", "node_id", id, "iteration", 0, "attempt", attempt, "error", err.to_json());
       ++st_.effects.results;
       if (t >= 0) st_.sched->complete(t, node_state::failed);
@@ -698,7 +776,7 @@ public:
                             std::int64_t last_beat_ms) {
     auto it = st_.live.find(id);
     if (it == st_.live.end() || it->second.attempt != attempt) return;
-    sched::index t = st_.plan->find(id);
+    sched::index t = it->second.task;
     std::int64_t limit = 0;
     if (t >= 0 && st_.plan->specs[t]->heartbeat_timeout_ms)
       limit = *st_.plan->specs[t]->heartbeat_timeout_ms;
@@ -826,7 +904,7 @@ public:
 
   void record_skip(sched::index t, const char* reason) {
     const auto& id = st_.plan->task_ids[t];
-    node_row(id, node_state::skipped, st_.plan->specs[t].get());
+    node_row(t, id, node_state::skipped);
     emit("NodeSkipped", "node_id", id, "iteration", 0, "reason", reason);
   }
 
@@ -904,7 +982,7 @@ public:
       return;
     }
     for (auto& v : fx.values) {
-      sched::index t = st_.plan->find(v.node_id);
+      sched::index t = v.plan_gen == st_.plan_gen ? v.task : st_.plan->find(v.node_id);
       st_.outputs[v.node_id] = std::move(v.output);
       st_.dirty = true;
       if (t >= 0) st_.sched->complete(t, node_state::finished);

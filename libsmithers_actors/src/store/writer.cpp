@@ -446,7 +446,10 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
     s.bind_text_ref(3, f.tree_hash);
     s.bind_int(4, f.created_ms);
     s.bind_int(5, f.keyframe ? 1 : 0);
-    s.bind_json(6, f.snapshot);
+    if (!c.snapshot_text.empty())
+      s.bind_text_ref(6, c.snapshot_text);
+    else
+      s.bind_json(6, f.snapshot);
     s.step();
   }
 

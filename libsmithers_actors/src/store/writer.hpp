@@ -94,6 +94,10 @@ struct store_frame {
   /// The tree as canonical JSON text, shared with the run (written instead
   /// of row.tree when set).
   std::shared_ptr<const std::string> tree_text = nullptr;
+  /// The snapshot as JSON text (written instead of row.snapshot when set):
+  /// the supervisor writes it directly rather than building a JSON object
+  /// of every node for a keyframe.
+  std::string snapshot_text = {};
 };
 /// Replaces an attempt's meta (e.g. the process group of a command).
 struct set_attempt_meta {
