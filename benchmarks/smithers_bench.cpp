@@ -7,7 +7,7 @@
 //
 //   smithers_bench                     every case, a table, results JSON
 //   smithers_bench --filter fanout     cases whose name contains "fanout"
-//   smithers_bench --repeat 3          medians of 3 runs per case
+//   smithers_bench --repeat 3          three passes over the cases, medians of 3
 //   smithers_bench --json out.json     where the JSON goes (default bench-results.json)
 //   smithers_bench --case NAME         one case in this process (used by the parent)
 #include <smithers/engine.hpp>
@@ -257,22 +257,32 @@ int main(int argc, char** argv) {
     return 4;
   }
   std::string self = std::filesystem::canonical("/proc/self/exe").string();
+  std::vector<const bench_case*> chosen;
+  for (const auto& c : cases)
+    if (filter.empty() || c.name.find(filter) != std::string::npos) chosen.push_back(&c);
+  // Passes over the cases rather than one case N times in a row: this VM's
+  // speed drifts within minutes, so each case's runs are spread over the
+  // whole command, and the 10k and 100k runs of a pass (adjacent cases)
+  // see the same machine for the scaling ratio.
+  std::vector<std::vector<json>> runs(chosen.size());
+  for (int r = 0; r < repeat; ++r) {
+    if (repeat > 1) std::fprintf(stderr, "pass %d of %d\n", r + 1, repeat);
+    for (std::size_t i = 0; i < chosen.size(); ++i)
+      runs[i].push_back(run_child(self, *chosen[i]));
+  }
   json all = json::array();
   std::printf("%-28s %10s %12s %9s %9s %10s %10s\n", "case", "seconds", "tasks/s", "p50 ms",
               "p99 ms", "peak MB", "DB B/task");
-  for (const auto& c : cases) {
-    if (!filter.empty() && c.name.find(filter) == std::string::npos) continue;
-    std::vector<json> runs;
-    for (int r = 0; r < repeat; ++r)
-      runs.push_back(run_child(self, c));
+  for (std::size_t i = 0; i < chosen.size(); ++i) {
+    const auto& c = *chosen[i];
     auto med = [&](const char* key) {
       std::vector<double> v;
-      for (const auto& j : runs)
+      for (const auto& j : runs[i])
         if (j.contains(key)) v.push_back(j[key].get<double>());
       return median(v);
     };
-    bool ok =
-        std::all_of(runs.begin(), runs.end(), [](const json& j) { return j.value("ok", false); });
+    bool ok = std::all_of(runs[i].begin(), runs[i].end(),
+                          [](const json& j) { return j.value("ok", false); });
     json row = {{"case", c.name},
                 {"n", c.n},
                 {"ok", ok},
@@ -283,17 +293,23 @@ int main(int argc, char** argv) {
                 {"latency_p99_ms", med("latency_p99_ms")},
                 {"peak_rss_mb", med("peak_rss_mb")},
                 {"db_bytes_per_task", med("db_bytes_per_task")},
-                {"runs", runs}};
+                {"runs", runs[i]}};
     std::printf("%-28s %10.3f %12.0f %9.2f %9.2f %10.1f %10.0f%s\n", c.name.c_str(),
                 row["seconds"].get<double>(), row["tasks_per_s"].get<double>(),
                 row["latency_p50_ms"].get<double>(), row["latency_p99_ms"].get<double>(),
                 row["peak_rss_mb"].get<double>(), row["db_bytes_per_task"].get<double>(),
                 ok ? "" : "  FAILED");
-    std::fflush(stdout);
     all.push_back(row);
   }
-  // Scaling: time(100k) / time(10k) per fan-out family.
+  // Scaling: time(100k) / time(10k) per fan-out family, as the median of
+  // each pass's own ratio (its two runs ran one after the other) and as
+  // the ratio of the two medians.
   json scaling = json::object();
+  auto runs_of = [&](const std::string& name) -> const std::vector<json>* {
+    for (std::size_t i = 0; i < chosen.size(); ++i)
+      if (chosen[i]->name == name) return &runs[i];
+    return nullptr;
+  };
   auto seconds_of = [&](const std::string& name) {
     for (const auto& r : all)
       if (r["case"] == name) return r["seconds"].get<double>();
@@ -301,13 +317,26 @@ int main(int argc, char** argv) {
   };
   for (const char* fam : {"fanout/static", "fanout/compute"})
     for (const char* db : {"file", "memory"}) {
+      std::string family = std::string{fam} + "/" + db;
+      const auto* small = runs_of(std::string{fam} + "/10000/" + db);
+      const auto* large = runs_of(std::string{fam} + "/100000/" + db);
+      if (!small || !large) continue;
+      std::vector<double> per_pass;
+      for (std::size_t r = 0; r < small->size() && r < large->size(); ++r) {
+        double a = (*small)[r].value("seconds", 0.0), b = (*large)[r].value("seconds", 0.0);
+        if (a > 0 && b > 0) per_pass.push_back(b / a);
+      }
       double a = seconds_of(std::string{fam} + "/10000/" + db);
       double b = seconds_of(std::string{fam} + "/100000/" + db);
-      if (a > 0 && b > 0) {
-        scaling[std::string{fam} + "/" + db] = b / a;
-        std::printf("scaling %-20s time(100k)/time(10k) = %.2f\n",
-                    (std::string{fam} + "/" + db).c_str(), b / a);
-      }
+      if (per_pass.empty() || a <= 0) continue;
+      scaling[family] = {{"median_of_pass_ratios", median(per_pass)},
+                         {"pass_ratios", per_pass},
+                         {"ratio_of_medians", b / a}};
+      std::printf("scaling %-20s time(100k)/time(10k) = %.2f (passes:", family.c_str(),
+                  median(per_pass));
+      for (double x : per_pass)
+        std::printf(" %.2f", x);
+      std::printf("; ratio of medians %.2f)\n", b / a);
     }
   std::ofstream(json_out) << json{{"results", all}, {"scaling", scaling}}.dump(2) << "\n";
   std::printf("results written to %s\n", json_out.c_str());
