@@ -600,6 +600,31 @@ TEST_CASE("many runs at once on one engine all finish") {
   CHECK(count_runs(eng.config().db_path) == 10);
 }
 
+TEST_CASE("an engine ends after the runs in flight, and their handles outlive it") {
+  test_support::temp_dir dir;
+  run_handle h;
+  {
+    engine eng{config_in(dir)};
+    workflow wf;
+    wf.root = sequence({compute_task("slow",
+                                     [](task_context&) {
+                                       std::this_thread::sleep_for(100ms);
+                                       return json{{"done", true}};
+                                     }),
+                        value_task("after", {{"v", 1}})});
+    h = eng.start(wf, {});
+    CHECK_FALSE(h.wait_for(0ms));
+  } // the destructor waits for the run
+  CHECK(h.wait_for(0ms));
+  // wait() copies: a handle's result can be read more than once.
+  for (int i = 0; i < 2; ++i) {
+    auto res = h.wait();
+    CHECK(res.status == run_status::finished);
+    CHECK(res.outputs.at("slow") == json{{"done", true}});
+    CHECK(res.outputs.at("after") == json{{"v", 1}});
+  }
+}
+
 TEST_CASE("an event handler that throws does not stop the run or the engine") {
   test_support::temp_dir dir;
   engine eng{config_in(dir)};

@@ -54,7 +54,7 @@ struct harness {
     ctx->input = std::make_shared<const json>(json::object());
     ctx->computes = std::make_shared<const actors::compute_registry>();
     render_context rc{ctx->run_id, ctx->input.get(), nullptr};
-    ctx->first_render = render(wf, rc);
+    ctx->first_render = render(ctx->wf, rc);
     ctx->started_ms = util::now_ms();
     ctx->persistence = persistence;
     ctx->pool = &pool;

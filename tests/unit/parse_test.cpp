@@ -86,9 +86,9 @@ TEST_CASE("the canonical tree and its hash depend only on the workflow") {
   REQUIRE(b.wf);
   REQUIRE(c.wf);
   render_context ctx;
-  auto ra = render(*a.wf, ctx);
-  auto rb = render(*b.wf, ctx);
-  auto rc = render(*c.wf, ctx);
+  auto ra = render(std::make_shared<const workflow>(*a.wf), ctx);
+  auto rb = render(std::make_shared<const workflow>(*b.wf), ctx);
+  auto rc = render(std::make_shared<const workflow>(*c.wf), ctx);
   CHECK(ra.hash == rb.hash);
   CHECK(ra.hash != rc.hash);
   CHECK(json::parse(*ra.canonical)["sequence"][0]["task"] == "x");

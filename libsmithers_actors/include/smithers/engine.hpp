@@ -74,6 +74,9 @@ public:
   bool wait_for(std::chrono::milliseconds timeout) const;
 
 private:
+  friend class engine;
+  run_result take();      // waits, then moves the result out (engine::run)
+  void await_end() const; // waits without copying the result
   std::shared_ptr<state> st_;
 };
 

@@ -19,6 +19,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <mutex>
 #include <set>
@@ -44,6 +45,17 @@ run_result run_handle::wait() const {
   std::unique_lock<std::mutex> lk(st_->mtx);
   st_->cv.wait(lk, [&] { return st_->done; });
   return st_->result;
+}
+
+run_result run_handle::take() {
+  std::unique_lock<std::mutex> lk(st_->mtx);
+  st_->cv.wait(lk, [&] { return st_->done; });
+  return std::move(st_->result);
+}
+
+void run_handle::await_end() const {
+  std::unique_lock<std::mutex> lk(st_->mtx);
+  st_->cv.wait(lk, [&] { return st_->done; });
 }
 
 bool run_handle::wait_for(std::chrono::milliseconds timeout) const {
@@ -106,7 +118,8 @@ void set_driven(const std::string& run_id, bool on) {
     driven_runs.erase(run_id);
 }
 
-rendered_tree first_render(const workflow& wf, const std::string& run_id, const json& input,
+rendered_tree first_render(const std::shared_ptr<const workflow>& wf, const std::string& run_id,
+                           const json& input,
                            const std::unordered_map<std::string, json>& outputs) {
   render_context rc{run_id, &input, &outputs};
   rendered_tree r;
@@ -118,8 +131,8 @@ rendered_tree first_render(const workflow& wf, const std::string& run_id, const 
     throw smithers_error(errc::invalid_workflow,
                          std::string{"rendering the workflow failed: "} + e.what());
   }
-  if (wf.dynamic()) {
-    auto ps = spec::validate_tree(wf, r.root);
+  if (wf->dynamic()) {
+    auto ps = spec::validate_tree(*wf, *r.root);
     if (!ps.empty())
       throw smithers_error(errc::invalid_workflow, "invalid workflow: " + spec::join(ps),
                            problems_json(ps));
@@ -186,7 +199,7 @@ struct engine::impl {
   actors::compute_registry computes;
   std::map<std::uint64_t, event_handler> subscribers;
   std::uint64_t next_subscriber = 1;
-  std::vector<std::shared_ptr<run_handle::state>> runs;
+  std::vector<std::shared_ptr<run_handle::state>> runs; // not ended yet
   // Handles keep supervisors alive while their runs go on (CAF collects
   // actors nobody refers to).
   std::map<std::string, caf::actor> supervisors;
@@ -238,8 +251,11 @@ struct engine::impl {
     ctx->on_end = [st, this](run_result r) {
       set_driven(st->run_id, false);
       {
+        // An ended run's result belongs to its handles alone: a long-lived
+        // engine does not keep every run's outputs.
         std::lock_guard<std::mutex> lk(mtx);
         supervisors.erase(st->run_id);
+        runs.erase(std::remove(runs.begin(), runs.end(), st), runs.end());
       }
       std::lock_guard<std::mutex> lk(st->mtx);
       st->result = std::move(r);
@@ -310,7 +326,7 @@ engine::~engine() {
     runs = impl_->runs;
   }
   for (auto& r : runs)
-    run_handle{r}.wait();
+    run_handle{r}.await_end();
   if (impl_->poller) caf::anon_send_exit(impl_->poller, caf::exit_reason::user_shutdown);
   impl_->poller = nullptr;
   caf::anon_send_exit(impl_->persistence, caf::exit_reason::user_shutdown);
@@ -452,7 +468,7 @@ run_handle engine::start(std::shared_ptr<const workflow> wf, run_options opts) {
   }
   // A dynamic workflow is rendered once here so a broken build function is
   // refused before the run exists.
-  ctx->first_render = first_render(*wf, ctx->run_id, *ctx->input, {});
+  ctx->first_render = first_render(wf, ctx->run_id, *ctx->input, {});
 
   // Create the run: its row and RunStarted in one transaction. A duplicate
   // id fails the insert, so nothing else is written.
@@ -554,7 +570,7 @@ run_handle engine::resume(std::shared_ptr<const workflow> wf, const std::string&
   for (auto& o : snap->outputs)
     r.outputs[o.node_id] = std::move(o.value);
   std::string current_hash = opts.workflow_hash;
-  if (current_hash.empty()) current_hash = first_render(*wf, run_id, *ctx->input, {}).hash;
+  if (current_hash.empty()) current_hash = first_render(wf, run_id, *ctx->input, {}).hash;
   json changed = json::array();
   std::string what;
   if (current_hash != run.workflow_hash) {
@@ -574,7 +590,7 @@ run_handle engine::resume(std::shared_ptr<const workflow> wf, const std::string&
                          "run \"" + run_id + "\" started from a different workflow (changed: " +
                              what + "); --force resumes anyway",
                          {{"changed", changed}});
-  ctx->first_render = first_render(*wf, run_id, *ctx->input, r.outputs);
+  ctx->first_render = first_render(wf, run_id, *ctx->input, r.outputs);
   for (const auto& n : snap->nodes) {
     auto s = node_state_from(n.state).value_or(node_state::pending);
     // Whatever was in flight or cancelled runs again.
@@ -613,7 +629,9 @@ run_handle engine::resume(std::shared_ptr<const workflow> wf, const std::string&
 }
 
 run_result engine::run(const workflow& wf, run_options opts) {
-  return start(wf, std::move(opts)).wait();
+  // Nobody else holds this handle: its result (every output) is moved out,
+  // not copied.
+  return start(wf, std::move(opts)).take();
 }
 
 } // namespace smithers

@@ -358,7 +358,7 @@ public:
   // re-render, states from `known` on a resume. Slots of tasks the new plan
   // drops move to `dropped`, and come back from there.
   std::vector<sched::index> rebuild(const std::unordered_map<std::string, node_state>& known) {
-    auto plan = std::make_unique<sched::plan>(sched::compile(st_.tree.root));
+    auto plan = std::make_unique<sched::plan>(sched::compile(*st_.tree.root));
     const sched::plan* old = st_.plan.get();
     const std::size_t n = plan->task_count();
     std::vector<node_state> initial(n, node_state::pending);
@@ -467,14 +467,14 @@ public:
     render_context rc{st_.ctx->run_id, st_.ctx->input.get(), &st_.outputs};
     rendered_tree next;
     try {
-      next = render(*st_.ctx->wf, rc);
+      next = render(st_.ctx->wf, rc);
     } catch (const std::exception& e) {
       fail_run(
           error{errc::invalid_workflow, std::string{"rendering the workflow failed: "} + e.what()});
       return;
     }
     if (next.hash == st_.tree.hash) return;
-    auto ps = spec::validate_tree(*st_.ctx->wf, next.root);
+    auto ps = spec::validate_tree(*st_.ctx->wf, *next.root);
     if (!ps.empty()) {
       fail_run(error{errc::invalid_workflow,
                      "the workflow rendered an invalid tree: " + spec::join(ps)});

@@ -166,10 +166,13 @@ json canonical_tree(const node& root) {
   return json::parse(canonical_text(root));
 }
 
-rendered_tree render(const workflow& wf, const render_context& ctx) {
+rendered_tree render(const std::shared_ptr<const workflow>& wf, const render_context& ctx) {
   rendered_tree r;
-  r.root = wf.dynamic() ? wf.build(ctx) : wf.root;
-  r.canonical = std::make_shared<const std::string>(canonical_text(r.root));
+  // A static root lives as long as the workflow: aliased, not copied (a
+  // 100,000-task tree is a pass of cache misses to copy and one to free).
+  r.root = wf->dynamic() ? std::make_shared<const node>(wf->build(ctx))
+                         : std::shared_ptr<const node>(wf, &wf->root);
+  r.canonical = std::make_shared<const std::string>(canonical_text(*r.root));
   r.hash = util::sha256_hex(*r.canonical);
   return r;
 }

@@ -10,7 +10,8 @@
 namespace smithers {
 
 struct rendered_tree {
-  node root;
+  /// A static workflow's root is shared with the workflow, not copied.
+  std::shared_ptr<const node> root;
   /// The canonical JSON, serialized once: kept as text because a large tree
   /// as a json value costs several times its size in memory.
   std::shared_ptr<const std::string> canonical;
@@ -19,7 +20,7 @@ struct rendered_tree {
 
 /// Calls the workflow's build function (or takes its static root) and
 /// canonicalizes the result. Exceptions from a build function propagate.
-rendered_tree render(const workflow& wf, const render_context& ctx);
+rendered_tree render(const std::shared_ptr<const workflow>& wf, const render_context& ctx);
 
 /// Canonical JSON of a tree: kinds, ids, options; callables appear as
 /// "<inline>" since code has no JSON form. The text is what json::dump()
