@@ -4,6 +4,7 @@
 
 #include "store/reader.hpp"
 #include "support/engine_config.hpp"
+#include "support/frame_replay.hpp"
 #include "support/temp_dir.hpp"
 
 #include <smithers/engine.hpp>
@@ -509,27 +510,14 @@ TEST_CASE("a node a re-render drops keeps its state in frames and its attempt co
     CHECK(n.state == "finished");
     CHECK(n.attempts == (n.node_id == "x" ? 2 : 1));
   }
-  std::map<std::string, std::string> states;
   int keyframes_without_x = 0;
   auto frames = rd.frames(res.run_id);
-  for (const auto& e : rd.events(res.run_id)) {
-    const auto& p = e.payload;
-    if (e.type == "NodePending")
-      states[p["node_id"]] = "pending";
-    else if (e.type == "NodeStarted")
-      states[p["node_id"]] = "in-progress";
-    else if (e.type == "NodeFinished")
-      states[p["node_id"]] = "finished";
-    else if (e.type == "FrameCommitted") {
-      auto no = p["frame_no"].get<std::int64_t>();
-      INFO("frame " << no);
-      auto snap = rd.snapshot_at(res.run_id, no);
-      REQUIRE(snap["states"].get<std::map<std::string, std::string>>() == states);
-      if (p["keyframe"] == true &&
-          frames.at(static_cast<std::size_t>(no)).tree.dump().find("\"x\"") == std::string::npos)
-        ++keyframes_without_x;
-    }
-  }
+  auto states = test_support::check_frames_against_events(
+      rd, res.run_id, [&](std::int64_t no, bool keyframe) {
+        if (keyframe &&
+            frames.at(static_cast<std::size_t>(no)).tree.dump().find("\"x\"") == std::string::npos)
+          ++keyframes_without_x;
+      });
   CHECK(keyframes_without_x > 0);
   CHECK(states.size() == wide + 3);
 }

@@ -4,6 +4,7 @@
 
 #include "store/reader.hpp"
 #include "support/engine_config.hpp"
+#include "support/frame_replay.hpp"
 #include "support/temp_dir.hpp"
 
 #include <smithers/engine.hpp>
@@ -307,23 +308,9 @@ TEST_CASE("every frame of a large fan-out rebuilds the node states its events de
   REQUIRE(res.status == run_status::finished);
   auto db = store::database::open(eng.config().db_path, store::open_mode::read_only);
   store::reader rd{db};
-  std::map<std::string, std::string> states;
   int frames_checked = 0;
-  for (const auto& e : rd.events(res.run_id)) {
-    const auto& p = e.payload;
-    if (e.type == "NodePending")
-      states[p["node_id"]] = "pending";
-    else if (e.type == "NodeStarted")
-      states[p["node_id"]] = "in-progress";
-    else if (e.type == "NodeFinished")
-      states[p["node_id"]] = "finished";
-    else if (e.type == "FrameCommitted") {
-      auto snap = rd.snapshot_at(res.run_id, p["frame_no"].get<std::int64_t>());
-      INFO("frame " << p["frame_no"]);
-      REQUIRE(snap["states"].get<std::map<std::string, std::string>>() == states);
-      ++frames_checked;
-    }
-  }
+  auto states = test_support::check_frames_against_events(
+      rd, res.run_id, [&](std::int64_t, bool) { ++frames_checked; });
   CHECK(frames_checked > 300 / 16);
   CHECK(states.size() == 300);
 }
