@@ -218,8 +218,10 @@ json run_child(const std::string& self, const bench_case& c) {
 }
 
 double median(std::vector<double> v) {
+  if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
+  std::size_t m = v.size() / 2;
+  return v.size() % 2 ? v[m] : (v[m - 1] + v[m]) / 2; // an even count: the middle two's mean
 }
 
 } // namespace
