@@ -35,6 +35,13 @@ struct run_handle::state {
   std::condition_variable cv;
   bool done = false;
   run_result result;
+
+  // Waits for the run's end; the lock is held for reading the result.
+  std::unique_lock<std::mutex> ended() {
+    std::unique_lock<std::mutex> lk(mtx);
+    cv.wait(lk, [&] { return done; });
+    return lk;
+  }
 };
 
 const std::string& run_handle::run_id() const {
@@ -42,20 +49,17 @@ const std::string& run_handle::run_id() const {
 }
 
 run_result run_handle::wait() const {
-  std::unique_lock<std::mutex> lk(st_->mtx);
-  st_->cv.wait(lk, [&] { return st_->done; });
+  auto lk = st_->ended();
   return st_->result;
 }
 
 run_result run_handle::take() {
-  std::unique_lock<std::mutex> lk(st_->mtx);
-  st_->cv.wait(lk, [&] { return st_->done; });
+  auto lk = st_->ended();
   return std::move(st_->result);
 }
 
 void run_handle::await_end() const {
-  std::unique_lock<std::mutex> lk(st_->mtx);
-  st_->cv.wait(lk, [&] { return st_->done; });
+  st_->ended();
 }
 
 bool run_handle::wait_for(std::chrono::milliseconds timeout) const {

@@ -194,11 +194,15 @@ public:
     return t >= 0 ? st_.slots[static_cast<std::size_t>(t)] : st_.dropped[id];
   }
 
+  void set_written(task_slot& sl, const char* state) {
+    if (!sl.written) ++st_.written_count;
+    sl.written = state;
+  }
+
   // Records the state written for a task, for the next frame.
   void note_state(sched::index t, const std::string& id, const char* state) {
     task_slot& sl = slot_of(t, id);
-    if (!sl.written) ++st_.written_count;
-    sl.written = state;
+    set_written(sl, state);
     if (sl.in_delta) return;
     sl.in_delta = true;
     if (t >= 0)
@@ -436,11 +440,8 @@ public:
          "forced", r.forced);
     auto added = rebuild(r.states);
     // As stored: nodes no longer in the tree keep theirs in keyframes.
-    for (const auto& [id, state] : r.states) {
-      task_slot& sl = slot_of(st_.plan->find(id), id);
-      if (!sl.written) ++st_.written_count;
-      sl.written = to_string(state);
-    }
+    for (const auto& [id, state] : r.states)
+      set_written(slot_of(st_.plan->find(id), id), to_string(state));
     for (const auto& [id, count] : r.attempts)
       slot_of(st_.plan->find(id), id).attempts = count;
     std::unordered_set<std::string> orphans;
