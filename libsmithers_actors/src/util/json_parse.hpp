@@ -61,7 +61,8 @@ struct json_parse_error {
 
 /// Parses `text` into a value no deeper than lim.max_depth, with unique keys
 /// and finite numbers. On failure returns nullopt and fills *err (if not
-/// null) with the first problem in document order. Never throws for bad text.
+/// null) with the first problem: the size, then NUL bytes, then the first in
+/// document order. Never throws for bad text.
 std::optional<json> parse_json(std::string_view text, const json_parse_limits& lim,
                                json_parse_error* err);
 
