@@ -1217,14 +1217,76 @@ TEST_CASE("request_cancel marks the run and refuses unknown runs with RUN_NOT_FO
   w.apply({insert_run{run}});
   w.apply({request_cancel{"r1"}});
   CHECK(reader(db).run("r1")->cancel_requested);
-  CHECK(reader(db).cancel_requests("me") == std::vector<std::string>{"r1"});
-  CHECK(reader(db).cancel_requests("someone-else").empty());
+  auto reqs = reader(db).owner_requests("me");
+  REQUIRE(reqs.size() == 1);
+  CHECK(reqs[0].run_id == "r1");
+  CHECK(reqs[0].cancel);
+  CHECK(reqs[0].handover_to.empty());
+  CHECK(reader(db).owner_requests("someone-else").empty());
   try {
     w.apply({request_cancel{"nope"}});
     FAIL("cancel of an unknown run succeeded");
   } catch (const smithers::smithers_error& e) {
     CHECK(e.code() == "RUN_NOT_FOUND");
   }
+}
+
+TEST_CASE("a handover is asked of the current owner, released by it alone, then claimed") {
+  auto db = database::open(":memory:");
+  writer w(db);
+  auto run = make_run("r1");
+  run.owner_id = "old";
+  run.heartbeat_ms = 100;
+  w.apply({insert_run{run}});
+  // Asked of an owner the run does not have: refused, nothing written.
+  CHECK_THROWS_WITH(w.apply({request_handover{"r1", "someone", "new"}}),
+                    Catch::Contains("RUN_RESUME_CLAIM_FAILED"));
+  CHECK(reader(db).run("r1")->handover_to.empty());
+  w.apply({request_handover{"r1", "old", "new"}});
+  auto reqs = reader(db).owner_requests("old");
+  REQUIRE(reqs.size() == 1);
+  CHECK_FALSE(reqs[0].cancel);
+  CHECK(reqs[0].handover_to == "new");
+  // Only the owner's release counts.
+  w.apply({release_run{"r1", "someone", 200}});
+  CHECK(reader(db).run("r1")->owner_id == "old");
+  w.apply({release_run{"r1", "old", 200}});
+  auto released = reader(db).run("r1");
+  CHECK(released->owner_id.empty());
+  CHECK(released->owner_pid == 0);
+  CHECK(released->heartbeat_ms == 200);
+  CHECK(released->status == "running");
+  // A released run cannot be asked for again; the resumer claims it and the
+  // request is gone with the claim.
+  CHECK_THROWS(w.apply({request_handover{"r1", "", "other"}}));
+  w.apply({claim_run{"r1", "", 200, "new", 42, 300}});
+  auto claimed = reader(db).run("r1");
+  CHECK(claimed->owner_id == "new");
+  CHECK(claimed->handover_to.empty());
+  CHECK(reader(db).owner_requests("new").empty());
+}
+
+TEST_CASE("a withdrawn handover request is gone; another requester's is kept") {
+  auto db = database::open(":memory:");
+  writer w(db);
+  auto run = make_run("r1");
+  run.owner_id = "old";
+  w.apply({insert_run{run}});
+  w.apply({request_handover{"r1", "old", "new"}});
+  w.apply({withdraw_handover{"r1", "other"}});
+  CHECK(reader(db).run("r1")->handover_to == "new");
+  w.apply({withdraw_handover{"r1", "new"}});
+  CHECK(reader(db).run("r1")->handover_to.empty());
+  CHECK(reader(db).owner_requests("old").empty());
+}
+
+TEST_CASE("a run's working directory is stored with it") {
+  auto db = database::open(":memory:");
+  writer w(db);
+  auto run = make_run("r1");
+  run.cwd = "/some/where";
+  w.apply({insert_run{run}});
+  CHECK(reader(db).run("r1")->cwd == "/some/where");
 }
 
 TEST_CASE("open_existing is empty for a missing file and for one without a schema") {

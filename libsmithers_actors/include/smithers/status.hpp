@@ -7,6 +7,7 @@
 namespace smithers {
 
 enum class run_status {
+  created, // exists, never started (a fork made without --run): `resume` starts it
   running,
   waiting_approval,
   waiting_event,

@@ -3,7 +3,10 @@
 #include "store/checkpointer.hpp"
 #include "store/schema.hpp"
 #include "store/wal_vfs.hpp"
+#include "util/json_parse.hpp"
 #include "util/json_text.hpp"
+
+#include <smithers/limits.hpp>
 
 #include <sqlite3.h>
 
@@ -327,12 +330,15 @@ json statement::column_json(int i) const {
   auto text = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, i));
   if (!text) return nullptr;
   auto size = static_cast<std::size_t>(sqlite3_column_bytes(stmt_, i));
-  try {
-    return json::parse(text, text + size);
-  } catch (const json::exception& e) {
+  // Bounded like any JSON from outside: a file written by an older version
+  // (or by hand) may hold a value deep enough to crash whatever copies it.
+  util::json_parse_error err;
+  auto j = util::parse_json({text, size}, {limits::max_stored_json_depth}, &err);
+  if (!j)
     throw smithers_error(errc::db_error, std::string("invalid JSON in column ") +
-                                             sqlite3_column_name(stmt_, i) + ": " + e.what());
-  }
+                                             sqlite3_column_name(stmt_, i) + " " + err.path +
+                                             ": " + err.message);
+  return std::move(*j);
 }
 
 } // namespace smithers::store

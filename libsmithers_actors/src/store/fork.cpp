@@ -4,6 +4,8 @@
 #include "store/writer.hpp"
 #include "util/ids.hpp"
 
+#include <smithers/status.hpp>
+
 #include <deque>
 #include <set>
 #include <unordered_map>
@@ -73,7 +75,9 @@ fork_result fork_run(database& db, const fork_request& req) {
 
   run_row child = *parent;
   child.run_id = res.run_id;
-  child.status = "running";
+  // Inert until someone starts it (`fork --run`, `resume`): supervise
+  // only picks up `running` runs.
+  child.status = to_string(run_status::created);
   child.owner_id.clear(); // nobody drives it yet: resume takes it at once
   child.owner_pid = 0;
   child.heartbeat_ms = 0;

@@ -10,7 +10,7 @@ namespace {
 constexpr const char* run_columns =
     "run_id, workflow_name, status, input_json, config_json, workflow_hash, workflow_path, "
     "vcs_revision, owner_id, owner_pid, heartbeat_ms, cancel_requested, parent_run_id, "
-    "error_json, created_ms, updated_ms, finished_ms";
+    "error_json, created_ms, updated_ms, finished_ms, cwd, handover_to";
 
 run_row read_run(const statement& s) {
   run_row r;
@@ -31,6 +31,8 @@ run_row read_run(const statement& s) {
   r.created_ms = s.column_int(14);
   r.updated_ms = s.column_int(15);
   r.finished_ms = s.column_opt_int(16);
+  r.cwd = s.column_text(17);
+  r.handover_to = s.column_text(18);
   return r;
 }
 
@@ -72,15 +74,16 @@ SELECT last_seq FROM event_chunks WHERE id >= ?1 AND id < ?1 + ?2 ORDER BY id DE
   return s.step() ? s.column_int(0) : -1;
 }
 
-std::vector<std::string> reader::cancel_requests(const std::string& owner_id) const {
+std::vector<owner_request> reader::owner_requests(const std::string& owner_id) const {
   statement s(db_.handle(), R"sql(
-SELECT run_id FROM runs WHERE owner_id = ?1 AND cancel_requested = 1
+SELECT run_id, cancel_requested, handover_to FROM runs
+WHERE owner_id = ?1 AND (cancel_requested = 1 OR handover_to != '')
   AND status NOT IN ('finished', 'failed', 'cancelled', 'continued'))sql");
   s.bind_text_ref(1, owner_id);
-  std::vector<std::string> ids;
+  std::vector<owner_request> out;
   while (s.step())
-    ids.push_back(s.column_text(0));
-  return ids;
+    out.push_back({s.column_text(0), s.column_int(1) != 0, s.column_text(2)});
+  return out;
 }
 
 std::vector<run_row> reader::runs(const std::string& status, std::size_t limit) const {
@@ -266,6 +269,22 @@ FROM frames WHERE id >= ?1 AND id < ?1 + ?2 ORDER BY id)sql");
     f.keyframe = s.column_int(3) != 0;
     f.changes = s.column_int(4);
     rows.push_back(std::move(f));
+  }
+  return rows;
+}
+
+std::vector<std::pair<std::int64_t, json>> reader::frame_states(const std::string& run_id) const {
+  std::vector<std::pair<std::int64_t, json>> rows;
+  auto base = key_base(run_id);
+  if (!base) return rows;
+  statement s(db_.handle(), R"sql(
+SELECT frame_no, json_extract(snapshot_json, '$.states')
+FROM frames WHERE id >= ?1 AND id < ?1 + ?2 ORDER BY id)sql");
+  s.bind_int(1, *base);
+  s.bind_int(2, key_span);
+  while (s.step()) {
+    json states = s.column_json(1);
+    rows.emplace_back(s.column_int(0), states.is_object() ? std::move(states) : json::object());
   }
   return rows;
 }

@@ -10,6 +10,13 @@
 
 namespace smithers::store {
 
+/// What another process asked of a run's owner (reader::owner_requests).
+struct owner_request {
+  std::string run_id;
+  bool cancel = false;
+  std::string handover_to; // non-empty: release the run to this resumer
+};
+
 class reader {
 public:
   explicit reader(database& db) : db_(db) {}
@@ -31,6 +38,9 @@ public:
   std::vector<frame_row> frames(const std::string& run_id) const;
   /// Every frame, light: for timelines.
   std::vector<frame_summary> frame_summaries(const std::string& run_id) const;
+  /// Every frame's node states ({node: state}) in frame order: all nodes in
+  /// a keyframe, the changed ones in a delta.
+  std::vector<std::pair<std::int64_t, json>> frame_states(const std::string& run_id) const;
   /// The tree stored under a hash (null when unknown).
   json tree(const std::string& hash) const;
   /// The run as it stood at a frame: {"frame_no", "tree_hash", "states":
@@ -40,8 +50,9 @@ public:
   json snapshot_at(const std::string& run_id, std::int64_t frame_no) const;
   /// Runs forked from this one, oldest first.
   std::vector<run_row> children(const std::string& run_id) const;
-  /// Runs of `owner_id` that are not over and have a cancellation request.
-  std::vector<std::string> cancel_requests(const std::string& owner_id) const;
+  /// Runs of `owner_id` that are not over and have a cancellation or a
+  /// handover request.
+  std::vector<owner_request> owner_requests(const std::string& owner_id) const;
   std::int64_t frame_count(const std::string& run_id) const;
   /// The highest event seq of a run, -1 when it has none.
   std::int64_t max_event_seq(const std::string& run_id) const;

@@ -18,10 +18,12 @@ struct run_row {
   std::string workflow_hash;    // sha256 of the workflow file / canonical tree
   std::string workflow_path;
   std::string vcs_revision;
-  std::string owner_id;
+  std::string owner_id; // '' when nobody drives it (a fork not started, a released run)
   std::int64_t owner_pid = 0;
   std::int64_t heartbeat_ms = 0;
   bool cancel_requested = false;
+  std::string cwd;         // where commands run (recorded at start; '' before v6)
+  std::string handover_to; // owner id of a forced resumer waiting for a release
   std::string parent_run_id;
   json error; // null or {"code","message","details"}
   std::int64_t created_ms = 0;

@@ -240,6 +240,14 @@ INSERT INTO attempts_v5
 DROP TABLE attempts;
 ALTER TABLE attempts_v5 RENAME TO attempts;
 )sql"},
+    // v6: a run's working directory, so every resume runs its commands
+    // where the run started; and forced takeovers as a handover: a resumer
+    // records its owner id in handover_to and the live owner releases the
+    // run (owner_id '') before the resumer claims it.
+    {6, R"sql(
+ALTER TABLE runs ADD COLUMN cwd TEXT NOT NULL DEFAULT '';
+ALTER TABLE runs ADD COLUMN handover_to TEXT NOT NULL DEFAULT '';
+)sql"},
 };
 
 static_assert(all_migrations[std::size(all_migrations) - 1].version == schema_version,

@@ -98,6 +98,13 @@ struct describe {
   std::string operator()(const touch_run& c) const { return "touch_run " + c.run_id; }
   std::string operator()(const request_cancel& c) const { return "request_cancel " + c.run_id; }
   std::string operator()(const claim_run& c) const { return "claim_run " + c.run_id; }
+  std::string operator()(const request_handover& c) const {
+    return "request_handover " + c.run_id;
+  }
+  std::string operator()(const withdraw_handover& c) const {
+    return "withdraw_handover " + c.run_id;
+  }
+  std::string operator()(const release_run& c) const { return "release_run " + c.run_id; }
   std::string operator()(const set_attempt_meta& c) const {
     return "set_attempt_meta " + key(c.run_id, c.node_id, c.iteration, c.attempt);
   }
@@ -123,8 +130,8 @@ struct writer::impl {
 INSERT INTO runs (run_id, workflow_name, status, input_json, config_json, workflow_hash,
                   workflow_path, vcs_revision, owner_id, owner_pid, heartbeat_ms,
                   cancel_requested, parent_run_id, error_json, created_ms, updated_ms,
-                  finished_ms, run_no)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+                  finished_ms, cwd, run_no)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
         (SELECT COALESCE(max(run_no), 0) + 1 FROM runs)))sql"),
         run_no_(db, "SELECT run_no FROM runs WHERE run_id = ?1"), update_run_status_(db, R"sql(
 UPDATE runs SET status = ?2, error_json = ?3, updated_ms = ?4, finished_ms = ?5
@@ -180,8 +187,16 @@ UPDATE runs SET heartbeat_ms = ?2 WHERE run_id = ?1 AND heartbeat_ms < ?2 AND ow
 UPDATE runs SET cancel_requested = 1 WHERE run_id = ?1)sql"),
         claim_run_(db, R"sql(
 UPDATE runs SET owner_id = ?4, owner_pid = ?5, heartbeat_ms = ?6, updated_ms = ?6,
-  status = 'running'
-WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
+  status = 'running', handover_to = ''
+WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql"),
+        request_handover_(db, R"sql(
+UPDATE runs SET handover_to = ?2 WHERE run_id = ?1 AND owner_id = ?3 AND owner_id != ''
+  AND status NOT IN ('finished', 'failed', 'cancelled', 'continued'))sql"),
+        withdraw_handover_(db, R"sql(
+UPDATE runs SET handover_to = '' WHERE run_id = ?1 AND handover_to = ?2)sql"),
+        release_run_(db, R"sql(
+UPDATE runs SET owner_id = '', owner_pid = 0, heartbeat_ms = ?3, updated_ms = ?3
+WHERE run_id = ?1 AND owner_id = ?2)sql") {}
 
   // Strings of a command are bound without copying (bind_text_ref): the
   // batch outlives the step, and in_use clears the bindings right after.
@@ -210,6 +225,7 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
     s.bind_int(15, r.created_ms);
     s.bind_int(16, r.updated_ms);
     s.bind_opt_int(17, r.finished_ms);
+    s.bind_text_ref(18, r.cwd);
     s.step();
   }
 
@@ -521,6 +537,35 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
     if (s.changes() == 0) throw smithers_error(errc::run_not_found, "no such run");
   }
 
+  void operator()(const request_handover& c) {
+    auto& s = request_handover_;
+    in_use use{s};
+    s.bind_text_ref(1, c.run_id);
+    s.bind_text_ref(2, c.requester_id);
+    s.bind_text_ref(3, c.owner_id);
+    s.step();
+    if (s.changes() == 0)
+      throw smithers_error(errc::run_resume_claim_failed,
+                           "the run changed owner (or ended) before the handover was asked");
+  }
+
+  void operator()(const withdraw_handover& c) {
+    auto& s = withdraw_handover_;
+    in_use use{s};
+    s.bind_text_ref(1, c.run_id);
+    s.bind_text_ref(2, c.requester_id);
+    s.step();
+  }
+
+  void operator()(const release_run& c) {
+    auto& s = release_run_;
+    in_use use{s};
+    s.bind_text_ref(1, c.run_id);
+    s.bind_text_ref(2, c.owner_id);
+    s.bind_int(3, c.now_ms);
+    s.step();
+  }
+
   void operator()(const claim_run& c) {
     auto& s = claim_run_;
     in_use use{s};
@@ -575,7 +620,7 @@ WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql") {}
   statement insert_run_, run_no_, update_run_status_, insert_node_, update_node_, node_keys_,
       insert_attempt_, attempt_keys_, finish_attempt_, heartbeat_, heartbeat_data_, insert_chunk_,
       chunk_overlap_, store_frame_, attempt_meta_, store_tree_, touch_run_, request_cancel_,
-      claim_run_;
+      claim_run_, request_handover_, withdraw_handover_, release_run_;
   std::unordered_map<std::string, std::int64_t> run_nos_;
   std::unordered_map<std::string, run_rows> rows_;
 };

@@ -86,6 +86,26 @@ struct claim_run {
   std::int64_t owner_pid = 0;
   std::int64_t now_ms = 0;
 };
+/// A forced resume asks the live owner (`owner_id`) to stop driving the run
+/// and release it to `requester_id`; fails (RUN_RESUME_CLAIM_FAILED) when the
+/// run has another owner by now, or none, or has ended.
+struct request_handover {
+  std::string run_id;
+  std::string owner_id;
+  std::string requester_id;
+};
+/// Takes a handover request back (the owner did not release in time).
+struct withdraw_handover {
+  std::string run_id;
+  std::string requester_id;
+};
+/// The owner lets go of a run it stopped driving (a handover): nobody owns
+/// it until a resumer claims it. Only the current owner's release counts.
+struct release_run {
+  std::string run_id;
+  std::string owner_id;
+  std::int64_t now_ms = 0;
+};
 /// Frames go through this one command so their storage format can change
 /// without touching callers: the tree is stored once per hash, the frame row
 /// references it and carries its snapshot (keyframe or delta).
@@ -126,7 +146,8 @@ struct add_pending_nodes {
 using command =
     std::variant<insert_run, update_run_status, upsert_node, insert_attempt, finish_attempt,
                  record_heartbeat, append_event, append_events, store_frame, touch_run,
-                 request_cancel, claim_run, set_attempt_meta, add_pending_nodes>;
+                 request_cancel, claim_run, set_attempt_meta, add_pending_nodes,
+                 request_handover, withdraw_handover, release_run>;
 
 /// Appends one event's chunk entry, `["type",timestamp_ms,{fields}]`, to
 /// `out` (the caller writes the array's brackets and commas).

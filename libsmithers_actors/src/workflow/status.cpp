@@ -6,7 +6,8 @@
 namespace smithers {
 
 namespace {
-constexpr std::array<std::pair<run_status, const char*>, 8> run_names{{
+constexpr std::array<std::pair<run_status, const char*>, 9> run_names{{
+    {run_status::created, "created"},
     {run_status::running, "running"},
     {run_status::waiting_approval, "waiting-approval"},
     {run_status::waiting_event, "waiting-event"},
