@@ -2,6 +2,8 @@
 
 #include "executors/command.hpp"
 
+#include <smithers/limits.hpp>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
@@ -300,4 +302,96 @@ TEST_CASE("run_command fails fast on a bad heartbeat") {
     REQUIRE(out.failure);
     CHECK(out.failure->code == errc::heartbeat_payload_too_large);
   }
+}
+
+TEST_CASE("output extraction refuses JSON the engine cannot take, never a part of it") {
+  SECTION("too deep: the whole stdout") {
+    std::string deep;
+    for (int i = 0; i < 20000; ++i)
+      deep += "{\"a\":";
+    deep += "1";
+    deep += std::string(20000, '}');
+    auto found = find_output(deep);
+    CHECK_FALSE(found.output);
+    REQUIRE(found.refused);
+    CHECK(found.refused->code == errc::invalid_output);
+    CHECK(found.refused->message.find("nesting depth 129 exceeds the limit of 128") !=
+          std::string::npos);
+    CHECK(found.refused->details["path"].get<std::string>().rfind("$.a.a.a", 0) == 0);
+  }
+  SECTION("too deep inside prose: no inner object is taken instead") {
+    std::string deep = "result: ";
+    for (int i = 0; i < 200; ++i)
+      deep += "{\"a\":";
+    deep += "{\"small\": true}";
+    deep += std::string(200, '}');
+    deep += " done";
+    auto found = find_output(deep);
+    CHECK_FALSE(found.output);
+    REQUIRE(found.refused);
+    CHECK(found.refused->message.find("nesting depth") != std::string::npos);
+  }
+  SECTION("at the depth limit it is the output") {
+    std::string ok;
+    for (std::size_t i = 1; i < limits::max_output_depth; ++i)
+      ok += "{\"a\":";
+    ok += "{}";
+    ok += std::string(limits::max_output_depth - 1, '}');
+    CHECK(find_output(ok).output);
+  }
+  SECTION("a duplicate key, in a fenced block") {
+    auto found = find_output("done\n```json\n{\"ok\": true, \"ok\": false}\n```\n");
+    CHECK_FALSE(found.output);
+    REQUIRE(found.refused);
+    CHECK(found.refused->message.find("duplicate key \"ok\"") != std::string::npos);
+  }
+  SECTION("a number out of range") {
+    auto found = find_output("{\"n\": 1e400}");
+    REQUIRE(found.refused);
+    CHECK(found.refused->details["path"] == "$.n");
+  }
+}
+
+TEST_CASE("heartbeat payloads are parsed with bounds") {
+  std::string deep = "::heartbeat ";
+  for (int i = 0; i < 100000; ++i)
+    deep += '[';
+  try {
+    parse_heartbeat_line(deep);
+    FAIL("a 100,000-level payload was accepted");
+  } catch (const smithers_error& e) {
+    CHECK(e.code() == errc::heartbeat_payload_too_large);
+    CHECK(e.err().message.find("nesting depth") != std::string::npos);
+  }
+  try {
+    parse_heartbeat_line("::heartbeat {\"step\": 1, \"step\": 2}");
+    FAIL("a payload with a duplicate key was accepted");
+  } catch (const smithers_error& e) {
+    CHECK(e.code() == errc::heartbeat_payload_not_json);
+    CHECK(e.err().message.find("duplicate key") != std::string::npos);
+  }
+}
+
+TEST_CASE("run_command stops a command whose stdout passes the bound") {
+  auto started = std::chrono::steady_clock::now();
+  auto spec = sh("head -c 3000000 /dev/zero | tr '\\0' x; sleep 100; echo '{}'");
+  spec.max_stdout_bytes = 1000000;
+  auto out = run_command(spec, nullptr);
+  CHECK(std::chrono::steady_clock::now() - started < 30s); // stopped, not waited for
+  REQUIRE(out.failure);
+  CHECK(out.failure->code == errc::invalid_output);
+  CHECK(out.failure->message.find("more than 1000000 bytes on stdout") != std::string::npos);
+  auto below = sh("head -c 3000000 /dev/zero | tr '\\0' x; echo; echo '{\"ok\": 1}'");
+  below.max_stdout_bytes = 4000000;
+  CHECK(run_command(below, nullptr).output == json{{"ok", 1}});
+}
+
+TEST_CASE("a carriage return ends a line: progress bars count as heartbeats") {
+  heartbeat_log log;
+  auto out =
+      run_command(sh("printf '10%%\\r20%%\\r::heartbeat {\"p\": 30}\\r\\n40%%\\r'; echo '{}'"),
+                  log.sink());
+  REQUIRE(out.output);
+  CHECK(log.data == std::vector<json>{json{{"p", 30}}});
+  CHECK(log.plain_lines == 4); // 10%, 20%, 40%, {} — "\r\n" is one end
 }

@@ -365,3 +365,34 @@ TEST_CASE("is_valid_utf8 accepts well-formed UTF-8 only") {
     CHECK(is_valid_utf8(c.bytes) == c.ok);
   }
 }
+
+TEST_CASE("output bounds: depth, size, non-finite numbers, any JSON type") {
+  CHECK_FALSE(check_output_bounds(nested_objects(limits::max_output_depth), 1 << 20));
+  auto deep = check_output_bounds(nested_objects(limits::max_output_depth + 1), 1 << 20);
+  REQUIRE(deep);
+  CHECK(deep->code == errc::invalid_output);
+  CHECK(deep->message == "output " + dollar_path(".a", limits::max_output_depth) +
+                             ": nesting depth 129 exceeds the limit of 128");
+  // Far deeper than any stack: refused without recursion.
+  auto very = check_output_bounds(deep_arrays(1000000), 1 << 20);
+  REQUIRE(very);
+  CHECK(very->details["actual"] == limits::max_output_depth + 1);
+  auto big = check_output_bounds(json{{"s", std::string(100, 'x')}}, 50);
+  REQUIRE(big);
+  CHECK(big->message.find("exceeds the limit of 50 bytes") != std::string::npos);
+  CHECK_FALSE(check_output_bounds(json{{"s", std::string(100, 'x')}}, 200));
+  auto inf = check_output_bounds(json{{"x", std::numeric_limits<double>::infinity()}}, 1 << 20);
+  REQUIRE(inf);
+  CHECK(inf->details["path"] == "$.x");
+  CHECK_FALSE(check_output_bounds(json::array({1, 2}), 100)); // the type is checked elsewhere
+}
+
+TEST_CASE("check_depth reports only nesting, with the code and the name asked for") {
+  CHECK_FALSE(check_depth(deep_arrays(50), 50, errc::invalid_workflow, "workflow"));
+  auto e = check_depth(deep_arrays(51), 50, errc::invalid_workflow, "workflow");
+  REQUIRE(e);
+  CHECK(e->code == errc::invalid_workflow);
+  CHECK(e->message.rfind("workflow $[0]", 0) == 0);
+  // A non-finite number is no nesting problem.
+  CHECK_FALSE(check_depth(json{{"x", std::nan("")}}, 5, errc::invalid_workflow, "workflow"));
+}

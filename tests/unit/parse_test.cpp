@@ -2,10 +2,13 @@
 #include <catch2/catch.hpp>
 
 #include "spec/parse.hpp"
+#include "support/temp_dir.hpp"
 #include "util/ids.hpp"
 #include "workflow/render.hpp"
 
 #include <smithers/limits.hpp>
+
+#include <fstream>
 
 using namespace smithers;
 using namespace smithers::spec;
@@ -219,6 +222,44 @@ TEST_CASE("every workflow-file problem is reported with its JSON path") {
        {{"input", {{"typ", "object"}}}, {"root", task("a")}},
        "input",
        ""},
+      // Certain before any run: refused at validation, not at run time.
+      {"a value its own output_schema refuses",
+       wf_with({{"task", "a"},
+                {"value", {{"n", "three"}}},
+                {"output_schema", {{"type", "object"}, {"properties", {{"n", {{"type", "integer"}}}}}}}}),
+       "root.value", "($.n: expected integer, got string)"},
+      {"a value its named output schema refuses",
+       {{"outputs", {{"count", {{"type", "object"}, {"required", {"n"}}}}}},
+        {"root", {{"task", "a"}, {"value", json::object()}, {"output", "count"}}}},
+       "root.value", "output schema \"count\""},
+      {"an output_schema that is not for objects",
+       wf_with({{"task", "a"}, {"run", "true"}, {"output_schema", {{"type", "array"}}}}),
+       "root.output_schema.type", "must be \"object\""},
+      {"a named output schema that is not for objects",
+       {{"outputs", {{"list", {{"type", {"string", "null"}}}}}}, {"root", task("a")}},
+       "outputs.list.type", "must be \"object\""},
+      {"a template reading a task later in its sequence",
+       wf_with({{"sequence",
+                 {{{"task", "early"}, {"run", "echo {{outputs.late.n}}"}},
+                  json{{"parallel", {task("late")}}}}}}),
+       "root.sequence[0].run", "reads the output of \"late\", which comes after it"},
+      {"an argv template reading a task in a later branch of a sequence",
+       wf_with({{"sequence",
+                 {json{{"parallel", {{{"task", "early"}, {"run", {"echo", "{{outputs.late}}"}}}}}},
+                  json{{"sequence", {task("x"), task("late")}}}}}}),
+       "root.sequence[0].parallel[0].run[1]", "comes after it"},
+      {"an env template reading a later task",
+       wf_with({{"sequence",
+                 {{{"task", "early"}, {"run", "true"}, {"env", {{"N", "{{outputs.late.n}}"}}}},
+                  task("late")}}}),
+       "root.sequence[0].env.N", "comes after it"},
+      {"a skip_if reading a later task",
+       wf_with({{"sequence",
+                 {{{"task", "early"},
+                   {"value", json::object()},
+                   {"skip_if", {{"output", "late.ok"}, {"equals", true}}}},
+                  task("late")}}}),
+       "root.sequence[0].skip_if", "comes after it"},
   };
   for (const auto& r : rows) {
     SECTION(r.name) {
@@ -243,6 +284,78 @@ TEST_CASE("files that cannot be read or are not JSON are refused with a clear me
   auto long_path = load_workflow_file(std::string(limits::max_workflow_path_bytes + 1, 'a'));
   REQUIRE(long_path.errors.size() == 1);
   CHECK(long_path.errors[0].message.find("limit") != std::string::npos);
+}
+
+TEST_CASE("workflow files: too deep, duplicate keys, numbers out of range, directories") {
+  test_support::temp_dir dir;
+  auto load_text = [&](const std::string& text) {
+    auto path = dir.file("wf.json");
+    std::ofstream(path, std::ios::binary) << text;
+    return load_workflow_file(path);
+  };
+  struct row {
+    const char* name;
+    std::string text;
+    std::string path;
+    std::string message_part;
+  };
+  std::string deep = R"({"name": "d", "root": )";
+  for (int i = 0; i < 5000; ++i)
+    deep += R"({"sequence": [)";
+  deep += R"({"task": "a", "value": {}})";
+  for (int i = 0; i < 5000; ++i)
+    deep += "]}";
+  deep += "}";
+  std::vector<row> rows{
+      {"nested thousands of levels", deep, "root.sequence[0].sequence[0]", "nesting depth 129"},
+      {"a duplicate key", R"({"name": "a", "root": {"task": "x", "value": {}, "value": {"b": 1}}})",
+       "root.value", "duplicate key \"value\""},
+      {"a duplicate top-level key", R"({"name": "a", "name": "b", "root": {"task": "x", "value": {}}})",
+       "name", "duplicate key"},
+      {"a number that overflows", R"({"name": "a", "max_concurrency": 1e400, "root": {"task": "x", "value": {}}})",
+       "max_concurrency", "1e400 is out of range"},
+      {"a number that overflows in a value", R"({"name": "a", "root": {"task": "x", "value": {"n": -1e999}}})",
+       "root.value.n", "out of range"},
+  };
+  for (const auto& r : rows) {
+    SECTION(r.name) {
+      auto res = load_text(r.text);
+      CHECK_FALSE(res.wf);
+      REQUIRE(res.errors.size() == 1);
+      INFO(res.errors[0].path << ": " << res.errors[0].message);
+      CHECK(res.errors[0].path.rfind(r.path, 0) == 0);
+      CHECK(res.errors[0].message.find(r.message_part) != std::string::npos);
+    }
+  }
+  SECTION("nesting at the limit parses") {
+    // Each sequence level is two JSON levels; the document and the task's
+    // value add two more.
+    std::string ok = R"({"name": "d", "root": )";
+    const int levels = (static_cast<int>(limits::max_workflow_depth) - 3) / 2;
+    for (int i = 0; i < levels; ++i)
+      ok += R"({"sequence": [)";
+    ok += R"({"task": "a", "value": {}})";
+    for (int i = 0; i < levels; ++i)
+      ok += "]}";
+    ok += "}";
+    auto res = load_text(ok);
+    INFO(join(res.errors));
+    CHECK(res.wf);
+  }
+  SECTION("a directory") {
+    auto res = load_workflow_file(dir.path());
+    REQUIRE(res.errors.size() == 1);
+    CHECK(res.errors[0].message.find("is a directory") != std::string::npos);
+  }
+  SECTION("a deep document built in C++") {
+    json doc = task("a");
+    for (int i = 0; i < 3000; ++i)
+      doc = json{{"sequence", json::array({std::move(doc)})}};
+    auto res = parse_workflow(json{{"name", "d"}, {"root", std::move(doc)}});
+    CHECK_FALSE(res.wf);
+    REQUIRE(res.errors.size() == 1);
+    CHECK(res.errors[0].message.find("nesting depth") != std::string::npos);
+  }
 }
 
 TEST_CASE("run ids: 1 to 256 characters of [A-Za-z0-9._:-]") {

@@ -372,3 +372,42 @@ TEST_CASE("subprocess runs concurrently from many threads") {
   for (const auto& o : outs)
     CHECK(o == "ok");
 }
+
+TEST_CASE("kill_all_process_groups ends every child now, even one that ignores SIGTERM") {
+  temp_dir dir;
+  auto pid_file = dir.file("pid");
+  std::vector<std::thread> threads;
+  std::vector<subprocess_result> results(2);
+  for (std::size_t i = 0; i < results.size(); ++i)
+    threads.emplace_back([&, i] {
+      results[i] = run_subprocess(
+          sh("trap '' TERM; sleep 60 & echo $! >> " + pid_file + "; wait; wait"));
+    });
+  auto started = std::chrono::steady_clock::now();
+  std::vector<long> pids;
+  while (pids.size() < 2 && std::chrono::steady_clock::now() - started < 30s) {
+    std::this_thread::sleep_for(20ms);
+    std::ifstream in(pid_file);
+    pids.clear();
+    for (long p; in >> p;)
+      pids.push_back(p);
+  }
+  REQUIRE(pids.size() == 2);
+  kill_all_process_groups();
+  for (auto& t : threads)
+    t.join();
+  for (const auto& r : results)
+    CHECK(r.term_signal == SIGKILL);
+  for (long p : pids)
+    CHECK(gone_within(p, 10s));
+}
+
+TEST_CASE("subprocess lines end at \\n, \\r or \\r\\n, even split across reads") {
+  auto req = sh("printf 'a\\rb\\r'; sleep 0.2; printf '\\nc\\r\\n\\r\\nd'");
+  std::vector<std::string> out;
+  req.on_line = [&](const std::string& line, bool) { out.push_back(line); };
+  auto r = run_subprocess(req);
+  CHECK(r.exit_code == 0);
+  CHECK(out == std::vector<std::string>{"a", "b", "c", "", "d"});
+  CHECK(r.out == "a\rb\r\nc\r\n\r\nd");
+}

@@ -17,6 +17,24 @@ inline constexpr std::size_t max_input_array_items = 512;
 inline constexpr std::size_t max_input_string_bytes = 64 * 1024;
 /// Heartbeat data (checkpoints).
 inline constexpr std::size_t max_heartbeat_bytes = 1000000;
+/// A task's output: nesting levels (containers, like max_input_depth) and,
+/// by default, its serialized size. The size limit can be raised per engine
+/// (engine_config::max_output_bytes) or per run (`smithers run
+/// --max-output-bytes`), up to max_output_bytes_ceiling.
+inline constexpr std::size_t max_output_depth = 128;
+inline constexpr std::size_t default_max_output_bytes = 4 * 1024 * 1024;
+inline constexpr std::size_t max_output_bytes_ceiling = 256 * 1024 * 1024;
+/// A command's stdout is kept up to this many times the output limit (the
+/// output is extracted from it); more stops the command (INVALID_OUTPUT).
+inline constexpr std::size_t stdout_bytes_per_output_byte = 4;
+/// Workflow files: size, and JSON nesting (each node level is two: the
+/// node object and its children's array).
+inline constexpr std::size_t max_workflow_bytes = 64 * 1024 * 1024;
+inline constexpr std::size_t max_workflow_depth = 128;
+/// JSON read back from the database: far above anything the engine writes
+/// (heartbeat data may nest 512 levels), far below what would exhaust the
+/// stack when it is copied or printed.
+inline constexpr std::size_t max_stored_json_depth = 1024;
 /// State carried across continue-as-new.
 inline constexpr std::size_t max_continuation_state_bytes = 10 * 1024 * 1024;
 /// Upper bound for integer options (max_concurrency, retries, timeouts) so

@@ -2,6 +2,9 @@
 
 #include "executors/command.hpp"
 #include "spec/schema.hpp"
+#include "util/json_bounds.hpp"
+
+#include <smithers/limits.hpp>
 
 #include <cmath>
 
@@ -17,6 +20,13 @@ task_outcome failed(error e) {
 
 task_outcome checked(const task_job& job, json out) {
   task_outcome res;
+  // First, and without recursion: too deep a value would overflow the
+  // stack in what follows (schema validation, copies, the event's text).
+  if (auto err = util::check_output_bounds(out, job.max_output_bytes)) {
+    err->message = "task \"" + job.node_id + "\": " + err->message;
+    res.err = std::move(err);
+    return res;
+  }
   if (!out.is_object()) {
     res.err = error{errc::invalid_output,
                     "task \"" + job.node_id + "\" returned JSON that is not an object",
@@ -63,7 +73,7 @@ task_outcome execute(const task_job& job, const std::shared_ptr<std::atomic<bool
       executors::command_spec cs;
       cs.argv = job.argv;
       cs.env = job.env;
-      cs.cwd = spec.cwd;
+      cs.cwd = job.cwd;
       cs.run_id = job.run_id;
       cs.node_id = job.node_id;
       cs.iteration = job.iteration;
@@ -73,6 +83,7 @@ task_outcome execute(const task_job& job, const std::shared_ptr<std::atomic<bool
       cs.last_heartbeat = job.last_heartbeat;
       cs.cancel = cancel;
       cs.on_start = on_process;
+      cs.max_stdout_bytes = job.max_output_bytes * limits::stdout_bytes_per_output_byte;
       if (spec.timeout_ms) cs.timeout = std::chrono::milliseconds{*spec.timeout_ms};
       auto oc = executors::run_command(cs, [&](const json& data, bool has_data) {
         // A bare "::heartbeat" is liveness only: it keeps the last checkpoint.

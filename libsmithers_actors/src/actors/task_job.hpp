@@ -3,6 +3,7 @@
 // work blocks).
 #pragma once
 
+#include <smithers/limits.hpp>
 #include <smithers/task.hpp>
 #include <smithers/workflow.hpp>
 
@@ -29,6 +30,8 @@ struct task_job {
   std::shared_ptr<const json> output_schema; // null: any object
   std::vector<std::string> argv;             // expanded command
   std::map<std::string, std::string> env;    // expanded env
+  std::string cwd;                           // absolute, or '' to inherit the process's
+  std::size_t max_output_bytes = limits::default_max_output_bytes;
 };
 
 /// The newest heartbeat an attempt produced, carried with its outcome so the

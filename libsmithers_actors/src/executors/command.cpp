@@ -1,6 +1,9 @@
 #include "executors/command.hpp"
 
 #include "util/json_bounds.hpp"
+#include "util/json_parse.hpp"
+
+#include <smithers/limits.hpp>
 
 #include <algorithm>
 #include <cctype>
@@ -166,13 +169,21 @@ std::string signal_name(int sig) {
   }
 }
 
-std::optional<json> parse_object(std::string_view s) {
-  try {
-    json j = json::parse(s.begin(), s.end(), nullptr, false);
-    if (!j.is_discarded() && j.is_object()) return j;
-  } catch (const json::exception&) {
-  }
-  return std::nullopt;
+// A candidate for the output: an object, not JSON (or not an object: keep
+// looking), or JSON the engine refuses (too deep, duplicate keys, a number
+// out of range), which ends the search: a smaller object inside it would be
+// taken for the output otherwise.
+struct candidate {
+  std::optional<json> object;
+  std::optional<error> refused;
+};
+
+candidate parse_candidate(std::string_view s) {
+  util::json_parse_error err;
+  auto j = util::parse_json(s, {limits::max_output_depth}, &err);
+  if (j) return {j->is_object() ? std::optional<json>(std::move(*j)) : std::nullopt, {}};
+  if (err.what == util::json_problem::syntax) return {};
+  return {{}, util::to_error(err, errc::invalid_output, "output")};
 }
 
 bool iequals(std::string_view a, std::string_view b) {
@@ -247,7 +258,7 @@ std::size_t match_braces(std::string_view t, std::size_t from, std::set<brace_sp
   return open.empty() ? std::string_view::npos : open.front();
 }
 
-std::optional<json> last_balanced_object(std::string_view t) {
+extracted_output last_balanced_object(std::string_view t) {
   std::set<brace_span> spans;
   std::size_t unclosed = match_braces(t, 0, spans);
   for (int i = 0; i < max_brace_rescans && unclosed != std::string_view::npos; ++i)
@@ -257,9 +268,10 @@ std::optional<json> last_balanced_object(std::string_view t) {
     std::size_t len = s.end - s.begin + 1;
     if (len > budget) break;
     budget -= len;
-    if (auto j = parse_object(t.substr(s.begin, len))) return j;
+    auto c = parse_candidate(t.substr(s.begin, len));
+    if (c.object || c.refused) return {std::move(c.object), std::move(c.refused)};
   }
-  return std::nullopt;
+  return {};
 }
 
 std::string ms_text(std::chrono::milliseconds ms) {
@@ -272,34 +284,41 @@ std::optional<json> parse_heartbeat_line(std::string_view line) {
   std::string_view payload;
   if (!is_marker(line, &payload)) return std::nullopt;
   if (payload.empty()) return json(nullptr);
-  try {
-    return json::parse(payload.begin(), payload.end());
-  } catch (const json::exception& e) {
-    std::string msg = "heartbeat payload is not valid JSON";
-    if (const auto* pe = dynamic_cast<const json::parse_error*>(&e))
-      msg += " (at byte " + std::to_string(pe->byte) + ")";
-    else
-      msg += " (a number is out of range)";
-    constexpr std::size_t preview_bytes = 120;
-    json details = {{"payload_preview", valid_utf8(payload.substr(0, preview_bytes))}};
-    throw smithers_error(errc::heartbeat_payload_not_json, msg, std::move(details));
+  util::json_parse_error err;
+  auto j = util::parse_json(payload, {util::max_heartbeat_depth, limits::max_heartbeat_bytes}, &err);
+  if (j) return j;
+  const bool too_large =
+      err.what == util::json_problem::depth || err.what == util::json_problem::too_large;
+  error e = util::to_error(err,
+                           too_large ? errc::heartbeat_payload_too_large
+                                     : errc::heartbeat_payload_not_json,
+                           "heartbeat data");
+  if (err.what == util::json_problem::syntax) e.message = "heartbeat payload is not valid JSON: " + err.message;
+  constexpr std::size_t preview_bytes = 120;
+  e.details["payload_preview"] = valid_utf8(payload.substr(0, preview_bytes));
+  throw smithers_error(std::move(e));
+}
+
+extracted_output find_output(std::string_view text) {
+  std::string_view whole = trim(text);
+  if (whole.empty()) return {};
+  // Stdout that is exactly one JSON value: an object is the output; any other
+  // value (an array, a string...) means the command printed no object.
+  util::json_parse_error err;
+  if (auto j = util::parse_json(whole, {limits::max_output_depth}, &err))
+    return {j->is_object() ? std::optional<json>(std::move(*j)) : std::nullopt, {}};
+  if (err.what != util::json_problem::syntax)
+    return {{}, util::to_error(err, errc::invalid_output, "output")};
+  auto fences = json_fences(text);
+  for (auto it = fences.rbegin(); it != fences.rend(); ++it) {
+    auto c = parse_candidate(trim(*it));
+    if (c.object || c.refused) return {std::move(c.object), std::move(c.refused)};
   }
+  return last_balanced_object(text);
 }
 
 std::optional<json> extract_output(std::string_view text) {
-  std::string_view whole = trim(text);
-  if (whole.empty()) return std::nullopt;
-  // Stdout that is exactly one JSON value: an object is the output; any other
-  // value (an array, a string...) means the command printed no object.
-  try {
-    json j = json::parse(whole.begin(), whole.end(), nullptr, false);
-    if (!j.is_discarded()) return j.is_object() ? std::optional<json>(std::move(j)) : std::nullopt;
-  } catch (const json::exception&) {
-  }
-  auto fences = json_fences(text);
-  for (auto it = fences.rbegin(); it != fences.rend(); ++it)
-    if (auto j = parse_object(trim(*it))) return j;
-  return last_balanced_object(text);
+  return find_output(text).output;
 }
 
 command_outcome run_command(const command_spec& spec, const heartbeat_sink& on_heartbeat) {
@@ -321,6 +340,7 @@ command_outcome run_command(const command_spec& spec, const heartbeat_sink& on_h
   req.timeout = spec.timeout;
   req.kill_grace = spec.kill_grace;
   req.on_start = spec.on_start;
+  req.max_stdout_bytes = spec.max_stdout_bytes;
   // One line, so a shell script can `read -r ctx`.
   req.stdin_data = context.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
   // The protocol variables win over the task's env; a SMITHERS_LAST_HEARTBEAT
@@ -374,6 +394,13 @@ command_outcome run_command(const command_spec& spec, const heartbeat_sink& on_h
     return outcome;
   }
   const std::string stderr_tail = last_lines(res.err, tail_lines);
+  if (res.stdout_overflow)
+    return fail(errc::invalid_output,
+                "command printed more than " + std::to_string(spec.max_stdout_bytes) +
+                    " bytes on stdout (4 times the output limit) and was stopped: print the "
+                    "output object on stdout and anything else on stderr, or raise the output "
+                    "limit (--max-output-bytes)",
+                {{"limit", spec.max_stdout_bytes}, {"stderr_tail", stderr_tail}});
   if (res.cancelled) {
     outcome.cancelled = true;
     return fail(errc::task_aborted, "command was cancelled");
@@ -395,7 +422,12 @@ command_outcome run_command(const command_spec& spec, const heartbeat_sink& on_h
                 {{"exit_code", res.exit_code}, {"stderr_tail", stderr_tail}});
 
   const std::string out = without_heartbeat_lines(res.out);
-  outcome.output = extract_output(out);
+  auto found = find_output(out);
+  if (found.refused) {
+    outcome.failure = std::move(found.refused);
+    return outcome;
+  }
+  outcome.output = std::move(found.output);
   if (!outcome.output)
     return fail(errc::task_failed, "command printed no JSON object on stdout",
                 {{"exit_code", 0},

@@ -18,9 +18,21 @@ namespace smithers::executors {
 /// the marker.
 std::optional<json> parse_heartbeat_line(std::string_view line);
 
+struct extracted_output {
+  std::optional<json> output;   // the output object, if one was found
+  std::optional<error> refused; // INVALID_OUTPUT: the candidate is JSON the engine refuses
+};
+
 /// The output object in a command's stdout (heartbeat lines already removed):
 /// the whole text if it is one JSON object, else the last fenced ```json
-/// block holding an object, else the last balanced {...} that parses.
+/// block holding an object, else the last balanced {...} that parses. Parsed
+/// with util::parse_json: a candidate nested deeper than
+/// limits::max_output_depth, with a duplicate key or a number out of range is
+/// refused (INVALID_OUTPUT naming its path) and ends the search — an object
+/// inside it is never taken for the output instead.
+extracted_output find_output(std::string_view text);
+
+/// find_output's object, or nullopt (none found, or refused).
 std::optional<json> extract_output(std::string_view text);
 
 struct command_spec {
@@ -39,6 +51,8 @@ struct command_spec {
   std::optional<std::chrono::milliseconds> timeout;
   std::chrono::milliseconds kill_grace{2000};
   std::function<void(std::int64_t pid)> on_start; // the process group started
+  /// Stdout beyond this stops the command: INVALID_OUTPUT. 0: unbounded.
+  std::size_t max_stdout_bytes = 0;
 };
 
 /// A heartbeat seen in the output: `data` is null for plain output lines and

@@ -2,9 +2,12 @@
 
 #include "spec/validate.hpp"
 #include "util/hash.hpp"
+#include "util/json_bounds.hpp"
+#include "util/json_parse.hpp"
 
 #include <smithers/limits.hpp>
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -30,6 +33,12 @@ std::string type_name(const json& v) {
   default:
     return "a number";
   }
+}
+
+// "$.root.sequence[1]" as problems spell paths in a workflow: "root.sequence[1]".
+std::string document_path(const std::string& dollar_path) {
+  if (dollar_path.size() < 2) return "";
+  return dollar_path.substr(dollar_path[1] == '.' ? 2 : 1);
 }
 
 struct parser {
@@ -353,6 +362,16 @@ bool is_unsupported_kind(const std::string& key) {
 
 parse_result parse_workflow(const json& doc) {
   parse_result res;
+  // Everything below recurses over the document: a deep one (built in C++;
+  // files are refused while they are read) must not reach it.
+  if (auto err = util::check_depth(doc, limits::max_workflow_depth, errc::invalid_workflow,
+                                   "workflow")) {
+    res.errors.push_back(
+        {document_path(err->details.value("path", std::string{"$"})),
+         "nesting depth " + std::to_string(err->details.value("actual", std::size_t{0})) +
+             " exceeds the limit of " + std::to_string(limits::max_workflow_depth)});
+    return res;
+  }
   parser p{res.errors};
   auto wf = p.parse(doc);
   if (!wf) return res;
@@ -374,21 +393,39 @@ parse_result load_workflow_file(const std::string& path) {
                                   std::to_string(limits::max_workflow_path_bytes)});
     return res;
   }
+  std::error_code ec;
+  auto status = std::filesystem::status(path, ec);
+  if (!ec && std::filesystem::is_directory(status)) {
+    res.errors.push_back({"", "\"" + path + "\" is a directory, not a workflow file"});
+    return res;
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     res.errors.push_back({"", "cannot read workflow file \"" + path + "\""});
     return res;
   }
-  std::stringstream buf;
-  buf << in.rdbuf();
-  json doc;
-  try {
-    doc = json::parse(buf.str());
-  } catch (const json::parse_error& e) {
-    res.errors.push_back({"", "\"" + path + "\" is not valid JSON: " + e.what()});
+  // At most one byte more than the limit: a huge file is refused unread.
+  std::string text(limits::max_workflow_bytes + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<std::size_t>(in.gcount()));
+  if (in.bad()) {
+    res.errors.push_back({"", "cannot read workflow file \"" + path + "\""});
     return res;
   }
-  return parse_workflow(doc);
+  util::json_parse_error err;
+  auto doc = util::parse_json(text, {limits::max_workflow_depth, limits::max_workflow_bytes}, &err);
+  if (!doc) {
+    std::string where = document_path(err.path);
+    if (err.what == util::json_problem::syntax)
+      res.errors.push_back({where, "\"" + path + "\" is not valid JSON: " + err.message});
+    else if (err.what == util::json_problem::too_large)
+      res.errors.push_back({where, "\"" + path + "\" is larger than the limit of " +
+                                       std::to_string(limits::max_workflow_bytes) + " bytes"});
+    else // too deep, a duplicate key, a number out of range: at its path
+      res.errors.push_back({where, err.message});
+    return res;
+  }
+  return parse_workflow(*doc);
 }
 
 } // namespace smithers::spec

@@ -44,6 +44,7 @@ struct walk_limits {
   std::size_t max_depth;
   std::size_t max_array_items;  // 0: unbounded
   std::size_t max_string_bytes; // 0: unbounded (also applies to object keys)
+  bool check_values = true;     // false: nesting only (UTF-8 and numbers unchecked)
 };
 
 struct walk_result {
@@ -94,12 +95,13 @@ walk_result walk(const json& root, const walk_limits& lim) {
       r.size_lower_bound += s.size() + 2;
       if (lim.max_string_bytes != 0 && s.size() > lim.max_string_bytes)
         return fail(issue::string_bytes, stack.size(), s.size());
-      if (!is_valid_utf8(s)) return fail(issue::bad_utf8, stack.size(), 0);
+      if (lim.check_values && !is_valid_utf8(s)) return fail(issue::bad_utf8, stack.size(), 0);
       return true;
     }
     case json::value_t::number_float:
       r.size_lower_bound += 1;
-      if (!std::isfinite(v.get<double>())) return fail(issue::not_finite, stack.size(), 0);
+      if (lim.check_values && !std::isfinite(v.get<double>()))
+        return fail(issue::not_finite, stack.size(), 0);
       return true;
     case json::value_t::object:
     case json::value_t::array: {
@@ -144,7 +146,7 @@ walk_result walk(const json& root, const walk_limits& lim) {
         fail(issue::key_bytes, stack.size() - 1, key.size());
         return r;
       }
-      if (!is_valid_utf8(key)) {
+      if (lim.check_values && !is_valid_utf8(key)) {
         fail(issue::bad_key_utf8, stack.size() - 1, 0);
         return r;
       }
@@ -320,6 +322,21 @@ std::optional<error> check_heartbeat_data(const json& data) {
     return issue_error(errc::heartbeat_payload_not_json, "heartbeat data", r, lim);
   return check_size(data, r, limits::max_heartbeat_bytes, errc::heartbeat_payload_too_large,
                     "heartbeat data");
+}
+
+std::optional<error> check_output_bounds(const json& output, std::size_t max_bytes) {
+  const walk_limits lim{limits::max_output_depth, 0, 0};
+  walk_result r = walk(output, lim);
+  if (r.what != issue::none) return issue_error(errc::invalid_output, "output", r, lim);
+  return check_size(output, r, max_bytes, errc::invalid_output, "output");
+}
+
+std::optional<error> check_depth(const json& value, std::size_t max_depth, const char* code,
+                                 const char* what) {
+  const walk_limits lim{max_depth, 0, 0, false};
+  walk_result r = walk(value, lim);
+  if (r.what != issue::depth) return std::nullopt;
+  return issue_error(code, what, r, lim);
 }
 
 } // namespace smithers::util

@@ -26,6 +26,19 @@ std::optional<error> check_input_bounds(const json& input);
 /// max_heartbeat_depth is TOO_LARGE. Any JSON type is accepted.
 std::optional<error> check_heartbeat_data(const json& data);
 
+/// INVALID_OUTPUT when a task's output nests deeper than
+/// limits::max_output_depth, holds a non-finite number or ill-formed UTF-8
+/// (possible only in JSON built in C++), or serializes to more than
+/// `max_bytes`. Checked without recursion, before anything copies, compares,
+/// validates or prints the value. Any JSON type is accepted here.
+std::optional<error> check_output_bounds(const json& output, std::size_t max_bytes);
+
+/// `code` when `value` nests deeper than `max_depth` containers, naming the
+/// path of the first container beyond it ("<what> $.a.b: nesting depth ...").
+/// Checked without recursion.
+std::optional<error> check_depth(const json& value, std::size_t max_depth, const char* code,
+                                 const char* what);
+
 /// Heartbeat data nesting bound (containers, like max_input_depth): keeps the
 /// recursive serializer far from the end of the stack. Exceeding it is
 /// HEARTBEAT_PAYLOAD_TOO_LARGE.

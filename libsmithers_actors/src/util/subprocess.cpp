@@ -4,6 +4,8 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <mutex>
+#include <set>
 #include <string_view>
 #include <system_error>
 
@@ -113,16 +115,29 @@ private:
   bool was_pending_ = false;
 };
 
+// The process groups of children not yet reaped, for kill_all_process_groups.
+// A pid leaves the set before it is reaped, so a kill through the set can
+// never reach a recycled pid.
+std::mutex live_groups_mtx;
+std::set<pid_t>& live_groups() {
+  static std::set<pid_t> groups;
+  return groups;
+}
+
 // Kills and reaps the child if we leave early (an exception from on_line), so
 // no process or zombie outlives run_subprocess.
 class child_guard {
 public:
-  explicit child_guard(pid_t pid) : pid_(pid) {}
+  explicit child_guard(pid_t pid) : pid_(pid) {
+    std::lock_guard<std::mutex> lk(live_groups_mtx);
+    live_groups().insert(pid_);
+  }
   child_guard(const child_guard&) = delete;
   child_guard& operator=(const child_guard&) = delete;
   ~child_guard() {
     if (pid_ <= 0 || reaped_) return;
     signal_group(SIGKILL);
+    forget();
     int status = 0;
     while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
     }
@@ -147,6 +162,7 @@ public:
   }
 
   int reap() {
+    forget();
     int status = 0;
     pid_t r;
     while ((r = ::waitpid(pid_, &status, 0)) < 0 && errno == EINTR) {
@@ -156,6 +172,11 @@ public:
   }
 
 private:
+  void forget() {
+    std::lock_guard<std::mutex> lk(live_groups_mtx);
+    live_groups().erase(pid_);
+  }
+
   pid_t pid_;
   bool reaped_ = false;
 };
@@ -279,13 +300,18 @@ public:
 
   void feed(const char* data, std::size_t n) {
     if (!is_stderr_) {
+      if (req_.max_stdout_bytes != 0 && res_.out.size() + n > req_.max_stdout_bytes) {
+        // Past the bound: the caller stops the process; what came after is dropped.
+        n = req_.max_stdout_bytes - std::min(res_.out.size(), req_.max_stdout_bytes);
+        res_.stdout_overflow = true;
+      }
       // stdout: lines are cut straight out of res.out, no second copy.
       std::size_t scan = res_.out.size();
       res_.out.append(data, n);
       if (!req_.on_line) return;
       std::size_t nl;
-      while ((nl = res_.out.find('\n', scan)) != std::string::npos) {
-        req_.on_line(res_.out.substr(line_start_, nl - line_start_), false);
+      while ((nl = next_end(res_.out, scan)) != std::string::npos) {
+        deliver(res_.out, line_start_, nl);
         line_start_ = scan = nl + 1;
       }
       return;
@@ -297,8 +323,8 @@ public:
     if (!req_.on_line) return;
     std::size_t scan = partial_.size(), start = 0, nl;
     partial_.append(data, n);
-    while ((nl = partial_.find('\n', scan)) != std::string::npos) {
-      req_.on_line(partial_.substr(start, nl - start), true);
+    while ((nl = next_end(partial_, scan)) != std::string::npos) {
+      deliver(partial_, start, nl);
       start = scan = nl + 1;
     }
     partial_.erase(0, start);
@@ -324,9 +350,23 @@ public:
   }
 
 private:
+  // A line ends at '\n' or '\r' (progress bars redraw with '\r' alone);
+  // "\r\n" is one end, even when the two arrive in different reads.
+  static std::size_t next_end(const std::string& s, std::size_t from) {
+    return s.find_first_of("\r\n", from);
+  }
+
+  void deliver(const std::string& s, std::size_t begin, std::size_t end) {
+    bool lf_after_cr = after_cr_ && begin == end && s[end] == '\n';
+    after_cr_ = s[end] == '\r';
+    if (!lf_after_cr) req_.on_line(s.substr(begin, end - begin), is_stderr_);
+  }
+
   const subprocess_request& req_;
   subprocess_result& res_;
   bool is_stderr_;
+  bool after_cr_ = false; // the last line ended with '\r'
+
   bool finished_ = false;
   std::size_t line_start_ = 0; // stdout: start of the current line in res.out
   std::string partial_;        // stderr: the current unterminated line
@@ -481,7 +521,7 @@ subprocess_result run_subprocess(const subprocess_request& req) {
 
     const auto later = clock_type::now();
     if (why == ending::none) {
-      if (flag_set(req.stop))
+      if (flag_set(req.stop) || res.stdout_overflow)
         why = ending::stop;
       else if (flag_set(req.cancel))
         why = ending::cancel;
@@ -502,10 +542,18 @@ subprocess_result run_subprocess(const subprocess_request& req) {
   err_lines.finish();
   if (res.err.size() > max_stderr_kept_bytes)
     res.err.erase(0, res.err.size() - max_stderr_kept_bytes);
-  res.stopped = why == ending::stop;
+  res.stopped = why == ending::stop && !res.stdout_overflow;
   res.cancelled = why == ending::cancel;
   res.timed_out = why == ending::timeout;
   return res;
+}
+
+void kill_all_process_groups() {
+  std::lock_guard<std::mutex> lk(live_groups_mtx);
+  for (pid_t pid : live_groups()) {
+    ::kill(-pid, SIGKILL);
+    ::kill(pid, SIGKILL);
+  }
 }
 
 } // namespace smithers::util

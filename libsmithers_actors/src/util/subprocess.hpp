@@ -29,9 +29,12 @@ struct subprocess_request {
   std::shared_ptr<std::atomic<bool>> stop;
   std::optional<std::chrono::milliseconds> timeout;
   std::chrono::milliseconds kill_grace{2000}; // SIGTERM -> SIGKILL
-  /// Called for every complete line (without '\n') on stdout (is_stderr=false)
-  /// or stderr, on the calling thread, as it arrives. A final unterminated line
-  /// is delivered at EOF. Stderr lines longer than max_stderr_line_bytes are
+  /// Stdout kept at most (0: all of it). More ends the process group, as
+  /// `stop` does, with stdout_overflow set.
+  std::size_t max_stdout_bytes = 0;
+  /// Called for every complete line (without its end: '\n', '\r' or
+  /// "\r\n") on stdout (is_stderr=false) or stderr, on the calling thread,
+  /// as it arrives. A final unterminated line is delivered at EOF. Stderr lines longer than max_stderr_line_bytes are
   /// delivered in pieces of that size (stdout lines are never split).
   std::function<void(const std::string& line, bool is_stderr)> on_line;
   /// Called once the child runs, with its pid (= its process group id).
@@ -45,8 +48,9 @@ struct subprocess_result {
   bool cancelled = false;  // ended because `cancel` was set
   bool timed_out = false;  // ended because `timeout` passed
   bool stopped = false;    // ended because `stop` was set
+  bool stdout_overflow = false; // ended because stdout passed max_stdout_bytes
   std::string spawn_error; // non-empty: could not start (exec failed, bad cwd...)
-  std::string out;         // all of stdout
+  std::string out;         // all of stdout (up to max_stdout_bytes)
   std::string err;         // all of stderr (capped at the last 64 KiB)
   std::int64_t pid = 0;
 };
@@ -59,5 +63,10 @@ inline constexpr std::size_t max_stderr_line_bytes = 4 * 1024 * 1024;
 /// fields); an exception thrown by on_line kills the group, reaps the child
 /// and propagates.
 subprocess_result run_subprocess(const subprocess_request& req);
+
+/// SIGKILLs the process group of every child run_subprocess has started and
+/// not reaped yet, in any thread: for a process that must exit now (a second
+/// Ctrl-C) without leaving children behind, even ones that ignore SIGTERM.
+void kill_all_process_groups();
 
 } // namespace smithers::util
