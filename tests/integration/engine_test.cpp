@@ -283,8 +283,14 @@ TEST_CASE("a failure without continue_on_fail fails the run, naming the node") {
   auto db = store::database::open(eng.config().db_path, store::open_mode::read_only);
   store::reader rd{db};
   CHECK(rd.run(res.run_id)->status == "failed");
+  // The node the run never reached is not left pending forever.
   for (const auto& n : rd.nodes(res.run_id))
-    CHECK(n.state == (n.node_id == "boom" ? "failed" : "pending"));
+    CHECK(n.state == (n.node_id == "boom" ? "failed" : "cancelled"));
+  bool said_why = false;
+  for (const auto& e : rd.events(res.run_id))
+    if (e.type == "NodeCancelled" && e.payload["node_id"] == "after")
+      said_why = e.payload["reason"] == "run-failed" && !e.payload.contains("attempt");
+  CHECK(said_why);
 }
 
 TEST_CASE("continue_on_fail lets the run go on and skips the failed node's dependents") {

@@ -384,10 +384,17 @@ TEST_CASE("cancelling a run stops its commands, records the attempts and leaves 
     CHECK(a.error["code"] == "RUN_CANCELLED");
     CHECK(a.error["message"] == "user asked");
   }
+  // Every node ends cancelled: the three stopped, and "after", never reached.
   for (const auto& n : rd.nodes(handle.run_id()))
-    CHECK(n.state == (n.node_id == "after" ? "pending" : "cancelled"));
+    CHECK(n.state == "cancelled");
   CHECK(log.of_type("RunCancelled").size() == 1);
-  CHECK(log.of_type("NodeCancelled").size() == 3);
+  auto cancelled = log.of_type("NodeCancelled");
+  CHECK(cancelled.size() == 4);
+  for (const auto& e : cancelled) {
+    INFO(e.fields.dump());
+    CHECK(e.fields["reason"] == "cancelled");
+    CHECK(e.fields.contains("attempt") == (e.fields["node_id"] != "after"));
+  }
 }
 
 TEST_CASE("a cancellation request recorded by another process is noticed within 500 ms") {

@@ -4,6 +4,7 @@
 
 #include <smithers/errors.hpp>
 #include <smithers/events.hpp>
+#include <smithers/limits.hpp>
 #include <smithers/status.hpp>
 #include <smithers/workflow.hpp>
 
@@ -15,6 +16,9 @@
 #include <string>
 
 namespace smithers {
+
+/// A heartbeat this old marks a run's owner on another host as gone.
+inline constexpr std::chrono::milliseconds default_stale_after{30000};
 
 struct engine_config {
   /// SQLite file (created if missing), or ":memory:".
@@ -30,16 +34,27 @@ struct engine_config {
   /// Run-wide limit on tasks in flight when neither the workflow nor the run
   /// options set one.
   std::int64_t default_max_concurrency = 32;
+  /// A task's output may serialize to at most this many bytes (a command's
+  /// stdout to four times as many) when the run does not say otherwise;
+  /// more fails the attempt with INVALID_OUTPUT. 1 .. 256 MiB.
+  std::size_t max_output_bytes = limits::default_max_output_bytes;
 };
 
 struct run_options {
   std::string run_id; // empty: generated
   json input = json::object();
   std::optional<std::int64_t> max_concurrency; // overrides the workflow's
-  event_handler on_event;                      // this run's events, after commit
+  /// Overrides engine_config::max_output_bytes for this run; recorded with
+  /// the run, so every resume keeps it.
+  std::optional<std::size_t> max_output_bytes;
+  event_handler on_event; // this run's events, after commit
   std::string workflow_path;                   // recorded with the run (CLI)
   std::string workflow_hash;                   // recorded with the run (CLI)
   std::string vcs_revision;                    // git revision of the workflow's directory
+  /// Where the run's commands run (a task's relative `cwd` is under it),
+  /// recorded with the run so every resume agrees. Empty: the process's
+  /// current directory at start.
+  std::string cwd;
 };
 
 struct resume_options {
@@ -47,7 +62,10 @@ struct resume_options {
   /// workflow changed since the run started.
   bool force = false;
   /// A heartbeat older than this marks an owner on another host as gone.
-  std::chrono::milliseconds stale_after{30000};
+  std::chrono::milliseconds stale_after = default_stale_after;
+  /// With `force` while the owner lives: how long to wait for it to hand
+  /// the run over before giving up (RUN_OWNER_ALIVE).
+  std::chrono::milliseconds handover_timeout{15000};
   event_handler on_event;
   std::string workflow_hash; // CLI: hash of the workflow file (default: of the tree)
   std::string vcs_revision;  // compared with the recorded one when both are known
@@ -58,6 +76,13 @@ struct run_result {
   run_status status = run_status::running;
   std::optional<error> err;            // set when failed or cancelled
   std::map<std::string, json> outputs; // node id -> output
+};
+
+/// What engine::cancel did.
+enum class cancel_outcome {
+  stopping,  // driven by this engine: it is stopping the run now
+  requested, // driven by another live process: asked, durably, to stop it
+  cancelled, // driven by nobody: ended cancelled by this call
 };
 
 /// A run started asynchronously.
@@ -85,8 +110,11 @@ private:
 /// compute names (`has_compute`), limits. Throws smithers_error
 /// (INVALID_RUN_ID, INVALID_INPUT, INVALID_WORKFLOW, INVALID_ARGUMENT) whose
 /// message names the offending path; details carry {"problems": [...]}.
+/// `check_input` false: the input is not checked (`smithers validate`
+/// without --input checks the workflow's input schema, not an empty input).
 void validate_run(const workflow& wf, const run_options& opts,
-                  const std::function<bool(const std::string&)>& has_compute);
+                  const std::function<bool(const std::string&)>& has_compute,
+                  bool check_input = true);
 
 class engine {
 public:
@@ -115,15 +143,21 @@ public:
   /// start() and wait().
   run_result run(const workflow& wf, run_options opts = {});
 
-  /// Continues a run after a crash, an interrupt or a restart: claims it
-  /// (of two resumers exactly one wins), records the attempts its previous
-  /// owner left in flight as cancelled, and drives it on. Finished nodes are
-  /// never run again; retry backoffs carry over. Throws RUN_NOT_FOUND,
-  /// RUN_NOT_RESUMABLE (it has ended), RUN_OWNER_ALIVE (its owner process
-  /// still runs on this host), RUN_STILL_RUNNING (a fresh heartbeat from an
-  /// owner not known to be dead), RESUME_METADATA_MISMATCH (the workflow
-  /// changed) — the last three unless opts.force — and
-  /// RUN_RESUME_CLAIM_FAILED when another resumer won.
+  /// Continues a run after a crash, an interrupt or a restart, or starts a
+  /// `created` one (a fork): claims it (of two resumers exactly one wins),
+  /// records the attempts its previous owner left in flight as cancelled,
+  /// and drives it on. Finished nodes are never run again; retry backoffs
+  /// carry over. A cancellation requested while nobody drove the run is
+  /// honoured first: the run ends `cancelled` and nothing starts (the handle
+  /// is already done). Throws RUN_NOT_FOUND, RUN_NOT_RESUMABLE (it has
+  /// ended), RUN_OWNER_ALIVE (its owner process still runs on this host),
+  /// RUN_STILL_RUNNING (a fresh heartbeat from an owner not known to be
+  /// dead), RESUME_METADATA_MISMATCH (the workflow changed) — the last three
+  /// unless opts.force — and RUN_RESUME_CLAIM_FAILED when another resumer
+  /// won. With opts.force and a live owner it is a handover: the owner is
+  /// asked (durably) to stop driving the run and release it, and this call
+  /// blocks until it has (or has died), at most opts.handover_timeout
+  /// (RUN_OWNER_ALIVE then). Two processes never drive a run at once.
   run_handle resume(std::shared_ptr<const workflow> wf, const std::string& run_id,
                     resume_options opts = {});
 
@@ -139,10 +173,13 @@ public:
   /// Cancels a run: no new attempts start, attempts in flight are stopped
   /// (their process groups ended) and recorded `cancelled`, and the run ends
   /// `cancelled` with RunCancelled. A run driven by this engine is told at
-  /// once; a run owned by another process gets a durable request that its
-  /// owner notices within 500 ms. Throws RUN_NOT_FOUND for an unknown id and
-  /// INVALID_ARGUMENT for a run that has already ended.
-  void cancel(const std::string& run_id, const std::string& reason = "cancelled");
+  /// once (`stopping`); a run a live process drives gets a durable request
+  /// that its owner notices within 500 ms (`requested`); a run nobody drives
+  /// (its owner died, or a fork never started) is ended cancelled here, the
+  /// commands its owner left running ended (`cancelled`). Throws
+  /// RUN_NOT_FOUND for an unknown id and INVALID_ARGUMENT for a run that has
+  /// already ended.
+  cancel_outcome cancel(const std::string& run_id, const std::string& reason = "cancelled");
 
   /// Stops driving every run of this engine and leaves them resumable:
   /// attempts in flight are stopped and recorded `cancelled`, their nodes go

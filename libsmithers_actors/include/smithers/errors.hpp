@@ -37,6 +37,7 @@ inline constexpr const char* continuation_state_too_large = "CONTINUATION_STATE_
 inline constexpr const char* approval_denied = "APPROVAL_DENIED";
 inline constexpr const char* worker_lost = "WORKER_LOST";
 inline constexpr const char* db_error = "DB_ERROR";
+inline constexpr const char* internal = "INTERNAL"; // a bug: an exception where none was expected
 } // namespace errc
 
 /// An error as data: recorded on attempts and runs, printed by the CLI.

@@ -5,6 +5,7 @@
 #include "actors/run_supervisor.hpp"
 #include "spec/schema.hpp"
 #include "spec/validate.hpp"
+#include "store/cancel.hpp"
 #include "store/fork.hpp"
 #include "store/reader.hpp"
 #include "util/clock.hpp"
@@ -21,6 +22,7 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <filesystem>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -101,6 +103,8 @@ void call_handler(const event_handler& h, const event& e) noexcept {
 }
 
 constexpr std::chrono::milliseconds cancel_poll_interval{250};
+// A forced resume polls the run this often while its owner lets go of it.
+constexpr std::chrono::milliseconds handover_poll_interval{50};
 
 json problems_json(const spec::problems& ps);
 
@@ -144,20 +148,20 @@ rendered_tree first_render(const std::shared_ptr<const workflow>& wf, const std:
   return r;
 }
 
-// Polls the store for cancellation requests that other processes recorded
-// for runs of this engine, on its own read-only connection (detached: the
-// reads may block on the disk).
+// Polls the store for what other processes asked of runs of this engine —
+// cancellations and handovers — on its own read-only connection (detached:
+// the reads may block on the disk).
 struct poller_state {
   std::unique_ptr<store::database> db;
   std::string db_path;
   std::string owner_id;
-  std::function<void(const std::string&)> on_request;
-  static inline const char* name = "smithers.cancel_poller";
+  std::function<void(const store::owner_request&)> on_request;
+  static inline const char* name = "smithers.request_poller";
 };
 
-caf::behavior cancel_poller(caf::stateful_actor<poller_state>* self, std::string db_path,
-                            std::string owner_id,
-                            std::function<void(const std::string&)> on_request) {
+caf::behavior request_poller(caf::stateful_actor<poller_state>* self, std::string db_path,
+                             std::string owner_id,
+                             std::function<void(const store::owner_request&)> on_request) {
   self->state.db_path = std::move(db_path);
   self->state.owner_id = std::move(owner_id);
   self->state.on_request = std::move(on_request);
@@ -169,10 +173,10 @@ caf::behavior cancel_poller(caf::stateful_actor<poller_state>* self, std::string
           if (!st.db)
             st.db = std::make_unique<store::database>(
                 store::database::open(st.db_path, store::open_mode::read_only));
-          for (const auto& run_id : store::reader{*st.db}.cancel_requests(st.owner_id))
-            st.on_request(run_id);
+          for (const auto& req : store::reader{*st.db}.owner_requests(st.owner_id))
+            st.on_request(req);
         } catch (const std::exception& e) {
-          spdlog::warn("polling for cancellation requests failed: {}", e.what());
+          spdlog::warn("polling for cancellation and handover requests failed: {}", e.what());
           st.db.reset();
         }
         self->delayed_send(self, cancel_poll_interval, actors::poll_atom::value);
@@ -272,6 +276,63 @@ struct engine::impl {
     return run_handle{st};
   }
 
+  // Runs `fn` on the persistence actor's connection (in its thread, between
+  // batches) and waits for it; rethrows its smithers_error.
+  void store_sync(std::function<void(store::database&)> fn) {
+    auto job = std::make_shared<actors::store_job>();
+    job->fn = std::move(fn);
+    caf::scoped_actor self{*sys};
+    self->send(persistence, actors::exec_atom::value, job);
+    self->receive([](actors::done_atom, const actors::store_job_ptr&) {});
+    if (job->failure) throw smithers_error(*job->failure);
+  }
+
+  store::run_row read_run(const std::string& run_id) {
+    std::optional<store::run_row> row;
+    store_sync([&](store::database& db) { row = store::reader{db}.run(run_id); });
+    if (!row) throw smithers_error(errc::run_not_found, "no run with id \"" + run_id + "\"");
+    return *row;
+  }
+
+  // Ends, as cancelled, a run that nobody drives (this engine's own runs
+  // that it no longer drives included), and the commands it left behind.
+  store::unowned_cancel_result cancel_unowned(const std::string& run_id, const error& why) {
+    store::unowned_cancel req{run_id, owner_id, static_cast<std::int64_t>(::getpid()),
+                              util::now_ms(), why};
+    store::unowned_cancel_result res;
+    store_sync([&](store::database& db) { res = store::cancel_unowned_run(db, req); });
+    end_groups(res.process_groups);
+    return res;
+  }
+
+  static void end_groups(const std::vector<json>& groups) {
+    for (const auto& m : groups)
+      util::end_orphaned_group(m.value("host", std::string{}), m.value("pgid", std::int64_t{0}),
+                               m.value("pgid_start", std::int64_t{0}));
+  }
+
+  // What another process asked of a run of this engine.
+  void on_owner_request(const store::owner_request& req) {
+    if (req.cancel) {
+      if (tell_supervisor(req.run_id, actors::cancel_atom::value,
+                          std::string{"cancelled by request"}))
+        return;
+      // Ours, but no longer driven (interrupted): nobody else will act on it.
+      try {
+        cancel_unowned(req.run_id, error{errc::run_cancelled, "cancelled by request"});
+      } catch (const std::exception& e) {
+        spdlog::warn("cancelling run {} on request failed: {}", req.run_id, e.what());
+      }
+      return;
+    }
+    if (tell_supervisor(req.run_id, actors::handover_atom::value, req.handover_to)) return;
+    try {
+      write_sync({store::release_run{req.run_id, owner_id, util::now_ms()}});
+    } catch (const std::exception& e) {
+      spdlog::warn("releasing run {} to {} failed: {}", req.run_id, req.handover_to, e.what());
+    }
+  }
+
   // Writes a batch through the persistence actor and waits for its commit.
   void write_sync(std::vector<store::command> cmds) {
     caf::scoped_actor self{*sys};
@@ -291,6 +352,10 @@ struct engine::impl {
 engine::engine(engine_config cfg) : impl_(std::make_unique<impl>()) {
   impl_->cfg = std::move(cfg);
   auto& c = impl_->cfg;
+  if (c.max_output_bytes < 1 || c.max_output_bytes > limits::max_output_bytes_ceiling)
+    throw smithers_error(errc::invalid_argument,
+                         "engine_config::max_output_bytes must be from 1 to " +
+                             std::to_string(limits::max_output_bytes_ceiling));
   // Open (and migrate) first: a bad database path fails the constructor.
   impl_->db = std::make_shared<store::database>(store::database::open(
       c.db_path, store::open_mode::read_write,
@@ -316,10 +381,8 @@ engine::engine(engine_config cfg) : impl_(std::make_unique<impl>()) {
   if (c.db_path != ":memory:" && c.db_path.rfind("file::memory:", 0) != 0) {
     auto* im = impl_.get();
     impl_->poller = impl_->sys->spawn<caf::detached>(
-        cancel_poller, c.db_path, impl_->owner_id, [im](const std::string& run_id) {
-          im->tell_supervisor(run_id, actors::cancel_atom::value,
-                              std::string{"cancelled by request"});
-        });
+        request_poller, c.db_path, impl_->owner_id,
+        [im](const store::owner_request& req) { im->on_owner_request(req); });
   }
 }
 
@@ -348,19 +411,29 @@ const std::string& engine::owner_id() const {
   return impl_->owner_id;
 }
 
-void engine::cancel(const std::string& run_id, const std::string& reason) {
-  if (impl_->tell_supervisor(run_id, actors::cancel_atom::value, reason)) return;
-  // Not driven here: check the store, then record a durable request.
-  std::optional<store::run_row> run;
-  if (impl_->cfg.db_path != ":memory:")
-    if (auto db = store::database::open_existing(impl_->cfg.db_path))
-      run = store::reader{*db}.run(run_id);
-  if (!run) throw smithers_error(errc::run_not_found, "no run with id \"" + run_id + "\"");
-  auto st = run_status_from(run->status);
-  if (st && is_terminal(*st))
-    throw smithers_error(errc::invalid_argument,
-                         "run \"" + run_id + "\" has already ended (" + run->status + ")");
-  impl_->write_sync({store::request_cancel{run_id}});
+cancel_outcome engine::cancel(const std::string& run_id, const std::string& reason) {
+  if (impl_->tell_supervisor(run_id, actors::cancel_atom::value, reason))
+    return cancel_outcome::stopping;
+  // Not driven here: a live owner elsewhere gets a durable request; a run
+  // nobody drives is ended cancelled right here.
+  auto& im = *impl_;
+  store::unowned_cancel req{run_id, im.owner_id, static_cast<std::int64_t>(::getpid()),
+                            util::now_ms(), error{errc::run_cancelled, reason}};
+  store::cancel_outcome out;
+  im.store_sync([&](store::database& db) {
+    auto run = store::reader{db}.run(run_id);
+    // Ours but not driven (interrupted): this process is alive, yet nobody
+    // will act on a request.
+    if (run && run->owner_id == im.owner_id) {
+      out.run = *run;
+      out.ended = store::cancel_unowned_run(db, req);
+      return;
+    }
+    out = store::cancel_stored_run(db, req, default_stale_after.count());
+  });
+  if (out.requested) return cancel_outcome::requested;
+  impl::end_groups(out.ended.process_groups);
+  return cancel_outcome::cancelled;
 }
 
 std::string engine::fork(const std::string& run_id, std::int64_t frame_no,
@@ -414,7 +487,7 @@ void engine::unsubscribe(std::uint64_t id) {
 }
 
 void validate_run(const workflow& wf, const run_options& opts,
-                  const std::function<bool(const std::string&)>& has_compute) {
+                  const std::function<bool(const std::string&)>& has_compute, bool check_input) {
   if (!opts.run_id.empty())
     if (auto err = util::check_run_id(opts.run_id)) throw smithers_error(*err);
   if (opts.max_concurrency &&
@@ -422,12 +495,19 @@ void validate_run(const workflow& wf, const run_options& opts,
     throw smithers_error(errc::invalid_argument,
                          "max_concurrency must be a positive integer, got " +
                              std::to_string(*opts.max_concurrency));
-  if (auto err = util::check_input_bounds(opts.input)) throw smithers_error(*err);
+  if (opts.max_output_bytes && (*opts.max_output_bytes < 1 ||
+                                *opts.max_output_bytes > limits::max_output_bytes_ceiling))
+    throw smithers_error(errc::invalid_argument,
+                         "max_output_bytes must be from 1 to " +
+                             std::to_string(limits::max_output_bytes_ceiling) + ", got " +
+                             std::to_string(*opts.max_output_bytes));
+  if (check_input)
+    if (auto err = util::check_input_bounds(opts.input)) throw smithers_error(*err);
   auto ps = spec::validate_workflow(wf);
   if (!ps.empty())
     throw smithers_error(errc::invalid_workflow, "invalid workflow: " + spec::join(ps),
                          problems_json(ps));
-  if (!wf.input_schema.is_null()) {
+  if (check_input && !wf.input_schema.is_null()) {
     auto ips = spec::validate(wf.input_schema, opts.input);
     if (!ips.empty())
       throw smithers_error(errc::invalid_input,
@@ -466,6 +546,12 @@ run_handle engine::start(std::shared_ptr<const workflow> wf, run_options opts) {
   ctx->input = std::make_shared<const json>(std::move(opts.input));
   ctx->max_concurrency =
       opts.max_concurrency.value_or(wf->max_concurrency.value_or(im.cfg.default_max_concurrency));
+  ctx->max_output_bytes = opts.max_output_bytes.value_or(im.cfg.max_output_bytes);
+  ctx->cwd = opts.cwd;
+  if (ctx->cwd.empty()) {
+    std::error_code ec;
+    ctx->cwd = std::filesystem::current_path(ec).string();
+  }
   {
     std::lock_guard<std::mutex> lk(im.mtx);
     ctx->computes = std::make_shared<const actors::compute_registry>(im.computes);
@@ -482,10 +568,12 @@ run_handle engine::start(std::shared_ptr<const workflow> wf, run_options opts) {
   row.workflow_name = wf->name;
   row.status = to_string(run_status::running);
   row.input = *ctx->input;
-  row.config = {{"max_concurrency", ctx->max_concurrency}};
+  row.config = {{"max_concurrency", ctx->max_concurrency},
+                {"max_output_bytes", ctx->max_output_bytes}};
   row.workflow_hash = opts.workflow_hash.empty() ? ctx->first_render.hash : opts.workflow_hash;
   row.workflow_path = opts.workflow_path;
   row.vcs_revision = opts.vcs_revision;
+  row.cwd = ctx->cwd;
   row.owner_id = im.owner_id;
   row.owner_pid = static_cast<std::int64_t>(::getpid());
   row.heartbeat_ms = now;
@@ -518,6 +606,19 @@ run_handle engine::start(std::shared_ptr<const workflow> wf, run_options opts) {
   return im.launch(ctx, on_event);
 }
 
+namespace {
+
+// A handle for a run that ended before any supervisor was needed.
+run_handle ended_handle(run_result r) {
+  auto st = std::make_shared<run_handle::state>();
+  st->run_id = r.run_id;
+  st->result = std::move(r);
+  st->done = true;
+  return run_handle{st};
+}
+
+} // namespace
+
 run_handle engine::resume(std::shared_ptr<const workflow> wf, const std::string& run_id,
                           resume_options opts) {
   if (!wf) throw smithers_error(errc::invalid_argument, "no workflow given");
@@ -525,44 +626,119 @@ run_handle engine::resume(std::shared_ptr<const workflow> wf, const std::string&
   auto& im = *impl_;
   auto snap = im.load(run_id);
   if (!snap->run) throw smithers_error(errc::run_not_found, "no run with id \"" + run_id + "\"");
-  const store::run_row& run = *snap->run;
-  auto status = run_status_from(run.status);
-  if (status && is_terminal(*status))
-    throw smithers_error(errc::run_not_resumable,
-                         "run \"" + run_id + "\" has ended (" + run.status + ")");
+  auto refuse_ended = [&](const store::run_row& run) {
+    auto status = run_status_from(run.status);
+    if (status && is_terminal(*status))
+      throw smithers_error(errc::run_not_resumable,
+                           "run \"" + run_id + "\" has ended (" + run.status + ")");
+  };
+  refuse_ended(*snap->run);
   if (driven_here(run_id))
     throw smithers_error(errc::run_owner_alive,
                          "run \"" + run_id + "\" is being driven by this process");
+  auto ps = spec::validate_workflow(*wf);
+  if (!ps.empty())
+    throw smithers_error(errc::invalid_workflow, "invalid workflow: " + spec::join(ps),
+                         problems_json(ps));
+  {
+    // Refusals come before anything is asked of a live owner.
+    const store::run_row& run = *snap->run;
+    std::string current_hash = opts.workflow_hash;
+    if (current_hash.empty())
+      current_hash = first_render(wf, run_id, run.input, {}).hash;
+    json changed = json::array();
+    std::string what;
+    if (current_hash != run.workflow_hash) {
+      changed.push_back(
+          {{"field", "workflow_hash"}, {"recorded", run.workflow_hash}, {"current", current_hash}});
+      what = "workflow hash";
+    }
+    if (!run.vcs_revision.empty() && opts.vcs_revision != run.vcs_revision) {
+      changed.push_back({{"field", "vcs_revision"},
+                         {"recorded", run.vcs_revision},
+                         {"current", opts.vcs_revision}});
+      what += std::string{what.empty() ? "" : ", "} + "git revision " + run.vcs_revision + " -> " +
+              (opts.vcs_revision.empty() ? std::string{"none"} : opts.vcs_revision);
+    }
+    if (!changed.empty() && !opts.force)
+      throw smithers_error(errc::resume_metadata_mismatch,
+                           "run \"" + run_id + "\" started from a different workflow (changed: " +
+                               what + "); --force resumes anyway",
+                           {{"changed", changed}});
+  }
+
   std::int64_t now = util::now_ms();
-  auto owner = util::check_owner(run.owner_id);
-  auto parsed_owner = util::parse_owner_id(run.owner_id);
-  if (owner == util::owner_state::alive && parsed_owner &&
-      parsed_owner->pid == static_cast<std::int64_t>(::getpid()))
-    owner = util::owner_state::dead; // this process, and it no longer drives the run
-  if (!opts.force) {
-    if (owner == util::owner_state::alive)
-      throw smithers_error(errc::run_owner_alive,
-                           "run \"" + run_id + "\" is owned by process " +
-                               std::to_string(run.owner_pid) + ", which is still running",
-                           {{"owner_id", run.owner_id}, {"owner_pid", run.owner_pid}});
-    if (owner == util::owner_state::unknown && now - run.heartbeat_ms < opts.stale_after.count())
+  auto driver = store::driver_of(*snap->run, now, opts.stale_after.count());
+  if (driver == store::run_driver::alive) {
+    // This process, no longer driving it (driven_here said so: an
+    // interrupted run): nobody drives it.
+    auto parsed_owner = util::parse_owner_id(snap->run->owner_id);
+    if (util::check_owner(snap->run->owner_id) == util::owner_state::alive && parsed_owner &&
+        parsed_owner->pid == static_cast<std::int64_t>(::getpid()))
+      driver = store::run_driver::gone;
+  }
+  bool handover = false;
+  if (driver == store::run_driver::alive) {
+    const store::run_row& run = *snap->run;
+    if (!opts.force) {
+      if (util::check_owner(run.owner_id) == util::owner_state::alive)
+        throw smithers_error(errc::run_owner_alive,
+                             "run \"" + run_id + "\" is owned by process " +
+                                 std::to_string(run.owner_pid) + ", which is still running",
+                             {{"owner_id", run.owner_id}, {"owner_pid", run.owner_pid}});
       throw smithers_error(errc::run_still_running,
                            "run \"" + run_id + "\" has a heartbeat from " +
                                std::to_string((now - run.heartbeat_ms) / 1000) +
                                " s ago (stale after " +
                                std::to_string(opts.stale_after.count() / 1000) + " s)",
                            {{"owner_id", run.owner_id}, {"heartbeat_ms", run.heartbeat_ms}});
+    }
+    // Forced while the owner lives: a handover, never two drivers. Ask the
+    // owner (durably, as a cancel request) to stop and let go; claim the run
+    // only once it has — or once it is gone.
+    im.write_sync({store::request_handover{run_id, run.owner_id, im.owner_id}});
+    auto deadline = std::chrono::steady_clock::now() + opts.handover_timeout;
+    for (;;) {
+      auto current = im.read_run(run_id);
+      if (current.owner_id != run.owner_id) break; // released (or claimed by another)
+      if (auto st = run_status_from(current.status); st && is_terminal(*st)) break;
+      if (util::check_owner(run.owner_id) == util::owner_state::dead) break;
+      if (std::chrono::steady_clock::now() >= deadline) {
+        im.write_sync({store::withdraw_handover{run_id, im.owner_id}});
+        throw smithers_error(
+            errc::run_owner_alive,
+            "run \"" + run_id + "\" is owned by process " + std::to_string(run.owner_pid) +
+                ", which did not hand it over within " +
+                std::to_string(opts.handover_timeout.count() / 1000) +
+                " s; it may be hung: stop it (kill " + std::to_string(run.owner_pid) +
+                ") and resume again",
+            {{"owner_id", run.owner_id}, {"owner_pid", run.owner_pid}});
+      }
+      std::this_thread::sleep_for(handover_poll_interval);
+    }
+    // What the owner wrote as it let go.
+    snap = im.load(run_id);
+    refuse_ended(*snap->run);
+    handover = true;
   }
-  auto ps = spec::validate_workflow(*wf);
-  if (!ps.empty())
-    throw smithers_error(errc::invalid_workflow, "invalid workflow: " + spec::join(ps),
-                         problems_json(ps));
+  const store::run_row& run = *snap->run;
+
+  // A cancellation requested while nobody drove the run is honoured before
+  // anything starts.
+  if (run.cancel_requested) {
+    error why{errc::run_cancelled,
+              "cancelled: a cancellation was requested while no process drove the run"};
+    im.cancel_unowned(run_id, why);
+    return ended_handle(run_result{run_id, run_status::cancelled, why, {}});
+  }
 
   auto ctx = std::make_shared<actors::run_context>();
   ctx->run_id = run_id;
   ctx->wf = wf;
   ctx->input = std::make_shared<const json>(run.input);
   ctx->max_concurrency = run.config.value("max_concurrency", im.cfg.default_max_concurrency);
+  ctx->max_output_bytes = run.config.value("max_output_bytes", im.cfg.max_output_bytes);
+  ctx->cwd = run.cwd;
   {
     std::lock_guard<std::mutex> lk(im.mtx);
     ctx->computes = std::make_shared<const actors::compute_registry>(im.computes);
@@ -570,30 +746,10 @@ run_handle engine::resume(std::shared_ptr<const workflow> wf, const std::string&
   actors::resume_state r;
   r.previous_owner = run.owner_id;
   r.forced = opts.force;
+  r.handover = handover;
   r.next_frame = snap->frames;
   for (auto& o : snap->outputs)
     r.outputs[o.node_id] = std::move(o.value);
-  std::string current_hash = opts.workflow_hash;
-  if (current_hash.empty()) current_hash = first_render(wf, run_id, *ctx->input, {}).hash;
-  json changed = json::array();
-  std::string what;
-  if (current_hash != run.workflow_hash) {
-    changed.push_back(
-        {{"field", "workflow_hash"}, {"recorded", run.workflow_hash}, {"current", current_hash}});
-    what = "workflow hash";
-  }
-  if (!run.vcs_revision.empty() && opts.vcs_revision != run.vcs_revision) {
-    changed.push_back({{"field", "vcs_revision"},
-                       {"recorded", run.vcs_revision},
-                       {"current", opts.vcs_revision}});
-    what += std::string{what.empty() ? "" : ", "} + "git revision " + run.vcs_revision + " -> " +
-            (opts.vcs_revision.empty() ? std::string{"none"} : opts.vcs_revision);
-  }
-  if (!changed.empty() && !opts.force)
-    throw smithers_error(errc::resume_metadata_mismatch,
-                         "run \"" + run_id + "\" started from a different workflow (changed: " +
-                             what + "); --force resumes anyway",
-                         {{"changed", changed}});
   ctx->first_render = first_render(wf, run_id, *ctx->input, r.outputs);
   for (const auto& n : snap->nodes) {
     auto s = node_state_from(n.state).value_or(node_state::pending);
@@ -623,9 +779,7 @@ run_handle engine::resume(std::shared_ptr<const workflow> wf, const std::string&
   set_driven(run_id, true);
   // No process of an attempt outlives it: end what the dead owner left
   // running before those attempts run again.
-  for (const auto& m : orphan_groups)
-    util::end_orphaned_group(m.value("host", std::string{}), m.value("pgid", std::int64_t{0}),
-                             m.value("pgid_start", std::int64_t{0}));
+  impl::end_groups(orphan_groups);
   ctx->resume = std::move(r);
   ctx->next_seq = snap->max_seq + 1;
   ctx->started_ms = run.created_ms;

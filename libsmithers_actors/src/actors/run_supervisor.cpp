@@ -36,6 +36,7 @@ enum class stop_mode {
   none,
   cancel,    // the run ends `cancelled`
   interrupt, // the process is going away: attempts end, the run stays resumable
+  handover,  // a forced resume elsewhere: as interrupt, then the run is released
 };
 
 /// An attempt whose start is being committed: its task actor is spawned
@@ -126,6 +127,7 @@ struct supervisor_state {
   bool ending = false;
   stop_mode stopping = stop_mode::none;
   error stop_error;
+  std::string handover_to; // the resumer a handover releases the run to
   caf::actor watchdog;
   run_result result;
   std::mt19937_64 rng{std::random_device{}()};
@@ -433,11 +435,11 @@ public:
                "the process driving the run ended while this attempt was in flight"};
     for (const auto& [id, attempt] : r.orphaned) {
       st_.writes.push_back(finish_cmd(id, attempt, "cancelled", now, lost.to_json()));
-      emit("NodeCancelled", "node_id", id, "iteration", 0, "attempt", attempt, "error",
-           lost.to_json());
+      emit("NodeCancelled", "node_id", id, "iteration", 0, "attempt", attempt, "reason",
+           "interrupted", "error", lost.to_json());
     }
     emit("RunResumed", "previous_owner", r.previous_owner, "orphaned_attempts", r.orphaned.size(),
-         "forced", r.forced);
+         "forced", r.forced, "handover", r.handover);
     auto added = rebuild(r.states);
     // As stored: nodes no longer in the tree keep theirs in keyframes.
     for (const auto& [id, state] : r.states)
@@ -499,6 +501,15 @@ public:
     return cached;
   }
 
+  // Commands run where the run started (recorded with it, so every resume
+  // agrees); a task's relative cwd is under that directory.
+  std::string task_cwd(const task_spec& spec) const {
+    const std::string& base = st_.ctx->cwd;
+    if (spec.cwd.empty()) return base;
+    if (spec.cwd[0] == '/' || base.empty()) return spec.cwd;
+    return base + "/" + spec.cwd;
+  }
+
   void start_task(sched::index t) {
     const auto& id = st_.plan->task_ids[t];
     const auto& spec = st_.plan->specs[t];
@@ -533,6 +544,8 @@ public:
     if (auto it = st_.checkpoints.find(id); it != st_.checkpoints.end())
       job->last_heartbeat = it->second;
     job->output_schema = schema_for(spec);
+    job->cwd = task_cwd(*spec);
+    job->max_output_bytes = st_.ctx->max_output_bytes;
     live_attempt la;
     la.attempt = attempt;
     la.task = t;
@@ -590,6 +603,7 @@ public:
     job.task_index = t;
     job.spec = spec;
     job.output_schema = schema_for(spec);
+    job.max_output_bytes = st_.ctx->max_output_bytes;
     task_outcome oc = execute(job, nullptr, {});
     store::attempt_row ar;
     ar.run_id = st_.ctx->run_id;
@@ -724,10 +738,10 @@ public:
       fa.state = "cancelled";
       fa.error = why.to_json();
       st_.writes.push_back(std::move(fa));
-      bool back_to_pending = st_.stopping == stop_mode::interrupt;
+      bool back_to_pending = st_.stopping != stop_mode::cancel;
       node_row(t, id, back_to_pending ? node_state::pending : node_state::cancelled);
-      emit("NodeCancelled", "node_id", id, "iteration", 0, "attempt", attempt, "error",
-           why.to_json());
+      emit("NodeCancelled", "node_id", id, "iteration", 0, "attempt", attempt, "reason",
+           back_to_pending ? "interrupted" : "cancelled", "error", why.to_json());
       return;
     }
     fa.error = err.to_json();
@@ -806,9 +820,10 @@ public:
   // Cancel (the run ends cancelled) or interrupt (the run stays resumable):
   // no new starts, every attempt in flight is asked to stop and recorded
   // cancelled once it has.
-  void stop(stop_mode mode, error why) {
+  void stop(stop_mode mode, error why, std::string handover_to = {}) {
     if (st_.ending || st_.stopping != stop_mode::none) return;
     st_.stopping = mode;
+    st_.handover_to = std::move(handover_to);
     st_.stop_error = std::move(why);
     for (auto& [id, la] : st_.live)
       if (la.actor)
@@ -822,10 +837,14 @@ public:
       return;
     }
     // Interrupted: the run stays `running` in the store, resumable; its
-    // in-flight attempts are recorded cancelled, their nodes pending.
+    // in-flight attempts are recorded cancelled, their nodes pending. A
+    // handover also lets go of the run, in the same commit, for the resumer
+    // waiting to claim it: from then on this process writes nothing to it.
     st_.ending = true;
     st_.result.status = run_status::running;
     st_.result.err = st_.stop_error;
+    if (st_.stopping == stop_mode::handover)
+      st_.writes.push_back(store::release_run{st_.ctx->run_id, st_.ctx->owner_id, util::now_ms()});
     st_.effects.final = true;
     flush();
   }
@@ -842,6 +861,19 @@ public:
     st_.outputs.clear();
     st_.result.status = status;
     st_.result.err = err;
+    // Nodes the run never reached are not left pending forever: they will
+    // not run (unless the run is resumed, which runs cancelled nodes again).
+    if (status != run_status::finished) {
+      const char* reason = status == run_status::cancelled ? "cancelled" : "run-failed";
+      for (std::size_t t = 0; t < st_.slots.size(); ++t)
+        if (is_pending(st_.slots[t]))
+          never_reached(static_cast<sched::index>(t), st_.plan->task_ids[t], reason);
+      std::vector<std::string> dropped_pending;
+      for (const auto& [id, sl] : st_.dropped)
+        if (is_pending(sl)) dropped_pending.push_back(id);
+      for (const auto& id : dropped_pending)
+        never_reached(-1, id, reason);
+    }
     // The last frame comes before the run's end, so RunFinished (or
     // RunFailed, RunCancelled) is the last event.
     maybe_frame();
@@ -860,6 +892,15 @@ public:
     for (auto& [id, la] : st_.live)
       if (la.actor) self_->send_exit(la.actor, caf::exit_reason::user_shutdown);
     flush();
+  }
+
+  static bool is_pending(const task_slot& sl) {
+    return sl.written && std::string_view{sl.written} == to_string(node_state::pending);
+  }
+
+  void never_reached(sched::index t, const std::string& id, const char* reason) {
+    node_row(t, id, node_state::cancelled);
+    emit("NodeCancelled", "node_id", id, "iteration", 0, "reason", reason);
   }
 
   void tick() {
@@ -1082,6 +1123,13 @@ caf::behavior run_supervisor(sup_actor* self, std::shared_ptr<run_context> ctx) 
       },
       [=](interrupt_atom, const std::string& reason) {
         supervisor{self}.stop(stop_mode::interrupt, error{errc::task_aborted, reason});
+      },
+      [=](handover_atom, const std::string& requester) {
+        supervisor{self}.stop(stop_mode::handover,
+                              error{errc::task_aborted,
+                                    "handed over to another process (a forced resume)",
+                                    {{"handover_to", requester}}},
+                              requester);
       },
       [=](committed_atom, std::uint64_t id) { supervisor{self}.on_committed(id); },
       [=](failed_atom, std::uint64_t id, const std::string&, const std::string& msg) {

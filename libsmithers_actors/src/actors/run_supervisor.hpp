@@ -33,6 +33,7 @@ struct resume_state {
   std::int64_t next_frame = 0;
   std::string previous_owner;
   bool forced = false;
+  bool handover = false; // the previous owner released the run to this resume
 };
 
 struct run_context {
@@ -41,6 +42,8 @@ struct run_context {
   std::shared_ptr<const workflow> wf;
   std::shared_ptr<const json> input;
   std::int64_t max_concurrency = 0; // 0: unlimited
+  std::string cwd;                  // where commands run (a task's relative cwd is under it)
+  std::size_t max_output_bytes = limits::default_max_output_bytes; // a task output, serialized
   std::shared_ptr<const compute_registry> computes;
   rendered_tree first_render;         // validated before the run was created
   std::int64_t next_seq = 0;          // events already written

@@ -31,6 +31,20 @@ void check_positive(problems& out, const std::string& path, std::int64_t v, bool
   if (out_of_range(v, allow_zero)) out.push_back({path, range_message(allow_zero)});
 }
 
+// Whether a schema can accept an object: task outputs are always objects.
+bool allows_objects(const json& schema) {
+  auto type = schema.find("type");
+  if (type == schema.end()) return true;
+  if (type->is_string()) return *type == "object";
+  if (type->is_array())
+    for (const auto& t : *type)
+      if (t == "object") return true;
+  return false;
+}
+
+constexpr const char* not_object_schema =
+    "a task's output is a JSON object: the schema's type must be \"object\"";
+
 // A node's place in the tree: the (group, child index) pairs from the root.
 using trail = std::vector<std::pair<const node*, std::size_t>>;
 
@@ -188,28 +202,86 @@ struct tree_checker {
 
   void check_tasks() {
     for (const auto& e : tasks)
-      if (e.n->task) check_task(e);
+      if (e.n->task) {
+        check_task(e);
+        check_output_contract(e);
+      }
   }
+
+  // What is certain before any run about a task's output: a value task whose
+  // value its own schema refuses would fail every run; a schema that no
+  // object can satisfy would fail every attempt (outputs are objects).
+  void check_output_contract(const task_entry& e) {
+    const task_spec& t = *e.n->task;
+    const json* schema = nullptr;
+    std::string where;
+    if (!t.output_schema.is_null()) {
+      schema = &t.output_schema;
+      where = "output_schema";
+    } else if (auto it = wf.output_schemas.find(t.output); !t.output.empty() &&
+                                                           it != wf.output_schemas.end()) {
+      schema = &it->second;
+      where = "output";
+    }
+    if (!schema || !check_schema(*schema, "").empty()) return; // reported elsewhere
+    if (!t.output_schema.is_null() && !allows_objects(*schema))
+      out.push_back(
+          {child_path(child_path(path_of(e.where), "output_schema"), "type"), not_object_schema});
+    if (t.kind != task_kind::value || !t.value.is_object()) return;
+    auto ps = validate(*schema, t.value, "$", 5);
+    if (ps.empty()) return;
+    for (const auto& p : ps)
+      out.push_back({child_path(path_of(e.where), "value"),
+                     "the value does not match its " +
+                         std::string{where == "output" ? "output schema \"" + t.output + "\""
+                                                       : "output_schema"} +
+                         " (" + p.path + ": " + p.message + "): every run would fail"});
+  }
+
 
   // A task that needs a task placed after it in a sequence can never start:
   // the sequence waits for it before starting the other. Found through the
   // lowest common ancestor of the two, via each task's (group, index) trail.
-  // Runs only on a tree without other problems: every id is valid and unique.
+  // The same holds for an output a template or skip_if reads: it could never
+  // be there when the task starts. Runs only on a tree without other
+  // problems: every id is valid and unique.
   void check_order() {
     for (const auto& e : tasks) {
-      const auto& needs = e.n->task->needs;
+      const task_spec& t = *e.n->task;
       const trail& mine = e.where;
-      for (std::size_t k = 0; k < needs.size(); ++k) {
-        const trail& theirs = tasks[ids.at(needs[k])].where;
+      auto later = [&](const std::string& id) {
+        auto it = ids.find(id);
+        if (it == ids.end()) return false;
+        const trail& theirs = tasks[it->second].where;
         std::size_t d = 0;
         while (d < mine.size() && d < theirs.size() && mine[d] == theirs[d])
           ++d;
-        if (d < mine.size() && d < theirs.size() && mine[d].first == theirs[d].first &&
-            mine[d].first->kind == node_kind::sequence && mine[d].second < theirs[d].second)
+        return d < mine.size() && d < theirs.size() && mine[d].first == theirs[d].first &&
+               mine[d].first->kind == node_kind::sequence && mine[d].second < theirs[d].second;
+      };
+      for (std::size_t k = 0; k < t.needs.size(); ++k)
+        if (later(t.needs[k]))
           out.push_back({index_path(child_path(path_of(mine), "needs"), k),
-                         "task \"" + e.n->id + "\" needs \"" + needs[k] +
+                         "task \"" + e.n->id + "\" needs \"" + t.needs[k] +
                              "\", which comes after it in a sequence: it could never start"});
+      auto check_refs = [&](const std::vector<std::string>& refs, const std::string& where) {
+        for (const auto& id : refs)
+          if (later(id))
+            out.push_back({where, "task \"" + e.n->id + "\" reads the output of \"" + id +
+                                      "\", which comes after it in a sequence: it could never "
+                                      "be there when the task starts"});
+      };
+      if (t.kind == task_kind::command) {
+        if (t.use_shell) check_refs(template_output_refs(t.shell), child_path(path_of(mine), "run"));
+        for (std::size_t i = 0; i < t.argv.size(); ++i)
+          check_refs(template_output_refs(t.argv[i]),
+                     index_path(child_path(path_of(mine), "run"), i));
       }
+      for (const auto& [name, value] : t.env)
+        check_refs(template_output_refs(value),
+                   child_path(child_path(path_of(mine), "env"), name));
+      if (!t.skip_if.is_null())
+        check_refs(predicate_output_refs(t.skip_if), child_path(path_of(mine), "skip_if"));
     }
   }
 
@@ -270,6 +342,8 @@ problems validate_workflow(const workflow& wf) {
   for (const auto& [key, schema] : wf.output_schemas) {
     auto ps = check_schema(schema, child_path("outputs", key));
     out.insert(out.end(), ps.begin(), ps.end());
+    if (ps.empty() && !allows_objects(schema))
+      out.push_back({child_path(child_path("outputs", key), "type"), not_object_schema});
   }
   if (wf.max_concurrency) check_positive(out, "max_concurrency", *wf.max_concurrency, false);
   if (!wf.dynamic()) {

@@ -1,0 +1,16 @@
+// Text from runs (names, labels, outputs, error messages, a command's
+// stderr) shown on a terminal: control characters are escaped so that no
+// value can move the cursor, recolour, retitle or clear the user's terminal.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace smithers::util {
+
+/// `s` with every C0 control (U+0000-U+001F), DEL and C1 control
+/// (U+0080-U+009F) escaped: "\n", "\r", "\t", else "\x1b" / "\u009b"; bytes
+/// that are not UTF-8 become "\xNN". Everything else is kept as is.
+std::string term_text(std::string_view s);
+
+} // namespace smithers::util
