@@ -3,12 +3,15 @@
 #pragma once
 
 #include "spec/parse.hpp"
+#include "util/term_text.hpp"
 
 #include <smithers/errors.hpp>
 #include <smithers/status.hpp>
 
 #include <CLI/CLI.hpp>
 
+#include <chrono>
+#include <optional>
 #include <string>
 
 namespace smithers {
@@ -38,6 +41,11 @@ struct globals {
 int exit_code_for(const error& e);
 int exit_code_for(run_status s);
 
+/// INVALID_ARGUMENT for a --db the CLI cannot use: empty, or an in-memory
+/// database (":memory:", "file::memory:", "file:...?mode=memory"), which
+/// would hold a run where no other command could find it.
+std::optional<error> check_db_path(const std::string& path);
+
 /// Prints an error as the chosen format: text to stderr, JSON to stdout.
 void print_error(const globals& g, const error& e);
 
@@ -46,6 +54,19 @@ void print_error(const globals& g, const error& e);
 inline std::string dump(const json& j, int indent = -1) {
   return j.dump(indent, ' ', false, json::error_handler_t::replace);
 }
+
+/// Text from a run (a name, a label, a message, a dumped value) as it may be
+/// printed in text mode: control characters escaped (util::term_text).
+inline std::string shown(std::string_view s) {
+  return util::term_text(s);
+}
+inline std::string shown_json(const json& j) {
+  return util::term_text(dump(j));
+}
+
+/// "30s", "500ms", "2m", "1h" or plain milliseconds; INVALID_ARGUMENT
+/// naming `option` otherwise.
+std::chrono::milliseconds parse_duration(const std::string& text, const char* option);
 
 /// "2026-11-21 06:07:00.123" in UTC, or "-" for 0.
 std::string format_time(std::int64_t ms);

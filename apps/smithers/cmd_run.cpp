@@ -8,6 +8,7 @@
 #include "store/reader.hpp"
 #include "util/clock.hpp"
 #include "util/ids.hpp"
+#include "util/json_parse.hpp"
 #include "util/subprocess.hpp"
 
 #include <smithers/engine.hpp>
@@ -52,31 +53,50 @@ bool is_builtin_compute(const std::string& name) {
   return name == "noop" || name == "echo";
 }
 
+namespace {
+
+// Text of an input beyond this is refused unread: its serialized size is
+// checked against limits::max_input_bytes once parsed, and whitespace may
+// make the text larger than that.
+constexpr std::size_t max_input_text_bytes = 4 * limits::max_input_bytes;
+
+// At most max_input_text_bytes + 1 bytes: enough to know it is too large.
+std::string read_capped(std::istream& in) {
+  std::string text(max_input_text_bytes + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<std::size_t>(in.gcount()));
+  return text;
+}
+
+} // namespace
+
 json read_input(const std::string& arg) {
   std::string text;
   std::string where = "--input";
   if (arg == "-") {
-    std::stringstream buf;
-    buf << std::cin.rdbuf();
-    text = buf.str();
+    text = read_capped(std::cin);
     where = "stdin";
   } else if (!arg.empty() && arg[0] == '@') {
-    std::ifstream in(arg.substr(1), std::ios::binary);
-    if (!in)
-      throw smithers_error(errc::invalid_input, "cannot read input file \"" + arg.substr(1) + "\"");
-    std::stringstream buf;
-    buf << in.rdbuf();
-    text = buf.str();
-    where = arg.substr(1);
+    std::string file = arg.substr(1);
+    std::error_code ec;
+    if (std::filesystem::is_directory(file, ec))
+      throw smithers_error(errc::invalid_input, "input file \"" + file + "\" is a directory");
+    std::ifstream in(file, std::ios::binary);
+    if (!in) throw smithers_error(errc::invalid_input, "cannot read input file \"" + file + "\"");
+    text = read_capped(in);
+    where = file;
   } else {
     text = arg;
   }
-  try {
-    return json::parse(text);
-  } catch (const json::parse_error& e) {
-    throw smithers_error(errc::invalid_input,
-                         "input from " + where + " is not valid JSON: " + e.what());
+  util::json_parse_error err;
+  auto j = util::parse_json(text, {limits::max_input_depth, max_input_text_bytes}, &err);
+  if (!j) {
+    error e = util::to_error(err, errc::invalid_input, "input from " + where);
+    if (err.what == util::json_problem::syntax)
+      e.message = "input from " + where + " is not valid JSON: " + err.message;
+    throw smithers_error(std::move(e));
   }
+  return std::move(*j);
 }
 
 namespace {
@@ -144,26 +164,14 @@ namespace {
 
 void print_result(const globals& g, const run_result& res) {
   if (g.json()) {
-    if (g.db == ":memory:") {
-      json outs = json::object();
-      for (const auto& [id, out] : res.outputs)
-        outs[id] = out;
-      std::cout << dump(json{{"run_id", res.run_id},
-                             {"status", to_string(res.status)},
-                             {"error", res.err ? res.err->to_json() : json()},
-                             {"outputs", outs}},
-                        2)
-                << std::endl;
-    } else {
-      std::cout << dump(inspect_json(g.db, res.run_id), 2) << std::endl;
-    }
+    std::cout << dump(inspect_json(g.db, res.run_id), 2) << std::endl;
     return;
   }
-  std::cout << "run " << res.run_id << " " << to_string(res.status);
-  if (res.err) std::cout << ": " << res.err->code << ": " << res.err->message;
+  std::cout << "run " << shown(res.run_id) << " " << to_string(res.status);
+  if (res.err) std::cout << ": " << res.err->code << ": " << shown(res.err->message);
   std::cout << "\n";
   for (const auto& [id, out] : res.outputs)
-    std::cout << "  " << id << ": " << dump(out) << "\n";
+    std::cout << "  " << shown(id) << ": " << shown_json(out) << "\n";
 }
 
 /// Drives one run (started or resumed by `begin`) to its end with live
@@ -181,11 +189,24 @@ int drive(const globals& g, const std::function<run_handle(engine&, event_handle
   signals.release();
   prog->done();
   if (int sig = signals.received(); sig != 0 && res.status == run_status::running) {
-    std::cerr << "run " << res.run_id << " interrupted by "
-              << (sig == SIGINT ? "SIGINT" : "SIGTERM")
+    std::cerr << "run " << res.run_id << " interrupted by " << signal_guard::signal_name(sig)
               << "; its attempts in flight were stopped; `smithers resume " << res.run_id
               << "` continues it\n";
     return 128 + sig;
+  }
+  if (res.status == run_status::running && res.err && res.err->details.contains("handover_to")) {
+    // A forced resume in another process took the run over: it goes on
+    // there. Not finished, not failed: exit 1 with what happened.
+    if (g.json())
+      std::cout << dump(json{{"run_id", res.run_id},
+                             {"status", "running"},
+                             {"handed_over_to", res.err->details["handover_to"]}})
+                << std::endl;
+    else
+      std::cerr << "run " << res.run_id
+                << " was handed over to another process (smithers resume --force); its attempts "
+                   "in flight were stopped and it goes on there\n";
+    return exit_failed;
   }
   print_result(g, res);
   return exit_code_for(res.status);
@@ -199,7 +220,7 @@ void add_run_command(CLI::App& app, const globals& g, int& result) {
     std::string input;
     std::string run_id;
     std::int64_t max_concurrency = 0;
-    bool has_max = false;
+    std::int64_t max_output_bytes = 0;
   };
   auto args = std::make_shared<run_args>();
   auto* cmd = app.add_subcommand("run", "start a run and drive it until it ends");
@@ -208,7 +229,9 @@ void add_run_command(CLI::App& app, const globals& g, int& result) {
   auto* rid = cmd->add_option("--run-id", args->run_id, "run id (default: generated)");
   auto* mc = cmd->add_option("--max-concurrency", args->max_concurrency,
                              "tasks in flight at most (overrides the workflow)");
-  cmd->callback([&g, &result, args, mc, rid] {
+  auto* mob = cmd->add_option("--max-output-bytes", args->max_output_bytes,
+                              "largest task output, serialized (default 4 MiB; kept by resumes)");
+  cmd->callback([&g, &result, args, mc, mob, rid] {
     // Given but empty is a bad id, not "generate one".
     if (rid->count() > 0)
       if (auto err = util::check_run_id(args->run_id)) throw smithers_error(*err);
@@ -221,6 +244,15 @@ void add_run_command(CLI::App& app, const globals& g, int& result) {
     opts.run_id = args->run_id;
     opts.input = args->input.empty() ? json::object() : read_input(args->input);
     if (mc->count() > 0) opts.max_concurrency = args->max_concurrency;
+    if (mob->count() > 0) {
+      if (args->max_output_bytes < 1 ||
+          static_cast<std::uint64_t>(args->max_output_bytes) > limits::max_output_bytes_ceiling)
+        throw smithers_error(errc::invalid_argument,
+                             "--max-output-bytes must be from 1 to " +
+                                 std::to_string(limits::max_output_bytes_ceiling) + ", got " +
+                                 std::to_string(args->max_output_bytes));
+      opts.max_output_bytes = static_cast<std::size_t>(args->max_output_bytes);
+    }
     opts.workflow_path = recorded_path;
     opts.workflow_hash = parsed.hash;
     opts.vcs_revision = git_revision(args->workflow);
@@ -270,13 +302,15 @@ void add_run_command(CLI::App& app, const globals& g, int& result) {
     if (!fa->run) {
       if (g.json())
         std::cout << dump(json{{"run_id", forked.run_id},
+                               {"status", "created"},
                                {"parent_run_id", fa->run_id},
                                {"frame_no", fa->frame},
                                {"reset_nodes", forked.reset}})
                   << std::endl;
       else
-        std::cout << "forked run " << forked.run_id << " from " << fa->run_id << " at frame "
-                  << fa->frame << "; `smithers resume " << forked.run_id << "` runs it\n";
+        std::cout << "forked run " << shown(forked.run_id) << " from " << shown(fa->run_id)
+                  << " at frame " << fa->frame << " (status created: nothing runs it until `smithers resume "
+                  << shown(forked.run_id) << "`)\n";
       result = exit_finished;
       return;
     }

@@ -18,32 +18,6 @@
 
 namespace smithers::cli {
 
-namespace {
-
-/// "30s", "500ms", "2m", "1h" or plain milliseconds.
-std::chrono::milliseconds parse_duration(const std::string& text, const char* option) {
-  std::size_t end = 0;
-  long long n = -1;
-  try {
-    n = std::stoll(text, &end);
-  } catch (...) {
-  }
-  std::string unit = text.substr(end);
-  long long factor = unit.empty() || unit == "ms" ? 1
-                     : unit == "s"                ? 1000
-                     : unit == "m"                ? 60000
-                     : unit == "h"                ? 3600000
-                                                  : -1;
-  if (n <= 0 || factor < 0)
-    throw smithers_error(errc::invalid_argument,
-                         std::string{option} +
-                             " must be a positive duration like 30s, 500ms or "
-                             "2m, got \"" +
-                             text + "\"");
-  return std::chrono::milliseconds{n * factor};
-}
-
-} // namespace
 
 void add_supervise_command(CLI::App& app, const globals& g, int& result) {
   struct supervise_args {
@@ -111,9 +85,15 @@ void add_supervise_command(CLI::App& app, const globals& g, int& result) {
         } catch (const smithers_error& e) {
           // Another supervisor won the claim, or the run cannot go on here.
           say({{"skipped", run.run_id}, {"error", e.err().to_json()}},
-              "skipped run " + run.run_id + ": " + e.err().what());
+              "skipped run " + run.run_id + ": " + shown(e.err().what()));
           if (e.code() != errc::run_resume_claim_failed && e.code() != errc::run_owner_alive)
             taken.insert(run.run_id);
+        } catch (const std::exception& e) {
+          // Whatever one run holds, the others still get their turn.
+          error err{errc::internal, std::string{"resuming the run failed: "} + e.what()};
+          say({{"skipped", run.run_id}, {"error", err.to_json()}},
+              "skipped run " + run.run_id + ": " + shown(err.what()));
+          taken.insert(run.run_id);
         }
       }
       if (sa->once || signals.sleep_for(interval)) break;

@@ -48,7 +48,7 @@ std::size_t count_tasks(const node& n) {
 std::string task_summary(const node& n) {
   const task_spec& t = *n.task;
   std::string s = "task " + n.id + " (" + to_string(t.kind);
-  if (t.kind == task_kind::compute) s += " " + t.compute_name;
+  if (t.kind == task_kind::compute) s += " " + shown(t.compute_name);
   s += ")";
   if (!t.needs.empty()) {
     s += " needs:";
@@ -56,7 +56,7 @@ std::string task_summary(const node& n) {
       s += " " + d;
   }
   if (t.retries) s += " retries:" + std::to_string(t.retries);
-  if (!t.label.empty()) s += " \"" + t.label + "\"";
+  if (!t.label.empty()) s += " \"" + shown(t.label) + "\"";
   return s;
 }
 
@@ -137,20 +137,36 @@ void needs_edges(const node& n, std::ostream& out) {
 } // namespace
 
 void add_workflow_commands(CLI::App& app, const globals& g, int& result) {
-  auto vpath = std::make_shared<std::string>();
-  auto* validate = app.add_subcommand("validate", "check a workflow file");
-  validate->add_option("workflow", *vpath, "workflow file (JSON)")->required();
-  validate->callback([&g, &result, vpath] {
-    auto wf = load_or_throw(*vpath);
+  struct validate_args {
+    std::string path;
+    std::string input;
+  };
+  auto va = std::make_shared<validate_args>();
+  auto* validate = app.add_subcommand("validate", "check a workflow file (and an input)");
+  validate->add_option("workflow", va->path, "workflow file (JSON)")->required();
+  auto* vin = validate->add_option("--input", va->input,
+                                   "also check this input: JSON, @file, or - for stdin");
+  validate->callback([&g, &result, va, vin] {
+    auto wf = load_or_throw(va->path);
     // What `run` would refuse, `validate` refuses too: compute names are
-    // checked against the functions this CLI provides.
-    validate_run(wf, run_options{}, is_builtin_compute);
+    // checked against the functions this CLI provides. Without --input the
+    // input schema itself was checked (load_or_throw), not an empty input
+    // against it.
+    run_options opts;
+    bool with_input = vin->count() > 0;
+    if (with_input) opts.input = read_input(va->input);
+    validate_run(wf, opts, is_builtin_compute, with_input);
     auto tasks = count_tasks(wf.root);
     if (g.json())
-      std::cout << dump(json{{"valid", true}, {"name", wf.name}, {"tasks", tasks}}) << std::endl;
+      std::cout << dump(json{{"valid", true},
+                             {"name", wf.name},
+                             {"tasks", tasks},
+                             {"input_checked", with_input}})
+                << std::endl;
     else
-      std::cout << *vpath << ": ok (workflow \"" << wf.name << "\", " << tasks << " task"
-                << (tasks == 1 ? "" : "s") << ")\n";
+      std::cout << shown(va->path) << ": ok (workflow \"" << shown(wf.name) << "\", " << tasks
+                << " task" << (tasks == 1 ? "" : "s") << (with_input ? ", input ok" : "")
+                << ")\n";
     result = exit_finished;
   });
 
@@ -180,7 +196,7 @@ void add_workflow_commands(CLI::App& app, const globals& g, int& result) {
                         2)
                 << std::endl;
     } else {
-      std::cout << "workflow " << wf.name << "\n";
+      std::cout << "workflow " << shown(wf.name) << "\n";
       print_tree(wf.root, "", true, true, std::cout);
     }
     result = exit_finished;

@@ -36,17 +36,61 @@ int exit_code_for(run_status s) {
   }
 }
 
+std::optional<error> check_db_path(const std::string& path) {
+  // Each connection to "" or ":memory:" gets a database of its own that
+  // vanishes with it: a run would be recorded nowhere that ps, inspect,
+  // cancel or resume could find it.
+  auto memory = [&] {
+    if (path == ":memory:" || path.rfind("file::memory:", 0) == 0) return true;
+    return path.rfind("file:", 0) == 0 && path.find("mode=memory") != std::string::npos;
+  };
+  if (path.empty())
+    return error{errc::invalid_argument,
+                 "--db is empty: give the path of a database file (default ./smithers.db)"};
+  if (memory())
+    return error{errc::invalid_argument,
+                 "--db " + path +
+                     " is an in-memory database, which no other command could read: give the "
+                     "path of a database file"};
+  return std::nullopt;
+}
+
 void print_error(const globals& g, const error& e) {
   if (g.json()) {
     std::cout << dump(json{{"error", e.to_json()}}) << std::endl;
     return;
   }
-  std::cerr << "error: " << e.code << ": " << e.message << "\n";
+  std::cerr << "error: " << e.code << ": " << shown(e.message) << "\n";
   if (auto it = e.details.find("problems");
       it != e.details.end() && it->is_array() && it->size() > 1) {
     for (const auto& p : *it)
-      std::cerr << "  " << p.value("path", "") << ": " << p.value("message", "") << "\n";
+      std::cerr << "  " << shown(p.value("path", "")) << ": " << shown(p.value("message", ""))
+                << "\n";
   }
+}
+
+std::chrono::milliseconds parse_duration(const std::string& text, const char* option) {
+  std::size_t end = 0;
+  long long n = -1;
+  try {
+    n = std::stoll(text, &end);
+  } catch (...) {
+  }
+  std::string unit = text.substr(end);
+  long long factor = unit.empty() || unit == "ms" ? 1
+                     : unit == "s"                ? 1000
+                     : unit == "m"                ? 60000
+                     : unit == "h"                ? 3600000
+                                                  : -1;
+  // Bounded so that n * factor cannot overflow (a year is plenty).
+  constexpr long long max_ms = 366LL * 24 * 3600000;
+  if (n <= 0 || factor < 0 || n > max_ms / factor)
+    throw smithers_error(errc::invalid_argument,
+                         std::string{option} +
+                             " must be a positive duration like 30s, 500ms or 2m (at most a "
+                             "year), got \"" +
+                             shown(text) + "\"");
+  return std::chrono::milliseconds{n * factor};
 }
 
 std::string format_time(std::int64_t ms) {
@@ -94,7 +138,15 @@ int main(int argc, char** argv) {
   auto logger = spdlog::stderr_color_mt("smithers");
   spdlog::set_default_logger(logger);
   spdlog::set_level(spdlog::level::warn);
-  app.parse_complete_callback([&] { spdlog::set_level(spdlog::level::from_str(g.log_level)); });
+  app.parse_complete_callback([&] {
+    spdlog::set_level(spdlog::level::from_str(g.log_level));
+    // Runs before the command's own callback: nothing has run yet.
+    bool uses_db = true;
+    for (const auto* sub : app.get_subcommands())
+      uses_db = uses_db && sub->get_name() != "validate" && sub->get_name() != "graph";
+    if (uses_db)
+      if (auto err = check_db_path(g.db)) throw smithers_error(*err);
+  });
 
   // CLI11 only says "a subcommand is required" for `smithers frobnicate`:
   // name the word it did not know.
@@ -134,7 +186,7 @@ int main(int argc, char** argv) {
     print_error(g, e.err());
     return exit_code_for(e.err());
   } catch (const std::exception& e) {
-    print_error(g, error{errc::task_failed, e.what()});
+    print_error(g, error{errc::internal, e.what()});
     return exit_failed;
   }
   return result;

@@ -1,6 +1,8 @@
 // Signal handling for commands that drive runs (run, resume, supervise).
 #pragma once
 
+#include "util/subprocess.hpp"
+
 #include <smithers/engine.hpp>
 
 #include <atomic>
@@ -15,16 +17,19 @@
 
 namespace smithers::cli {
 
-/// SIGINT/SIGTERM while a run is driven: the first one interrupts the run
-/// (attempts stopped and recorded, the run left resumable), a second one
-/// exits at once. Signals are blocked in every thread and taken by sigwait
-/// on one thread, so no handler runs in an arbitrary thread.
+/// SIGINT, SIGTERM or SIGHUP (a closed terminal or ssh session) while a run
+/// is driven: the first one interrupts the run (attempts stopped and
+/// recorded, the run left resumable), a second one SIGKILLs every child
+/// process group (commands that ignore SIGTERM included) and exits at once.
+/// Signals are blocked in every thread and taken by sigwait on one thread,
+/// so no handler runs in an arbitrary thread.
 class signal_guard {
 public:
   signal_guard() {
     sigemptyset(&set_);
     sigaddset(&set_, SIGINT);
     sigaddset(&set_, SIGTERM);
+    sigaddset(&set_, SIGHUP);
     // Before the engine starts its threads, so they inherit the mask.
     pthread_sigmask(SIG_BLOCK, &set_, nullptr);
   }
@@ -33,10 +38,12 @@ public:
     std::thread([this, &eng] {
       int sig = 0;
       while (sigwait(&set_, &sig) == 0) {
-        if (received_.exchange(sig) != 0) std::_Exit(128 + sig);
+        if (received_.exchange(sig) != 0) {
+          util::kill_all_process_groups();
+          std::_Exit(128 + sig);
+        }
         std::lock_guard<std::mutex> lk(mtx_);
-        if (alive_)
-          eng.interrupt(std::string{"interrupted by "} + (sig == SIGINT ? "SIGINT" : "SIGTERM"));
+        if (alive_) eng.interrupt(std::string{"interrupted by "} + signal_name(sig));
         cv_.notify_all();
       }
     }).detach();
@@ -55,6 +62,17 @@ public:
   }
 
   int received() const { return received_.load(); }
+
+  static const char* signal_name(int sig) {
+    switch (sig) {
+    case SIGINT:
+      return "SIGINT";
+    case SIGHUP:
+      return "SIGHUP";
+    default:
+      return "SIGTERM";
+    }
+  }
 
 private:
   sigset_t set_;
