@@ -173,6 +173,13 @@ TEST_CASE("each template becomes a variable reference spelled for its context",
        "echo ${x:-\"}\"} " + word(1)},
       {"after $((…)) the context is back", "echo \"$((1 + (2)))\"{{input.v}}",
        "echo \"$((1 + (2)))\"" + word(1)},
+      // brackets
+      {"the test command", "[ {{input.v}} = x ] && [[ {{input.v}} == x ]]",
+       "[ " + word(1) + " = x ] && [[ " + word(1) + " == x ]]"},
+      {"a value assigned to an array element", "a[0]={{input.v}}", "a[0]=" + word(1)},
+      {"a glob bracket before a template", "ls [ab]{{input.v}}", "ls [ab]" + word(1)},
+      {"after a subscript the context is back", "a[\"i]\"]=1 {{input.v}}",
+       "a[\"i]\"]=1 " + word(1)},
   };
   for (const auto& c : cases) {
     INFO(c.what << ": " << c.text);
@@ -230,6 +237,14 @@ TEST_CASE("contexts where no spelling is safe are refused with what to write ins
   const std::string ansi =
       R"(template "{{input.v}}" is inside a $'...' string: close the string before it, e.g. )"
       R"($'a\n'{{input.v}})";
+  const std::string arith_old =
+      R"(template "{{input.n}}" is inside a $[...] arithmetic expansion, where bash runs a )"
+      R"(value as code (a[$(cmd)]): assign it to a variable and check that it is a number )"
+      R"(first, e.g. n={{input.n}}; case $n in ''|*[!0-9]*) exit 2;; esac; echo $((n + 1)))";
+  const std::string subscript =
+      R"(template "{{input.n}}" is inside an array subscript (name[...]), where bash runs a )"
+      R"(value as code (a[$(cmd)]): assign it to a variable and check that it is a number )"
+      R"(first, e.g. i={{input.n}}; case $i in ''|*[!0-9]*) exit 2;; esac; a[i]=x)";
   const std::vector<case_t> cases = {
       {"${…} default", "echo ${x:-{{input.v}}}", param},
       {"${…} inside double quotes", "echo \"${x:-{{input.v}}}\"", param},
@@ -261,6 +276,13 @@ TEST_CASE("contexts where no spelling is safe are refused with what to write ins
       {"after a backslash inside double quotes", "echo \"\\{{input.v}}\"", backslash},
       {"after a backslash in a here-document", "cat <<EOF\n\\{{input.v}}\nEOF", backslash},
       {"$'…'", "echo $'a{{input.v}}'", ansi},
+      {"$[…]", "echo $[ {{input.n}} + 1 ]", arith_old},
+      {"$[…] inside double quotes", "echo \"$[{{input.n}}]\"", arith_old},
+      {"an array subscript assigned", "a[{{input.n}}]=1", subscript},
+      {"an array subscript after other text", "x=1 a[1+{{input.n}}]=1", subscript},
+      {"an array subscript named to unset", "unset a[{{input.n}}]", subscript},
+      {"a compound array assignment", "a=([{{input.n}}]=1)", subscript},
+      {"quotes inside a subscript", "a[\"{{input.n}}\"]=1", subscript},
   };
   for (const auto& c : cases) {
     INFO(c.what << ": " << c.text);
@@ -512,7 +534,16 @@ const std::vector<context> contexts = {
     {"assignment", "X={{input.v}}; printf %s \"$X\"", "", ""},
     {"case word", "case {{input.v}} in *) printf '%s' '{{input.v}}';; esac", "", ""},
     {"comment", "printf '%s' \"{{input.v}}\" # {{input.v}} $(touch PWNED)", "", ""},
+    {"single quotes in $( ) in double quotes", "printf '%s' \"$(printf '%s' 'a{{input.v}}b')\"",
+     "a", "b"},
+    {"here-document in double-quoted $( )", "printf '%s' \"$(cat <<EOF\n{{input.v}}.\nEOF\n)\"", "",
+     "."},
+    {"here-document in backticks", "X=`cat <<EOF\n{{input.v}}.\nEOF\n`; printf '%s' \"$X\"", "",
+     "."},
+    {"test command", "[ {{input.v}} = '{{input.v}}' ] && printf '%s' \"{{input.v}}\"", "", ""},
     {"here-string", "cat <<<{{input.v}}", "", "\n", true},
+    {"[[ ]]", "[[ {{input.v}} == \"{{input.v}}\" ]] && printf '%s' {{input.v}}", "", "", true},
+    {"array element", "a[0]={{input.v}}; printf '%s' \"${a[0]}\"", "", "", true},
     {"$\"…\"", "printf '%s' $\"{{input.v}}\"", "", "", true},
 };
 

@@ -22,6 +22,8 @@ enum class place {
   parameter,       // ${…}
   arithmetic,      // $((…))
   arithmetic_cmd,  // ((…))
+  arithmetic_old,  // $[…]
+  subscript,       // a[…]=
   ansi_c,          // $'…'
   quoted_heredoc,  // body of <<'EOF'
   heredoc_delim,   // <<{{x}}
@@ -53,6 +55,16 @@ std::string refusal(place p, const std::string& t) {
            t +
            "; case $n in ''|*[!0-9]*) exit 2;; esac; ((n > 1)) (for nested subshells write "
            "\"( (\")";
+  case place::arithmetic_old:
+    return head +
+           "is inside a $[...] arithmetic expansion, where bash runs a value as code "
+           "(a[$(cmd)]): assign it to a variable and check that it is a number first, e.g. n=" +
+           t + "; case $n in ''|*[!0-9]*) exit 2;; esac; echo $((n + 1))";
+  case place::subscript:
+    return head +
+           "is inside an array subscript (name[...]), where bash runs a value as code "
+           "(a[$(cmd)]): assign it to a variable and check that it is a number first, e.g. i=" +
+           t + "; case $i in ''|*[!0-9]*) exit 2;; esac; a[i]=x";
   case place::ansi_c:
     return head + "is inside a $'...' string: close the string before it, e.g. $'a\\n'" + t;
   case place::quoted_heredoc:
@@ -93,6 +105,10 @@ bool is_blank(char c) {
 
 bool is_operator_char(char c) {
   return c == ';' || c == '&' || c == '|' || c == '(' || c == ')' || c == '<' || c == '>';
+}
+
+bool is_name_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
 }
 
 bool is_special_param(char c) {
@@ -200,6 +216,9 @@ private:
     } else if (c == '{') {
       i_ = k + 1;
       parameter();
+    } else if (c == '[') {
+      i_ = k + 1;
+      brackets(place::arithmetic_old);
     } else if (c == '\'' && !dq) {
       i_ = k + 1;
       ansi_c();
@@ -317,6 +336,54 @@ private:
       }
     }
     return true;
+  }
+
+  // After "$[" (bash's old arithmetic) or the "[" of an array subscript
+  // ("a[i]=x", "unset a[i]"): up to the matching "]". Bash evaluates both.
+  void brackets(place why) {
+    guard g(*this);
+    force f(*this, why);
+    int depth = 0;
+    while (i_ < end_ && !is(i_, '\n')) {
+      if (tmpl(i_)) {
+        put(i_++, why);
+      } else if (is(i_, '[')) {
+        ++depth;
+        ++i_;
+      } else if (is(i_, ']')) {
+        ++i_;
+        if (depth-- == 0) return;
+      } else if (is(i_, '\\')) {
+        backslash();
+      } else if (is(i_, '\'')) {
+        single_quoted();
+      } else if (is(i_, '"')) {
+        double_quoted();
+      } else if (is(i_, '$')) {
+        dollar(false);
+      } else if (is(i_, '`')) {
+        backtick(false);
+      } else {
+        ++i_;
+      }
+    }
+  }
+
+  // At the start of a word: the length of "name[" when the word opens with
+  // an array subscript ("a[", or "[" in "a=([k]=v)"), else 0. "[ " and "[["
+  // are the test commands.
+  std::size_t subscript_start() const {
+    std::size_t k = i_;
+    while (k < end_ && u_[k].tmpl < 0 && is_name_char(u_[k].c) &&
+           !(k == i_ && u_[k].c >= '0' && u_[k].c <= '9'))
+      ++k;
+    if (!is(k, '[')) return 0;
+    if (k == i_) {
+      char next = ch(k + 1);
+      if (tmpl(k + 1)) return 1;
+      if (next == 0 || is_blank(next) || next == '\n' || next == '[' || next == ']') return 0;
+    }
+    return k + 1 - i_;
   }
 
   // At "`": the body runs to the next unescaped "`"; the shell removes the
@@ -604,6 +671,15 @@ private:
         plain = false;
         continue;
       }
+      if (!in_word) {
+        if (std::size_t n = subscript_start()) {
+          begin_word();
+          plain = false;
+          i_ += n;
+          brackets(place::subscript);
+          continue;
+        }
+      }
       begin_word();
       if (c == '\\') {
         plain = false;
@@ -744,8 +820,8 @@ problems check_shell_template(std::string_view text, const std::string& path) {
 bool is_shell_program(std::string_view program) {
   auto slash = program.rfind('/');
   std::string_view base = slash == std::string_view::npos ? program : program.substr(slash + 1);
-  static constexpr std::string_view shells[] = {"sh",    "bash", "dash", "zsh",  "ksh",
-                                                "ksh93", "mksh", "ash",  "posh", "yash"};
+  static constexpr std::string_view shells[] = {"sh",    "bash", "rbash", "dash", "zsh", "ksh",
+                                                "ksh93", "mksh", "ash",   "posh", "yash"};
   return std::find(std::begin(shells), std::end(shells), base) != std::end(shells);
 }
 
