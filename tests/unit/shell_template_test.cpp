@@ -178,6 +178,17 @@ TEST_CASE("each template becomes a variable reference spelled for its context",
        "[ " + word(1) + " = x ] && [[ " + word(1) + " == x ]]"},
       {"a value assigned to an array element", "a[0]={{input.v}}", "a[0]=" + word(1)},
       {"a glob bracket before a template", "ls [ab]{{input.v}}", "ls [ab]" + word(1)},
+      // builtins that evaluate some arguments, used safely
+      {"[[ ]] comparing strings", "if [[ {{input.v}} == x && -n {{input.v}} ]]; then :; fi",
+       "if [[ " + word(1) + " == x && -n " + word(1) + " ]]; then :; fi"},
+      {"[ ] comparing numbers (the test builtin does not evaluate)", "[ {{input.v}} -eq 1 ]",
+       "[ " + word(1) + " -eq 1 ]"},
+      {"a let command of its own", "let x=1; echo {{input.v}}", "let x=1; echo " + word(1)},
+      {"after [[ ]] another command", "[[ a -eq 1 ]] && echo {{input.v}}",
+       "[[ a -eq 1 ]] && echo " + word(1)},
+      {"let as an argument", "echo let {{input.v}}", "echo let " + word(1)},
+      {"declare without -i", "declare x={{input.v}}; local -r y={{input.v}}",
+       "declare x=" + word(1) + "; local -r y=" + word(1)},
       {"after a subscript the context is back", "a[\"i]\"]=1 {{input.v}}",
        "a[\"i]\"]=1 " + word(1)},
   };
@@ -245,6 +256,24 @@ TEST_CASE("contexts where no spelling is safe are refused with what to write ins
       R"(template "{{input.n}}" is inside an array subscript (name[...]), where bash runs a )"
       R"(value as code (a[$(cmd)]): assign it to a variable and check that it is a number )"
       R"(first, e.g. i={{input.n}}; case $i in ''|*[!0-9]*) exit 2;; esac; a[i]=x)";
+  const std::string let =
+      R"(template "{{input.n}}" is in a "let" command, where bash evaluates a value as code )"
+      R"((a[$(cmd)]): assign it to a variable and check that it is a number first, e.g. )"
+      R"(n={{input.n}}; case $n in ''|*[!0-9]*) exit 2;; esac; let "x = n + 1")";
+  const std::string test_arith =
+      R"(template "{{input.n}}" is in a [[ ... ]] test with an arithmetic comparison (-eq, )"
+      R"(-lt, ...) or -v, where bash evaluates a value as code (a[$(cmd)]): assign it to a )"
+      R"(variable and check that it is a number first, e.g. n={{input.n}}; case $n in )"
+      R"(''|*[!0-9]*) exit 2;; esac; [[ $n -gt 0 ]])";
+  const std::string declare_i =
+      R"(template "{{input.n}}" is in a declare, typeset, local, readonly or export command )"
+      R"(with -i, where bash evaluates a value as code (a[$(cmd)]): assign it to a variable )"
+      R"(and check that it is a number first, e.g. n={{input.n}}; case $n in ''|*[!0-9]*) )"
+      R"(exit 2;; esac; declare -i x=$n)";
+  const std::string name_arg =
+      R"(template "{{input.n}}" names a variable (unset, test -v), and bash evaluates a name )"
+      R"(with a subscript as code (a[$(cmd)]): check the name first, e.g. v={{input.n}}; case )"
+      R"($v in ''|[0-9]*|*[!A-Za-z0-9_]*) exit 2;; esac; unset "$v")";
   const std::vector<case_t> cases = {
       {"${…} default", "echo ${x:-{{input.v}}}", param},
       {"${…} inside double quotes", "echo \"${x:-{{input.v}}}\"", param},
@@ -283,6 +312,20 @@ TEST_CASE("contexts where no spelling is safe are refused with what to write ins
       {"an array subscript named to unset", "unset a[{{input.n}}]", subscript},
       {"a compound array assignment", "a=([{{input.n}}]=1)", subscript},
       {"quotes inside a subscript", "a[\"{{input.n}}\"]=1", subscript},
+      {"for ((…))", "for ((i = 0; i < {{input.n}}; i++)); do :; done", arith_cmd},
+      {"let", "let x={{input.n}}+1", let},
+      {"let with a quoted argument", "let \"x = {{input.n}}\"", let},
+      {"$( ) inside let", "let x=$(echo {{input.n}})", let},
+      {"let inside $( )", "echo \"$(let x={{input.n}}; echo $x)\"", let},
+      {"[[ -eq ]]", "[[ {{input.n}} -eq 1 ]]", test_arith},
+      {"[[ -gt ]] after &&", "if [[ -n x && {{input.n}} -gt 1 ]]; then :; fi", test_arith},
+      {"[[ -v ]]", "[[ -v {{input.n}} ]]", test_arith},
+      {"$( ) inside [[ -lt ]]", "[[ $(echo {{input.n}}) -lt 1 ]]", test_arith},
+      {"declare -i", "declare -i x={{input.n}}", declare_i},
+      {"local -ri", "f() { local -ri x=\"{{input.n}}\"; }", declare_i},
+      {"unset", "unset {{input.n}}", name_arg},
+      {"test -v", "test -v {{input.n}}", name_arg},
+      {"[ -v ]", "[ -v \"{{input.n}}\" ]", name_arg},
   };
   for (const auto& c : cases) {
     INFO(c.what << ": " << c.text);
@@ -544,6 +587,10 @@ const std::vector<context> contexts = {
     {"here-string", "cat <<<{{input.v}}", "", "\n", true},
     {"[[ ]]", "[[ {{input.v}} == \"{{input.v}}\" ]] && printf '%s' {{input.v}}", "", "", true},
     {"array element", "a[0]={{input.v}}; printf '%s' \"${a[0]}\"", "", "", true},
+    {"local", "f() { local y={{input.v}}; printf '%s' \"$y\"; }; f", "", ""},
+    {"declare", "declare x={{input.v}}; printf '%s' \"$x\"", "", "", true},
+    {"[[ ]] with && and a string test",
+     "[[ -n x && {{input.v}} == '{{input.v}}' ]] && printf '%s' {{input.v}}", "", "", true},
     {"$\"…\"", "printf '%s' $\"{{input.v}}\"", "", "", true},
 };
 

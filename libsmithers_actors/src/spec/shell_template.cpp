@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <initializer_list>
 #include <string>
 #include <unordered_map>
 
@@ -24,6 +25,10 @@ enum class place {
   arithmetic_cmd,  // ((…))
   arithmetic_old,  // $[…]
   subscript,       // a[…]=
+  let_cmd,         // let …
+  test_arith,      // [[ … -eq … ]]
+  declare_integer, // declare -i …
+  name_arg,        // unset …, test -v …
   ansi_c,          // $'…'
   quoted_heredoc,  // body of <<'EOF'
   heredoc_delim,   // <<{{x}}
@@ -65,6 +70,28 @@ std::string refusal(place p, const std::string& t) {
            "is inside an array subscript (name[...]), where bash runs a value as code "
            "(a[$(cmd)]): assign it to a variable and check that it is a number first, e.g. i=" +
            t + "; case $i in ''|*[!0-9]*) exit 2;; esac; a[i]=x";
+  case place::let_cmd:
+    return head +
+           "is in a \"let\" command, where bash evaluates a value as code (a[$(cmd)]): "
+           "assign it to a variable and check that it is a number first, e.g. n=" +
+           t + "; case $n in ''|*[!0-9]*) exit 2;; esac; let \"x = n + 1\"";
+  case place::test_arith:
+    return head +
+           "is in a [[ ... ]] test with an arithmetic comparison (-eq, -lt, ...) or -v, where "
+           "bash evaluates a value as code (a[$(cmd)]): assign it to a variable and check that "
+           "it is a number first, e.g. n=" +
+           t + "; case $n in ''|*[!0-9]*) exit 2;; esac; [[ $n -gt 0 ]]";
+  case place::declare_integer:
+    return head +
+           "is in a declare, typeset, local, readonly or export command with -i, where bash "
+           "evaluates a value as code (a[$(cmd)]): assign it to a variable and check that it "
+           "is a number first, e.g. n=" +
+           t + "; case $n in ''|*[!0-9]*) exit 2;; esac; declare -i x=$n";
+  case place::name_arg:
+    return head +
+           "names a variable (unset, test -v), and bash evaluates a name with a subscript as "
+           "code (a[$(cmd)]): check the name first, e.g. v=" +
+           t + "; case $v in ''|[0-9]*|*[!A-Za-z0-9_]*) exit 2;; esac; unset \"$v\"";
   case place::ansi_c:
     return head + "is inside a $'...' string: close the string before it, e.g. $'a\\n'" + t;
   case place::quoted_heredoc:
@@ -115,6 +142,32 @@ bool is_special_param(char c) {
   return c != 0 && std::strchr("@*#?-$!", c) != nullptr;
 }
 
+// Bash builtins that evaluate their arguments as code: the templates of
+// such a simple command are refused. `words`: its words as written ("" for
+// one with quotes, expansions or templates).
+place builtin_refusal(const std::vector<std::string>& words) {
+  if (words.empty()) return place::word;
+  const std::string& name = words[0];
+  auto has = [&](std::initializer_list<const char*> ops) {
+    for (std::size_t k = 1; k < words.size(); ++k)
+      for (const char* op : ops)
+        if (words[k] == op) return true;
+    return false;
+  };
+  if (name == "let") return place::let_cmd;
+  if (name == "unset") return place::name_arg;
+  if (name == "[[")
+    return has({"-eq", "-ne", "-lt", "-le", "-gt", "-ge", "-v"}) ? place::test_arith : place::word;
+  if (name == "[" || name == "test") return has({"-v"}) ? place::name_arg : place::word;
+  if (name == "declare" || name == "typeset" || name == "local" || name == "readonly" ||
+      name == "export")
+    for (std::size_t k = 1; k < words.size(); ++k)
+      if (words[k].size() > 1 && words[k][0] == '-' && words[k][1] != '-' &&
+          words[k].find('i') != std::string::npos)
+        return place::declare_integer;
+  return place::word;
+}
+
 // Words after which a command may follow (reserved words that open a
 // command list).
 bool keeps_command_position(const std::string& w) {
@@ -126,8 +179,8 @@ bool keeps_command_position(const std::string& w) {
 class lexer {
 public:
   lexer(const std::vector<unit>& u, std::size_t begin, std::size_t end, std::vector<place>& places,
-        int depth, place forced)
-      : u_(u), i_(begin), end_(end), places_(places), depth_(depth), forced_(forced) {}
+        std::vector<std::size_t>& log, int depth, place forced)
+      : u_(u), i_(begin), end_(end), places_(places), log_(log), depth_(depth), forced_(forced) {}
 
   // A whole script (the -c argument, a backtick body).
   void top() { script(false); }
@@ -181,7 +234,9 @@ private:
   char ch(std::size_t k) const { return k < end_ && u_[k].tmpl < 0 ? u_[k].c : 0; }
 
   void put(std::size_t k, place p) {
-    places_[static_cast<std::size_t>(u_[k].tmpl)] = forced_ != place::word ? forced_ : p;
+    auto t = static_cast<std::size_t>(u_[k].tmpl);
+    places_[t] = forced_ != place::word ? forced_ : p;
+    log_.push_back(t);
   }
 
   // At a backslash: a template right after it is refused; otherwise the
@@ -405,7 +460,7 @@ private:
       body.push_back(u_[j]);
     }
     i_ = k < end_ ? k + 1 : end_;
-    lexer sub(body, 0, body.size(), places_, depth_, forced_);
+    lexer sub(body, 0, body.size(), places_, log_, depth_, forced_);
     sub.top();
   }
 
@@ -504,7 +559,7 @@ private:
         for (std::size_t k = body_begin; k < body_end; ++k)
           if (tmpl(k)) put(k, place::quoted_heredoc);
       } else {
-        lexer sub(u_, body_begin, body_end, places_, depth_ + 1, forced_);
+        lexer sub(u_, body_begin, body_end, places_, log_, depth_ + 1, forced_);
         sub.heredoc_body();
       }
     }
@@ -521,6 +576,23 @@ private:
     // case … in … esac: a pattern's ")" does not close "$(".
     enum class case_state { none, subject, in, pattern } cs = case_state::none;
     int cases = 0;
+    // The simple command being read, for builtin_refusal: its words, and
+    // where its templates (nested ones too) start in log_.
+    bool cmd_active = false;
+    std::size_t cmd_log = 0;
+    std::vector<std::string> cmd_words;
+    auto end_command = [&] {
+      if (!cmd_active) return;
+      cmd_active = false;
+      place why = builtin_refusal(cmd_words);
+      if (why == place::word) return;
+      for (std::size_t k = cmd_log; k < log_.size(); ++k) {
+        place& p = places_[log_[k]];
+        if (!refused(p) && p != place::comment) p = why;
+      }
+    };
+    // Inside [[ … ]], && || ( ) and newlines do not end the command.
+    auto in_test = [&] { return cmd_active && !cmd_words.empty() && cmd_words[0] == "[["; };
 
     auto finish_word = [&] {
       if (!in_word) return;
@@ -533,6 +605,10 @@ private:
         redirect_target = false;
         command = was_command;
         return;
+      }
+      if (cmd_active) {
+        cmd_words.push_back(w);
+        if (w == "]]" && in_test()) end_command();
       }
       command = false;
       switch (cs) {
@@ -561,8 +637,10 @@ private:
         cs = case_state::subject;
       else if (w == "esac" && cases > 0)
         --cases;
-      else if (keeps_command_position(w))
+      else if (keeps_command_position(w)) {
         command = true;
+        end_command(); // the next word starts a command of its own
+      }
     };
     auto begin_word = [&] {
       if (in_word) return;
@@ -571,10 +649,16 @@ private:
       was_command = command;
       word_begin = i_;
       word_start = false;
+      if (command && !cmd_active && !redirect_target) {
+        cmd_active = true;
+        cmd_log = log_.size();
+        cmd_words.clear();
+      }
     };
     auto operator_done = [&] {
       word_start = true;
       command = true;
+      if (!in_test()) end_command();
     };
 
     while (i_ < end_) {
@@ -623,7 +707,7 @@ private:
           word_start = true;
           continue;
         }
-        if (command && is(i_ + 1, '(')) {
+        if (word_start && is(i_ + 1, '(')) { // ((…)), for ((…))
           i_ += 2;
           if (!arithmetic(place::arithmetic_cmd)) ++parens; // ( (…) …): the outer is open
           word_start = true;
@@ -643,6 +727,7 @@ private:
         } else if (parens > 0) {
           --parens;
         } else if (in_parens) {
+          end_command();
           return;
         }
         operator_done();
@@ -701,12 +786,14 @@ private:
       }
     }
     finish_word();
+    end_command();
   }
 
   const std::vector<unit>& u_;
   std::size_t i_;
   std::size_t end_;
   std::vector<place>& places_;
+  std::vector<std::size_t>& log_; // templates in the order they were placed, at every level
   int depth_;
   place forced_; // place::word: nothing forced
   std::vector<heredoc> pending_;
@@ -726,7 +813,8 @@ std::vector<place> places_of(std::string_view text, const std::vector<template_s
   for (; pos < text.size(); ++pos)
     units.push_back({text[pos], -1});
   std::vector<place> places(spans.size(), place::word);
-  lexer lx(units, 0, units.size(), places, 0, place::word);
+  std::vector<std::size_t> log;
+  lexer lx(units, 0, units.size(), places, log, 0, place::word);
   lx.top();
   return places;
 }

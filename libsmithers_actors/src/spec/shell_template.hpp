@@ -11,9 +11,10 @@
 //   a # comment                                               left as written, not looked up
 //
 // Places where no spelling is safe are refused (check_shell_template):
-// inside ${…}, $((…)), ((…)), $[…] and an array subscript opening a word
-// (bash evaluates values there: a[$(cmd)]), $'…', the body of a quoted
-// here-document, a here-document delimiter, and right after "$" or a
+// where bash evaluates a value as code (a[$(cmd)]): inside ${…}, $((…)),
+// ((…)), $[…], an array subscript opening a word, a let command, declare -i,
+// [[ … -eq … ]], and a name for unset or test -v; also $'…', the body of a
+// quoted here-document, a here-document delimiter, and right after "$" or a
 // backslash. The lexer reads a script as bash does;
 // where dash differs, dash has no context that evaluates a value.
 #pragma once
