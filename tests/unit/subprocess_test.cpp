@@ -185,6 +185,48 @@ TEST_CASE("subprocess reports spawn errors clearly") {
   }
 }
 
+TEST_CASE("subprocess refuses a NUL byte anywhere, starting nothing") {
+  // execve would end the string at the NUL: "dir\0/cache" would become "dir".
+  temp_dir dir;
+  const std::string nul("x\0y", 3);
+  subprocess_request req;
+  req.argv = {"/bin/sh", "-c", "touch ran", "sh"};
+  req.cwd = dir.path();
+  std::string expected;
+  SECTION("an argument") {
+    req.argv.push_back(nul);
+    expected = "cannot execute \"/bin/sh\": argument 4 contains a NUL byte";
+  }
+  SECTION("the program") {
+    req.argv[0] = "/bin/sh" + nul;
+    expected = "cannot execute \"/bin/shx\\0y\": argument 0 contains a NUL byte";
+  }
+  SECTION("an environment value") {
+    req.extra_env["V"] = nul;
+    expected = "cannot execute \"/bin/sh\": environment variable \"V\" contains a NUL byte";
+  }
+  SECTION("an environment name") {
+    req.extra_env[nul] = "v";
+    expected = "cannot execute \"/bin/sh\": environment variable \"x\\0y\" contains a NUL byte";
+  }
+  SECTION("the directory") {
+    req.cwd = dir.path() + std::string("\0/sub", 5);
+    expected =
+        "cannot execute \"/bin/sh\": directory \"" + dir.path() + "\\0/sub\" contains a NUL byte";
+  }
+  auto r = run_subprocess(req);
+  CHECK(r.spawn_error == expected);
+  CHECK(r.pid == 0);
+  CHECK_FALSE(r.exited);
+  CHECK(::access((dir.path() + "/ran").c_str(), F_OK) != 0);
+  // without the NUL the same request runs
+  req.argv = {"/bin/sh", "-c", "touch ran"};
+  req.extra_env.clear();
+  req.cwd = dir.path();
+  CHECK(run_subprocess(req).exit_code == 0);
+  CHECK(::access((dir.path() + "/ran").c_str(), F_OK) == 0);
+}
+
 TEST_CASE("subprocess runs in the requested cwd") {
   temp_dir dir;
   std::ofstream(dir.path() + "/tool.sh") << "#!/bin/sh\necho tool ran in \"$(pwd)\"\n";

@@ -2,7 +2,6 @@
 
 #include "spec/template.hpp"
 
-#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -44,18 +43,6 @@ smithers::error expand_error(const std::string& text, const template_scope& scop
   }
   FAIL("expected expand(\"" << text << "\") to throw");
   return {};
-}
-
-std::string run_shell(const std::string& script) {
-  std::string out;
-  FILE* p = ::popen(script.c_str(), "r");
-  REQUIRE(p != nullptr);
-  char buf[256];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0)
-    out.append(buf, n);
-  ::pclose(p);
-  return out;
 }
 
 } // namespace
@@ -109,54 +96,6 @@ TEST_CASE("a for_each variable shadows a built-in root of the same name") {
   auto s = f.scope();
   s.locals = &locals;
   CHECK(expand("{{input}}", s) == "the item");
-}
-
-TEST_CASE("shell quoting single-quotes each substituted value and nothing else") {
-  fixture f;
-  struct case_t {
-    const char* text;
-    const char* expected;
-  };
-  const std::vector<case_t> cases = {
-      {"echo {{input.repo}}", "echo 'r'"},
-      {"echo {{input.s}}", R"(echo 'it'\''s')"},
-      {"./b.sh {{outputs.count.n}} > out", "./b.sh '3' > out"},
-      {"cat {{file}}", "cat 'a b.txt'"},
-      {"echo {{input.obj}}", R"(echo '{"a":[1,2]}')"},
-      {"echo {{iteration}}", "echo '2'"},
-  };
-  for (const auto& c : cases) {
-    INFO(c.text);
-    CHECK(expand(c.text, f.scope(), quoting::shell) == c.expected);
-  }
-}
-
-TEST_CASE("shell_quote produces one shell word for any string") {
-  struct case_t {
-    const char* in;
-    const char* out;
-  };
-  const std::vector<case_t> cases = {
-      {"", "''"},
-      {"a", "'a'"},
-      {"a b", "'a b'"},
-      {"it's", R"('it'\''s')"},
-      {"''", R"(''\'''\''')"},
-      {"$(rm -rf /) `x` $HOME \\ \"", "'$(rm -rf /) `x` $HOME \\ \"'"},
-  };
-  for (const auto& c : cases)
-    CHECK(shell_quote(c.in) == c.out);
-}
-
-TEST_CASE("shell-quoted values reach the program unchanged through /bin/sh") {
-  auto value = GENERATE(as<std::string>{}, "plain", "two words", "it's", "'", "''x''",
-                        "$(echo injected)", "`echo injected`", "a;b|c&d", "$HOME", "\\n",
-                        "line1\nline2", "*", "-n", "\"quoted\"", "");
-  json input = {{"v", value}};
-  template_scope s;
-  s.input = &input;
-  std::string cmd = expand("printf '%s' {{input.v}}", s, quoting::shell);
-  CHECK(run_shell(cmd) == value);
 }
 
 TEST_CASE("a missing value is an error naming the template, never an empty string") {

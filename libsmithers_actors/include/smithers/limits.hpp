@@ -37,6 +37,9 @@ inline constexpr std::size_t max_workflow_depth = 128;
 inline constexpr std::size_t max_stored_json_depth = 1024;
 /// State carried across continue-as-new.
 inline constexpr std::size_t max_continuation_state_bytes = 10 * 1024 * 1024;
+/// One argument or environment string ("NAME=value") of a command, its
+/// terminating NUL included: Linux's MAX_ARG_STRLEN (32 pages).
+inline constexpr std::size_t max_arg_string_bytes = 131072;
 /// Upper bound for integer options (max_concurrency, retries, timeouts) so
 /// that arithmetic on them never overflows.
 inline constexpr std::int64_t max_option_value = 1'000'000'000'000LL;

@@ -5,6 +5,7 @@
 #include "actors/task_actor.hpp"
 #include "scheduler/scheduler.hpp"
 #include "spec/predicate.hpp"
+#include "spec/shell_template.hpp"
 #include "spec/template.hpp"
 #include "spec/validate.hpp"
 #include "util/clock.hpp"
@@ -558,15 +559,24 @@ public:
         scope.run_id = st_.ctx->run_id;
         scope.node_id = id;
         scope.attempt = attempt;
+        // A script gets each value through a SMITHERS_TEMPLATE_<n> variable,
+        // never spliced into its code; other arguments take values verbatim.
+        auto script = [&](const std::string& text) {
+          auto sh = spec::expand_shell(text, scope);
+          job->env.merge(sh.env);
+          return std::move(sh.script);
+        };
         if (spec->use_shell) {
-          job->argv = {"/bin/sh", "-c", spec::expand(spec->shell, scope, spec::quoting::shell)};
+          job->argv = {"/bin/sh", "-c", script(spec->shell)};
         } else {
           job->argv.reserve(spec->argv.size());
-          for (const auto& a : spec->argv)
-            job->argv.push_back(spec::expand(a, scope));
+          for (std::size_t i = 0; i < spec->argv.size(); ++i)
+            job->argv.push_back(spec::is_shell_script_arg(spec->argv, i)
+                                    ? script(spec->argv[i])
+                                    : spec::expand(spec->argv[i], scope));
         }
-        for (const auto& [k, v] : spec->env)
-          job->env[k] = spec::expand(v, scope);
+        for (const auto& [k, v] : spec->env) // names never start with SMITHERS_TEMPLATE_
+          job->env[k] = spec::expand(v, scope, k.size() + 1);
       } else if (spec->kind == task_kind::compute) {
         if (spec->compute) {
           job->compute = spec->compute;

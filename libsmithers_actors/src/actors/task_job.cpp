@@ -104,8 +104,11 @@ task_outcome execute(const task_job& job, const std::shared_ptr<std::atomic<bool
   return failed(error{errc::task_failed, "unknown task kind"});
 }
 
+// Failures that another attempt would only repeat: bad data (an output, a
+// template value with a NUL byte or too large to pass), a bad workflow.
 bool is_retryable(const error& e) {
-  return e.code != errc::invalid_output && e.code != errc::heartbeat_payload_too_large &&
+  return e.code != errc::invalid_output && e.code != errc::invalid_input &&
+         e.code != errc::invalid_argument && e.code != errc::heartbeat_payload_too_large &&
          e.code != errc::heartbeat_payload_not_json && e.code != errc::template_missing_value &&
          e.code != errc::invalid_workflow;
 }

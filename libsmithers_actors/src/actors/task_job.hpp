@@ -55,8 +55,10 @@ task_outcome execute(const task_job& job, const std::shared_ptr<std::atomic<bool
                      const std::function<void(json data, bool has_data)>& on_heartbeat,
                      const std::function<void(std::int64_t pid)>& on_process = {});
 
-/// True for failures that must not be retried (SPEC: INVALID_OUTPUT of
-/// non-agent tasks, heartbeat payload errors, missing template values).
+/// False for failures that must not be retried (SPEC: INVALID_OUTPUT of
+/// non-agent tasks, heartbeat payload errors, missing template values; also
+/// INVALID_INPUT and INVALID_ARGUMENT: a template value no command can be
+/// given, with a NUL byte or too large).
 bool is_retryable(const error& e);
 
 /// Delay before attempt `next_attempt` (2, 3, ...) under `p`; `unit` in

@@ -1,5 +1,7 @@
 #include "spec/template.hpp"
 
+#include <smithers/limits.hpp>
+
 #include <algorithm>
 #include <optional>
 
@@ -256,36 +258,76 @@ bool has_template(std::string_view text) {
   return text.find(open_mark) != std::string_view::npos;
 }
 
-std::string expand(std::string_view text, const template_scope& scope, quoting q) {
-  std::string out;
-  out.reserve(text.size());
+std::vector<template_span> find_templates(std::string_view text) {
+  std::vector<template_span> spans;
   std::vector<std::string_view> segs;
   std::size_t pos = 0;
   while (auto ph = next_template_ref(text, pos)) {
-    out.append(text.substr(pos, ph->open - pos));
     if (!ph->closed)
       throw smithers_error(errc::invalid_workflow,
                            "unclosed \"{{\" at offset " + std::to_string(ph->open));
     if (auto msg = split_expr(ph->expr, segs)) throw smithers_error(errc::invalid_workflow, *msg);
-    std::string value = resolve(ph->expr, segs, scope);
-    out += q == quoting::shell ? shell_quote(value) : value;
+    spans.push_back({ph->open, ph->end, ph->expr});
     pos = ph->end;
   }
-  out.append(text.substr(pos));
-  return out;
+  return spans;
 }
 
-std::string shell_quote(std::string_view s) {
-  std::string out;
-  out.reserve(s.size() + 2);
-  out += '\'';
-  for (char c : s) {
-    if (c == '\'')
-      out += "'\\''";
-    else
-      out += c;
+std::string resolve_template(std::string_view expr, const template_scope& scope) {
+  std::vector<std::string_view> segs;
+  if (auto msg = split_expr(expr, segs)) throw smithers_error(errc::invalid_workflow, *msg);
+  std::string value = resolve(expr, segs, scope);
+  // execve ends every string at its first NUL: a value cut there could name
+  // a different file (".../dir\0/cache" would become ".../dir").
+  if (value.find('\0') != std::string::npos) {
+    std::string t = shown(expr);
+    const char* code = segs[0] == "input"     ? errc::invalid_input
+                       : segs[0] == "outputs" ? errc::invalid_output
+                                              : errc::invalid_argument;
+    throw smithers_error(code,
+                         "template " + in_quotes(t) +
+                             ": the value contains a NUL byte, which no argument or "
+                             "environment variable can hold",
+                         json{{"template", t}});
   }
-  out += '\'';
+  return value;
+}
+
+void check_arg_size(std::size_t bytes, std::string_view expr) {
+  if (bytes < limits::max_arg_string_bytes) return; // its NUL makes it one more
+  std::string what = "an argument or environment variable of " + std::to_string(bytes + 1) +
+                     " bytes (with its terminating NUL)";
+  json details = {{"bytes", bytes + 1}};
+  if (!expr.empty()) {
+    std::string t = shown(expr);
+    what = "template " + in_quotes(t) + ": the value makes " + what;
+    details["template"] = t;
+  } else {
+    what[0] = 'A';
+  }
+  throw smithers_error(errc::invalid_argument,
+                       what + "; Linux allows at most " +
+                           std::to_string(limits::max_arg_string_bytes) +
+                           ": pass large values on stdin instead (the command receives "
+                           "{input, needs} as JSON on stdin)",
+                       std::move(details));
+}
+
+std::string expand(std::string_view text, const template_scope& scope, std::size_t prefix_bytes) {
+  std::string out;
+  out.reserve(text.size());
+  std::size_t pos = 0;
+  std::string_view last;
+  for (const auto& t : find_templates(text)) {
+    out.append(text.substr(pos, t.open - pos));
+    out += resolve_template(t.expr, scope);
+    pos = t.end;
+    last = t.expr;
+    // Checked as it grows: a huge value fails before the rest is copied.
+    check_arg_size(prefix_bytes + out.size(), last);
+  }
+  out.append(text.substr(pos));
+  if (!last.empty()) check_arg_size(prefix_bytes + out.size(), last);
   return out;
 }
 

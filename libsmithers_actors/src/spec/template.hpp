@@ -1,7 +1,10 @@
 // Templates: "{{input.path}}", "{{outputs.<node_id>.path}}", "{{iteration}}",
 // "{{run_id}}", "{{node_id}}", "{{attempt}}" and, inside for_each, "{{<as>.path}}".
 // Substituted values: strings as-is, other JSON as compact JSON text.
-// A template that names something missing is an error, never "".
+// A template that names something missing is an error, never "". A value
+// no argument or environment variable can hold (a NUL byte, more than
+// limits::max_arg_string_bytes) is an error too, never a silent cut.
+// Shell scripts are not expanded here: see spec/shell_template.hpp.
 #pragma once
 
 #include "spec/problem.hpp"
@@ -25,9 +28,12 @@ struct template_scope {
   const json* locals = nullptr; // object: for_each variable name -> value
 };
 
-enum class quoting {
-  none,  // argv element or env value: inserted verbatim
-  shell, // `/bin/sh -c` string: every substituted value single-quoted
+/// One "{{...}}" in a text: [open, end) covers the marks, `expr` is the
+/// trimmed text between them.
+struct template_span {
+  std::size_t open = 0;
+  std::size_t end = 0;
+  std::string_view expr;
 };
 
 /// Syntax problems (unclosed "{{", empty or unknown root name). `local_names`
@@ -41,14 +47,29 @@ std::vector<std::string> template_output_refs(std::string_view text);
 /// True if the text contains at least one "{{".
 bool has_template(std::string_view text);
 
-/// Expand all templates. Throws smithers_error(TEMPLATE_MISSING_VALUE) naming
-/// the template and the missing part; details {"template": "{{...}}"}.
-/// Syntax errors that check_template reports throw INVALID_WORKFLOW. A
-/// for_each variable shadows a built-in root of the same name.
-std::string expand(std::string_view text, const template_scope& scope, quoting q = quoting::none);
+/// The templates of a text in order. Throws INVALID_WORKFLOW on the syntax
+/// errors check_template reports (unclosed "{{", malformed path).
+std::vector<template_span> find_templates(std::string_view text);
 
-/// Single-quote a string for /bin/sh: 'it'\''s'. The empty string is ''.
-std::string shell_quote(std::string_view s);
+/// The value of one template expression ("input.repo"), as text. Throws
+/// TEMPLATE_MISSING_VALUE naming the template and the missing part (details
+/// {"template": "{{...}}"}), and for a value with a NUL byte INVALID_INPUT
+/// (an `input` value), INVALID_OUTPUT (an `outputs` value) or
+/// INVALID_ARGUMENT. A for_each variable shadows a built-in root.
+std::string resolve_template(std::string_view expr, const template_scope& scope);
+
+/// Expand all templates verbatim (an argv element or env value), with the
+/// errors of find_templates and resolve_template. `prefix_bytes` counts what
+/// the final string carries before the text ("NAME=" of an env value): a
+/// result that, with them and its NUL, exceeds limits::max_arg_string_bytes
+/// is refused (check_arg_size).
+std::string expand(std::string_view text, const template_scope& scope,
+                   std::size_t prefix_bytes = 0);
+
+/// Throws INVALID_ARGUMENT when a string of `bytes` (plus its NUL) is more
+/// than one argument or environment variable can hold; `expr`, when not
+/// empty, names the template whose value filled it.
+void check_arg_size(std::size_t bytes, std::string_view expr);
 
 /// Follow a dotted path ("a.items.0.name") from `root`: segments name object
 /// keys; on an array, a segment of digits is an index. "" is `root` itself.

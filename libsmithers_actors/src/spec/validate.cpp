@@ -2,6 +2,7 @@
 
 #include "spec/predicate.hpp"
 #include "spec/schema.hpp"
+#include "spec/shell_template.hpp"
 #include "spec/template.hpp"
 #include "util/ids.hpp"
 
@@ -109,11 +110,35 @@ struct tree_checker {
     }
   }
 
-  void check_template_text(const std::string& text, const std::string& path,
+  // False when the text has a syntax problem (reported).
+  bool check_template_text(const std::string& text, const std::string& path,
                            const std::string& self) {
     auto ps = check_template(text, path);
     out.insert(out.end(), ps.begin(), ps.end());
     if (ps.empty()) check_output_refs(template_output_refs(text), path, self);
+    return ps.empty();
+  }
+
+  // A script: its templates must stand where a variable reference is safe.
+  void check_script(const std::string& text, const std::string& path, const std::string& self) {
+    if (!check_template_text(text, path, self)) return;
+    auto ps = check_shell_template(text, path);
+    out.insert(out.end(), ps.begin(), ps.end());
+  }
+
+  // What execve cannot pass: a NUL byte ends the string there, and Linux
+  // refuses one string of more than limits::max_arg_string_bytes.
+  // `prefix_bytes`: what precedes the text in the final string ("NAME=").
+  void check_exec_string(std::string_view text, const std::string& path,
+                         std::size_t prefix_bytes = 0) {
+    if (text.find('\0') != std::string_view::npos)
+      out.push_back(
+          {path, "contains a NUL byte, which no argument or environment variable can hold"});
+    else if (prefix_bytes + text.size() >= limits::max_arg_string_bytes)
+      out.push_back({path, "is " + std::to_string(prefix_bytes + text.size()) +
+                               " bytes; one argument or environment variable holds at most " +
+                               std::to_string(limits::max_arg_string_bytes - 1) +
+                               " (pass large data on stdin)"});
   }
 
   void check_task(const task_entry& e) {
@@ -133,15 +158,24 @@ struct tree_checker {
       if (t.use_shell) {
         if (t.shell.empty())
           out.push_back({child_path(path(), "run"), "command must not be empty"});
-        check_template_text(t.shell, child_path(path(), "run"), n.id);
+        check_exec_string(t.shell, child_path(path(), "run"));
+        check_script(t.shell, child_path(path(), "run"), n.id);
       } else {
         if (t.argv.empty())
           out.push_back({child_path(path(), "run"), "argv must have at least one element"});
-        for (std::size_t i = 0; i < t.argv.size(); ++i)
-          check_template_text(t.argv[i], index_path(child_path(path(), "run"), i), n.id);
+        for (std::size_t i = 0; i < t.argv.size(); ++i) {
+          auto p = index_path(child_path(path(), "run"), i);
+          check_exec_string(t.argv[i], p);
+          if (is_shell_script_arg(t.argv, i))
+            check_script(t.argv[i], p, n.id);
+          else
+            check_template_text(t.argv[i], p, n.id);
+        }
         if (!t.argv.empty() && t.argv[0].empty())
           out.push_back({index_path(child_path(path(), "run"), 0), "program must not be empty"});
       }
+      if (t.cwd.find('\0') != std::string::npos)
+        out.push_back({child_path(path(), "cwd"), "contains a NUL byte, which no path can hold"});
       break;
     case task_kind::compute:
       if (!t.compute && t.compute_name.empty())
@@ -152,8 +186,21 @@ struct tree_checker {
         out.push_back({child_path(path(), "value"), "value must be a JSON object"});
       break;
     }
-    for (const auto& [name, value] : t.env)
-      check_template_text(value, child_path(child_path(path(), "env"), name), n.id);
+    for (const auto& [name, value] : t.env) {
+      if (name.find('\0') != std::string::npos) {
+        // The name cannot go into the path: it would carry the NUL along.
+        out.push_back({child_path(path(), "env"), "an environment variable name contains a NUL "
+                                                  "byte, which no environment variable can hold"});
+        continue;
+      }
+      auto p = child_path(child_path(path(), "env"), name);
+      if (name.compare(0, shell_template_prefix.size(), shell_template_prefix) == 0)
+        out.push_back({p, "environment variable names starting with " +
+                              std::string(shell_template_prefix) +
+                              " are reserved: they carry template values into shell scripts"});
+      check_exec_string(value, p, name.size() + 1);
+      check_template_text(value, p, n.id);
+    }
     if (!t.output.empty() && !wf.output_schemas.count(t.output))
       out.push_back({child_path(path(), "output"),
                      "unknown output key \"" + t.output + "\" (not in the workflow's outputs)"});

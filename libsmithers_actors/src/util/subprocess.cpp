@@ -245,6 +245,33 @@ std::string quoted(const std::string& s) {
   return "\"" + s + "\"";
 }
 
+bool has_nul(const std::string& s) {
+  return s.find('\0') != std::string::npos;
+}
+
+// For messages: a NUL shown as \0, so it cannot cut the message.
+std::string shown(const std::string& s) {
+  std::string out;
+  for (char c : s)
+    out += c == '\0' ? std::string("\\0") : std::string(1, c);
+  return quoted(out);
+}
+
+// execve ends every string at its first NUL: a cut argument could name
+// another file ("dir\0/cache" would be "dir"). The last line of defence:
+// nothing is started.
+std::string nul_problem(const subprocess_request& req) {
+  const std::string what = "cannot execute " + shown(req.argv[0]) + ": ";
+  for (std::size_t k = 0; k < req.argv.size(); ++k)
+    if (has_nul(req.argv[k]))
+      return what + "argument " + std::to_string(k) + " contains a NUL byte";
+  for (const auto& [name, value] : req.extra_env)
+    if (has_nul(name) || has_nul(value))
+      return what + "environment variable " + shown(name) + " contains a NUL byte";
+  if (has_nul(req.cwd)) return what + "directory " + shown(req.cwd) + " contains a NUL byte";
+  return {};
+}
+
 // Spawns with posix_spawn (glibc: clone+exec, exec errors reported back as
 // the return value). The child leads a new process group, starts with an
 // empty signal mask and default dispositions for the signals our protocol
@@ -385,6 +412,7 @@ subprocess_result run_subprocess(const subprocess_request& req) {
     return res;
   }
   const std::string& name = req.argv[0];
+  if (res.spawn_error = nul_problem(req); !res.spawn_error.empty()) return res;
   if (!req.cwd.empty()) {
     struct stat st;
     int e = ::stat(req.cwd.c_str(), &st) != 0 ? errno : (S_ISDIR(st.st_mode) ? 0 : ENOTDIR);

@@ -1,0 +1,205 @@
+// Templates in shell scripts through the real smithers binary: hostile input
+// values in each quoting context run as text and arrive exactly; contexts
+// that cannot be made safe are refused before anything is written; a value
+// with a NUL byte fails its task for good and runs nothing.
+#include "system/cli_support.hpp"
+
+#include <filesystem>
+#include <iomanip>
+
+using namespace smithers::system_test;
+using smithers::json;
+
+namespace {
+
+// The hex of what a command printed, so any value fits in a JSON output.
+const std::string to_hex = "od -An -v -tx1 | tr -d ' \\n'";
+
+std::string hex_of(const std::string& s) {
+  std::ostringstream out;
+  for (unsigned char c : s)
+    out << std::hex << std::setw(2) << std::setfill('0') << static_cast<int>(c);
+  return out.str();
+}
+
+// A task whose output is {"hex": <hex of what `producer` prints>}.
+json hex_task(const std::string& id, const std::string& producer) {
+  return {{"task", id},
+          {"run", "h=$(" + producer + " | " + to_hex + "); printf '{\"hex\": \"%s\"}' \"$h\""}};
+}
+
+struct context {
+  std::string id;
+  json task;
+  std::string prefix, suffix; // around the value in what the task prints
+};
+
+std::vector<context> contexts() {
+  std::vector<context> cs = {
+      {"unquoted", hex_task("unquoted", "printf '%s' {{input.v}}"), "", ""},
+      {"double", hex_task("double", "printf '%s' \"Deploying {{input.v}}\""), "Deploying ", ""},
+      {"single", hex_task("single", "printf '%s' 'it is {{input.v}}'"), "it is ", ""},
+      {"heredoc",
+       {{"task", "heredoc"},
+        {"run",
+         "h=$(cat <<EOF | " + to_hex + "\n{{input.v}}\nEOF\n); printf '{\"hex\": \"%s\"}' \"$h\""}},
+       "",
+       "\n"},
+      {"backticks", hex_task("backticks", "printf '%s' \"`printf '%s' {{input.v}}`\""), "", ""},
+      {"nested",
+       hex_task("nested", "printf '%s' \"$(printf '%s' \"$(printf '%s' {{input.v}})\")\""), "", ""},
+      {"assignment", hex_task("assignment", "X={{input.v}}; printf '%s' \"$X\""), "", ""},
+      {"argv_sh",
+       {{"task", "argv_sh"},
+        {"run", json::array({"sh", "-ec",
+                             "h=$(printf '%s' \"{{input.v}}\" | " + to_hex +
+                                 "); printf '{\"hex\": \"%s\"}' \"$h\""})}},
+       "",
+       ""},
+      {"env",
+       {{"task", "env"},
+        {"env", {{"V", "{{input.v}}"}}},
+        {"run", "h=$(printf '%s' \"$V\" | " + to_hex + "); printf '{\"hex\": \"%s\"}' \"$h\""}},
+       "",
+       ""},
+  };
+  if (file_exists("/bin/bash"))
+    cs.push_back({"bash_herestring",
+                  {{"task", "bash_herestring"},
+                   {"run", json::array({"bash", "-c",
+                                        "h=$(cat <<<{{input.v}} | " + to_hex +
+                                            "); printf '{\"hex\": \"%s\"}' \"$h\""})}},
+                  "",
+                  "\n"});
+  return cs;
+}
+
+json hostile_workflow() {
+  json tasks = json::array();
+  for (const auto& c : contexts())
+    tasks.push_back(c.task);
+  return {
+      {"name", "shell-quoting"},
+      {"input",
+       {{"type", "object"}, {"required", {"v"}}, {"properties", {{"v", {{"type", "string"}}}}}}},
+      {"root", {{"parallel", tasks}}}};
+}
+
+} // namespace
+
+TEST_CASE("hostile input values run as text in every shell context and arrive exactly",
+          "[system][shell]") {
+  const std::vector<std::string> values = {
+      "\"; touch PWNED; \" $(touch PWNED) `touch PWNED` '; touch PWNED; '",
+      "\\\"; touch PWNED #\ntouch PWNED\n\\",
+      "x\nEOF\ntouch PWNED\nEOF\ny",
+      "* -rf $HOME ${IFS} %s '\"'\"' a[$(touch PWNED)] $((1+1))",
+      "h\xc3\xa9llo \xe2\x9c\x93 \xe6\x97\xa5\xe6\x9c\xac",
+      "",
+  };
+  sandbox sb;
+  auto wf = sb.write("wf.json", hostile_workflow());
+  for (std::size_t k = 0; k < values.size(); ++k) {
+    const auto& value = values[k];
+    INFO("value " << json(value).dump());
+    std::string run_id = "hostile-" + std::to_string(k);
+    auto r = sb.cli_json({"run", wf, "--run-id", run_id, "--input", json{{"v", value}}.dump()});
+    INFO(r);
+    REQUIRE(r.exit_code == 0);
+    auto outputs = sb.inspect(run_id)["outputs"];
+    for (const auto& c : contexts()) {
+      INFO("context " << c.id);
+      CHECK(outputs[c.id] == json{{"hex", hex_of(c.prefix + value + c.suffix)}});
+    }
+    CHECK_FALSE(sb.dir().exists("PWNED"));
+  }
+}
+
+TEST_CASE("templates where no spelling is safe are refused by validate and run",
+          "[system][shell]") {
+  struct case_t {
+    const char* what;
+    json run;
+    std::vector<std::string> fragments;
+  };
+  const std::vector<case_t> cases = {
+      {"${x:-...}",
+       "echo ${x:-{{input.v}}}",
+       {"root.sequence[1].run: ",
+        "template \"{{input.v}}\" is inside a ${...} parameter "
+        "expansion",
+        "v={{input.v}}; echo \"${x:-$v}\""}},
+      {"$((...))",
+       "echo $(( {{input.n}} + 1 ))",
+       {"root.sequence[1].run: ", "template \"{{input.n}}\" is inside an arithmetic expansion",
+        "n={{input.n}}; case $n in"}},
+      {"a quoted here-document in bash -c",
+       json::array({"bash", "-c", "cat <<'EOF'\n{{input.v}}\nEOF"}),
+       {"root.sequence[1].run[2]: ", "is in the body of a quoted here-document"}},
+  };
+  for (const auto& c : cases) {
+    json doc = {
+        {"name", "refused"},
+        {"root",
+         {{"sequence",
+           {{{"task", "a"}, {"value", json::object()}}, {{"task", "b"}, {"run", c.run}}}}}}};
+    for (const char* command : {"validate", "run"}) {
+      DYNAMIC_SECTION(c.what << " / " << command) {
+        check_refused(
+            [&](const sandbox& sb) {
+              std::vector<std::string> args{command, sb.write("bad.json", doc)};
+              if (std::string{command} == "run")
+                args.insert(args.end(), {"--input", R"({"v": "x", "n": 1})"});
+              return args;
+            },
+            {"INVALID_WORKFLOW", c.fragments});
+      }
+    }
+  }
+}
+
+TEST_CASE("a value with a NUL byte fails its task for good and runs nothing", "[system][shell]") {
+  sandbox sb;
+  std::string victim = sb.file("victim");
+  std::filesystem::create_directories(victim);
+  sb.write("victim/keep.txt", std::string("keep"));
+  // Cut at the NUL, "{{input.dir}}/cache" would be the victim directory.
+  // continue_on_fail: each failing task is seen, whatever fails first.
+  auto failing = [](const std::string& id, json run) {
+    return json{{"task", id}, {"retries", 2}, {"continue_on_fail", true}, {"run", std::move(run)}};
+  };
+  json env_task = failing("env", "touch ran-env; rm -rf \"$D\"; echo '{}'");
+  env_task["env"] = {{"D", "{{input.dir}}/cache"}};
+  json wf = {{"name", "nul"},
+             {"root",
+              {{"sequence",
+                {{{"task", "fine"}, {"run", "touch ran-fine; echo '{}'"}},
+                 {{"parallel",
+                   {failing("shell", "touch ran-shell; rm -rf {{input.dir}}/cache; echo '{}'"),
+                    failing("argv", json::array({"rm", "-rf", "{{input.dir}}/cache"})),
+                    failing("argv_sh", json::array({"sh", "-c", "touch ran-argv-sh; rm -rf \"$1\"",
+                                                    "sh", "{{input.dir}}/cache"})),
+                    env_task}}}}}}}};
+  json input = {{"dir", victim + std::string("\0", 1)}};
+  auto r =
+      sb.cli_json({"run", sb.write("wf.json", wf), "--run-id", "nul", "--input", input.dump()});
+  INFO(r);
+  CHECK(r.exit_code == 0);
+  auto j = sb.inspect("nul");
+  for (const char* id : {"shell", "argv", "argv_sh", "env"}) {
+    INFO("task " << id);
+    auto attempts = attempts_of(j, id);
+    REQUIRE(attempts.size() == 1); // not retried
+    CHECK(attempts[0]["error"]["code"] == "INVALID_INPUT");
+    CHECK(attempts[0]["error"]["message"] ==
+          "template \"{{input.dir}}\": the value contains a NUL byte, which no argument or "
+          "environment variable can hold");
+    CHECK(node_of(j, id)["state"] == "failed");
+  }
+  CHECK(node_of(j, "fine")["state"] == "finished");
+  CHECK(sb.dir().exists("ran-fine"));
+  CHECK_FALSE(sb.dir().exists("ran-shell"));
+  CHECK_FALSE(sb.dir().exists("ran-argv-sh"));
+  CHECK_FALSE(sb.dir().exists("ran-env"));
+  CHECK(read_file(victim + "/keep.txt") == "keep");
+}

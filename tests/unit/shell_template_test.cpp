@@ -1,0 +1,695 @@
+// Templates in shell scripts: what each becomes in each lexical context, the
+// contexts that are refused, NUL bytes and oversize values, which argv
+// element is a script, and a hostile corpus run through real shells.
+#include <catch2/catch.hpp>
+
+#include "spec/parse.hpp"
+#include "spec/shell_template.hpp"
+#include "support/temp_dir.hpp"
+#include "util/subprocess.hpp"
+
+#include <smithers/limits.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <string>
+#include <unistd.h>
+#include <unordered_map>
+#include <vector>
+
+using namespace smithers::spec;
+using smithers::json;
+using smithers::smithers_error;
+namespace errc = smithers::errc;
+namespace limits = smithers::limits;
+
+namespace {
+
+// What template n becomes, by context.
+std::string word(int n) { // unquoted
+  return "\"${SMITHERS_TEMPLATE_" + std::to_string(n) + "}\"";
+}
+std::string dq(int n) { // inside "…" or a here-document body
+  return "${SMITHERS_TEMPLATE_" + std::to_string(n) + "}";
+}
+std::string sq(int n) { // inside '…'
+  return "'\"${SMITHERS_TEMPLATE_" + std::to_string(n) + "}\"'";
+}
+
+struct fixture {
+  json input = {{"v", "x"}, {"w", "y"}, {"n", 3}};
+  std::unordered_map<std::string, json> outputs = {{"a", {{"f", "out"}}}};
+  template_scope scope() const {
+    template_scope s;
+    s.input = &input;
+    s.outputs = &outputs;
+    s.run_id = "run-1";
+    s.node_id = "t";
+    return s;
+  }
+};
+
+smithers::error error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const smithers_error& e) {
+    return e.err();
+  }
+  FAIL("expected an error");
+  return {};
+}
+
+bool has_shell(const char* path) {
+  return ::access(path, X_OK) == 0;
+}
+
+} // namespace
+
+TEST_CASE("each template becomes a variable reference spelled for its context",
+          "[shell_template]") {
+  fixture f;
+  struct case_t {
+    const char* what;
+    std::string text;
+    std::string expected;
+  };
+  const std::vector<case_t> cases = {
+      {"unquoted", "echo {{input.v}}", "echo " + word(1)},
+      {"part of a word", "cp a{{input.v}}b c", "cp a" + word(1) + "b c"},
+      {"double quotes", "echo \"Deploying {{input.v}} now\"",
+       "echo \"Deploying " + dq(1) + " now\""},
+      {"single quotes", "echo 'a {{input.v}} b'", "echo 'a " + sq(1) + " b'"},
+      {"single quotes in JSON (examples/release-notes.json)", "echo '{\"lines\": {{input.n}}}'",
+       "echo '{\"lines\": " + sq(1) + "}'"},
+      {"a single quote inside double quotes is literal", "echo \"it's {{input.v}}\"",
+       "echo \"it's " + dq(1) + "\""},
+      {"a double quote inside single quotes is literal", "echo 'say \"{{input.v}}\"'",
+       "echo 'say \"" + sq(1) + "\"'"},
+      {"assignment", "X={{input.v}}; echo \"$X\"", "X=" + word(1) + "; echo \"$X\""},
+      {"redirection target", "echo hi > {{input.v}}", "echo hi > " + word(1)},
+      {"two templates numbered in order", "echo {{input.w}} {{input.v}}",
+       "echo " + word(1) + " " + word(2)},
+      {"the same expression shares one variable", "echo {{input.v}} \"{{ input.v }}\"",
+       "echo " + word(1) + " \"" + dq(1) + "\""},
+      {"every root", "echo {{outputs.a.f}} {{run_id}} {{node_id}} {{attempt}} {{iteration}}",
+       "echo " + word(1) + " " + word(2) + " " + word(3) + " " + word(4) + " " + word(5)},
+      // command substitution
+      {"$( ) unquoted", "echo $(cat {{input.v}})", "echo $(cat " + word(1) + ")"},
+      {"$( ) inside double quotes starts a fresh context", "echo \"$(cat {{input.v}})\"",
+       "echo \"$(cat " + word(1) + ")\""},
+      {"double quotes in $( ) in double quotes", "echo \"$(echo \"{{input.v}}\")\"",
+       "echo \"$(echo \"" + dq(1) + "\")\""},
+      {"single quotes in $( ) in double quotes", "echo \"$(echo '{{input.v}}')\"",
+       "echo \"$(echo '" + sq(1) + "')\""},
+      {"nested $( )", "echo \"$(echo \"$(echo {{input.v}})\")\" {{input.w}}",
+       "echo \"$(echo \"$(echo " + word(1) + ")\")\" " + word(2)},
+      {"a ) inside quotes does not close $( )", "echo \"$(echo ')' {{input.v}})\"",
+       "echo \"$(echo ')' " + word(1) + ")\""},
+      {"parentheses inside $( )", "echo \"$( (echo a) ; echo {{input.v}})\"",
+       "echo \"$( (echo a) ; echo " + word(1) + ")\""},
+      {"$( ( ...) ...) is a subshell, not arithmetic", "echo \"$( (echo {{input.v}}) )\"",
+       "echo \"$( (echo " + word(1) + ") )\""},
+      {"a case pattern's ) does not close $( )",
+       "echo \"$(case a in a) echo {{input.v}};; (b) echo;; esac)\" \"{{input.w}}\"",
+       "echo \"$(case a in a) echo " + word(1) + ";; (b) echo;; esac)\" \"" + dq(2) + "\""},
+      {"case word and pattern", "case {{input.v}} in {{input.w}}) echo hit;; esac",
+       "case " + word(1) + " in " + word(2) + ") echo hit;; esac"},
+      // backticks
+      {"backticks unquoted", "echo `cat {{input.v}}`", "echo `cat " + word(1) + "`"},
+      {"backticks inside double quotes", "echo \"`cat {{input.v}}`\"",
+       "echo \"`cat " + word(1) + "`\""},
+      {"escaped double quotes in backticks in double quotes", "echo \"`echo \\\"{{input.v}}\\\"`\"",
+       "echo \"`echo \\\"" + dq(1) + "\\\"`\""},
+      {"nested backticks", "echo `echo \\`cat {{input.v}}\\``",
+       "echo `echo \\`cat " + word(1) + "\\``"},
+      {"backticks in a here-document", "cat <<EOF\n`echo {{input.v}}`\nEOF",
+       "cat <<EOF\n`echo " + word(1) + "`\nEOF"},
+      // here-documents
+      {"unquoted here-document", "cat <<EOF\n{{input.v}}\nEOF\necho {{input.w}}",
+       "cat <<EOF\n" + dq(1) + "\nEOF\necho " + word(2)},
+      {"quotes in a here-document body are literal",
+       "cat <<EOF\n'{{input.v}}' \"{{input.w}}\"\nEOF",
+       "cat <<EOF\n'" + dq(1) + "' \"" + dq(2) + "\"\nEOF"},
+      {"<<- strips tabs before the delimiter", "cat <<-EOF\n\t{{input.v}}\n\tEOF\necho {{input.w}}",
+       "cat <<-EOF\n\t" + dq(1) + "\n\tEOF\necho " + word(2)},
+      {"the body starts after the line", "cat <<EOF; echo {{input.w}}\n{{input.v}}\nEOF",
+       "cat <<EOF; echo " + word(1) + "\n" + dq(2) + "\nEOF"},
+      {"two here-documents on one line",
+       "cat <<A - <<'B'\n{{input.v}}\nA\nliteral\nB\necho {{input.w}}",
+       "cat <<A - <<'B'\n" + dq(1) + "\nA\nliteral\nB\necho " + word(2)},
+      {"backslash-newline joins body lines before the delimiter is found",
+       "cat <<EOF\nx\\\nEOF\n{{input.v}}\nEOF", "cat <<EOF\nx\\\nEOF\n" + dq(1) + "\nEOF"},
+      {"a quoted here-document's body has no line joining",
+       "cat <<'EOF'\nx\\\nEOF\necho {{input.v}}", "cat <<'EOF'\nx\\\nEOF\necho " + word(1)},
+      {"$( ) in a here-document body", "cat <<EOF\n$(echo {{input.v}})\nEOF",
+       "cat <<EOF\n$(echo " + word(1) + ")\nEOF"},
+      {"a here-document inside $( )", "x=$(cat <<EOF\n{{input.v}}\nEOF\n); echo {{input.w}}",
+       "x=$(cat <<EOF\n" + dq(1) + "\nEOF\n); echo " + word(2)},
+      {"a here-string is a word (bash)", "cat <<<{{input.v}}", "cat <<<" + word(1)},
+      {"<< in arithmetic is a shift", "echo $((1 << 2)) {{input.v}}",
+       "echo $((1 << 2)) " + word(1)},
+      // comments
+      {"a comment keeps its template as written",
+       "echo {{input.v}} # {{input.w}}\necho {{input.w}}",
+       "echo " + word(1) + " # {{input.w}}\necho " + word(2)},
+      {"a # inside a word is no comment", "echo a#{{input.v}}", "echo a#" + word(1)},
+      {"$# is no comment", "echo $#{{input.v}}", "echo $#" + word(1)},
+      {"a comment after a line continuation", "echo a \\\n# {{input.v}}",
+       "echo a \\\n# {{input.v}}"},
+      // escapes and dollars
+      {"a quoted backslash before a template", "echo '\\{{input.v}}'", "echo '\\" + sq(1) + "'"},
+      {"an escaped dollar before a template", "echo \\${{input.v}}", "echo \\$" + word(1)},
+      {"$$ before a template", "echo $${{input.v}}", "echo $$" + word(1)},
+      {"a dollar inside single quotes", "echo '${{input.v}}'", "echo '$" + sq(1) + "'"},
+      {"an escaped quote inside double quotes", "echo \"a\\\"{{input.v}}\"",
+       "echo \"a\\\"" + dq(1) + "\""},
+      {"$'…' inside double quotes is not special", "echo \"$'{{input.v}}'\"",
+       "echo \"$'" + dq(1) + "'\""},
+      {"$\"…\" is a double-quoted string (bash)", "echo $\"a {{input.v}}\"",
+       "echo $\"a " + dq(1) + "\""},
+      {"after ${…} the context is back", "echo ${x:-\"}\"} {{input.v}}",
+       "echo ${x:-\"}\"} " + word(1)},
+      {"after $((…)) the context is back", "echo \"$((1 + (2)))\"{{input.v}}",
+       "echo \"$((1 + (2)))\"" + word(1)},
+      // brackets
+      {"the test command", "[ {{input.v}} = x ] && [[ {{input.v}} == x ]]",
+       "[ " + word(1) + " = x ] && [[ " + word(1) + " == x ]]"},
+      {"a value assigned to an array element", "a[0]={{input.v}}", "a[0]=" + word(1)},
+      {"a glob bracket before a template", "ls [ab]{{input.v}}", "ls [ab]" + word(1)},
+      // builtins that evaluate some arguments, used safely
+      {"[[ ]] comparing strings", "if [[ {{input.v}} == x && -n {{input.v}} ]]; then :; fi",
+       "if [[ " + word(1) + " == x && -n " + word(1) + " ]]; then :; fi"},
+      {"[ ] comparing numbers (the test builtin does not evaluate)", "[ {{input.v}} -eq 1 ]",
+       "[ " + word(1) + " -eq 1 ]"},
+      {"a let command of its own", "let x=1; echo {{input.v}}", "let x=1; echo " + word(1)},
+      {"after [[ ]] another command", "[[ a -eq 1 ]] && echo {{input.v}}",
+       "[[ a -eq 1 ]] && echo " + word(1)},
+      {"let as an argument", "echo let {{input.v}}", "echo let " + word(1)},
+      {"declare without -i", "declare x={{input.v}}; local -r y={{input.v}}",
+       "declare x=" + word(1) + "; local -r y=" + word(1)},
+      {"after a subscript the context is back", "a[\"i]\"]=1 {{input.v}}",
+       "a[\"i]\"]=1 " + word(1)},
+  };
+  for (const auto& c : cases) {
+    INFO(c.what << ": " << c.text);
+    CHECK(check_shell_template(c.text, "run").empty());
+    auto ex = expand_shell(c.text, f.scope());
+    CHECK(ex.script == c.expected);
+  }
+}
+
+TEST_CASE("the variables hold the values; comments and plain scripts need none",
+          "[shell_template]") {
+  fixture f;
+  auto ex = expand_shell("echo {{input.v}} '{{outputs.a.f}}' {{input.v}} # {{input.n}}", f.scope());
+  CHECK(ex.env == std::map<std::string, std::string>{{"SMITHERS_TEMPLATE_1", "x"},
+                                                     {"SMITHERS_TEMPLATE_2", "out"}});
+  auto plain = expand_shell("echo '{' }} $x", f.scope());
+  CHECK(plain.script == "echo '{' }} $x");
+  CHECK(plain.env.empty());
+}
+
+TEST_CASE("contexts where no spelling is safe are refused with what to write instead",
+          "[shell_template]") {
+  fixture f;
+  struct case_t {
+    const char* what;
+    std::string text;
+    std::string message;
+  };
+  const std::string param =
+      R"(template "{{input.v}}" is inside a ${...} parameter expansion, where bash can run a )"
+      R"(value as code (array subscripts): assign it to a variable first, e.g. )"
+      R"(v={{input.v}}; echo "${x:-$v}")";
+  const std::string arith =
+      R"(template "{{input.n}}" is inside an arithmetic expansion $((...)), where bash runs a )"
+      R"(value as code (a[$(cmd)]): assign it to a variable and check that it is a number )"
+      R"(first, e.g. n={{input.n}}; case $n in ''|*[!0-9]*) exit 2;; esac; echo $((n + 1)))";
+  const std::string arith_cmd =
+      R"(template "{{input.n}}" is inside an arithmetic command ((...)), where bash runs a )"
+      R"(value as code (a[$(cmd)]): assign it to a variable and check that it is a number )"
+      R"(first, e.g. n={{input.n}}; case $n in ''|*[!0-9]*) exit 2;; esac; ((n > 1)) (for )"
+      R"x(nested subshells write "( ("))x";
+  const std::string quoted_heredoc =
+      R"(template "{{input.v}}" is in the body of a quoted here-document (<<'EOF'), which is )"
+      R"(literal text: a value could end the document and run what follows; use an unquoted )"
+      R"(delimiter (<<EOF, escaping $, ` and \ of the body as \$, \` and \\), where the )"
+      R"(template becomes a variable reference)";
+  const std::string delim =
+      R"(template "{{input.v}}" is in a here-document delimiter, which must be literal text)";
+  const std::string dollar =
+      R"(template "{{input.v}}" follows a "$": a value is inserted as text, never as a )"
+      R"(variable name; remove the "$" (write "\$" for a literal dollar sign))";
+  const std::string backslash =
+      R"(template "{{input.v}}" follows a backslash, which would escape the first character )"
+      R"(of what it becomes: remove the backslash)";
+  const std::string ansi =
+      R"(template "{{input.v}}" is inside a $'...' string: close the string before it, e.g. )"
+      R"($'a\n'{{input.v}})";
+  const std::string arith_old =
+      R"(template "{{input.n}}" is inside a $[...] arithmetic expansion, where bash runs a )"
+      R"(value as code (a[$(cmd)]): assign it to a variable and check that it is a number )"
+      R"(first, e.g. n={{input.n}}; case $n in ''|*[!0-9]*) exit 2;; esac; echo $((n + 1)))";
+  const std::string subscript =
+      R"(template "{{input.n}}" is inside an array subscript (name[...]), where bash runs a )"
+      R"(value as code (a[$(cmd)]): assign it to a variable and check that it is a number )"
+      R"(first, e.g. i={{input.n}}; case $i in ''|*[!0-9]*) exit 2;; esac; a[i]=x)";
+  const std::string let =
+      R"(template "{{input.n}}" is in a "let" command, where bash evaluates a value as code )"
+      R"((a[$(cmd)]): assign it to a variable and check that it is a number first, e.g. )"
+      R"(n={{input.n}}; case $n in ''|*[!0-9]*) exit 2;; esac; let "x = n + 1")";
+  const std::string test_arith =
+      R"(template "{{input.n}}" is in a [[ ... ]] test with an arithmetic comparison (-eq, )"
+      R"(-lt, ...) or -v, where bash evaluates a value as code (a[$(cmd)]): assign it to a )"
+      R"(variable and check that it is a number first, e.g. n={{input.n}}; case $n in )"
+      R"(''|*[!0-9]*) exit 2;; esac; [[ $n -gt 0 ]])";
+  const std::string declare_i =
+      R"(template "{{input.n}}" is in a declare, typeset, local, readonly or export command )"
+      R"(with -i, where bash evaluates a value as code (a[$(cmd)]): assign it to a variable )"
+      R"(and check that it is a number first, e.g. n={{input.n}}; case $n in ''|*[!0-9]*) )"
+      R"(exit 2;; esac; declare -i x=$n)";
+  const std::string name_arg =
+      R"(template "{{input.n}}" names a variable (unset, test -v), and bash evaluates a name )"
+      R"(with a subscript as code (a[$(cmd)]): check the name first, e.g. v={{input.n}}; case )"
+      R"($v in ''|[0-9]*|*[!A-Za-z0-9_]*) exit 2;; esac; unset "$v")";
+  const std::vector<case_t> cases = {
+      {"${…} default", "echo ${x:-{{input.v}}}", param},
+      {"${…} inside double quotes", "echo \"${x:-{{input.v}}}\"", param},
+      {"double quotes inside ${…}", "echo ${x:-\"{{input.v}}\"}", param},
+      {"single quotes inside ${…}", "echo ${x:-'{{input.v}}'}", param},
+      {"$( ) inside ${…}", "echo ${x:-$(echo {{input.v}})}", param},
+      {"backticks inside ${…}", "echo ${x:-`echo {{input.v}}`}", param},
+      {"an array subscript", "echo ${a[{{input.v}}]}", param},
+      {"${ directly before", "echo ${ {{input.v}} }", param},
+      {"$((…))", "echo $(( {{input.n}} + 1 ))", arith},
+      {"$((…)) inside double quotes", "echo \"$(( {{input.n}} + 1 ))\"", arith},
+      {"$( ) inside $((…))", "echo $(( $(echo {{input.n}}) + 1 ))", arith},
+      {"double quotes inside $((…))", "echo $(( \"{{input.n}}\" + 1 ))", arith},
+      {"((…)) command", "((x = {{input.n}}))", arith_cmd},
+      {"((…)) after &&", "true && (( {{input.n}} > 1 )) && echo", arith_cmd},
+      {"<<'EOF'", "cat <<'EOF'\n{{input.v}}\nEOF", quoted_heredoc},
+      {"<<\"EOF\"", "cat <<\"EOF\"\n{{input.v}}\nEOF", quoted_heredoc},
+      {"<<\\EOF", "cat <<\\EOF\n{{input.v}}\nEOF", quoted_heredoc},
+      {"<<E'O'F", "cat <<E'O'F\n{{input.v}}\nEOF", quoted_heredoc},
+      {"<<-'EOF'", "cat <<-'EOF'\n\t{{input.v}}\n\tEOF", quoted_heredoc},
+      {"a quoted here-document inside $( )", "x=$(cat <<'EOF'\n{{input.v}}\nEOF\n)",
+       quoted_heredoc},
+      {"here-document delimiter", "cat <<{{input.v}}\nx\n", delim},
+      {"quoted here-document delimiter", "cat <<'{{input.v}}'\nx\n", delim},
+      {"after $", "echo ${{input.v}}", dollar},
+      {"after $ inside double quotes", "echo \"${{input.v}}\"", dollar},
+      {"after $ in a here-document", "cat <<EOF\n${{input.v}}\nEOF", dollar},
+      {"after a backslash", "echo \\{{input.v}}", backslash},
+      {"after a backslash inside double quotes", "echo \"\\{{input.v}}\"", backslash},
+      {"after a backslash in a here-document", "cat <<EOF\n\\{{input.v}}\nEOF", backslash},
+      {"$'…'", "echo $'a{{input.v}}'", ansi},
+      {"$[…]", "echo $[ {{input.n}} + 1 ]", arith_old},
+      {"$[…] inside double quotes", "echo \"$[{{input.n}}]\"", arith_old},
+      {"an array subscript assigned", "a[{{input.n}}]=1", subscript},
+      {"an array subscript after other text", "x=1 a[1+{{input.n}}]=1", subscript},
+      {"an array subscript named to unset", "unset a[{{input.n}}]", subscript},
+      {"a compound array assignment", "a=([{{input.n}}]=1)", subscript},
+      {"quotes inside a subscript", "a[\"{{input.n}}\"]=1", subscript},
+      {"for ((…))", "for ((i = 0; i < {{input.n}}; i++)); do :; done", arith_cmd},
+      {"let", "let x={{input.n}}+1", let},
+      {"let with a quoted argument", "let \"x = {{input.n}}\"", let},
+      {"$( ) inside let", "let x=$(echo {{input.n}})", let},
+      {"let inside $( )", "echo \"$(let x={{input.n}}; echo $x)\"", let},
+      {"[[ -eq ]]", "[[ {{input.n}} -eq 1 ]]", test_arith},
+      {"[[ -gt ]] after &&", "if [[ -n x && {{input.n}} -gt 1 ]]; then :; fi", test_arith},
+      {"[[ -v ]]", "[[ -v {{input.n}} ]]", test_arith},
+      {"$( ) inside [[ -lt ]]", "[[ $(echo {{input.n}}) -lt 1 ]]", test_arith},
+      {"declare -i", "declare -i x={{input.n}}", declare_i},
+      {"local -ri", "f() { local -ri x=\"{{input.n}}\"; }", declare_i},
+      {"unset", "unset {{input.n}}", name_arg},
+      {"test -v", "test -v {{input.n}}", name_arg},
+      {"[ -v ]", "[ -v \"{{input.n}}\" ]", name_arg},
+  };
+  for (const auto& c : cases) {
+    INFO(c.what << ": " << c.text);
+    auto ps = check_shell_template(c.text, "root.run");
+    REQUIRE(ps.size() == 1);
+    CHECK(ps[0].path == "root.run");
+    CHECK(ps[0].message == c.message);
+    // expand_shell refuses them too (a workflow that skipped validation)
+    auto e = error_of([&] { expand_shell(c.text, f.scope()); });
+    CHECK(e.code == errc::invalid_workflow);
+    CHECK(e.message == c.message);
+  }
+}
+
+TEST_CASE("every refused template is reported; syntax errors are left to check_template",
+          "[shell_template]") {
+  auto ps = check_shell_template("echo ${a:-{{input.v}}} {{input.w}} $(({{input.n}}))", "p");
+  REQUIRE(ps.size() == 2);
+  CHECK(ps[0].message.find("\"{{input.v}}\" is inside a ${...}") != std::string::npos);
+  CHECK(ps[1].message.find("\"{{input.n}}\" is inside an arithmetic expansion") !=
+        std::string::npos);
+  CHECK(check_shell_template("echo {{input.v", "p").empty());
+  CHECK(check_shell_template("echo $((1 + 2))", "p").empty());
+  // deeper than the lexer follows: refused, not guessed
+  std::string deep = "echo ";
+  for (int i = 0; i < 200; ++i)
+    deep += "\"$(";
+  deep += "{{input.v}}";
+  auto too_deep = check_shell_template(deep, "p");
+  REQUIRE(too_deep.size() == 1);
+  CHECK(too_deep[0].message.find("levels deep") != std::string::npos);
+}
+
+TEST_CASE("a value with a NUL byte is an error naming the template, never cut short",
+          "[shell_template]") {
+  json input = {{"dir", std::string("/tmp/work\0", 10)}, {"ok", "fine"}};
+  std::unordered_map<std::string, json> outputs = {{"a", {{"f", std::string("a\0b", 3)}}}};
+  json locals = {{"item", std::string("\0", 1)}};
+  template_scope s;
+  s.input = &input;
+  s.outputs = &outputs;
+  s.locals = &locals;
+  s.run_id = std::string("r\0", 2);
+  struct case_t {
+    std::string text;
+    const char* code;
+    std::string tmpl;
+  };
+  const std::vector<case_t> cases = {
+      {"{{input.dir}}/cache", errc::invalid_input, "{{input.dir}}"},
+      {"x {{outputs.a.f}}", errc::invalid_output, "{{outputs.a.f}}"},
+      {"{{item}}", errc::invalid_argument, "{{item}}"},
+      {"{{run_id}}", errc::invalid_argument, "{{run_id}}"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.text);
+    std::string message = "template \"" + c.tmpl +
+                          "\": the value contains a NUL byte, which no argument or environment "
+                          "variable can hold";
+    for (bool shell : {false, true}) {
+      auto e = error_of([&] {
+        if (shell)
+          expand_shell("rm -rf " + c.text, s);
+        else
+          expand(c.text, s);
+      });
+      CHECK(e.code == c.code);
+      CHECK(e.message == message);
+      CHECK(e.details["template"] == c.tmpl);
+    }
+  }
+  // a NUL in a value that is not substituted does no harm
+  CHECK(expand("{{input.ok}}", s) == "fine");
+  // a template in a comment is not looked up
+  CHECK(expand_shell("echo {{input.ok}} # {{input.dir}}", s).env.size() == 1);
+}
+
+TEST_CASE("a value too large for one argument or environment variable is refused",
+          "[shell_template]") {
+  const std::size_t max = limits::max_arg_string_bytes; // with the NUL
+  auto scope_with = [](json& input) {
+    template_scope s;
+    s.input = &input;
+    return s;
+  };
+  SECTION("an argument: max - 1 bytes fit, max do not") {
+    json input = {{"big", std::string(max - 1, 'a')}};
+    CHECK(expand("{{input.big}}", scope_with(input)).size() == max - 1);
+    auto e = error_of([&] { expand("x{{input.big}}", scope_with(input)); });
+    CHECK(e.code == errc::invalid_argument);
+    CHECK(e.message ==
+          "template \"{{input.big}}\": the value makes an argument or environment variable of " +
+              std::to_string(max + 1) +
+              " bytes (with its terminating NUL); Linux allows at most 131072: pass large values "
+              "on stdin instead (the command receives {input, needs} as JSON on stdin)");
+  }
+  SECTION("an env value counts its NAME=") {
+    json input = {{"big", std::string(max - 1 - 4, 'a')}};
+    CHECK_NOTHROW(expand("{{input.big}}", scope_with(input), 4)); // "ABC="
+    CHECK(error_of([&] { expand("{{input.big}}", scope_with(input), 5); }).code ==
+          errc::invalid_argument);
+  }
+  SECTION("a script variable counts SMITHERS_TEMPLATE_<n>=") {
+    const std::size_t name = std::string("SMITHERS_TEMPLATE_1=").size();
+    json fits = {{"big", std::string(max - 1 - name, 'a')}};
+    CHECK(
+        expand_shell("echo {{input.big}}", scope_with(fits)).env.at("SMITHERS_TEMPLATE_1").size() ==
+        max - 1 - name);
+    json over = {{"big", std::string(max - name, 'a')}};
+    auto e = error_of([&] { expand_shell("echo {{input.big}}", scope_with(over)); });
+    CHECK(e.code == errc::invalid_argument);
+    CHECK(e.message.find("pass large values on stdin") != std::string::npos);
+  }
+  SECTION("many large values each fit; the script itself stays small") {
+    json input = {{"a", std::string(100000, 'a')}, {"b", std::string(100000, 'b')}};
+    auto ex = expand_shell("echo {{input.a}} {{input.b}}", scope_with(input));
+    CHECK(ex.env.size() == 2);
+    CHECK(ex.script.size() < 100);
+  }
+}
+
+TEST_CASE("the element after a shell's -c is its script; other arguments are not",
+          "[shell_template]") {
+  using argv_t = std::vector<std::string>;
+  struct case_t {
+    argv_t argv;
+    std::size_t script; // index of the script, or 0 for none
+  };
+  const std::vector<case_t> cases = {
+      {{"sh", "-c", "s"}, 2},
+      {{"/bin/sh", "-c", "s", "a0", "a1"}, 2},
+      {{"/usr/bin/bash", "-ec", "s"}, 2},
+      {{"bash", "-xec", "s"}, 2},
+      {{"dash", "-c", "s"}, 2},
+      {{"zsh", "-c", "s"}, 2},
+      {{"ksh", "-c", "s"}, 2},
+      {{"ash", "-c", "s"}, 2},
+      {{"bash", "-c", "-e", "s"}, 3},
+      {{"bash", "-o", "pipefail", "-c", "s"}, 4},
+      {{"bash", "-eo", "pipefail", "-c", "s"}, 4},
+      {{"bash", "--norc", "-c", "s"}, 3},
+      {{"bash", "--rcfile", "f", "-c", "s"}, 4},
+      {{"sh", "-c", "--", "s"}, 3},
+      {{"sh", "-ce", "s"}, 2},
+      {{"sh", "script.sh", "arg"}, 0},
+      {{"sh", "-e", "script.sh"}, 0},
+      {{"sh"}, 0},
+      {{"sh", "-c"}, 0},
+      {{"echo", "-c", "s"}, 0},
+      {{"python3", "-c", "s"}, 0},
+      {{"shx", "-c", "s"}, 0},
+      {{"env", "sh", "-c", "s"}, 0},
+  };
+  for (const auto& c : cases) {
+    std::string shown;
+    for (const auto& a : c.argv)
+      shown += a + " ";
+    INFO(shown);
+    for (std::size_t i = 0; i < c.argv.size() + 1; ++i)
+      CHECK(is_shell_script_arg(c.argv, i) == (c.script != 0 && i == c.script));
+  }
+}
+
+TEST_CASE("validation refuses unsafe templates, NUL bytes and reserved names with their path",
+          "[shell_template]") {
+  auto wf = [](json task) {
+    task["task"] = "t";
+    return json{{"name", "w"}, {"root", task}};
+  };
+  const std::string nul("a\0b", 3);
+  struct case_t {
+    const char* what;
+    json doc;
+    std::string path;
+    std::string message_part;
+  };
+  const std::vector<case_t> cases = {
+      {"${…} in a run string", wf({{"run", "echo ${x:-{{input.v}}}"}}), "root.run",
+       "is inside a ${...} parameter expansion"},
+      {"$((…)) in sh -c", wf({{"run", {"sh", "-c", "echo $(( {{input.n}} ))"}}}), "root.run[2]",
+       "is inside an arithmetic expansion"},
+      {"quoted here-document in bash -ec",
+       wf({{"run", {"bash", "-ec", "cat <<'E'\n{{input.v}}\nE"}}}), "root.run[2]",
+       "quoted here-document"},
+      {"NUL in a run string", wf({{"run", "echo " + nul}}), "root.run", "contains a NUL byte"},
+      {"NUL in an argv element", wf({{"run", {"echo", nul}}}), "root.run[1]",
+       "contains a NUL byte"},
+      {"NUL in an env value", wf({{"run", "true"}, {"env", {{"X", nul}}}}), "root.env.X",
+       "contains a NUL byte"},
+      {"NUL in an env name", wf({{"run", "true"}, {"env", {{nul, "v"}}}}), "root.env",
+       "name contains a NUL byte"},
+      {"NUL in cwd", wf({{"run", "true"}, {"cwd", nul}}), "root.cwd", "contains a NUL byte"},
+      {"reserved env name", wf({{"run", "true"}, {"env", {{"SMITHERS_TEMPLATE_1", "v"}}}}),
+       "root.env.SMITHERS_TEMPLATE_1", "names starting with SMITHERS_TEMPLATE_ are reserved"},
+      {"a literal too long for one argument",
+       wf({{"run", std::string(limits::max_arg_string_bytes, 'a')}}), "root.run",
+       "is 131072 bytes; one argument or environment variable holds at most 131071"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.what);
+    auto res = parse_workflow(c.doc);
+    CHECK_FALSE(res.wf);
+    INFO("problems: " << join(res.errors));
+    bool found = false;
+    for (const auto& p : res.errors)
+      if (p.path == c.path && p.message.find(c.message_part) != std::string::npos) found = true;
+    CHECK(found);
+  }
+  // argv elements that are not scripts take templates anywhere; the same
+  // script text is fine as a positional argument
+  CHECK(parse_workflow(wf({{"run", {"sh", "-c", "echo \"$1\"", "sh", "${x:-{{input.v}}}"}}})).wf);
+  CHECK(parse_workflow(wf({{"run", {"printf", "%s", "$(( {{input.n}} ))"}}})).wf);
+  CHECK(parse_workflow(wf({{"run", "echo '{{input.v}}' \"{{input.v}}\" {{input.v}}"}})).wf);
+}
+
+// ------------------------------------------------------------ real shells
+
+namespace {
+
+struct context {
+  const char* name;
+  const char* script; // prints the value of {{input.v}}, wrapped in prefix/suffix
+  std::string prefix, suffix;
+  bool bash_only = false;
+};
+
+// Each context prints the value exactly (printf '%s', and no word splitting
+// of a command substitution's result), so a test sees both safety and
+// fidelity.
+const std::vector<context> contexts = {
+    {"unquoted", "printf '%s' {{input.v}}", "", ""},
+    {"part of a word", "printf '%s' pre{{input.v}}post", "pre", "post"},
+    {"single quotes", "printf '%s' 'pre {{input.v}} post'", "pre ", " post"},
+    {"double quotes", "printf '%s' \"pre {{input.v}} post\"", "pre ", " post"},
+    {"unquoted here-document", "cat <<EOF\npre {{input.v}}\nEOF", "pre ", "\n"},
+    {"<<- here-document", "cat <<-EOF\n\t{{input.v}}\n\tEOF", "", "\n"},
+    {"here-document in $( )", "x=$(cat <<EOF\n{{input.v}}.\nEOF\n); printf '%s' \"$x\"", "", "."},
+    {"backticks unquoted", "X=`printf '%s' {{input.v}}`; printf '%s' \"$X\"", "", ""},
+    {"backticks inside double quotes", "printf '%s' \"`printf '%s' {{input.v}}`\"", "", ""},
+    {"escaped quotes in backticks in double quotes",
+     "printf '%s' \"`printf '%s' \\\"{{input.v}}\\\"`\"", "", ""},
+    {"nested backticks", "X=`printf '%s' \"\\`printf '%s' {{input.v}}\\`\"`; printf '%s' \"$X\"",
+     "", ""},
+    {"$( ) unquoted", "X=$(printf '%s' {{input.v}}); printf '%s' \"$X\"", "", ""},
+    {"$( ) inside double quotes", "printf '%s' \"$(printf '%s' {{input.v}})\"", "", ""},
+    {"nested $( \"$( )\" )", "printf '%s' \"$(printf '%s' \"$(printf '%s' \"{{input.v}}\")\")\"",
+     "", ""},
+    {"$( ) with a case", "printf '%s' \"$(case a in a) printf '%s' {{input.v}};; esac)\"", "", ""},
+    {"assignment", "X={{input.v}}; printf %s \"$X\"", "", ""},
+    {"case word", "case {{input.v}} in *) printf '%s' '{{input.v}}';; esac", "", ""},
+    {"comment", "printf '%s' \"{{input.v}}\" # {{input.v}} $(touch PWNED)", "", ""},
+    {"single quotes in $( ) in double quotes", "printf '%s' \"$(printf '%s' 'a{{input.v}}b')\"",
+     "a", "b"},
+    {"here-document in double-quoted $( )", "printf '%s' \"$(cat <<EOF\n{{input.v}}.\nEOF\n)\"", "",
+     "."},
+    {"here-document in backticks", "X=`cat <<EOF\n{{input.v}}.\nEOF\n`; printf '%s' \"$X\"", "",
+     "."},
+    {"test command", "[ {{input.v}} = '{{input.v}}' ] && printf '%s' \"{{input.v}}\"", "", ""},
+    {"here-string", "cat <<<{{input.v}}", "", "\n", true},
+    {"[[ ]]", "[[ {{input.v}} == \"{{input.v}}\" ]] && printf '%s' {{input.v}}", "", "", true},
+    {"array element", "a[0]={{input.v}}; printf '%s' \"${a[0]}\"", "", "", true},
+    {"local", "f() { local y={{input.v}}; printf '%s' \"$y\"; }; f", "", ""},
+    {"declare", "declare x={{input.v}}; printf '%s' \"$x\"", "", "", true},
+    {"[[ ]] with && and a string test",
+     "[[ -n x && {{input.v}} == '{{input.v}}' ]] && printf '%s' {{input.v}}", "", "", true},
+    {"$\"…\"", "printf '%s' $\"{{input.v}}\"", "", "", true},
+};
+
+const std::vector<std::string> hostile = {
+    "\"; touch PWNED; \"",
+    "$(touch PWNED)",
+    "`touch PWNED`",
+    "'; touch PWNED; '",
+    "\\\"; touch PWNED #",
+    "trailing backslash\\",
+    "\\",
+    "\ntouch PWNED",
+    "x\nEOF\ntouch PWNED\nEOF\ny",
+    "EOF",
+    "*",
+    "-rf",
+    "-n",
+    "$HOME",
+    "${IFS}",
+    "%s",
+    "'\"'\"'",
+    "\"$(touch PWNED)\"",
+    "')$(touch PWNED)'",
+    "a[$(touch PWNED)]",
+    "$((1+1))",
+    "}",
+    ")",
+    "`",
+    "'",
+    "\"",
+    "  two  spaces\tand tab  ",
+    "",
+    "h\xc3\xa9llo \xe2\x9c\x93 \xe6\x97\xa5\xe6\x9c\xac",
+    "{{input.v}}",
+    "${SMITHERS_TEMPLATE_1}",
+};
+
+std::string printable(const std::string& s) {
+  return json(s).dump();
+}
+
+} // namespace
+
+TEST_CASE("hostile values through real shells: nothing runs, the value arrives exactly",
+          "[shell_template]") {
+  std::vector<std::string> shells = {"/bin/sh"};
+  for (const char* extra : {"/bin/bash", "/bin/dash"})
+    if (has_shell(extra)) shells.emplace_back(extra);
+  test_support::temp_dir dir;
+  for (const auto& shell : shells) {
+    bool is_bash = shell == "/bin/bash";
+    for (const auto& c : contexts) {
+      if (c.bash_only && !is_bash) continue;
+      for (const auto& value : hostile) {
+        INFO(shell << " | " << c.name << " | value " << printable(value));
+        json input = {{"v", value}};
+        template_scope s;
+        s.input = &input;
+        auto ex = expand_shell(c.script, s);
+        INFO("script: " << ex.script);
+        smithers::util::subprocess_request req;
+        req.argv = {shell, "-c", ex.script};
+        req.extra_env = ex.env;
+        req.cwd = dir.path();
+        req.timeout = std::chrono::seconds(20);
+        auto res = smithers::util::run_subprocess(req);
+        INFO("stderr: " << res.err);
+        CHECK(res.spawn_error.empty());
+        CHECK(res.exit_code == 0);
+        CHECK(printable(res.out) == printable(c.prefix + value + c.suffix));
+        CHECK_FALSE(std::filesystem::exists(dir.file("PWNED")));
+        std::filesystem::remove(dir.file("PWNED"));
+      }
+    }
+  }
+}
+
+TEST_CASE("an argv shell script gets variables too; its positional arguments stay verbatim",
+          "[shell_template]") {
+  test_support::temp_dir dir;
+  json input = {{"v", "$(touch PWNED)\"'`touch PWNED`"}};
+  template_scope s;
+  s.input = &input;
+  std::vector<std::string> argv = {"sh", "-c", "printf '%s|%s' \"{{input.v}}\" \"$1\"", "zero",
+                                   "{{input.v}}"};
+  smithers::util::subprocess_request req;
+  for (std::size_t i = 0; i < argv.size(); ++i) {
+    if (is_shell_script_arg(argv, i)) {
+      auto ex = expand_shell(argv[i], s);
+      req.argv.push_back(ex.script);
+      req.extra_env.merge(ex.env);
+    } else {
+      req.argv.push_back(expand(argv[i], s));
+    }
+  }
+  CHECK(req.argv[4] == input["v"]);
+  req.cwd = dir.path();
+  auto res = smithers::util::run_subprocess(req);
+  CHECK(res.exit_code == 0);
+  CHECK(res.out == input["v"].get<std::string>() + "|" + input["v"].get<std::string>());
+  CHECK_FALSE(std::filesystem::exists(dir.file("PWNED")));
+}
