@@ -221,7 +221,7 @@ TEST_CASE("supervise survives a run that cannot be resumed and goes on with the 
 
 // ------------------------------------------------------------- --db
 
-TEST_CASE("--db \"\" and --db :memory: are refused before anything runs", "[system][hardening]") {
+TEST_CASE("an empty or in-memory database path is refused before anything runs", "[system][hardening]") {
   sandbox sb;
   auto wf = sb.write("wf.json", good_workflow());
   auto marker = sb.file("ran");
