@@ -157,7 +157,7 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
   ps->callback([&g, &result, status] {
     if (!status->empty() && !run_status_from(*status))
       throw smithers_error(errc::invalid_argument, "unknown status \"" + *status +
-                                                       "\" (running, waiting-approval, "
+                                                       "\" (created, running, waiting-approval, "
                                                        "waiting-event, waiting-timer, finished, "
                                                        "failed, cancelled, continued)");
     std::vector<store::run_row> runs;

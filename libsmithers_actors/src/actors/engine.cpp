@@ -118,6 +118,14 @@ bool driven_here(const std::string& run_id) {
   return driven_runs.count(run_id) > 0;
 }
 
+// Marks a run driven here before its row is written (so the request poller
+// never mistakes a run being started for one nobody drives); false if it
+// already was.
+bool mark_driven(const std::string& run_id) {
+  std::lock_guard<std::mutex> lk(driven_mtx);
+  return driven_runs.insert(run_id).second;
+}
+
 void set_driven(const std::string& run_id, bool on) {
   std::lock_guard<std::mutex> lk(driven_mtx);
   if (on)
@@ -311,13 +319,16 @@ struct engine::impl {
                                m.value("pgid_start", std::int64_t{0}));
   }
 
-  // What another process asked of a run of this engine.
+  // What another process asked of a run of this engine. A run being started
+  // or resumed here right now is driven, only not yet by a supervisor this
+  // could tell: the next poll will.
   void on_owner_request(const store::owner_request& req) {
     if (req.cancel) {
       if (tell_supervisor(req.run_id, actors::cancel_atom::value,
                           std::string{"cancelled by request"}))
         return;
       // Ours, but no longer driven (interrupted): nobody else will act on it.
+      if (driven_here(req.run_id)) return;
       try {
         cancel_unowned(req.run_id, error{errc::run_cancelled, "cancelled by request"});
       } catch (const std::exception& e) {
@@ -326,6 +337,7 @@ struct engine::impl {
       return;
     }
     if (tell_supervisor(req.run_id, actors::handover_atom::value, req.handover_to)) return;
+    if (driven_here(req.run_id)) return;
     try {
       write_sync({store::release_run{req.run_id, owner_id, util::now_ms()}});
     } catch (const std::exception& e) {
@@ -585,19 +597,21 @@ run_handle engine::start(std::shared_ptr<const workflow> wf, run_options opts) {
   started.seq = 0;
   started.timestamp_ms = now;
   started.fields = {{"workflow", wf->name}, {"input", *ctx->input}};
+  if (!mark_driven(ctx->run_id))
+    throw smithers_error(errc::invalid_run_id,
+                         "a run with id \"" + ctx->run_id + "\" already exists");
   try {
     im.write_sync(
         {store::insert_run{row},
          store::append_event{store::event_row{ctx->run_id, 0, started.type, now, started.fields}}});
   } catch (const smithers_error& e) {
+    set_driven(ctx->run_id, false);
     if (e.err().message.find("UNIQUE") != std::string::npos ||
         e.err().message.find("PRIMARY KEY") != std::string::npos)
       throw smithers_error(errc::invalid_run_id,
                            "a run with id \"" + ctx->run_id + "\" already exists");
     throw;
   }
-
-  set_driven(ctx->run_id, true);
   auto on_event = opts.on_event;
   if (on_event) call_handler(on_event, started);
   im.publish(started);
@@ -774,9 +788,16 @@ run_handle engine::resume(std::shared_ptr<const workflow> wf, const std::string&
       r.retry_at_ms[id] = a->meta["retry_at_ms"].get<std::int64_t>();
   }
   // Claim last: a refused resume writes nothing.
-  im.write_sync({store::claim_run{run_id, run.owner_id, run.heartbeat_ms, im.owner_id,
-                                  static_cast<std::int64_t>(::getpid()), now}});
-  set_driven(run_id, true);
+  if (!mark_driven(run_id))
+    throw smithers_error(errc::run_owner_alive,
+                         "run \"" + run_id + "\" is being driven by this process");
+  try {
+    im.write_sync({store::claim_run{run_id, run.owner_id, run.heartbeat_ms, im.owner_id,
+                                    static_cast<std::int64_t>(::getpid()), now}});
+  } catch (...) {
+    set_driven(run_id, false);
+    throw;
+  }
   // No process of an attempt outlives it: end what the dead owner left
   // running before those attempts run again.
   impl::end_groups(orphan_groups);
