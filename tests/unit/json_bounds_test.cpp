@@ -381,6 +381,11 @@ TEST_CASE("output bounds: depth, size, non-finite numbers, any JSON type") {
   REQUIRE(big);
   CHECK(big->message.find("exceeds the limit of 50 bytes") != std::string::npos);
   CHECK_FALSE(check_output_bounds(json{{"s", std::string(100, 'x')}}, 200));
+  // Escapes count: 100 control bytes serialize to 600.
+  json escaped{{"s", std::string(100, '\x01')}};
+  REQUIRE(escaped.dump().size() == 608);
+  CHECK(check_output_bounds(escaped, 607));
+  CHECK_FALSE(check_output_bounds(escaped, 608));
   auto inf = check_output_bounds(json{{"x", std::numeric_limits<double>::infinity()}}, 1 << 20);
   REQUIRE(inf);
   CHECK(inf->details["path"] == "$.x");

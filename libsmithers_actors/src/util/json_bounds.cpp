@@ -54,6 +54,10 @@ struct walk_result {
   // A lower bound of dump().size(): lets us refuse huge values without
   // serializing them.
   std::size_t size_lower_bound = 0;
+  // An upper bound of dump().size() (a string byte is at most 6 escaped, a
+  // number at most 32 characters): a value under the limit by it needs no
+  // serializing at all — the common case, on every task's output.
+  std::size_t size_upper_bound = 0;
 };
 
 // Iterative, so that arbitrarily deep values (nlohmann parses them without
@@ -93,6 +97,7 @@ walk_result walk(const json& root, const walk_limits& lim) {
     case json::value_t::string: {
       const auto& s = v.get_ref<const std::string&>();
       r.size_lower_bound += s.size() + 2;
+      r.size_upper_bound += 6 * s.size() + 2;
       if (lim.max_string_bytes != 0 && s.size() > lim.max_string_bytes)
         return fail(issue::string_bytes, stack.size(), s.size());
       if (lim.check_values && !is_valid_utf8(s)) return fail(issue::bad_utf8, stack.size(), 0);
@@ -100,6 +105,7 @@ walk_result walk(const json& root, const walk_limits& lim) {
     }
     case json::value_t::number_float:
       r.size_lower_bound += 1;
+      r.size_upper_bound += 32;
       if (lim.check_values && !std::isfinite(v.get<double>()))
         return fail(issue::not_finite, stack.size(), 0);
       return true;
@@ -112,15 +118,18 @@ walk_result walk(const json& root, const walk_limits& lim) {
         return fail(issue::array_items, stack.size(), n);
       // brackets, commas, and a colon per member
       r.size_lower_bound += 2 + (n > 0 ? n - 1 : 0) + (v.is_object() ? n : 0);
+      r.size_upper_bound += 2 + n + (v.is_object() ? n : 0);
       stack.push_back({&v, v.cbegin(), 0, false});
       return true;
     }
     case json::value_t::boolean:
     case json::value_t::null:
       r.size_lower_bound += 4;
+      r.size_upper_bound += 5;
       return true;
     default: // integers, binary
       r.size_lower_bound += 1;
+      r.size_upper_bound += 32;
       return true;
     }
   };
@@ -141,6 +150,7 @@ walk_result walk(const json& root, const walk_limits& lim) {
     if (f.node->is_object()) {
       const std::string& key = f.it.key();
       r.size_lower_bound += key.size() + 2;
+      r.size_upper_bound += 6 * key.size() + 2;
       // Reported at the object's path: the key itself may be huge.
       if (lim.max_string_bytes != 0 && key.size() > lim.max_string_bytes) {
         fail(issue::key_bytes, stack.size() - 1, key.size());
@@ -206,11 +216,12 @@ error issue_error(const char* code, const char* what, const walk_result& r,
   return error{code, prefix + msg, std::move(details)};
 }
 
-// Serialized size check. The walk's lower bound refuses huge values without
-// serializing them; otherwise dump once. Either way the message has one shape,
+// Serialized size check. The walk's upper bound passes most values and its
+// lower bound refuses huge ones without serializing them; otherwise dump once. Either way the message has one shape,
 // "(at least N bytes)", since N is only exact when we dumped.
 std::optional<error> check_size(const json& v, const walk_result& r, std::size_t limit,
                                 const char* code, const char* what) {
+  if (r.size_upper_bound <= limit) return std::nullopt;
   std::size_t size = r.size_lower_bound;
   if (size <= limit) {
     // UTF-8 was checked by the walk; `replace` only guarantees dump never throws.
