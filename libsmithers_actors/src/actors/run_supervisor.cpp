@@ -128,7 +128,6 @@ struct supervisor_state {
   bool ending = false;
   stop_mode stopping = stop_mode::none;
   error stop_error;
-  std::string handover_to; // the resumer a handover releases the run to
   caf::actor watchdog;
   run_result result;
   std::mt19937_64 rng{std::random_device{}()};
@@ -827,13 +826,12 @@ public:
     queue_tick();
   }
 
-  // Cancel (the run ends cancelled) or interrupt (the run stays resumable):
-  // no new starts, every attempt in flight is asked to stop and recorded
-  // cancelled once it has.
-  void stop(stop_mode mode, error why, std::string handover_to = {}) {
+  // Cancel (the run ends cancelled), interrupt or handover (the run stays
+  // resumable): no new starts, every attempt in flight is asked to stop and
+  // recorded cancelled once it has.
+  void stop(stop_mode mode, error why) {
     if (st_.ending || st_.stopping != stop_mode::none) return;
     st_.stopping = mode;
-    st_.handover_to = std::move(handover_to);
     st_.stop_error = std::move(why);
     for (auto& [id, la] : st_.live)
       if (la.actor)
@@ -1138,8 +1136,7 @@ caf::behavior run_supervisor(sup_actor* self, std::shared_ptr<run_context> ctx) 
         supervisor{self}.stop(stop_mode::handover,
                               error{errc::task_aborted,
                                     "handed over to another process (a forced resume)",
-                                    {{"handover_to", requester}}},
-                              requester);
+                                    {{"handover_to", requester}}});
       },
       [=](committed_atom, std::uint64_t id) { supervisor{self}.on_committed(id); },
       [=](failed_atom, std::uint64_t id, const std::string&, const std::string& msg) {
