@@ -505,7 +505,8 @@ void validate_run(const workflow& wf, const run_options& opts,
   if (opts.max_concurrency &&
       (*opts.max_concurrency < 1 || *opts.max_concurrency > limits::max_option_value))
     throw smithers_error(errc::invalid_argument,
-                         "max_concurrency must be a positive integer, got " +
+                         "max_concurrency must be a positive integer up to " +
+                             std::to_string(limits::max_option_value) + ", got " +
                              std::to_string(*opts.max_concurrency));
   if (opts.max_output_bytes && (*opts.max_output_bytes < 1 ||
                                 *opts.max_output_bytes > limits::max_output_bytes_ceiling))
