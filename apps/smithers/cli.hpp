@@ -68,6 +68,11 @@ inline std::string shown_json(const json& j) {
 /// naming `option` otherwise.
 std::chrono::milliseconds parse_duration(const std::string& text, const char* option);
 
+/// A decimal integer from `min` to `max` given to `option`; INVALID_ARGUMENT
+/// naming the option and the range otherwise (an empty string, a sign, hex).
+std::int64_t parse_integer(const std::string& text, const char* option, std::int64_t min,
+                           std::int64_t max);
+
 /// "2026-11-21 06:07:00.123" in UTC, or "-" for 0.
 std::string format_time(std::int64_t ms);
 /// "1.25 s", "350 ms", "-".

@@ -151,17 +151,29 @@ json inspect_json(const std::string& db_path, const std::string& run_id) {
 
 void add_query_commands(CLI::App& app, const globals& g, int& result) {
   // ps
-  auto status = std::make_shared<std::string>();
+  struct ps_args {
+    std::string status;
+    std::string limit = "1000";
+  };
+  auto pa = std::make_shared<ps_args>();
   auto* ps = app.add_subcommand("ps", "list runs, newest first");
-  ps->add_option("--status", *status, "only runs with this status");
-  ps->callback([&g, &result, status] {
+  ps->add_option("--status", pa->status, "only runs with this status");
+  ps->add_option("--limit", pa->limit, "at most this many runs (default 1000; 0: all)");
+  ps->callback([&g, &result, pa] {
+    const std::string* status = &pa->status;
+    auto limit = static_cast<std::size_t>(parse_integer(pa->limit, "--limit", 0, 1000000000));
     if (!status->empty() && !run_status_from(*status))
       throw smithers_error(errc::invalid_argument, "unknown status \"" + *status +
                                                        "\" (created, running, waiting-approval, "
                                                        "waiting-event, waiting-timer, finished, "
                                                        "failed, cancelled, continued)");
     std::vector<store::run_row> runs;
-    if (auto db = store::database::open_existing(g.db)) runs = store::reader{*db}.runs(*status);
+    std::size_t total = 0;
+    if (auto db = store::database::open_existing(g.db)) {
+      store::reader rd{*db};
+      runs = rd.runs(*status, limit == 0 ? static_cast<std::size_t>(-1) : limit);
+      total = runs.size() < limit || limit == 0 ? runs.size() : rd.run_count(*status);
+    }
     if (g.json()) {
       json list = json::array();
       for (const auto& r : runs)
@@ -187,6 +199,10 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
         std::cout << row.back() << "\n";
       }
     }
+    // Never a silent cut: say what was left out (stderr, in both formats).
+    if (total > runs.size())
+      std::cerr << "ps: showing the newest " << runs.size() << " of " << total
+                << " runs; --limit N shows more (0: all)\n";
     result = exit_finished;
   });
 
@@ -284,7 +300,9 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
         changed.push_back(std::move(diff));
       }
     }
-    auto changed_at = [&](std::size_t i) { return i < changed.size() ? changed[i] : json::object(); };
+    auto changed_at = [&](std::size_t i) {
+      return i < changed.size() ? changed[i] : json::object();
+    };
     if (g.json()) {
       json fl = json::array();
       for (std::size_t i = 0; i < frames.size(); ++i) {
@@ -372,10 +390,9 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
       for (const auto& m : out.ended.process_groups)
         util::end_orphaned_group(m.value("host", std::string{}), m.value("pgid", std::int64_t{0}),
                                  m.value("pgid_start", std::int64_t{0}));
-      std::string who = run.owner_id.empty()
-                            ? "no process had started it"
-                            : "the process that drove it (pid " + std::to_string(run.owner_pid) +
-                                  ") is gone";
+      std::string who = run.owner_id.empty() ? "no process had started it"
+                                             : "the process that drove it (pid " +
+                                                   std::to_string(run.owner_pid) + ") is gone";
       if (g.json())
         std::cout << dump(json{{"run_id", *cancel_id},
                                {"status", "cancelled"},
@@ -384,9 +401,9 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
                                {"nodes_cancelled", out.ended.nodes}})
                   << std::endl;
       else
-        std::cout << "run " << *cancel_id << " cancelled: " << who << "; "
-                  << out.ended.attempts << " attempt(s) it left in flight and "
-                  << out.ended.nodes << " node(s) that had not ended recorded cancelled\n";
+        std::cout << "run " << *cancel_id << " cancelled: " << who << "; " << out.ended.attempts
+                  << " attempt(s) it left in flight and " << out.ended.nodes
+                  << " node(s) that had not ended recorded cancelled\n";
       result = exit_finished;
       return;
     }
@@ -413,8 +430,9 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
       std::cout << "run " << *cancel_id << " ended " << status
                 << " before the cancellation reached it\n";
     else
-      std::cout << "cancellation of run " << *cancel_id << " requested; the process driving it (pid "
-                << run.owner_pid << ") has not stopped it yet and will within a second\n";
+      std::cout << "cancellation of run " << *cancel_id
+                << " requested; the process driving it (pid " << run.owner_pid
+                << ") has not stopped it yet and will within a second\n";
     result = exit_finished;
   });
 
@@ -470,6 +488,7 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
     std::chrono::steady_clock::time_point undriven_since{};
     for (;;) {
       print_new();
+      if (!std::cout) break; // nobody reads what we print (main says so)
       if (!la->follow) break;
       auto run = rd.run(la->run_id);
       if (!run) break; // deleted under us
@@ -490,8 +509,7 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
           print_new();
           std::string why =
               run->status == "created"
-                  ? "has not been started (`smithers resume " + shown(la->run_id) +
-                        "` starts it)"
+                  ? "has not been started (`smithers resume " + shown(la->run_id) + "` starts it)"
               : driver == store::run_driver::gone
                   ? "lost the process driving it (pid " + std::to_string(run->owner_pid) +
                         (util::check_owner(run->owner_id) == util::owner_state::unknown

@@ -9,6 +9,7 @@
 #include "util/clock.hpp"
 #include "util/ids.hpp"
 #include "util/json_parse.hpp"
+#include "util/read_file.hpp"
 #include "util/subprocess.hpp"
 
 #include <smithers/engine.hpp>
@@ -78,16 +79,23 @@ json read_input(const std::string& arg) {
     where = "stdin";
   } else if (!arg.empty() && arg[0] == '@') {
     std::string file = arg.substr(1);
-    std::error_code ec;
-    if (std::filesystem::is_directory(file, ec))
-      throw smithers_error(errc::invalid_input, "input file \"" + file + "\" is a directory");
-    std::ifstream in(file, std::ios::binary);
-    if (!in) throw smithers_error(errc::invalid_input, "cannot read input file \"" + file + "\"");
-    text = read_capped(in);
+    auto read = util::read_regular_file(file, max_input_text_bytes);
+    if (read.too_large)
+      throw smithers_error(errc::invalid_input,
+                           "input file \"" + file + "\" is larger than the limit of " +
+                               std::to_string(max_input_text_bytes) + " bytes");
+    if (!read.error.empty())
+      throw smithers_error(errc::invalid_input,
+                           "cannot read input file \"" + file + "\": " + read.error);
+    text = std::move(read.text);
     where = file;
   } else {
     text = arg;
   }
+  if (text.size() > max_input_text_bytes)
+    throw smithers_error(errc::invalid_input, "input from " + where +
+                                                  " is larger than the limit of " +
+                                                  std::to_string(max_input_text_bytes) + " bytes");
   util::json_parse_error err;
   auto j = util::parse_json(text, {limits::max_input_depth, max_input_text_bytes}, &err);
   if (!j) {
@@ -219,8 +227,8 @@ void add_run_command(CLI::App& app, const globals& g, int& result) {
     std::string workflow;
     std::string input;
     std::string run_id;
-    std::int64_t max_concurrency = 0;
-    std::int64_t max_output_bytes = 0;
+    std::string max_concurrency;
+    std::string max_output_bytes;
   };
   auto args = std::make_shared<run_args>();
   auto* cmd = app.add_subcommand("run", "start a run and drive it until it ends");
@@ -243,16 +251,13 @@ void add_run_command(CLI::App& app, const globals& g, int& result) {
     run_options opts;
     opts.run_id = args->run_id;
     opts.input = args->input.empty() ? json::object() : read_input(args->input);
-    if (mc->count() > 0) opts.max_concurrency = args->max_concurrency;
-    if (mob->count() > 0) {
-      if (args->max_output_bytes < 1 ||
-          static_cast<std::uint64_t>(args->max_output_bytes) > limits::max_output_bytes_ceiling)
-        throw smithers_error(errc::invalid_argument,
-                             "--max-output-bytes must be from 1 to " +
-                                 std::to_string(limits::max_output_bytes_ceiling) + ", got " +
-                                 std::to_string(args->max_output_bytes));
-      opts.max_output_bytes = static_cast<std::size_t>(args->max_output_bytes);
-    }
+    if (mc->count() > 0)
+      opts.max_concurrency =
+          parse_integer(args->max_concurrency, "--max-concurrency", 1, limits::max_option_value);
+    if (mob->count() > 0)
+      opts.max_output_bytes = static_cast<std::size_t>(
+          parse_integer(args->max_output_bytes, "--max-output-bytes", 1,
+                        static_cast<std::int64_t>(limits::max_output_bytes_ceiling)));
     opts.workflow_path = recorded_path;
     opts.workflow_hash = parsed.hash;
     opts.vcs_revision = git_revision(args->workflow);
@@ -274,6 +279,7 @@ void add_run_command(CLI::App& app, const globals& g, int& result) {
 
   struct fork_args {
     std::string run_id;
+    std::string frame_text;
     std::int64_t frame = 0;
     std::vector<std::string> reset;
     std::string new_id;
@@ -282,16 +288,16 @@ void add_run_command(CLI::App& app, const globals& g, int& result) {
   auto fa = std::make_shared<fork_args>();
   auto* fork = app.add_subcommand("fork", "new run from a frame of another (time travel)");
   fork->add_option("run_id", fa->run_id, "the run to fork")->required();
-  fork->add_option("--frame", fa->frame, "frame number (see smithers timeline)")->required();
+  fork->add_option("--frame", fa->frame_text, "frame number (see smithers timeline)")->required();
   fork->add_option("--reset-node", fa->reset,
                    "run this node again, with every task that needs it (repeatable)");
   fork->add_option("--run-id", fa->new_id, "the new run's id (default: <run>-fork-<hex>)");
   fork->add_flag("--run", fa->run, "drive the new run now (like resume)");
   fork->callback([&g, &result, fa] {
+    fa->frame = parse_integer(fa->frame_text, "--frame", 0, std::int64_t{0xFFFFFFFF});
     if (!store::database::open_existing(g.db))
       throw smithers_error(errc::run_not_found,
                            "no run with id \"" + fa->run_id + "\" (no database at " + g.db + ")");
-    if (fa->frame < 0) throw smithers_error(errc::invalid_argument, "--frame must be >= 0");
     store::fork_result forked;
     std::string path;
     {
@@ -309,7 +315,8 @@ void add_run_command(CLI::App& app, const globals& g, int& result) {
                   << std::endl;
       else
         std::cout << "forked run " << shown(forked.run_id) << " from " << shown(fa->run_id)
-                  << " at frame " << fa->frame << " (status created: nothing runs it until `smithers resume "
+                  << " at frame " << fa->frame
+                  << " (status created: nothing runs it until `smithers resume "
                   << shown(forked.run_id) << "`)\n";
       result = exit_finished;
       return;

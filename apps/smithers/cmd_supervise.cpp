@@ -18,7 +18,6 @@
 
 namespace smithers::cli {
 
-
 void add_supervise_command(CLI::App& app, const globals& g, int& result) {
   struct supervise_args {
     std::string interval = "30s";

@@ -165,8 +165,7 @@ void add_workflow_commands(CLI::App& app, const globals& g, int& result) {
                 << std::endl;
     else
       std::cout << shown(va->path) << ": ok (workflow \"" << shown(wf.name) << "\", " << tasks
-                << " task" << (tasks == 1 ? "" : "s") << (with_input ? ", input ok" : "")
-                << ")\n";
+                << " task" << (tasks == 1 ? "" : "s") << (with_input ? ", input ok" : "") << ")\n";
     result = exit_finished;
   });
 

@@ -6,6 +6,7 @@
 
 #include <cstdlib>
 #include <ctime>
+#include <filesystem>
 #include <iostream>
 
 namespace smithers::cli {
@@ -49,9 +50,18 @@ std::optional<error> check_db_path(const std::string& path) {
                  "--db is empty: give the path of a database file (default ./smithers.db)"};
   if (memory())
     return error{errc::invalid_argument,
-                 "--db " + path +
+                 "--db " + shown(path) +
                      " is an in-memory database, which no other command could read: give the "
                      "path of a database file"};
+  // One spelling for one file: SQLite would take "x.db/" or "file:x.db" one
+  // way and a reader another.
+  if (path.rfind("file:", 0) == 0)
+    return error{errc::invalid_argument,
+                 "--db " + shown(path) + ": give a plain file path, not a file: URI"};
+  std::error_code ec;
+  if (path.back() == '/' || std::filesystem::is_directory(path, ec))
+    return error{errc::invalid_argument,
+                 "--db " + shown(path) + " is a directory: give the path of a database file"};
   return std::nullopt;
 }
 
@@ -93,6 +103,19 @@ std::chrono::milliseconds parse_duration(const std::string& text, const char* op
   return std::chrono::milliseconds{n * factor};
 }
 
+std::int64_t parse_integer(const std::string& text, const char* option, std::int64_t min,
+                           std::int64_t max) {
+  // Decimal digits only: no sign games, no hex, no empty string as 0.
+  bool digits = !text.empty() && text.size() <= 19 &&
+                text.find_first_not_of("0123456789") == std::string::npos;
+  std::int64_t v = digits ? std::stoll(text) : -1;
+  if (!digits || v < min || v > max)
+    throw smithers_error(errc::invalid_argument,
+                         std::string{option} + " must be an integer from " + std::to_string(min) +
+                             " to " + std::to_string(max) + ", got \"" + shown(text) + "\"");
+  return v;
+}
+
 std::string format_time(std::int64_t ms) {
   if (ms <= 0) return "-";
   std::time_t secs = static_cast<std::time_t>(ms / 1000);
@@ -115,7 +138,9 @@ std::string format_duration(std::int64_t ms) {
 
 } // namespace smithers::cli
 
-int main(int argc, char** argv) {
+namespace {
+
+int run_cli(int argc, char** argv) {
   using namespace smithers;
   using namespace smithers::cli;
   CLI::App app{"smithers: durable workflows on actors", "smithers"};
@@ -190,4 +215,19 @@ int main(int argc, char** argv) {
     return exit_failed;
   }
   return result;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  int code = run_cli(argc, argv);
+  // Output that could not be written (a closed or full stdout) is a failure,
+  // not a silent loss.
+  std::cout.flush();
+  if (!std::cout) {
+    std::cerr << "error: cannot write to standard output (closed or full); what was to be "
+                 "printed is lost\n";
+    if (code == smithers::cli::exit_finished) code = smithers::cli::exit_failed;
+  }
+  return code;
 }

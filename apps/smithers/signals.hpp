@@ -17,8 +17,10 @@
 
 namespace smithers::cli {
 
-/// SIGINT, SIGTERM or SIGHUP (a closed terminal or ssh session) while a run
-/// is driven: the first one interrupts the run (attempts stopped and
+/// SIGINT, SIGTERM, SIGHUP (a closed terminal or ssh session), SIGQUIT
+/// (Ctrl-\\), SIGUSR1, SIGUSR2 or SIGALRM — every signal that would otherwise
+/// kill the process and leave its commands running — while a run is driven:
+/// the first one interrupts the run (attempts stopped and
 /// recorded, the run left resumable), a second one SIGKILLs every child
 /// process group (commands that ignore SIGTERM included) and exits at once.
 /// Signals are blocked in every thread and taken by sigwait on one thread,
@@ -28,8 +30,11 @@ public:
   signal_guard() {
     sigemptyset(&set_);
     sigaddset(&set_, SIGINT);
-    sigaddset(&set_, SIGTERM);
-    sigaddset(&set_, SIGHUP);
+    for (int sig : {SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM})
+      sigaddset(&set_, sig);
+    // A closed stdout must not kill the process that drives runs: a write
+    // fails instead (and the command exits 1 saying so).
+    std::signal(SIGPIPE, SIG_IGN);
     // Before the engine starts its threads, so they inherit the mask.
     pthread_sigmask(SIG_BLOCK, &set_, nullptr);
   }
@@ -69,6 +74,14 @@ public:
       return "SIGINT";
     case SIGHUP:
       return "SIGHUP";
+    case SIGQUIT:
+      return "SIGQUIT";
+    case SIGUSR1:
+      return "SIGUSR1";
+    case SIGUSR2:
+      return "SIGUSR2";
+    case SIGALRM:
+      return "SIGALRM";
     default:
       return "SIGTERM";
     }

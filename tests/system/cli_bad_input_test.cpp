@@ -330,10 +330,18 @@ TEST_CASE("input failing the workflow's input schema is refused with INVALID_INP
 
 // ------------------------------------------------------------- arguments
 
-TEST_CASE("run --max-concurrency 0 and -1 is refused with INVALID_ARGUMENT", "[system][args]") {
-  for (std::string n : {"0", "-1"}) {
+TEST_CASE("run --max-concurrency 0, -1, empty, hex or huge is refused with INVALID_ARGUMENT",
+          "[system][args]") {
+  for (std::string n : {"0", "-1", "", "0x10", "1e3", "99999999999999999999", "1000000000001"}) {
     INFO("--max-concurrency " << n);
-    check_refused(run_good({"--max-concurrency", n}), {"INVALID_ARGUMENT", {"max_concurrency", n}});
+    check_refused(run_good({"--max-concurrency", n}),
+                  {"INVALID_ARGUMENT", {"--max-concurrency", "from 1 to 1000000000000", n}});
+  }
+  for (std::string f : {"", "-1", "x", "0x1"}) {
+    INFO("--frame " << f);
+    check_refused(
+        [f](const sandbox&) { return std::vector<std::string>{"fork", "any", "--frame", f}; },
+        {"INVALID_ARGUMENT", {"--frame must be an integer from 0"}});
   }
   sandbox sb;
   auto ok = sb.cli({"run", sb.write("wf.json", good_workflow()), "--max-concurrency", "1"});

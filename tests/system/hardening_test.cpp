@@ -10,6 +10,7 @@
 
 #include <csignal>
 #include <set>
+#include <sys/stat.h>
 
 using namespace smithers::system_test;
 using smithers::json;
@@ -91,9 +92,9 @@ TEST_CASE("an output over the limit fails its attempt; --max-output-bytes raises
           "[system][hardening][json]") {
   sandbox sb;
   // {"s": "xxx...x"}: 5 MiB of text, over the 4 MiB default.
-  auto wf = sb.write("big.json",
-                     one_task("printf '{\"s\": \"'; head -c 5242880 /dev/zero | tr '\\0' x; "
-                              "printf '\"}'"));
+  auto wf =
+      sb.write("big.json", one_task("printf '{\"s\": \"'; head -c 5242880 /dev/zero | tr '\\0' x; "
+                                    "printf '\"}'"));
   auto r = sb.cli_json({"run", wf, "--run-id", "big"});
   INFO(r);
   REQUIRE(r.exit_code == 1);
@@ -183,15 +184,16 @@ TEST_CASE("supervise survives a run that cannot be resumed and goes on with the 
   sandbox sb;
   auto pid_a = sb.file("a.pid"), pid_b = sb.file("b.pid");
   auto wf_for = [&](const std::string& name, const std::string& pid_file) {
-    return sb.write(name + ".json",
-                    json{{"name", name},
-                         {"root",
-                          {{"sequence",
-                            {{{"task", "first"}, {"value", {{"v", 1}}}},
-                             {{"task", "wait"},
-                              {"needs", {"first"}},
-                              {"run", "if [ -f " + pid_file + " ]; then echo '{}'; else echo $$ > " +
-                                          pid_file + "; sleep 60; fi"}}}}}}});
+    return sb.write(
+        name + ".json",
+        json{{"name", name},
+             {"root",
+              {{"sequence",
+                {{{"task", "first"}, {"value", {{"v", 1}}}},
+                 {{"task", "wait"},
+                  {"needs", {"first"}},
+                  {"run", "if [ -f " + pid_file + " ]; then echo '{}'; else echo $$ > " + pid_file +
+                              "; sleep 60; fi"}}}}}}});
   };
   start_and_kill(sb, wf_for("poisoned", pid_a), "poisoned", pid_a);
   start_and_kill(sb, wf_for("healthy", pid_b), "healthy", pid_b);
@@ -221,7 +223,8 @@ TEST_CASE("supervise survives a run that cannot be resumed and goes on with the 
 
 // ------------------------------------------------------------- --db
 
-TEST_CASE("an empty or in-memory database path is refused before anything runs", "[system][hardening]") {
+TEST_CASE("an empty or in-memory database path is refused before anything runs",
+          "[system][hardening]") {
   sandbox sb;
   auto wf = sb.write("wf.json", good_workflow());
   auto marker = sb.file("ran");
@@ -261,9 +264,10 @@ TEST_CASE("SIGHUP interrupts a run like SIGTERM: attempts recorded, no orphan, r
           "[system][hardening][signals]") {
   sandbox sb;
   auto pid_file = sb.file("pid");
-  auto wf = sb.write("hup.json",
-                     one_task("if [ -f " + pid_file + " ]; then echo '{\"again\": true}'; else "
-                              "sleep 60 & echo $! > " + pid_file + "; wait; fi"));
+  auto wf = sb.write("hup.json", one_task("if [ -f " + pid_file +
+                                          " ]; then echo '{\"again\": true}'; else "
+                                          "sleep 60 & echo $! > " +
+                                          pid_file + "; wait; fi"));
   auto proc = sb.start({"run", wf, "--run-id", "hup"});
   pid_t child = wait_for_pid(pid_file);
   REQUIRE(child != 0);
@@ -309,13 +313,13 @@ TEST_CASE("cancel of a run whose owner is dead ends it cancelled, processes and 
           "[system][hardening][cancel]") {
   sandbox sb;
   auto pid_file = sb.file("pid");
-  auto wf = sb.write("slow.json",
-                     json{{"name", "slow"},
-                          {"root",
-                           {{"sequence",
-                             {{{"task", "slow"},
-                               {"run", "sleep 60 & echo $! > " + pid_file + "; wait"}},
-                              {{"task", "after"}, {"value", json::object()}}}}}}});
+  auto wf =
+      sb.write("slow.json",
+               json{{"name", "slow"},
+                    {"root",
+                     {{"sequence",
+                       {{{"task", "slow"}, {"run", "sleep 60 & echo $! > " + pid_file + "; wait"}},
+                        {{"task", "after"}, {"value", json::object()}}}}}}});
   start_and_kill(sb, wf, "orphan", pid_file);
   pid_t child = pid_from_file(pid_file);
   REQUIRE(process_alive(child)); // left behind by the dead owner
@@ -350,9 +354,8 @@ TEST_CASE("resume honours a cancel requested while the owner was stopped, before
   sandbox sb;
   auto pid_file = sb.file("pid");
   auto starts = sb.file("starts");
-  auto wf = sb.write("slow.json",
-                     one_task("echo start >> " + starts + "; sleep 60 & echo $! > " + pid_file +
-                              "; wait"));
+  auto wf = sb.write("slow.json", one_task("echo start >> " + starts + "; sleep 60 & echo $! > " +
+                                           pid_file + "; wait"));
   auto proc = sb.start({"run", wf, "--run-id", "stopped"});
   REQUIRE(wait_for_pid(pid_file) != 0);
   proc->signal(SIGSTOP); // alive, but it will never act on the request
@@ -384,8 +387,7 @@ TEST_CASE("resume --force while the owner lives is a handover: one driver at a t
                            {{"sequence",
                              {{{"task", "first"}, {"value", {{"v", 1}}}},
                               {{"task", "work"},
-                               {"run", "echo $$ >> " + starts +
-                                           "; n=$(wc -l < " + starts +
+                               {"run", "echo $$ >> " + starts + "; n=$(wc -l < " + starts +
                                            "); if [ $n -gt 1 ]; then echo '{\"by\": 2}'; else "
                                            "sleep 60; fi"}},
                               {{"task", "last"}, {"value", json::object()}}}}}}});
@@ -428,17 +430,16 @@ TEST_CASE("a run resumed from another directory runs its commands where it start
   std::filesystem::create_directories(elsewhere);
   sb.dir().write_script("project/tool.sh", "#!/bin/sh\necho '{\"tool\": true}'\n");
   auto pid_file = sb.file("pid");
-  auto wf = sb.write("project/wf.json",
-                     json{{"name", "cwd"},
-                          {"root",
-                           {{"sequence",
-                             {{{"task", "slow"},
-                               {"run", "if [ -f once ]; then echo '{}'; else touch once; echo $$ > " +
-                                           pid_file + "; sleep 60; fi"}},
-                              {{"task", "tool"}, {"run", {"./tool.sh"}}},
-                              {{"task", "where"},
-                               {"cwd", "sub"},
-                               {"run", "pwd > where.txt; echo '{}'"}}}}}}});
+  auto wf = sb.write(
+      "project/wf.json",
+      json{{"name", "cwd"},
+           {"root",
+            {{"sequence",
+              {{{"task", "slow"},
+                {"run", "if [ -f once ]; then echo '{}'; else touch once; echo $$ > " + pid_file +
+                            "; sleep 60; fi"}},
+               {{"task", "tool"}, {"run", {"./tool.sh"}}},
+               {{"task", "where"}, {"cwd", "sub"}, {"run", "pwd > where.txt; echo '{}'"}}}}}}});
   command_options in_home;
   in_home.cwd = home;
   start_and_kill(sb, wf, "moved", pid_file, in_home);
@@ -556,9 +557,9 @@ TEST_CASE("text output escapes control characters and shows errors in full",
   }
   auto ins = sb.cli({"inspect", "evil"});
   CHECK(contains(ins.out, "evil\\x1b]0;pwned\\x07name"));
-  CHECK(contains(ins.out, "\"label \\x1b[2J cleared\""));   // the node's label
-  CHECK(contains(ins.out, "exit_code: 3"));                  // the attempt's error details
-  CHECK(contains(ins.out, "| boom \\x1b[31mred"));           // the stderr tail
+  CHECK(contains(ins.out, "\"label \\x1b[2J cleared\"")); // the node's label
+  CHECK(contains(ins.out, "exit_code: 3"));               // the attempt's error details
+  CHECK(contains(ins.out, "| boom \\x1b[31mred"));        // the stderr tail
   CHECK(contains(ins.out, "TASK_FAILED: command exited with code 3"));
 }
 
@@ -619,4 +620,166 @@ TEST_CASE("validate checks the input schema itself, and an input given with --in
   CHECK(contains(bad.err, "INVALID_INPUT"));
   CHECK(contains(bad.err, "repo"));
   CHECK_FALSE(sb.db_exists());
+}
+
+// ------------------------------------------------------------- second trial
+
+TEST_CASE("SIGQUIT and the other fatal signals interrupt a run like SIGTERM, children and all",
+          "[system][hardening][signals]") {
+  for (int sig : {SIGQUIT, SIGUSR1, SIGALRM}) {
+    INFO("signal " << sig);
+    sandbox sb;
+    auto pid_file = sb.file("pid");
+    auto wf = sb.write("quit.json", one_task("sleep 60 & echo $! > " + pid_file + "; wait"));
+    auto proc = sb.start({"run", wf, "--run-id", "quit"});
+    pid_t child = wait_for_pid(pid_file);
+    REQUIRE(child != 0);
+    proc->signal(sig);
+    auto r = proc->wait();
+    INFO(r);
+    CHECK(r.exit_code == 128 + sig);
+    CHECK(eventually([&] { return !process_alive(child); }, std::chrono::seconds(10)));
+    CHECK(attempts_of(sb.inspect("quit"), "t").at(0)["state"] == "cancelled");
+  }
+}
+
+TEST_CASE("a database whose tables are gone is DB_ERROR at once, not a hang",
+          "[system][hardening][db]") {
+  sandbox sb;
+  auto wf = sb.write("wf.json", good_workflow());
+  auto made = run_command({"sqlite3", sb.db(), "PRAGMA user_version = 6; CREATE TABLE t (x);"});
+  REQUIRE(made.exit_code == 0);
+  command_options opts;
+  opts.timeout = std::chrono::seconds(60);
+  for (const auto& args :
+       std::vector<std::vector<std::string>>{{"run", wf}, {"ps"}, {"supervise", "--once"}}) {
+    auto r = sb.cli(args, opts);
+    INFO(args[0] << "\n" << r);
+    CHECK_FALSE(r.timed_out);
+    CHECK(r.exit_code == 1);
+    CHECK(contains(r.err, "DB_ERROR"));
+    CHECK(contains(r.err, "is damaged"));
+    CHECK(r.out.empty());
+  }
+}
+
+TEST_CASE("a workflow file that is a FIFO is refused at once; supervise goes on with the others",
+          "[system][hardening][supervise]") {
+  sandbox sb;
+  auto fifo = sb.file("fifo.json");
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  command_options opts;
+  opts.timeout = std::chrono::seconds(60);
+  auto v = sb.cli({"validate", fifo}, opts);
+  INFO(v);
+  CHECK_FALSE(v.timed_out);
+  CHECK(v.exit_code == 4);
+  CHECK(contains(v.err, "it is a FIFO"));
+
+  // A crashed run whose file became a FIFO, and a healthy crashed run.
+  auto pid_a = sb.file("a.pid"), pid_b = sb.file("b.pid");
+  auto slow = [&](const std::string& pid_file) {
+    return one_task("if [ -f " + pid_file + " ]; then echo '{}'; else echo $$ > " + pid_file +
+                    "; sleep 60; fi");
+  };
+  auto wf_a = sb.write("a.json", slow(pid_a));
+  auto wf_b = sb.write("b.json", slow(pid_b));
+  start_and_kill(sb, wf_a, "gone-file", pid_a);
+  start_and_kill(sb, wf_b, "healthy", pid_b);
+  std::filesystem::remove(wf_a);
+  REQUIRE(::mkfifo(wf_a.c_str(), 0600) == 0);
+  auto sup = sb.cli({"supervise", "--once"}, opts);
+  INFO(sup);
+  CHECK_FALSE(sup.timed_out);
+  CHECK(contains(sup.out, "skipped run gone-file"));
+  CHECK(contains(sup.out, "run healthy finished"));
+}
+
+TEST_CASE("a database path naming a directory or a URI is refused", "[system][hardening][db]") {
+  sandbox sb;
+  auto wf = sb.write("wf.json", good_workflow());
+  for (const std::string& db :
+       {sb.dir().path(), sb.file("x.db") + "/", "file:" + sb.file("x.db")}) {
+    auto r = run_smithers({"--db", db, "run", wf});
+    INFO(db << "\n" << r);
+    CHECK(r.exit_code == 4);
+    CHECK(contains(r.err, "INVALID_ARGUMENT"));
+  }
+  CHECK_FALSE(file_exists(sb.file("x.db")));
+}
+
+TEST_CASE("ps says how many runs it left out", "[system][hardening][text]") {
+  sandbox sb;
+  auto wf = sb.write("wf.json", good_workflow());
+  for (const char* id : {"r1", "r2", "r3"})
+    REQUIRE(sb.cli({"run", wf, "--run-id", id}).exit_code == 0);
+  auto ps = sb.cli({"ps", "--limit", "2"});
+  INFO(ps);
+  CHECK(ps.exit_code == 0);
+  CHECK(contains(ps.out, "r3"));
+  CHECK(contains(ps.out, "r2"));
+  CHECK_FALSE(contains(ps.out, "r1"));
+  CHECK(contains(ps.err, "showing the newest 2 of 3 runs"));
+  auto all = sb.cli_json({"ps", "--limit", "0"});
+  CHECK(all.out_json().size() == 3);
+  CHECK(all.err.empty());
+}
+
+TEST_CASE("output that cannot be written is an error, not a silent loss", "[system][hardening]") {
+  sandbox sb;
+  REQUIRE(sb.cli({"run", sb.write("wf.json", good_workflow()), "--run-id", "w"}).exit_code == 0);
+  auto r = run_command(
+      {"sh", "-c", "'" + smithers_bin() + "' --db '" + sb.db() + "' inspect w > /dev/full"});
+  INFO(r);
+  CHECK(r.exit_code == 1);
+  CHECK(contains(r.err, "cannot write to standard output"));
+}
+
+TEST_CASE("a node in flight that a resumed workflow no longer has is not left in-progress",
+          "[system][hardening][resume]") {
+  sandbox sb;
+  auto pid_file = sb.file("pid");
+  auto wf = sb.write(
+      "two.json", json{{"name", "two"},
+                       {"root",
+                        {{"parallel",
+                          {{{"task", "a"}, {"value", json::object()}},
+                           {{"task", "b"}, {"run", "echo $$ > " + pid_file + "; sleep 60"}}}}}}});
+  start_and_kill(sb, wf, "dropped", pid_file);
+  auto other = sb.write(
+      "one.json", json{{"name", "two"},
+                       {"root", {{"parallel", {{{"task", "a"}, {"value", json::object()}}}}}}});
+  auto r = sb.cli({"resume", "dropped", "--force", "--workflow", other});
+  INFO(r);
+  CHECK(r.exit_code == 0);
+  auto j = sb.inspect("dropped");
+  CHECK(j["run"]["status"] == "finished");
+  CHECK(node_of(j, "b")["state"] == "cancelled");
+  CHECK(attempts_of(j, "b").at(0)["state"] == "cancelled");
+}
+
+TEST_CASE("validate refuses an input schema no input could pass", "[system][hardening][validate]") {
+  check_refused(
+      [](const sandbox& sb) {
+        return std::vector<std::string>{
+            "validate",
+            sb.write("wf.json", json{{"name", "x"},
+                                     {"input", {{"type", "string"}}},
+                                     {"root", {{"task", "a"}, {"value", json::object()}}}})};
+      },
+      {"INVALID_WORKFLOW", {"input.type", "must be \"object\""}});
+}
+
+TEST_CASE("a fork of a run with a 256-character id gets an id that fits",
+          "[system][hardening][fork]") {
+  sandbox sb;
+  std::string long_id(256, 'p');
+  REQUIRE(sb.cli({"run", sb.write("wf.json", good_workflow()), "--run-id", long_id}).exit_code ==
+          0);
+  auto f = sb.cli_json({"fork", long_id, "--frame", "0"});
+  INFO(f);
+  REQUIRE(f.exit_code == 0);
+  auto id = f.out_json()["run_id"].get<std::string>();
+  CHECK(id.size() == 256);
+  CHECK(id.find("-fork-") != std::string::npos);
 }

@@ -395,3 +395,45 @@ TEST_CASE("a carriage return ends a line: progress bars count as heartbeats") {
   CHECK(log.data == std::vector<json>{json{{"p", 30}}});
   CHECK(log.plain_lines == 4); // 10%, 20%, 40%, {} — "\r\n" is one end
 }
+
+TEST_CASE("heartbeat lines on stdout are no part of what stdout may hold") {
+  heartbeat_log log;
+  // 1,000,000 heartbeat lines: 17 MB on stdout, against a bound of 1 MB.
+  auto spec = sh("yes '::heartbeat {\"a\":1}' | head -n 1000000; echo '{\"ok\": 2}'");
+  spec.max_stdout_bytes = 1000000;
+  auto out = run_command(spec, log.sink());
+  INFO((out.failure ? out.failure->what() : std::string{}));
+  REQUIRE(out.output);
+  CHECK(*out.output == json{{"ok", 2}});
+  CHECK(log.data.size() == 1000000);
+}
+
+TEST_CASE("a checkpoint too large for the environment still reaches the next attempt on stdin") {
+  auto spec = sh("cat > /dev/null; if [ -n \"${SMITHERS_LAST_HEARTBEAT+x}\" ]; then "
+                 "echo '{\"env\": true}'; else echo '{\"env\": false}'; fi");
+  spec.last_heartbeat = json{{"ck", std::string(200000, 'z')}};
+  auto out = run_command(spec, nullptr);
+  INFO((out.failure ? out.failure->what() : std::string{}));
+  REQUIRE(out.output);
+  CHECK(*out.output == json{{"env", false}});
+  spec.last_heartbeat = json{{"ck", "small"}};
+  auto small = run_command(spec, nullptr);
+  REQUIRE(small.output);
+  CHECK(*small.output == json{{"env", true}});
+}
+
+TEST_CASE("arguments and environment too large together are INVALID_ARGUMENT, not retried") {
+  auto spec = sh("echo '{}'");
+  for (int i = 0; i < 40; ++i)
+    spec.env["BIG_" + std::to_string(i)] = std::string(100000, 'x'); // 4 MB > ARG_MAX
+  auto out = run_command(spec, nullptr);
+  REQUIRE(out.failure);
+  CHECK(out.failure->code == errc::invalid_argument);
+  CHECK(out.failure->message.find("larger than the system allows") != std::string::npos);
+}
+
+TEST_CASE("stdout that is not UTF-8 says so when no output is found") {
+  auto out = run_command(sh("printf '{\"a\": \"\\377\"}'"), nullptr);
+  REQUIRE(out.failure);
+  CHECK(out.failure->message.find("not valid UTF-8") != std::string::npos);
+}

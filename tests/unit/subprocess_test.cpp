@@ -453,3 +453,36 @@ TEST_CASE("subprocess lines end at \\n, \\r or \\r\\n, even split across reads")
   CHECK(out == std::vector<std::string>{"a", "b", "c", "", "d"});
   CHECK(r.out == "a\rb\r\nc\r\n\r\nd");
 }
+
+TEST_CASE("subprocess leaves dropped stdout lines out of what it keeps and counts") {
+  // 200 dropped lines of 60 bytes: 12,000 bytes against a bound of 100.
+  auto req = sh("printf 'keep1\\r\\nDROP\\r'; sleep 0.2; printf '\\nkeep2\\nDROP\\n'; "
+                "yes DROPdddddddddddddddddddddddddddddddddddddddddddddddddddddd | head -n 200; "
+                "printf 'tail'");
+  std::vector<std::string> seen;
+  req.on_line = [&](const std::string& line, bool) { seen.push_back(line.substr(0, 8)); };
+  req.drop_stdout_line = [](const std::string& line) { return line.rfind("DROP", 0) == 0; };
+  req.max_stdout_bytes = 100;
+  auto r = run_subprocess(req);
+  CHECK_FALSE(r.stdout_overflow);
+  CHECK(r.out == "keep1\r\nkeep2\ntail");
+  REQUIRE(seen.size() == 205);
+  CHECK(seen[0] == "keep1");
+  CHECK(seen[2] == "keep2");
+  CHECK(seen[4] == "DROPdddd");
+  CHECK(seen.back() == "tail");
+}
+
+TEST_CASE("subprocess never delivers the line cut at the stdout bound") {
+  // The x's never end their line: at the bound it is cut, and so never handed on.
+  auto req = sh("printf 'short\\n'; head -c 500 /dev/zero | tr '\\0' x; sleep 60");
+  std::vector<std::string> seen;
+  req.on_line = [&](const std::string& line, bool) { seen.push_back(line); };
+  req.max_stdout_bytes = 100;
+  auto started = std::chrono::steady_clock::now();
+  auto r = run_subprocess(req);
+  CHECK(std::chrono::steady_clock::now() - started < 30s);
+  CHECK(r.stdout_overflow);
+  CHECK(r.out.size() == 100);
+  CHECK(seen == std::vector<std::string>{"short"});
+}

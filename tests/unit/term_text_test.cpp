@@ -27,6 +27,9 @@ TEST_CASE("term_text escapes what a terminal would act on and keeps the rest", "
       {"cut \xe2\x9c", "cut \\xe2\\x9c"},              // truncated sequence
       {"overlong \xc0\xaf", "overlong \\xc0\\xaf"},
       {"surrogate \xed\xa0\x80", "surrogate \\xed\\xa0\\x80"},
+      {"abc\xe2\x80\xaegpj.exe", "abc\\u202egpj.exe"},    // right-to-left override
+      {"\xe2\x81\xa6x\xe2\x81\xa9", "\\u2066x\\u2069"}, // isolates
+      {"\xe2\x80\x94 dash", "\xe2\x80\x94 dash"},        // U+2014 stays
   };
   for (const auto& r : rows) {
     INFO(r.in);

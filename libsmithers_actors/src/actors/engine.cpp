@@ -8,6 +8,7 @@
 #include "store/cancel.hpp"
 #include "store/fork.hpp"
 #include "store/reader.hpp"
+#include "store/writer.hpp"
 #include "util/clock.hpp"
 #include "util/ids.hpp"
 #include "util/json_bounds.hpp"
@@ -372,6 +373,14 @@ engine::engine(engine_config cfg) : impl_(std::make_unique<impl>()) {
   impl_->db = std::make_shared<store::database>(store::database::open(
       c.db_path, store::open_mode::read_write,
       c.synchronous_full ? store::sync_mode::full : store::sync_mode::normal));
+  // Every statement the writer needs prepares now: a file it cannot write
+  // fails here, with DB_ERROR, not later inside the persistence actor.
+  try {
+    store::writer probe{*impl_->db};
+  } catch (const smithers_error& e) {
+    throw smithers_error(errc::db_error,
+                         "cannot write database " + c.db_path + ": " + e.err().message);
+  }
   // Checkpoints off the write path (store/checkpointer.hpp).
   impl_->db->checkpoint_in_background();
   std::size_t threads = c.scheduler_threads ? c.scheduler_threads : default_scheduler_threads();

@@ -454,6 +454,13 @@ public:
       if (orphans.count(id) && r.states.count(id))
         node_row(static_cast<sched::index>(t), id, node_state::pending);
     }
+    // An interrupted node the resumed workflow no longer has (resumed with
+    // another --workflow) will not run again here: not in-progress forever.
+    for (const auto& id : orphans)
+      if (st_.plan->find(id) < 0) {
+        node_row(-1, id, node_state::cancelled);
+        emit("NodeCancelled", "node_id", id, "iteration", 0, "reason", "unmounted");
+      }
     add_pending(added);
     for (const auto& [id, at] : r.retry_at_ms) {
       sched::index t = st_.plan->find(id);

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <csignal>
 #include <cstring>
 #include <set>
@@ -112,18 +113,6 @@ std::string last_lines(std::string_view text, std::size_t n) {
     joined.erase(0, cut);
   }
   return valid_utf8(joined);
-}
-
-std::string without_heartbeat_lines(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  while (!text.empty()) {
-    std::size_t nl = text.find('\n');
-    std::string_view line = text.substr(0, nl == std::string_view::npos ? text.size() : nl + 1);
-    if (!is_marker(line)) out.append(line);
-    text.remove_prefix(line.size());
-  }
-  return out;
 }
 
 std::string signal_name(int sig) {
@@ -341,6 +330,9 @@ command_outcome run_command(const command_spec& spec, const heartbeat_sink& on_h
   req.kill_grace = spec.kill_grace;
   req.on_start = spec.on_start;
   req.max_stdout_bytes = spec.max_stdout_bytes;
+  // Heartbeat lines are no part of the output, nor of what stdout may hold:
+  // a long task that heartbeats on stdout never runs into the bound.
+  req.drop_stdout_line = [](const std::string& line) { return is_marker(line); };
   // One line, so a shell script can `read -r ctx`.
   req.stdin_data = context.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
   // The protocol variables win over the task's env; a SMITHERS_LAST_HEARTBEAT
@@ -350,12 +342,18 @@ command_outcome run_command(const command_spec& spec, const heartbeat_sink& on_h
   req.extra_env["SMITHERS_NODE_ID"] = spec.node_id;
   req.extra_env["SMITHERS_ITERATION"] = std::to_string(spec.iteration);
   req.extra_env["SMITHERS_ATTEMPT"] = std::to_string(spec.attempt);
-  if (spec.last_heartbeat.is_null()) {
-    req.extra_env.erase("SMITHERS_LAST_HEARTBEAT");
-    req.remove_env.push_back("SMITHERS_LAST_HEARTBEAT");
+  // The checkpoint is always on stdin; in the environment only when it fits
+  // in one environment string (Linux: 128 KiB): a larger one there would
+  // keep every later attempt from starting.
+  std::string last = spec.last_heartbeat.is_null()
+                         ? std::string()
+                         : spec.last_heartbeat.dump(-1, ' ', false, json::error_handler_t::replace);
+  constexpr std::string_view last_name = "SMITHERS_LAST_HEARTBEAT";
+  if (last.empty() || last_name.size() + 1 + last.size() + 1 > limits::max_arg_string_bytes) {
+    req.extra_env.erase(std::string(last_name));
+    req.remove_env.emplace_back(last_name);
   } else {
-    req.extra_env["SMITHERS_LAST_HEARTBEAT"] =
-        spec.last_heartbeat.dump(-1, ' ', false, json::error_handler_t::replace);
+    req.extra_env[std::string(last_name)] = std::move(last);
   }
 
   // A bad heartbeat fails the attempt at once: `stop` ends the group.
@@ -388,6 +386,11 @@ command_outcome run_command(const command_spec& spec, const heartbeat_sink& on_h
     outcome.failure = error{code, std::move(message), std::move(details)};
     return outcome;
   };
+  if (res.spawn_errno == E2BIG)
+    return fail(errc::invalid_argument,
+                valid_utf8(res.spawn_error) +
+                    ": its arguments and environment together are larger than the system allows; "
+                    "pass large values on stdin (the command receives input and needs as JSON)");
   if (!res.spawn_error.empty()) return fail(errc::task_failed, valid_utf8(res.spawn_error));
   if (heartbeat_error) {
     outcome.failure = std::move(heartbeat_error);
@@ -421,7 +424,7 @@ command_outcome run_command(const command_spec& spec, const heartbeat_sink& on_h
     return fail(errc::task_failed, "command exited with code " + std::to_string(res.exit_code),
                 {{"exit_code", res.exit_code}, {"stderr_tail", stderr_tail}});
 
-  const std::string out = without_heartbeat_lines(res.out);
+  const std::string& out = res.out; // heartbeat lines already left out
   auto found = find_output(out);
   if (found.refused) {
     outcome.failure = std::move(found.refused);
@@ -429,7 +432,11 @@ command_outcome run_command(const command_spec& spec, const heartbeat_sink& on_h
   }
   outcome.output = std::move(found.output);
   if (!outcome.output)
-    return fail(errc::task_failed, "command printed no JSON object on stdout",
+    return fail(errc::task_failed,
+                util::is_valid_utf8(out)
+                    ? "command printed no JSON object on stdout"
+                    : "command printed no JSON object on stdout (which is not valid UTF-8, as "
+                      "JSON text must be)",
                 {{"exit_code", 0},
                  {"stdout_tail", last_lines(out, tail_lines)},
                  {"stderr_tail", stderr_tail}});

@@ -4,6 +4,7 @@
 #include "util/hash.hpp"
 #include "util/json_bounds.hpp"
 #include "util/json_parse.hpp"
+#include "util/read_file.hpp"
 
 #include <smithers/limits.hpp>
 
@@ -393,25 +394,17 @@ parse_result load_workflow_file(const std::string& path) {
                                   std::to_string(limits::max_workflow_path_bytes)});
     return res;
   }
-  std::error_code ec;
-  auto status = std::filesystem::status(path, ec);
-  if (!ec && std::filesystem::is_directory(status)) {
-    res.errors.push_back({"", "\"" + path + "\" is a directory, not a workflow file"});
+  auto file = util::read_regular_file(path, limits::max_workflow_bytes);
+  if (file.too_large) {
+    res.errors.push_back({"", "\"" + path + "\" is larger than the limit of " +
+                                  std::to_string(limits::max_workflow_bytes) + " bytes"});
     return res;
   }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    res.errors.push_back({"", "cannot read workflow file \"" + path + "\""});
+  if (!file.error.empty()) {
+    res.errors.push_back({"", "cannot read workflow file \"" + path + "\": " + file.error});
     return res;
   }
-  // At most one byte more than the limit: a huge file is refused unread.
-  std::string text(limits::max_workflow_bytes + 1, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(text.size()));
-  text.resize(static_cast<std::size_t>(in.gcount()));
-  if (in.bad()) {
-    res.errors.push_back({"", "cannot read workflow file \"" + path + "\""});
-    return res;
-  }
+  const std::string& text = file.text;
   util::json_parse_error err;
   auto doc = util::parse_json(text, {limits::max_workflow_depth, limits::max_workflow_bytes}, &err);
   if (!doc) {

@@ -24,8 +24,10 @@ bool out_of_range(std::int64_t v, bool allow_zero) {
   return v < (allow_zero ? 0 : 1) || v > limits::max_option_value;
 }
 
-const char* range_message(bool allow_zero) {
-  return allow_zero ? "must be an integer >= 0" : "must be a positive integer";
+std::string range_message(bool allow_zero) {
+  // The upper bound keeps arithmetic on the option from overflowing.
+  return std::string(allow_zero ? "must be an integer >= 0" : "must be a positive integer") +
+         " and at most " + std::to_string(limits::max_option_value);
 }
 
 void check_positive(problems& out, const std::string& path, std::int64_t v, bool allow_zero) {
@@ -385,6 +387,9 @@ problems validate_workflow(const workflow& wf) {
   if (!wf.input_schema.is_null()) {
     auto ps = check_schema(wf.input_schema, "input");
     out.insert(out.end(), ps.begin(), ps.end());
+    if (ps.empty() && !allows_objects(wf.input_schema))
+      out.push_back({"input.type", "a run's input is a JSON object: the schema's type must be "
+                                   "\"object\" (no input could ever pass it)"});
   }
   for (const auto& [key, schema] : wf.output_schemas) {
     auto ps = check_schema(schema, child_path("outputs", key));

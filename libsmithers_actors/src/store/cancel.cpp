@@ -20,9 +20,8 @@ unowned_cancel_result cancel_unowned_run(database& db, const unowned_cancel& req
 
   unowned_cancel_result res;
   std::vector<command> batch;
-  batch.push_back(
-      claim_run{req.run_id, run->owner_id, run->heartbeat_ms, req.canceller_id,
-                req.canceller_pid, req.now_ms});
+  batch.push_back(claim_run{req.run_id, run->owner_id, run->heartbeat_ms, req.canceller_id,
+                            req.canceller_pid, req.now_ms});
   const json why = req.why.to_json();
   std::int64_t seq = rd.max_event_seq(req.run_id) + 1;
   const std::int64_t first_seq = seq;

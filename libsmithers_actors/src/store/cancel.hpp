@@ -47,8 +47,8 @@ enum class run_driver {
 run_driver driver_of(const run_row& run, std::int64_t now_ms, std::int64_t stale_after_ms);
 
 struct cancel_outcome {
-  bool requested = false; // a live owner was asked (it stops the run itself)
-  run_row run;            // as read before anything was written
+  bool requested = false;      // a live owner was asked (it stops the run itself)
+  run_row run;                 // as read before anything was written
   unowned_cancel_result ended; // when not requested: what was cancelled here
 };
 

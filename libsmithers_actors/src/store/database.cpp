@@ -67,6 +67,24 @@ void throw_db_error(sqlite3* db, std::string_view context) {
 
 const std::string no_schema_message = "database has no smithers schema: ";
 
+// A file whose version says current but whose tables are not all there (a
+// hand-made file, a table dropped by hand) is refused here, with a clear
+// DB_ERROR, rather than failing later inside an actor that cannot report it.
+void check_tables(database& db, const std::string& path) {
+  static const char* const required[] = {"runs",   "nodes", "attempts", "event_chunks",
+                                         "frames", "trees", "events"};
+  std::string missing;
+  for (const char* name : required) {
+    statement s(db.handle(), "SELECT 1 FROM sqlite_master WHERE name = ?1");
+    s.bind_text(1, name);
+    if (!s.step()) missing += std::string(missing.empty() ? "" : ", ") + name;
+  }
+  if (!missing.empty())
+    throw smithers_error(errc::db_error, "database " + path + " is damaged: schema version " +
+                                             std::to_string(db.user_version()) +
+                                             " but no " + missing);
+}
+
 database database::open(const std::string& path, open_mode mode, sync_mode sync) {
   configure_sqlite();
   const bool read_only = mode == open_mode::read_only;
@@ -74,7 +92,10 @@ database database::open(const std::string& path, open_mode mode, sync_mode sync)
     // SQLite would only say "unable to open database file".
     std::error_code ec;
     if (!std::filesystem::exists(path, ec))
-      throw smithers_error(errc::db_error, "database not found: " + path);
+      throw smithers_error(errc::db_error, ec && ec != std::errc::no_such_file_or_directory
+                                               ? "cannot access database " + path + ": " +
+                                                     ec.message()
+                                               : "database not found: " + path);
   }
 
   // NOMUTEX: a connection is used by one thread at a time (its owning actor).
@@ -123,6 +144,7 @@ database database::open(const std::string& path, open_mode mode, sync_mode sync)
                                                  ", which failed: " + e.err().message);
       }
     }
+    check_tables(db, path);
     return db;
   }
 
@@ -143,6 +165,7 @@ database database::open(const std::string& path, open_mode mode, sync_mode sync)
     db.exec("PRAGMA wal_autocheckpoint=" + std::to_string(checkpoint_pages));
   });
   migrate(db);
+  check_tables(db, path);
   db.writable_ = true;
   db.full_sync_ = sync == sync_mode::full;
   return db;
@@ -150,7 +173,12 @@ database database::open(const std::string& path, open_mode mode, sync_mode sync)
 
 std::optional<database> database::open_existing(const std::string& path) {
   std::error_code ec;
-  if (!is_memory(path) && !std::filesystem::exists(path, ec)) return std::nullopt;
+  if (!is_memory(path) && !std::filesystem::exists(path, ec)) {
+    // Missing is "no runs"; unreadable is an error, not an empty list.
+    if (ec && ec != std::errc::no_such_file_or_directory)
+      throw smithers_error(errc::db_error, "cannot access database " + path + ": " + ec.message());
+    return std::nullopt;
+  }
   try {
     return open(path, open_mode::read_only);
   } catch (const smithers_error& e) {

@@ -4,6 +4,7 @@
 #include "store/writer.hpp"
 #include "util/ids.hpp"
 
+#include <smithers/limits.hpp>
 #include <smithers/status.hpp>
 
 #include <deque>
@@ -65,8 +66,11 @@ fork_result fork_run(database& db, const fork_request& req) {
   }
 
   fork_result res;
-  res.run_id =
-      req.new_run_id.empty() ? req.run_id + "-fork-" + util::random_hex(4) : req.new_run_id;
+  // The default id is the parent's, cut so that "-fork-<hex>" still fits.
+  const std::string suffix = "-fork-" + util::random_hex(4);
+  res.run_id = req.new_run_id.empty()
+                   ? req.run_id.substr(0, limits::max_run_id_length - suffix.size()) + suffix
+                   : req.new_run_id;
   if (auto err = util::check_run_id(res.run_id)) throw smithers_error(*err);
   if (rd.run_exists(res.run_id))
     throw smithers_error(errc::invalid_run_id,

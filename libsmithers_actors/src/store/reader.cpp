@@ -99,6 +99,13 @@ std::vector<run_row> reader::runs(const std::string& status, std::size_t limit) 
   return rows;
 }
 
+std::size_t reader::run_count(const std::string& status) const {
+  statement s(db_.handle(), status.empty() ? "SELECT count(*) FROM runs"
+                                           : "SELECT count(*) FROM runs WHERE status = ?1");
+  if (!status.empty()) s.bind_text_ref(1, status);
+  return s.step() ? static_cast<std::size_t>(s.column_int(0)) : 0;
+}
+
 std::vector<node_row> reader::nodes(const std::string& run_id) const {
   // A run's rows are its key range, in first-appearance order.
   auto base = key_base(run_id);

@@ -25,6 +25,8 @@ public:
   bool run_exists(const std::string& run_id) const;
   /// Newest first; empty status = all.
   std::vector<run_row> runs(const std::string& status = "", std::size_t limit = 1000) const;
+  /// How many runs there are (with that status; empty = all).
+  std::size_t run_count(const std::string& status = "") const;
   /// Ordered by (node_id, iteration) in insertion order of first appearance.
   std::vector<node_row> nodes(const std::string& run_id) const;
   /// Ordered by node, iteration, attempt.

@@ -327,19 +327,34 @@ public:
 
   void feed(const char* data, std::size_t n) {
     if (!is_stderr_) {
-      if (req_.max_stdout_bytes != 0 && res_.out.size() + n > req_.max_stdout_bytes) {
-        // Past the bound: the caller stops the process; what came after is dropped.
-        n = req_.max_stdout_bytes - std::min(res_.out.size(), req_.max_stdout_bytes);
-        res_.stdout_overflow = true;
-      }
-      // stdout: lines are cut straight out of res.out, no second copy.
+      if (res_.stdout_overflow) return; // the caller is stopping the process
+      // stdout: lines are cut straight out of res.out, no second copy; a
+      // line the caller drops (a heartbeat) leaves it and counts for nothing.
       std::size_t scan = res_.out.size();
       res_.out.append(data, n);
-      if (!req_.on_line) return;
       std::size_t nl;
       while ((nl = next_end(res_.out, scan)) != std::string::npos) {
-        deliver(res_.out, line_start_, nl);
-        line_start_ = scan = nl + 1;
+        if (!req_.on_line && !req_.drop_stdout_line) {
+          scan = res_.out.size();
+          break;
+        }
+        bool dropped = deliver(res_.out, line_start_, nl);
+        if (dropped) {
+          res_.out.erase(line_start_, nl + 1 - line_start_);
+          scan = line_start_;
+        } else {
+          line_start_ = scan = nl + 1;
+        }
+      }
+      if (!req_.on_line && !req_.drop_stdout_line) line_start_ = res_.out.size();
+      // Past the bound — complete lines kept, or one line still coming that
+      // is longer than the bound by itself (it may yet be dropped while it is
+      // shorter) — the caller stops the process. What is kept is cut at the
+      // bound, and a line cut there is never delivered.
+      const std::size_t max = req_.max_stdout_bytes;
+      if (max != 0 && (line_start_ > max || res_.out.size() - line_start_ > max)) {
+        res_.out.resize(std::min(res_.out.size(), max));
+        res_.stdout_overflow = true;
       }
       return;
     }
@@ -367,7 +382,10 @@ public:
     finished_ = true;
     if (!req_.on_line) return;
     if (!is_stderr_) {
-      if (line_start_ < res_.out.size()) req_.on_line(res_.out.substr(line_start_), false);
+      if (res_.stdout_overflow || line_start_ >= res_.out.size()) return;
+      std::string last = res_.out.substr(line_start_);
+      req_.on_line(last, false);
+      if (req_.drop_stdout_line && req_.drop_stdout_line(last)) res_.out.resize(line_start_);
       line_start_ = res_.out.size();
     } else if (!partial_.empty()) {
       std::string last;
@@ -383,16 +401,23 @@ private:
     return s.find_first_of("\r\n", from);
   }
 
-  void deliver(const std::string& s, std::size_t begin, std::size_t end) {
+  // Hands a line to on_line; true when it is a stdout line the caller
+  // drops (the '\n' of a dropped line's "\r\n" goes with it).
+  bool deliver(const std::string& s, std::size_t begin, std::size_t end) {
     bool lf_after_cr = after_cr_ && begin == end && s[end] == '\n';
     after_cr_ = s[end] == '\r';
-    if (!lf_after_cr) req_.on_line(s.substr(begin, end - begin), is_stderr_);
+    if (lf_after_cr) return last_dropped_;
+    std::string line = s.substr(begin, end - begin);
+    if (req_.on_line) req_.on_line(line, is_stderr_);
+    last_dropped_ = !is_stderr_ && req_.drop_stdout_line && req_.drop_stdout_line(line);
+    return last_dropped_;
   }
 
   const subprocess_request& req_;
   subprocess_result& res_;
   bool is_stderr_;
-  bool after_cr_ = false; // the last line ended with '\r'
+  bool after_cr_ = false;     // the last line ended with '\r'
+  bool last_dropped_ = false; // and it was dropped
 
   bool finished_ = false;
   std::size_t line_start_ = 0; // stdout: start of the current line in res.out
@@ -444,6 +469,7 @@ subprocess_result run_subprocess(const subprocess_request& req) {
   sigpipe_guard no_sigpipe;
   pid_t pid = 0;
   if ((err = spawn(req, program, in_r.get(), out_w.get(), err_w.get(), pid))) {
+    res.spawn_errno = err;
     res.spawn_error = "cannot execute " + quoted(name) + ": " + errno_text(err);
     return res;
   }

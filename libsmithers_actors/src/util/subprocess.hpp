@@ -29,14 +29,20 @@ struct subprocess_request {
   std::shared_ptr<std::atomic<bool>> stop;
   std::optional<std::chrono::milliseconds> timeout;
   std::chrono::milliseconds kill_grace{2000}; // SIGTERM -> SIGKILL
-  /// Stdout kept at most (0: all of it). More ends the process group, as
-  /// `stop` does, with stdout_overflow set.
+  /// Stdout kept at most (0: all of it), dropped lines not counted: more in
+  /// complete lines, or one line longer than this, ends the process group,
+  /// as `stop` does, with stdout_overflow set; the line cut at the bound is
+  /// never delivered to on_line. Memory stays below twice the bound.
   std::size_t max_stdout_bytes = 0;
   /// Called for every complete line (without its end: '\n', '\r' or
   /// "\r\n") on stdout (is_stderr=false) or stderr, on the calling thread,
   /// as it arrives. A final unterminated line is delivered at EOF. Stderr lines longer than max_stderr_line_bytes are
   /// delivered in pieces of that size (stdout lines are never split).
   std::function<void(const std::string& line, bool is_stderr)> on_line;
+  /// Stdout lines for which this returns true (heartbeat markers) are left
+  /// out of `out`, with their line end, and do not count toward
+  /// max_stdout_bytes. Called after on_line, on the calling thread.
+  std::function<bool(const std::string& line)> drop_stdout_line;
   /// Called once the child runs, with its pid (= its process group id).
   std::function<void(std::int64_t pid)> on_start;
 };
@@ -50,6 +56,7 @@ struct subprocess_result {
   bool stopped = false;    // ended because `stop` was set
   bool stdout_overflow = false; // ended because stdout passed max_stdout_bytes
   std::string spawn_error; // non-empty: could not start (exec failed, bad cwd...)
+  int spawn_errno = 0;     // the exec's errno when it failed (E2BIG: too much to pass)
   std::string out;         // all of stdout (up to max_stdout_bytes)
   std::string err;         // all of stderr (capped at the last 64 KiB)
   std::int64_t pid = 0;

@@ -36,6 +36,18 @@ std::size_t utf8_length(std::string_view s, std::size_t i) {
   return n + 1;
 }
 
+unsigned code_point3(std::string_view s, std::size_t i) {
+  auto b = [&](std::size_t k) { return static_cast<unsigned>(static_cast<unsigned char>(s[k])); };
+  return ((b(i) & 0x0F) << 12) | ((b(i + 1) & 0x3F) << 6) | (b(i + 2) & 0x3F);
+}
+
+// Marks and embeddings/overrides/isolates that make text display in another
+// order than it is written ("Trojan source").
+bool is_bidi_control(unsigned cp) {
+  return cp == 0x200E || cp == 0x200F || (cp >= 0x202A && cp <= 0x202E) ||
+         (cp >= 0x2066 && cp <= 0x2069);
+}
+
 void append_hex(std::string& out, const char* format, unsigned value) {
   char buf[8];
   std::snprintf(buf, sizeof buf, format, value);
@@ -73,6 +85,9 @@ std::string term_text(std::string_view s) {
     } else if (n == 2 && c == 0xC2 && static_cast<unsigned char>(s[i + 1]) < 0xA0) {
       append_hex(out, "\\u%04x", static_cast<unsigned char>(s[i + 1])); // C1 control
       i += 2;
+    } else if (unsigned cp = n == 3 ? code_point3(s, i) : 0; is_bidi_control(cp)) {
+      append_hex(out, "\\u%04x", cp); // reorders what the terminal shows
+      i += 3;
     } else {
       out.append(s.substr(i, n));
       i += n;

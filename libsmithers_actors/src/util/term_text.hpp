@@ -8,9 +8,11 @@
 
 namespace smithers::util {
 
-/// `s` with every C0 control (U+0000-U+001F), DEL and C1 control
-/// (U+0080-U+009F) escaped: "\n", "\r", "\t", else "\x1b" / "\u009b"; bytes
-/// that are not UTF-8 become "\xNN". Everything else is kept as is.
+/// `s` with every C0 control (U+0000-U+001F), DEL, C1 control
+/// (U+0080-U+009F) and bidirectional control (U+200E, U+200F,
+/// U+202A-U+202E, U+2066-U+2069) escaped: "\n", "\r", "\t", else "\x1b" /
+/// "\u009b" / "\u202e"; bytes that are not UTF-8 become "\xNN". Everything
+/// else is kept as is.
 std::string term_text(std::string_view s);
 
 } // namespace smithers::util
