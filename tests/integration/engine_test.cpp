@@ -10,6 +10,9 @@
 #include <smithers/engine.hpp>
 
 #include <atomic>
+#include <csignal>
+#include <fstream>
+#include <map>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -478,11 +481,12 @@ TEST_CASE("a dynamic workflow is re-rendered from committed outputs") {
   CHECK(trees.size() == 2); // before and after the fan-out appeared
 }
 
-TEST_CASE("a node a re-render drops keeps its state in frames and its attempt count") {
+TEST_CASE("a node a re-render drops keeps its state in frames, and is not run again") {
   // x runs, the next render drops it (and adds 100 nodes, enough changes
   // for a keyframe while x is out of the tree), the one after brings it
-  // back: it runs again as attempt 2, and every frame's snapshot is the
-  // node states its events describe, x included while dropped.
+  // back: finished, it keeps its output and does not run again (SPEC §8),
+  // and every frame's snapshot is the node states its events describe, x
+  // included while dropped.
   test_support::temp_dir dir;
   engine eng{config_in(dir)};
   constexpr int wide = 100;
@@ -514,8 +518,9 @@ TEST_CASE("a node a re-render drops keeps its state in frames and its attempt co
   for (const auto& n : rd.nodes(res.run_id)) {
     INFO(n.node_id);
     CHECK(n.state == "finished");
-    CHECK(n.attempts == (n.node_id == "x" ? 2 : 1));
+    CHECK(n.attempts == 1);
   }
+  CHECK(res.outputs.at("x") == json{{"v", 2}});
   int keyframes_without_x = 0;
   auto frames = rd.frames(res.run_id);
   auto states = test_support::check_frames_against_events(
@@ -526,6 +531,92 @@ TEST_CASE("a node a re-render drops keeps its state in frames and its attempt co
       });
   CHECK(keyframes_without_x > 0);
   CHECK(states.size() == wide + 3);
+}
+
+TEST_CASE("a finished compute task a render drops and brings back is not executed again") {
+  test_support::temp_dir dir;
+  engine eng{config_in(dir)};
+  std::atomic<int> executions{0};
+  auto counted = compute_task("once", [&](task_context&) {
+    ++executions;
+    return json{{"n", 1}};
+  });
+  workflow wf;
+  // once, then a step without it, then once again beside a last step.
+  wf.build = [counted](const render_context& ctx) {
+    if (!ctx.output("once")) return sequence({counted});
+    if (!ctx.output("gap")) return sequence({value_task("gap", {{"g", 1}})});
+    return sequence({counted, compute_task("last", [](task_context& c) {
+                       return json{{"saw", c.need("once")}};
+                     }).needs({"once"})});
+  };
+  auto res = eng.run(wf, {});
+  REQUIRE(res.status == run_status::finished);
+  CHECK(executions == 1);
+  CHECK(res.outputs.at("once") == json{{"n", 1}});
+  CHECK(res.outputs.at("last") == json{{"saw", {{"n", 1}}}});
+  auto db = store::database::open(eng.config().db_path, store::open_mode::read_only);
+  store::reader rd{db};
+  int attempts = 0;
+  for (const auto& a : rd.attempts(res.run_id))
+    attempts += a.node_id == "once";
+  CHECK(attempts == 1);
+}
+
+TEST_CASE("a task a render drops while it runs is stopped and recorded cancelled, unmounted") {
+  test_support::temp_dir dir;
+  engine eng{config_in(dir)};
+  auto pid_file = dir.file("pid");
+  std::atomic<bool> saw_cancel{false};
+  workflow wf;
+  // slow and cmd start beside a; a's output takes both out of the tree.
+  wf.build = [&, pid_file](const render_context& ctx) {
+    if (ctx.output("a")) return sequence({value_task("after", json::object())});
+    return parallel(
+        {compute_task("a",
+                      [pid_file](task_context& c) {
+                        // Wait until the command runs, so both are in flight.
+                        for (int i = 0; i < 3000 && !c.cancelled(); ++i) {
+                          if (std::ifstream(pid_file).peek() != EOF) break;
+                          std::this_thread::sleep_for(std::chrono::milliseconds(10));
+                        }
+                        return json{{"go", true}};
+                      }),
+         compute_task("slow",
+                      [&](task_context& c) {
+                        while (!c.cancelled())
+                          std::this_thread::sleep_for(std::chrono::milliseconds(5));
+                        saw_cancel = true;
+                        return json::object();
+                      }),
+         shell_task("cmd", "echo $$ > " + pid_file + "; exec sleep 60")});
+  };
+  auto res = eng.run(wf, {});
+  REQUIRE(res.status == run_status::finished);
+  CHECK(saw_cancel);
+  pid_t pid = 0;
+  std::ifstream(pid_file) >> pid;
+  REQUIRE(pid > 0);
+  CHECK(::kill(pid, 0) != 0); // the command's process is gone
+  auto db = store::database::open(eng.config().db_path, store::open_mode::read_only);
+  store::reader rd{db};
+  std::map<std::string, std::string> node_states;
+  for (const auto& n : rd.nodes(res.run_id))
+    node_states[n.node_id] = n.state;
+  CHECK(node_states["slow"] == "cancelled");
+  CHECK(node_states["cmd"] == "cancelled");
+  for (const auto& a : rd.attempts(res.run_id)) {
+    INFO(a.node_id);
+    CHECK(a.state != "in-progress");
+    if (a.node_id == "slow" || a.node_id == "cmd") {
+      CHECK(a.state == "cancelled");
+      CHECK(a.error["message"].get<std::string>().rfind("unmounted", 0) == 0);
+    }
+  }
+  int unmounted = 0;
+  for (const auto& e : rd.events(res.run_id))
+    if (e.type == "NodeCancelled" && e.payload["reason"] == "unmounted") ++unmounted;
+  CHECK(unmounted == 2);
 }
 
 TEST_CASE("every node is announced pending once, stored and published alike") {

@@ -30,6 +30,7 @@ struct live_attempt {
   caf::actor actor;
   std::int64_t started_ms = 0;
   std::int64_t last_hb_write_ms = 0; // the watchdog throttles; this is the newest written
+  bool unmounted = false; // a re-render dropped its node: being stopped, recorded cancelled
 };
 
 /// Why the run stops starting tasks before its tree is done.
@@ -371,6 +372,7 @@ public:
     std::vector<task_slot> slots(n);
     std::vector<char> kept(old ? old->task_count() : 0, 0);
     std::vector<sched::index> fresh;
+    std::vector<sched::index> back_to_pending; // returning, to run again
     for (std::size_t t = 0; t < n; ++t) {
       const auto& id = plan->task_ids[t];
       sched::index o = old ? old->find(id) : -1;
@@ -380,13 +382,22 @@ public:
         kept[static_cast<std::size_t>(o)] = 1;
         continue;
       }
+      auto dropped = st_.dropped.find(id);
       if (auto it = known.find(id); it != known.end())
         initial[t] = it->second;
+      else if (dropped != st_.dropped.end() && dropped->second.written)
+        // Back after a render left it out: it keeps what it had. A finished
+        // node is never executed again (its output was kept); one stopped
+        // when it was dropped runs again.
+        initial[t] = returning_state(dropped->second.written);
       else
         fresh.push_back(static_cast<sched::index>(t));
-      if (auto it = st_.dropped.find(id); it != st_.dropped.end()) {
-        slots[t] = it->second;
-        st_.dropped.erase(it);
+      if (dropped != st_.dropped.end()) {
+        slots[t] = dropped->second;
+        st_.dropped.erase(dropped);
+        if (initial[t] == node_state::pending &&
+            std::string_view{slots[t].written} != to_string(node_state::pending))
+          back_to_pending.push_back(static_cast<sched::index>(t));
       }
     }
     for (std::size_t o = 0; o < kept.size(); ++o)
@@ -398,15 +409,38 @@ public:
       if (slots[t].in_delta) st_.delta.push_back(static_cast<sched::index>(t));
     for (const auto& [id, sl] : st_.dropped)
       if (sl.in_delta) st_.dropped_delta.push_back(id);
-    for (auto& [id, la] : st_.live)
+    for (auto& [id, la] : st_.live) {
       la.task = plan->find(id);
+      // Dropped while it runs: stopped, and recorded cancelled ("unmounted")
+      // once it has; the run does not end before (check_end).
+      if (la.task < 0 && !la.unmounted) {
+        la.unmounted = true;
+        if (la.actor) self_->send(la.actor, cancel_atom::value, unmounted_error().code,
+                                  unmounted_error().message);
+      }
+    }
     auto s = std::make_unique<sched::scheduler>(*plan, st_.ctx->max_concurrency, initial);
     // The old scheduler refers to the old plan: replace both together.
     st_.sched = std::move(s);
     st_.plan = std::move(plan);
     st_.slots = std::move(slots);
     ++st_.plan_gen;
+    for (auto t : back_to_pending)
+      node_row(t, st_.plan->task_ids[t], node_state::pending);
     return fresh;
+  }
+
+  static node_state returning_state(const char* written) {
+    auto s = node_state_from(written).value_or(node_state::pending);
+    return s == node_state::finished || s == node_state::failed || s == node_state::skipped
+               ? s
+               : node_state::pending;
+  }
+
+  static const error& unmounted_error() {
+    static const error e{errc::task_aborted,
+                         "unmounted: a re-render removed the node while this attempt ran"};
+    return e;
   }
 
   void start() {
@@ -654,8 +688,9 @@ public:
   void spawn(const pending_spawn& sp) {
     auto it = st_.live.find(sp.node_id);
     if (it == st_.live.end() || it->second.attempt != sp.attempt) return; // ended meanwhile
-    if (st_.stopping != stop_mode::none) {
-      attempt_failed(sp.node_id, sp.attempt, st_.stop_error);
+    if (st_.stopping != stop_mode::none || it->second.unmounted) {
+      attempt_failed(sp.node_id, sp.attempt,
+                     it->second.unmounted ? unmounted_error() : st_.stop_error);
       return;
     }
     if (st_.ending) {
@@ -720,8 +755,10 @@ public:
   void on_result(const std::string& id, std::int64_t attempt, const task_outcome& oc) {
     auto it = st_.live.find(id);
     if (it == st_.live.end() || it->second.attempt != attempt) return;
-    if (oc.err) {
-      attempt_failed(id, attempt, *oc.err, &oc.beat);
+    // An attempt of a node a render dropped was asked to stop: whatever it
+    // returns, it is recorded cancelled (its node runs again if it returns).
+    if (oc.err || it->second.unmounted) {
+      attempt_failed(id, attempt, oc.err ? *oc.err : unmounted_error(), &oc.beat);
       return;
     }
     auto la = end_live(id, &oc.beat);
@@ -742,10 +779,25 @@ public:
 
   void attempt_failed(const std::string& id, std::int64_t attempt, const error& err,
                       const last_heartbeat* beat = nullptr) {
-    sched::index t = end_live(id, beat).task;
+    live_attempt la = end_live(id, beat);
+    sched::index t = la.task;
     std::int64_t now = util::now_ms();
     const task_spec* spec = t >= 0 ? st_.plan->specs[t].get() : nullptr;
     auto fa = finish_cmd(id, attempt, "failed", now);
+    if (la.unmounted && st_.stopping == stop_mode::none) {
+      // Its node is out of the tree: never retried here; if a render brings
+      // it back, it runs again.
+      error why = unmounted_error();
+      if (err.code != errc::task_aborted) why.details = {{"task_error", err.to_json()}};
+      fa.state = "cancelled";
+      fa.error = why.to_json();
+      st_.writes.push_back(std::move(fa));
+      node_row(t, id, node_state::cancelled);
+      emit("NodeCancelled", "node_id", id, "iteration", 0, "attempt", attempt, "reason",
+           "unmounted", "error", why.to_json());
+      ++st_.effects.results;
+      return;
+    }
     if (st_.stopping != stop_mode::none) {
       // Ended by the stop: recorded as cancelled, never retried.
       error why = st_.stop_error;
@@ -966,6 +1018,10 @@ public:
   }
 
   void check_end() {
+    // Attempts of nodes a re-render dropped end (recorded cancelled) before
+    // the run does: no attempt of an ended run stays in-progress.
+    for (const auto& [id, la] : st_.live)
+      if (la.task < 0) return;
     // The run's end is written after every batch already sent (the
     // persistence actor commits in order), so it is never durable before
     // the outputs it reports.
