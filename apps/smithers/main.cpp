@@ -12,14 +12,7 @@
 namespace smithers::cli {
 
 int exit_code_for(const error& e) {
-  const std::string& c = e.code;
-  // Refusals: bad input, or a resume that may not proceed. Nothing was written.
-  if (c == errc::invalid_input || c == errc::invalid_run_id || c == errc::invalid_argument ||
-      c == errc::invalid_workflow || c == errc::run_not_found || c == errc::run_not_resumable ||
-      c == errc::run_owner_alive || c == errc::run_still_running ||
-      c == errc::run_resume_claim_failed || c == errc::resume_metadata_mismatch)
-    return exit_invalid;
-  return exit_failed;
+  return traits_of(e.code).exit_code;
 }
 
 int exit_code_for(run_status s) {

@@ -809,11 +809,15 @@ TEST_CASE("a failing command leaves nothing of its batch behind") {
     });
     CHECK_THAT(message, Catch::Contains("UNIQUE constraint failed"));
   }
-  SECTION("a duplicate run") {
-    CHECK(!db_error_of([&] {
-             w.apply({insert_run{make_run("r2")}, append_event{make_event("r1", 2)},
-                      insert_run{make_run("r1")}});
-           }).empty());
+  SECTION("a duplicate run: INVALID_RUN_ID, told by SQLite's result code") {
+    try {
+      w.apply({insert_run{make_run("r2")}, append_event{make_event("r1", 2)},
+               insert_run{make_run("r1")}});
+      FAIL("a second run r1 was stored");
+    } catch (const smithers_error& e) {
+      CHECK(e.code() == "INVALID_RUN_ID");
+      CHECK_THAT(e.err().message, Catch::Contains("a run with id \"r1\" already exists"));
+    }
   }
 
   CHECK(!reader(db).run_exists("r2"));

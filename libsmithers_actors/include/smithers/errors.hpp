@@ -35,10 +35,69 @@ inline constexpr const char* run_cancelled = "RUN_CANCELLED";
 inline constexpr const char* loop_max_reached = "LOOP_MAX_REACHED";
 inline constexpr const char* continuation_state_too_large = "CONTINUATION_STATE_TOO_LARGE";
 inline constexpr const char* approval_denied = "APPROVAL_DENIED";
+inline constexpr const char* signal_timeout = "SIGNAL_TIMEOUT";
 inline constexpr const char* worker_lost = "WORKER_LOST";
+inline constexpr const char* worker_unavailable = "WORKER_UNAVAILABLE";
+inline constexpr const char* unauthorized = "UNAUTHORIZED";
+inline constexpr const char* agent_auth_failed = "AGENT_AUTH_FAILED";
 inline constexpr const char* db_error = "DB_ERROR";
 inline constexpr const char* internal = "INTERNAL"; // a bug: an exception where none was expected
 } // namespace errc
+
+/// What each code means to the engine and the command line, in one place:
+/// whether an attempt that fails with it is retried (while it has retries
+/// left), and the exit code of a `smithers` command that fails with it
+/// (4: refused, nothing written; 2: cancelled; 1: anything else).
+struct code_traits {
+  const char* code;
+  bool retryable;
+  int exit_code;
+};
+
+inline constexpr code_traits error_codes[] = {
+    // Bad input: refused before anything is written, or an attempt that
+    // would fail the same way again.
+    {errc::invalid_input, false, 4},
+    {errc::invalid_run_id, false, 4},
+    {errc::invalid_argument, false, 4},
+    {errc::invalid_workflow, false, 4},
+    {errc::invalid_output, false, 1},
+    {errc::template_missing_value, false, 1},
+    {errc::heartbeat_payload_too_large, false, 1},
+    {errc::heartbeat_payload_not_json, false, 1},
+    // What an attempt may hit once and not the next time.
+    {errc::task_failed, true, 1},
+    {errc::task_timeout, true, 1},
+    {errc::task_heartbeat_timeout, true, 1},
+    {errc::task_aborted, true, 1},
+    {errc::signal_timeout, true, 1},
+    {errc::worker_lost, true, 1},
+    {errc::worker_unavailable, true, 1},
+    // Refused operations on stored runs (nothing written).
+    {errc::run_not_found, false, 4},
+    {errc::run_not_resumable, false, 4},
+    {errc::run_owner_alive, false, 4},
+    {errc::run_still_running, false, 4},
+    {errc::run_resume_claim_failed, false, 4},
+    {errc::resume_metadata_mismatch, false, 4},
+    {errc::unauthorized, false, 4},
+    // Ends of runs, and failures of the engine itself.
+    {errc::run_cancelled, false, 2},
+    {errc::loop_max_reached, false, 1},
+    {errc::continuation_state_too_large, false, 1},
+    {errc::approval_denied, false, 1},
+    {errc::agent_auth_failed, false, 1},
+    {errc::db_error, false, 1},
+    {errc::internal, false, 1},
+};
+
+/// The traits of `code`; a code of the host's own (a compute function's
+/// smithers_error) is retryable and exits 1.
+inline code_traits traits_of(const std::string& code) {
+  for (const auto& t : error_codes)
+    if (code == t.code) return t;
+  return {nullptr, true, 1};
+}
 
 /// An error as data: recorded on attempts and runs, printed by the CLI.
 struct error {

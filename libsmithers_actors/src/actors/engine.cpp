@@ -614,12 +614,8 @@ run_handle engine::start(std::shared_ptr<const workflow> wf, run_options opts) {
     im.write_sync(
         {store::insert_run{row},
          store::append_event{store::event_row{ctx->run_id, 0, started.type, now, started.fields}}});
-  } catch (const smithers_error& e) {
-    set_driven(ctx->run_id, false);
-    if (e.err().message.find("UNIQUE") != std::string::npos ||
-        e.err().message.find("PRIMARY KEY") != std::string::npos)
-      throw smithers_error(errc::invalid_run_id,
-                           "a run with id \"" + ctx->run_id + "\" already exists");
+  } catch (const smithers_error&) {
+    set_driven(ctx->run_id, false); // INVALID_RUN_ID from the store when the id exists
     throw;
   }
   auto on_event = opts.on_event;

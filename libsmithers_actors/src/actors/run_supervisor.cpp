@@ -1160,7 +1160,7 @@ caf::behavior run_supervisor(sup_actor* self, std::shared_ptr<run_context> ctx) 
     auto& st = self->state;
     st.result.run_id = st.ctx->run_id;
     st.result.status = run_status::failed;
-    st.result.err = error{errc::task_failed, "run supervisor failed: " + what};
+    st.result.err = error{errc::internal, "run supervisor failed: " + what};
     for (auto& [id, la] : st.live)
       if (la.actor) self->send_exit(la.actor, caf::exit_reason::user_shutdown);
     if (st.watchdog) self->send_exit(st.watchdog, caf::exit_reason::user_shutdown);

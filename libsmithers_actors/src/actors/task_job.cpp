@@ -107,10 +107,7 @@ task_outcome execute(const task_job& job, const std::shared_ptr<std::atomic<bool
 // Failures that another attempt would only repeat: bad data (an output, a
 // template value with a NUL byte or too large to pass), a bad workflow.
 bool is_retryable(const error& e) {
-  return e.code != errc::invalid_output && e.code != errc::invalid_input &&
-         e.code != errc::invalid_argument && e.code != errc::heartbeat_payload_too_large &&
-         e.code != errc::heartbeat_payload_not_json && e.code != errc::template_missing_value &&
-         e.code != errc::invalid_workflow;
+  return traits_of(e.code).retryable;
 }
 
 std::int64_t backoff_ms(const retry_policy& p, std::int64_t next_attempt, double unit) {

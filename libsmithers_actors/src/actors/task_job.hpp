@@ -55,10 +55,8 @@ task_outcome execute(const task_job& job, const std::shared_ptr<std::atomic<bool
                      const std::function<void(json data, bool has_data)>& on_heartbeat,
                      const std::function<void(std::int64_t pid)>& on_process = {});
 
-/// False for failures that must not be retried (SPEC: INVALID_OUTPUT of
-/// non-agent tasks, heartbeat payload errors, missing template values; also
-/// INVALID_INPUT and INVALID_ARGUMENT: a template value no command can be
-/// given, with a NUL byte or too large).
+/// Whether a failure with this code is retried: the code's traits
+/// (smithers/errors.hpp, error_codes).
 bool is_retryable(const error& e);
 
 /// Delay before attempt `next_attempt` (2, 3, ...) under `p`; `unit` in

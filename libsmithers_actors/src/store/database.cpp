@@ -321,8 +321,12 @@ bool statement::step() {
   int rc = sqlite3_step(stmt_);
   if (rc == SQLITE_ROW) return true;
   if (rc == SQLITE_DONE) return false;
-  throw smithers_error(errc::db_error, std::string(sqlite3_errmsg(db_)) +
-                                           " (in: " + sql_excerpt(sqlite3_sql(stmt_)) + ")");
+  // The extended result code rides along, so callers tell a constraint
+  // from a broken file without reading the message.
+  throw smithers_error(errc::db_error,
+                       std::string(sqlite3_errmsg(db_)) + " (in: " +
+                           sql_excerpt(sqlite3_sql(stmt_)) + ")",
+                       {{"sqlite_code", sqlite3_extended_errcode(db_)}});
 }
 
 void statement::reset() {

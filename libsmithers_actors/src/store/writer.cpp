@@ -226,7 +226,15 @@ WHERE run_id = ?1 AND owner_id = ?2)sql") {}
     s.bind_int(16, r.updated_ms);
     s.bind_opt_int(17, r.finished_ms);
     s.bind_text_ref(18, r.cwd);
-    s.step();
+    try {
+      s.step();
+    } catch (const smithers_error& e) {
+      int code = e.err().details.value("sqlite_code", 0);
+      if (code == SQLITE_CONSTRAINT_PRIMARYKEY || code == SQLITE_CONSTRAINT_UNIQUE)
+        throw smithers_error(errc::invalid_run_id,
+                             "a run with id \"" + r.run_id + "\" already exists");
+      throw;
+    }
   }
 
   // The run's number, the high half of its events' and frames' keys. Cached:
