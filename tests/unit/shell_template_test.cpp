@@ -507,9 +507,12 @@ TEST_CASE("validation refuses unsafe templates, NUL bytes and reserved names wit
        "is inside a ${...} parameter expansion"},
       {"$((…)) in sh -c", wf({{"run", {"sh", "-c", "echo $(( {{input.n}} ))"}}}), "root.run[2]",
        "is inside an arithmetic expansion"},
-      {"quoted here-document in bash -ec",
-       wf({{"run", {"bash", "-ec", "cat <<'E'\n{{input.v}}\nE"}}}), "root.run[2]",
-       "quoted here-document"},
+      {"quoted here-document in sh -ec", wf({{"run", {"sh", "-ec", "cat <<'E'\n{{input.v}}\nE"}}}),
+       "root.run[2]", "quoted here-document"},
+      {"any template in a bash script", wf({{"run", {"bash", "-ec", "echo \"{{input.v}}\""}}}),
+       "root.run[2]", "is in a bash script"},
+      {"a template in a shell's options", wf({{"run", {"bash", "-{{input.o}}", "echo hi"}}}),
+       "root.run[1]", "is among the options of bash"},
       {"NUL in a run string", wf({{"run", "echo " + nul}}), "root.run", "contains a NUL byte"},
       {"NUL in an argv element", wf({{"run", {"echo", nul}}}), "root.run[1]",
        "contains a NUL byte"},
@@ -537,8 +540,139 @@ TEST_CASE("validation refuses unsafe templates, NUL bytes and reserved names wit
   // argv elements that are not scripts take templates anywhere; the same
   // script text is fine as a positional argument
   CHECK(parse_workflow(wf({{"run", {"sh", "-c", "echo \"$1\"", "sh", "${x:-{{input.v}}}"}}})).wf);
+  CHECK(parse_workflow(wf({{"run", {"bash", "-c", "echo \"$1\"", "bash", "{{input.v}}"}}})).wf);
   CHECK(parse_workflow(wf({{"run", {"printf", "%s", "$(( {{input.n}} ))"}}})).wf);
   CHECK(parse_workflow(wf({{"run", "echo '{{input.v}}' \"{{input.v}}\" {{input.v}}"}})).wf);
+}
+
+TEST_CASE("the script of a shell that is not a plain POSIX shell takes no template",
+          "[shell_template]") {
+  fixture f;
+  auto message = [](const std::string& name, const std::string& t) {
+    return "template \"" + t + "\" is in a " + name + " script: " + name +
+           " can run a value as code in arithmetic (let, declare -i, [[ -eq ]], array "
+           "subscripts, ...), which no reader of the script can rule out; pass the value as an "
+           "argument after the script and use \"$1\": [\"" +
+           name + "\", \"-c\", \"echo \\\"$1\\\"\", \"" + name + "\", \"" + t +
+           "\"], or use a \"run\" string (/bin/sh)";
+  };
+  CHECK(message("bash", "{{input.n}}") ==
+        R"(template "{{input.n}}" is in a bash script: bash can run a value as code in )"
+        R"(arithmetic (let, declare -i, [[ -eq ]], array subscripts, ...), which no reader of )"
+        R"(the script can rule out; pass the value as an argument after the script and use )"
+        R"("$1": ["bash", "-c", "echo \"$1\"", "bash", "{{input.n}}"], or use a "run" string )"
+        R"((/bin/sh))");
+  const std::vector<std::pair<std::string, std::string>> shells = {
+      {"bash", "bash"}, {"/usr/bin/bash", "bash"}, {"rbash", "rbash"}, {"zsh", "zsh"},
+      {"ksh", "ksh"},   {"ksh93", "ksh93"},        {"mksh", "mksh"},   {"yash", "yash"},
+  };
+  for (const auto& [program, name] : shells) {
+    INFO(program);
+    CHECK_FALSE(is_plain_posix_shell(program));
+    // anywhere: a safe place for sh, a comment, a refused place
+    auto ps = check_shell_template("echo \"{{input.v}}\" # {{ input.w }}\nlet x={{input.n}}",
+                                   "root.run[2]", program);
+    REQUIRE(ps.size() == 3);
+    CHECK(ps[0] == problem{"root.run[2]", message(name, "{{input.v}}")});
+    CHECK(ps[1] == problem{"root.run[2]", message(name, "{{input.w}}")});
+    CHECK(ps[2] == problem{"root.run[2]", message(name, "{{input.n}}")});
+    auto e = error_of([&] { expand_shell("printf '%s' '{{input.v}}'", f.scope(), program); });
+    CHECK(e.code == errc::invalid_workflow);
+    CHECK(e.message == message(name, "{{input.v}}"));
+    CHECK(e.details["template"] == "{{input.v}}");
+    // no template, nothing to refuse
+    CHECK(check_shell_template("echo $((1 + 2))", "p", program).empty());
+    CHECK(expand_shell("echo $((1 + 2))", f.scope(), program).script == "echo $((1 + 2))");
+  }
+  for (const char* program : {"sh", "/bin/sh", "dash", "/usr/bin/dash", "ash", "posh"}) {
+    INFO(program);
+    CHECK(is_plain_posix_shell(program));
+    CHECK(check_shell_template("echo \"{{input.v}}\"", "p", program).empty());
+    CHECK(expand_shell("echo \"{{input.v}}\"", f.scope(), program).script ==
+          "echo \"" + dq(1) + "\"");
+  }
+  // a run string is read for /bin/sh
+  CHECK(check_shell_template("echo {{input.v}}", "p").empty());
+  // through an argv: the script is refused, values after it are arguments
+  auto e = error_of([&] { expand_argv({"bash", "-ec", "echo {{input.v}}"}, f.scope()); });
+  CHECK(e.message == message("bash", "{{input.v}}"));
+  auto ex = expand_argv({"bash", "-c", "echo \"$1\"", "bash", "{{input.v}}"}, f.scope());
+  CHECK(ex.argv == std::vector<std::string>{"bash", "-c", "echo \"$1\"", "bash", "x"});
+  CHECK(ex.env.empty());
+}
+
+TEST_CASE("a template among a shell's options is refused: which argument is the script must be "
+          "known",
+          "[shell_template]") {
+  fixture f;
+  using argv_t = std::vector<std::string>;
+  struct case_t {
+    argv_t argv;
+    std::size_t refused; // the argument refused, 0 for none
+  };
+  const std::vector<case_t> cases = {
+      {{"bash", "-{{input.o}}", "echo {{input.x}}"}, 1}, // o = "ec" made the next a script
+      {{"sh", "-e{{input.o}}", "echo"}, 1},
+      {{"bash", "--{{input.o}}", "-c", "s"}, 1},
+      {{"sh", "+{{input.o}}", "-c", "s"}, 1},
+      {{"bash", "-o", "{{input.o}}", "-c", "s"}, 2},
+      {{"bash", "-eo", "pipe{{input.o}}", "-c", "s"}, 2},
+      {{"bash", "-O", "{{input.o}}", "-c", "s"}, 2},
+      {{"bash", "--rcfile", "{{input.f}}", "-c", "s"}, 2},
+      {{"sh", "-c", "-{{input.o}}", "s"}, 2},
+      {{"/bin/sh", "{{input.f}}", "echo {{input.x}}"}, 1}, // f = "-c" made the next a script
+      {{"sh", "-e", "{{input.f}}"}, 2},
+      {{"dash", "{{input.f}}"}, 1},
+      {{"zsh", "-{{input.o}}"}, 1},
+      // none: literal options, the script, arguments after the first operand
+      {{"sh", "-c", "{{input.s}}"}, 0},
+      {{"sh", "-c", "s", "-{{input.a}}", "{{input.b}}"}, 0},
+      {{"bash", "-o", "pipefail", "-c", "s", "{{input.a}}"}, 0},
+      {{"sh", "--", "{{input.f}}", "-{{input.a}}"}, 0},
+      {{"sh", "./{{input.f}}", "-{{input.a}}"}, 0},
+      {{"sh", "script.sh", "-{{input.a}}"}, 0},
+      {{"env", "-{{input.a}}", "sh"}, 0},
+      {{"{{input.p}}", "-{{input.o}}"}, 0},
+      {{"sh"}, 0},
+      {{}, 0},
+  };
+  for (const auto& c : cases) {
+    std::string shown;
+    for (const auto& a : c.argv)
+      shown += a + " ";
+    INFO(shown);
+    auto p = check_shell_options(c.argv);
+    CHECK(p.index == c.refused);
+    CHECK(p.message.empty() == (c.refused == 0));
+    if (c.refused) {
+      // then no argument is taken for the script
+      for (std::size_t i = 0; i < c.argv.size(); ++i)
+        CHECK_FALSE(is_shell_script_arg(c.argv, i));
+      json input = {{"o", "ec"}, {"x", "$(touch PWNED)"}, {"f", "-c"}, {"s", "s"}};
+      template_scope s;
+      s.input = &input;
+      auto e = error_of([&] { expand_argv(c.argv, s); });
+      CHECK(e.code == errc::invalid_workflow);
+      CHECK(e.message == p.message);
+    }
+  }
+  CHECK(check_shell_options({"bash", "-{{ input.o }}", "echo {{input.x}}"}).message ==
+        R"(template "{{input.o}}" is among the options of bash, or could be read as one (a )"
+        R"(value starting with "-" or "+"): options must be literal, so that which argument is )"
+        R"(the script is known; pass the value as an argument after the script and use "$1": )"
+        R"(["bash", "-c", "echo \"$1\"", "bash", "{{input.o}}"] (a script file named by a )"
+        R"(template goes after "--": ["bash", "--", "{{input.o}}"]))");
+  CHECK(check_shell_options({"/bin/sh", "{{input.f}}"})
+            .message.find(R"(["sh", "--", "{{input.f}}"])") != std::string::npos);
+  // validation: the path of the argument, and only that problem
+  json doc = {{"name", "w"},
+              {"root", {{"task", "t"}, {"run", {"bash", "-{{input.o}}", "echo {{input.x}}"}}}}};
+  auto res = parse_workflow(doc);
+  CHECK_FALSE(res.wf);
+  REQUIRE(res.errors.size() == 1);
+  CHECK(res.errors[0].path == "root.run[1]");
+  CHECK(res.errors[0].message ==
+        check_shell_options(doc["root"]["run"].get<std::vector<std::string>>()).message);
 }
 
 // ------------------------------------------------------------ real shells
@@ -671,25 +805,26 @@ TEST_CASE("hostile values through real shells: nothing runs, the value arrives e
 TEST_CASE("an argv shell script gets variables too; its positional arguments stay verbatim",
           "[shell_template]") {
   test_support::temp_dir dir;
-  json input = {{"v", "$(touch PWNED)\"'`touch PWNED`"}};
+  json input = {{"v", "$(touch PWNED)\"'`touch PWNED`a[$(touch PWNED)]"}};
   template_scope s;
   s.input = &input;
-  std::vector<std::string> argv = {"sh", "-c", "printf '%s|%s' \"{{input.v}}\" \"$1\"", "zero",
-                                   "{{input.v}}"};
-  smithers::util::subprocess_request req;
-  for (std::size_t i = 0; i < argv.size(); ++i) {
-    if (is_shell_script_arg(argv, i)) {
-      auto ex = expand_shell(argv[i], s);
-      req.argv.push_back(ex.script);
-      req.extra_env.merge(ex.env);
-    } else {
-      req.argv.push_back(expand(argv[i], s));
-    }
+  const std::string v = input["v"];
+  std::vector<std::vector<std::string>> commands = {
+      {"sh", "-c", "printf '%s|%s' \"{{input.v}}\" \"$1\"", "zero", "{{input.v}}"}};
+  // bash takes values only as arguments
+  if (has_shell("/bin/bash"))
+    commands.push_back({"/bin/bash", "-c", "printf '%s|%s' \"$1\" \"$1\"", "zero", "{{input.v}}"});
+  for (const auto& argv : commands) {
+    INFO(argv[0]);
+    auto ex = expand_argv(argv, s);
+    CHECK(ex.argv[4] == v);
+    smithers::util::subprocess_request req;
+    req.argv = ex.argv;
+    req.extra_env = ex.env;
+    req.cwd = dir.path();
+    auto res = smithers::util::run_subprocess(req);
+    CHECK(res.exit_code == 0);
+    CHECK(res.out == v + "|" + v);
+    CHECK_FALSE(std::filesystem::exists(dir.file("PWNED")));
   }
-  CHECK(req.argv[4] == input["v"]);
-  req.cwd = dir.path();
-  auto res = smithers::util::run_subprocess(req);
-  CHECK(res.exit_code == 0);
-  CHECK(res.out == input["v"].get<std::string>() + "|" + input["v"].get<std::string>());
-  CHECK_FALSE(std::filesystem::exists(dir.file("PWNED")));
 }

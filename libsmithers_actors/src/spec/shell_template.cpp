@@ -823,6 +823,105 @@ std::string shown(std::string_view expr) {
   return "{{" + std::string(expr) + "}}";
 }
 
+std::string_view basename_of(std::string_view program) {
+  auto slash = program.rfind('/');
+  return slash == std::string_view::npos ? program : program.substr(slash + 1);
+}
+
+// bash, zsh and ksh evaluate values as arithmetic (where a[$(cmd)] runs
+// cmd) in more places than a reader can follow: quoted or continued
+// command names, function bodies, prefixes, and their own builtins.
+std::string foreign_shell_refusal(std::string_view program, const std::string& t) {
+  std::string name(basename_of(program));
+  return "template \"" + t + "\" is in a " + name + " script: " + name +
+         " can run a value as code in arithmetic (let, declare -i, [[ -eq ]], array subscripts, "
+         "...), which no reader of the script can rule out; pass the value as an argument after "
+         "the script and use \"$1\": [\"" +
+         name + "\", \"-c\", \"echo \\\"$1\\\"\", \"" + name + "\", \"" + t +
+         "\"], or use a \"run\" string (/bin/sh)";
+}
+
+std::string option_refusal(std::string_view program, const std::string& t) {
+  std::string name(basename_of(program));
+  return "template \"" + t + "\" is among the options of " + name +
+         ", or could be read as one (a value starting with \"-\" or \"+\"): options must be "
+         "literal, so that which argument is the script is known; pass the value as an argument "
+         "after the script and use \"$1\": [\"" +
+         name + "\", \"-c\", \"echo \\\"$1\\\"\", \"" + name + "\", \"" + t +
+         "\"] (a script file named by a template goes after \"--\": [\"" + name + "\", \"--\", \"" +
+         t + "\"])";
+}
+
+// The first template of a text as written, for a message.
+std::string first_template(std::string_view text) {
+  try {
+    auto spans = find_templates(text);
+    if (!spans.empty()) return shown(spans[0].expr);
+  } catch (const smithers_error&) {
+  }
+  return std::string(text); // a syntax error: check_template reports it
+}
+
+// How a shell (argv[0]) reads its arguments: whether -c is among its
+// options, its first operand (argv.size(): none), and the first argument
+// holding a template that is, or could be, an option (0: none; then the
+// operand is not known).
+struct shell_args {
+  bool c = false;
+  std::size_t operand = 0;
+  std::size_t option_template = 0;
+};
+
+shell_args read_shell_args(const std::vector<std::string>& argv) {
+  shell_args r;
+  r.operand = argv.size();
+  std::size_t k = 1;
+  // An option's value (-o NAME, --rcfile FILE) must be literal too.
+  auto value_at = [&](std::size_t v) {
+    if (v < argv.size() && has_template(argv[v]) && r.option_template == 0) r.option_template = v;
+  };
+  while (k < argv.size()) {
+    const std::string& a = argv[k];
+    if (has_template(a)) {
+      // Literal text that starts the argument decides what it is; a
+      // template that starts it could make it an option, except for the
+      // script after -c, which starts with a quote once expanded.
+      char first = a.compare(0, 2, "{{") == 0 ? 0 : a[0];
+      if (first == '-' || first == '+' || (first == 0 && !r.c))
+        r.option_template = k;
+      else
+        r.operand = k;
+      break;
+    }
+    if (a == "--" || a == "-") { // the end of the options
+      if (k + 1 < argv.size()) r.operand = k + 1;
+      break;
+    }
+    if (a.size() < 2 || (a[0] != '-' && a[0] != '+')) { // the first operand
+      r.operand = k;
+      break;
+    }
+    if (a[0] == '-' && a[1] == '-') { // bash's long options; two take a value
+      if (a == "--rcfile" || a == "--init-file") {
+        value_at(k + 1);
+        k += 2;
+      } else {
+        ++k;
+      }
+    } else {
+      std::size_t next = k + 1;
+      for (std::size_t j = 1; j < a.size(); ++j) {
+        if (a[j] == 'c') r.c = true;
+        if (a[j] == 'o' || a[j] == 'O') value_at(next++); // -o NAME, -O SHOPT
+      }
+      k = next;
+    }
+    if (r.option_template) break;
+  }
+  if (r.option_template) r.operand = argv.size();
+  return r;
+}
+
 const std::string too_deep_message = "the script nests quotes, $(...), ${...} and backticks more "
                                      "than " +
                                      std::to_string(max_depth) +
@@ -830,13 +929,18 @@ const std::string too_deep_message = "the script nests quotes, $(...), ${...} an
 
 } // namespace
 
-shell_expansion expand_shell(std::string_view text, const template_scope& scope) {
+shell_expansion expand_shell(std::string_view text, const template_scope& scope,
+                             std::string_view program) {
   shell_expansion out;
   auto spans = find_templates(text);
   if (spans.empty()) {
     out.script = std::string(text);
     return out;
   }
+  if (!is_plain_posix_shell(program))
+    throw smithers_error(errc::invalid_workflow,
+                         foreign_shell_refusal(program, shown(spans[0].expr)),
+                         json{{"template", shown(spans[0].expr)}});
   std::vector<place> places;
   try {
     places = places_of(text, spans);
@@ -884,7 +988,8 @@ shell_expansion expand_shell(std::string_view text, const template_scope& scope)
   return out;
 }
 
-problems check_shell_template(std::string_view text, const std::string& path) {
+problems check_shell_template(std::string_view text, const std::string& path,
+                              std::string_view program) {
   problems out;
   if (!has_template(text)) return out;
   std::vector<template_span> spans;
@@ -892,6 +997,11 @@ problems check_shell_template(std::string_view text, const std::string& path) {
     spans = find_templates(text);
   } catch (const smithers_error&) {
     return out; // a syntax error: check_template reports it
+  }
+  if (!is_plain_posix_shell(program)) { // every template, a comment's too: nothing is read
+    for (const auto& t : spans)
+      out.push_back({path, foreign_shell_refusal(program, shown(t.expr))});
+    return out;
   }
   std::vector<place> places;
   try {
@@ -906,35 +1016,49 @@ problems check_shell_template(std::string_view text, const std::string& path) {
 }
 
 bool is_shell_program(std::string_view program) {
-  auto slash = program.rfind('/');
-  std::string_view base = slash == std::string_view::npos ? program : program.substr(slash + 1);
   static constexpr std::string_view shells[] = {"sh",    "bash", "rbash", "dash", "zsh", "ksh",
                                                 "ksh93", "mksh", "ash",   "posh", "yash"};
-  return std::find(std::begin(shells), std::end(shells), base) != std::end(shells);
+  return std::find(std::begin(shells), std::end(shells), basename_of(program)) != std::end(shells);
+}
+
+bool is_plain_posix_shell(std::string_view program) {
+  static constexpr std::string_view shells[] = {"sh", "dash", "ash", "posh"};
+  return std::find(std::begin(shells), std::end(shells), basename_of(program)) != std::end(shells);
 }
 
 bool is_shell_script_arg(const std::vector<std::string>& argv, std::size_t i) {
   if (argv.empty() || i == 0 || i >= argv.size() || !is_shell_program(argv[0])) return false;
-  bool c = false;
-  std::size_t k = 1;
-  while (k < argv.size()) {
-    const std::string& a = argv[k];
-    if (a == "--" || a == "-") { // the end of the options
-      ++k;
-      break;
-    }
-    if (a.size() < 2 || (a[0] != '-' && a[0] != '+')) break; // the first operand
-    if (a[0] == '-' && a[1] == '-') { // bash's long options; two take a value
-      k += (a == "--rcfile" || a == "--init-file") ? 2 : 1;
-      continue;
-    }
-    ++k;
-    for (std::size_t j = 1; j < a.size(); ++j) {
-      if (a[j] == 'c') c = true;
-      if (a[j] == 'o' || a[j] == 'O') ++k; // -o NAME, -O SHOPT
+  auto r = read_shell_args(argv);
+  return r.c && r.operand == i;
+}
+
+shell_option_problem check_shell_options(const std::vector<std::string>& argv) {
+  shell_option_problem out;
+  if (argv.empty() || !is_shell_program(argv[0])) return out;
+  auto r = read_shell_args(argv);
+  if (r.option_template) {
+    out.index = r.option_template;
+    out.message = option_refusal(argv[0], first_template(argv[r.option_template]));
+  }
+  return out;
+}
+
+argv_expansion expand_argv(const std::vector<std::string>& argv, const template_scope& scope) {
+  if (auto p = check_shell_options(argv); p.index)
+    throw smithers_error(errc::invalid_workflow, p.message,
+                         json{{"template", first_template(argv[p.index])}});
+  argv_expansion out;
+  out.argv.reserve(argv.size());
+  for (std::size_t i = 0; i < argv.size(); ++i) {
+    if (is_shell_script_arg(argv, i)) {
+      auto sh = expand_shell(argv[i], scope, argv[0]);
+      out.env = std::move(sh.env);
+      out.argv.push_back(std::move(sh.script));
+    } else {
+      out.argv.push_back(expand(argv[i], scope));
     }
   }
-  return c && k == i;
+  return out;
 }
 
 } // namespace smithers::spec
