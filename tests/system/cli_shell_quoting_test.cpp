@@ -229,6 +229,16 @@ TEST_CASE("where bash would run a value as code, validate and run refuse and not
                           "].run[1]: template \"{{input.o}}\" is among the options of bash");
     cases.push_back(std::move(c));
   }
+  {
+    // the same as run strings, read as bash would (/bin/sh is bash elsewhere)
+    case_t c{"run strings", json::array(), {}};
+    for (std::size_t i = 0; i < scripts.size(); ++i) {
+      c.tasks.push_back({{"task", "t" + std::to_string(i)}, {"run", scripts[i]}});
+      c.fragments.push_back("root.parallel[" + std::to_string(i) +
+                            "].run: template \"{{input.n}}\" ");
+    }
+    cases.push_back(std::move(c));
+  }
   for (const auto& c : cases) {
     json doc = {{"name", "refused"}, {"root", {{"parallel", c.tasks}}}};
     for (const char* command : {"validate", "run"}) {

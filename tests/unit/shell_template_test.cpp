@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <string>
@@ -191,6 +192,26 @@ TEST_CASE("each template becomes a variable reference spelled for its context",
        "declare x=" + word(1) + "; local -r y=" + word(1)},
       {"after a subscript the context is back", "a[\"i]\"]=1 {{input.v}}",
        "a[\"i]\"]=1 " + word(1)},
+      // commands read with bash's prefixes, quotes and groups, used safely
+      {"a command name from a variable", "$CMD {{input.v}}; \"$@\" {{input.v}}",
+       "$CMD " + word(1) + "; \"$@\" " + word(1)},
+      {"after assignments", "X=1 Y=\"a b\" echo {{input.v}}", "X=1 Y=\"a b\" echo " + word(1)},
+      {"time -p", "time -p echo {{input.v}}", "time -p echo " + word(1)},
+      {"a group", "{ echo {{input.v}}; }", "{ echo " + word(1) + "; }"},
+      {"a function body", "function f { echo {{input.v}}; }; f",
+       "function f { echo " + word(1) + "; }; f"},
+      {"coproc NAME { }", "coproc C { echo {{input.v}}; }", "coproc C { echo " + word(1) + "; }"},
+      {"command -v", "command -v {{input.v}}", "command -v " + word(1)},
+      {"quoted command names", "\"echo\" {{input.v}}; \\printf '%s' {{input.v}}",
+       "\"echo\" " + word(1) + "; \\printf '%s' " + word(1)},
+      {"names that only begin like let", "lets {{input.v}}; let_x {{input.v}}",
+       "lets " + word(1) + "; let_x " + word(1)},
+      {"a pattern with a slash as the command", "./*.sh {{input.v}}", "./*.sh " + word(1)},
+      {"patterns and braces among arguments", "cp *.txt {a,b} {{input.v}}",
+       "cp *.txt {a,b} " + word(1)},
+      {"declare options without i or n", "declare -rx y={{input.v}}", "declare -rx y=" + word(1)},
+      {"test without -v", "test -n {{input.v}}", "test -n " + word(1)},
+      {"a line continuation inside a command", "echo \\\n {{input.v}}", "echo \\\n " + word(1)},
   };
   for (const auto& c : cases) {
     INFO(c.what << ": " << c.text);
@@ -271,9 +292,9 @@ TEST_CASE("contexts where no spelling is safe are refused with what to write ins
       R"(and check that it is a number first, e.g. n={{input.n}}; case $n in ''|*[!0-9]*) )"
       R"(exit 2;; esac; declare -i x=$n)";
   const std::string name_arg =
-      R"(template "{{input.n}}" names a variable (unset, test -v), and bash evaluates a name )"
-      R"(with a subscript as code (a[$(cmd)]): check the name first, e.g. v={{input.n}}; case )"
-      R"($v in ''|[0-9]*|*[!A-Za-z0-9_]*) exit 2;; esac; unset "$v")";
+      R"(template "{{input.n}}" names a variable (unset, test -v, declare -n), and bash )"
+      R"(evaluates a name with a subscript as code (a[$(cmd)]): check the name first, e.g. )"
+      R"(v={{input.n}}; case $v in ''|[0-9]*|*[!A-Za-z0-9_]*) exit 2;; esac; unset "$v")";
   const std::vector<case_t> cases = {
       {"${…} default", "echo ${x:-{{input.v}}}", param},
       {"${…} inside double quotes", "echo \"${x:-{{input.v}}}\"", param},
@@ -726,6 +747,11 @@ const std::vector<context> contexts = {
     {"[[ ]] with && and a string test",
      "[[ -n x && {{input.v}} == '{{input.v}}' ]] && printf '%s' {{input.v}}", "", "", true},
     {"$\"…\"", "printf '%s' $\"{{input.v}}\"", "", "", true},
+    {"after an assignment prefix", "X=1 printf '%s' {{input.v}}", "", ""},
+    {"a group", "{ printf '%s' {{input.v}}; }", "", ""},
+    {"a quoted command name", "\"printf\" '%s' {{input.v}}", "", ""},
+    {"command", "command printf '%s' {{input.v}}", "", ""},
+    {"a function body", "function f { printf '%s' {{input.v}}; }; f", "", "", true},
 };
 
 const std::vector<std::string> hostile = {
@@ -826,5 +852,119 @@ TEST_CASE("an argv shell script gets variables too; its positional arguments sta
     CHECK(res.exit_code == 0);
     CHECK(res.out == v + "|" + v);
     CHECK_FALSE(std::filesystem::exists(dir.file("PWNED")));
+  }
+}
+
+namespace {
+
+// Scripts where bash evaluates a value as code (a[$(cmd)] runs cmd), each
+// with what its refusal says in a "run" string or sh script (in a bash
+// script every template is refused).
+struct reproduction {
+  const char* what;
+  std::string script;
+  std::string refusal; // part of the message
+};
+
+const std::string let_refusal = "is in a \"let\" command";
+const std::string declare_refusal = "is in a declare, typeset, local, readonly or export command";
+const std::string test_refusal = "is in a [[ ... ]] test with an arithmetic comparison";
+const std::string name_refusal = "names a variable (unset, test -v, declare -n)";
+const std::string computed_refusal = "is in a command whose name bash makes from a brace";
+
+const std::vector<reproduction> reproductions = {
+    // the body of `function f { … }`
+    {"function body: let", "function f { let t={{input.n}}+1; }; f", let_refusal},
+    {"function body: [[ -eq ]]", "function f { [[ {{input.n}} -eq 1 ]]; }; f", test_refusal},
+    {"function body: declare -i", "function f { declare -i n={{input.n}}; }; f", declare_refusal},
+    {"function body after a newline", "function f\n{ let t={{input.n}}+1; }\nf", let_refusal},
+    {"function with a compound command", "function f if let n={{input.n}}; then :; fi; f",
+     let_refusal},
+    // prefixes
+    {"assignment prefix: let", "LC_ALL=C let t={{input.n}}+1", let_refusal},
+    {"assignment prefix: declare -i", "X=1 declare -i n={{input.n}}", declare_refusal},
+    {"time -p", "time -p let n={{input.n}}", let_refusal},
+    {"time -p --", "time -p -- let n={{input.n}}", let_refusal},
+    {"time ! ", "time ! let n={{input.n}}", let_refusal},
+    {"coproc", "coproc let n={{input.n}}; wait", let_refusal},
+    {"coproc NAME { }", "coproc C { let n={{input.n}}; }; wait", let_refusal},
+    {"coproc NAME while", "coproc C while let n={{input.n}}; do break; done; wait", let_refusal},
+    {"coproc NAME [[ ]]", "coproc C [[ 1 -eq {{input.n}} ]]; wait", test_refusal},
+    {"command", "command let n={{input.n}}", let_refusal},
+    {"command -p", "X=1 command -p let n={{input.n}}", let_refusal},
+    {"builtin", "builtin declare -i n={{input.n}}", declare_refusal},
+    // quoted or escaped names and options
+    {"\"let\"", "\"let\" n={{input.n}}", let_refusal},
+    {"'let'", "'let' n={{input.n}}", let_refusal},
+    {"le\"\"t", "le\"\"t n={{input.n}}", let_refusal},
+    {"\\let", "\\let n={{input.n}}", let_refusal},
+    {"$'let'", "$'let' n={{input.n}}", let_refusal},
+    {"$'\\x6cet'", "$'\\x6c\\145t' n={{input.n}}", let_refusal},
+    {"$\"let\"", "$\"let\" n={{input.n}}", let_refusal},
+    {"'declare' -i", "'declare' -i n={{input.n}}", declare_refusal},
+    {"declare \"-i\"", "declare \"-i\" n={{input.n}}", declare_refusal},
+    {"declare '-i'", "declare '-i' n={{input.n}}", declare_refusal},
+    {"declare \\-i", "declare \\-i n={{input.n}}", declare_refusal},
+    {"test \"-v\"", "test \"-v\" {{input.n}}", name_refusal},
+    {"test -\\v", "test -\\v {{input.n}}", name_refusal},
+    {"[ \"-v\" ]", "[ \"-v\" {{input.n}} ]", name_refusal},
+    // line continuations
+    {"let\\<newline>", "let\\\n n={{input.n}}", let_refusal},
+    {"l\\<newline>et", "l\\\net n={{input.n}}", let_refusal},
+    {"declare -i\\<newline>", "declare -i\\\n n={{input.n}}", declare_refusal},
+    {"[[ -eq\\<newline> ]]", "[[ 1 -eq\\\n {{input.n}} ]]", test_refusal},
+    {"i\\<newline>f", "i\\\nf let n={{input.n}}; then :; fi", let_refusal},
+    // names
+    {"declare -n", "declare -n r={{input.n}}; : \"$r\"", name_refusal},
+    {"local -n", "f() { local -n r={{input.n}}; : \"$r\"; }; f", name_refusal},
+    // words bash makes from a brace expansion or a pattern
+    {"brace expansion as the command", "{let,n={{input.n}}}", computed_refusal},
+    {"pattern as the command (a file named let)", "l?t n={{input.n}}", computed_refusal},
+    {"brace expansion among declare's options", "declare {-i,n={{input.n}}}", declare_refusal},
+    {"brace expansion among test's arguments", "test {-v,{{input.n}}}", name_refusal},
+};
+
+} // namespace
+
+TEST_CASE("where bash evaluates a value as code: refused in a bash script and in a run string",
+          "[shell_template]") {
+  fixture f;
+  test_support::temp_dir dir;
+  std::ofstream(dir.file("let")).put('\n'); // for the pattern l?t
+  for (const auto& r : reproductions) {
+    INFO(r.what << ": " << r.script);
+    // a run string, an sh script: read as bash would (/bin/sh is bash elsewhere)
+    auto ps = check_shell_template(r.script, "root.run");
+    CHECK(ps.size() == 1);
+    if (ps.size() == 1) {
+      CHECK(ps[0].message.find(r.refusal) != std::string::npos);
+      auto e = error_of([&] { expand_shell(r.script, f.scope()); });
+      CHECK(e.code == errc::invalid_workflow);
+      CHECK(e.message == ps[0].message);
+    }
+    // a bash script (argv): every template
+    json doc = {{"name", "w"}, {"root", {{"task", "t"}, {"run", {"bash", "-c", r.script}}}}};
+    auto res = parse_workflow(doc);
+    CHECK_FALSE(res.wf);
+    CHECK(res.errors.size() == 1);
+    if (res.errors.size() == 1) {
+      CHECK(res.errors[0].path == "root.run[2]");
+      CHECK(res.errors[0].message.find("template \"{{input.n}}\" is in a bash script") == 0);
+    }
+    // each is real: spelled as a plain variable reference, bash runs the value
+    if (!has_shell("/bin/bash")) continue;
+    std::string naive = r.script;
+    for (auto at = naive.find("{{input.n}}"); at != std::string::npos;
+         at = naive.find("{{input.n}}"))
+      naive.replace(at, 11, "\"${SMITHERS_TEMPLATE_1}\"");
+    smithers::util::subprocess_request req;
+    req.argv = {"/bin/bash", "-c", naive};
+    req.extra_env = {{"SMITHERS_TEMPLATE_1", "a[$(touch PWNED)]"}};
+    req.cwd = dir.path();
+    req.timeout = std::chrono::seconds(20);
+    auto run = smithers::util::run_subprocess(req);
+    INFO("naive script: " << naive << "\nstderr: " << run.err);
+    CHECK(std::filesystem::exists(dir.file("PWNED")));
+    std::filesystem::remove(dir.file("PWNED"));
   }
 }

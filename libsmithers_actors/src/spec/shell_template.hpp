@@ -13,7 +13,10 @@
 // Places where no spelling is safe are refused (check_shell_template):
 // where bash evaluates a value as code (a[$(cmd)]): inside ${…}, $((…)),
 // ((…)), $[…], an array subscript opening a word, a let command, declare -i,
-// [[ … -eq … ]], and a name for unset or test -v; also $'…', the body of a
+// [[ … -eq … ]], a name for unset, test -v or declare -n (commands known as
+// bash knows them: after quote removal, prefixes like `X=1`, `time -p`,
+// `command`, and in function bodies), a command name made by a brace
+// expansion or a pattern; also $'…', the body of a
 // quoted here-document, a here-document delimiter, and right after "$" or a
 // backslash. The lexer reads a script as bash does;
 // where dash differs, dash has no context that evaluates a value.
