@@ -63,12 +63,14 @@ std::vector<context> contexts() {
        "",
        ""},
   };
+  // bash takes values as arguments after its script
   if (file_exists("/bin/bash"))
     cs.push_back({"bash_herestring",
                   {{"task", "bash_herestring"},
                    {"run", json::array({"bash", "-c",
-                                        "h=$(cat <<<{{input.v}} | " + to_hex +
-                                            "); printf '{\"hex\": \"%s\"}' \"$h\""})}},
+                                        "h=$(cat <<<\"$1\" | " + to_hex +
+                                            "); printf '{\"hex\": \"%s\"}' \"$h\"",
+                                        "bash", "{{input.v}}"})}},
                   "",
                   "\n"});
   return cs;
@@ -133,9 +135,25 @@ TEST_CASE("templates where no spelling is safe are refused by validate and run",
        "echo $(( {{input.n}} + 1 ))",
        {"root.sequence[1].run: ", "template \"{{input.n}}\" is inside an arithmetic expansion",
         "n={{input.n}}; case $n in"}},
-      {"a quoted here-document in bash -c",
-       json::array({"bash", "-c", "cat <<'EOF'\n{{input.v}}\nEOF"}),
+      {"a quoted here-document in sh -c",
+       json::array({"sh", "-c", "cat <<'EOF'\n{{input.v}}\nEOF"}),
        {"root.sequence[1].run[2]: ", "is in the body of a quoted here-document"}},
+      {"any template in a bash script",
+       json::array({"bash", "-c", "echo \"{{input.v}}\""}),
+       {"root.sequence[1].run[2]: ",
+        R"(template "{{input.v}}" is in a bash script: bash can run a value as code in )"
+        R"(arithmetic (let, declare -i, [[ -eq ]], array subscripts, ...), which no reader of )"
+        R"(the script can rule out; pass the value as an argument after the script and use )"
+        R"("$1": ["bash", "-c", "echo \"$1\"", "bash", "{{input.v}}"], or use a "run" string )"
+        R"((/bin/sh))"}},
+      {"a template in a shell's options",
+       json::array({"sh", "-{{input.v}}", "echo"}),
+       {"root.sequence[1].run[1]: ",
+        R"(template "{{input.v}}" is among the options of sh, or could be read as one (a )"
+        R"(value starting with "-" or "+"): options must be literal, so that which argument is )"
+        R"(the script is known; pass the value as an argument after the script and use "$1": )"
+        R"(["sh", "-c", "echo \"$1\"", "sh", "{{input.v}}"] (a script file named by a )"
+        R"(template goes after "--": ["sh", "--", "{{input.v}}"]))"}},
   };
   for (const auto& c : cases) {
     json doc = {
@@ -153,6 +171,101 @@ TEST_CASE("templates where no spelling is safe are refused by validate and run",
               return args;
             },
             {"INVALID_WORKFLOW", c.fragments});
+      }
+    }
+  }
+}
+
+TEST_CASE("where bash would run a value as code, validate and run refuse and nothing runs",
+          "[system][shell]") {
+  // Each ran a[$(touch PWNED)] (or the script itself) before it was refused.
+  const std::vector<std::string> scripts = {
+      "function f { let t={{input.n}}+1; }; f",
+      "function f { [[ {{input.n}} -eq 1 ]]; }; f",
+      "function f { declare -i n={{input.n}}; }; f",
+      "LC_ALL=C let t={{input.n}}+1",
+      "X=1 declare -i n={{input.n}}",
+      "time -p let n={{input.n}}",
+      "coproc let n={{input.n}}; wait",
+      "coproc C { let n={{input.n}}; }; wait",
+      "\"let\" n={{input.n}}",
+      "'let' n={{input.n}}",
+      "le\"\"t n={{input.n}}",
+      "\\let n={{input.n}}",
+      "'declare' -i n={{input.n}}",
+      "declare \"-i\" n={{input.n}}",
+      "declare '-i' n={{input.n}}",
+      "declare \\-i n={{input.n}}",
+      "test \"-v\" {{input.n}}",
+      "test -\\v {{input.n}}",
+      "[ \"-v\" {{input.n}} ]",
+      "let\\\n n={{input.n}}",
+      "l\\\net n={{input.n}}",
+      "declare -i\\\n n={{input.n}}",
+      "[[ 1 -eq\\\n {{input.n}} ]]",
+  };
+  sandbox outer; // where a value that ran would leave its mark
+  const std::string pwned = outer.file("PWNED");
+  json input = {{"n", "a[$(touch " + pwned + ")]"}, {"o", "ec"}, {"x", "; touch " + pwned}};
+  struct case_t {
+    const char* what;
+    json tasks;
+    std::vector<std::string> fragments;
+  };
+  std::vector<case_t> cases;
+  {
+    // in bash scripts: every template is refused
+    case_t c{"bash argv scripts", json::array(), {}};
+    for (std::size_t i = 0; i < scripts.size(); ++i) {
+      c.tasks.push_back(
+          {{"task", "t" + std::to_string(i)}, {"run", json::array({"bash", "-c", scripts[i]})}});
+      c.fragments.push_back("root.parallel[" + std::to_string(i) +
+                            "].run[2]: template \"{{input.n}}\" is in a bash script: ");
+    }
+    // a template in the options, which made the next argument the script
+    c.tasks.push_back(
+        {{"task", "options"}, {"run", json::array({"bash", "-{{input.o}}", "echo {{input.x}}"})}});
+    c.fragments.push_back("root.parallel[" + std::to_string(scripts.size()) +
+                          "].run[1]: template \"{{input.o}}\" is among the options of bash");
+    cases.push_back(std::move(c));
+  }
+  {
+    // the same as run strings, read as bash would (/bin/sh is bash elsewhere)
+    case_t c{"run strings", json::array(), {}};
+    for (std::size_t i = 0; i < scripts.size(); ++i) {
+      c.tasks.push_back({{"task", "t" + std::to_string(i)}, {"run", scripts[i]}});
+      c.fragments.push_back("root.parallel[" + std::to_string(i) +
+                            "].run: template \"{{input.n}}\" ");
+    }
+    cases.push_back(std::move(c));
+  }
+  for (const auto& c : cases) {
+    json doc = {{"name", "refused"}, {"root", {{"parallel", c.tasks}}}};
+    for (const char* command : {"validate", "run"}) {
+      DYNAMIC_SECTION(c.what << " / " << command) {
+        check_refused(
+            [&](const sandbox& sb) {
+              std::vector<std::string> args{command, sb.write("bad.json", doc)};
+              if (std::string{command} == "run") args.insert(args.end(), {"--input", input.dump()});
+              return args;
+            },
+            {"INVALID_WORKFLOW", c.fragments});
+        CHECK_FALSE(file_exists(pwned));
+      }
+    }
+    // each alone, so that no other refusal hides one that would run
+    DYNAMIC_SECTION(c.what << " / run, one task each") {
+      for (const auto& task : c.tasks) {
+        INFO(task.dump());
+        sandbox sb;
+        json one = {{"name", "refused"}, {"root", task}};
+        auto r = sb.cli({"run", sb.write("bad.json", one), "--input", input.dump()});
+        INFO(r);
+        CHECK(r.exit_code == 4);
+        CHECK(contains(r.err, "error: INVALID_WORKFLOW: "));
+        CHECK_FALSE(any_db_file(sb));
+        CHECK_FALSE(file_exists(pwned));
+        std::filesystem::remove(pwned);
       }
     }
   }

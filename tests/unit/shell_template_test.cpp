@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <string>
@@ -191,6 +192,26 @@ TEST_CASE("each template becomes a variable reference spelled for its context",
        "declare x=" + word(1) + "; local -r y=" + word(1)},
       {"after a subscript the context is back", "a[\"i]\"]=1 {{input.v}}",
        "a[\"i]\"]=1 " + word(1)},
+      // commands read with bash's prefixes, quotes and groups, used safely
+      {"a command name from a variable", "$CMD {{input.v}}; \"$@\" {{input.v}}",
+       "$CMD " + word(1) + "; \"$@\" " + word(1)},
+      {"after assignments", "X=1 Y=\"a b\" echo {{input.v}}", "X=1 Y=\"a b\" echo " + word(1)},
+      {"time -p", "time -p echo {{input.v}}", "time -p echo " + word(1)},
+      {"a group", "{ echo {{input.v}}; }", "{ echo " + word(1) + "; }"},
+      {"a function body", "function f { echo {{input.v}}; }; f",
+       "function f { echo " + word(1) + "; }; f"},
+      {"coproc NAME { }", "coproc C { echo {{input.v}}; }", "coproc C { echo " + word(1) + "; }"},
+      {"command -v", "command -v {{input.v}}", "command -v " + word(1)},
+      {"quoted command names", "\"echo\" {{input.v}}; \\printf '%s' {{input.v}}",
+       "\"echo\" " + word(1) + "; \\printf '%s' " + word(1)},
+      {"names that only begin like let", "lets {{input.v}}; let_x {{input.v}}",
+       "lets " + word(1) + "; let_x " + word(1)},
+      {"a pattern with a slash as the command", "./*.sh {{input.v}}", "./*.sh " + word(1)},
+      {"patterns and braces among arguments", "cp *.txt {a,b} {{input.v}}",
+       "cp *.txt {a,b} " + word(1)},
+      {"declare options without i or n", "declare -rx y={{input.v}}", "declare -rx y=" + word(1)},
+      {"test without -v", "test -n {{input.v}}", "test -n " + word(1)},
+      {"a line continuation inside a command", "echo \\\n {{input.v}}", "echo \\\n " + word(1)},
   };
   for (const auto& c : cases) {
     INFO(c.what << ": " << c.text);
@@ -271,9 +292,9 @@ TEST_CASE("contexts where no spelling is safe are refused with what to write ins
       R"(and check that it is a number first, e.g. n={{input.n}}; case $n in ''|*[!0-9]*) )"
       R"(exit 2;; esac; declare -i x=$n)";
   const std::string name_arg =
-      R"(template "{{input.n}}" names a variable (unset, test -v), and bash evaluates a name )"
-      R"(with a subscript as code (a[$(cmd)]): check the name first, e.g. v={{input.n}}; case )"
-      R"($v in ''|[0-9]*|*[!A-Za-z0-9_]*) exit 2;; esac; unset "$v")";
+      R"(template "{{input.n}}" names a variable (unset, test -v, declare -n), and bash )"
+      R"(evaluates a name with a subscript as code (a[$(cmd)]): check the name first, e.g. )"
+      R"(v={{input.n}}; case $v in ''|[0-9]*|*[!A-Za-z0-9_]*) exit 2;; esac; unset "$v")";
   const std::vector<case_t> cases = {
       {"${…} default", "echo ${x:-{{input.v}}}", param},
       {"${…} inside double quotes", "echo \"${x:-{{input.v}}}\"", param},
@@ -507,9 +528,12 @@ TEST_CASE("validation refuses unsafe templates, NUL bytes and reserved names wit
        "is inside a ${...} parameter expansion"},
       {"$((…)) in sh -c", wf({{"run", {"sh", "-c", "echo $(( {{input.n}} ))"}}}), "root.run[2]",
        "is inside an arithmetic expansion"},
-      {"quoted here-document in bash -ec",
-       wf({{"run", {"bash", "-ec", "cat <<'E'\n{{input.v}}\nE"}}}), "root.run[2]",
-       "quoted here-document"},
+      {"quoted here-document in sh -ec", wf({{"run", {"sh", "-ec", "cat <<'E'\n{{input.v}}\nE"}}}),
+       "root.run[2]", "quoted here-document"},
+      {"any template in a bash script", wf({{"run", {"bash", "-ec", "echo \"{{input.v}}\""}}}),
+       "root.run[2]", "is in a bash script"},
+      {"a template in a shell's options", wf({{"run", {"bash", "-{{input.o}}", "echo hi"}}}),
+       "root.run[1]", "is among the options of bash"},
       {"NUL in a run string", wf({{"run", "echo " + nul}}), "root.run", "contains a NUL byte"},
       {"NUL in an argv element", wf({{"run", {"echo", nul}}}), "root.run[1]",
        "contains a NUL byte"},
@@ -537,8 +561,139 @@ TEST_CASE("validation refuses unsafe templates, NUL bytes and reserved names wit
   // argv elements that are not scripts take templates anywhere; the same
   // script text is fine as a positional argument
   CHECK(parse_workflow(wf({{"run", {"sh", "-c", "echo \"$1\"", "sh", "${x:-{{input.v}}}"}}})).wf);
+  CHECK(parse_workflow(wf({{"run", {"bash", "-c", "echo \"$1\"", "bash", "{{input.v}}"}}})).wf);
   CHECK(parse_workflow(wf({{"run", {"printf", "%s", "$(( {{input.n}} ))"}}})).wf);
   CHECK(parse_workflow(wf({{"run", "echo '{{input.v}}' \"{{input.v}}\" {{input.v}}"}})).wf);
+}
+
+TEST_CASE("the script of a shell that is not a plain POSIX shell takes no template",
+          "[shell_template]") {
+  fixture f;
+  auto message = [](const std::string& name, const std::string& t) {
+    return "template \"" + t + "\" is in a " + name + " script: " + name +
+           " can run a value as code in arithmetic (let, declare -i, [[ -eq ]], array "
+           "subscripts, ...), which no reader of the script can rule out; pass the value as an "
+           "argument after the script and use \"$1\": [\"" +
+           name + "\", \"-c\", \"echo \\\"$1\\\"\", \"" + name + "\", \"" + t +
+           "\"], or use a \"run\" string (/bin/sh)";
+  };
+  CHECK(message("bash", "{{input.n}}") ==
+        R"(template "{{input.n}}" is in a bash script: bash can run a value as code in )"
+        R"(arithmetic (let, declare -i, [[ -eq ]], array subscripts, ...), which no reader of )"
+        R"(the script can rule out; pass the value as an argument after the script and use )"
+        R"("$1": ["bash", "-c", "echo \"$1\"", "bash", "{{input.n}}"], or use a "run" string )"
+        R"((/bin/sh))");
+  const std::vector<std::pair<std::string, std::string>> shells = {
+      {"bash", "bash"}, {"/usr/bin/bash", "bash"}, {"rbash", "rbash"}, {"zsh", "zsh"},
+      {"ksh", "ksh"},   {"ksh93", "ksh93"},        {"mksh", "mksh"},   {"yash", "yash"},
+  };
+  for (const auto& [program, name] : shells) {
+    INFO(program);
+    CHECK_FALSE(is_plain_posix_shell(program));
+    // anywhere: a safe place for sh, a comment, a refused place
+    auto ps = check_shell_template("echo \"{{input.v}}\" # {{ input.w }}\nlet x={{input.n}}",
+                                   "root.run[2]", program);
+    REQUIRE(ps.size() == 3);
+    CHECK(ps[0] == problem{"root.run[2]", message(name, "{{input.v}}")});
+    CHECK(ps[1] == problem{"root.run[2]", message(name, "{{input.w}}")});
+    CHECK(ps[2] == problem{"root.run[2]", message(name, "{{input.n}}")});
+    auto e = error_of([&] { expand_shell("printf '%s' '{{input.v}}'", f.scope(), program); });
+    CHECK(e.code == errc::invalid_workflow);
+    CHECK(e.message == message(name, "{{input.v}}"));
+    CHECK(e.details["template"] == "{{input.v}}");
+    // no template, nothing to refuse
+    CHECK(check_shell_template("echo $((1 + 2))", "p", program).empty());
+    CHECK(expand_shell("echo $((1 + 2))", f.scope(), program).script == "echo $((1 + 2))");
+  }
+  for (const char* program : {"sh", "/bin/sh", "dash", "/usr/bin/dash", "ash", "posh"}) {
+    INFO(program);
+    CHECK(is_plain_posix_shell(program));
+    CHECK(check_shell_template("echo \"{{input.v}}\"", "p", program).empty());
+    CHECK(expand_shell("echo \"{{input.v}}\"", f.scope(), program).script ==
+          "echo \"" + dq(1) + "\"");
+  }
+  // a run string is read for /bin/sh
+  CHECK(check_shell_template("echo {{input.v}}", "p").empty());
+  // through an argv: the script is refused, values after it are arguments
+  auto e = error_of([&] { expand_argv({"bash", "-ec", "echo {{input.v}}"}, f.scope()); });
+  CHECK(e.message == message("bash", "{{input.v}}"));
+  auto ex = expand_argv({"bash", "-c", "echo \"$1\"", "bash", "{{input.v}}"}, f.scope());
+  CHECK(ex.argv == std::vector<std::string>{"bash", "-c", "echo \"$1\"", "bash", "x"});
+  CHECK(ex.env.empty());
+}
+
+TEST_CASE("a template among a shell's options is refused: which argument is the script must be "
+          "known",
+          "[shell_template]") {
+  fixture f;
+  using argv_t = std::vector<std::string>;
+  struct case_t {
+    argv_t argv;
+    std::size_t refused; // the argument refused, 0 for none
+  };
+  const std::vector<case_t> cases = {
+      {{"bash", "-{{input.o}}", "echo {{input.x}}"}, 1}, // o = "ec" made the next a script
+      {{"sh", "-e{{input.o}}", "echo"}, 1},
+      {{"bash", "--{{input.o}}", "-c", "s"}, 1},
+      {{"sh", "+{{input.o}}", "-c", "s"}, 1},
+      {{"bash", "-o", "{{input.o}}", "-c", "s"}, 2},
+      {{"bash", "-eo", "pipe{{input.o}}", "-c", "s"}, 2},
+      {{"bash", "-O", "{{input.o}}", "-c", "s"}, 2},
+      {{"bash", "--rcfile", "{{input.f}}", "-c", "s"}, 2},
+      {{"sh", "-c", "-{{input.o}}", "s"}, 2},
+      {{"/bin/sh", "{{input.f}}", "echo {{input.x}}"}, 1}, // f = "-c" made the next a script
+      {{"sh", "-e", "{{input.f}}"}, 2},
+      {{"dash", "{{input.f}}"}, 1},
+      {{"zsh", "-{{input.o}}"}, 1},
+      // none: literal options, the script, arguments after the first operand
+      {{"sh", "-c", "{{input.s}}"}, 0},
+      {{"sh", "-c", "s", "-{{input.a}}", "{{input.b}}"}, 0},
+      {{"bash", "-o", "pipefail", "-c", "s", "{{input.a}}"}, 0},
+      {{"sh", "--", "{{input.f}}", "-{{input.a}}"}, 0},
+      {{"sh", "./{{input.f}}", "-{{input.a}}"}, 0},
+      {{"sh", "script.sh", "-{{input.a}}"}, 0},
+      {{"env", "-{{input.a}}", "sh"}, 0},
+      {{"{{input.p}}", "-{{input.o}}"}, 0},
+      {{"sh"}, 0},
+      {{}, 0},
+  };
+  for (const auto& c : cases) {
+    std::string shown;
+    for (const auto& a : c.argv)
+      shown += a + " ";
+    INFO(shown);
+    auto p = check_shell_options(c.argv);
+    CHECK(p.index == c.refused);
+    CHECK(p.message.empty() == (c.refused == 0));
+    if (c.refused) {
+      // then no argument is taken for the script
+      for (std::size_t i = 0; i < c.argv.size(); ++i)
+        CHECK_FALSE(is_shell_script_arg(c.argv, i));
+      json input = {{"o", "ec"}, {"x", "$(touch PWNED)"}, {"f", "-c"}, {"s", "s"}};
+      template_scope s;
+      s.input = &input;
+      auto e = error_of([&] { expand_argv(c.argv, s); });
+      CHECK(e.code == errc::invalid_workflow);
+      CHECK(e.message == p.message);
+    }
+  }
+  CHECK(check_shell_options({"bash", "-{{ input.o }}", "echo {{input.x}}"}).message ==
+        R"(template "{{input.o}}" is among the options of bash, or could be read as one (a )"
+        R"(value starting with "-" or "+"): options must be literal, so that which argument is )"
+        R"(the script is known; pass the value as an argument after the script and use "$1": )"
+        R"(["bash", "-c", "echo \"$1\"", "bash", "{{input.o}}"] (a script file named by a )"
+        R"(template goes after "--": ["bash", "--", "{{input.o}}"]))");
+  CHECK(check_shell_options({"/bin/sh", "{{input.f}}"})
+            .message.find(R"(["sh", "--", "{{input.f}}"])") != std::string::npos);
+  // validation: the path of the argument, and only that problem
+  json doc = {{"name", "w"},
+              {"root", {{"task", "t"}, {"run", {"bash", "-{{input.o}}", "echo {{input.x}}"}}}}};
+  auto res = parse_workflow(doc);
+  CHECK_FALSE(res.wf);
+  REQUIRE(res.errors.size() == 1);
+  CHECK(res.errors[0].path == "root.run[1]");
+  CHECK(res.errors[0].message ==
+        check_shell_options(doc["root"]["run"].get<std::vector<std::string>>()).message);
 }
 
 // ------------------------------------------------------------ real shells
@@ -592,6 +747,11 @@ const std::vector<context> contexts = {
     {"[[ ]] with && and a string test",
      "[[ -n x && {{input.v}} == '{{input.v}}' ]] && printf '%s' {{input.v}}", "", "", true},
     {"$\"…\"", "printf '%s' $\"{{input.v}}\"", "", "", true},
+    {"after an assignment prefix", "X=1 printf '%s' {{input.v}}", "", ""},
+    {"a group", "{ printf '%s' {{input.v}}; }", "", ""},
+    {"a quoted command name", "\"printf\" '%s' {{input.v}}", "", ""},
+    {"command", "command printf '%s' {{input.v}}", "", ""},
+    {"a function body", "function f { printf '%s' {{input.v}}; }; f", "", "", true},
 };
 
 const std::vector<std::string> hostile = {
@@ -671,25 +831,140 @@ TEST_CASE("hostile values through real shells: nothing runs, the value arrives e
 TEST_CASE("an argv shell script gets variables too; its positional arguments stay verbatim",
           "[shell_template]") {
   test_support::temp_dir dir;
-  json input = {{"v", "$(touch PWNED)\"'`touch PWNED`"}};
+  json input = {{"v", "$(touch PWNED)\"'`touch PWNED`a[$(touch PWNED)]"}};
   template_scope s;
   s.input = &input;
-  std::vector<std::string> argv = {"sh", "-c", "printf '%s|%s' \"{{input.v}}\" \"$1\"", "zero",
-                                   "{{input.v}}"};
-  smithers::util::subprocess_request req;
-  for (std::size_t i = 0; i < argv.size(); ++i) {
-    if (is_shell_script_arg(argv, i)) {
-      auto ex = expand_shell(argv[i], s);
-      req.argv.push_back(ex.script);
-      req.extra_env.merge(ex.env);
-    } else {
-      req.argv.push_back(expand(argv[i], s));
-    }
+  const std::string v = input["v"];
+  std::vector<std::vector<std::string>> commands = {
+      {"sh", "-c", "printf '%s|%s' \"{{input.v}}\" \"$1\"", "zero", "{{input.v}}"}};
+  // bash takes values only as arguments
+  if (has_shell("/bin/bash"))
+    commands.push_back({"/bin/bash", "-c", "printf '%s|%s' \"$1\" \"$1\"", "zero", "{{input.v}}"});
+  for (const auto& argv : commands) {
+    INFO(argv[0]);
+    auto ex = expand_argv(argv, s);
+    CHECK(ex.argv[4] == v);
+    smithers::util::subprocess_request req;
+    req.argv = ex.argv;
+    req.extra_env = ex.env;
+    req.cwd = dir.path();
+    auto res = smithers::util::run_subprocess(req);
+    CHECK(res.exit_code == 0);
+    CHECK(res.out == v + "|" + v);
+    CHECK_FALSE(std::filesystem::exists(dir.file("PWNED")));
   }
-  CHECK(req.argv[4] == input["v"]);
-  req.cwd = dir.path();
-  auto res = smithers::util::run_subprocess(req);
-  CHECK(res.exit_code == 0);
-  CHECK(res.out == input["v"].get<std::string>() + "|" + input["v"].get<std::string>());
-  CHECK_FALSE(std::filesystem::exists(dir.file("PWNED")));
+}
+
+namespace {
+
+// Scripts where bash evaluates a value as code (a[$(cmd)] runs cmd), each
+// with what its refusal says in a "run" string or sh script (in a bash
+// script every template is refused).
+struct reproduction {
+  const char* what;
+  std::string script;
+  std::string refusal; // part of the message
+};
+
+const std::string let_refusal = "is in a \"let\" command";
+const std::string declare_refusal = "is in a declare, typeset, local, readonly or export command";
+const std::string test_refusal = "is in a [[ ... ]] test with an arithmetic comparison";
+const std::string name_refusal = "names a variable (unset, test -v, declare -n)";
+const std::string computed_refusal = "is in a command whose name bash makes from a brace";
+
+const std::vector<reproduction> reproductions = {
+    // the body of `function f { … }`
+    {"function body: let", "function f { let t={{input.n}}+1; }; f", let_refusal},
+    {"function body: [[ -eq ]]", "function f { [[ {{input.n}} -eq 1 ]]; }; f", test_refusal},
+    {"function body: declare -i", "function f { declare -i n={{input.n}}; }; f", declare_refusal},
+    {"function body after a newline", "function f\n{ let t={{input.n}}+1; }\nf", let_refusal},
+    {"function with a compound command", "function f if let n={{input.n}}; then :; fi; f",
+     let_refusal},
+    // prefixes
+    {"assignment prefix: let", "LC_ALL=C let t={{input.n}}+1", let_refusal},
+    {"assignment prefix: declare -i", "X=1 declare -i n={{input.n}}", declare_refusal},
+    {"time -p", "time -p let n={{input.n}}", let_refusal},
+    {"time -p --", "time -p -- let n={{input.n}}", let_refusal},
+    {"time ! ", "time ! let n={{input.n}}", let_refusal},
+    {"coproc", "coproc let n={{input.n}}; wait", let_refusal},
+    {"coproc NAME { }", "coproc C { let n={{input.n}}; }; wait", let_refusal},
+    {"coproc NAME while", "coproc C while let n={{input.n}}; do break; done; wait", let_refusal},
+    {"coproc NAME [[ ]]", "coproc C [[ 1 -eq {{input.n}} ]]; wait", test_refusal},
+    {"command", "command let n={{input.n}}", let_refusal},
+    {"command -p", "X=1 command -p let n={{input.n}}", let_refusal},
+    {"builtin", "builtin declare -i n={{input.n}}", declare_refusal},
+    // quoted or escaped names and options
+    {"\"let\"", "\"let\" n={{input.n}}", let_refusal},
+    {"'let'", "'let' n={{input.n}}", let_refusal},
+    {"le\"\"t", "le\"\"t n={{input.n}}", let_refusal},
+    {"\\let", "\\let n={{input.n}}", let_refusal},
+    {"$'let'", "$'let' n={{input.n}}", let_refusal},
+    {"$'\\x6cet'", "$'\\x6c\\145t' n={{input.n}}", let_refusal},
+    {"$\"let\"", "$\"let\" n={{input.n}}", let_refusal},
+    {"'declare' -i", "'declare' -i n={{input.n}}", declare_refusal},
+    {"declare \"-i\"", "declare \"-i\" n={{input.n}}", declare_refusal},
+    {"declare '-i'", "declare '-i' n={{input.n}}", declare_refusal},
+    {"declare \\-i", "declare \\-i n={{input.n}}", declare_refusal},
+    {"test \"-v\"", "test \"-v\" {{input.n}}", name_refusal},
+    {"test -\\v", "test -\\v {{input.n}}", name_refusal},
+    {"[ \"-v\" ]", "[ \"-v\" {{input.n}} ]", name_refusal},
+    // line continuations
+    {"let\\<newline>", "let\\\n n={{input.n}}", let_refusal},
+    {"l\\<newline>et", "l\\\net n={{input.n}}", let_refusal},
+    {"declare -i\\<newline>", "declare -i\\\n n={{input.n}}", declare_refusal},
+    {"[[ -eq\\<newline> ]]", "[[ 1 -eq\\\n {{input.n}} ]]", test_refusal},
+    {"i\\<newline>f", "i\\\nf let n={{input.n}}; then :; fi", let_refusal},
+    // names
+    {"declare -n", "declare -n r={{input.n}}; : \"$r\"", name_refusal},
+    {"local -n", "f() { local -n r={{input.n}}; : \"$r\"; }; f", name_refusal},
+    // words bash makes from a brace expansion or a pattern
+    {"brace expansion as the command", "{let,n={{input.n}}}", computed_refusal},
+    {"pattern as the command (a file named let)", "l?t n={{input.n}}", computed_refusal},
+    {"brace expansion among declare's options", "declare {-i,n={{input.n}}}", declare_refusal},
+    {"brace expansion among test's arguments", "test {-v,{{input.n}}}", name_refusal},
+};
+
+} // namespace
+
+TEST_CASE("where bash evaluates a value as code: refused in a bash script and in a run string",
+          "[shell_template]") {
+  fixture f;
+  test_support::temp_dir dir;
+  std::ofstream(dir.file("let")).put('\n'); // for the pattern l?t
+  for (const auto& r : reproductions) {
+    INFO(r.what << ": " << r.script);
+    // a run string, an sh script: read as bash would (/bin/sh is bash elsewhere)
+    auto ps = check_shell_template(r.script, "root.run");
+    CHECK(ps.size() == 1);
+    if (ps.size() == 1) {
+      CHECK(ps[0].message.find(r.refusal) != std::string::npos);
+      auto e = error_of([&] { expand_shell(r.script, f.scope()); });
+      CHECK(e.code == errc::invalid_workflow);
+      CHECK(e.message == ps[0].message);
+    }
+    // a bash script (argv): every template
+    json doc = {{"name", "w"}, {"root", {{"task", "t"}, {"run", {"bash", "-c", r.script}}}}};
+    auto res = parse_workflow(doc);
+    CHECK_FALSE(res.wf);
+    CHECK(res.errors.size() == 1);
+    if (res.errors.size() == 1) {
+      CHECK(res.errors[0].path == "root.run[2]");
+      CHECK(res.errors[0].message.find("template \"{{input.n}}\" is in a bash script") == 0);
+    }
+    // each is real: spelled as a plain variable reference, bash runs the value
+    if (!has_shell("/bin/bash")) continue;
+    std::string naive = r.script;
+    for (auto at = naive.find("{{input.n}}"); at != std::string::npos;
+         at = naive.find("{{input.n}}"))
+      naive.replace(at, 11, "\"${SMITHERS_TEMPLATE_1}\"");
+    smithers::util::subprocess_request req;
+    req.argv = {"/bin/bash", "-c", naive};
+    req.extra_env = {{"SMITHERS_TEMPLATE_1", "a[$(touch PWNED)]"}};
+    req.cwd = dir.path();
+    req.timeout = std::chrono::seconds(20);
+    auto run = smithers::util::run_subprocess(req);
+    INFO("naive script: " << naive << "\nstderr: " << run.err);
+    CHECK(std::filesystem::exists(dir.file("PWNED")));
+    std::filesystem::remove(dir.file("PWNED"));
+  }
 }

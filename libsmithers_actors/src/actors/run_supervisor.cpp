@@ -601,19 +601,14 @@ public:
         scope.attempt = attempt;
         // A script gets each value through a SMITHERS_TEMPLATE_<n> variable,
         // never spliced into its code; other arguments take values verbatim.
-        auto script = [&](const std::string& text) {
-          auto sh = spec::expand_shell(text, scope);
-          job->env.merge(sh.env);
-          return std::move(sh.script);
-        };
         if (spec->use_shell) {
-          job->argv = {"/bin/sh", "-c", script(spec->shell)};
+          auto sh = spec::expand_shell(spec->shell, scope, "/bin/sh");
+          job->argv = {"/bin/sh", "-c", std::move(sh.script)};
+          job->env.merge(sh.env);
         } else {
-          job->argv.reserve(spec->argv.size());
-          for (std::size_t i = 0; i < spec->argv.size(); ++i)
-            job->argv.push_back(spec::is_shell_script_arg(spec->argv, i)
-                                    ? script(spec->argv[i])
-                                    : spec::expand(spec->argv[i], scope));
+          auto ex = spec::expand_argv(spec->argv, scope);
+          job->argv = std::move(ex.argv);
+          job->env.merge(ex.env);
         }
         for (const auto& [k, v] : spec->env) // names never start with SMITHERS_TEMPLATE_
           job->env[k] = spec::expand(v, scope, k.size() + 1);

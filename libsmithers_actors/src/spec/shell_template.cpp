@@ -7,6 +7,7 @@
 #include <initializer_list>
 #include <string>
 #include <unordered_map>
+#include <utility>
 
 namespace smithers::spec {
 
@@ -28,7 +29,8 @@ enum class place {
   let_cmd,         // let …
   test_arith,      // [[ … -eq … ]]
   declare_integer, // declare -i …
-  name_arg,        // unset …, test -v …
+  name_arg,        // unset …, test -v …, declare -n …
+  computed_cmd,    // {let,x} …, l?t …
   ansi_c,          // $'…'
   quoted_heredoc,  // body of <<'EOF'
   heredoc_delim,   // <<{{x}}
@@ -89,9 +91,14 @@ std::string refusal(place p, const std::string& t) {
            t + "; case $n in ''|*[!0-9]*) exit 2;; esac; declare -i x=$n";
   case place::name_arg:
     return head +
-           "names a variable (unset, test -v), and bash evaluates a name with a subscript as "
-           "code (a[$(cmd)]): check the name first, e.g. v=" +
+           "names a variable (unset, test -v, declare -n), and bash evaluates a name with a "
+           "subscript as code (a[$(cmd)]): check the name first, e.g. v=" +
            t + "; case $v in ''|[0-9]*|*[!A-Za-z0-9_]*) exit 2;; esac; unset \"$v\"";
+  case place::computed_cmd:
+    return head +
+           "is in a command whose name bash makes from a brace expansion or a pattern ({a,b}, *, "
+           "?, [...]), which could make it \"let\" or \"declare -i\", where bash evaluates a "
+           "value as code (a[$(cmd)]): write the command name as plain text";
   case place::ansi_c:
     return head + "is inside a $'...' string: close the string before it, e.g. $'a\\n'" + t;
   case place::quoted_heredoc:
@@ -142,37 +149,87 @@ bool is_special_param(char c) {
   return c != 0 && std::strchr("@*#?-$!", c) != nullptr;
 }
 
+// A word of a simple command, as far as a reader can know it.
+struct word_info {
+  std::string raw;         // as written, when plain text (line continuations removed); else ""
+  std::string text;        // after quote removal, when nothing in it expands; else ""
+  bool assignment = false; // NAME=…, NAME+=…, NAME[…]=…
+  bool brace = false;      // an unquoted brace expansion: bash makes it several words
+  bool glob = false;       // an unquoted pattern (* ? [...]): a file name could replace it
+  bool slash = false;      // an unquoted "/": what a pattern makes is a path, never a builtin
+};
+
+bool is_declare(const std::string& name) {
+  return name == "declare" || name == "typeset" || name == "local" || name == "readonly" ||
+         name == "export";
+}
+
 // Bash builtins that evaluate their arguments as code: the templates of
-// such a simple command are refused. `words`: its words as written ("" for
-// one with quotes, expansions or templates).
-place builtin_refusal(const std::vector<std::string>& words) {
+// such a simple command are refused. Builtins are known by their words
+// after quote removal ("let", 'let', \let): bash runs the builtin all the
+// same; reserved words ([[) only as written.
+place builtin_refusal(const std::vector<word_info>& words) {
   if (words.empty()) return place::word;
-  const std::string& name = words[0];
-  auto has = [&](std::initializer_list<const char*> ops) {
+  if (words[0].raw == "[[") {
     for (std::size_t k = 1; k < words.size(); ++k)
-      for (const char* op : ops)
-        if (words[k] == op) return true;
+      for (const char* op : {"-eq", "-ne", "-lt", "-le", "-gt", "-ge", "-v"})
+        if (words[k].raw == op) return place::test_arith;
+    return place::word;
+  }
+  // The command name: after assignments, and after `command` and
+  // `builtin`, which run a builtin too.
+  std::size_t n = 0;
+  while (n < words.size()) {
+    const std::string& w = words[n].text;
+    if (words[n].assignment) {
+      ++n;
+    } else if (w == "command" || w == "builtin") {
+      ++n;
+      while (n < words.size() && (words[n].text == "-p" || words[n].text == "--"))
+        ++n;
+    } else {
+      break;
+    }
+  }
+  if (n == words.size()) return place::word;
+  if (words[n].brace || (words[n].glob && !words[n].slash)) return place::computed_cmd;
+  const std::string& name = words[n].text;
+  auto has = [&](const char* op) {
+    for (std::size_t k = n + 1; k < words.size(); ++k)
+      if (words[k].text == op) return true;
+    return false;
+  };
+  // A brace expansion among the arguments could make an option of a value.
+  auto any_brace = [&] {
+    for (std::size_t k = n + 1; k < words.size(); ++k)
+      if (words[k].brace) return true;
     return false;
   };
   if (name == "let") return place::let_cmd;
   if (name == "unset") return place::name_arg;
-  if (name == "[[")
-    return has({"-eq", "-ne", "-lt", "-le", "-gt", "-ge", "-v"}) ? place::test_arith : place::word;
-  if (name == "[" || name == "test") return has({"-v"}) ? place::name_arg : place::word;
-  if (name == "declare" || name == "typeset" || name == "local" || name == "readonly" ||
-      name == "export")
-    for (std::size_t k = 1; k < words.size(); ++k)
-      if (words[k].size() > 1 && words[k][0] == '-' && words[k][1] != '-' &&
-          words[k].find('i') != std::string::npos)
-        return place::declare_integer;
+  if (name == "[" || name == "test")
+    return has("-v") || any_brace() ? place::name_arg : place::word;
+  if (is_declare(name)) {
+    bool nameref = false;
+    for (std::size_t k = n + 1; k < words.size(); ++k) {
+      const std::string& w = words[k].text;
+      if (w.size() < 2 || w[0] != '-' || w[1] == '-') continue;
+      if (w.find('i') != std::string::npos) return place::declare_integer;
+      // -n makes a reference to the variable a value names
+      if (w.find('n') != std::string::npos && name != "export" && name != "readonly")
+        nameref = true;
+    }
+    if (nameref) return place::name_arg;
+    if (any_brace()) return place::declare_integer;
+  }
   return place::word;
 }
 
 // Words after which a command may follow (reserved words that open a
 // command list).
 bool keeps_command_position(const std::string& w) {
-  static const char* const words[] = {"if",    "then",  "else", "elif", "do",
-                                      "while", "until", "!",    "{",    "time"};
+  static const char* const words[] = {"if",    "then", "else", "elif", "do",    "while",
+                                      "until", "!",    "{",    "time", "coproc"};
   return std::find(std::begin(words), std::end(words), w) != std::end(words);
 }
 
@@ -424,6 +481,122 @@ private:
     }
   }
 
+  // What a reader knows of the word [b, e): its text as written when
+  // `plain` (no quotes, expansions or templates), its text after quote
+  // removal when nothing in it expands, and whether it is an assignment.
+  // Line continuations are gone before bash reads words.
+  word_info describe_word(std::size_t b, std::size_t e, bool plain) const {
+    word_info wi;
+    if (plain)
+      for (std::size_t k = b; k < e; ++k) {
+        if (is(k, '\\') && is(k + 1, '\n'))
+          ++k;
+        else
+          wi.raw += ch(k);
+      }
+    std::size_t k = b;
+    while (k < e && is_name_char(ch(k)) && !(k == b && ch(k) >= '0' && ch(k) <= '9'))
+      ++k;
+    wi.assignment = k > b && (is(k, '=') || is(k, '[') || (is(k, '+') && is(k + 1, '=')));
+    if (!unquote(b, e, wi.text)) wi.text.clear();
+    return wi;
+  }
+
+  // The text of [b, e) after quote removal; false when something in it
+  // expands ($x, $(…), `…`, a template).
+  bool unquote(std::size_t b, std::size_t e, std::string& out) const {
+    auto escapable_in_dq = [](char c) { return c != 0 && std::strchr("$`\"\\\n", c); };
+    std::size_t k = b;
+    while (k < e) {
+      if (tmpl(k)) return false;
+      char c = ch(k);
+      if (c == '\\') {
+        if (tmpl(k + 1)) return false;
+        if (k + 1 < e && !is(k + 1, '\n')) out += ch(k + 1);
+        k += 2;
+      } else if (c == '\'') {
+        for (++k; k < e && !is(k, '\''); ++k) {
+          if (tmpl(k)) return false;
+          out += ch(k);
+        }
+        ++k;
+      } else if (c == '"' || (c == '$' && is(k + 1, '"'))) { // $"…": translated, as "…" here
+        k += c == '$' ? 2 : 1;
+        for (; k < e && !is(k, '"'); ++k) {
+          if (tmpl(k) || is(k, '$') || is(k, '`')) return false;
+          if (is(k, '\\') && escapable_in_dq(ch(k + 1))) {
+            ++k;
+            if (is(k, '\n')) continue;
+          }
+          out += ch(k);
+        }
+        ++k;
+      } else if (c == '$' && is(k + 1, '\'')) {
+        k = ansi_c_text(k + 2, e, out);
+        if (k == 0) return false;
+      } else if (c == '$' || c == '`') {
+        return false;
+      } else {
+        out += c;
+        ++k;
+      }
+    }
+    return true;
+  }
+
+  // The text of bash's $'…' from its first character to e, decoded; the
+  // position after its closing quote, or 0 when a template is in it. A
+  // character beyond ASCII becomes 0x80 (no builtin's name has one).
+  std::size_t ansi_c_text(std::size_t k, std::size_t e, std::string& out) const {
+    auto digits = [&](std::size_t& j, int base, int max) {
+      unsigned long v = 0;
+      int n = 0;
+      for (; n < max && j < e && !tmpl(j); ++n, ++j) {
+        char d = ch(j);
+        int x = d >= '0' && d <= '9'   ? d - '0'
+                : d >= 'a' && d <= 'f' ? d - 'a' + 10
+                : d >= 'A' && d <= 'F' ? d - 'A' + 10
+                                       : 99;
+        if (x >= base) break;
+        v = v * base + x;
+      }
+      return n == 0 ? -1L : static_cast<long>(v);
+    };
+    while (k < e && !is(k, '\'')) {
+      if (tmpl(k)) return 0;
+      if (!is(k, '\\') || k + 1 >= e) {
+        out += ch(k++);
+        continue;
+      }
+      if (tmpl(k + 1)) return 0;
+      char c = ch(k + 1);
+      k += 2;
+      // \a \b \e \E \f \n \r \t \v \\ \' \" \?: one character each
+      static constexpr std::string_view from = "abeEfnrtv\\'\"?";
+      static constexpr std::string_view to = "\a\b\x1b\x1b\f\n\r\t\v\\'\"?";
+      long v = -1;
+      if (auto at = from.find(c); at != std::string_view::npos)
+        v = to[at];
+      else if (c == 'x')
+        v = digits(k, 16, 2);
+      else if (c == 'u')
+        v = digits(k, 16, 4);
+      else if (c == 'U')
+        v = digits(k, 16, 8);
+      else if (c == 'c' && k < e && !tmpl(k))
+        v = ch(k++) & 0x1f;
+      else if (c >= '0' && c <= '7')
+        v = digits(--k, 8, 3);
+      if (v < 0) { // not an escape: kept as written
+        out += '\\';
+        out += c;
+      } else {
+        out += v < 0x80 ? static_cast<char>(v) : '\x80';
+      }
+    }
+    return k < e ? k + 1 : e;
+  }
+
   // At the start of a word: the length of "name[" when the word opens with
   // an array subscript ("a[", or "[" in "a=([k]=v)"), else 0. "[ " and "[["
   // are the test commands.
@@ -580,7 +753,15 @@ private:
     // where its templates (nested ones too) start in log_.
     bool cmd_active = false;
     std::size_t cmd_log = 0;
-    std::vector<std::string> cmd_words;
+    std::vector<word_info> cmd_words;
+    // The unquoted characters of the word being read that make it a brace
+    // expansion or a pattern.
+    bool brace_open = false, brace_sep = false, bracket_open = false;
+    word_info flags;
+    // bash's words before a command: `time -p --`, `coproc NAME` before a
+    // compound command, `function NAME` before its body.
+    bool time_opts = false, function_name = false;
+    int coproc_words = 0; // 1: after "coproc"; 2: after "coproc NAME"
     auto end_command = [&] {
       if (!cmd_active) return;
       cmd_active = false;
@@ -592,22 +773,44 @@ private:
       }
     };
     // Inside [[ … ]], && || ( ) and newlines do not end the command.
-    auto in_test = [&] { return cmd_active && !cmd_words.empty() && cmd_words[0] == "[["; };
+    auto in_test = [&] { return cmd_active && !cmd_words.empty() && cmd_words[0].raw == "[["; };
 
     auto finish_word = [&] {
       if (!in_word) return;
       in_word = false;
-      std::string w;
-      if (plain)
-        for (std::size_t k = word_begin; k < i_; ++k)
-          w += ch(k);
+      word_info wi = describe_word(word_begin, i_, plain);
+      wi.brace = flags.brace;
+      wi.glob = flags.glob;
+      wi.slash = flags.slash;
+      const std::string w = wi.raw;
       if (redirect_target) {
         redirect_target = false;
         command = was_command;
         return;
       }
+      bool after_time = std::exchange(time_opts, false);
+      int after_coproc = std::exchange(coproc_words, 0);
+      if (std::exchange(function_name, false)) { // its body follows
+        command = true;
+        return;
+      }
+      if (after_time && was_command && (w == "-p" || w == "--")) {
+        time_opts = w == "-p";
+        command = true;
+        end_command();
+        return;
+      }
+      if (after_coproc == 2 && (w == "{" || w == "[[" || w == "if" || w == "while" ||
+                                w == "until" || w == "for" || w == "select" || w == "case")) {
+        // `coproc NAME` and a compound command: NAME was no command name
+        cmd_words.clear();
+        was_command = true;
+      } else if (after_coproc == 1 && was_command && !w.empty() &&
+                 std::all_of(w.begin(), w.end(), is_name_char)) {
+        coproc_words = 2;
+      }
       if (cmd_active) {
-        cmd_words.push_back(w);
+        cmd_words.push_back(std::move(wi));
         if (w == "]]" && in_test()) end_command();
       }
       command = false;
@@ -633,13 +836,18 @@ private:
         break;
       }
       if (!was_command) return;
-      if (w == "case")
+      if (w == "case") {
         cs = case_state::subject;
-      else if (w == "esac" && cases > 0)
+      } else if (w == "esac" && cases > 0) {
         --cases;
-      else if (keeps_command_position(w)) {
+      } else if (w == "function") {
+        end_command(); // the name is no command
+        function_name = true;
+      } else if (keeps_command_position(w)) {
         command = true;
         end_command(); // the next word starts a command of its own
+        time_opts = w == "time";
+        coproc_words = w == "coproc" ? 1 : 0;
       }
     };
     auto begin_word = [&] {
@@ -649,6 +857,8 @@ private:
       was_command = command;
       word_begin = i_;
       word_start = false;
+      flags = {};
+      brace_open = brace_sep = bracket_open = false;
       if (command && !cmd_active && !redirect_target) {
         cmd_active = true;
         cmd_log = log_.size();
@@ -658,7 +868,44 @@ private:
     auto operator_done = [&] {
       word_start = true;
       command = true;
+      time_opts = function_name = false;
+      coproc_words = 0;
       if (!in_test()) end_command();
+    };
+
+    // An unquoted character of a word: what makes it a brace expansion
+    // ({a,b}, {1..3}) or a pattern.
+    auto unquoted = [&](char c) {
+      switch (c) {
+      case '{':
+        brace_open = true;
+        brace_sep = false;
+        break;
+      case ',':
+        brace_sep = brace_sep || brace_open;
+        break;
+      case '.':
+        brace_sep = brace_sep || (brace_open && is(i_ + 1, '.'));
+        break;
+      case '}':
+        flags.brace = flags.brace || (brace_open && brace_sep);
+        break;
+      case '*':
+      case '?':
+        flags.glob = true;
+        break;
+      case '[':
+        bracket_open = true;
+        break;
+      case ']':
+        flags.glob = flags.glob || bracket_open;
+        break;
+      case '/':
+        flags.slash = true;
+        break;
+      default:
+        break;
+      }
     };
 
     while (i_ < end_) {
@@ -753,7 +1000,6 @@ private:
       }
       if (c == '\\' && is(i_ + 1, '\n')) { // a line continuation: as if it were not there
         i_ += 2;
-        plain = false;
         continue;
       }
       if (!in_word) {
@@ -782,6 +1028,7 @@ private:
         plain = false;
         dollar(false);
       } else {
+        unquoted(c);
         ++i_;
       }
     }
@@ -823,6 +1070,105 @@ std::string shown(std::string_view expr) {
   return "{{" + std::string(expr) + "}}";
 }
 
+std::string_view basename_of(std::string_view program) {
+  auto slash = program.rfind('/');
+  return slash == std::string_view::npos ? program : program.substr(slash + 1);
+}
+
+// bash, zsh and ksh evaluate values as arithmetic (where a[$(cmd)] runs
+// cmd) in more places than a reader can follow: quoted or continued
+// command names, function bodies, prefixes, and their own builtins.
+std::string foreign_shell_refusal(std::string_view program, const std::string& t) {
+  std::string name(basename_of(program));
+  return "template \"" + t + "\" is in a " + name + " script: " + name +
+         " can run a value as code in arithmetic (let, declare -i, [[ -eq ]], array subscripts, "
+         "...), which no reader of the script can rule out; pass the value as an argument after "
+         "the script and use \"$1\": [\"" +
+         name + "\", \"-c\", \"echo \\\"$1\\\"\", \"" + name + "\", \"" + t +
+         "\"], or use a \"run\" string (/bin/sh)";
+}
+
+std::string option_refusal(std::string_view program, const std::string& t) {
+  std::string name(basename_of(program));
+  return "template \"" + t + "\" is among the options of " + name +
+         ", or could be read as one (a value starting with \"-\" or \"+\"): options must be "
+         "literal, so that which argument is the script is known; pass the value as an argument "
+         "after the script and use \"$1\": [\"" +
+         name + "\", \"-c\", \"echo \\\"$1\\\"\", \"" + name + "\", \"" + t +
+         "\"] (a script file named by a template goes after \"--\": [\"" + name + "\", \"--\", \"" +
+         t + "\"])";
+}
+
+// The first template of a text as written, for a message.
+std::string first_template(std::string_view text) {
+  try {
+    auto spans = find_templates(text);
+    if (!spans.empty()) return shown(spans[0].expr);
+  } catch (const smithers_error&) {
+  }
+  return std::string(text); // a syntax error: check_template reports it
+}
+
+// How a shell (argv[0]) reads its arguments: whether -c is among its
+// options, its first operand (argv.size(): none), and the first argument
+// holding a template that is, or could be, an option (0: none; then the
+// operand is not known).
+struct shell_args {
+  bool c = false;
+  std::size_t operand = 0;
+  std::size_t option_template = 0;
+};
+
+shell_args read_shell_args(const std::vector<std::string>& argv) {
+  shell_args r;
+  r.operand = argv.size();
+  std::size_t k = 1;
+  // An option's value (-o NAME, --rcfile FILE) must be literal too.
+  auto value_at = [&](std::size_t v) {
+    if (v < argv.size() && has_template(argv[v]) && r.option_template == 0) r.option_template = v;
+  };
+  while (k < argv.size()) {
+    const std::string& a = argv[k];
+    if (has_template(a)) {
+      // Literal text that starts the argument decides what it is; a
+      // template that starts it could make it an option, except for the
+      // script after -c, which starts with a quote once expanded.
+      char first = a.compare(0, 2, "{{") == 0 ? 0 : a[0];
+      if (first == '-' || first == '+' || (first == 0 && !r.c))
+        r.option_template = k;
+      else
+        r.operand = k;
+      break;
+    }
+    if (a == "--" || a == "-") { // the end of the options
+      if (k + 1 < argv.size()) r.operand = k + 1;
+      break;
+    }
+    if (a.size() < 2 || (a[0] != '-' && a[0] != '+')) { // the first operand
+      r.operand = k;
+      break;
+    }
+    if (a[0] == '-' && a[1] == '-') { // bash's long options; two take a value
+      if (a == "--rcfile" || a == "--init-file") {
+        value_at(k + 1);
+        k += 2;
+      } else {
+        ++k;
+      }
+    } else {
+      std::size_t next = k + 1;
+      for (std::size_t j = 1; j < a.size(); ++j) {
+        if (a[j] == 'c') r.c = true;
+        if (a[j] == 'o' || a[j] == 'O') value_at(next++); // -o NAME, -O SHOPT
+      }
+      k = next;
+    }
+    if (r.option_template) break;
+  }
+  if (r.option_template) r.operand = argv.size();
+  return r;
+}
+
 const std::string too_deep_message = "the script nests quotes, $(...), ${...} and backticks more "
                                      "than " +
                                      std::to_string(max_depth) +
@@ -830,13 +1176,18 @@ const std::string too_deep_message = "the script nests quotes, $(...), ${...} an
 
 } // namespace
 
-shell_expansion expand_shell(std::string_view text, const template_scope& scope) {
+shell_expansion expand_shell(std::string_view text, const template_scope& scope,
+                             std::string_view program) {
   shell_expansion out;
   auto spans = find_templates(text);
   if (spans.empty()) {
     out.script = std::string(text);
     return out;
   }
+  if (!is_plain_posix_shell(program))
+    throw smithers_error(errc::invalid_workflow,
+                         foreign_shell_refusal(program, shown(spans[0].expr)),
+                         json{{"template", shown(spans[0].expr)}});
   std::vector<place> places;
   try {
     places = places_of(text, spans);
@@ -884,7 +1235,8 @@ shell_expansion expand_shell(std::string_view text, const template_scope& scope)
   return out;
 }
 
-problems check_shell_template(std::string_view text, const std::string& path) {
+problems check_shell_template(std::string_view text, const std::string& path,
+                              std::string_view program) {
   problems out;
   if (!has_template(text)) return out;
   std::vector<template_span> spans;
@@ -892,6 +1244,11 @@ problems check_shell_template(std::string_view text, const std::string& path) {
     spans = find_templates(text);
   } catch (const smithers_error&) {
     return out; // a syntax error: check_template reports it
+  }
+  if (!is_plain_posix_shell(program)) { // every template, a comment's too: nothing is read
+    for (const auto& t : spans)
+      out.push_back({path, foreign_shell_refusal(program, shown(t.expr))});
+    return out;
   }
   std::vector<place> places;
   try {
@@ -906,35 +1263,49 @@ problems check_shell_template(std::string_view text, const std::string& path) {
 }
 
 bool is_shell_program(std::string_view program) {
-  auto slash = program.rfind('/');
-  std::string_view base = slash == std::string_view::npos ? program : program.substr(slash + 1);
   static constexpr std::string_view shells[] = {"sh",    "bash", "rbash", "dash", "zsh", "ksh",
                                                 "ksh93", "mksh", "ash",   "posh", "yash"};
-  return std::find(std::begin(shells), std::end(shells), base) != std::end(shells);
+  return std::find(std::begin(shells), std::end(shells), basename_of(program)) != std::end(shells);
+}
+
+bool is_plain_posix_shell(std::string_view program) {
+  static constexpr std::string_view shells[] = {"sh", "dash", "ash", "posh"};
+  return std::find(std::begin(shells), std::end(shells), basename_of(program)) != std::end(shells);
 }
 
 bool is_shell_script_arg(const std::vector<std::string>& argv, std::size_t i) {
   if (argv.empty() || i == 0 || i >= argv.size() || !is_shell_program(argv[0])) return false;
-  bool c = false;
-  std::size_t k = 1;
-  while (k < argv.size()) {
-    const std::string& a = argv[k];
-    if (a == "--" || a == "-") { // the end of the options
-      ++k;
-      break;
-    }
-    if (a.size() < 2 || (a[0] != '-' && a[0] != '+')) break; // the first operand
-    if (a[0] == '-' && a[1] == '-') { // bash's long options; two take a value
-      k += (a == "--rcfile" || a == "--init-file") ? 2 : 1;
-      continue;
-    }
-    ++k;
-    for (std::size_t j = 1; j < a.size(); ++j) {
-      if (a[j] == 'c') c = true;
-      if (a[j] == 'o' || a[j] == 'O') ++k; // -o NAME, -O SHOPT
+  auto r = read_shell_args(argv);
+  return r.c && r.operand == i;
+}
+
+shell_option_problem check_shell_options(const std::vector<std::string>& argv) {
+  shell_option_problem out;
+  if (argv.empty() || !is_shell_program(argv[0])) return out;
+  auto r = read_shell_args(argv);
+  if (r.option_template) {
+    out.index = r.option_template;
+    out.message = option_refusal(argv[0], first_template(argv[r.option_template]));
+  }
+  return out;
+}
+
+argv_expansion expand_argv(const std::vector<std::string>& argv, const template_scope& scope) {
+  if (auto p = check_shell_options(argv); p.index)
+    throw smithers_error(errc::invalid_workflow, p.message,
+                         json{{"template", first_template(argv[p.index])}});
+  argv_expansion out;
+  out.argv.reserve(argv.size());
+  for (std::size_t i = 0; i < argv.size(); ++i) {
+    if (is_shell_script_arg(argv, i)) {
+      auto sh = expand_shell(argv[i], scope, argv[0]);
+      out.env = std::move(sh.env);
+      out.argv.push_back(std::move(sh.script));
+    } else {
+      out.argv.push_back(expand(argv[i], scope));
     }
   }
-  return c && k == i;
+  return out;
 }
 
 } // namespace smithers::spec

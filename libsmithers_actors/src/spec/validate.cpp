@@ -121,10 +121,12 @@ struct tree_checker {
     return ps.empty();
   }
 
-  // A script: its templates must stand where a variable reference is safe.
-  void check_script(const std::string& text, const std::string& path, const std::string& self) {
+  // A script of `program`: its templates must stand where a variable
+  // reference is safe.
+  void check_script(const std::string& text, const std::string& path, const std::string& self,
+                    std::string_view program) {
     if (!check_template_text(text, path, self)) return;
-    auto ps = check_shell_template(text, path);
+    auto ps = check_shell_template(text, path, program);
     out.insert(out.end(), ps.begin(), ps.end());
   }
 
@@ -161,15 +163,20 @@ struct tree_checker {
         if (t.shell.empty())
           out.push_back({child_path(path(), "run"), "command must not be empty"});
         check_exec_string(t.shell, child_path(path(), "run"));
-        check_script(t.shell, child_path(path(), "run"), n.id);
+        check_script(t.shell, child_path(path(), "run"), n.id, "/bin/sh");
       } else {
         if (t.argv.empty())
           out.push_back({child_path(path(), "run"), "argv must have at least one element"});
+        // With a template among a shell's options, which argument is its
+        // script is not known: that refusal stands alone.
+        auto options = check_shell_options(t.argv);
+        if (options.index)
+          out.push_back({index_path(child_path(path(), "run"), options.index), options.message});
         for (std::size_t i = 0; i < t.argv.size(); ++i) {
           auto p = index_path(child_path(path(), "run"), i);
           check_exec_string(t.argv[i], p);
-          if (is_shell_script_arg(t.argv, i))
-            check_script(t.argv[i], p, n.id);
+          if (!options.index && is_shell_script_arg(t.argv, i))
+            check_script(t.argv[i], p, n.id, t.argv[0]);
           else
             check_template_text(t.argv[i], p, n.id);
         }
