@@ -117,21 +117,21 @@ public:
   void on_event(const event& e) {
     std::lock_guard<std::mutex> lk(mtx_);
     const auto& t = e.type;
-    if (t == "NodePending") {
+    if (t == event_type::node_pending) {
       ++pending_;
-    } else if (t == "NodeStarted") {
+    } else if (t == event_type::node_started) {
       --pending_;
       ++running_;
-    } else if (t == "NodeFinished") {
+    } else if (t == event_type::node_finished) {
       --running_;
       ++finished_;
-    } else if (t == "NodeFailed") {
+    } else if (t == event_type::node_failed) {
       --running_;
       ++failed_;
-    } else if (t == "NodeRetrying") {
+    } else if (t == event_type::node_retrying) {
       --running_;
       ++pending_;
-    } else if (t == "NodeSkipped") {
+    } else if (t == event_type::node_skipped) {
       --pending_;
       ++skipped_;
     }

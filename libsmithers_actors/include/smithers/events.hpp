@@ -10,6 +10,40 @@
 
 namespace smithers {
 
+/// The event types of SPEC §6, by name: code spells them through these.
+namespace event_type {
+inline constexpr const char* run_started = "RunStarted";
+inline constexpr const char* run_status_changed = "RunStatusChanged";
+inline constexpr const char* run_finished = "RunFinished";
+inline constexpr const char* run_failed = "RunFailed";
+inline constexpr const char* run_cancelled = "RunCancelled";
+inline constexpr const char* run_continued_as_new = "RunContinuedAsNew";
+inline constexpr const char* run_resumed = "RunResumed";
+inline constexpr const char* frame_committed = "FrameCommitted";
+inline constexpr const char* snapshot_captured = "SnapshotCaptured";
+inline constexpr const char* node_pending = "NodePending";
+inline constexpr const char* node_started = "NodeStarted";
+inline constexpr const char* node_finished = "NodeFinished";
+inline constexpr const char* node_failed = "NodeFailed";
+inline constexpr const char* node_retrying = "NodeRetrying";
+inline constexpr const char* node_cancelled = "NodeCancelled";
+inline constexpr const char* node_skipped = "NodeSkipped";
+inline constexpr const char* node_output = "NodeOutput";
+inline constexpr const char* task_heartbeat = "TaskHeartbeat";
+inline constexpr const char* task_heartbeat_timeout = "TaskHeartbeatTimeout";
+inline constexpr const char* approval_requested = "ApprovalRequested";
+inline constexpr const char* approval_decided = "ApprovalDecided";
+inline constexpr const char* timer_scheduled = "TimerScheduled";
+inline constexpr const char* timer_fired = "TimerFired";
+inline constexpr const char* signal_received = "SignalReceived";
+inline constexpr const char* loop_iteration_started = "LoopIterationStarted";
+inline constexpr const char* loop_finished = "LoopFinished";
+inline constexpr const char* cache_hit = "CacheHit";
+inline constexpr const char* worker_joined = "WorkerJoined";
+inline constexpr const char* worker_lost = "WorkerLost";
+inline constexpr const char* agent_retry = "AgentRetry";
+} // namespace event_type
+
 struct event {
   std::string type; // RunStarted, NodeFinished, ...
   std::string run_id;

@@ -30,6 +30,22 @@ enum class node_state {
   waiting_event,
 };
 
+/// Attempt states (SPEC §1), as stored and shown.
+namespace attempt_state {
+inline constexpr const char* in_progress = "in-progress";
+inline constexpr const char* finished = "finished";
+inline constexpr const char* failed = "failed";
+inline constexpr const char* cancelled = "cancelled";
+} // namespace attempt_state
+
+/// Why a node was cancelled (NodeCancelled's `reason`, SPEC §6).
+namespace cancel_reason {
+inline constexpr const char* cancelled = "cancelled";     // the run was cancelled
+inline constexpr const char* unmounted = "unmounted";     // a render dropped it while it ran
+inline constexpr const char* interrupted = "interrupted"; // its process went away; resumable
+inline constexpr const char* run_failed = "run-failed";   // the run failed before it ran
+} // namespace cancel_reason
+
 const char* to_string(run_status s);
 const char* to_string(node_state s);
 std::optional<run_status> run_status_from(std::string_view s);

@@ -517,8 +517,8 @@ void validate_run(const workflow& wf, const run_options& opts,
                          "max_concurrency must be a positive integer up to " +
                              std::to_string(limits::max_option_value) + ", got " +
                              std::to_string(*opts.max_concurrency));
-  if (opts.max_output_bytes && (*opts.max_output_bytes < 1 ||
-                                *opts.max_output_bytes > limits::max_output_bytes_ceiling))
+  if (opts.max_output_bytes &&
+      (*opts.max_output_bytes < 1 || *opts.max_output_bytes > limits::max_output_bytes_ceiling))
     throw smithers_error(errc::invalid_argument,
                          "max_output_bytes must be from 1 to " +
                              std::to_string(limits::max_output_bytes_ceiling) + ", got " +
@@ -602,7 +602,7 @@ run_handle engine::start(std::shared_ptr<const workflow> wf, run_options opts) {
   row.created_ms = now;
   row.updated_ms = now;
   event started;
-  started.type = "RunStarted";
+  started.type = event_type::run_started;
   started.run_id = ctx->run_id;
   started.seq = 0;
   started.timestamp_ms = now;
@@ -664,8 +664,7 @@ run_handle engine::resume(std::shared_ptr<const workflow> wf, const std::string&
     // Refusals come before anything is asked of a live owner.
     const store::run_row& run = *snap->run;
     std::string current_hash = opts.workflow_hash;
-    if (current_hash.empty())
-      current_hash = first_render(wf, run_id, run.input, {}).hash;
+    if (current_hash.empty()) current_hash = first_render(wf, run_id, run.input, {}).hash;
     json changed = json::array();
     std::string what;
     if (current_hash != run.workflow_hash) {
@@ -725,14 +724,14 @@ run_handle engine::resume(std::shared_ptr<const workflow> wf, const std::string&
       if (util::check_owner(run.owner_id) == util::owner_state::dead) break;
       if (std::chrono::steady_clock::now() >= deadline) {
         im.write_sync({store::withdraw_handover{run_id, im.owner_id}});
-        throw smithers_error(
-            errc::run_owner_alive,
-            "run \"" + run_id + "\" is owned by process " + std::to_string(run.owner_pid) +
-                ", which did not hand it over within " +
-                std::to_string(opts.handover_timeout.count() / 1000) +
-                " s; it may be hung: stop it (kill " + std::to_string(run.owner_pid) +
-                ") and resume again",
-            {{"owner_id", run.owner_id}, {"owner_pid", run.owner_pid}});
+        throw smithers_error(errc::run_owner_alive,
+                             "run \"" + run_id + "\" is owned by process " +
+                                 std::to_string(run.owner_pid) +
+                                 ", which did not hand it over within " +
+                                 std::to_string(opts.handover_timeout.count() / 1000) +
+                                 " s; it may be hung: stop it (kill " +
+                                 std::to_string(run.owner_pid) + ") and resume again",
+                             {{"owner_id", run.owner_id}, {"owner_pid", run.owner_pid}});
       }
       std::this_thread::sleep_for(handover_poll_interval);
     }
@@ -781,7 +780,7 @@ run_handle engine::resume(std::shared_ptr<const workflow> wf, const std::string&
   std::vector<json> orphan_groups; // commands the dead owner left running
   for (const auto& a : snap->attempts) {
     r.attempts[a.node_id] = std::max(r.attempts[a.node_id], a.attempt);
-    if (a.state == "in-progress") {
+    if (a.state == attempt_state::in_progress) {
       r.orphaned.emplace_back(a.node_id, a.attempt);
       if (a.meta.is_object() && a.meta.contains("pgid")) orphan_groups.push_back(a.meta);
     }
@@ -789,8 +788,8 @@ run_handle engine::resume(std::shared_ptr<const workflow> wf, const std::string&
     last[a.node_id] = &a;
   }
   for (const auto& [id, a] : last) {
-    if (a->state == "failed" && r.states[id] == node_state::pending && a->meta.is_object() &&
-        a->meta.contains("retry_at_ms"))
+    if (a->state == attempt_state::failed && r.states[id] == node_state::pending &&
+        a->meta.is_object() && a->meta.contains("retry_at_ms"))
       r.retry_at_ms[id] = a->meta["retry_at_ms"].get<std::int64_t>();
   }
   // Claim last: a refused resume writes nothing.

@@ -261,7 +261,7 @@ public:
     }
     const auto& pe = std::get<pending_events>(item);
     event e;
-    e.type = "NodePending";
+    e.type = event_type::node_pending;
     e.run_id = st_.ctx->run_id;
     e.timestamp_ms = pe.at_ms;
     for (std::size_t i = 0; i < pe.nodes->size(); ++i) {
@@ -353,9 +353,9 @@ public:
     f.created_ms = util::now_ms();
     f.keyframe = key;
     st_.writes.push_back(store::store_frame{std::move(f), std::move(tree_text), std::move(snap)});
-    emit("FrameCommitted", "frame_no", st_.frame_no, "tree_hash", st_.tree.hash, "changes", changes,
-         "keyframe", key);
-    emit("SnapshotCaptured", "frame_no", st_.frame_no, "keyframe", key, "nodes", nodes);
+    emit(event_type::frame_committed, "frame_no", st_.frame_no, "tree_hash", st_.tree.hash,
+         "changes", changes, "keyframe", key);
+    emit(event_type::snapshot_captured, "frame_no", st_.frame_no, "keyframe", key, "nodes", nodes);
     st_.tree_changed = false;
     ++st_.frame_no;
   }
@@ -415,8 +415,9 @@ public:
       // once it has; the run does not end before (check_end).
       if (la.task < 0 && !la.unmounted) {
         la.unmounted = true;
-        if (la.actor) self_->send(la.actor, cancel_atom::value, unmounted_error().code,
-                                  unmounted_error().message);
+        if (la.actor)
+          self_->send(la.actor, cancel_atom::value, unmounted_error().code,
+                      unmounted_error().message);
       }
     }
     auto s = std::make_unique<sched::scheduler>(*plan, st_.ctx->max_concurrency, initial);
@@ -468,12 +469,12 @@ public:
     error lost{errc::task_aborted,
                "the process driving the run ended while this attempt was in flight"};
     for (const auto& [id, attempt] : r.orphaned) {
-      st_.writes.push_back(finish_cmd(id, attempt, "cancelled", now, lost.to_json()));
-      emit("NodeCancelled", "node_id", id, "iteration", 0, "attempt", attempt, "reason",
-           "interrupted", "error", lost.to_json());
+      st_.writes.push_back(finish_cmd(id, attempt, attempt_state::cancelled, now, lost.to_json()));
+      emit(event_type::node_cancelled, "node_id", id, "iteration", 0, "attempt", attempt, "reason",
+           cancel_reason::interrupted, "error", lost.to_json());
     }
-    emit("RunResumed", "previous_owner", r.previous_owner, "orphaned_attempts", r.orphaned.size(),
-         "forced", r.forced, "handover", r.handover);
+    emit(event_type::run_resumed, "previous_owner", r.previous_owner, "orphaned_attempts",
+         r.orphaned.size(), "forced", r.forced, "handover", r.handover);
     auto added = rebuild(r.states);
     // As stored: nodes no longer in the tree keep theirs in keyframes.
     for (const auto& [id, state] : r.states)
@@ -493,7 +494,8 @@ public:
     for (const auto& id : orphans)
       if (st_.plan->find(id) < 0) {
         node_row(-1, id, node_state::cancelled);
-        emit("NodeCancelled", "node_id", id, "iteration", 0, "reason", "unmounted");
+        emit(event_type::node_cancelled, "node_id", id, "iteration", 0, "reason",
+             cancel_reason::unmounted);
       }
     add_pending(added);
     for (const auto& [id, at] : r.retry_at_ms) {
@@ -565,11 +567,11 @@ public:
     ar.run_id = st_.ctx->run_id;
     ar.node_id = id;
     ar.attempt = attempt;
-    ar.state = "in-progress";
+    ar.state = attempt_state::in_progress;
     ar.started_ms = now;
     st_.writes.push_back(store::insert_attempt{std::move(ar)});
     node_row(t, id, node_state::in_progress);
-    emit("NodeStarted", "node_id", id, "iteration", 0, "attempt", attempt);
+    emit(event_type::node_started, "node_id", id, "iteration", 0, "attempt", attempt);
 
     auto job = std::make_shared<task_job>();
     job->run_id = st_.ctx->run_id;
@@ -662,7 +664,7 @@ public:
       ar.output = *oc.output;
     }
     st_.writes.push_back(store::insert_attempt{std::move(ar)});
-    emit("NodeStarted", "node_id", id, "iteration", 0, "attempt", attempt);
+    emit(event_type::node_started, "node_id", id, "iteration", 0, "attempt", attempt);
     if (oc.err) {
       live_attempt la;
       la.attempt = attempt;
@@ -673,8 +675,9 @@ public:
       return;
     }
     node_row(t, id, node_state::finished);
-    emit("NodeOutput", "node_id", id, "iteration", 0, "output", *oc.output);
-    emit("NodeFinished", "node_id", id, "iteration", 0, "attempt", attempt, "duration_ms", 0);
+    emit(event_type::node_output, "node_id", id, "iteration", 0, "output", *oc.output);
+    emit(event_type::node_finished, "node_id", id, "iteration", 0, "attempt", attempt,
+         "duration_ms", 0);
     ++st_.effects.results;
     st_.effects.values.push_back({id, t, st_.plan_gen, std::move(*oc.output)});
   }
@@ -692,7 +695,7 @@ public:
       // The run failed while this start was being committed: it never ran.
       end_live(sp.node_id);
       st_.writes.push_back(finish_cmd(
-          sp.node_id, sp.attempt, "cancelled", util::now_ms(),
+          sp.node_id, sp.attempt, attempt_state::cancelled, util::now_ms(),
           error{errc::task_aborted, "the run ended before this attempt started"}.to_json()));
       flush();
       return;
@@ -719,8 +722,8 @@ public:
     std::size_t bytes = has_data ? data.dump().size() : 0;
     st_.writes.push_back(std::move(rh));
     std::int64_t interval = at_ms - (la.last_hb_write_ms ? la.last_hb_write_ms : la.started_ms);
-    emit("TaskHeartbeat", "node_id", id, "iteration", 0, "attempt", la.attempt, "has_data",
-         has_data, "data_bytes", bytes, "interval_ms", interval);
+    emit(event_type::task_heartbeat, "node_id", id, "iteration", 0, "attempt", la.attempt,
+         "has_data", has_data, "data_bytes", bytes, "interval_ms", interval);
     la.last_hb_write_ms = at_ms;
     if (has_data) st_.checkpoints[id] = data;
   }
@@ -758,14 +761,14 @@ public:
     }
     auto la = end_live(id, &oc.beat);
     std::int64_t now = util::now_ms();
-    auto fa = finish_cmd(id, attempt, "finished", now);
+    auto fa = finish_cmd(id, attempt, attempt_state::finished, now);
     fa.output = *oc.output;
     st_.writes.push_back(std::move(fa));
     sched::index t = la.task;
     node_row(t, id, node_state::finished);
-    emit("NodeOutput", "node_id", id, "iteration", 0, "output", *oc.output);
-    emit("NodeFinished", "node_id", id, "iteration", 0, "attempt", attempt, "duration_ms",
-         now - la.started_ms);
+    emit(event_type::node_output, "node_id", id, "iteration", 0, "output", *oc.output);
+    emit(event_type::node_finished, "node_id", id, "iteration", 0, "attempt", attempt,
+         "duration_ms", now - la.started_ms);
     ++st_.effects.results;
     st_.outputs[id] = *oc.output;
     st_.dirty = true;
@@ -778,18 +781,18 @@ public:
     sched::index t = la.task;
     std::int64_t now = util::now_ms();
     const task_spec* spec = t >= 0 ? st_.plan->specs[t].get() : nullptr;
-    auto fa = finish_cmd(id, attempt, "failed", now);
+    auto fa = finish_cmd(id, attempt, attempt_state::failed, now);
     if (la.unmounted && st_.stopping == stop_mode::none) {
       // Its node is out of the tree: never retried here; if a render brings
       // it back, it runs again.
       error why = unmounted_error();
       if (err.code != errc::task_aborted) why.details = {{"task_error", err.to_json()}};
-      fa.state = "cancelled";
+      fa.state = attempt_state::cancelled;
       fa.error = why.to_json();
       st_.writes.push_back(std::move(fa));
       node_row(t, id, node_state::cancelled);
-      emit("NodeCancelled", "node_id", id, "iteration", 0, "attempt", attempt, "reason",
-           "unmounted", "error", why.to_json());
+      emit(event_type::node_cancelled, "node_id", id, "iteration", 0, "attempt", attempt, "reason",
+           cancel_reason::unmounted, "error", why.to_json());
       ++st_.effects.results;
       return;
     }
@@ -798,13 +801,14 @@ public:
       error why = st_.stop_error;
       if (err.code != errc::run_cancelled && err.code != errc::task_aborted)
         why.details = {{"task_error", err.to_json()}};
-      fa.state = "cancelled";
+      fa.state = attempt_state::cancelled;
       fa.error = why.to_json();
       st_.writes.push_back(std::move(fa));
       bool back_to_pending = st_.stopping != stop_mode::cancel;
       node_row(t, id, back_to_pending ? node_state::pending : node_state::cancelled);
-      emit("NodeCancelled", "node_id", id, "iteration", 0, "attempt", attempt, "reason",
-           back_to_pending ? "interrupted" : "cancelled", "error", why.to_json());
+      emit(event_type::node_cancelled, "node_id", id, "iteration", 0, "attempt", attempt, "reason",
+           back_to_pending ? cancel_reason::interrupted : cancel_reason::cancelled, "error",
+           why.to_json());
       return;
     }
     fa.error = err.to_json();
@@ -818,8 +822,9 @@ public:
       fa.meta = {{"retry_at_ms", now + delay}};
       st_.writes.push_back(std::move(fa));
       node_row(t, id, node_state::pending);
-      emit("NodeRetrying", "node_id", id, "iteration", 0, "attempt", attempt, "next_attempt",
-           attempt + 1, "delay_ms", delay, "retry_at_ms", now + delay, "error", err.to_json());
+      emit(event_type::node_retrying, "node_id", id, "iteration", 0, "attempt", attempt,
+           "next_attempt", attempt + 1, "delay_ms", delay, "retry_at_ms", now + delay, "error",
+           err.to_json());
       ++st_.effects.results;
       if (t >= 0) {
         st_.sched->defer(t);
@@ -828,7 +833,8 @@ public:
     } else {
       st_.writes.push_back(std::move(fa));
       node_row(t, id, node_state::failed);
-      emit("NodeFailed", "node_id", id, "iteration", 0, "attempt", attempt, "error", err.to_json());
+      emit(event_type::node_failed, "node_id", id, "iteration", 0, "attempt", attempt, "error",
+           err.to_json());
       ++st_.effects.results;
       if (t >= 0) st_.sched->complete(t, node_state::failed);
     }
@@ -858,7 +864,7 @@ public:
     std::int64_t limit = 0;
     if (t >= 0 && st_.plan->specs[t]->heartbeat_timeout_ms)
       limit = *st_.plan->specs[t]->heartbeat_timeout_ms;
-    emit("TaskHeartbeatTimeout", "node_id", id, "iteration", 0, "attempt", attempt,
+    emit(event_type::task_heartbeat_timeout, "node_id", id, "iteration", 0, "attempt", attempt,
          "heartbeat_timeout_ms", limit, "last_heartbeat_ms", last_beat_ms);
     attempt_failed(id, attempt,
                    error{errc::task_heartbeat_timeout,
@@ -926,7 +932,8 @@ public:
     // Nodes the run never reached are not left pending forever: they will
     // not run (unless the run is resumed, which runs cancelled nodes again).
     if (status != run_status::finished) {
-      const char* reason = status == run_status::cancelled ? "cancelled" : "run-failed";
+      const char* reason =
+          status == run_status::cancelled ? cancel_reason::cancelled : cancel_reason::run_failed;
       for (std::size_t t = 0; t < st_.slots.size(); ++t)
         if (is_pending(st_.slots[t]))
           never_reached(static_cast<sched::index>(t), st_.plan->task_ids[t], reason);
@@ -941,13 +948,13 @@ public:
     maybe_frame();
     st_.writes.push_back(store::update_run_status{st_.ctx->run_id, to_string(status),
                                                   err ? err->to_json() : json(), now, now});
-    emit("RunStatusChanged", "status", to_string(status));
+    emit(event_type::run_status_changed, "status", to_string(status));
     if (status == run_status::finished)
-      emit("RunFinished", "duration_ms", now - st_.ctx->started_ms);
+      emit(event_type::run_finished, "duration_ms", now - st_.ctx->started_ms);
     else if (status == run_status::cancelled)
-      emit("RunCancelled", "error", err ? err->to_json() : json());
+      emit(event_type::run_cancelled, "error", err ? err->to_json() : json());
     else
-      emit("RunFailed", "error", err ? err->to_json() : json());
+      emit(event_type::run_failed, "error", err ? err->to_json() : json());
     st_.effects.final = true;
     // Attempts still in flight (a failed run with in-flight siblings never
     // gets here; a render error may) end with the supervisor.
@@ -962,7 +969,7 @@ public:
 
   void never_reached(sched::index t, const std::string& id, const char* reason) {
     node_row(t, id, node_state::cancelled);
-    emit("NodeCancelled", "node_id", id, "iteration", 0, "reason", reason);
+    emit(event_type::node_cancelled, "node_id", id, "iteration", 0, "reason", reason);
   }
 
   void tick() {
@@ -1009,7 +1016,7 @@ public:
   void record_skip(sched::index t, const char* reason) {
     const auto& id = st_.plan->task_ids[t];
     node_row(t, id, node_state::skipped);
-    emit("NodeSkipped", "node_id", id, "iteration", 0, "reason", reason);
+    emit(event_type::node_skipped, "node_id", id, "iteration", 0, "reason", reason);
   }
 
   void check_end() {

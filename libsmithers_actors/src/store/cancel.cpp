@@ -5,6 +5,7 @@
 #include "util/json_text.hpp"
 #include "util/owner.hpp"
 
+#include <smithers/events.hpp>
 #include <smithers/status.hpp>
 
 namespace smithers::store {
@@ -33,22 +34,22 @@ unowned_cancel_result cancel_unowned_run(database& db, const unowned_cancel& req
   };
 
   for (const auto& a : rd.attempts(req.run_id)) {
-    if (a.state != "in-progress") continue;
+    if (a.state != attempt_state::in_progress) continue;
     finish_attempt fa;
     fa.run_id = a.run_id;
     fa.node_id = a.node_id;
     fa.iteration = a.iteration;
     fa.attempt = a.attempt;
-    fa.state = "cancelled";
+    fa.state = attempt_state::cancelled;
     fa.finished_ms = req.now_ms;
     fa.error = why;
     batch.push_back(std::move(fa));
     if (a.meta.is_object() && a.meta.contains("pgid")) res.process_groups.push_back(a.meta);
-    event("NodeCancelled", {{"node_id", a.node_id},
-                            {"iteration", a.iteration},
-                            {"attempt", a.attempt},
-                            {"reason", "cancelled"},
-                            {"error", why}});
+    event(event_type::node_cancelled, {{"node_id", a.node_id},
+                                       {"iteration", a.iteration},
+                                       {"attempt", a.attempt},
+                                       {"reason", cancel_reason::cancelled},
+                                       {"error", why}});
     ++res.attempts;
   }
   std::string states; // the frame's delta: {"id":"cancelled",...}
@@ -65,10 +66,10 @@ unowned_cancel_result cancel_unowned_run(database& db, const unowned_cancel& req
     states += ":\"cancelled\"";
     // An attempt in flight already has its NodeCancelled above.
     if (!was_running)
-      event("NodeCancelled", {{"node_id", n.node_id},
-                              {"iteration", n.iteration},
-                              {"reason", "cancelled"},
-                              {"error", why}});
+      event(event_type::node_cancelled, {{"node_id", n.node_id},
+                                         {"iteration", n.iteration},
+                                         {"reason", cancel_reason::cancelled},
+                                         {"error", why}});
     batch.push_back(upsert_node{std::move(n)});
     ++res.nodes;
   }
@@ -82,18 +83,19 @@ unowned_cancel_result cancel_unowned_run(database& db, const unowned_cancel& req
     f.created_ms = req.now_ms;
     f.keyframe = false;
     batch.push_back(store_frame{std::move(f), nullptr, "{\"states\":{" + states + "}}"});
-    event("FrameCommitted", {{"frame_no", frames.back().frame_no + 1},
-                             {"tree_hash", frames.back().tree_hash},
-                             {"changes", res.nodes},
-                             {"keyframe", false}});
-    event("SnapshotCaptured",
+    event(event_type::frame_committed, {{"frame_no", frames.back().frame_no + 1},
+                                        {"tree_hash", frames.back().tree_hash},
+                                        {"changes", res.nodes},
+                                        {"keyframe", false}});
+    event(event_type::snapshot_captured,
           {{"frame_no", frames.back().frame_no + 1}, {"keyframe", false}, {"nodes", res.nodes}});
   }
-  event("RunStatusChanged", {{"status", "cancelled"}});
-  event("RunCancelled", {{"error", why}});
+  event(event_type::run_status_changed, {{"status", to_string(run_status::cancelled)}});
+  event(event_type::run_cancelled, {{"error", why}});
   chunk += ']';
   batch.push_back(append_events{req.run_id, first_seq, seq - first_seq, std::move(chunk)});
-  batch.push_back(update_run_status{req.run_id, "cancelled", why, req.now_ms, req.now_ms});
+  batch.push_back(
+      update_run_status{req.run_id, to_string(run_status::cancelled), why, req.now_ms, req.now_ms});
   writer{db}.apply(batch);
   return res;
 }

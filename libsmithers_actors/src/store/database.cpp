@@ -81,8 +81,8 @@ void check_tables(database& db, const std::string& path) {
   }
   if (!missing.empty())
     throw smithers_error(errc::db_error, "database " + path + " is damaged: schema version " +
-                                             std::to_string(db.user_version()) +
-                                             " but no " + missing);
+                                             std::to_string(db.user_version()) + " but no " +
+                                             missing);
 }
 
 database database::open(const std::string& path, open_mode mode, sync_mode sync) {
@@ -92,10 +92,10 @@ database database::open(const std::string& path, open_mode mode, sync_mode sync)
     // SQLite would only say "unable to open database file".
     std::error_code ec;
     if (!std::filesystem::exists(path, ec))
-      throw smithers_error(errc::db_error, ec && ec != std::errc::no_such_file_or_directory
-                                               ? "cannot access database " + path + ": " +
-                                                     ec.message()
-                                               : "database not found: " + path);
+      throw smithers_error(errc::db_error,
+                           ec && ec != std::errc::no_such_file_or_directory
+                               ? "cannot access database " + path + ": " + ec.message()
+                               : "database not found: " + path);
   }
 
   // NOMUTEX: a connection is used by one thread at a time (its owning actor).
@@ -324,8 +324,8 @@ bool statement::step() {
   // The extended result code rides along, so callers tell a constraint
   // from a broken file without reading the message.
   throw smithers_error(errc::db_error,
-                       std::string(sqlite3_errmsg(db_)) + " (in: " +
-                           sql_excerpt(sqlite3_sql(stmt_)) + ")",
+                       std::string(sqlite3_errmsg(db_)) +
+                           " (in: " + sql_excerpt(sqlite3_sql(stmt_)) + ")",
                        {{"sqlite_code", sqlite3_extended_errcode(db_)}});
 }
 
@@ -368,8 +368,8 @@ json statement::column_json(int i) const {
   auto j = util::parse_json({text, size}, {limits::max_stored_json_depth}, &err);
   if (!j)
     throw smithers_error(errc::db_error, std::string("invalid JSON in column ") +
-                                             sqlite3_column_name(stmt_, i) + " " + err.path +
-                                             ": " + err.message);
+                                             sqlite3_column_name(stmt_, i) + " " + err.path + ": " +
+                                             err.message);
   return std::move(*j);
 }
 

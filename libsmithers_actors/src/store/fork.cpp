@@ -4,6 +4,7 @@
 #include "store/writer.hpp"
 #include "util/ids.hpp"
 
+#include <smithers/events.hpp>
 #include <smithers/limits.hpp>
 #include <smithers/status.hpp>
 
@@ -114,7 +115,7 @@ fork_result fork_run(database& db, const fork_request& req) {
       attempt_row a;
       a.run_id = res.run_id;
       a.node_id = id;
-      a.state = "finished";
+      a.state = attempt_state::finished;
       a.started_ms = req.now_ms;
       a.finished_ms = req.now_ms;
       a.cached = true;
@@ -127,7 +128,7 @@ fork_result fork_run(database& db, const fork_request& req) {
   event_row started{
       res.run_id,
       0,
-      "RunStarted",
+      event_type::run_started,
       req.now_ms,
       {{"workflow", parent->workflow_name}, {"input", parent->input}, {"forked_from", forked}}};
   batch.push_back(append_event{started});

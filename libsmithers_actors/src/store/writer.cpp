@@ -3,6 +3,8 @@
 #include "store/reader.hpp"
 #include "util/json_text.hpp"
 
+#include <smithers/events.hpp>
+
 #include <sqlite3.h>
 
 #include <algorithm>
@@ -98,9 +100,7 @@ struct describe {
   std::string operator()(const touch_run& c) const { return "touch_run " + c.run_id; }
   std::string operator()(const request_cancel& c) const { return "request_cancel " + c.run_id; }
   std::string operator()(const claim_run& c) const { return "claim_run " + c.run_id; }
-  std::string operator()(const request_handover& c) const {
-    return "request_handover " + c.run_id;
-  }
+  std::string operator()(const request_handover& c) const { return "request_handover " + c.run_id; }
   std::string operator()(const withdraw_handover& c) const {
     return "withdraw_handover " + c.run_id;
   }
@@ -491,7 +491,7 @@ WHERE run_id = ?1 AND owner_id = ?2)sql") {}
   void operator()(const add_pending_nodes& c) {
     if (!c.nodes) return;
     static const std::string pending = "pending";
-    static const std::string type = "NodePending";
+    static const std::string type = event_type::node_pending;
     const auto& nodes = *c.nodes;
     // Sized once: no rehash of a large tree's keys on the way (each node gets
     // at least one attempt).
