@@ -842,17 +842,15 @@ public:
 
   // A command's process group started: recorded with its pid's start time so
   // that a resume after a crash of this process can end it.
-  void on_process(const std::string& id, std::int64_t attempt, std::int64_t pid) {
+  // The host and the pid's start time come from where the process runs (a
+  // remote worker's, one day), not from this supervisor.
+  void on_process(const std::string& id, std::int64_t attempt, std::int64_t pid,
+                  const std::string& host, std::int64_t pid_start) {
     auto it = st_.live.find(id);
     if (it == st_.live.end() || it->second.attempt != attempt) return;
-    st_.writes.push_back(
-        store::set_attempt_meta{st_.ctx->run_id,
-                                id,
-                                0,
-                                attempt,
-                                {{"host", util::host_name()},
-                                 {"pgid", pid},
-                                 {"pgid_start", util::process_start_time(pid).value_or(0)}}});
+    st_.writes.push_back(store::set_attempt_meta{
+        st_.ctx->run_id, id, 0, attempt,
+        {{"host", host}, {"pgid", pid}, {"pgid_start", pid_start}}});
     queue_tick();
   }
 
@@ -1185,8 +1183,9 @@ caf::behavior run_supervisor(sup_actor* self, std::shared_ptr<run_context> ctx) 
         supervisor{self}.on_heartbeat(*hb, id);
       },
       [=](retry_atom, const std::string& id) { supervisor{self}.on_retry(id); },
-      [=](process_atom, const std::string& id, std::int64_t attempt, std::int64_t pid) {
-        supervisor{self}.on_process(id, attempt, pid);
+      [=](process_atom, const std::string& id, std::int64_t attempt, std::int64_t pid,
+          const std::string& host, std::int64_t pid_start) {
+        supervisor{self}.on_process(id, attempt, pid, host, pid_start);
       },
       [=](hb_timeout_atom, const std::string& id, std::int64_t attempt, std::int64_t last_ms) {
         supervisor{self}.on_heartbeat_timeout(id, attempt, last_ms);

@@ -2,6 +2,7 @@
 
 #include "actors/messages.hpp"
 #include "util/clock.hpp"
+#include "util/owner.hpp"
 
 namespace smithers::actors {
 
@@ -56,10 +57,11 @@ caf::behavior task_actor(task_actor_t* self, std::shared_ptr<task_job> job, util
       hb->at_ms = now;
       caf::anon_send(watchdog, heartbeat_atom::value, job->node_id, hb);
     };
-    // The supervisor records the process group, so a resume after a crash
-    // of this process can end it.
+    // The supervisor records the process group — on the host where it runs,
+    // told from here — so a resume after a crash of this process can end it.
     auto started = [&](std::int64_t pid) {
-      caf::anon_send(supervisor, process_atom::value, job->node_id, job->attempt, pid);
+      caf::anon_send(supervisor, process_atom::value, job->node_id, job->attempt, pid,
+                     util::host_name(), util::process_start_time(pid).value_or(0));
     };
     auto oc = std::make_shared<task_outcome>(execute(*job, cancel, beat, started));
     oc->beat = std::move(last);
