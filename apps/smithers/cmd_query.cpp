@@ -1,15 +1,10 @@
-// smithers ps / inspect / logs: read-only views of the database, on their
-// own connection (never the owning process's writer).
+// smithers ps / inspect / logs / timeline / cancel: stored runs through the
+// admin API (smithers/admin.hpp), on a connection of their own (never the
+// owning process's writer).
 #include "cli.hpp"
 
-#include "store/cancel.hpp"
-#include "store/reader.hpp"
-#include "store/writer.hpp"
-#include "util/clock.hpp"
-#include "util/owner.hpp"
-
+#include <smithers/admin.hpp>
 #include <smithers/engine.hpp>
-
 #include <smithers/events.hpp>
 
 #include <array>
@@ -35,38 +30,6 @@ constexpr std::chrono::milliseconds follow_unowned_grace{5000};
 // How long `cancel` waits for a live owner to act on its request before it
 // reports what it knows.
 constexpr std::chrono::milliseconds cancel_confirm_wait{3000};
-
-// The database a reader may look at, or RUN_NOT_FOUND: no database yet (or
-// one whose creator died before its schema existed) holds no runs.
-store::database open_for_run(const std::string& db_path, const std::string& run_id) {
-  auto db = store::database::open_existing(db_path);
-  if (!db)
-    throw smithers_error(errc::run_not_found,
-                         "no run with id \"" + run_id + "\" (no database at " + db_path + ")");
-  return std::move(*db);
-}
-
-store::run_row require_run(const store::reader& rd, const std::string& run_id) {
-  auto run = rd.run(run_id);
-  if (!run) throw smithers_error(errc::run_not_found, "no run with id \"" + run_id + "\"");
-  return *run;
-}
-
-json run_to_json(const store::run_row& r) {
-  return {{"run_id", r.run_id},
-          {"workflow", r.workflow_name},
-          {"status", r.status},
-          {"input", r.input},
-          {"config", r.config},
-          {"workflow_path", r.workflow_path},
-          {"workflow_hash", r.workflow_hash},
-          {"cwd", r.cwd},
-          {"owner_pid", r.owner_pid},
-          {"error", r.error},
-          {"created_ms", r.created_ms},
-          {"updated_ms", r.updated_ms},
-          {"finished_ms", r.finished_ms ? json(*r.finished_ms) : json()}};
-}
 
 // Columns count characters, not bytes: a UTF-8 name is as wide as its
 // code points (good enough for the names and states shown here).
@@ -113,40 +76,7 @@ std::vector<std::string> error_lines(const json& err) {
 } // namespace
 
 json inspect_json(const std::string& db_path, const std::string& run_id) {
-  auto db = open_for_run(db_path, run_id);
-  store::reader rd{db};
-  auto run = require_run(rd, run_id);
-  json nodes = json::array();
-  for (const auto& n : rd.nodes(run_id))
-    nodes.push_back({{"node_id", n.node_id},
-                     {"iteration", n.iteration},
-                     {"state", n.state},
-                     {"kind", n.kind},
-                     {"label", n.label},
-                     {"attempts", n.attempts}});
-  json attempts = json::array();
-  for (const auto& a : rd.attempts(run_id)) {
-    json j = {{"node_id", a.node_id},
-              {"iteration", a.iteration},
-              {"attempt", a.attempt},
-              {"state", a.state},
-              {"started_ms", a.started_ms},
-              {"finished_ms", a.finished_ms ? json(*a.finished_ms) : json()},
-              {"duration_ms", a.finished_ms ? json(*a.finished_ms - a.started_ms) : json()},
-              {"error", a.error},
-              {"heartbeat_ms", a.heartbeat_ms ? json(*a.heartbeat_ms) : json()},
-              {"heartbeat_bytes", a.heartbeat.is_null() ? 0 : dump(a.heartbeat).size()},
-              {"cached", a.cached}};
-    attempts.push_back(std::move(j));
-  }
-  json outputs = json::object();
-  for (const auto& o : rd.outputs(run_id))
-    outputs[o.node_id] = o.value;
-  return {{"run", run_to_json(run)},
-          {"nodes", nodes},
-          {"attempts", attempts},
-          {"outputs", outputs},
-          {"frames", rd.frame_count(run_id)}};
+  return run_store::open_for(db_path, run_id).inspect(run_id);
 }
 
 void add_query_commands(CLI::App& app, const globals& g, int& result) {
@@ -167,17 +97,16 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
                                                        "\" (created, running, waiting-approval, "
                                                        "waiting-event, waiting-timer, finished, "
                                                        "failed, cancelled, continued)");
-    std::vector<store::run_row> runs;
+    std::vector<run_info> runs;
     std::size_t total = 0;
-    if (auto db = store::database::open_existing(g.db)) {
-      store::reader rd{*db};
-      runs = rd.runs(*status, limit == 0 ? static_cast<std::size_t>(-1) : limit);
-      total = runs.size() < limit || limit == 0 ? runs.size() : rd.run_count(*status);
+    if (auto store = run_store::open_existing(g.db)) {
+      runs = store->runs(*status, limit == 0 ? static_cast<std::size_t>(-1) : limit);
+      total = runs.size() < limit || limit == 0 ? runs.size() : store->run_count(*status);
     }
     if (g.json()) {
       json list = json::array();
       for (const auto& r : runs)
-        list.push_back(run_to_json(r));
+        list.push_back(r.to_json());
       std::cout << dump(list, 2) << std::endl;
     } else {
       // Columns as wide as their widest cell, so long ids keep them aligned.
@@ -279,56 +208,11 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
   auto* timeline = app.add_subcommand("timeline", "frames and forks of a run");
   timeline->add_option("run_id", *tl_id, "run id")->required();
   timeline->callback([&g, &result, tl_id] {
-    auto db = open_for_run(g.db, *tl_id);
-    store::reader rd{db};
-    auto run = require_run(rd, *tl_id);
-    auto frames = rd.frame_summaries(*tl_id);
-    auto forks = rd.children(*tl_id);
-    // What each frame changed: a delta holds exactly that; a keyframe holds
-    // every node, compared here with the states before it.
-    std::vector<json> changed;
-    {
-      std::map<std::string, std::string> now;
-      for (auto& [no, states] : rd.frame_states(*tl_id)) {
-        json diff = json::object();
-        for (const auto& [id, st] : states.items()) {
-          if (!st.is_string()) continue;
-          auto& cur = now[id];
-          if (cur != st.get<std::string>()) diff[id] = st;
-          cur = st.get<std::string>();
-        }
-        changed.push_back(std::move(diff));
-      }
-    }
-    auto changed_at = [&](std::size_t i) {
-      return i < changed.size() ? changed[i] : json::object();
-    };
+    auto store = run_store::open_for(g.db, *tl_id);
+    auto run = store.get(*tl_id);
+    json tl = store.timeline(*tl_id);
     if (g.json()) {
-      json fl = json::array();
-      for (std::size_t i = 0; i < frames.size(); ++i) {
-        const auto& f = frames[i];
-        fl.push_back({{"frame_no", f.frame_no},
-                      {"created_ms", f.created_ms},
-                      {"tree_hash", f.tree_hash},
-                      {"keyframe", f.keyframe},
-                      {"changes", f.changes},
-                      {"changed", changed_at(i)}});
-      }
-      json kids = json::array();
-      for (const auto& c : forks)
-        kids.push_back(
-            {{"run_id", c.run_id},
-             {"status", c.status},
-             {"frame_no", c.config.contains("fork") ? c.config["fork"]["frame_no"] : json()},
-             {"reset_nodes",
-              c.config.contains("fork") ? c.config["fork"]["reset_nodes"] : json::array()}});
-      std::cout << dump(json{{"run_id", *tl_id},
-                             {"parent_run_id",
-                              run.parent_run_id.empty() ? json() : json(run.parent_run_id)},
-                             {"frames", fl},
-                             {"forks", kids}},
-                        2)
-                << std::endl;
+      std::cout << dump(tl, 2) << std::endl;
       result = exit_finished;
       return;
     }
@@ -338,12 +222,13 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
                 << run.config["fork"].value("frame_no", std::int64_t{0});
     std::cout << "\n\nFRAMES\n";
     constexpr std::size_t shown_changes = 6;
-    for (std::size_t i = 0; i < frames.size(); ++i) {
-      const auto& f = frames[i];
-      std::cout << "  " << std::setw(5) << f.frame_no << "  " << format_time(f.created_ms) << "  "
-                << (f.keyframe ? "key  " : "delta") << "  " << std::setw(6) << f.changes
-                << " node(s)  tree " << f.tree_hash.substr(0, 12);
-      auto diff = changed_at(i);
+    for (const auto& f : tl["frames"]) {
+      std::cout << "  " << std::setw(5) << f["frame_no"].get<std::int64_t>() << "  "
+                << format_time(f["created_ms"].get<std::int64_t>()) << "  "
+                << (f["keyframe"].get<bool>() ? "key  " : "delta") << "  " << std::setw(6)
+                << f["changes"].get<std::int64_t>() << " node(s)  tree "
+                << f["tree_hash"].get<std::string>().substr(0, 12);
+      const auto& diff = f["changed"];
       std::size_t k = 0;
       for (const auto& [id, st] : diff.items()) {
         if (k++ == shown_changes) {
@@ -355,10 +240,11 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
       std::cout << "\n";
     }
     std::cout << "\nFORKS\n";
-    if (forks.empty()) std::cout << "  (none)\n";
-    for (const auto& c : forks)
-      std::cout << "  " << pad(shown(c.run_id), 34) << pad(c.status, 12) << "from frame "
-                << c.config["fork"].value("frame_no", std::int64_t{0}) << "\n";
+    if (tl["forks"].empty()) std::cout << "  (none)\n";
+    for (const auto& c : tl["forks"])
+      std::cout << "  " << pad(shown(c["run_id"].get<std::string>()), 34)
+                << pad(c["status"].get<std::string>(), 12) << "from frame "
+                << (c["frame_no"].is_number() ? c["frame_no"].get<std::int64_t>() : 0) << "\n";
     result = exit_finished;
   });
 
@@ -367,29 +253,11 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
   auto* cancel = app.add_subcommand("cancel", "cancel a run, whoever owns it");
   cancel->add_option("run_id", *cancel_id, "run id")->required();
   cancel->callback([&g, &result, cancel_id] {
-    open_for_run(g.db, *cancel_id); // RUN_NOT_FOUND without creating a database
-    // A second writer next to the owner's: BEGIN IMMEDIATE and busy_timeout
-    // make them take turns.
-    auto db = store::database::open(g.db, store::open_mode::read_write);
-    auto now = util::now_ms();
-    store::unowned_cancel req{*cancel_id, util::make_owner_id(),
-                              static_cast<std::int64_t>(::getpid()), now,
-                              error{errc::run_cancelled, "cancelled by smithers cancel"}};
-    store::cancel_outcome out;
-    for (int tries = 0;; ++tries) {
-      try {
-        out = store::cancel_stored_run(db, req, default_stale_after.count());
-        break;
-      } catch (const smithers_error& e) {
-        // A resumer claimed the run between our read and our write: look again.
-        if (e.code() != errc::run_resume_claim_failed || tries == 3) throw;
-      }
-    }
+    // RUN_NOT_FOUND without creating a database.
+    auto store = run_store::open_for(g.db, *cancel_id);
+    auto out = store.cancel(*cancel_id, "cancelled by smithers cancel", default_stale_after);
     const auto& run = out.run;
     if (!out.requested) {
-      for (const auto& m : out.ended.process_groups)
-        util::end_orphaned_group(m.value("host", std::string{}), m.value("pgid", std::int64_t{0}),
-                                 m.value("pgid_start", std::int64_t{0}));
       std::string who = run.owner_id.empty() ? "no process had started it"
                                              : "the process that drove it (pid " +
                                                    std::to_string(run.owner_pid) + ") is gone";
@@ -397,22 +265,21 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
         std::cout << dump(json{{"run_id", *cancel_id},
                                {"status", "cancelled"},
                                {"cancelled_by", "this command"},
-                               {"attempts_cancelled", out.ended.attempts},
-                               {"nodes_cancelled", out.ended.nodes}})
+                               {"attempts_cancelled", out.attempts},
+                               {"nodes_cancelled", out.nodes}})
                   << std::endl;
       else
-        std::cout << "run " << *cancel_id << " cancelled: " << who << "; " << out.ended.attempts
-                  << " attempt(s) it left in flight and " << out.ended.nodes
+        std::cout << "run " << *cancel_id << " cancelled: " << who << "; " << out.attempts
+                  << " attempt(s) it left in flight and " << out.nodes
                   << " node(s) that had not ended recorded cancelled\n";
       result = exit_finished;
       return;
     }
     // A live owner stops it: wait a little to say what happened.
-    store::reader rd{db};
     std::string status = run.status;
     auto until = std::chrono::steady_clock::now() + cancel_confirm_wait;
     while (std::chrono::steady_clock::now() < until) {
-      if (auto r = rd.run(*cancel_id)) status = r->status;
+      if (auto r = store.find(*cancel_id)) status = r->status;
       if (status != "running" && status != "created") break;
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
@@ -451,33 +318,31 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
                    "(default 30s)");
   logs->callback([&g, &result, la] {
     auto stale_after = parse_duration(la->stale_after, "--stale-after");
-    std::optional<store::database> db;
+    std::optional<run_store> store;
     if (la->follow) {
       // `smithers run --run-id X & smithers logs -f X`: the run may not
       // exist yet. Wait for it a little.
       auto until = std::chrono::steady_clock::now() + follow_wait_for_run;
       for (;;) {
-        db = store::database::open_existing(g.db);
-        if (db && store::reader{*db}.run_exists(la->run_id)) break;
+        store = run_store::open_existing(g.db);
+        if (store && store->find(la->run_id)) break;
         if (std::chrono::steady_clock::now() >= until) break;
-        db.reset();
+        store.reset();
         std::this_thread::sleep_for(follow_poll);
       }
     }
-    if (!db) db = open_for_run(g.db, la->run_id);
-    store::reader rd{*db};
-    require_run(rd, la->run_id);
+    if (!store) store = run_store::open_for(g.db, la->run_id);
+    store->get(la->run_id); // RUN_NOT_FOUND
     std::int64_t last = -1;
     auto print_new = [&] {
-      for (const auto& e : rd.events(la->run_id, last)) {
-        last = e.seq;
-        if (g.json()) {
-          std::cout << dump(e.payload) << "\n";
-        } else {
-          auto ev = event::from_json(e.payload);
-          std::cout << std::setw(6) << e.seq << "  " << format_time(e.timestamp_ms) << "  "
-                    << pad(e.type, 18) << shown_json(ev.fields) << "\n";
-        }
+      for (const auto& e : store->events(la->run_id, last)) {
+        auto ev = event::from_json(e);
+        last = ev.seq;
+        if (g.json())
+          std::cout << dump(e) << "\n";
+        else
+          std::cout << std::setw(6) << ev.seq << "  " << format_time(ev.timestamp_ms) << "  "
+                    << pad(ev.type, 18) << shown_json(ev.fields) << "\n";
       }
       std::cout << std::flush;
     };
@@ -490,31 +355,30 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
       print_new();
       if (!std::cout) break; // nobody reads what we print (main says so)
       if (!la->follow) break;
-      auto run = rd.run(la->run_id);
+      auto run = store->find(la->run_id);
       if (!run) break; // deleted under us
       auto st = run_status_from(run->status);
       if (st && is_terminal(*st)) {
         // One more read: events committed together with the final status.
-        if (rd.events(la->run_id, last, 1).empty()) break;
+        if (store->events(la->run_id, last, 1).empty()) break;
         continue;
       }
-      auto driver = store::driver_of(*run, util::now_ms(), stale_after.count());
-      if (driver == store::run_driver::alive) {
+      auto driver = driver_of(*run, stale_after);
+      if (driver == run_driver::alive) {
         undriven = false;
       } else {
         auto now = std::chrono::steady_clock::now();
         if (!undriven) undriven_since = now;
         undriven = true;
-        if (driver == store::run_driver::gone || now - undriven_since >= follow_unowned_grace) {
+        if (driver == run_driver::gone || now - undriven_since >= follow_unowned_grace) {
           print_new();
           std::string why =
               run->status == "created"
                   ? "has not been started (`smithers resume " + shown(la->run_id) + "` starts it)"
-              : driver == store::run_driver::gone
+              : driver == run_driver::gone
                   ? "lost the process driving it (pid " + std::to_string(run->owner_pid) +
-                        (util::check_owner(run->owner_id) == util::owner_state::unknown
-                             ? ", on another host, stopped heartbeating"
-                             : ", is gone") +
+                        (owned_on_this_host(*run) ? ", is gone"
+                                                  : ", on another host, stopped heartbeating") +
                         "); `smithers resume " + shown(la->run_id) + "` continues it"
                   : "is not driven by any process; `smithers resume " + shown(la->run_id) +
                         "` continues it";

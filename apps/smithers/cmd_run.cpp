@@ -4,14 +4,12 @@
 #include "signals.hpp"
 
 #include "spec/parse.hpp"
-#include "store/fork.hpp"
-#include "store/reader.hpp"
-#include "util/clock.hpp"
 #include "util/ids.hpp"
 #include "util/json_parse.hpp"
 #include "util/read_file.hpp"
 #include "util/subprocess.hpp"
 
+#include <smithers/admin.hpp>
 #include <smithers/engine.hpp>
 #include <smithers/limits.hpp>
 
@@ -265,8 +263,8 @@ void add_run_command(CLI::App& app, const globals& g, int& result) {
     // no trace, not even a new database file.
     validate_run(*parsed.wf, opts, is_builtin_compute);
     if (!opts.run_id.empty()) {
-      auto db = store::database::open_existing(g.db);
-      if (db && store::reader{*db}.run_exists(opts.run_id))
+      auto store = run_store::open_existing(g.db);
+      if (store && store->find(opts.run_id))
         throw smithers_error(errc::invalid_run_id,
                              "a run with id \"" + opts.run_id + "\" already exists");
     }
@@ -295,16 +293,9 @@ void add_run_command(CLI::App& app, const globals& g, int& result) {
   fork->add_flag("--run", fa->run, "drive the new run now (like resume)");
   fork->callback([&g, &result, fa] {
     fa->frame = parse_integer(fa->frame_text, "--frame", 0, std::int64_t{0xFFFFFFFF});
-    if (!store::database::open_existing(g.db))
-      throw smithers_error(errc::run_not_found,
-                           "no run with id \"" + fa->run_id + "\" (no database at " + g.db + ")");
-    store::fork_result forked;
-    std::string path;
-    {
-      auto db = store::database::open(g.db, store::open_mode::read_write);
-      forked = store::fork_run(db, {fa->run_id, fa->frame, fa->reset, fa->new_id, util::now_ms()});
-      path = store::reader{db}.run(fa->run_id)->workflow_path;
-    }
+    auto forked =
+        run_store::open_for(g.db, fa->run_id).fork(fa->run_id, fa->frame, fa->reset, fa->new_id);
+    const std::string& path = forked.workflow_path;
     if (!fa->run) {
       if (g.json())
         std::cout << dump(json{{"run_id", forked.run_id},
@@ -351,12 +342,9 @@ void add_run_command(CLI::App& app, const globals& g, int& result) {
   resume->callback([&g, &result, ra] {
     std::string path = ra->workflow;
     // Checked before an engine opens (and so creates) the database.
-    auto db = store::database::open_existing(g.db);
-    auto run = db ? store::reader{*db}.run(ra->run_id) : std::nullopt;
-    if (!run) throw smithers_error(errc::run_not_found, "no run with id \"" + ra->run_id + "\"");
-    db.reset();
+    auto run = run_store::open_for(g.db, ra->run_id).get(ra->run_id);
     if (path.empty()) {
-      path = run->workflow_path;
+      path = run.workflow_path;
       if (path.empty())
         throw smithers_error(errc::invalid_argument,
                              "run \"" + ra->run_id +

@@ -5,9 +5,8 @@
 #include "signals.hpp"
 
 #include "spec/parse.hpp"
-#include "store/reader.hpp"
-#include "util/owner.hpp"
 
+#include <smithers/admin.hpp>
 #include <smithers/engine.hpp>
 
 #include <spdlog/spdlog.h>
@@ -17,6 +16,15 @@
 #include <unistd.h>
 
 namespace smithers::cli {
+
+namespace {
+
+std::int64_t now_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+} // namespace
 
 void add_supervise_command(CLI::App& app, const globals& g, int& result) {
   struct supervise_args {
@@ -48,17 +56,16 @@ void add_supervise_command(CLI::App& app, const globals& g, int& result) {
         std::cout << text << std::endl;
     };
     for (;;) {
-      std::vector<store::run_row> candidates;
-      if (auto db = store::database::open_existing(g.db))
-        candidates = store::reader{*db}.runs("running");
-      std::int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                             std::chrono::system_clock::now().time_since_epoch())
-                             .count();
+      std::vector<run_info> candidates;
+      if (auto store = run_store::open_existing(g.db))
+        candidates = store->runs(to_string(run_status::running), static_cast<std::size_t>(-1));
       for (const auto& run : candidates) {
         if (taken.count(run.run_id)) continue;
-        auto owner = util::check_owner(run.owner_id);
-        bool stale = now - run.heartbeat_ms >= stale_after.count();
-        if (owner == util::owner_state::alive || (owner == util::owner_state::unknown && !stale))
+        // An unowned running run (a handover that never completed) waits out
+        // its heartbeat too: its resumer may be about to claim it.
+        auto driver = driver_of(run, stale_after);
+        if (driver == run_driver::alive ||
+            (driver == run_driver::nobody && now_ms() - run.heartbeat_ms < stale_after.count()))
           continue;
         if (run.workflow_path.empty()) {
           spdlog::warn("run {} lost its owner but was not started from a file; skipped",
@@ -80,7 +87,7 @@ void add_supervise_command(CLI::App& app, const globals& g, int& result) {
           taken.insert(run.run_id);
           say({{"resumed", run.run_id}, {"previous_owner", run.owner_id}},
               "resumed run " + run.run_id + " (its owner " +
-                  (owner == util::owner_state::dead ? "died" : "stopped heartbeating") + ")");
+                  (owned_on_this_host(run) ? "is gone" : "stopped heartbeating") + ")");
         } catch (const smithers_error& e) {
           // Another supervisor won the claim, or the run cannot go on here.
           say({{"skipped", run.run_id}, {"error", e.err().to_json()}},
