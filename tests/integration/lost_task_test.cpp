@@ -4,7 +4,7 @@
 // as a crash in an executor would.
 #include <catch2/catch.hpp>
 
-#include "actors/messages.hpp"
+#include "actors/protocol.hpp"
 #include "actors/persistence_actor.hpp"
 #include "actors/run_supervisor.hpp"
 #include "store/reader.hpp"
@@ -47,7 +47,7 @@ struct harness {
   // Runs `wf`, calling `on_spawn` for every task actor; returns the result.
   run_result
   run(const workflow& wf,
-      std::function<void(const std::string&, std::int64_t, const caf::actor&)> on_spawn) {
+      std::function<void(const node_key&, std::int64_t, const caf::actor&)> on_spawn) {
     auto ctx = std::make_shared<actors::run_context>();
     ctx->run_id = "lost-" + util::random_hex(4);
     ctx->wf = std::make_shared<const workflow>(wf);
@@ -102,7 +102,7 @@ TEST_CASE("a task actor that dies without a result is a failed attempt, then ret
   workflow wf;
   wf.root =
       sequence({compute_task("victim", wait_for_cancel()).retries(1).retry({10, 1.0, 10, 0})});
-  auto res = h.run(wf, [&](const std::string&, std::int64_t attempt, const caf::actor& a) {
+  auto res = h.run(wf, [&](const node_key&, std::int64_t attempt, const caf::actor& a) {
     if (attempt == 1) // the first attempt's actor crashes; the retry is left alone
       caf::anon_send_exit(a, caf::exit_reason::kill);
     else
@@ -132,7 +132,7 @@ TEST_CASE("after a lost attempt the retry runs normally and the run finishes") {
                                    })
                           .retries(2)
                           .retry({10, 1.0, 10, 0})});
-  auto res = h.run(wf, [&](const std::string&, std::int64_t attempt, const caf::actor& a) {
+  auto res = h.run(wf, [&](const node_key&, std::int64_t attempt, const caf::actor& a) {
     if (attempt == 1) caf::anon_send_exit(a, caf::exit_reason::kill);
   });
   REQUIRE(res.status == run_status::finished);
@@ -157,7 +157,7 @@ TEST_CASE("a value task runs without a task actor; compute tasks get one per att
   });
   std::vector<std::string> spawned;
   auto res = h.run(
-      wf, [&](const std::string& id, std::int64_t, const caf::actor&) { spawned.push_back(id); });
+      wf, [&](const node_key& k, std::int64_t, const caf::actor&) { spawned.push_back(k.id); });
   REQUIRE(res.status == run_status::finished);
   CHECK(spawned == std::vector<std::string>{"c"});
   CHECK(res.outputs.at("c") == json{{"twice", 4}}); // the value's output reached its dependent
@@ -177,7 +177,7 @@ TEST_CASE("a value that fails its schema fails the run with INVALID_OUTPUT, no a
            .output_schema({{"type", "object"}, {"properties", {{"n", {{"type", "integer"}}}}}})
            .retries(2)});
   int spawned = 0;
-  auto res = h.run(wf, [&](const std::string&, std::int64_t, const caf::actor&) { ++spawned; });
+  auto res = h.run(wf, [&](const node_key&, std::int64_t, const caf::actor&) { ++spawned; });
   CHECK(res.status == run_status::failed);
   CHECK(spawned == 0);
   auto attempts = h.attempts(res.run_id);

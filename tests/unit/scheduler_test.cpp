@@ -39,17 +39,17 @@ run_trace drive(const node& root, std::int64_t run_max, std::set<std::string> fa
   for (int guard = 0; guard < 1000; ++guard) {
     auto batch = s.take_runnable();
     for (auto sk : s.take_auto_skipped())
-      tr.skipped.push_back(p.task_ids[sk]);
+      tr.skipped.push_back(p.keys[sk].id);
     if (batch.empty()) break;
     std::vector<std::string> ids;
     for (auto i : batch)
-      ids.push_back(p.task_ids[i]);
+      ids.push_back(p.keys[i].id);
     tr.batches.push_back(ids);
     for (auto i : batch)
-      s.complete(i, fail.count(p.task_ids[i]) ? node_state::failed : node_state::finished);
+      s.complete(i, fail.count(p.keys[i].id) ? node_state::failed : node_state::finished);
   }
   for (auto sk : s.take_auto_skipped())
-    tr.skipped.push_back(p.task_ids[sk]);
+    tr.skipped.push_back(p.keys[sk].id);
   tr.result = s.status();
   return tr;
 }
@@ -160,7 +160,7 @@ TEST_CASE("a need placed later in a sequence can never be met: the run is stuck"
   CHECK(s.status() == outcome::stuck);
   auto blocked = s.blocked_tasks();
   REQUIRE(blocked.size() == 1);
-  CHECK(p.task_ids[blocked[0]] == "a");
+  CHECK(p.keys[blocked[0]].id == "a");
 }
 
 TEST_CASE("initial states resume a run where it stood") {
@@ -171,13 +171,13 @@ TEST_CASE("initial states resume a run where it stood") {
   CHECK(s.in_flight() == 1);
   auto first = s.take_runnable();
   REQUIRE(first.size() == 1);
-  CHECK(p.task_ids[first[0]] == "d");
+  CHECK(p.keys[first[0]].id == "d");
   s.complete(first[0], node_state::finished);
   CHECK(s.take_runnable().empty()); // c still in flight
-  s.complete(p.find("c"), node_state::finished);
+  s.complete(p.find_id("c"), node_state::finished);
   auto last = s.take_runnable();
   REQUIRE(last.size() == 1);
-  CHECK(p.task_ids[last[0]] == "e");
+  CHECK(p.keys[last[0]].id == "e");
   s.complete(last[0], node_state::finished);
   CHECK(s.status() == outcome::finished);
   CHECK(s.count(node_state::finished) == 5);
@@ -188,18 +188,18 @@ TEST_CASE("a deferred task holds no slot and runs again after release") {
   scheduler s(p, 0);
   auto first = s.take_runnable();
   REQUIRE(first.size() == 1);
-  CHECK(p.task_ids[first[0]] == "a");
+  CHECK(p.keys[first[0]].id == "a");
   s.defer(first[0]);
   CHECK(s.status() == outcome::running);
   auto second = s.take_runnable();
   REQUIRE(second.size() == 1);
-  CHECK(p.task_ids[second[0]] == "b");
+  CHECK(p.keys[second[0]].id == "b");
   s.complete(second[0], node_state::finished);
   CHECK(s.take_runnable().empty()); // a waits for its retry
   s.release(first[0]);
   auto third = s.take_runnable();
   REQUIRE(third.size() == 1);
-  CHECK(p.task_ids[third[0]] == "a");
+  CHECK(p.keys[third[0]].id == "a");
   s.complete(third[0], node_state::finished);
   CHECK(s.status() == outcome::finished);
 }
@@ -207,13 +207,13 @@ TEST_CASE("a deferred task holds no slot and runs again after release") {
 TEST_CASE("skip marks a pending task done without running it") {
   plan p = compile(sequence({t("a"), t("b", {"a"}), t("c")}));
   scheduler s(p, 0);
-  s.skip(p.find("a"));
+  s.skip(p.find_id("a"));
   auto skipped = s.take_auto_skipped();
   REQUIRE(skipped.size() == 1);
-  CHECK(p.task_ids[skipped[0]] == "b");
+  CHECK(p.keys[skipped[0]].id == "b");
   auto next = s.take_runnable();
   REQUIRE(next.size() == 1);
-  CHECK(p.task_ids[next[0]] == "c");
+  CHECK(p.keys[next[0]].id == "c");
 }
 
 TEST_CASE("a wide fan-out starts exactly the group limit each time") {

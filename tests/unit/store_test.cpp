@@ -1318,7 +1318,7 @@ TEST_CASE("add_pending_nodes writes a pending row and a NodePending event per no
   temp_dir dir;
   auto db = database::open(dir.file());
   auto nodes = std::make_shared<std::vector<pending_node>>(std::vector<pending_node>{
-      {"a", "First", "value"}, {"b", "", "compute"}, {"c\"q", "", "command"}});
+      {"a", 0, "First", "value"}, {"b", 0, "", "compute"}, {"c\"q", 3, "", "command"}});
   writer(db).apply({insert_run{make_run("r1")}, add_pending_nodes{"r1", nodes, 5, 1234}});
   reader rd(db);
   auto rows = rd.nodes("r1");
@@ -1326,6 +1326,7 @@ TEST_CASE("add_pending_nodes writes a pending row and a NodePending event per no
   CHECK(rows[0].node_id == "a");
   CHECK(rows[0].label == "First");
   CHECK(rows[1].kind == "compute");
+  CHECK(rows[2].iteration == 3); // keyed (node_id, iteration)
   for (const auto& n : rows) {
     CHECK(n.state == "pending");
     CHECK(n.attempts == 0);
@@ -1338,6 +1339,6 @@ TEST_CASE("add_pending_nodes writes a pending row and a NodePending event per no
     CHECK(events[i].type == "NodePending");
     CHECK(events[i].timestamp_ms == 1234);
     CHECK(events[i].payload["node_id"] == (*nodes)[i].node_id); // escaped and read back
-    CHECK(events[i].payload["iteration"] == 0);
+    CHECK(events[i].payload["iteration"] == (*nodes)[i].iteration);
   }
 }

@@ -64,6 +64,7 @@ public:
 
   node_kind kind = node_kind::sequence;
   std::string id;                  // required for tasks, optional for groups
+  std::int64_t iteration = 0;      // the loop iteration it was rendered in (0 outside loops)
   std::shared_ptr<task_spec> task; // set for tasks (shared: trees copy cheaply)
   std::vector<node> children;
   std::optional<std::int64_t> max_concurrency; // parallel groups only

@@ -1,8 +1,9 @@
 #include <smithers/engine.hpp>
 
-#include "actors/messages.hpp"
+#include "actors/protocol.hpp"
 #include "actors/persistence_actor.hpp"
 #include "actors/run_supervisor.hpp"
+#include "core/recovery.hpp"
 #include "spec/schema.hpp"
 #include "spec/validate.hpp"
 #include "store/cancel.hpp"
@@ -762,36 +763,14 @@ run_handle engine::resume(std::shared_ptr<const workflow> wf, const std::string&
     std::lock_guard<std::mutex> lk(im.mtx);
     ctx->computes = std::make_shared<const actors::compute_registry>(im.computes);
   }
-  actors::resume_state r;
+  auto rec = core::recover(snap->nodes, snap->attempts, snap->outputs);
+  actors::resume_state& r = rec.state;
   r.previous_owner = run.owner_id;
   r.forced = opts.force;
   r.handover = handover;
   r.next_frame = snap->frames;
-  for (auto& o : snap->outputs)
-    r.outputs[o.node_id] = std::move(o.value);
   ctx->first_render = first_render(wf, run_id, *ctx->input, r.outputs);
-  for (const auto& n : snap->nodes) {
-    auto s = node_state_from(n.state).value_or(node_state::pending);
-    // Whatever was in flight or cancelled runs again.
-    if (s == node_state::in_progress || s == node_state::cancelled) s = node_state::pending;
-    r.states[n.node_id] = s;
-  }
-  std::unordered_map<std::string, const store::attempt_row*> last;
-  std::vector<json> orphan_groups; // commands the dead owner left running
-  for (const auto& a : snap->attempts) {
-    r.attempts[a.node_id] = std::max(r.attempts[a.node_id], a.attempt);
-    if (a.state == attempt_state::in_progress) {
-      r.orphaned.emplace_back(a.node_id, a.attempt);
-      if (a.meta.is_object() && a.meta.contains("pgid")) orphan_groups.push_back(a.meta);
-    }
-    if (!a.heartbeat.is_null()) r.checkpoints[a.node_id] = a.heartbeat;
-    last[a.node_id] = &a;
-  }
-  for (const auto& [id, a] : last) {
-    if (a->state == attempt_state::failed && r.states[id] == node_state::pending &&
-        a->meta.is_object() && a->meta.contains("retry_at_ms"))
-      r.retry_at_ms[id] = a->meta["retry_at_ms"].get<std::int64_t>();
-  }
+  std::vector<json>& orphan_groups = rec.orphan_groups; // commands the dead owner left running
   // Claim last: a refused resume writes nothing.
   if (!mark_driven(run_id))
     throw smithers_error(errc::run_owner_alive,

@@ -1,6 +1,6 @@
 #include "actors/heartbeat_watchdog.hpp"
 
-#include "actors/messages.hpp"
+#include "actors/protocol.hpp"
 #include "util/clock.hpp"
 
 #include <unordered_map>
@@ -36,7 +36,7 @@ struct watchdog_state {
   std::string owner_id;
   caf::actor supervisor;
   caf::actor persistence;
-  std::unordered_map<std::string, watched> attempts;
+  std::unordered_map<node_key, watched, node_key_hash> attempts;
   clock_type::time_point last_liveness{};
   std::uint64_t next_batch = 1;
   static inline const char* name = "smithers.heartbeat_watchdog";
@@ -44,8 +44,8 @@ struct watchdog_state {
 
 using wd_actor = caf::stateful_actor<watchdog_state>;
 
-watched& entry_for(wd_actor* self, const std::string& id, std::int64_t attempt) {
-  auto& w = self->state.attempts[id];
+watched& entry_for(wd_actor* self, const node_key& k, std::int64_t attempt) {
+  auto& w = self->state.attempts[k];
   if (w.attempt != attempt) {
     auto now = clock_type::now();
     w = watched{};
@@ -57,11 +57,11 @@ watched& entry_for(wd_actor* self, const std::string& id, std::int64_t attempt) 
   return w;
 }
 
-void write(wd_actor* self, const std::string& id, watched& w, heartbeat_msg hb) {
+void write(wd_actor* self, watched& w, heartbeat_msg hb) {
   w.last_write = clock_type::now();
   w.written = true;
   w.pending.reset();
-  self->send(self->state.supervisor, heartbeat_atom::value, id,
+  self->send(self->state.supervisor, heartbeat_atom::value,
              std::make_shared<heartbeat_msg>(std::move(hb)));
 }
 
@@ -69,18 +69,18 @@ void check(wd_actor* self) {
   auto& st = self->state;
   auto now = clock_type::now();
   for (auto it = st.attempts.begin(); it != st.attempts.end();) {
-    auto& [id, w] = *it;
-    if (w.pending && now - w.last_write >= write_interval) write(self, id, w, *w.pending);
+    auto& [k, w] = *it;
+    if (w.pending && now - w.last_write >= write_interval) write(self, w, *w.pending);
     if (!w.task) {
       // Heartbeats of an attempt that is not (or no longer) tracked.
       it = now - w.created > untracked_ttl ? st.attempts.erase(it) : std::next(it);
       continue;
     }
     if (w.timeout_ms > 0 && now - w.last_beat > milliseconds{w.timeout_ms}) {
-      if (w.pending) write(self, id, w, *w.pending);
+      if (w.pending) write(self, w, *w.pending);
       // The supervisor hears of the timeout before the task actor's down_msg
       // (this send happens before the exit), so it records the cause.
-      self->send(st.supervisor, hb_timeout_atom::value, id, w.attempt, w.last_beat_ms);
+      self->send(st.supervisor, hb_timeout_atom::value, attempt_key{k, w.attempt}, w.last_beat_ms);
       self->send_exit(w.task, caf::exit_reason::user_shutdown);
       it = st.attempts.erase(it);
       continue;
@@ -104,26 +104,25 @@ caf::behavior watchdog(wd_actor* self, caf::actor supervisor, std::string run_id
   self->state.persistence = std::move(persistence);
   self->send(self, check_atom::value);
   return {
-      [=](track_atom, const std::string& id, std::int64_t attempt, const caf::actor& task,
-          std::int64_t timeout_ms) {
-        auto& w = entry_for(self, id, attempt);
+      [=](track_atom, const attempt_key& a, const caf::actor& task, std::int64_t timeout_ms) {
+        auto& w = entry_for(self, a.node, a.attempt);
         w.task = task;
         w.timeout_ms = timeout_ms;
       },
-      [=](untrack_atom, const std::string& id, std::int64_t attempt) {
-        auto it = self->state.attempts.find(id);
-        if (it != self->state.attempts.end() && it->second.attempt <= attempt)
+      [=](untrack_atom, const attempt_key& a) {
+        auto it = self->state.attempts.find(a.node);
+        if (it != self->state.attempts.end() && it->second.attempt <= a.attempt)
           self->state.attempts.erase(it);
       },
-      [=](heartbeat_atom, const std::string& id, const heartbeat_ptr& hb) {
-        auto it = self->state.attempts.find(id);
-        if (it != self->state.attempts.end() && it->second.attempt > hb->attempt)
+      [=](heartbeat_atom, const heartbeat_ptr& hb) {
+        auto it = self->state.attempts.find(hb->key.node);
+        if (it != self->state.attempts.end() && it->second.attempt > hb->key.attempt)
           return; // a late heartbeat of an earlier attempt
-        auto& w = entry_for(self, id, hb->attempt);
+        auto& w = entry_for(self, hb->key.node, hb->key.attempt);
         w.last_beat = clock_type::now();
         w.last_beat_ms = hb->at_ms;
         if (!w.written || clock_type::now() - w.last_write >= write_interval) {
-          write(self, id, w, *hb);
+          write(self, w, *hb);
         } else if (!w.pending || hb->has_data || !w.pending->has_data) {
           w.pending = *hb; // newest wins, but keep data over a bare beat
         } else {

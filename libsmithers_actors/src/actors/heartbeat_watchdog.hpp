@@ -1,15 +1,15 @@
 // The heartbeat watchdog: one per run, linked to its supervisor.
 //
-// - Task threads send it every heartbeat: (heartbeat_atom, node_id, hb).
+// - Task threads send it every heartbeat: (heartbeat_atom, hb).
 // - It throttles them: at most one write per attempt every 500 ms goes to
-//   the supervisor as (heartbeat_atom, node_id, hb); the newest one waits
+//   the supervisor as (heartbeat_atom, hb); the newest one waits
 //   and is flushed later (the attempt's end carries its final heartbeat).
 // - The supervisor tells it which attempts are in flight:
-//   (track_atom, node_id, attempt, task actor, heartbeat_timeout_ms) and
-//   (untrack_atom, node_id, attempt).
+//   (track_atom, attempt_key, task actor, heartbeat_timeout_ms) and
+//   (untrack_atom, attempt_key).
 // - Every 100 ms it checks deadlines: an attempt silent for longer than its
 //   heartbeat_timeout_ms is reported to the supervisor as
-//   (hb_timeout_atom, node_id, attempt, last heartbeat ms) and its task actor
+//   (hb_timeout_atom, attempt_key, last heartbeat ms) and its task actor
 //   is ended.
 // - Every second it writes the run's liveness heartbeat (touch_run).
 #pragma once

@@ -1,6 +1,6 @@
 #include "actors/persistence_actor.hpp"
 
-#include "actors/messages.hpp"
+#include "actors/protocol.hpp"
 #include "store/reader.hpp"
 #include "store/writer.hpp"
 

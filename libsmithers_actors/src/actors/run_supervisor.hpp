@@ -1,11 +1,13 @@
-// The run supervisor: one actor per run. Owns the run's in-memory state and
-// the render -> plan -> schedule loop; spawns and monitors a task actor per
-// attempt; writes through the persistence actor and lets dependents start
-// only after the output's commit.
+// The run supervisor: one actor per run, the actor plumbing around the run
+// core (core/run_core.hpp). It feeds the core its messages — task results,
+// heartbeats, timeouts, retry timers, commit acks, stops — and carries out
+// what the core decides: write batches go to the persistence actor,
+// attempts to the dispatcher (which starts a task actor each, monitored),
+// stop requests to task actors, retry timers to itself.
 #pragma once
 
+#include "core/run_core.hpp"
 #include "util/thread_pool.hpp"
-#include "workflow/render.hpp"
 
 #include <smithers/engine.hpp>
 
@@ -13,50 +15,24 @@
 #include <caf/fwd.hpp>
 
 #include <functional>
-#include <map>
 #include <memory>
-#include <optional>
-#include <unordered_map>
 
 namespace smithers::actors {
 
-using compute_registry = std::map<std::string, compute_fn>;
+class dispatcher;
 
-/// What a resumed run starts from, read from the store.
-struct resume_state {
-  std::unordered_map<std::string, node_state> states;     // by node id
-  std::unordered_map<std::string, std::int64_t> attempts; // attempts started
-  std::unordered_map<std::string, json> outputs;
-  std::unordered_map<std::string, json> checkpoints;          // last heartbeat data
-  std::unordered_map<std::string, std::int64_t> retry_at_ms;  // backoffs still running
-  std::vector<std::pair<std::string, std::int64_t>> orphaned; // attempts left in progress
-  std::int64_t next_frame = 0;
-  std::string previous_owner;
-  bool forced = false;
-  bool handover = false; // the previous owner released the run to this resume
-};
+using core::compute_registry;
+using core::resume_state;
 
-struct run_context {
-  std::string run_id;
-  std::string owner_id; // this engine's
-  std::shared_ptr<const workflow> wf;
-  std::shared_ptr<const json> input;
-  std::int64_t max_concurrency = 0; // 0: unlimited
-  std::string cwd;                  // where commands run (a task's relative cwd is under it)
-  std::size_t max_output_bytes = limits::default_max_output_bytes; // a task output, serialized
-  std::shared_ptr<const compute_registry> computes;
-  rendered_tree first_render;         // validated before the run was created
-  std::int64_t next_seq = 0;          // events already written
-  std::optional<resume_state> resume; // set when resuming
-  std::int64_t started_ms = 0;
+/// A run's configuration (core::run_config) and what only the actors need.
+struct run_context : core::run_config {
   caf::actor persistence;
-  util::thread_pool* pool = nullptr;
-  std::function<void(const event&)> publish; // after commit
-  std::function<void(run_result)> on_end;    // once, when the run has ended
+  util::thread_pool* pool = nullptr;      // for the local dispatcher
+  std::shared_ptr<dispatcher> dispatch;   // null: the local dispatcher on `pool`
+  std::function<void(run_result)> on_end; // once, when the run has ended
   /// Called with each task actor right after it is spawned. Tests use it to
   /// end task actors from outside, as a crash would.
-  std::function<void(const std::string& node_id, std::int64_t attempt, const caf::actor&)>
-      on_task_spawned;
+  std::function<void(const node_key& key, std::int64_t attempt, const caf::actor&)> on_task_spawned;
 };
 
 caf::actor spawn_run_supervisor(caf::actor_system& sys, std::shared_ptr<run_context> ctx);

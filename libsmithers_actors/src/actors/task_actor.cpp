@@ -1,6 +1,8 @@
 #include "actors/task_actor.hpp"
 
-#include "actors/messages.hpp"
+#include "actors/dispatcher.hpp"
+#include "actors/protocol.hpp"
+#include "executors/executor.hpp"
 #include "util/clock.hpp"
 #include "util/owner.hpp"
 
@@ -25,7 +27,8 @@ void report(task_actor_t* self, const caf::actor& supervisor, const task_job& jo
             task_outcome_ptr oc) {
   if (self->state.reported) return;
   self->state.reported = true;
-  self->send(supervisor, result_atom::value, job.node_id, job.attempt, std::move(oc));
+  self->send(supervisor, result_atom::value, attempt_key{job.request.key, job.request.attempt},
+             std::move(oc));
   self->quit();
 }
 
@@ -37,7 +40,7 @@ caf::behavior task_actor(task_actor_t* self, std::shared_ptr<task_job> job, util
   self->attach_functor([cancel] { cancel->store(true); });
   auto me = caf::actor_cast<caf::actor>(self);
   pool->submit([job, cancel, me, watchdog, supervisor] {
-    last_heartbeat last;
+    executors::last_heartbeat last;
     std::int64_t last_sent_ms = 0;
     auto beat = [&](json data, bool has_data) {
       std::int64_t now = util::now_ms();
@@ -50,26 +53,30 @@ caf::behavior task_actor(task_actor_t* self, std::shared_ptr<task_job> job, util
       }
       last_sent_ms = now;
       auto hb = std::make_shared<heartbeat_msg>();
-      hb->task_index = job->task_index;
-      hb->attempt = job->attempt;
+      hb->key = attempt_key{job->request.key, job->request.attempt};
       hb->data = std::move(data);
       hb->has_data = has_data;
       hb->at_ms = now;
-      caf::anon_send(watchdog, heartbeat_atom::value, job->node_id, hb);
+      caf::anon_send(watchdog, heartbeat_atom::value, std::move(hb));
     };
     // The supervisor records the process group — on the host where it runs,
     // told from here — so a resume after a crash of this process can end it.
     auto started = [&](std::int64_t pid) {
-      caf::anon_send(supervisor, process_atom::value, job->node_id, job->attempt, pid,
-                     util::host_name(), util::process_start_time(pid).value_or(0));
+      caf::anon_send(supervisor, process_atom::value,
+                     attempt_key{job->request.key, job->request.attempt}, pid, util::host_name(),
+                     util::process_start_time(pid).value_or(0));
     };
-    auto oc = std::make_shared<task_outcome>(execute(*job, cancel, beat, started));
+    executors::attempt_io io;
+    io.cancel = cancel;
+    io.heartbeat = beat;
+    io.process_started = started;
+    auto oc = std::make_shared<task_outcome>(executors::execute(*job, io));
     oc->beat = std::move(last);
     caf::anon_send(me, done_atom::value, oc);
   });
-  if (job->spec->kind == task_kind::compute && job->spec->timeout_ms)
-    self->delayed_send(self, std::chrono::milliseconds{*job->spec->timeout_ms},
-                       timeout_atom::value);
+  const auto& req = job->request;
+  if (req.kind == task_kind::compute && req.timeout_ms)
+    self->delayed_send(self, std::chrono::milliseconds{*req.timeout_ms}, timeout_atom::value);
   return {
       [=](done_atom, task_outcome_ptr oc) {
         if (self->state.stop_reason && !oc->output) {
@@ -82,9 +89,9 @@ caf::behavior task_actor(task_actor_t* self, std::shared_ptr<task_job> job, util
         cancel->store(true);
         auto oc = std::make_shared<task_outcome>();
         oc->err = error{errc::task_timeout,
-                        "compute task \"" + job->node_id + "\" timed out after " +
-                            std::to_string(*job->spec->timeout_ms) + " ms",
-                        {{"timeout_ms", *job->spec->timeout_ms}}};
+                        "compute task \"" + job->request.key.id + "\" timed out after " +
+                            std::to_string(*job->request.timeout_ms) + " ms",
+                        {{"timeout_ms", *job->request.timeout_ms}}};
         report(self, supervisor, *job, std::move(oc));
       },
       [=](cancel_atom, const std::string& code, const std::string& reason) {
@@ -108,6 +115,27 @@ caf::behavior task_actor(task_actor_t* self, std::shared_ptr<task_job> job, util
 caf::actor spawn_task_actor(caf::local_actor& parent, std::shared_ptr<task_job> job,
                             util::thread_pool* pool, caf::actor supervisor, caf::actor watchdog) {
   return parent.spawn(task_actor, std::move(job), pool, std::move(supervisor), std::move(watchdog));
+}
+
+namespace {
+
+class local_dispatcher final : public dispatcher {
+public:
+  explicit local_dispatcher(util::thread_pool* pool) : pool_(pool) {}
+  caf::actor dispatch(caf::local_actor& supervisor, std::shared_ptr<task_job> job,
+                      const caf::actor& watchdog) override {
+    return spawn_task_actor(supervisor, std::move(job), pool_,
+                            caf::actor_cast<caf::actor>(&supervisor), watchdog);
+  }
+
+private:
+  util::thread_pool* pool_;
+};
+
+} // namespace
+
+std::shared_ptr<dispatcher> make_local_dispatcher(util::thread_pool* pool) {
+  return std::make_shared<local_dispatcher>(pool);
 }
 
 } // namespace smithers::actors

@@ -1,6 +1,7 @@
 // The task actor: one per attempt. Runs its job (blocking work on the pool),
-// sends (result_atom, node_id, attempt, task_outcome_ptr) to its supervisor
-// and quits.
+// sends (result_atom, attempt_key, task_outcome_ptr) to its supervisor and
+// quits (actors/protocol.hpp). The local dispatcher (actors/dispatcher.hpp)
+// spawns it.
 //
 // - Ending it with any exit reason sets the job's cancellation flag (a
 //   command's process group is ended, a compute sees cancelled()).
@@ -13,7 +14,7 @@
 //   50 ms, checkpoints always.
 #pragma once
 
-#include "actors/task_job.hpp"
+#include "executors/task_job.hpp"
 #include "util/thread_pool.hpp"
 
 #include <caf/actor.hpp>
@@ -23,7 +24,7 @@
 
 namespace smithers::actors {
 
-caf::actor spawn_task_actor(caf::local_actor& parent, std::shared_ptr<task_job> job,
+caf::actor spawn_task_actor(caf::local_actor& parent, std::shared_ptr<executors::task_job> job,
                             util::thread_pool* pool, caf::actor supervisor, caf::actor watchdog);
 
 } // namespace smithers::actors

@@ -23,10 +23,10 @@ plan compile(const node& root) {
     pn.max_concurrency = it.n->max_concurrency.value_or(0);
     if (it.parent >= 0) p.nodes[it.parent].children.push_back(self);
     if (it.n->is_task()) {
-      index t = static_cast<index>(p.task_ids.size());
+      index t = static_cast<index>(p.keys.size());
       p.nodes[self].task = t;
       p.task_node.push_back(self);
-      p.task_ids.push_back(it.n->id);
+      p.keys.push_back({it.n->id, it.n->iteration});
       p.specs.push_back(it.n->task);
       p.by_id.emplace(it.n->id, t);
     } else {
@@ -41,7 +41,7 @@ plan compile(const node& root) {
   for (index t = 0; t < static_cast<index>(p.task_count()); ++t) {
     if (!p.specs[t]) continue;
     for (const auto& id : p.specs[t]->needs) {
-      index d = p.find(id);
+      index d = p.find_id(id);
       if (d < 0 || d == t) continue;
       p.needs[t].push_back(d);
       p.dependents[d].push_back(t);

@@ -2,6 +2,7 @@
 // needs resolved to indices. Pure: no I/O, no actors.
 #pragma once
 
+#include <smithers/node_key.hpp>
 #include <smithers/workflow.hpp>
 
 #include <cstdint>
@@ -26,16 +27,22 @@ struct plan_node {
 struct plan {
   std::vector<plan_node> nodes; // nodes[0] is the root
   std::vector<index> task_node; // task index -> node index
-  std::vector<std::string> task_ids;
+  std::vector<node_key> keys; // task index -> (node id, iteration)
   std::vector<std::shared_ptr<task_spec>> specs;
-  std::unordered_map<std::string, index> by_id;
+  std::unordered_map<std::string, index> by_id; // ids are unique within a render
   std::vector<std::vector<index>> needs;      // task -> tasks it needs
   std::vector<std::vector<index>> dependents; // task -> tasks that need it
 
-  std::size_t task_count() const { return task_ids.size(); }
-  index find(const std::string& id) const {
+  std::size_t task_count() const { return keys.size(); }
+  /// The task of this id in this render, whatever its iteration (needs).
+  index find_id(const std::string& id) const {
     auto it = by_id.find(id);
     return it == by_id.end() ? -1 : it->second;
+  }
+  /// The task of this key: its id in this render, in that iteration.
+  index find(const node_key& k) const {
+    index t = find_id(k.id);
+    return t >= 0 && keys[static_cast<std::size_t>(t)].iteration == k.iteration ? t : -1;
   }
 };
 

@@ -504,6 +504,7 @@ WHERE run_id = ?1 AND owner_id = ?2)sql") {}
     r.updated_ms = c.at_ms;
     for (const pending_node& n : nodes) {
       r.node_id = n.node_id;
+      r.iteration = n.iteration;
       r.label = n.label;
       r.kind = n.kind;
       set_node(r);
@@ -518,7 +519,9 @@ WHERE run_id = ?1 AND owner_id = ?2)sql") {}
       for (std::size_t i = first; i < end; ++i) {
         if (i > first) text += ',';
         begin_chunk_entry(text, type, c.at_ms);
-        text += R"({"iteration":0,"node_id":)";
+        text += R"({"iteration":)";
+        text += std::to_string(nodes[i].iteration);
+        text += R"(,"node_id":)";
         util::append_json(text, nodes[i].node_id);
         text += "}]";
       }

@@ -133,6 +133,7 @@ struct set_attempt_meta {
 /// instead of two per node keeps announcing a large tree small in memory.
 struct pending_node {
   std::string node_id;
+  std::int64_t iteration = 0;
   std::string label;
   std::string kind;
 };
@@ -148,6 +149,11 @@ using command =
                  record_heartbeat, append_event, append_events, store_frame, touch_run,
                  request_cancel, claim_run, set_attempt_meta, add_pending_nodes,
                  request_handover, withdraw_handover, release_run>;
+
+/// Commands committed together, in order, in one transaction.
+struct write_batch {
+  std::vector<command> commands;
+};
 
 /// Appends one event's chunk entry, `["type",timestamp_ms,{fields}]`, to
 /// `out` (the caller writes the array's brackets and commas).

@@ -1,0 +1,87 @@
+#include "core/attempt_builder.hpp"
+
+#include "spec/shell_template.hpp"
+#include "spec/template.hpp"
+
+namespace smithers::core {
+
+std::shared_ptr<const json> attempt_builder::schema_for(const std::shared_ptr<task_spec>& spec) {
+  if (!spec->output_schema.is_null())
+    return std::shared_ptr<const json>(spec, &spec->output_schema); // aliases the spec
+  if (spec->output.empty()) return nullptr;
+  auto& cached = named_schemas_[spec->output];
+  if (!cached) {
+    auto it = wf_->output_schemas.find(spec->output);
+    if (it != wf_->output_schemas.end()) cached = std::make_shared<const json>(it->second);
+  }
+  return cached;
+}
+
+std::string attempt_builder::task_cwd(const std::string& base, const task_spec& spec) {
+  if (spec.cwd.empty()) return base;
+  if (spec.cwd[0] == '/' || base.empty()) return spec.cwd;
+  return base + "/" + spec.cwd;
+}
+
+std::shared_ptr<executors::task_job>
+attempt_builder::build(const node_key& key, std::int64_t attempt,
+                       const std::shared_ptr<task_spec>& spec, const attempt_inputs& in) {
+  auto job = std::make_shared<executors::task_job>();
+  executors::task_request& req = job->request;
+  req.run_id = *in.run_id;
+  req.key = key;
+  req.attempt = attempt;
+  req.kind = spec->kind;
+  req.output_schema = schema_for(spec);
+  req.timeout_ms = spec->timeout_ms;
+  req.heartbeat_timeout_ms = spec->heartbeat_timeout_ms;
+  req.max_output_bytes = in.max_output_bytes;
+  if (spec->kind == task_kind::value) {
+    req.value = spec->value;
+    return job;
+  }
+  req.input = *in.input;
+  for (const auto& need : spec->needs) {
+    auto it = in.outputs->find(need);
+    if (it != in.outputs->end()) req.needs[need] = it->second;
+  }
+  if (in.checkpoint) req.last_heartbeat = *in.checkpoint;
+  req.cwd = task_cwd(*in.base_cwd, *spec);
+  if (spec->kind == task_kind::command) {
+    spec::template_scope scope;
+    scope.input = in.input->get();
+    scope.outputs = in.outputs;
+    scope.run_id = *in.run_id;
+    scope.node_id = key.id;
+    scope.iteration = key.iteration;
+    scope.attempt = attempt;
+    // A script gets each value through a SMITHERS_TEMPLATE_<n> variable,
+    // never spliced into its code; other arguments take values verbatim.
+    if (spec->use_shell) {
+      auto sh = spec::expand_shell(spec->shell, scope, "/bin/sh");
+      req.argv = {"/bin/sh", "-c", std::move(sh.script)};
+      req.env.merge(sh.env);
+    } else {
+      auto ex = spec::expand_argv(spec->argv, scope);
+      req.argv = std::move(ex.argv);
+      req.env.merge(ex.env);
+    }
+    for (const auto& [k, v] : spec->env) // names never start with SMITHERS_TEMPLATE_
+      req.env[k] = spec::expand(v, scope, k.size() + 1);
+  } else if (spec->kind == task_kind::compute) {
+    if (spec->compute) {
+      job->compute = spec->compute;
+    } else {
+      req.compute_name = spec->compute_name;
+      auto it = computes_ ? computes_->find(spec->compute_name) : compute_registry::const_iterator{};
+      if (!computes_ || it == computes_->end())
+        throw smithers_error(errc::invalid_workflow,
+                             "no compute function named \"" + spec->compute_name +
+                                 "\" is registered");
+      job->compute = it->second;
+    }
+  }
+  return job;
+}
+
+} // namespace smithers::core

@@ -1,0 +1,55 @@
+// Turns a task of the plan into the job of one attempt: the request (plain
+// data: templates expanded against committed outputs, needs, the previous
+// attempt's checkpoint, schema, cwd, limits) and, for compute tasks, the
+// callable of this process. Pure.
+#pragma once
+
+#include "executors/task_job.hpp"
+
+#include <smithers/workflow.hpp>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+namespace smithers::core {
+
+using compute_registry = std::map<std::string, compute_fn>;
+
+struct attempt_inputs {
+  const std::string* run_id = nullptr;
+  const std::shared_ptr<const json>* input = nullptr;
+  const std::unordered_map<std::string, json>* outputs = nullptr; // latest per node id
+  const json* checkpoint = nullptr;                              // or nullptr
+  const std::string* base_cwd = nullptr;                         // where the run started
+  std::size_t max_output_bytes = 0;
+};
+
+class attempt_builder {
+public:
+  attempt_builder(std::shared_ptr<const workflow> wf, std::shared_ptr<const compute_registry> computes)
+      : wf_(std::move(wf)), computes_(std::move(computes)) {}
+
+  /// The job of attempt `attempt` of `key`. Throws smithers_error for what
+  /// makes the attempt fail before it runs (a template that cannot be
+  /// expanded, an unknown compute function).
+  std::shared_ptr<executors::task_job> build(const node_key& key, std::int64_t attempt,
+                                             const std::shared_ptr<task_spec>& spec,
+                                             const attempt_inputs& in);
+
+  /// The schema a task's output must match: inline, or named in the
+  /// workflow's output_schemas; null when none.
+  std::shared_ptr<const json> schema_for(const std::shared_ptr<task_spec>& spec);
+
+  /// Commands run where the run started (recorded with it, so every resume
+  /// agrees); a task's relative cwd is under that directory.
+  static std::string task_cwd(const std::string& base, const task_spec& spec);
+
+private:
+  std::shared_ptr<const workflow> wf_;
+  std::shared_ptr<const compute_registry> computes_;
+  std::unordered_map<std::string, std::shared_ptr<const json>> named_schemas_;
+};
+
+} // namespace smithers::core

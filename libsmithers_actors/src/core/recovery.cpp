@@ -1,0 +1,51 @@
+#include "core/recovery.hpp"
+
+#include <smithers/status.hpp>
+
+#include <algorithm>
+
+namespace smithers::core {
+
+recovered_run recover(const std::vector<store::node_row>& nodes,
+                      const std::vector<store::attempt_row>& attempts,
+                      std::vector<store::output_row>& outputs) {
+  recovered_run out;
+  resume_state& r = out.state;
+  // The latest iteration's output of each node is what templates read.
+  std::unordered_map<std::string, std::int64_t> output_iteration;
+  for (auto& o : outputs) {
+    auto [it, fresh] = output_iteration.emplace(o.node_id, o.iteration);
+    if (!fresh && it->second > o.iteration) continue;
+    it->second = o.iteration;
+    r.outputs[o.node_id] = std::move(o.value);
+  }
+  for (const auto& n : nodes) {
+    auto s = node_state_from(n.state).value_or(node_state::pending);
+    // Whatever was in flight or cancelled runs again.
+    if (s == node_state::in_progress || s == node_state::cancelled) s = node_state::pending;
+    r.states[node_key{n.node_id, n.iteration}] = s;
+  }
+  key_map<const store::attempt_row*> last;
+  for (const auto& a : attempts) {
+    node_key k{a.node_id, a.iteration};
+    auto& count = r.attempts[k];
+    count = std::max(count, a.attempt);
+    if (a.state == attempt_state::in_progress) {
+      r.orphaned.push_back({k, a.attempt});
+      if (a.meta.is_object() && a.meta.contains("pgid")) out.orphan_groups.push_back(a.meta);
+    }
+    if (!a.heartbeat.is_null()) r.checkpoints[k] = a.heartbeat;
+    auto& l = last[k];
+    if (!l || l->attempt < a.attempt) l = &a;
+  }
+  for (const auto& [k, a] : last) {
+    auto st = r.states.find(k);
+    if (a->state == attempt_state::failed && st != r.states.end() &&
+        st->second == node_state::pending && a->meta.is_object() && a->meta.contains("retry_at_ms") &&
+        a->meta["retry_at_ms"].is_number_integer())
+      r.retry_at_ms[k] = a->meta["retry_at_ms"].get<std::int64_t>();
+  }
+  return out;
+}
+
+} // namespace smithers::core

@@ -1,0 +1,789 @@
+#include "core/run_core.hpp"
+
+#include "core/retry.hpp"
+#include "executors/executor.hpp"
+#include "spec/predicate.hpp"
+#include "spec/validate.hpp"
+#include "util/clock.hpp"
+
+#include <algorithm>
+#include <string_view>
+#include <unordered_set>
+
+namespace smithers::core {
+
+namespace {
+
+const error& unmounted_error() {
+  static const error e{errc::task_aborted,
+                       "unmounted: a re-render removed the node while this attempt ran"};
+  return e;
+}
+
+// A node back after a render left it out keeps what it had: a finished
+// node is never executed again (its output was kept); one stopped when it
+// was dropped runs again.
+node_state returning_state(const char* written) {
+  auto s = node_state_from(written).value_or(node_state::pending);
+  return s == node_state::finished || s == node_state::failed || s == node_state::skipped
+             ? s
+             : node_state::pending;
+}
+
+} // namespace
+
+run_core::run_core(run_config cfg, clock_fn clock, std::uint64_t seed)
+    : cfg_(std::move(cfg)),
+      clock_(clock ? std::move(clock) : clock_fn{util::now_ms}),
+      rng_(seed),
+      builder_(cfg_.wf, cfg_.computes),
+      log_(cfg_.run_id, cfg_.next_seq) {
+  result_.run_id = cfg_.run_id;
+}
+
+std::optional<node_state> run_core::written_state(const node_key& k) const {
+  const char* w = nullptr;
+  sched::index t = plan_ ? plan_->find(k) : -1;
+  if (t >= 0) {
+    w = table_.at(t).written;
+  } else if (auto it = table_.dropped().find(k); it != table_.dropped().end()) {
+    w = it->second.written;
+  }
+  if (!w) return std::nullopt;
+  return node_state_from(w);
+}
+
+std::int64_t run_core::attempts_of(const node_key& k) const {
+  sched::index t = plan_ ? plan_->find(k) : -1;
+  if (t >= 0) return table_.at(t).attempts;
+  auto it = table_.dropped().find(k);
+  return it == table_.dropped().end() ? 0 : it->second.attempts;
+}
+
+bool run_core::is_live(const attempt_key& a) const {
+  auto it = live_.find(a.node);
+  return it != live_.end() && it->second.attempt == a.attempt;
+}
+
+void run_core::node_row(sched::index t, const node_key& k, node_state s) {
+  const task_spec* spec = t >= 0 ? plan_->specs[static_cast<std::size_t>(t)].get() : nullptr;
+  store::node_row r;
+  r.run_id = cfg_.run_id;
+  r.node_id = k.id;
+  r.iteration = k.iteration;
+  r.state = to_string(s);
+  r.attempts = table_.slot(t, k).attempts;
+  if (spec) {
+    r.label = spec->label;
+    r.kind = to_string(spec->kind);
+  }
+  r.updated_ms = now();
+  table_.note_state(t, k, to_string(s));
+  writes_.push_back(store::upsert_node{std::move(r)});
+}
+
+// Nodes entering the run: pending rows and NodePending events, in one
+// compact command (a large tree is announced without a row object and an
+// event object per node).
+void run_core::add_pending(const std::vector<sched::index>& tasks) {
+  if (tasks.empty()) return;
+  auto nodes = std::make_shared<std::vector<store::pending_node>>();
+  nodes->reserve(tasks.size());
+  // Sized once for the tree: growing a 100,000-entry map rehashes it a
+  // dozen times, each a pass of cache misses over every entry.
+  outputs_.reserve(outputs_.size() + tasks.size());
+  for (auto t : tasks) {
+    const node_key& k = plan_->keys[static_cast<std::size_t>(t)];
+    const task_spec* spec = plan_->specs[static_cast<std::size_t>(t)].get();
+    nodes->push_back({k.id, k.iteration, spec ? spec->label : std::string(),
+                      spec ? std::string(to_string(spec->kind)) : std::string()});
+    table_.note_state(t, k, to_string(node_state::pending));
+  }
+  std::int64_t at = now();
+  auto pe = log_.announce(nodes, at);
+  writes_.push_back(store::add_pending_nodes{cfg_.run_id, std::move(nodes), pe.first_seq, at});
+}
+
+// The command that ends an attempt (its output, if any, goes with it).
+store::finish_attempt run_core::finish_cmd(const attempt_key& a, const char* state,
+                                           std::int64_t at_ms, json err) const {
+  store::finish_attempt fa;
+  fa.run_id = cfg_.run_id;
+  fa.node_id = a.node.id;
+  fa.iteration = a.node.iteration;
+  fa.attempt = a.attempt;
+  fa.state = state;
+  fa.finished_ms = at_ms;
+  fa.error = std::move(err);
+  return fa;
+}
+
+void run_core::queue_tick() {
+  if (!tick_queued_) {
+    tick_queued_ = true;
+    fx_.tick = true;
+  }
+}
+
+void run_core::maybe_frame() {
+  auto f = table_.take_frame(*plan_, *cfg_.input, tree_changed_);
+  if (!f) return;
+  store::frame_row row;
+  row.run_id = cfg_.run_id;
+  row.frame_no = frame_no_;
+  row.tree_hash = tree_.hash;
+  std::shared_ptr<const std::string> tree_text;
+  if (tree_changed_) tree_text = tree_.canonical;
+  row.created_ms = now();
+  row.keyframe = f->keyframe;
+  writes_.push_back(store::store_frame{std::move(row), std::move(tree_text), std::move(f->text)});
+  emit(event_type::frame_committed, "frame_no", frame_no_, "tree_hash", tree_.hash, "changes",
+       f->changes, "keyframe", f->keyframe);
+  emit(event_type::snapshot_captured, "frame_no", frame_no_, "keyframe", f->keyframe, "nodes",
+       f->nodes);
+  tree_changed_ = false;
+  ++frame_no_;
+}
+
+// Compiles the current tree and returns the tasks new to the run. Node
+// states and slots carry over by key: from the previous plan on a
+// re-render, states from `known` on a resume. Tasks the new plan drops keep
+// their slots (node_table) and come back with them.
+std::vector<sched::index> run_core::rebuild(const key_map<node_state>& known) {
+  auto plan = std::make_unique<sched::plan>(sched::compile(*tree_.root));
+  const std::size_t n = plan->task_count();
+  std::vector<sched::index> old_index;
+  std::vector<char> returning;
+  table_.replan(plan_.get(), *plan, old_index, returning);
+  std::vector<node_state> initial(n, node_state::pending);
+  std::vector<sched::index> fresh;
+  std::vector<sched::index> back_to_pending; // returning, to run again
+  for (std::size_t t = 0; t < n; ++t) {
+    const node_key& k = plan->keys[t];
+    if (old_index[t] >= 0) {
+      initial[t] = sched_->state(old_index[t]);
+      continue;
+    }
+    const task_slot& sl = table_.at(static_cast<sched::index>(t));
+    if (auto it = known.find(k); it != known.end())
+      initial[t] = it->second;
+    else if (returning[t] && sl.written)
+      initial[t] = returning_state(sl.written);
+    else
+      fresh.push_back(static_cast<sched::index>(t));
+    if (returning[t] && initial[t] == node_state::pending && sl.written &&
+        std::string_view{sl.written} != to_string(node_state::pending))
+      back_to_pending.push_back(static_cast<sched::index>(t));
+  }
+  for (auto& [k, la] : live_) {
+    la.task = plan->find(k);
+    // Dropped while it runs: stopped, and recorded cancelled ("unmounted")
+    // once it has; the run does not end before (check_end).
+    if (la.task < 0 && !la.unmounted) {
+      la.unmounted = true;
+      if (la.launched) fx_.stops.push_back({{k, la.attempt}, unmounted_error()});
+    }
+  }
+  auto s = std::make_unique<sched::scheduler>(*plan, cfg_.max_concurrency, initial);
+  // The old scheduler refers to the old plan: replace both together.
+  sched_ = std::move(s);
+  plan_ = std::move(plan);
+  ++plan_gen_;
+  for (auto t : back_to_pending)
+    node_row(t, plan_->keys[static_cast<std::size_t>(t)], node_state::pending);
+  return fresh;
+}
+
+void run_core::start() {
+  tree_ = std::move(cfg_.first_render);
+  if (cfg_.resume) {
+    resume(*cfg_.resume);
+    return;
+  }
+  add_pending(rebuild({}));
+  queue_tick();
+}
+
+// Continues a run from the store: attempts the dead owner left in flight
+// are recorded cancelled and their nodes run again; finished nodes keep
+// their outputs and never run again; backoffs still running are waited out.
+void run_core::resume(resume_state& r) {
+  outputs_ = std::move(r.outputs);
+  checkpoints_ = std::move(r.checkpoints);
+  frame_no_ = r.next_frame;
+  std::int64_t at = now();
+  error lost{errc::task_aborted,
+             "the process driving the run ended while this attempt was in flight"};
+  for (const auto& a : r.orphaned) {
+    writes_.push_back(finish_cmd(a, attempt_state::cancelled, at, lost.to_json()));
+    emit_node(event_type::node_cancelled, a.node, "attempt", a.attempt, "reason",
+              cancel_reason::interrupted, "error", lost.to_json());
+  }
+  emit(event_type::run_resumed, "previous_owner", r.previous_owner, "orphaned_attempts",
+       r.orphaned.size(), "forced", r.forced, "handover", r.handover);
+  auto added = rebuild(r.states);
+  // As stored: nodes no longer in the tree keep theirs in keyframes.
+  for (const auto& [k, state] : r.states)
+    table_.set_written(table_.slot(plan_->find(k), k), to_string(state));
+  for (const auto& [k, count] : r.attempts)
+    table_.slot(plan_->find(k), k).attempts = count;
+  key_map<char> orphans;
+  for (const auto& o : r.orphaned)
+    orphans.emplace(o.node, 1);
+  for (std::size_t t = 0; t < plan_->task_count(); ++t) {
+    const node_key& k = plan_->keys[t];
+    if (orphans.count(k) && r.states.count(k))
+      node_row(static_cast<sched::index>(t), k, node_state::pending);
+  }
+  // An interrupted node the resumed workflow no longer has (resumed with
+  // another --workflow) will not run again here: not in-progress forever.
+  for (const auto& [k, unused] : orphans)
+    if (plan_->find(k) < 0) {
+      node_row(-1, k, node_state::cancelled);
+      emit_node(event_type::node_cancelled, k, "reason", cancel_reason::unmounted);
+    }
+  add_pending(added);
+  for (const auto& [k, retry_at] : r.retry_at_ms) {
+    sched::index t = plan_->find(k);
+    if (t < 0) continue;
+    sched_->hold(t);
+    fx_.timers.push_back({k, std::max<std::int64_t>(0, retry_at - at)});
+  }
+  queue_tick();
+}
+
+void run_core::rerender() {
+  dirty_ = false;
+  render_context rc{cfg_.run_id, cfg_.input.get(), &outputs_};
+  rendered_tree next;
+  try {
+    next = render(cfg_.wf, rc);
+  } catch (const std::exception& e) {
+    fail_run(error{errc::invalid_workflow, std::string{"rendering the workflow failed: "} + e.what()});
+    return;
+  }
+  if (next.hash == tree_.hash) return;
+  auto ps = spec::validate_tree(*cfg_.wf, *next.root);
+  if (!ps.empty()) {
+    fail_run(error{errc::invalid_workflow, "the workflow rendered an invalid tree: " + spec::join(ps)});
+    return;
+  }
+  tree_ = std::move(next);
+  tree_changed_ = true;
+  add_pending(rebuild({}));
+}
+
+void run_core::start_task(sched::index t) {
+  const node_key& k = plan_->keys[static_cast<std::size_t>(t)];
+  const auto& spec = plan_->specs[static_cast<std::size_t>(t)];
+  std::int64_t attempt = ++table_.slot(t, k).attempts;
+  std::int64_t at = now();
+  if (spec->kind == task_kind::value) {
+    resolve_value(t, attempt, at);
+    return;
+  }
+  store::attempt_row ar;
+  ar.run_id = cfg_.run_id;
+  ar.node_id = k.id;
+  ar.iteration = k.iteration;
+  ar.attempt = attempt;
+  ar.state = attempt_state::in_progress;
+  ar.started_ms = at;
+  writes_.push_back(store::insert_attempt{std::move(ar)});
+  node_row(t, k, node_state::in_progress);
+  emit_node(event_type::node_started, k, "attempt", attempt);
+
+  live_attempt la;
+  la.attempt = attempt;
+  la.task = t;
+  la.started_ms = at;
+  live_.emplace(k, la);
+  attempt_inputs in;
+  in.run_id = &cfg_.run_id;
+  in.input = &cfg_.input;
+  in.outputs = &outputs_;
+  auto cp = checkpoints_.find(k);
+  in.checkpoint = cp == checkpoints_.end() ? nullptr : &cp->second;
+  in.base_cwd = &cfg_.cwd;
+  in.max_output_bytes = cfg_.max_output_bytes;
+  std::shared_ptr<executors::task_job> job;
+  try {
+    job = builder_.build(k, attempt, spec, in);
+  } catch (const smithers_error& e) {
+    attempt_failed({k, attempt}, e.err());
+    return;
+  }
+  batch_.launches.push_back({{k, attempt}, std::move(job)});
+}
+
+// A value task has nothing to run, time out or watch: the core checks the
+// value against its schema and records the attempt, started and ended, in
+// this batch. Nothing is launched for it. Like any output, it reaches the
+// scheduler (and its dependents) only after the commit.
+void run_core::resolve_value(sched::index t, std::int64_t attempt, std::int64_t at) {
+  const node_key& k = plan_->keys[static_cast<std::size_t>(t)];
+  const auto& spec = plan_->specs[static_cast<std::size_t>(t)];
+  executors::task_request req;
+  req.run_id = cfg_.run_id;
+  req.key = k;
+  req.attempt = attempt;
+  req.kind = task_kind::value;
+  req.value = spec->value;
+  req.output_schema = builder_.schema_for(spec);
+  req.max_output_bytes = cfg_.max_output_bytes;
+  executors::task_outcome oc = executors::resolve_value(req);
+  store::attempt_row ar;
+  ar.run_id = cfg_.run_id;
+  ar.node_id = k.id;
+  ar.iteration = k.iteration;
+  ar.attempt = attempt;
+  // A failure is recorded by attempt_failed.
+  ar.state = oc.err ? attempt_state::in_progress : attempt_state::finished;
+  ar.started_ms = at;
+  if (!oc.err) {
+    // Started and finished in one row, its output on it.
+    ar.finished_ms = at;
+    ar.output = *oc.output;
+  }
+  writes_.push_back(store::insert_attempt{std::move(ar)});
+  emit_node(event_type::node_started, k, "attempt", attempt);
+  if (oc.err) {
+    live_attempt la;
+    la.attempt = attempt;
+    la.task = t;
+    la.started_ms = at;
+    live_.emplace(k, la);
+    attempt_failed({k, attempt}, *oc.err);
+    return;
+  }
+  node_row(t, k, node_state::finished);
+  emit_node(event_type::node_output, k, "output", *oc.output);
+  emit_node(event_type::node_finished, k, "attempt", attempt, "duration_ms", 0);
+  ++batch_.results;
+  batch_.values.push_back({k, t, plan_gen_, std::move(*oc.output)});
+}
+
+// The attempt row is committed: now the work may run.
+void run_core::launch(const pending_launch& pl) {
+  auto it = live_.find(pl.key.node);
+  if (it == live_.end() || it->second.attempt != pl.key.attempt) return; // ended meanwhile
+  if (stopping_ != stop_mode::none || it->second.unmounted) {
+    attempt_failed(pl.key, it->second.unmounted ? unmounted_error() : stop_error_);
+    return;
+  }
+  if (ending_) {
+    // The run failed while this start was being committed: it never ran.
+    end_live(pl.key.node);
+    writes_.push_back(finish_cmd(
+        pl.key, attempt_state::cancelled, now(),
+        error{errc::task_aborted, "the run ended before this attempt started"}.to_json()));
+    flush();
+    return;
+  }
+  it->second.launched = true;
+  fx_.launches.push_back(pl.job);
+}
+
+void run_core::write_heartbeat(const node_key& k, live_attempt& la, std::int64_t at_ms,
+                               const json& data, bool has_data) {
+  store::record_heartbeat rh;
+  rh.run_id = cfg_.run_id;
+  rh.node_id = k.id;
+  rh.iteration = k.iteration;
+  rh.attempt = la.attempt;
+  rh.heartbeat_ms = at_ms;
+  rh.has_data = has_data;
+  if (has_data) rh.data = data;
+  std::size_t bytes = has_data ? data.dump().size() : 0;
+  writes_.push_back(std::move(rh));
+  std::int64_t interval = at_ms - (la.last_hb_write_ms ? la.last_hb_write_ms : la.started_ms);
+  emit_node(event_type::task_heartbeat, k, "attempt", la.attempt, "has_data", has_data,
+            "data_bytes", bytes, "interval_ms", interval);
+  la.last_hb_write_ms = at_ms;
+  if (has_data) checkpoints_[k] = data;
+}
+
+void run_core::on_heartbeat(const attempt_key& a, std::int64_t at_ms, const json& data,
+                            bool has_data) {
+  auto it = live_.find(a.node);
+  if (it == live_.end() || it->second.attempt != a.attempt)
+    return; // a late heartbeat of an attempt that has ended
+  write_heartbeat(a.node, it->second, at_ms, data, has_data);
+  queue_tick();
+}
+
+// Removes an attempt from the live set, writing its final heartbeat (the
+// outcome carries it) if none newer was written.
+run_core::live_attempt run_core::end_live(const node_key& k, const executors::last_heartbeat* beat) {
+  auto it = live_.find(k);
+  live_attempt la = std::move(it->second);
+  live_.erase(it);
+  // >=: beats within one millisecond of the last write may carry newer data.
+  if (beat && beat->at_ms > 0 && beat->at_ms >= la.last_hb_write_ms)
+    write_heartbeat(k, la, beat->at_ms, beat->data, beat->has_data);
+  if (la.launched) fx_.ended.push_back({k, la.attempt});
+  return la;
+}
+
+void run_core::on_result(const attempt_key& a, const executors::task_outcome& oc) {
+  auto it = live_.find(a.node);
+  if (it == live_.end() || it->second.attempt != a.attempt) return;
+  // An attempt of a node a render dropped was asked to stop: whatever it
+  // returns, it is recorded cancelled (its node runs again if it returns).
+  if (oc.err || it->second.unmounted || !oc.output) {
+    attempt_failed(a, oc.err ? *oc.err : it->second.unmounted ? unmounted_error() :
+                   error{errc::task_failed, "the task produced no output"}, &oc.beat);
+    queue_tick();
+    return;
+  }
+  auto la = end_live(a.node, &oc.beat);
+  std::int64_t at = now();
+  auto fa = finish_cmd(a, attempt_state::finished, at);
+  fa.output = *oc.output;
+  writes_.push_back(std::move(fa));
+  sched::index t = la.task;
+  node_row(t, a.node, node_state::finished);
+  emit_node(event_type::node_output, a.node, "output", *oc.output);
+  emit_node(event_type::node_finished, a.node, "attempt", a.attempt, "duration_ms",
+            at - la.started_ms);
+  ++batch_.results;
+  outputs_[a.node.id] = *oc.output;
+  dirty_ = true;
+  if (t >= 0) sched_->complete(t, node_state::finished);
+  queue_tick(); // coalesce: every queued result lands in one batch
+}
+
+void run_core::attempt_failed(const attempt_key& a, const error& err,
+                              const executors::last_heartbeat* beat) {
+  live_attempt la = end_live(a.node, beat);
+  const node_key& k = a.node;
+  sched::index t = la.task;
+  std::int64_t at = now();
+  const task_spec* spec = t >= 0 ? plan_->specs[static_cast<std::size_t>(t)].get() : nullptr;
+  auto fa = finish_cmd(a, attempt_state::failed, at);
+  if (la.unmounted && stopping_ == stop_mode::none) {
+    // Its node is out of the tree: never retried here; if a render brings
+    // it back, it runs again.
+    error why = unmounted_error();
+    if (err.code != errc::task_aborted) why.details = {{"task_error", err.to_json()}};
+    fa.state = attempt_state::cancelled;
+    fa.error = why.to_json();
+    writes_.push_back(std::move(fa));
+    node_row(t, k, node_state::cancelled);
+    emit_node(event_type::node_cancelled, k, "attempt", a.attempt, "reason",
+              cancel_reason::unmounted, "error", why.to_json());
+    ++batch_.results;
+    return;
+  }
+  if (stopping_ != stop_mode::none) {
+    // Ended by the stop: recorded as cancelled, never retried.
+    error why = stop_error_;
+    if (err.code != errc::run_cancelled && err.code != errc::task_aborted)
+      why.details = {{"task_error", err.to_json()}};
+    fa.state = attempt_state::cancelled;
+    fa.error = why.to_json();
+    writes_.push_back(std::move(fa));
+    bool back_to_pending = stopping_ != stop_mode::cancel;
+    node_row(t, k, back_to_pending ? node_state::pending : node_state::cancelled);
+    emit_node(event_type::node_cancelled, k, "attempt", a.attempt, "reason",
+              back_to_pending ? cancel_reason::interrupted : cancel_reason::cancelled, "error",
+              why.to_json());
+    return;
+  }
+  fa.error = err.to_json();
+  bool retry = spec && is_retryable(err) && a.attempt <= spec->retries;
+  if (retry) {
+    retry_policy rp = spec->retry.value_or(retry_policy{});
+    std::uniform_real_distribution<double> unit(0.0, 1.0);
+    std::int64_t delay = backoff_ms(rp, a.attempt + 1, unit(rng_));
+    // The earliest start of the next attempt is durable: derived from this
+    // attempt's finish time, so a restart neither skips nor restarts it.
+    fa.meta = {{"retry_at_ms", at + delay}};
+    writes_.push_back(std::move(fa));
+    node_row(t, k, node_state::pending);
+    emit_node(event_type::node_retrying, k, "attempt", a.attempt, "next_attempt", a.attempt + 1,
+              "delay_ms", delay, "retry_at_ms", at + delay, "error", err.to_json());
+    ++batch_.results;
+    if (t >= 0) {
+      sched_->defer(t);
+      fx_.timers.push_back({k, delay});
+    }
+  } else {
+    writes_.push_back(std::move(fa));
+    node_row(t, k, node_state::failed);
+    emit_node(event_type::node_failed, k, "attempt", a.attempt, "error", err.to_json());
+    ++batch_.results;
+    if (t >= 0) sched_->complete(t, node_state::failed);
+  }
+}
+
+void run_core::on_process(const attempt_key& a, std::int64_t pid, const std::string& host,
+                          std::int64_t pid_start) {
+  if (!is_live(a)) return;
+  writes_.push_back(store::set_attempt_meta{
+      cfg_.run_id, a.node.id, a.node.iteration, a.attempt,
+      {{"host", host}, {"pgid", pid}, {"pgid_start", pid_start}}});
+  queue_tick();
+}
+
+void run_core::on_heartbeat_timeout(const attempt_key& a, std::int64_t last_beat_ms) {
+  auto it = live_.find(a.node);
+  if (it == live_.end() || it->second.attempt != a.attempt) return;
+  sched::index t = it->second.task;
+  std::int64_t limit = 0;
+  if (t >= 0 && plan_->specs[static_cast<std::size_t>(t)]->heartbeat_timeout_ms)
+    limit = *plan_->specs[static_cast<std::size_t>(t)]->heartbeat_timeout_ms;
+  emit_node(event_type::task_heartbeat_timeout, a.node, "attempt", a.attempt,
+            "heartbeat_timeout_ms", limit, "last_heartbeat_ms", last_beat_ms);
+  attempt_failed(a, error{errc::task_heartbeat_timeout,
+                          "no heartbeat for " + std::to_string(limit) + " ms",
+                          {{"heartbeat_timeout_ms", limit}, {"last_heartbeat_ms", last_beat_ms}}});
+  queue_tick();
+}
+
+void run_core::on_attempt_lost(const attempt_key& a, const std::string& why) {
+  if (!is_live(a)) return; // its result arrived first
+  attempt_failed(a, error{errc::task_failed, why});
+  queue_tick();
+}
+
+void run_core::stop(stop_mode mode, error why) {
+  if (ending_ || stopping_ != stop_mode::none) return;
+  stopping_ = mode;
+  stop_error_ = std::move(why);
+  for (auto& [k, la] : live_)
+    if (la.launched) fx_.stops.push_back({{k, la.attempt}, stop_error_});
+  queue_tick();
+}
+
+void run_core::finish_stop() {
+  if (stopping_ == stop_mode::cancel) {
+    end_run(run_status::cancelled, stop_error_);
+    return;
+  }
+  // Interrupted: the run stays `running` in the store, resumable; its
+  // in-flight attempts are recorded cancelled, their nodes pending. A
+  // handover also lets go of the run, in the same commit, for the resumer
+  // waiting to claim it: from then on this process writes nothing to it.
+  ending_ = true;
+  result_.status = run_status::running;
+  result_.err = stop_error_;
+  if (stopping_ == stop_mode::handover)
+    writes_.push_back(store::release_run{cfg_.run_id, cfg_.owner_id, now()});
+  batch_.final = true;
+  flush();
+}
+
+void run_core::fail_run(error err) {
+  end_run(run_status::failed, std::move(err));
+}
+
+void run_core::end_run(run_status status, std::optional<error> err) {
+  if (ending_) return;
+  ending_ = true;
+  std::int64_t at = now();
+  // Moved, not copied: nothing reads them after the run has ended.
+  for (auto& [id, out] : outputs_)
+    result_.outputs.emplace(id, std::move(out));
+  outputs_.clear();
+  result_.status = status;
+  result_.err = err;
+  // Nodes the run never reached are not left pending forever: they will
+  // not run (unless the run is resumed, which runs cancelled nodes again).
+  if (status != run_status::finished) {
+    const char* reason =
+        status == run_status::cancelled ? cancel_reason::cancelled : cancel_reason::run_failed;
+    for (std::size_t t = 0; t < table_.size(); ++t)
+      if (node_table::is_pending(table_.at(static_cast<sched::index>(t))))
+        never_reached(static_cast<sched::index>(t), plan_->keys[t], reason);
+    std::vector<node_key> dropped_pending;
+    for (const auto& [k, sl] : table_.dropped())
+      if (node_table::is_pending(sl)) dropped_pending.push_back(k);
+    for (const auto& k : dropped_pending)
+      never_reached(-1, k, reason);
+  }
+  // The last frame comes before the run's end, so RunFinished (or
+  // RunFailed, RunCancelled) is the last event.
+  maybe_frame();
+  writes_.push_back(store::update_run_status{cfg_.run_id, to_string(status),
+                                             err ? err->to_json() : json(), at, at});
+  emit(event_type::run_status_changed, "status", to_string(status));
+  if (status == run_status::finished)
+    emit(event_type::run_finished, "duration_ms", at - cfg_.started_ms);
+  else if (status == run_status::cancelled)
+    emit(event_type::run_cancelled, "error", err ? err->to_json() : json());
+  else
+    emit(event_type::run_failed, "error", err ? err->to_json() : json());
+  batch_.final = true;
+  // Attempts still in flight (a failed run with in-flight siblings never
+  // gets here; a render error may) end with the run.
+  if (!live_.empty()) fx_.kill_all = true;
+  flush();
+}
+
+void run_core::never_reached(sched::index t, const node_key& k, const char* reason) {
+  node_row(t, k, node_state::cancelled);
+  emit_node(event_type::node_cancelled, k, "reason", reason);
+}
+
+void run_core::tick() {
+  tick_queued_ = false;
+  if (ending_) return;
+  if (cfg_.wf->dynamic() && dirty_) rerender();
+  if (ending_) return;
+  if (stopping_ != stop_mode::none) {
+    if (live_.empty() && !results_pending()) finish_stop();
+    flush();
+    return;
+  }
+  for (;;) {
+    for (auto t : sched_->take_auto_skipped())
+      record_skip(t, "a node it needs did not finish");
+    auto ready = sched_->take_runnable();
+    if (ready.empty()) break;
+    bool skipped_any = false;
+    for (auto t : ready) {
+      const auto& spec = *plan_->specs[static_cast<std::size_t>(t)];
+      if (!spec.skip_if.is_null() && spec::evaluate(spec.skip_if, *cfg_.input, outputs_)) {
+        // Skipping frees the slot and may unblock others: schedule again.
+        sched_->complete(t, node_state::skipped);
+        record_skip(t, "skip_if matched");
+        skipped_any = true;
+      } else {
+        start_task(t);
+      }
+    }
+    if (!skipped_any) break;
+  }
+  check_end();
+  flush();
+}
+
+// Results recorded but not yet committed keep the stop from finishing, so
+// the final batch comes after them.
+bool run_core::results_pending() const {
+  for (const auto& [id, b] : in_flight_)
+    if (b.results || !b.launches.empty()) return true;
+  return batch_.results || !batch_.launches.empty();
+}
+
+void run_core::record_skip(sched::index t, const char* reason) {
+  const node_key& k = plan_->keys[static_cast<std::size_t>(t)];
+  node_row(t, k, node_state::skipped);
+  emit_node(event_type::node_skipped, k, "reason", reason);
+}
+
+void run_core::check_end() {
+  // Attempts of nodes a re-render dropped end (recorded cancelled) before
+  // the run does: no attempt of an ended run stays in-progress.
+  for (const auto& [k, la] : live_)
+    if (la.task < 0) return;
+  // The run's end is written after every batch already sent (the store
+  // commits in order), so it is never durable before the outputs it reports.
+  auto names_of = [&](const std::vector<sched::index>& tasks, json& ids, std::string& names) {
+    for (auto t : tasks) {
+      const std::string name = to_string(plan_->keys[static_cast<std::size_t>(t)]);
+      ids.push_back(name);
+      names += (names.empty() ? "" : ", ") + name;
+    }
+  };
+  switch (sched_->status()) {
+  case sched::outcome::running:
+    return;
+  case sched::outcome::finished:
+    end_run(run_status::finished, std::nullopt);
+    return;
+  case sched::outcome::failed: {
+    json ids = json::array();
+    std::string names;
+    names_of(sched_->failed_tasks(), ids, names);
+    fail_run(error{errc::task_failed, "run failed: task(s) " + names + " failed",
+                   {{"failed_nodes", ids}}});
+    return;
+  }
+  case sched::outcome::stuck: {
+    json ids = json::array();
+    std::string names;
+    names_of(sched_->blocked_tasks(), ids, names);
+    fail_run(error{errc::invalid_workflow,
+                   "run cannot go on: task(s) " + names +
+                       " need outputs of nodes that can only run after them",
+                   {{"blocked_nodes", ids}}});
+    return;
+  }
+  }
+}
+
+// One batch in flight at a time: what arrives while it commits goes into
+// the next one, so batches (and frames) grow with the load instead of one
+// per message. Nothing waits longer than one commit.
+void run_core::flush() {
+  if (!in_flight_.empty()) {
+    flush_deferred_ = true;
+    return;
+  }
+  send_batch();
+}
+
+void run_core::send_batch() {
+  flush_deferred_ = false;
+  maybe_frame();
+  log_.close_chunk(writes_);
+  if (writes_.empty() && !batch_.results && !batch_.final) return;
+  auto batch = std::make_shared<store::write_batch>();
+  batch->commands.swap(writes_);
+  std::uint64_t id = next_batch_++;
+  batch_.events = log_.take();
+  in_flight_.emplace(id, std::move(batch_));
+  batch_ = batch_effects{};
+  fx_.batches.push_back({id, std::move(batch)});
+}
+
+void run_core::on_committed(std::uint64_t id) {
+  auto it = in_flight_.find(id);
+  if (it == in_flight_.end()) return;
+  batch_effects b = std::move(it->second);
+  in_flight_.erase(it);
+  if (cfg_.publish)
+    for (const auto& e : b.events)
+      event_log::publish(cfg_.run_id, e, cfg_.publish);
+  if (b.final) {
+    done();
+    return;
+  }
+  for (auto& v : b.values) {
+    sched::index t = v.plan_gen == plan_gen_ ? v.task : plan_->find(v.key);
+    outputs_[v.key.id] = std::move(v.output);
+    dirty_ = true;
+    if (t >= 0) sched_->complete(t, node_state::finished);
+  }
+  for (const auto& pl : b.launches)
+    launch(pl);
+  if (!b.values.empty()) queue_tick();
+  if (flush_deferred_) send_batch();
+  // A stop waits for results being committed (see results_pending).
+  if (!b.launches.empty() || (b.results && stopping_ != stop_mode::none)) queue_tick();
+}
+
+void run_core::on_commit_failed(std::uint64_t id, const std::string& message) {
+  in_flight_.erase(id);
+  // Its row stays as last committed, so it can be resumed once the store works.
+  result_.status = run_status::failed;
+  result_.err = error{errc::db_error, message};
+  fx_.kill_all = true;
+  done();
+}
+
+void run_core::done() {
+  fx_.done = true;
+}
+
+void run_core::on_retry_due(const node_key& k) {
+  if (ending_ || stopping_ != stop_mode::none) return;
+  sched::index t = plan_->find(k);
+  if (t < 0) return;
+  sched_->release(t);
+  queue_tick();
+}
+
+} // namespace smithers::core

@@ -1,0 +1,44 @@
+// Executors: how a task of each kind runs, behind one interface. A task
+// actor (or, later, a remote worker) calls execute(), which picks the
+// executor for the job's kind and checks what it returned (bounds, object,
+// schema) the same way for every kind.
+#pragma once
+
+#include "executors/task_job.hpp"
+
+#include <atomic>
+#include <functional>
+#include <memory>
+
+namespace smithers::executors {
+
+/// What an attempt can tell the outside while it runs, and how it is told
+/// to stop.
+struct attempt_io {
+  std::shared_ptr<std::atomic<bool>> cancel; // set: stop soon
+  /// Checkpoint data (has_data) or plain liveness.
+  std::function<void(json data, bool has_data)> heartbeat = [](json, bool) {};
+  /// A command's process group started (its pid).
+  std::function<void(std::int64_t pid)> process_started = [](std::int64_t) {};
+};
+
+class executor {
+public:
+  virtual ~executor() = default;
+  /// Runs the job to its end on the calling thread (it may block). Returns
+  /// the raw output (checked by execute) or a failure; may throw.
+  virtual task_outcome run(const task_job& job, const attempt_io& io) const = 0;
+};
+
+/// The executor of a task kind (value, compute, command).
+const executor& executor_for(task_kind kind);
+
+/// Runs a job with its kind's executor, then validates the output: bounds
+/// first (without recursion), an object, the job's schema. Never throws.
+task_outcome execute(const task_job& job, const attempt_io& io);
+
+/// A value task's outcome, computed where the run is driven (no thread, no
+/// process): the same checks as any other output.
+task_outcome resolve_value(const task_request& req);
+
+} // namespace smithers::executors
