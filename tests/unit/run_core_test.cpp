@@ -1,0 +1,535 @@
+// The run core without actors or a database: a driver plays the actor's
+// part (commits every batch, answers launches) under an injected clock.
+#include "core/recovery.hpp"
+#include "core/retry.hpp"
+#include "core/run_core.hpp"
+#include "workflow/render.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <map>
+#include <set>
+
+using namespace smithers;
+using core::effects;
+using core::run_core;
+using executors::task_outcome;
+
+namespace {
+
+task_outcome ok(json out) {
+  task_outcome oc;
+  oc.output = std::move(out);
+  return oc;
+}
+
+task_outcome fail(const char* code, std::string msg = "boom") {
+  task_outcome oc;
+  oc.err = error{code, std::move(msg)};
+  return oc;
+}
+
+json noop(task_context&) {
+  return json::object();
+}
+
+/// Drives a core like its actor would, but by hand: batches commit when
+/// commit() is called, launched attempts wait in `running` for an answer.
+struct driver {
+  std::int64_t clock = 1'000'000;
+  std::vector<event> events;
+  std::vector<store::command> written;
+  std::vector<std::uint64_t> uncommitted;
+  std::vector<std::shared_ptr<executors::task_job>> running;
+  std::vector<effects::stop_request> stops;
+  std::vector<effects::timer> timers;
+  std::vector<attempt_key> ended;
+  bool tick_due = false;
+  bool done = false;
+  bool killed = false;
+  std::unique_ptr<run_core> core;
+  run_result result;
+
+  explicit driver(std::shared_ptr<const workflow> wf, json input = json::object(),
+                  std::optional<core::resume_state> resume = {}) {
+    core::run_config cfg;
+    cfg.run_id = "r";
+    cfg.owner_id = "me";
+    cfg.wf = wf;
+    cfg.input = std::make_shared<const json>(std::move(input));
+    cfg.computes = std::make_shared<const core::compute_registry>();
+    std::unordered_map<std::string, json> outs;
+    if (resume) outs = resume->outputs;
+    render_context rc{"r", cfg.input.get(), &outs};
+    cfg.first_render = render(wf, rc);
+    cfg.resume = std::move(resume);
+    cfg.started_ms = clock;
+    cfg.publish = [this](const event& e) { events.push_back(e); };
+    core = std::make_unique<run_core>(std::move(cfg), [this] { return clock; }, 42);
+    core->start();
+    collect();
+  }
+
+  void collect() {
+    effects fx = core->take_effects();
+    for (auto& b : fx.batches) {
+      for (auto& c : b.commands->commands)
+        written.push_back(c);
+      uncommitted.push_back(b.id);
+    }
+    for (auto& j : fx.launches)
+      running.push_back(j);
+    for (auto& s : fx.stops)
+      stops.push_back(s);
+    for (auto& t : fx.timers)
+      timers.push_back(t);
+    for (auto& a : fx.ended)
+      ended.push_back(a);
+    tick_due = tick_due || fx.tick;
+    killed = killed || fx.kill_all;
+    if (fx.done) {
+      done = true;
+      result = core->take_result();
+    }
+  }
+
+  /// Ticks and commits until nothing moves without an answer from outside.
+  void settle() {
+    for (int guard = 0; guard < 1000 && !done; ++guard) {
+      if (tick_due) {
+        tick_due = false;
+        core->tick();
+        collect();
+        continue;
+      }
+      if (uncommitted.empty()) return;
+      auto id = uncommitted.front();
+      uncommitted.erase(uncommitted.begin());
+      core->on_committed(id);
+      collect();
+    }
+  }
+
+  /// Answers the running attempt of `id` (it must be running).
+  void answer(const std::string& id, const task_outcome& oc) {
+    auto it = std::find_if(running.begin(), running.end(),
+                           [&](const auto& j) { return j->request.key.id == id; });
+    REQUIRE(it != running.end());
+    attempt_key a{(*it)->request.key, (*it)->request.attempt};
+    running.erase(it);
+    core->on_result(a, oc);
+    collect();
+    settle();
+  }
+
+  bool is_running(const std::string& id) const {
+    return std::any_of(running.begin(), running.end(),
+                       [&](const auto& j) { return j->request.key.id == id; });
+  }
+
+  std::vector<std::string> event_types(const std::string& node) const {
+    std::vector<std::string> out;
+    for (const auto& e : events)
+      if (e.fields.value("node_id", "") == node) out.push_back(e.type);
+    return out;
+  }
+
+  const event* last_event(const char* type) const {
+    for (auto it = events.rbegin(); it != events.rend(); ++it)
+      if (it->type == type) return &*it;
+    return nullptr;
+  }
+
+  template <class C> std::vector<const C*> commands() const {
+    std::vector<const C*> out;
+    for (const auto& c : written)
+      if (const auto* x = std::get_if<C>(&c)) out.push_back(x);
+    return out;
+  }
+};
+
+std::shared_ptr<const workflow> static_wf(node root) {
+  auto wf = std::make_shared<workflow>();
+  wf->root = std::move(root);
+  return wf;
+}
+
+} // namespace
+
+TEST_CASE("backoff: initial * backoff^(n-2), capped, jittered") {
+  struct row {
+    retry_policy p;
+    std::int64_t next_attempt;
+    double unit;
+    std::int64_t expected;
+  };
+  const row rows[] = {
+      {{1000, 2.0, 60000, 0.0}, 2, 0.5, 1000},   // first retry: the initial delay
+      {{1000, 2.0, 60000, 0.0}, 3, 0.5, 2000},   // doubled
+      {{1000, 2.0, 60000, 0.0}, 5, 0.5, 8000},   // 1000 * 2^3
+      {{1000, 2.0, 5000, 0.0}, 9, 0.5, 5000},    // capped at max_ms
+      {{100, 1.0, 60000, 0.0}, 7, 0.5, 100},     // constant
+      {{1000, 2.0, 60000, 0.5}, 2, 0.0, 500},    // jitter -50 %
+      {{1000, 2.0, 60000, 0.5}, 2, 0.5, 1000},   // jitter 0
+      {{1000, 2.0, 60000, 0.5}, 2, 0.999, 1499}, // jitter just under +50 %
+      {{0, 2.0, 60000, 0.0}, 4, 0.5, 0},         // no delay
+  };
+  for (const auto& r : rows) {
+    CAPTURE(r.p.initial_ms, r.p.backoff, r.p.max_ms, r.p.jitter, r.next_attempt, r.unit);
+    CHECK(core::backoff_ms(r.p, r.next_attempt, r.unit) == r.expected);
+  }
+}
+
+TEST_CASE("retryable: what another attempt would only repeat is not retried") {
+  const std::pair<const char*, bool> rows[] = {
+      {errc::task_failed, true},        {errc::task_timeout, true},
+      {errc::task_heartbeat_timeout, true}, {errc::invalid_output, false},
+      {errc::invalid_workflow, false},  {errc::invalid_input, false},
+  };
+  for (const auto& [code, retryable] : rows) {
+    CAPTURE(code);
+    CHECK(core::is_retryable(error{code, "x"}) == retryable);
+  }
+}
+
+TEST_CASE("run core: an attempt starts only once its start is committed") {
+  driver d(static_wf(sequence({compute_task("a", noop)})));
+  // The first tick records the attempt; nothing runs before the commit.
+  d.core->tick();
+  d.collect();
+  CHECK(d.running.empty());
+  CHECK(d.commands<store::insert_attempt>().size() == 1);
+  d.settle();
+  REQUIRE(d.running.size() == 1);
+  CHECK(d.running[0]->request.key == node_key{"a", 0});
+  CHECK(d.running[0]->request.attempt == 1);
+  d.answer("a", ok({{"x", 1}}));
+  REQUIRE(d.done);
+  CHECK(d.result.status == run_status::finished);
+  CHECK(d.result.outputs.at("a") == json{{"x", 1}});
+  CHECK(d.event_types("a") ==
+        std::vector<std::string>{"NodePending", "NodeStarted", "NodeOutput", "NodeFinished"});
+  CHECK(d.events.back().type == std::string{"RunFinished"});
+}
+
+TEST_CASE("run core: retries follow the policy, durably, then the run fails") {
+  auto wf = static_wf(sequence(
+      {compute_task("a", noop).retries(2).retry(retry_policy{100, 3.0, 60000, 0.0})}));
+  driver d(wf);
+  d.settle();
+  d.answer("a", fail(errc::task_failed));
+  // Backoff: a timer, and retry_at_ms on the failed attempt's row.
+  REQUIRE(d.timers.size() == 1);
+  CHECK(d.timers[0].key == node_key{"a", 0});
+  CHECK(d.timers[0].delay_ms == 100);
+  auto fins = d.commands<store::finish_attempt>();
+  REQUIRE(fins.size() == 1);
+  CHECK(fins[0]->state == "failed");
+  CHECK(fins[0]->meta["retry_at_ms"] == d.clock + 100);
+  CHECK(d.core->written_state({"a", 0}) == node_state::pending);
+  CHECK(d.running.empty()); // waits for the timer
+  d.clock += 100;
+  d.core->on_retry_due({"a", 0});
+  d.collect();
+  d.settle();
+  REQUIRE(d.running.size() == 1);
+  CHECK(d.running[0]->request.attempt == 2);
+  d.answer("a", fail(errc::task_failed));
+  REQUIRE(d.timers.size() == 2);
+  CHECK(d.timers[1].delay_ms == 300); // 100 * 3
+  d.core->on_retry_due({"a", 0});
+  d.collect();
+  d.settle();
+  d.answer("a", fail(errc::task_failed));
+  REQUIRE(d.done);
+  CHECK(d.timers.size() == 2); // no third retry
+  CHECK(d.result.status == run_status::failed);
+  CHECK(d.result.err->code == std::string{errc::task_failed});
+  CHECK(d.result.err->details["failed_nodes"] == json::array({"a"}));
+  CHECK(d.core->attempts_of({"a", 0}) == 3);
+}
+
+TEST_CASE("run core: a failure that is not retryable is not retried") {
+  driver d(static_wf(sequence({compute_task("a", noop).retries(5)})));
+  d.settle();
+  d.answer("a", fail(errc::invalid_output));
+  REQUIRE(d.done);
+  CHECK(d.timers.empty());
+  CHECK(d.result.status == run_status::failed);
+}
+
+TEST_CASE("run core: end conditions") {
+  SECTION("continue_on_fail: the run finishes") {
+    driver d(static_wf(sequence({compute_task("a", noop).continue_on_fail(), value_task("b", {{"v", 1}})})));
+    d.settle();
+    d.answer("a", fail(errc::task_failed));
+    REQUIRE(d.done);
+    CHECK(d.result.status == run_status::finished);
+    CHECK(d.result.outputs.count("b") == 1);
+  }
+  SECTION("a failure ends the run; nodes it never reached are cancelled (run-failed)") {
+    driver d(static_wf(sequence({compute_task("a", noop), value_task("b", json::object())})));
+    d.settle();
+    d.answer("a", fail(errc::task_failed));
+    REQUIRE(d.done);
+    CHECK(d.result.status == run_status::failed);
+    CHECK(d.core->written_state({"b", 0}) == node_state::cancelled);
+    const event* c = nullptr;
+    for (const auto& e : d.events)
+      if (e.type == "NodeCancelled" && e.fields["node_id"] == "b") c = &e;
+    REQUIRE(c);
+    CHECK(c->fields["reason"] == "run-failed");
+  }
+  SECTION("needs that can never be met: stuck, INVALID_WORKFLOW naming them") {
+    driver d(static_wf(sequence({compute_task("a", noop).needs({"b"}), value_task("b", json::object())})));
+    d.settle();
+    REQUIRE(d.done);
+    CHECK(d.result.status == run_status::failed);
+    CHECK(d.result.err->code == std::string{errc::invalid_workflow});
+    CHECK(d.result.err->details["blocked_nodes"] == json::array({"a"}));
+  }
+  SECTION("skip_if skips, and what needs a skipped node is skipped too") {
+    driver d(static_wf(sequence({value_task("a", {{"go", false}}),
+                                 compute_task("b", noop).skip_if(
+                                     {{"output", "a.go"}, {"equals", false}}),
+                                 compute_task("c", noop).needs({"b"})})));
+    d.settle();
+    REQUIRE(d.done);
+    CHECK(d.result.status == run_status::finished);
+    CHECK(d.core->written_state({"b", 0}) == node_state::skipped);
+    CHECK(d.core->written_state({"c", 0}) == node_state::skipped);
+    CHECK(d.running.empty());
+  }
+  SECTION("cancel: attempts in flight are asked to stop, recorded cancelled, the run ends cancelled") {
+    driver d(static_wf(parallel({compute_task("a", noop), compute_task("b", noop)})));
+    d.settle();
+    REQUIRE(d.running.size() == 2);
+    d.core->stop(core::stop_mode::cancel, error{errc::run_cancelled, "by test"});
+    d.collect();
+    CHECK(d.stops.size() == 2);
+    d.settle();
+    CHECK_FALSE(d.done); // waits for both attempts
+    d.answer("a", fail(errc::run_cancelled, "by test"));
+    CHECK_FALSE(d.done);
+    d.answer("b", ok({{"b", 1}})); // finished before it could stop: its output is kept
+    REQUIRE(d.done);
+    CHECK(d.result.status == run_status::cancelled);
+    CHECK(d.core->written_state({"a", 0}) == node_state::cancelled);
+    CHECK(d.core->written_state({"b", 0}) == node_state::finished);
+    CHECK(d.result.outputs.at("b") == json{{"b", 1}});
+  }
+  SECTION("interrupt: the run stays running (resumable), its nodes pending") {
+    driver d(static_wf(sequence({compute_task("a", noop)})));
+    d.settle();
+    d.core->stop(core::stop_mode::interrupt, error{errc::task_aborted, "going away"});
+    d.collect();
+    d.answer("a", fail(errc::task_aborted, "going away"));
+    REQUIRE(d.done);
+    CHECK(d.result.status == run_status::running);
+    CHECK(d.core->written_state({"a", 0}) == node_state::pending);
+    CHECK(d.commands<store::update_run_status>().empty());
+  }
+}
+
+namespace {
+
+// Renders a, then b only while a's output says so: the test flips what a
+// returned by re-rendering with outputs the driver controls.
+struct toggling_workflow {
+  std::shared_ptr<int> renders = std::make_shared<int>(0);
+  std::shared_ptr<bool> with_b = std::make_shared<bool>(true);
+
+  std::shared_ptr<const workflow> make() const {
+    auto wf = std::make_shared<workflow>();
+    auto flag = with_b;
+    auto count = renders;
+    wf->build = [flag, count](const render_context& rc) {
+      ++*count;
+      std::vector<node> kids{compute_task("a", noop)};
+      if (*flag) kids.push_back(compute_task("b", noop));
+      if (rc.output("a")) kids.push_back(compute_task("c", noop));
+      return parallel(std::move(kids));
+    };
+    return wf;
+  }
+};
+
+} // namespace
+
+TEST_CASE("run core: a remounted finished task is not executed again and keeps its output") {
+  toggling_workflow t;
+  driver d(t.make());
+  d.settle();
+  REQUIRE(d.running.size() == 2);
+  d.answer("b", ok({{"b", 1}}));
+  // b finished; the next render (after a's output) drops it...
+  *t.with_b = false;
+  d.answer("a", ok({{"a", 1}}));
+  REQUIRE(d.is_running("c"));
+  CHECK(d.core->written_state({"b", 0}) == node_state::finished); // kept as written
+  // ...and the one after brings it back: not started again.
+  *t.with_b = true;
+  d.answer("c", ok({{"c", 1}}));
+  REQUIRE(d.done);
+  CHECK(d.result.status == run_status::finished);
+  CHECK(d.core->attempts_of({"b", 0}) == 1);
+  CHECK(d.result.outputs.at("b") == json{{"b", 1}});
+  int started = 0;
+  for (const auto& ty : d.event_types("b"))
+    started += ty == "NodeStarted";
+  CHECK(started == 1);
+}
+
+TEST_CASE("run core: an unmounted task in flight is stopped, recorded cancelled, and the run waits") {
+  toggling_workflow t;
+  driver d(t.make());
+  d.settle();
+  REQUIRE(d.is_running("b"));
+  *t.with_b = false;
+  d.answer("a", ok({{"a", 1}})); // the re-render drops b while it runs
+  REQUIRE(d.stops.size() == 1);
+  CHECK(d.stops[0].key == attempt_key{{"b", 0}, 1});
+  CHECK(d.stops[0].why.message.rfind("unmounted", 0) == 0);
+  d.answer("c", ok({{"c", 1}}));
+  CHECK_FALSE(d.done); // b has not ended yet
+  d.answer("b", fail(errc::task_aborted, "stopped"));
+  REQUIRE(d.done);
+  CHECK(d.result.status == run_status::finished);
+  CHECK(d.core->written_state({"b", 0}) == node_state::cancelled);
+  auto fins = d.commands<store::finish_attempt>();
+  auto it = std::find_if(fins.begin(), fins.end(), [](auto* f) { return f->node_id == "b"; });
+  REQUIRE(it != fins.end());
+  CHECK((*it)->state == "cancelled");
+  const event* c = d.last_event("NodeCancelled");
+  REQUIRE(c);
+  CHECK(c->fields["reason"] == "unmounted");
+  // Every launched attempt was reported ended (the watchdog forgets them).
+  CHECK(d.ended.size() == 3);
+}
+
+TEST_CASE("run core: resume starts from the stored state") {
+  auto wf = static_wf(sequence({compute_task("done", noop), compute_task("flying", noop),
+                                compute_task("backoff", noop).retries(3)}));
+  core::resume_state r;
+  r.states[{"done", 0}] = node_state::finished;
+  r.states[{"flying", 0}] = node_state::pending; // was in progress
+  r.states[{"backoff", 0}] = node_state::pending;
+  r.attempts[{"done", 0}] = 1;
+  r.attempts[{"flying", 0}] = 2;
+  r.attempts[{"backoff", 0}] = 1;
+  r.outputs["done"] = {{"d", 1}};
+  r.checkpoints[{"flying", 0}] = {{"step", 7}};
+  r.orphaned.push_back({{"flying", 0}, 2});
+  r.retry_at_ms[{"backoff", 0}] = 1'000'000 + 2500;
+  r.next_frame = 4;
+  r.previous_owner = "dead";
+  driver d(wf, json::object(), r);
+  d.settle();
+  // The orphaned attempt is recorded cancelled (interrupted) first.
+  auto fins = d.commands<store::finish_attempt>();
+  REQUIRE(fins.size() == 1);
+  CHECK(fins[0]->node_id == "flying");
+  CHECK(fins[0]->attempt == 2);
+  CHECK(fins[0]->state == "cancelled");
+  CHECK(d.events.front().type == std::string{"NodeCancelled"});
+  CHECK(d.events.front().fields["reason"] == "interrupted");
+  // The backoff still running is waited out: a timer for what is left of it.
+  REQUIRE(d.timers.size() == 1);
+  CHECK(d.timers[0].key == node_key{"backoff", 0});
+  CHECK(d.timers[0].delay_ms == 2500);
+  // The finished node does not run; the interrupted one runs again as
+  // attempt 3, with its checkpoint.
+  REQUIRE(d.running.size() == 1);
+  CHECK(d.running[0]->request.key.id == "flying");
+  CHECK(d.running[0]->request.attempt == 3);
+  CHECK(d.running[0]->request.last_heartbeat == json{{"step", 7}});
+  CHECK(d.running[0]->request.needs == json::object());
+  // Frames continue where the stored ones end.
+  auto frames = d.commands<store::store_frame>();
+  REQUIRE_FALSE(frames.empty());
+  CHECK(frames[0]->row.frame_no == 4);
+  d.answer("flying", ok(json::object()));
+  CHECK_FALSE(d.done);
+  CHECK(d.running.empty()); // backoff still held
+  d.core->on_retry_due({"backoff", 0});
+  d.collect();
+  d.settle();
+  REQUIRE(d.running.size() == 1);
+  CHECK(d.running[0]->request.attempt == 2);
+  d.answer("backoff", ok(json::object()));
+  REQUIRE(d.done);
+  CHECK(d.result.status == run_status::finished);
+  CHECK(d.result.outputs.at("done") == json{{"d", 1}});
+}
+
+TEST_CASE("recover: stored rows to the state a resume starts from") {
+  auto node = [](const char* id, const char* state, std::int64_t iteration = 0) {
+    store::node_row n;
+    n.run_id = "r";
+    n.node_id = id;
+    n.iteration = iteration;
+    n.state = state;
+    return n;
+  };
+  auto attempt = [](const char* id, std::int64_t no, const char* state, json meta = nullptr,
+                    json beat = nullptr, std::int64_t iteration = 0) {
+    store::attempt_row a;
+    a.run_id = "r";
+    a.node_id = id;
+    a.iteration = iteration;
+    a.attempt = no;
+    a.state = state;
+    a.meta = std::move(meta);
+    a.heartbeat = std::move(beat);
+    return a;
+  };
+  std::vector<store::node_row> nodes{node("fin", "finished"),    node("run", "in-progress"),
+                                     node("can", "cancelled"),   node("wait", "pending"),
+                                     node("gaveup", "failed"),   node("loop", "finished", 0),
+                                     node("loop", "in-progress", 1)};
+  std::vector<store::attempt_row> attempts{
+      attempt("fin", 1, "finished"),
+      attempt("run", 1, "failed"),
+      attempt("run", 2, "in-progress", {{"host", "h"}, {"pgid", 42}, {"pgid_start", 7}},
+              {{"ck", 1}}),
+      attempt("wait", 1, "failed", {{"retry_at_ms", 5000}}),
+      attempt("gaveup", 1, "failed", {{"retry_at_ms", 9000}}), // failed for good: no backoff
+      attempt("can", 1, "cancelled", {{"retry_at_ms", "not a number"}}),
+      attempt("loop", 1, "finished", nullptr, nullptr, 0),
+      attempt("loop", 1, "in-progress", nullptr, nullptr, 1),
+  };
+  std::vector<store::output_row> outputs{{"r", "fin", 0, {{"v", 1}}},
+                                         {"r", "loop", 0, {{"i", 0}}},
+                                         {"r", "loop", 2, {{"i", 2}}},
+                                         {"r", "loop", 1, {{"i", 1}}}};
+  auto rec = core::recover(nodes, attempts, outputs);
+  const auto& r = rec.state;
+  struct state_row {
+    node_key key;
+    node_state state;
+  };
+  const state_row states[] = {
+      {{"fin", 0}, node_state::finished},   {{"run", 0}, node_state::pending},
+      {{"can", 0}, node_state::pending},    {{"wait", 0}, node_state::pending},
+      {{"gaveup", 0}, node_state::failed},  {{"loop", 0}, node_state::finished},
+      {{"loop", 1}, node_state::pending},
+  };
+  for (const auto& s : states) {
+    CAPTURE(to_string(s.key));
+    REQUIRE(r.states.count(s.key));
+    CHECK(r.states.at(s.key) == s.state);
+  }
+  CHECK(r.attempts.at({"run", 0}) == 2);
+  CHECK(r.attempts.at({"loop", 1}) == 1);
+  std::set<std::pair<std::string, std::int64_t>> orphans;
+  for (const auto& o : r.orphaned)
+    orphans.insert({to_string(o.node), o.attempt});
+  CHECK(orphans == std::set<std::pair<std::string, std::int64_t>>{{"run", 2}, {"loop@1", 1}});
+  REQUIRE(rec.orphan_groups.size() == 1);
+  CHECK(rec.orphan_groups[0]["pgid"] == 42);
+  CHECK(r.checkpoints.at({"run", 0}) == json{{"ck", 1}});
+  CHECK(r.retry_at_ms.size() == 1);
+  CHECK(r.retry_at_ms.at({"wait", 0}) == 5000);
+  CHECK(r.outputs.at("fin") == json{{"v", 1}});
+  CHECK(r.outputs.at("loop") == json{{"i", 2}}); // the latest iteration's
+}
