@@ -727,3 +727,36 @@ TEST_CASE("an event handler that throws does not stop the run or the engine") {
   CHECK(calls >= 8);
   eng.unsubscribe(sub);
 }
+
+TEST_CASE("the owner's liveness heartbeat advances while a run is driven") {
+  // supervise and resume tell a dead owner from a live one by this column.
+  test_support::temp_dir dir;
+  engine eng{config_in(dir)};
+  std::atomic<bool> release{false};
+  workflow wf;
+  wf.root = sequence({compute_task("wait", [&](task_context& ctx) {
+    while (!release && !ctx.cancelled())
+      std::this_thread::sleep_for(10ms);
+    return json::object();
+  })});
+  auto h = eng.start(wf, {});
+  auto heartbeat = [&] {
+    auto db = store::database::open(eng.config().db_path, store::open_mode::read_only);
+    auto run = store::reader{db}.run(h.run_id());
+    REQUIRE(run);
+    CHECK(run->owner_id == eng.owner_id());
+    return run->heartbeat_ms;
+  };
+  std::this_thread::sleep_for(300ms);
+  auto first = heartbeat();
+  // The watchdog writes it every second; give a loaded machine room.
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  auto later = first;
+  while (later == first && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(200ms);
+    later = heartbeat();
+  }
+  CHECK(later > first);
+  release = true;
+  CHECK(h.wait().status == run_status::finished);
+}

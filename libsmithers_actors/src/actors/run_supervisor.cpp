@@ -13,7 +13,10 @@ namespace smithers::actors {
 namespace {
 
 struct supervisor_state {
+  // What the actors need of the run's context; its run_config part moved
+  // into the core.
   std::shared_ptr<run_context> ctx;
+  std::string owner_id; // for the watchdog's liveness writes
   std::unique_ptr<core::run_core> core;
   std::shared_ptr<dispatcher> dispatch;
   caf::actor watchdog;
@@ -95,6 +98,7 @@ caf::behavior run_supervisor(sup_actor* self, std::shared_ptr<run_context> ctx) 
   auto& st = self->state;
   st.ctx = std::move(ctx);
   st.dispatch = st.ctx->dispatch ? st.ctx->dispatch : make_local_dispatcher(st.ctx->pool);
+  st.owner_id = st.ctx->owner_id;
   st.core = std::make_unique<core::run_core>(static_cast<core::run_config&&>(std::move(*st.ctx)));
   self->set_down_handler([=](caf::down_msg& dm) {
     auto& st = self->state;
@@ -128,7 +132,7 @@ caf::behavior run_supervisor(sup_actor* self, std::shared_ptr<run_context> ctx) 
   return {
       [=](start_atom) {
         auto& st = self->state;
-        st.watchdog = spawn_heartbeat_watchdog(*self, st.core->run_id(), st.ctx->owner_id,
+        st.watchdog = spawn_heartbeat_watchdog(*self, st.core->run_id(), st.owner_id,
                                                st.ctx->persistence);
         handle(self, [](core::run_core& c) { c.start(); });
       },

@@ -127,7 +127,6 @@ struct set_attempt_meta {
   std::int64_t attempt = 1;
   json meta;
 };
-/// An output copied without an attempt (a fork's finished nodes).
 /// Nodes entering a run: each gets a pending node row (attempts 0) and a
 /// NodePending event, seq first_seq + i (stored in chunks). One command
 /// instead of two per node keeps announcing a large tree small in memory.
