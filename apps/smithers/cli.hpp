@@ -20,7 +20,7 @@ class engine;
 
 namespace smithers::cli {
 
-/// Exit codes of SPEC §3.
+/// Exit codes of docs/cli.md.
 enum exit_code : int {
   exit_finished = 0,
   exit_failed = 1,

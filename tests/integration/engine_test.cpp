@@ -484,7 +484,7 @@ TEST_CASE("a dynamic workflow is re-rendered from committed outputs") {
 TEST_CASE("a node a re-render drops keeps its state in frames, and is not run again") {
   // x runs, the next render drops it (and adds 100 nodes, enough changes
   // for a keyframe while x is out of the tree), the one after brings it
-  // back: finished, it keeps its output and does not run again (SPEC §8),
+  // back: finished, it keeps its output and does not run again (docs/architecture.md, "Rendering and frames"),
   // and every frame's snapshot is the node states its events describe, x
   // included while dropped.
   test_support::temp_dir dir;

@@ -1,4 +1,4 @@
-// Bad input to the smithers binary (SPEC §4): every refusal names its error
+// Bad input to the smithers binary (docs/workflow-format.md#limits): every refusal names its error
 // code and the offending path or value, exits 4 and leaves no trace: no new
 // database file, no new run row.
 #include "system/cli_support.hpp"

@@ -431,7 +431,7 @@ inline bool contains(const std::string& haystack, const std::string& needle) {
 
 // ------------------------------------------------------------- refusals
 // Bad input must be refused with its code and a message naming the culprit,
-// exit code 4, and no trace (SPEC §4).
+// exit code 4, and no trace (docs/workflow-format.md#limits).
 
 /// A small workflow that finishes: a static task and a command that needs it.
 inline json good_workflow() {

@@ -1,4 +1,4 @@
-// The command-task protocol (SPEC §2 "Command tasks") as a task sees it when
+// The command-task protocol (docs/workflow-format.md, "Command tasks") as a task sees it when
 // the smithers binary runs it: stdin context, environment, templates, output
 // extraction, output schemas, retries and continue_on_fail.
 #include "system/cli_support.hpp"

@@ -1,4 +1,4 @@
-// Crash safety through the smithers binary (SPEC §1, the durability contract,
+// Crash safety through the smithers binary (docs/reference.md#states, the durability contract,
 // and §3, `smithers resume`): runs killed with SIGKILL at random moments are
 // resumed to exactly one output per node; backoffs survive a kill; a kill
 // during a burst of commits loses nothing; two resumers race and exactly one
@@ -967,7 +967,7 @@ TEST_CASE("a database a kill left without its schema does not block run, resume 
 
 TEST_CASE("the task processes of an owner killed with SIGKILL do not outlive its resume",
           "[crash]") {
-  // SPEC §2: no child process outlives its attempt. The resume records the
+  // No child process outlives its attempt (docs/operations.md). The resume records the
   // dead owner's attempt cancelled and runs the node again, so the process
   // of that attempt must be gone by then, or two executions of one node
   // overlap (and the old one may still write its side effects).

@@ -397,7 +397,7 @@ TEST_CASE("validate accepts anything against the empty schema") {
   CHECK(validate(json::object(), v).empty());
 }
 
-TEST_CASE("validate checks the workflow output schema of SPEC section 2") {
+TEST_CASE("validate checks the workflow output schema (docs/workflow-format.md)") {
   json s = json::parse(R"({"type": "object", "required": ["n"],
                            "properties": {"n": {"type": "integer"}}})");
   CHECK(validate(s, json::parse(R"({"n": 3})")).empty());

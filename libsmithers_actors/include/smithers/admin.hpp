@@ -20,7 +20,7 @@ namespace smithers {
 struct run_info {
   std::string run_id;
   std::string workflow_name;
-  std::string status; // SPEC §1, plus "created" for a fork nobody started
+  std::string status; // docs/reference.md#states, plus "created" for a fork nobody started
   json input = json::object();
   json config = json::object(); // max_concurrency, max_output_bytes, a fork's origin
   std::string workflow_hash;

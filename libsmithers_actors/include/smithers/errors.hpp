@@ -1,4 +1,4 @@
-// Errors: one type everywhere, carrying a stable code (SPEC §7), a message
+// Errors: one type everywhere, carrying a stable code (docs/reference.md#error-codes), a message
 // and details. Errors cross actor boundaries as data, never as exceptions.
 #pragma once
 
@@ -11,7 +11,7 @@ namespace smithers {
 
 using json = nlohmann::json;
 
-/// Stable error codes (SPEC §7). Strings, so they survive JSON and the CLI.
+/// Stable error codes (docs/reference.md#error-codes). Strings, so they survive JSON and the CLI.
 namespace errc {
 inline constexpr const char* invalid_input = "INVALID_INPUT";
 inline constexpr const char* invalid_run_id = "INVALID_RUN_ID";

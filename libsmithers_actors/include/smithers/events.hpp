@@ -1,4 +1,4 @@
-// Events (SPEC §6): an append-only, per-run sequence of what happened.
+// Events (docs/reference.md#events): an append-only, per-run sequence of what happened.
 // Each is persisted with its seq before subscribers see it.
 #pragma once
 
@@ -10,7 +10,7 @@
 
 namespace smithers {
 
-/// The event types of SPEC §6, by name: code spells them through these.
+/// The event types of docs/reference.md#events, by name: code spells them through these.
 namespace event_type {
 inline constexpr const char* run_started = "RunStarted";
 inline constexpr const char* run_status_changed = "RunStatusChanged";

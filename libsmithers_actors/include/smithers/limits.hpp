@@ -1,4 +1,4 @@
-// The limits of SPEC §4, each a named constant so code, tests and docs agree.
+// The limits of docs/workflow-format.md#limits, each a named constant so code, tests and docs agree.
 #pragma once
 
 #include <cstddef>

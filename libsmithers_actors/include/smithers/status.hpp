@@ -1,4 +1,4 @@
-// Run statuses and node states (SPEC §1) and their stable names.
+// Run statuses and node states (docs/reference.md#states) and their stable names.
 #pragma once
 
 #include <optional>
@@ -30,7 +30,7 @@ enum class node_state {
   waiting_event,
 };
 
-/// Attempt states (SPEC §1), as stored and shown.
+/// Attempt states (docs/reference.md#states), as stored and shown.
 namespace attempt_state {
 inline constexpr const char* in_progress = "in-progress";
 inline constexpr const char* finished = "finished";
@@ -38,7 +38,7 @@ inline constexpr const char* failed = "failed";
 inline constexpr const char* cancelled = "cancelled";
 } // namespace attempt_state
 
-/// Why a node was cancelled (NodeCancelled's `reason`, SPEC §6).
+/// Why a node was cancelled (NodeCancelled's `reason`, docs/reference.md#events).
 namespace cancel_reason {
 inline constexpr const char* cancelled = "cancelled";     // the run was cancelled
 inline constexpr const char* unmounted = "unmounted";     // a render dropped it while it ran

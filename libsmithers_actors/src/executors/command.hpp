@@ -1,4 +1,4 @@
-// The command-task protocol of SPEC §2, on top of util::run_subprocess:
+// The command-task protocol of docs/workflow-format.md, on top of util::run_subprocess:
 // stdin context, SMITHERS_* environment, heartbeat lines, output extraction.
 #pragma once
 

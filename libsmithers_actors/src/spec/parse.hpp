@@ -1,4 +1,4 @@
-// JSON workflow files (SPEC §2) -> workflow, with the JSON path of every
+// JSON workflow files (docs/workflow-format.md) -> workflow, with the JSON path of every
 // problem. Nothing here runs anything.
 #pragma once
 
@@ -22,7 +22,7 @@ parse_result parse_workflow(const json& doc);
 /// syntax errors are problems with an empty path (the message says where).
 parse_result load_workflow_file(const std::string& path);
 
-/// The node kinds of SPEC §2 that this version parses but cannot run yet.
+/// The node kinds of docs/workflow-format.md that this version parses but cannot run yet.
 bool is_unsupported_kind(const std::string& key);
 
 } // namespace smithers::spec

@@ -1,4 +1,4 @@
-// Predicates for `until`, `if` and `skip_if` (SPEC §2):
+// Predicates for `until`, `if` and `skip_if` (docs/workflow-format.md):
 //   {"output": "check.ok", "equals": true}, {"input": "dry_run", "exists": true}
 // operators equals, not_equals, exists, gt, gte, lt, lte, in; combined with
 // {"all": [...]}, {"any": [...]}, {"not": {...}}. Paths are dotted; output

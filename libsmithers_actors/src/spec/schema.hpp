@@ -1,4 +1,4 @@
-// Our JSON Schema subset (SPEC §2): type (a name or a list), properties,
+// Our JSON Schema subset (docs/workflow-format.md): type (a name or a list), properties,
 // required, additionalProperties (bool), items, enum, const, minimum, maximum,
 // minLength, maxLength, minItems, maxItems. No validator for nlohmann::json is
 // packaged for Debian, so this one is ours.

@@ -12,7 +12,7 @@ namespace smithers::store {
 struct run_row {
   std::string run_id;
   std::string workflow_name;
-  std::string status; // SPEC §1 run status
+  std::string status; // run status (docs/reference.md#states)
   json input = json::object();
   json config = json::object(); // max_concurrency, workflow path, ...
   std::string workflow_hash;    // sha256 of the workflow file / canonical tree
@@ -35,7 +35,7 @@ struct node_row {
   std::string run_id;
   std::string node_id;
   std::int64_t iteration = 0;
-  std::string state;         // SPEC §1 node state
+  std::string state;         // node state (docs/reference.md#states)
   std::int64_t attempts = 0; // attempts started so far
   std::string label;
   std::string kind; // "value", "command", "compute"

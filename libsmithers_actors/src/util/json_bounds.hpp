@@ -1,4 +1,4 @@
-// Bounds on JSON that users hand us (SPEC §4): run input and heartbeat data.
+// Bounds on JSON that users hand us (docs/workflow-format.md#limits): run input and heartbeat data.
 #pragma once
 
 #include <smithers/errors.hpp>
