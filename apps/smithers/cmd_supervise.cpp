@@ -2,7 +2,7 @@
 // (or once). Two supervisors may watch one database: the resume's
 // compare-and-set claim lets exactly one of them take each run.
 #include "cli.hpp"
-#include "signals.hpp"
+#include "run_driver.hpp"
 
 #include "spec/parse.hpp"
 
@@ -41,12 +41,9 @@ void add_supervise_command(CLI::App& app, const globals& g, int& result) {
   cmd->callback([&g, &result, sa] {
     auto interval = parse_duration(sa->interval, "--interval");
     auto stale_after = parse_duration(sa->stale_after, "--stale-after");
-    signal_guard signals;
-    engine_config cfg;
-    cfg.db_path = g.db;
-    engine eng{cfg};
-    signals.watch(eng);
-    register_builtin_computes(eng);
+    driving_engine host{g.db};
+    auto& eng = host.eng();
+    auto& signals = host.signals();
     std::vector<run_handle> driven;
     std::set<std::string> taken;
     auto say = [&](const json& j, const std::string& text) {
@@ -80,10 +77,8 @@ void add_supervise_command(CLI::App& app, const globals& g, int& result) {
                                  run.workflow_path + ": " + spec::join(parsed.errors));
           resume_options opts;
           opts.stale_after = stale_after;
-          opts.workflow_hash = parsed.hash;
-          opts.vcs_revision = git_revision(run.workflow_path);
-          driven.push_back(eng.resume(std::make_shared<const workflow>(std::move(*parsed.wf)),
-                                      run.run_id, opts));
+          driven.push_back(resume_from_file(eng, run.run_id, run.workflow_path, std::move(parsed),
+                                            std::move(opts)));
           taken.insert(run.run_id);
           say({{"resumed", run.run_id}, {"previous_owner", run.owner_id}},
               "resumed run " + run.run_id + " (its owner " +

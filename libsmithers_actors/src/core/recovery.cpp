@@ -39,9 +39,10 @@ recovered_run recover(const std::vector<store::node_row>& nodes,
     if (!l || l->attempt < a.attempt) l = &a;
   }
   for (const auto& [k, a] : last) {
-    auto st = r.states.find(k);
-    if (a->state == attempt_state::failed && st != r.states.end() &&
-        st->second == node_state::pending && a->meta.is_object() && a->meta.contains("retry_at_ms") &&
+    // A node with attempts but no row of its own counts as pending.
+    auto st = r.states.emplace(k, node_state::pending).first;
+    if (a->state == attempt_state::failed && st->second == node_state::pending &&
+        a->meta.is_object() && a->meta.contains("retry_at_ms") &&
         a->meta["retry_at_ms"].is_number_integer())
       r.retry_at_ms[k] = a->meta["retry_at_ms"].get<std::int64_t>();
   }

@@ -1,0 +1,55 @@
+#include "run_driver.hpp"
+
+#include "progress.hpp"
+#include "run_report.hpp"
+
+#include <memory>
+#include <unistd.h>
+
+namespace smithers::cli {
+
+void register_builtin_computes(engine& e) {
+  e.register_compute("noop", [](task_context&) { return json::object(); });
+  e.register_compute("echo", [](task_context& ctx) {
+    return json{{"node_id", ctx.node_id()}, {"input", ctx.input()}, {"needs", ctx.needs()}};
+  });
+}
+
+bool is_builtin_compute(const std::string& name) {
+  return name == "noop" || name == "echo";
+}
+
+namespace {
+
+engine_config config_for(const std::string& db_path) {
+  engine_config cfg;
+  cfg.db_path = db_path;
+  return cfg;
+}
+
+} // namespace
+
+driving_engine::driving_engine(const std::string& db_path) : eng_{config_for(db_path)} {
+  signals_.watch(eng_);
+  register_builtin_computes(eng_);
+}
+
+int drive(const globals& g, const run_begin& begin) {
+  driving_engine d{g.db};
+  auto prog = std::make_shared<progress>(!g.json() && ::isatty(STDERR_FILENO));
+  auto handle = begin(d.eng(), [prog](const event& e) { prog->on_event(e); });
+  auto res = handle.wait();
+  d.signals().release();
+  prog->done();
+  return report_run_end(g, res, d.signals().received());
+}
+
+run_handle resume_from_file(engine& eng, const std::string& run_id, const std::string& path,
+                            spec::parse_result parsed, resume_options opts) {
+  opts.workflow_hash = parsed.hash;
+  opts.vcs_revision = git_revision(path);
+  return eng.resume(std::make_shared<const workflow>(std::move(*parsed.wf)), run_id,
+                    std::move(opts));
+}
+
+} // namespace smithers::cli

@@ -1,0 +1,276 @@
+// core::recover: a stored run's rows -> the state its resume starts
+// from. Table-driven: each case lists node and attempt rows and what the
+// recovered state must hold.
+#include <catch2/catch.hpp>
+
+#include "actors/recovery.hpp"
+#include "core/recovery.hpp"
+#include "actors/run_validation.hpp"
+
+#include <smithers/errors.hpp>
+
+#include <map>
+#include <optional>
+
+using namespace smithers;
+
+namespace {
+
+store::node_row node_row(const std::string& id, const std::string& state) {
+  store::node_row n;
+  n.run_id = "r";
+  n.node_id = id;
+  n.state = state;
+  return n;
+}
+
+store::attempt_row attempt(const std::string& id, std::int64_t k, const std::string& state,
+                           json meta = json::object(), json heartbeat = nullptr) {
+  store::attempt_row a;
+  a.run_id = "r";
+  a.node_id = id;
+  a.attempt = k;
+  a.state = state;
+  a.meta = std::move(meta);
+  a.heartbeat = std::move(heartbeat);
+  return a;
+}
+
+store::output_row output(const std::string& id, json value) {
+  return store::output_row{"r", id, 0, std::move(value)};
+}
+
+struct recovery_case {
+  const char* name;
+  std::vector<store::node_row> nodes;
+  std::vector<store::attempt_row> attempts;
+  std::vector<store::output_row> outputs;
+  std::map<std::string, node_state> states;
+  std::map<std::string, std::int64_t> attempt_counts;
+  std::vector<std::pair<std::string, std::int64_t>> orphaned;
+  std::size_t orphan_groups = 0;
+  std::map<std::string, std::int64_t> retry_at_ms;
+  std::map<std::string, json> checkpoints;
+  std::map<std::string, json> outputs_after;
+};
+
+template <class K, class V> std::map<K, V> sorted(const std::unordered_map<K, V>& m) {
+  return {m.begin(), m.end()};
+}
+
+// By node id: every row here is of iteration 0.
+template <class V> std::map<std::string, V> sorted(const core::key_map<V>& m) {
+  std::map<std::string, V> out;
+  for (const auto& [k, v] : m) {
+    CHECK(k.iteration == 0);
+    out.emplace(k.id, v);
+  }
+  return out;
+}
+
+// What recover_run returned before the run core keyed nodes by (id, iteration).
+struct recovered {
+  core::resume_state st;
+  std::vector<json> orphan_groups;
+  std::vector<std::pair<std::string, std::int64_t>> orphaned;
+};
+
+recovered recover_run(const std::vector<store::node_row>& nodes,
+                      const std::vector<store::attempt_row>& attempts,
+                      std::vector<store::output_row> outputs) {
+  auto rec = core::recover(nodes, attempts, outputs);
+  recovered r{std::move(rec.state), std::move(rec.orphan_groups), {}};
+  for (const auto& a : r.st.orphaned)
+    r.orphaned.emplace_back(a.node.id, a.attempt);
+  return r;
+}
+
+} // namespace
+
+TEST_CASE("recover_run turns a run's rows into the state its resume starts from") {
+  const std::vector<recovery_case> cases = {
+      {"nothing stored", {}, {}, {}, {}, {}, {}, 0, {}, {}, {}},
+      {"finished nodes keep their state and output",
+       {node_row("a", "finished"), node_row("b", "pending")},
+       {attempt("a", 1, "finished")},
+       {output("a", {{"x", 1}})},
+       {{"a", node_state::finished}, {"b", node_state::pending}},
+       {{"a", 1}},
+       {},
+       0,
+       {},
+       {},
+       {{"a", {{"x", 1}}}}},
+      {"in-progress and cancelled nodes run again",
+       {node_row("a", "in-progress"), node_row("b", "cancelled"), node_row("c", "failed"),
+        node_row("d", "skipped")},
+       {attempt("b", 1, "cancelled"), attempt("c", 1, "failed")},
+       {},
+       {{"a", node_state::pending},
+        {"b", node_state::pending},
+        {"c", node_state::failed},
+        {"d", node_state::skipped}},
+       {{"b", 1}, {"c", 1}},
+       {},
+       0,
+       {},
+       {},
+       {}},
+      {"an unknown node state is pending",
+       {node_row("a", "no-such-state")},
+       {},
+       {},
+       {{"a", node_state::pending}},
+       {},
+       {},
+       0,
+       {},
+       {},
+       {}},
+      {"attempts left in progress are orphaned; those with a process group are listed",
+       {node_row("a", "in-progress"), node_row("b", "in-progress")},
+       {attempt("a", 1, "failed"), attempt("a", 2, "in-progress", {{"pgid", 42}}),
+        attempt("b", 1, "in-progress")},
+       {},
+       {{"a", node_state::pending}, {"b", node_state::pending}},
+       {{"a", 2}, {"b", 1}},
+       {{"a", 2}, {"b", 1}},
+       1,
+       {},
+       {},
+       {}},
+      {"the attempt count is the highest attempt, whatever the order",
+       {node_row("a", "pending")},
+       {attempt("a", 3, "failed"), attempt("a", 1, "failed")},
+       {},
+       {{"a", node_state::pending}},
+       {{"a", 3}},
+       {},
+       0,
+       {},
+       {},
+       {}},
+      {"a pending node whose last attempt failed waits for its backoff",
+       {node_row("a", "pending"), node_row("b", "failed"), node_row("c", "pending")},
+       {attempt("a", 1, "failed", {{"retry_at_ms", 1000}}),
+        attempt("a", 2, "failed", {{"retry_at_ms", 5000}}),
+        attempt("b", 1, "failed", {{"retry_at_ms", 7000}}),
+        attempt("c", 1, "failed", {{"retry_at_ms", 9000}}), attempt("c", 2, "in-progress")},
+       {},
+       {{"a", node_state::pending}, {"b", node_state::failed}, {"c", node_state::pending}},
+       {{"a", 2}, {"b", 1}, {"c", 2}},
+       {{"c", 2}},
+       0,
+       {{"a", 5000}},
+       {},
+       {}},
+      {"a failed attempt without retry_at_ms has no backoff",
+       {node_row("a", "pending")},
+       {attempt("a", 1, "failed", {{"pgid", 7}})},
+       {},
+       {{"a", node_state::pending}},
+       {{"a", 1}},
+       {},
+       0,
+       {},
+       {},
+       {}},
+      {"attempts of a node without a row count as pending",
+       {},
+       {attempt("a", 1, "failed", {{"retry_at_ms", 2000}})},
+       {},
+       {{"a", node_state::pending}},
+       {{"a", 1}},
+       {},
+       0,
+       {{"a", 2000}},
+       {},
+       {}},
+      {"the checkpoint is the last heartbeat data recorded",
+       {node_row("a", "in-progress"), node_row("b", "pending")},
+       {attempt("a", 1, "failed", json::object(), {{"offset", 10}}),
+        attempt("a", 2, "failed", json::object(), {{"offset", 20}}),
+        attempt("a", 3, "in-progress"), attempt("b", 1, "failed", json::object(), nullptr)},
+       {},
+       {{"a", node_state::pending}, {"b", node_state::pending}},
+       {{"a", 3}, {"b", 1}},
+       {{"a", 3}},
+       0,
+       {},
+       {{"a", {{"offset", 20}}}},
+       {}},
+  };
+  for (const auto& c : cases) {
+    SECTION(c.name) {
+      auto rr = recover_run(c.nodes, c.attempts, c.outputs);
+      const auto& r = rr.st;
+      CHECK(sorted(r.states) == c.states);
+      CHECK(sorted(r.attempts) == c.attempt_counts);
+      CHECK(rr.orphaned == c.orphaned);
+      CHECK(rr.orphan_groups.size() == c.orphan_groups);
+      CHECK(sorted(r.retry_at_ms) == c.retry_at_ms);
+      CHECK(sorted(r.checkpoints) == c.checkpoints);
+      CHECK(sorted(r.outputs) == c.outputs_after);
+    }
+  }
+}
+
+TEST_CASE("an orphaned attempt's process group comes with its meta") {
+  auto r = recover_run({node_row("a", "in-progress")},
+                       {attempt("a", 1, "in-progress",
+                                {{"pgid", 42}, {"pgid_start", 7}, {"host", "h"}})},
+                       {});
+  REQUIRE(r.orphan_groups.size() == 1);
+  CHECK(r.orphan_groups[0].at("pgid") == 42);
+  CHECK(r.orphan_groups[0].at("host") == "h");
+}
+
+TEST_CASE("an ended run is not resumable; a running or created one is") {
+  store::run_row run;
+  run.run_id = "r1";
+  for (const char* s : {"finished", "failed", "cancelled"}) {
+    run.status = s;
+    try {
+      actors::refuse_ended(run);
+      FAIL("no error for status " << s);
+    } catch (const smithers_error& e) {
+      CHECK(e.code() == errc::run_not_resumable);
+      CHECK(e.err().message == "run \"r1\" has ended (" + std::string{s} + ")");
+    }
+  }
+  for (const char* s : {"running", "created"}) {
+    run.status = s;
+    CHECK_NOTHROW(actors::refuse_ended(run));
+  }
+}
+
+TEST_CASE("a resume with another workflow or git revision is refused unless forced") {
+  store::run_row run;
+  run.run_id = "r1";
+  run.workflow_hash = "h1";
+  run.vcs_revision = "v1";
+  CHECK_NOTHROW(actors::check_same_workflow(run, "h1", "v1", false));
+  struct mismatch {
+    std::string hash, revision, message;
+    std::size_t changed;
+  };
+  for (const auto& m : std::vector<mismatch>{
+           {"h2", "v1", "changed: workflow hash", 1},
+           {"h1", "v2", "changed: git revision v1 -> v2", 1},
+           {"h1", "", "changed: git revision v1 -> none", 1},
+           {"h2", "v2", "changed: workflow hash, git revision v1 -> v2", 2},
+       }) {
+    try {
+      actors::check_same_workflow(run, m.hash, m.revision, false);
+      FAIL("no error for " << m.hash << " " << m.revision);
+    } catch (const smithers_error& e) {
+      CHECK(e.code() == errc::resume_metadata_mismatch);
+      CHECK(e.err().message.find(m.message) != std::string::npos);
+      CHECK(e.err().details.at("changed").size() == m.changed);
+    }
+    CHECK_NOTHROW(actors::check_same_workflow(run, m.hash, m.revision, true));
+  }
+  // A run started outside git does not compare revisions.
+  run.vcs_revision.clear();
+  CHECK_NOTHROW(actors::check_same_workflow(run, "h1", "v9", false));
+}
