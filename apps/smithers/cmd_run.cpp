@@ -3,7 +3,7 @@
 #include "cli.hpp"
 #include "signals.hpp"
 
-#include "spec/parse.hpp"
+#include "format/parse.hpp"
 #include "util/ids.hpp"
 #include "util/json_parse.hpp"
 #include "util/read_file.hpp"

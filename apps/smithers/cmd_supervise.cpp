@@ -4,7 +4,7 @@
 #include "cli.hpp"
 #include "signals.hpp"
 
-#include "spec/parse.hpp"
+#include "format/parse.hpp"
 
 #include <smithers/admin.hpp>
 #include <smithers/engine.hpp>
