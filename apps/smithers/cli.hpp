@@ -2,7 +2,7 @@
 // output helpers. Each command group lives in its own cmd_*.cpp.
 #pragma once
 
-#include "spec/parse.hpp"
+#include "format/parse.hpp"
 #include "util/term_text.hpp"
 
 #include <smithers/errors.hpp>

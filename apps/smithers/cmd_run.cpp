@@ -4,7 +4,7 @@
 #include "cli.hpp"
 #include "run_driver.hpp"
 
-#include "spec/parse.hpp"
+#include "format/parse.hpp"
 #include "util/ids.hpp"
 
 #include <smithers/admin.hpp>

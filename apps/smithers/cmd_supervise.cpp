@@ -4,7 +4,7 @@
 #include "cli.hpp"
 #include "run_driver.hpp"
 
-#include "spec/parse.hpp"
+#include "format/parse.hpp"
 
 #include <smithers/admin.hpp>
 #include <smithers/engine.hpp>

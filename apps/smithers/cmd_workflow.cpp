@@ -2,7 +2,7 @@
 // running anything or touching a database.
 #include "cli.hpp"
 
-#include "spec/parse.hpp"
+#include "format/parse.hpp"
 #include "workflow/render.hpp"
 
 #include <smithers/engine.hpp>

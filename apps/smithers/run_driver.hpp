@@ -6,7 +6,7 @@
 #include "cli.hpp"
 #include "signals.hpp"
 
-#include "spec/parse.hpp"
+#include "format/parse.hpp"
 
 #include <smithers/engine.hpp>
 

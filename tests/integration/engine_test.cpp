@@ -4,6 +4,7 @@
 
 #include "store/reader.hpp"
 #include "support/engine_config.hpp"
+#include "support/event_recorder.hpp"
 #include "support/frame_replay.hpp"
 #include "support/temp_dir.hpp"
 
@@ -242,16 +243,13 @@ TEST_CASE("a failing task is retried and the retry's attempt is recorded") {
                                    })
                           .retries(2)
                           .retry({10, 2.0, 100, 0.0})});
-  std::vector<std::string> types;
-  std::mutex mtx;
+  test_support::event_recorder recorder;
   run_options opts;
-  opts.on_event = [&](const event& e) {
-    std::lock_guard<std::mutex> lk(mtx);
-    types.push_back(e.type);
-  };
+  opts.on_event = recorder.handler();
   auto res = eng.run(wf, opts);
   REQUIRE(res.status == run_status::finished);
   CHECK(calls == 2);
+  auto types = recorder.types();
   CHECK(res.outputs.at("flaky") == json{{"attempt", 2}});
   CHECK(std::count(types.begin(), types.end(), "NodeRetrying") == 1);
   auto db = store::database::open(eng.config().db_path, store::open_mode::read_only);
@@ -624,13 +622,9 @@ TEST_CASE("every node is announced pending once, stored and published alike") {
   engine eng{config_in(dir)};
   // Nodes enter at the start and again when the re-render adds the fan-out.
   workflow wf = count_then_fan_out();
-  std::mutex mtx;
-  std::vector<event> published;
+  test_support::event_recorder recorder;
   run_options opts;
-  opts.on_event = [&](const event& e) {
-    std::lock_guard<std::mutex> lk(mtx);
-    if (e.type == "NodePending") published.push_back(e);
-  };
+  opts.on_event = recorder.handler();
   auto res = eng.run(wf, opts);
   REQUIRE(res.status == run_status::finished);
   auto db = store::database::open(eng.config().db_path, store::open_mode::read_only);
@@ -638,7 +632,7 @@ TEST_CASE("every node is announced pending once, stored and published alike") {
   std::vector<store::event_row> stored;
   for (auto& e : rd.events(res.run_id))
     if (e.type == "NodePending") stored.push_back(std::move(e));
-  std::lock_guard<std::mutex> lk(mtx);
+  auto published = recorder.of_type("NodePending");
   REQUIRE(published.size() == 4);
   REQUIRE(stored.size() == 4);
   std::vector<std::string> order;

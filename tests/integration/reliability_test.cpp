@@ -6,6 +6,9 @@
 #include "store/reader.hpp"
 #include "store/writer.hpp"
 #include "support/engine_config.hpp"
+#include "support/event_recorder.hpp"
+#include "support/eventually.hpp"
+#include "support/process.hpp"
 #include "support/temp_dir.hpp"
 
 #include <smithers/engine.hpp>
@@ -25,45 +28,13 @@ using clock_type = std::chrono::steady_clock;
 namespace {
 
 using test_support::config_in;
-
-struct event_log {
-  std::mutex mtx;
-  std::vector<event> events;
-
-  event_handler handler() {
-    return [this](const event& e) {
-      std::lock_guard<std::mutex> lk(mtx);
-      events.push_back(e);
-    };
-  }
-  std::vector<event> of_type(const std::string& type) {
-    std::lock_guard<std::mutex> lk(mtx);
-    std::vector<event> out;
-    for (const auto& e : events)
-      if (e.type == type) out.push_back(e);
-    return out;
-  }
-};
+using test_support::eventually;
+using test_support::pid_from_file;
+using test_support::process_alive;
 
 std::vector<store::attempt_row> attempts_of(const engine& eng, const std::string& run_id) {
   auto db = store::database::open(eng.config().db_path, store::open_mode::read_only);
   return store::reader{db}.attempts(run_id);
-}
-
-// Gone = no such process, or a zombie (an orphan whose reaper is slow).
-bool process_alive(pid_t pid) {
-  if (::kill(pid, 0) != 0) return false;
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  auto close = content.rfind(')');
-  return !(close != std::string::npos && close + 2 < content.size() && content[close + 2] == 'Z');
-}
-
-pid_t read_pid(const std::string& path) {
-  std::ifstream in(path);
-  pid_t pid = 0;
-  in >> pid;
-  return pid;
 }
 
 // Waits until `path` holds `lines` lines (a task wrote its pid), up to 10 s.
@@ -94,7 +65,7 @@ TEST_CASE("a retry never starts before its backoff has passed") {
                                    })
                           .retries(2)
                           .retry({150, 2.0, 1000, 0.0})});
-  event_log log;
+  test_support::event_recorder log;
   run_options opts;
   opts.on_event = log.handler();
   auto res = eng.run(wf, opts);
@@ -123,7 +94,7 @@ TEST_CASE("backoff grows by its factor, is capped and jitters within bounds") {
       {compute_task("always", [](task_context&) -> json { throw std::runtime_error("no"); })
            .retries(4)
            .retry({10, 3.0, 100, 0.2})});
-  event_log log;
+  test_support::event_recorder log;
   run_options opts;
   opts.on_event = log.handler();
   auto res = eng.run(wf, opts);
@@ -208,7 +179,7 @@ TEST_CASE("a compute task that heartbeats once and hangs is ended by the watchdo
                           .heartbeat_timeout_ms(300)
                           .retries(1)
                           .retry({10, 1.0, 10, 0.0})});
-  event_log log;
+  test_support::event_recorder log;
   run_options opts;
   opts.on_event = log.handler();
   auto res = eng.run(wf, opts);
@@ -246,7 +217,7 @@ TEST_CASE("a command that heartbeats once and hangs is ended within the heartbea
                     .heartbeat_timeout_ms(400)
                     .retries(1)
                     .retry({10, 1.0, 10, 0.0})});
-  event_log log;
+  test_support::event_recorder log;
   run_options opts;
   opts.on_event = log.handler();
   auto t0 = clock_type::now();
@@ -262,11 +233,9 @@ TEST_CASE("a command that heartbeats once and hangs is ended within the heartbea
   std::int64_t detected =
       timeouts[0].timestamp_ms - timeouts[0].fields["last_heartbeat_ms"].get<std::int64_t>();
   CHECK(detected <= 400 + 300 + 400);
-  pid_t hung = read_pid(pids);
+  pid_t hung = pid_from_file(pids);
   REQUIRE(hung > 0);
-  auto deadline = clock_type::now() + 5s;
-  while (process_alive(hung) && clock_type::now() < deadline)
-    std::this_thread::sleep_for(20ms);
+  eventually([&] { return !process_alive(hung); }, 5s, 20ms);
   CHECK_FALSE(process_alive(hung));
 }
 
@@ -279,7 +248,7 @@ TEST_CASE("heartbeats are throttled and the newest one is always written") {
       ctx.heartbeat({{"i", i}});
     return json::object();
   })});
-  event_log log;
+  test_support::event_recorder log;
   run_options opts;
   opts.on_event = log.handler();
   auto res = eng.run(wf, opts);
@@ -334,7 +303,7 @@ TEST_CASE("skip_if skips a task and the tasks that need it") {
       value_task("announce", json::object()).needs({"deploy"}),
       value_task("always", json::object()).skip_if({{"input", "dry_run"}, {"equals", true}}),
   });
-  event_log log;
+  test_support::event_recorder log;
   run_options opts;
   opts.on_event = log.handler();
   auto res = eng.run(wf, opts);
@@ -358,7 +327,7 @@ TEST_CASE("cancelling a run stops its commands, records the attempts and leaves 
                                                                "; echo $$ >> " + pids + "; wait"));
   workflow wf;
   wf.root = sequence({parallel(std::move(kids)), value_task("after", json::object())});
-  event_log log;
+  test_support::event_recorder log;
   run_options opts;
   opts.on_event = log.handler();
   auto handle = eng.start(wf, opts);
@@ -407,7 +376,7 @@ TEST_CASE("a cancellation request recorded by another process is noticed within 
       std::this_thread::sleep_for(5ms);
     return json::object();
   })});
-  event_log log;
+  test_support::event_recorder log;
   run_options opts;
   opts.on_event = log.handler();
   auto handle = eng.start(wf, opts);
@@ -431,13 +400,11 @@ TEST_CASE("interrupting leaves the run resumable: attempts cancelled, nodes pend
   workflow wf;
   wf.root = sequence({value_task("first", json::object()), shell_task("long", "exec sleep 30"),
                       value_task("last", json::object())});
-  event_log log;
+  test_support::event_recorder log;
   run_options opts;
   opts.on_event = log.handler();
   auto handle = eng.start(wf, opts);
-  auto deadline = clock_type::now() + 10s;
-  while (log.of_type("NodeStarted").size() < 2 && clock_type::now() < deadline)
-    std::this_thread::sleep_for(5ms);
+  eventually([&] { return log.of_type("NodeStarted").size() >= 2; }, 10s, 5ms);
   eng.interrupt("interrupted by SIGINT");
   REQUIRE(handle.wait_for(10s));
   auto res = handle.wait();

@@ -4,6 +4,8 @@
 
 #include "store/reader.hpp"
 #include "support/engine_config.hpp"
+#include "support/event_recorder.hpp"
+#include "support/eventually.hpp"
 #include "support/frame_replay.hpp"
 #include "support/temp_dir.hpp"
 
@@ -20,6 +22,7 @@ using clock_type = std::chrono::steady_clock;
 namespace {
 
 using test_support::config_in;
+using test_support::eventually;
 
 /// Counts calls per node id.
 struct counter {
@@ -44,13 +47,6 @@ struct counter {
     return calls[id];
   }
 };
-
-void wait_until(const std::function<bool()>& cond) {
-  auto deadline = clock_type::now() + 10s;
-  while (!cond() && clock_type::now() < deadline)
-    std::this_thread::sleep_for(5ms);
-  REQUIRE(cond());
-}
 
 std::string refusal(const std::function<void()>& f) {
   try {
@@ -86,15 +82,11 @@ TEST_CASE("an interrupted run resumes: finished nodes never run again, the inter
                    }),
       compute_task("last", c.task({{"last", 3}})).needs({"a"}),
   });
-  std::mutex mtx;
-  std::vector<std::string> types;
+  test_support::event_recorder recorder;
   run_options opts;
-  opts.on_event = [&](const event& e) {
-    std::lock_guard<std::mutex> lk(mtx);
-    types.push_back(e.type);
-  };
+  opts.on_event = recorder.handler();
   auto h = eng.start(wf, opts);
-  wait_until([&] { return c.of("long") == 1; });
+  REQUIRE(eventually([&] { return c.of("long") == 1; }, 10s, 5ms));
   eng.interrupt("test interrupt");
   REQUIRE(h.wait_for(10s));
   CHECK(h.wait().status == run_status::running);
@@ -112,7 +104,7 @@ TEST_CASE("an interrupted run resumes: finished nodes never run again, the inter
   CHECK(res.outputs.at("a") == json{{"a", 1}});
   CHECK(res.outputs.at("last") == json{{"last", 3}});
   {
-    std::lock_guard<std::mutex> lk(mtx);
+    auto types = recorder.types();
     CHECK(std::count(types.begin(), types.end(), "RunResumed") == 1);
   }
   auto db = store::database::open(eng.config().db_path, store::open_mode::read_only);
@@ -155,7 +147,7 @@ TEST_CASE("a retry backoff carries over a resume: the next attempt waits for ret
                            .retries(1)
                            .retry({800, 1.0, 800, 0.0})});
   auto h = eng.start(wf, {});
-  wait_until([&] { return calls == 1; });
+  REQUIRE(eventually([&] { return calls == 1; }, 10s, 5ms));
   std::this_thread::sleep_for(100ms); // the failure is committed, the backoff runs
   eng.interrupt("restart");
   REQUIRE(h.wait_for(10s));
@@ -187,7 +179,7 @@ TEST_CASE("resume refuses unknown, ended, driven and changed runs") {
   auto slow = std::make_shared<workflow>();
   slow->root = sequence({compute_task("hold", c.task(json::object(), 20s))});
   auto h = eng.start(slow, {});
-  wait_until([&] { return c.of("hold") == 1; });
+  REQUIRE(eventually([&] { return c.of("hold") == 1; }, 10s, 5ms));
   CHECK(refusal([&] { eng.resume(slow, h.run_id()); }) == "RUN_OWNER_ALIVE");
   eng.interrupt("stop");
   REQUIRE(h.wait_for(10s));
@@ -217,7 +209,7 @@ TEST_CASE("an in-memory run can be interrupted and resumed by the same engine") 
   wf->root = sequence(
       {compute_task("a", c.task({{"x", 1}})), compute_task("b", c.task({{"y", 2}}, 300ms))});
   auto h = eng.start(wf, {});
-  wait_until([&] { return c.of("b") == 1; });
+  REQUIRE(eventually([&] { return c.of("b") == 1; }, 10s, 5ms));
   eng.interrupt("pause");
   REQUIRE(h.wait_for(10s));
   auto res = eng.resume(wf, h.run_id()).wait();

@@ -5,6 +5,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "support/eventually.hpp"
+#include "support/process.hpp"
 #include "support/temp_dir.hpp"
 
 #include <smithers/errors.hpp>
@@ -516,36 +518,8 @@ inline void check_refused(const args_fn& make_args, const refusal& want) {
 
 // ------------------------------------------------------------- processes
 
-/// Whether a process exists and is not a zombie.
-inline bool process_alive(pid_t pid) {
-  if (pid <= 0) return false;
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  if (!in) return false;
-  std::string stat;
-  std::getline(in, stat);
-  auto close = stat.rfind(')');
-  if (close == std::string::npos || close + 2 >= stat.size()) return false;
-  char state = stat[close + 2];
-  return state != 'Z' && state != 'X';
-}
-
-/// Waits (polling) until `pred` holds or `limit` passes; returns pred().
-template <class Pred>
-bool eventually(Pred pred, std::chrono::milliseconds limit = std::chrono::seconds(30)) {
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() >= deadline) return pred();
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return true;
-}
-
-/// A pid written by a task into a file (0 when there is none yet).
-inline pid_t pid_from_file(const std::string& path) {
-  std::ifstream in(path);
-  long pid = 0;
-  if (in >> pid) return static_cast<pid_t>(pid);
-  return 0;
-}
+using test_support::eventually;
+using test_support::pid_from_file;
+using test_support::process_alive;
 
 } // namespace smithers::system_test

@@ -1,7 +1,7 @@
 // Workflow files: what parses, and every kind of problem with its JSON path.
 #include <catch2/catch.hpp>
 
-#include "spec/parse.hpp"
+#include "format/parse.hpp"
 #include "support/temp_dir.hpp"
 #include "util/ids.hpp"
 #include "workflow/render.hpp"

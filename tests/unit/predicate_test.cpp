@@ -1,6 +1,6 @@
 #include <catch2/catch.hpp>
 
-#include "spec/predicate.hpp"
+#include "expr/predicate.hpp"
 
 #include <string>
 #include <vector>

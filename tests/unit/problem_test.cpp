@@ -1,6 +1,6 @@
 #include <catch2/catch.hpp>
 
-#include "spec/problem.hpp"
+#include "schema/problem.hpp"
 
 using namespace smithers::spec;
 

@@ -3,9 +3,9 @@
 // recovered state must hold.
 #include <catch2/catch.hpp>
 
-#include "actors/recovery.hpp"
 #include "core/recovery.hpp"
-#include "actors/run_validation.hpp"
+#include "core/recovery.hpp"
+#include "core/run_validation.hpp"
 
 #include <smithers/errors.hpp>
 
@@ -231,7 +231,7 @@ TEST_CASE("an ended run is not resumable; a running or created one is") {
   for (const char* s : {"finished", "failed", "cancelled"}) {
     run.status = s;
     try {
-      actors::refuse_ended(run);
+      core::refuse_ended(run);
       FAIL("no error for status " << s);
     } catch (const smithers_error& e) {
       CHECK(e.code() == errc::run_not_resumable);
@@ -240,7 +240,7 @@ TEST_CASE("an ended run is not resumable; a running or created one is") {
   }
   for (const char* s : {"running", "created"}) {
     run.status = s;
-    CHECK_NOTHROW(actors::refuse_ended(run));
+    CHECK_NOTHROW(core::refuse_ended(run));
   }
 }
 
@@ -249,7 +249,7 @@ TEST_CASE("a resume with another workflow or git revision is refused unless forc
   run.run_id = "r1";
   run.workflow_hash = "h1";
   run.vcs_revision = "v1";
-  CHECK_NOTHROW(actors::check_same_workflow(run, "h1", "v1", false));
+  CHECK_NOTHROW(core::check_same_workflow(run, "h1", "v1", false));
   struct mismatch {
     std::string hash, revision, message;
     std::size_t changed;
@@ -261,16 +261,16 @@ TEST_CASE("a resume with another workflow or git revision is refused unless forc
            {"h2", "v2", "changed: workflow hash, git revision v1 -> v2", 2},
        }) {
     try {
-      actors::check_same_workflow(run, m.hash, m.revision, false);
+      core::check_same_workflow(run, m.hash, m.revision, false);
       FAIL("no error for " << m.hash << " " << m.revision);
     } catch (const smithers_error& e) {
       CHECK(e.code() == errc::resume_metadata_mismatch);
       CHECK(e.err().message.find(m.message) != std::string::npos);
       CHECK(e.err().details.at("changed").size() == m.changed);
     }
-    CHECK_NOTHROW(actors::check_same_workflow(run, m.hash, m.revision, true));
+    CHECK_NOTHROW(core::check_same_workflow(run, m.hash, m.revision, true));
   }
   // A run started outside git does not compare revisions.
   run.vcs_revision.clear();
-  CHECK_NOTHROW(actors::check_same_workflow(run, "h1", "v9", false));
+  CHECK_NOTHROW(core::check_same_workflow(run, "h1", "v9", false));
 }

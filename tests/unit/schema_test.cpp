@@ -1,6 +1,6 @@
 #include <catch2/catch.hpp>
 
-#include "spec/schema.hpp"
+#include "schema/schema.hpp"
 
 #include <cmath>
 #include <cstdint>

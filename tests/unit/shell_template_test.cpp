@@ -3,8 +3,8 @@
 // element is a script, and a hostile corpus run through real shells.
 #include <catch2/catch.hpp>
 
-#include "spec/parse.hpp"
-#include "spec/shell_template.hpp"
+#include "expr/shell_template.hpp"
+#include "format/parse.hpp"
 #include "support/temp_dir.hpp"
 #include "util/subprocess.hpp"
 

@@ -1294,9 +1294,8 @@ TEST_CASE("a run's working directory is stored with it") {
 }
 
 TEST_CASE("open_existing is empty for a missing file and for one without a schema") {
-  auto dir =
-      std::filesystem::temp_directory_path() / ("smithers-store-" + std::to_string(::getpid()));
-  std::filesystem::create_directories(dir);
+  temp_dir tmp;
+  std::filesystem::path dir = tmp.path();
   auto missing = (dir / "missing.db").string();
   CHECK_FALSE(database::open_existing(missing));
   CHECK_FALSE(std::filesystem::exists(missing));
@@ -1311,7 +1310,6 @@ TEST_CASE("open_existing is empty for a missing file and for one without a schem
   auto good = (dir / "good.db").string();
   database::open(good);
   CHECK(database::open_existing(good));
-  std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("add_pending_nodes writes a pending row and a NodePending event per node") {

@@ -1,5 +1,7 @@
 #include <catch2/catch.hpp>
 
+#include "support/eventually.hpp"
+#include "support/process.hpp"
 #include "support/temp_dir.hpp"
 #include "util/subprocess.hpp"
 
@@ -28,21 +30,10 @@ subprocess_request sh(const std::string& script) {
 
 // A process counts as gone once it no longer exists or is a zombie (in a
 // container, pid 1 may be slow or unable to reap orphans).
-bool process_gone(long pid) {
-  if (::kill(static_cast<pid_t>(pid), 0) != 0) return true;
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string content((std::istreambuf_iterator<char>(stat)), {});
-  auto close = content.rfind(')');
-  return close != std::string::npos && close + 2 < content.size() && content[close + 2] == 'Z';
-}
+bool process_gone(long pid) { return !test_support::process_alive(static_cast<pid_t>(pid)); }
 
 bool gone_within(long pid, std::chrono::seconds limit) {
-  auto until = std::chrono::steady_clock::now() + limit;
-  while (!process_gone(pid)) {
-    if (std::chrono::steady_clock::now() > until) return false;
-    std::this_thread::sleep_for(20ms);
-  }
-  return true;
+  return test_support::eventually([&] { return process_gone(pid); }, limit, 20ms);
 }
 
 using test_support::temp_dir;

@@ -1,6 +1,6 @@
 #include <catch2/catch.hpp>
 
-#include "spec/template.hpp"
+#include "expr/template.hpp"
 
 #include <string>
 #include <vector>

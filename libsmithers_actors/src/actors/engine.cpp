@@ -11,7 +11,7 @@
 #include "actors/persistence_actor.hpp"
 #include "actors/run_handle.hpp"
 #include "actors/run_supervisor.hpp"
-#include "actors/run_validation.hpp"
+#include "core/run_validation.hpp"
 #include "store/cancel.hpp"
 #include "store/fork.hpp"
 #include "store/reader.hpp"
@@ -315,7 +315,7 @@ run_handle engine::start(std::shared_ptr<const workflow> wf, run_options opts) {
   ctx->computes = im.computes_snapshot();
   // A dynamic workflow is rendered once here so a broken build function is
   // refused before the run exists.
-  ctx->first_render = actors::first_render(wf, ctx->run_id, *ctx->input, {});
+  ctx->first_render = core::first_render(wf, ctx->run_id, *ctx->input, {});
 
   // Create the run: its row and RunStarted in one transaction. A duplicate
   // id fails the insert, so nothing else is written.

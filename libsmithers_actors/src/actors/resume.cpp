@@ -3,10 +3,10 @@
 // recovered state.
 #include "actors/engine_impl.hpp"
 #include "actors/ownership.hpp"
-#include "actors/recovery.hpp"
+#include "core/recovery.hpp"
 #include "core/recovery.hpp"
 #include "actors/run_handle.hpp"
-#include "actors/run_validation.hpp"
+#include "core/run_validation.hpp"
 #include "store/cancel.hpp"
 #include "store/writer.hpp"
 #include "util/clock.hpp"
@@ -34,18 +34,18 @@ run_handle engine::resume(std::shared_ptr<const workflow> wf, const std::string&
   auto& im = *impl_;
   auto snap = im.load(run_id);
   if (!snap->run) throw smithers_error(errc::run_not_found, "no run with id \"" + run_id + "\"");
-  actors::refuse_ended(*snap->run);
+  core::refuse_ended(*snap->run);
   if (actors::driven_here(run_id))
     throw smithers_error(errc::run_owner_alive,
                          "run \"" + run_id + "\" is being driven by this process");
-  actors::check_workflow(*wf);
+  core::check_workflow(*wf);
   {
     // Refusals come before anything is asked of a live owner.
     const store::run_row& run = *snap->run;
     std::string current_hash = opts.workflow_hash;
     if (current_hash.empty())
-      current_hash = actors::first_render(wf, run_id, run.input, {}).hash;
-    actors::check_same_workflow(run, current_hash, opts.vcs_revision, opts.force);
+      current_hash = core::first_render(wf, run_id, run.input, {}).hash;
+    core::check_same_workflow(run, current_hash, opts.vcs_revision, opts.force);
   }
 
   std::int64_t now = util::now_ms();
@@ -99,7 +99,7 @@ run_handle engine::resume(std::shared_ptr<const workflow> wf, const std::string&
     }
     // What the owner wrote as it let go.
     snap = im.load(run_id);
-    actors::refuse_ended(*snap->run);
+    core::refuse_ended(*snap->run);
     handover = true;
   }
   const store::run_row& run = *snap->run;
@@ -127,7 +127,7 @@ run_handle engine::resume(std::shared_ptr<const workflow> wf, const std::string&
   r.forced = opts.force;
   r.handover = handover;
   r.next_frame = snap->frames;
-  ctx->first_render = actors::first_render(wf, run_id, *ctx->input, r.outputs);
+  ctx->first_render = core::first_render(wf, run_id, *ctx->input, r.outputs);
   // Claim last: a refused resume writes nothing.
   if (!actors::mark_driven(run_id))
     throw smithers_error(errc::run_owner_alive,

@@ -1,7 +1,7 @@
 #include "core/attempt_builder.hpp"
 
-#include "spec/shell_template.hpp"
-#include "spec/template.hpp"
+#include "expr/shell_template.hpp"
+#include "expr/template.hpp"
 
 namespace smithers::core {
 

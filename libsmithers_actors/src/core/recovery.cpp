@@ -49,4 +49,11 @@ recovered_run recover(const std::vector<store::node_row>& nodes,
   return out;
 }
 
+void refuse_ended(const store::run_row& run) {
+  auto status = run_status_from(run.status);
+  if (status && is_terminal(*status))
+    throw smithers_error(errc::run_not_resumable,
+                         "run \"" + run.run_id + "\" has ended (" + run.status + ")");
+}
+
 } // namespace smithers::core

@@ -24,4 +24,7 @@ recovered_run recover(const std::vector<store::node_row>& nodes,
                       const std::vector<store::attempt_row>& attempts,
                       std::vector<store::output_row>& outputs);
 
+/// RUN_NOT_RESUMABLE when the run has ended.
+void refuse_ended(const store::run_row& run);
+
 } // namespace smithers::core

@@ -2,8 +2,8 @@
 
 #include "core/retry.hpp"
 #include "executors/executor.hpp"
-#include "spec/predicate.hpp"
-#include "spec/validate.hpp"
+#include "expr/predicate.hpp"
+#include "format/validate.hpp"
 #include "util/clock.hpp"
 
 #include <algorithm>

@@ -1,7 +1,7 @@
 #include "executors/executor.hpp"
 
 #include "executors/command.hpp"
-#include "spec/schema.hpp"
+#include "schema/schema.hpp"
 #include "util/json_bounds.hpp"
 
 #include <smithers/limits.hpp>

@@ -1,4 +1,4 @@
-#include "spec/problem.hpp"
+#include "schema/problem.hpp"
 
 namespace smithers::spec {
 

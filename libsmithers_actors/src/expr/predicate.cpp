@@ -1,7 +1,7 @@
-#include "spec/predicate.hpp"
+#include "expr/predicate.hpp"
 
-#include "spec/schema.hpp"
-#include "spec/template.hpp"
+#include "expr/template.hpp"
+#include "schema/schema.hpp"
 
 #include <algorithm>
 #include <cmath>

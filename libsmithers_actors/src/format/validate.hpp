@@ -3,7 +3,7 @@
 // layout ("root.sequence[1].parallel[0].needs[0]") so both kinds read alike.
 #pragma once
 
-#include "spec/problem.hpp"
+#include "schema/problem.hpp"
 #include <smithers/workflow.hpp>
 
 namespace smithers::spec {

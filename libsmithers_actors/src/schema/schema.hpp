@@ -4,7 +4,7 @@
 // packaged for Debian, so this one is ours.
 #pragma once
 
-#include "spec/problem.hpp"
+#include "schema/problem.hpp"
 #include <smithers/errors.hpp>
 
 #include <cstddef>

@@ -30,8 +30,8 @@
 // known.
 #pragma once
 
-#include "spec/problem.hpp"
-#include "spec/template.hpp"
+#include "expr/template.hpp"
+#include "schema/problem.hpp"
 
 #include <cstddef>
 #include <map>

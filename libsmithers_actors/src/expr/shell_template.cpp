@@ -1,4 +1,4 @@
-#include "spec/shell_template.hpp"
+#include "expr/shell_template.hpp"
 
 #include <smithers/errors.hpp>
 

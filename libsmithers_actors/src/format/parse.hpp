@@ -2,7 +2,7 @@
 // problem. Nothing here runs anything.
 #pragma once
 
-#include "spec/problem.hpp"
+#include "schema/problem.hpp"
 #include <smithers/workflow.hpp>
 
 #include <optional>

@@ -5,7 +5,7 @@
 // paths start with a node id.
 #pragma once
 
-#include "spec/problem.hpp"
+#include "schema/problem.hpp"
 #include <smithers/errors.hpp>
 
 #include <cstddef>

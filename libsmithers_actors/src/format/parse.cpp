@@ -1,6 +1,6 @@
-#include "spec/parse.hpp"
+#include "format/parse.hpp"
 
-#include "spec/validate.hpp"
+#include "format/validate.hpp"
 #include "util/hash.hpp"
 #include "util/json_bounds.hpp"
 #include "util/json_parse.hpp"

@@ -4,7 +4,7 @@
 // into smithers_core, so the unit tests link it.
 #pragma once
 
-#include "spec/problem.hpp"
+#include "schema/problem.hpp"
 #include "workflow/render.hpp"
 
 #include <smithers/engine.hpp>
@@ -17,7 +17,7 @@ namespace smithers::store {
 struct run_row;
 }
 
-namespace smithers::actors {
+namespace smithers::core {
 
 /// {"problems": [{"path", "message"}, ...]}: the details of an
 /// INVALID_WORKFLOW or INVALID_INPUT error.
@@ -38,4 +38,4 @@ rendered_tree first_render(const std::shared_ptr<const workflow>& wf, const std:
 void check_same_workflow(const store::run_row& run, const std::string& current_hash,
                          const std::string& vcs_revision, bool force);
 
-} // namespace smithers::actors
+} // namespace smithers::core

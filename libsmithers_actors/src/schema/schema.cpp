@@ -1,4 +1,4 @@
-#include "spec/schema.hpp"
+#include "schema/schema.hpp"
 
 #include "util/json_bounds.hpp"
 

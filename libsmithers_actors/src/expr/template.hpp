@@ -4,10 +4,10 @@
 // A template that names something missing is an error, never "". A value
 // no argument or environment variable can hold (a NUL byte, more than
 // limits::max_arg_string_bytes) is an error too, never a silent cut.
-// Shell scripts are not expanded here: see spec/shell_template.hpp.
+// Shell scripts are not expanded here: see expr/shell_template.hpp.
 #pragma once
 
-#include "spec/problem.hpp"
+#include "schema/problem.hpp"
 #include <smithers/errors.hpp>
 
 #include <cstdint>

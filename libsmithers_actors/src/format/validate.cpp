@@ -1,9 +1,9 @@
-#include "spec/validate.hpp"
+#include "format/validate.hpp"
 
-#include "spec/predicate.hpp"
-#include "spec/schema.hpp"
-#include "spec/shell_template.hpp"
-#include "spec/template.hpp"
+#include "expr/predicate.hpp"
+#include "expr/shell_template.hpp"
+#include "expr/template.hpp"
+#include "schema/schema.hpp"
 #include "util/ids.hpp"
 
 #include <smithers/limits.hpp>

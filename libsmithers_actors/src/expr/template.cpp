@@ -1,4 +1,4 @@
-#include "spec/template.hpp"
+#include "expr/template.hpp"
 
 #include <smithers/limits.hpp>
 

@@ -1,8 +1,8 @@
 // Checks before a run is created or resumed. No CAF.
-#include "actors/run_validation.hpp"
+#include "core/run_validation.hpp"
 
-#include "spec/schema.hpp"
-#include "spec/validate.hpp"
+#include "schema/schema.hpp"
+#include "format/validate.hpp"
 #include "store/rows.hpp"
 #include "util/json_bounds.hpp"
 #include "util/ids.hpp"
@@ -29,7 +29,7 @@ void collect_compute_names(const node& n, const std::string& path,
 
 } // namespace
 
-namespace actors {
+namespace core {
 
 json problems_json(const spec::problems& ps) {
   json list = json::array();
@@ -89,7 +89,7 @@ void check_same_workflow(const store::run_row& run, const std::string& current_h
                          {{"changed", changed}});
 }
 
-} // namespace actors
+} // namespace core
 
 void validate_run(const workflow& wf, const run_options& opts,
                   const std::function<bool(const std::string&)>& has_compute, bool check_input) {
@@ -109,13 +109,13 @@ void validate_run(const workflow& wf, const run_options& opts,
                              std::to_string(*opts.max_output_bytes));
   if (check_input)
     if (auto err = util::check_input_bounds(opts.input)) throw smithers_error(*err);
-  actors::check_workflow(wf);
+  core::check_workflow(wf);
   if (check_input && !wf.input_schema.is_null()) {
     auto ips = spec::validate(wf.input_schema, opts.input);
     if (!ips.empty())
       throw smithers_error(errc::invalid_input,
                            "input does not match the workflow's input schema: " + spec::join(ips),
-                           actors::problems_json(ips));
+                           core::problems_json(ips));
   }
   if (!wf.dynamic()) {
     std::vector<std::pair<std::string, std::string>> names;
@@ -126,7 +126,7 @@ void validate_run(const workflow& wf, const run_options& opts,
         missing.push_back({path, "no compute function named \"" + name + "\" is registered"});
     if (!missing.empty())
       throw smithers_error(errc::invalid_workflow, "invalid workflow: " + spec::join(missing),
-                           actors::problems_json(missing));
+                           core::problems_json(missing));
   }
 }
 
