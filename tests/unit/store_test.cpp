@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include "store/database.hpp"
+#include "store/fork.hpp"
 #include "store/reader.hpp"
 #include "store/schema.hpp"
 #include "store/writer.hpp"
@@ -1339,4 +1340,50 @@ TEST_CASE("add_pending_nodes writes a pending row and a NodePending event per no
     CHECK(events[i].payload["node_id"] == (*nodes)[i].node_id); // escaped and read back
     CHECK(events[i].payload["iteration"] == (*nodes)[i].iteration);
   }
+}
+
+TEST_CASE("a fork keeps each node's iteration, read from the snapshot's \"id@N\" keys") {
+  auto db = database::open(":memory:");
+  writer w(db);
+  node_row x;
+  x.run_id = "r1";
+  x.node_id = "x";
+  x.iteration = 2;
+  x.state = "finished";
+  x.attempts = 1;
+  attempt_row a;
+  a.run_id = "r1";
+  a.node_id = "x";
+  a.iteration = 2;
+  a.attempt = 1;
+  a.state = "finished";
+  a.started_ms = 5;
+  a.finished_ms = 5;
+  a.output = json{{"v", 2}};
+  frame_row f{"r1", 0, "h", json{{"kind", "sequence"}}, 5, true, nullptr};
+  w.apply({insert_run{make_run("r1")}, upsert_node{x}, insert_attempt{a},
+           store_frame{f, nullptr, R"({"states":{"x@2":"finished","y":"pending"},"input":{}})"}});
+  fork_request req;
+  req.run_id = "r1";
+  req.frame_no = 0;
+  req.new_run_id = "child";
+  req.now_ms = 9;
+  fork_run(db, req);
+  reader rd(db);
+  auto nodes = rd.nodes("child");
+  REQUIRE(nodes.size() == 2);
+  for (const auto& n : nodes) {
+    if (n.node_id == "x") {
+      CHECK(n.iteration == 2);
+      CHECK(n.state == "finished");
+    } else {
+      CHECK(n.node_id == "y");
+      CHECK(n.iteration == 0);
+    }
+  }
+  auto outs = rd.outputs("child");
+  REQUIRE(outs.size() == 1);
+  CHECK(outs[0].node_id == "x");
+  CHECK(outs[0].iteration == 2);
+  CHECK(outs[0].value == json{{"v", 2}});
 }

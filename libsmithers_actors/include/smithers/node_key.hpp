@@ -7,7 +7,9 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <tuple>
 
 namespace smithers {
@@ -36,9 +38,27 @@ struct attempt_key {
   friend bool operator!=(const attempt_key& a, const attempt_key& b) { return !(a == b); }
 };
 
-/// "id" for iteration 0, "id@N" otherwise (how messages and logs name a node).
+/// "id" for iteration 0, "id@N" otherwise: how frames' snapshots, messages
+/// and logs name a node. Task ids never contain '@' (they are validated), so
+/// the form is unambiguous.
 inline std::string to_string(const node_key& k) {
   return k.iteration == 0 ? k.id : k.id + "@" + std::to_string(k.iteration);
+}
+
+/// The key to_string() named, or nullopt for text it cannot have written
+/// (an empty id, or a suffix that is not a number from 1 to 10^15).
+inline std::optional<node_key> node_key_from_string(std::string_view text) {
+  auto at = text.rfind('@');
+  if (at == std::string_view::npos)
+    return text.empty() ? std::nullopt : std::optional<node_key>{node_key{std::string{text}, 0}};
+  std::string_view num = text.substr(at + 1);
+  if (at == 0 || num.empty() || num.size() > 15 || num[0] == '0') return std::nullopt;
+  std::int64_t n = 0;
+  for (char c : num) {
+    if (c < '0' || c > '9') return std::nullopt;
+    n = n * 10 + (c - '0');
+  }
+  return node_key{std::string{text.substr(0, at)}, n};
 }
 
 struct node_key_hash {

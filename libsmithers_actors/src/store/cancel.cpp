@@ -5,6 +5,7 @@
 #include "util/json_text.hpp"
 #include "util/owner.hpp"
 
+#include <smithers/node_key.hpp>
 #include <smithers/events.hpp>
 #include <smithers/status.hpp>
 
@@ -62,7 +63,8 @@ unowned_cancel_result cancel_unowned_run(database& db, const unowned_cancel& req
     n.state = to_string(node_state::cancelled);
     n.updated_ms = req.now_ms;
     if (!states.empty()) states += ',';
-    util::append_json_string(states, n.node_id);
+    // Named as the run core names nodes in snapshots ("id", "id@N").
+    util::append_json_string(states, to_string(node_key{n.node_id, n.iteration}));
     states += ":\"cancelled\"";
     // An attempt in flight already has its NodeCancelled above.
     if (!was_running)

@@ -6,6 +6,7 @@
 
 #include <smithers/events.hpp>
 #include <smithers/limits.hpp>
+#include <smithers/node_key.hpp>
 #include <smithers/status.hpp>
 
 #include <deque>
@@ -99,11 +100,18 @@ fork_result fork_run(database& db, const fork_request& req) {
   batch.push_back(insert_run{child});
   const json& outputs = snap["outputs"];
   for (const auto& [id, st] : states.items()) {
+    // Snapshot keys name nodes "id" or "id@N" (iteration N).
+    auto key = node_key_from_string(id);
+    if (!key)
+      throw smithers_error(errc::db_error, "run \"" + req.run_id + "\" frame " +
+                                               std::to_string(req.frame_no) +
+                                               " names a node \"" + id + "\" that cannot be");
     std::string state = st.get<std::string>();
-    if (reset.count(id) || state == "in-progress" || state == "cancelled") state = "pending";
+    if (reset.count(key->id) || state == "in-progress" || state == "cancelled") state = "pending";
     node_row n;
     n.run_id = res.run_id;
-    n.node_id = id;
+    n.node_id = key->id;
+    n.iteration = key->iteration;
     n.state = state;
     n.updated_ms = req.now_ms;
     bool carried = state == "finished" && outputs.contains(id);
@@ -114,7 +122,8 @@ fork_result fork_run(database& db, const fork_request& req) {
       // gets a finished attempt served from the parent (cached, and saying so).
       attempt_row a;
       a.run_id = res.run_id;
-      a.node_id = id;
+      a.node_id = key->id;
+      a.iteration = key->iteration;
       a.state = attempt_state::finished;
       a.started_ms = req.now_ms;
       a.finished_ms = req.now_ms;

@@ -1,5 +1,7 @@
 #include "store/reader.hpp"
 
+#include <smithers/node_key.hpp>
+
 #include <algorithm>
 #include <limits>
 
@@ -334,8 +336,11 @@ ORDER BY id)sql");
   }
   if (last != frame_no) return nullptr;
   json outputs = json::object();
-  for (const auto& o : this->outputs(run_id))
-    if (states.value(o.node_id, std::string{}) == "finished") outputs[o.node_id] = o.value;
+  // Keyed like the snapshot's states: "id", or "id@N" for iteration N.
+  for (const auto& o : this->outputs(run_id)) {
+    std::string key = to_string(node_key{o.node_id, o.iteration});
+    if (states.value(key, std::string{}) == "finished") outputs[key] = o.value;
+  }
   return {{"frame_no", frame_no},
           {"tree_hash", hash},
           {"states", states},
