@@ -331,7 +331,7 @@ void run_core::resolve_value(sched::index t, std::int64_t attempt, std::int64_t 
   req.value = spec->value;
   req.output_schema = builder_.schema_for(spec);
   req.max_output_bytes = cfg_.max_output_bytes;
-  executors::task_outcome oc = executors::resolve_value(req);
+  executors::task_outcome oc = executors::resolve_value(std::move(req));
   store::attempt_row ar;
   ar.run_id = cfg_.run_id;
   ar.node_id = k.id;

@@ -135,9 +135,9 @@ task_outcome execute(const task_job& job, const attempt_io& io) {
   }
 }
 
-task_outcome resolve_value(const task_request& req) {
+task_outcome resolve_value(task_request req) {
   task_job job;
-  job.request = req;
+  job.request = std::move(req);
   return execute(job, attempt_io{});
 }
 

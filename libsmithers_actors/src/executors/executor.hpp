@@ -39,6 +39,6 @@ task_outcome execute(const task_job& job, const attempt_io& io);
 
 /// A value task's outcome, computed where the run is driven (no thread, no
 /// process): the same checks as any other output.
-task_outcome resolve_value(const task_request& req);
+task_outcome resolve_value(task_request req);
 
 } // namespace smithers::executors
