@@ -397,7 +397,7 @@ TEST_CASE("run core: an unmounted task in flight is stopped, recorded cancelled,
   CHECK(d.result.status == run_status::finished);
   CHECK(d.core->written_state({"b", 0}) == node_state::cancelled);
   auto fins = d.commands<store::finish_attempt>();
-  auto it = std::find_if(fins.begin(), fins.end(), [](auto* f) { return f->node_id == "b"; });
+  auto it = std::find_if(fins.begin(), fins.end(), [](auto* f) { return f->key.node.id == "b"; });
   REQUIRE(it != fins.end());
   CHECK((*it)->state == "cancelled");
   const event* c = d.last_event("NodeCancelled");
@@ -428,8 +428,8 @@ TEST_CASE("run core: resume starts from the stored state") {
   // The orphaned attempt is recorded cancelled (interrupted) first.
   auto fins = d.commands<store::finish_attempt>();
   REQUIRE(fins.size() == 1);
-  CHECK(fins[0]->node_id == "flying");
-  CHECK(fins[0]->attempt == 2);
+  CHECK(fins[0]->key.node == node_key{"flying", 0});
+  CHECK(fins[0]->key.attempt == 2);
   CHECK(fins[0]->state == "cancelled");
   CHECK(d.events.front().type == std::string{"NodeCancelled"});
   CHECK(d.events.front().fields["reason"] == "interrupted");

@@ -479,8 +479,8 @@ TEST_CASE("a second writer continues a run's rows by key, in the same order") {
   auto db = database::open(path);
   writer w(db);
   w.apply({upsert_node{node_row{"r1", "a", 0, "finished", 1, "A", "compute", 5}},
-           finish_attempt{"r1", "a", 0, 1, "finished", 50, nullptr, json{{"x", 1}}, nullptr},
-           record_heartbeat{"r1", "b", 0, 1, 40, {{"p", 1}}, true},
+           finish_attempt{"r1", {{"a", 0}, 1}, "finished", 50, nullptr, json{{"x", 1}}, nullptr},
+           record_heartbeat{"r1", {{"b", 0}, 1}, 40, {{"p", 1}}, true},
            upsert_node{node_row{"r1", "c", 0, "pending", 0, "C", "value", 6}},
            insert_attempt{make_attempt("r1", "b", 2)}});
   auto nodes = reader(db).nodes("r1");
@@ -578,7 +578,7 @@ TEST_CASE("a writer that claims a run back reads the keys the other owner added"
   w.apply({claim_run{"r1", "other", 5, "me", 1, 9},
            upsert_node{node_row{"r1", "c", 0, "pending", 0, "", "value", 9}},
            insert_attempt{make_attempt("r1", "c")},
-           finish_attempt{"r1", "b", 0, 1, "finished", 10, nullptr, json{{"b", 1}}, nullptr}});
+           finish_attempt{"r1", {{"b", 0}, 1}, "finished", 10, nullptr, json{{"b", 1}}, nullptr}});
   CHECK(node_ids(db, "r1") == std::vector<std::string>{"a", "b", "c"});
   CHECK(reader(db).attempts("r1").size() == 3);
   REQUIRE(reader(db).outputs("r1").size() == 1);
@@ -628,7 +628,7 @@ VALUES
   // The run goes on where the migration left it.
   writer(db).apply(
       {upsert_node{node_row{"r2", "x", 0, "in-progress", 1, "", "value", 30}},
-       finish_attempt{"r2", "x", 0, 1, "finished", 31, nullptr, json::object(), nullptr},
+       finish_attempt{"r2", {{"x", 0}, 1}, "finished", 31, nullptr, json::object(), nullptr},
        upsert_node{node_row{"r2", "y", 0, "pending", 0, "", "value", 32}}});
   auto n2 = rd.nodes("r2");
   REQUIRE(n2.size() == 2);
@@ -644,7 +644,7 @@ TEST_CASE("a node row written again after a rolled-back insert is updated, not a
   // The batch inserts node x, then fails: x's row is rolled back.
   CHECK_THROWS_AS(
       w.apply({upsert_node{node_row{"r1", "x", 0, "pending", 0, "", "value", 1}},
-               finish_attempt{"r1", "ghost", 0, 1, "finished", 2, nullptr, std::nullopt, nullptr}}),
+               finish_attempt{"r1", {{"ghost", 0}, 1}, "finished", 2, nullptr, std::nullopt, nullptr}}),
       smithers_error);
   // y now takes the position x had; x's update must not land on y.
   w.apply({upsert_node{node_row{"r1", "y", 0, "pending", 0, "", "value", 3}}});
@@ -682,13 +682,13 @@ TEST_CASE("an attempt round-trips and heartbeats update it") {
   CHECK(got[0].cached);
 
   SECTION("a heartbeat with data stores its time and data") {
-    w.apply({record_heartbeat{"r1", "n", 2, 1, 50, {{"progress", 1}}, true}});
+    w.apply({record_heartbeat{"r1", {{"n", 2}, 1}, 50, {{"progress", 1}}, true}});
     got = reader(db).attempts("r1");
     CHECK(got[0].heartbeat_ms == 50);
     CHECK(got[0].heartbeat == json{{"progress", 1}});
 
     SECTION("a heartbeat without data keeps the previous data") {
-      w.apply({record_heartbeat{"r1", "n", 2, 1, 60, nullptr, false}});
+      w.apply({record_heartbeat{"r1", {{"n", 2}, 1}, 60, nullptr, false}});
       got = reader(db).attempts("r1");
       CHECK(got[0].heartbeat_ms == 60);
       CHECK(got[0].heartbeat == json{{"progress", 1}});
@@ -696,9 +696,9 @@ TEST_CASE("an attempt round-trips and heartbeats update it") {
   }
 
   SECTION("a heartbeat for an unknown attempt or run changes nothing") {
-    w.apply({record_heartbeat{"r1", "n", 2, 7, 50, {{"x", 1}}, true},
-             record_heartbeat{"ghost", "n", 2, 1, 50, {{"x", 1}}, true},
-             set_attempt_meta{"ghost", "n", 2, 1, {{"pgid", 1}}}});
+    w.apply({record_heartbeat{"r1", {{"n", 2}, 7}, 50, {{"x", 1}}, true},
+             record_heartbeat{"ghost", {{"n", 2}, 1}, 50, {{"x", 1}}, true},
+             set_attempt_meta{"ghost", {{"n", 2}, 1}, {{"pgid", 1}}}});
     got = reader(db).attempts("r1");
     REQUIRE(got.size() == 1);
     CHECK(!got[0].heartbeat_ms);
@@ -727,7 +727,7 @@ TEST_CASE("finish_attempt with an output writes the attempt and the output") {
   writer w(db);
   w.apply({insert_run{make_run("r1")}, insert_attempt{make_attempt("r1", "n")}});
   w.apply(
-      {finish_attempt{"r1", "n", 0, 1, "finished", 77, nullptr, json{{"answer", 42}}, nullptr}});
+      {finish_attempt{"r1", {{"n", 0}, 1}, "finished", 77, nullptr, json{{"answer", 42}}, nullptr}});
 
   auto attempts = reader(db).attempts("r1");
   REQUIRE(attempts.size() == 1);
@@ -743,7 +743,7 @@ TEST_CASE("finish_attempt with an output writes the attempt and the output") {
 
   SECTION("a later attempt replaces the output") {
     w.apply({insert_attempt{make_attempt("r1", "n", 2)},
-             finish_attempt{"r1", "n", 0, 2, "finished", 88, nullptr, json("second"), nullptr}});
+             finish_attempt{"r1", {{"n", 0}, 2}, "finished", 88, nullptr, json("second"), nullptr}});
     outputs = reader(db).outputs("r1");
     REQUIRE(outputs.size() == 1);
     CHECK(outputs[0].value == "second");
@@ -755,7 +755,7 @@ TEST_CASE("finish_attempt without an output records only the attempt") {
   writer w(db);
   json err = {{"code", "TASK_FAILED"}, {"message", "exit 1"}};
   w.apply({insert_run{make_run("r1")}, insert_attempt{make_attempt("r1", "n")},
-           finish_attempt{"r1", "n", 0, 1, "failed", 5, err, std::nullopt, nullptr}});
+           finish_attempt{"r1", {{"n", 0}, 1}, "failed", 5, err, std::nullopt, nullptr}});
   auto attempts = reader(db).attempts("r1");
   REQUIRE(attempts.size() == 1);
   CHECK(attempts[0].state == "failed");
@@ -767,7 +767,7 @@ TEST_CASE("an output that is JSON null is still an output") {
   auto db = database::open(":memory:");
   writer(db).apply(
       {insert_run{make_run("r1")}, insert_attempt{make_attempt("r1", "n")},
-       finish_attempt{"r1", "n", 0, 1, "finished", 5, nullptr, json(nullptr), nullptr}});
+       finish_attempt{"r1", {{"n", 0}, 1}, "finished", 5, nullptr, json(nullptr), nullptr}});
   auto outputs = reader(db).outputs("r1");
   REQUIRE(outputs.size() == 1);
   CHECK(outputs[0].value.is_null());
@@ -780,7 +780,7 @@ TEST_CASE("finish_attempt without its attempt fails and rolls back the whole bat
   auto message = db_error_of([&] {
     w.apply({append_event{make_event("r1", 1)},
              upsert_node{{"r1", "n", 0, "finished", 1, "", "", 1}},
-             finish_attempt{"r1", "n", 0, 1, "finished", 5, nullptr, json(1), nullptr}});
+             finish_attempt{"r1", {{"n", 0}, 1}, "finished", 5, nullptr, json(1), nullptr}});
   });
   CHECK_THAT(message, Catch::Contains("no such attempt"));
   CHECK_THAT(message, Catch::Contains("command 3 of 3"));
@@ -1100,7 +1100,7 @@ TEST_CASE("a snapshot is rebuilt from the nearest keyframe and the deltas after 
   w.apply({insert_run{make_run("r1")}, insert_attempt{make_attempt("r1", "a")},
            frame(0, true, {{"a", "pending"}, {"b", "pending"}}),
            frame(1, false, {{"a", "in-progress"}}),
-           finish_attempt{"r1", "a", 0, 1, "finished", 5, nullptr, json{{"v", 1}}, nullptr},
+           finish_attempt{"r1", {{"a", 0}, 1}, "finished", 5, nullptr, json{{"v", 1}}, nullptr},
            frame(2, false, {{"a", "finished"}, {"b", "in-progress"}}),
            frame(3, true, {{"a", "finished"}, {"b", "in-progress"}}),
            frame(4, false, {{"b", "failed"}})});
@@ -1317,7 +1317,7 @@ TEST_CASE("add_pending_nodes writes a pending row and a NodePending event per no
   temp_dir dir;
   auto db = database::open(dir.file());
   auto nodes = std::make_shared<std::vector<pending_node>>(std::vector<pending_node>{
-      {"a", 0, "First", "value"}, {"b", 0, "", "compute"}, {"c\"q", 3, "", "command"}});
+      {{"a", 0}, "First", "value"}, {{"b", 0}, "", "compute"}, {{"c\"q", 3}, "", "command"}});
   writer(db).apply({insert_run{make_run("r1")}, add_pending_nodes{"r1", nodes, 5, 1234}});
   reader rd(db);
   auto rows = rd.nodes("r1");
@@ -1337,8 +1337,8 @@ TEST_CASE("add_pending_nodes writes a pending row and a NodePending event per no
     CHECK(events[i].seq == 5 + static_cast<std::int64_t>(i));
     CHECK(events[i].type == "NodePending");
     CHECK(events[i].timestamp_ms == 1234);
-    CHECK(events[i].payload["node_id"] == (*nodes)[i].node_id); // escaped and read back
-    CHECK(events[i].payload["iteration"] == (*nodes)[i].iteration);
+    CHECK(events[i].payload["node_id"] == (*nodes)[i].key.id); // escaped and read back
+    CHECK(events[i].payload["iteration"] == (*nodes)[i].key.iteration);
   }
 }
 

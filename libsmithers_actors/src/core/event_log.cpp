@@ -50,8 +50,8 @@ void event_log::publish(const std::string& run_id, const logged_event& item,
     const auto& n = (*pe.nodes)[i];
     e.seq = pe.first_seq + static_cast<std::int64_t>(i);
     e.fields = json::object();
-    e.fields.emplace("node_id", n.node_id);
-    e.fields.emplace("iteration", n.iteration);
+    e.fields.emplace("node_id", n.key.id);
+    e.fields.emplace("iteration", n.key.iteration);
     publish(e);
   }
 }

@@ -95,7 +95,7 @@ void run_core::add_pending(const std::vector<sched::index>& tasks) {
   for (auto t : tasks) {
     const node_key& k = plan_->keys[static_cast<std::size_t>(t)];
     const task_spec* spec = plan_->specs[static_cast<std::size_t>(t)].get();
-    nodes->push_back({k.id, k.iteration, spec ? spec->label : std::string(),
+    nodes->push_back({k, spec ? spec->label : std::string(),
                       spec ? std::string(to_string(spec->kind)) : std::string()});
     table_.note_state(t, k, to_string(node_state::pending));
   }
@@ -109,9 +109,7 @@ store::finish_attempt run_core::finish_cmd(const attempt_key& a, const char* sta
                                            std::int64_t at_ms, json err) const {
   store::finish_attempt fa;
   fa.run_id = cfg_.run_id;
-  fa.node_id = a.node.id;
-  fa.iteration = a.node.iteration;
-  fa.attempt = a.attempt;
+  fa.key = a;
   fa.state = state;
   fa.finished_ms = at_ms;
   fa.error = std::move(err);
@@ -388,9 +386,7 @@ void run_core::write_heartbeat(const node_key& k, live_attempt& la, std::int64_t
                                const json& data, bool has_data) {
   store::record_heartbeat rh;
   rh.run_id = cfg_.run_id;
-  rh.node_id = k.id;
-  rh.iteration = k.iteration;
-  rh.attempt = la.attempt;
+  rh.key = {k, la.attempt};
   rh.heartbeat_ms = at_ms;
   rh.has_data = has_data;
   if (has_data) rh.data = data;
@@ -521,8 +517,7 @@ void run_core::on_process(const attempt_key& a, std::int64_t pid, const std::str
                           std::int64_t pid_start) {
   if (!is_live(a)) return;
   writes_.push_back(store::set_attempt_meta{
-      cfg_.run_id, a.node.id, a.node.iteration, a.attempt,
-      {{"host", host}, {"pgid", pid}, {"pgid_start", pid_start}}});
+      cfg_.run_id, a, {{"host", host}, {"pgid", pid}, {"pgid_start", pid_start}}});
   queue_tick();
 }
 

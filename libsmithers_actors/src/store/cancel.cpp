@@ -38,9 +38,7 @@ unowned_cancel_result cancel_unowned_run(database& db, const unowned_cancel& req
     if (a.state != attempt_state::in_progress) continue;
     finish_attempt fa;
     fa.run_id = a.run_id;
-    fa.node_id = a.node_id;
-    fa.iteration = a.iteration;
-    fa.attempt = a.attempt;
+    fa.key = {{a.node_id, a.iteration}, a.attempt};
     fa.state = attempt_state::cancelled;
     fa.finished_ms = req.now_ms;
     fa.error = why;

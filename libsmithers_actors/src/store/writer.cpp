@@ -82,10 +82,10 @@ struct describe {
     return "insert_attempt " + key(c.row.run_id, c.row.node_id, c.row.iteration, c.row.attempt);
   }
   std::string operator()(const finish_attempt& c) const {
-    return "finish_attempt " + key(c.run_id, c.node_id, c.iteration, c.attempt);
+    return "finish_attempt " + key(c.run_id, c.key.node.id, c.key.node.iteration, c.key.attempt);
   }
   std::string operator()(const record_heartbeat& c) const {
-    return "record_heartbeat " + key(c.run_id, c.node_id, c.iteration, c.attempt);
+    return "record_heartbeat " + key(c.run_id, c.key.node.id, c.key.node.iteration, c.key.attempt);
   }
   std::string operator()(const append_event& c) const {
     return "append_event " + c.row.run_id + " seq " + std::to_string(c.row.seq);
@@ -106,7 +106,7 @@ struct describe {
   }
   std::string operator()(const release_run& c) const { return "release_run " + c.run_id; }
   std::string operator()(const set_attempt_meta& c) const {
-    return "set_attempt_meta " + key(c.run_id, c.node_id, c.iteration, c.attempt);
+    return "set_attempt_meta " + key(c.run_id, c.key.node.id, c.key.node.iteration, c.key.attempt);
   }
   std::string operator()(const add_pending_nodes& c) const {
     return "add_pending_nodes " + c.run_id + " (" + std::to_string(c.nodes ? c.nodes->size() : 0) +
@@ -381,13 +381,13 @@ WHERE run_id = ?1 AND owner_id = ?2)sql") {}
   }
 
   void operator()(const finish_attempt& c) {
-    auto id = attempt_id(c.run_id, c.node_id, c.iteration, c.attempt);
+    auto id = attempt_id(c.run_id, c.key.node.id, c.key.node.iteration, c.key.attempt);
     // An output must never appear without its attempt.
     if (!id) throw smithers_error(errc::db_error, "no such attempt");
     auto& s = finish_attempt_;
     in_use use{s};
     s.bind_int(10, *id);
-    bind_attempt_key(s, c.run_id, c.node_id, c.iteration, c.attempt);
+    bind_attempt_key(s, c.run_id, c.key.node.id, c.key.node.iteration, c.key.attempt);
     s.bind_text_ref(5, c.state);
     s.bind_int(6, c.finished_ms);
     s.bind_json(7, c.error);
@@ -401,12 +401,12 @@ WHERE run_id = ?1 AND owner_id = ?2)sql") {}
   // failing would roll back the unrelated commands batched with it. Nor does
   // an older one: heartbeats reach the writer from more than one actor.
   void operator()(const record_heartbeat& c) {
-    auto id = attempt_id(c.run_id, c.node_id, c.iteration, c.attempt);
+    auto id = attempt_id(c.run_id, c.key.node.id, c.key.node.iteration, c.key.attempt);
     if (!id) return;
     auto& s = c.has_data ? heartbeat_data_ : heartbeat_;
     in_use use{s};
     s.bind_int(10, *id);
-    bind_attempt_key(s, c.run_id, c.node_id, c.iteration, c.attempt);
+    bind_attempt_key(s, c.run_id, c.key.node.id, c.key.node.iteration, c.key.attempt);
     s.bind_int(5, c.heartbeat_ms);
     if (c.has_data) s.bind_json(6, c.data);
     s.step();
@@ -478,12 +478,12 @@ WHERE run_id = ?1 AND owner_id = ?2)sql") {}
   }
 
   void operator()(const set_attempt_meta& c) {
-    auto id = attempt_id(c.run_id, c.node_id, c.iteration, c.attempt);
+    auto id = attempt_id(c.run_id, c.key.node.id, c.key.node.iteration, c.key.attempt);
     if (!id) return; // as an UPDATE of no row
     auto& s = attempt_meta_;
     in_use use{s};
     s.bind_int(10, *id);
-    bind_attempt_key(s, c.run_id, c.node_id, c.iteration, c.attempt);
+    bind_attempt_key(s, c.run_id, c.key.node.id, c.key.node.iteration, c.key.attempt);
     s.bind_json(5, c.meta);
     s.step();
   }
@@ -503,8 +503,8 @@ WHERE run_id = ?1 AND owner_id = ?2)sql") {}
     r.state = pending;
     r.updated_ms = c.at_ms;
     for (const pending_node& n : nodes) {
-      r.node_id = n.node_id;
-      r.iteration = n.iteration;
+      r.node_id = n.key.id;
+      r.iteration = n.key.iteration;
       r.label = n.label;
       r.kind = n.kind;
       set_node(r);
@@ -520,9 +520,9 @@ WHERE run_id = ?1 AND owner_id = ?2)sql") {}
         if (i > first) text += ',';
         begin_chunk_entry(text, type, c.at_ms);
         text += R"({"iteration":)";
-        text += std::to_string(nodes[i].iteration);
+        text += std::to_string(nodes[i].key.iteration);
         text += R"(,"node_id":)";
-        util::append_json(text, nodes[i].node_id);
+        util::append_json(text, nodes[i].key.id);
         text += "}]";
       }
       text += ']';

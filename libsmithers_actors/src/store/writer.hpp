@@ -6,6 +6,8 @@
 #include "store/database.hpp"
 #include "store/rows.hpp"
 
+#include <smithers/node_key.hpp>
+
 #include <memory>
 #include <variant>
 #include <vector>
@@ -32,9 +34,7 @@ struct insert_attempt {
 /// same statement (an output is never visible without its finished attempt).
 struct finish_attempt {
   std::string run_id;
-  std::string node_id;
-  std::int64_t iteration = 0;
-  std::int64_t attempt = 1;
+  attempt_key key; // (node id, iteration), attempt
   std::string state; // finished, failed, cancelled
   std::int64_t finished_ms = 0;
   json error; // null on success
@@ -43,9 +43,7 @@ struct finish_attempt {
 };
 struct record_heartbeat {
   std::string run_id;
-  std::string node_id;
-  std::int64_t iteration = 0;
-  std::int64_t attempt = 1;
+  attempt_key key;
   std::int64_t heartbeat_ms = 0;
   json data; // null: keep the previous data
   bool has_data = false;
@@ -122,17 +120,14 @@ struct store_frame {
 /// Replaces an attempt's meta (e.g. the process group of a command).
 struct set_attempt_meta {
   std::string run_id;
-  std::string node_id;
-  std::int64_t iteration = 0;
-  std::int64_t attempt = 1;
+  attempt_key key;
   json meta;
 };
 /// Nodes entering a run: each gets a pending node row (attempts 0) and a
 /// NodePending event, seq first_seq + i (stored in chunks). One command
 /// instead of two per node keeps announcing a large tree small in memory.
 struct pending_node {
-  std::string node_id;
-  std::int64_t iteration = 0;
+  node_key key;
   std::string label;
   std::string kind;
 };
