@@ -62,11 +62,20 @@ std::string task_summary(const node& n) {
 
 void print_tree(const node& n, const std::string& prefix, bool last, bool root, std::ostream& out) {
   std::string line = n.is_task() ? task_summary(n) : to_string(n.kind);
+  if (n.kind == node_kind::branch) line += " " + n.id + " if " + n.condition.dump();
   if (n.max_concurrency) line += " (max_concurrency " + std::to_string(*n.max_concurrency) + ")";
   out << (root ? "" : prefix + (last ? "└─ " : "├─ ")) << line << "\n";
   std::string next = root ? "" : prefix + (last ? "   " : "│  ");
-  for (std::size_t i = 0; i < n.children.size(); ++i)
-    print_tree(n.children[i], next, i + 1 == n.children.size(), false, out);
+  for (std::size_t i = 0; i < n.children.size(); ++i) {
+    bool is_last = i + 1 == n.children.size();
+    if (n.kind == node_kind::branch) {
+      // then / else, each with its subtree below it
+      out << next << (is_last ? "└─ " : "├─ ") << (i == 0 ? "then" : "else") << "\n";
+      print_tree(n.children[i], next + (is_last ? "   " : "│  "), true, false, out);
+      continue;
+    }
+    print_tree(n.children[i], next, is_last, false, out);
+  }
 }
 
 std::string dot_id(const std::string& id) {
@@ -93,6 +102,23 @@ ends dot_node(const node& n, std::ostream& out, int& cluster, const std::string&
     return {{n.id}, {n.id}};
   }
   ends e;
+  if (n.kind == node_kind::branch) {
+    // One cluster; then and else each in one of their own: whichever runs
+    // starts where the branch starts.
+    out << indent << "subgraph cluster_" << cluster++ << " {\n"
+        << indent << "  label=" << dot_id("branch " + n.id + " if " + n.condition.dump())
+        << "; style=dotted;\n";
+    for (std::size_t i = 0; i < n.children.size(); ++i) {
+      out << indent << "  subgraph cluster_" << cluster++ << " {\n"
+          << indent << "    label=" << dot_id(i == 0 ? "then" : "else") << "; style=dashed;\n";
+      auto ce = dot_node(n.children[i], out, cluster, indent + "    ");
+      out << indent << "  }\n";
+      e.first.insert(e.first.end(), ce.first.begin(), ce.first.end());
+      e.last.insert(e.last.end(), ce.last.begin(), ce.last.end());
+    }
+    out << indent << "}\n";
+    return e;
+  }
   if (n.kind == node_kind::parallel) {
     out << indent << "subgraph cluster_" << cluster++ << " {\n"
         << indent << "  label="

@@ -253,6 +253,32 @@ TEST_CASE("every workflow-file problem is reported with its JSON path") {
                  {{{"task", "early"}, {"run", "true"}, {"env", {{"N", "{{outputs.late.n}}"}}}},
                   task("late")}}}),
        "root.sequence[0].env.N", "comes after it"},
+      {"branch without then",
+       wf_with({{"branch", "b"}, {"if", {{"input", "x"}, {"exists", true}}}}), "root",
+       "needs \"then\""},
+      {"branch without if", wf_with({{"branch", "b"}, {"then", task("a")}}), "root",
+       "needs \"if\""},
+      {"unknown key in a branch",
+       wf_with({{"branch", "b"}, {"if", {{"input", "x"}, {"exists", true}}}, {"then", task("a")},
+                {"otherwise", task("c")}}),
+       "root.otherwise", "unknown key"},
+      {"branch id not a string",
+       wf_with({{"branch", 3}, {"if", {{"input", "x"}, {"exists", true}}}, {"then", task("a")}}),
+       "root.branch", "must be a string"},
+      {"branch id that is also a task id",
+       wf_with({{"branch", "a"}, {"if", {{"input", "x"}, {"exists", true}}}, {"then", task("a")}}),
+       "root.branch", "also a task id"},
+      {"branch predicate malformed",
+       wf_with({{"branch", "b"}, {"if", {{"output", "a.ok"}, {"equal", true}}}, {"then", task("a")}}),
+       "root.if", ""},
+      {"branch predicate reading no task",
+       wf_with({{"branch", "b"}, {"if", {{"output", "ghost.ok"}, {"equals", true}}},
+                {"then", task("a")}}),
+       "root.if", "which is no task"},
+      {"bad node in a branch's else",
+       wf_with({{"branch", "b"}, {"if", {{"input", "x"}, {"exists", true}}}, {"then", task("a")},
+                {"else", {{"task", "c"}}}}),
+       "root.else", "one of run, value, compute"},
       {"a skip_if reading a later task",
        wf_with({{"sequence",
                  {{{"task", "early"},
@@ -386,4 +412,27 @@ TEST_CASE("node ids: 1 to 128 characters of [A-Za-z0-9_-]") {
   CHECK_FALSE(util::valid_node_id(""));
   CHECK_FALSE(util::valid_node_id("a.b"));
   CHECK_FALSE(util::valid_node_id("a b"));
+}
+
+TEST_CASE("a branch parses with its then and else, and shows in the canonical tree") {
+  json doc = wf_with({{"sequence",
+                       {task("check"),
+                        {{"branch", "ship"},
+                         {"if", {{"output", "check.ok"}, {"equals", true}}},
+                         {"then", task("deploy")},
+                         {"else", task("report")}}}}});
+  auto res = parse_workflow(doc);
+  INFO(join(res.errors));
+  REQUIRE(res.wf);
+  const node& b = res.wf->root.children.at(1);
+  CHECK(b.kind == node_kind::branch);
+  CHECK(b.id == "ship");
+  CHECK(b.condition == json{{"output", "check.ok"}, {"equals", true}});
+  REQUIRE(b.children.size() == 2);
+  CHECK(b.children[0].id == "deploy");
+  CHECK(b.children[1].id == "report");
+  json canon = canonical_tree(res.wf->root);
+  CHECK(canon["sequence"][1]["branch"] == "ship");
+  CHECK(canon["sequence"][1]["then"]["task"] == "deploy");
+  CHECK(canon["sequence"][1]["else"]["task"] == "report");
 }

@@ -6,6 +6,7 @@
 #include "workflow/render.hpp"
 
 #include <random>
+#include <unordered_set>
 
 using namespace smithers;
 
@@ -146,4 +147,81 @@ TEST_CASE("ill-formed UTF-8 in the tree is refused, as dump() refuses it") {
   n.label("bad \xff byte");
   CHECK_THROWS_AS(reference(n).dump(), json::type_error);
   CHECK_THROWS_AS(canonical_text(n), json::type_error);
+}
+
+namespace {
+
+struct branch_case {
+  const char* name;
+  std::unordered_map<std::string, json> outputs;
+  std::unordered_set<std::string> ended;
+  bool with_else;
+  std::vector<std::string> mounted; // task ids of the rendered tree, in order
+  bool undecided;
+};
+
+void task_ids(const node& n, std::vector<std::string>& out) {
+  if (n.is_task()) {
+    out.push_back(n.id);
+    return;
+  }
+  for (const auto& c : n.children)
+    task_ids(c, out);
+}
+
+} // namespace
+
+TEST_CASE("render decides a branch on committed outputs, and waits while what it reads runs") {
+  const json cond = {{"output", "check.ok"}, {"equals", true}};
+  const branch_case cases[] = {
+      {"undecided while check runs", {}, {}, true, {"check"}, true},
+      {"then when it holds", {{"check", {{"ok", true}}}}, {"check"}, true, {"check", "deploy"}, false},
+      {"else when it does not", {{"check", {{"ok", false}}}}, {"check"}, true, {"check", "report"}, false},
+      {"nothing without an else", {{"check", {{"ok", false}}}}, {"check"}, false, {"check"}, false},
+      {"ended without output reads as missing", {}, {"check"}, true, {"check", "report"}, false},
+  };
+  for (const auto& c : cases) {
+    SECTION(c.name) {
+      auto wf = std::make_shared<workflow>();
+      wf->root = sequence({value_task("check", json::object()),
+                           c.with_else ? branch("ship", cond, value_task("deploy", json::object()),
+                                                value_task("report", json::object()))
+                                       : branch("ship", cond, value_task("deploy", json::object()))});
+      json input = json::object();
+      render_context rc{"r", &input, &c.outputs, &c.ended};
+      auto r = render(wf, rc);
+      CHECK(r.control);
+      std::vector<std::string> ids;
+      task_ids(*r.root, ids);
+      CHECK(ids == c.mounted);
+      CHECK(r.undecided == (c.undecided ? std::vector<std::string>{"ship"} : std::vector<std::string>{}));
+      // The source keeps the branch, for validation and `graph`.
+      CHECK(r.source->children.at(1).kind == node_kind::branch);
+      // What runs has no decided control flow left; an undecided branch
+      // stays, childless, so that the scheduler waits for it.
+      const node& placed = r.root->children.at(1);
+      CHECK(placed.kind == (c.undecided ? node_kind::branch : node_kind::sequence));
+      if (c.undecided) CHECK(placed.children.empty());
+    }
+  }
+}
+
+TEST_CASE("a decided branch changes the tree's hash; a tree without control flow is shared") {
+  auto wf = std::make_shared<workflow>();
+  wf->root = sequence({value_task("check", json::object()),
+                       branch("ship", {{"output", "check.ok"}, {"equals", true}},
+                              value_task("deploy", json::object()))});
+  json input = json::object();
+  std::unordered_map<std::string, json> none, outs{{"check", {{"ok", true}}}};
+  std::unordered_set<std::string> ended{"check"};
+  auto before = render(wf, render_context{"r", &input, &none, nullptr});
+  auto after = render(wf, render_context{"r", &input, &outs, &ended});
+  CHECK(before.hash != after.hash);
+
+  auto plain = std::make_shared<workflow>();
+  plain->root = sequence({value_task("a", json::object())});
+  auto r = render(plain, render_context{"r", &input, &none, nullptr});
+  CHECK_FALSE(r.control);
+  CHECK(r.root.get() == &plain->root);
+  CHECK(r.source == r.root);
 }

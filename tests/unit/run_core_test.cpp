@@ -533,3 +533,84 @@ TEST_CASE("recover: stored rows to the state a resume starts from") {
   CHECK(r.outputs.at("fin") == json{{"v", 1}});
   CHECK(r.outputs.at("loop") == json{{"i", 2}}); // the latest iteration's
 }
+
+TEST_CASE("run core: a branch mounts what its predicate chose once the node it reads has ended") {
+  auto wf = static_wf(sequence(
+      {compute_task("check", noop),
+       branch("ship", {{"output", "check.ok"}, {"equals", true}}, compute_task("deploy", noop),
+              compute_task("report", noop))}));
+  SECTION("then") {
+    driver d(wf);
+    d.settle();
+    REQUIRE(d.running.size() == 1);
+    d.answer("check", ok({{"ok", true}}));
+    REQUIRE(d.is_running("deploy"));
+    CHECK_FALSE(d.core->written_state({"report", 0}));
+    d.answer("deploy", ok(json::object()));
+    REQUIRE(d.done);
+    CHECK(d.result.status == run_status::finished);
+    CHECK(d.result.outputs.count("report") == 0);
+  }
+  SECTION("else, when check failed with continue_on_fail: a missing output") {
+    auto wf2 = static_wf(sequence(
+        {compute_task("check", noop).continue_on_fail(),
+         branch("ship", {{"output", "check.ok"}, {"equals", true}}, compute_task("deploy", noop),
+                compute_task("report", noop))}));
+    driver d(wf2);
+    d.settle();
+    d.answer("check", fail(errc::task_failed));
+    REQUIRE(d.is_running("report"));
+    d.answer("report", ok(json::object()));
+    REQUIRE(d.done);
+    CHECK(d.result.status == run_status::finished);
+    CHECK_FALSE(d.core->written_state({"deploy", 0}));
+  }
+}
+
+TEST_CASE("run core: a value read by a branch decides it only once committed") {
+  auto wf = static_wf(sequence({value_task("check", {{"ok", true}}),
+                                branch("ship", {{"output", "check.ok"}, {"equals", true}},
+                                       compute_task("deploy", noop), compute_task("report", noop))}));
+  driver d(wf);
+  d.settle();
+  REQUIRE(d.running.size() == 1);
+  CHECK(d.running[0]->request.key.id == "deploy");
+}
+
+TEST_CASE("run core: a branch that can never be decided fails the run, naming it") {
+  // `ghost` sits in the else of a branch that chose then: it never runs.
+  auto wf = static_wf(sequence(
+      {value_task("a", {{"go", true}}),
+       branch("first", {{"output", "a.go"}, {"equals", true}}, value_task("b", json::object()),
+              value_task("ghost", {{"ok", true}})),
+       branch("second", {{"output", "ghost.ok"}, {"equals", true}}, value_task("c", json::object()))}));
+  driver d(wf);
+  d.settle();
+  REQUIRE(d.done);
+  CHECK(d.result.status == run_status::failed);
+  CHECK(d.result.err->code == std::string{errc::invalid_workflow});
+  CHECK(d.result.err->details["undecided_branches"] == json::array({"second"}));
+  CHECK(d.result.outputs.count("b") == 1);
+}
+
+TEST_CASE("run core: what follows an undecided branch waits for its decision") {
+  // The branch reads `slow`, which runs beside it: `after` must not start
+  // before the branch is decided and done.
+  auto wf = static_wf(parallel(
+      {compute_task("slow", noop),
+       sequence({value_task("first", json::object()),
+                 branch("gate", {{"output", "slow.go"}, {"equals", true}}, compute_task("inside", noop)),
+                 compute_task("after", noop)})}));
+  driver d(wf);
+  d.settle();
+  CHECK(d.is_running("slow"));
+  CHECK_FALSE(d.is_running("after"));
+  d.answer("slow", ok({{"go", true}}));
+  REQUIRE(d.is_running("inside"));
+  CHECK_FALSE(d.is_running("after"));
+  d.answer("inside", ok(json::object()));
+  REQUIRE(d.is_running("after"));
+  d.answer("after", ok(json::object()));
+  REQUIRE(d.done);
+  CHECK(d.result.status == run_status::finished);
+}

@@ -237,3 +237,27 @@ TEST_CASE("a wide fan-out starts exactly the group limit each time") {
   CHECK(done == 10000);
   CHECK(s.status() == outcome::finished);
 }
+
+TEST_CASE("an undecided branch is never done: what follows it waits, and alone it is stuck") {
+  node waiting;
+  waiting.kind = node_kind::branch; // as render leaves an undecided branch: no children
+  waiting.id = "gate";
+  node root = sequence({value_task("a", json::object()), waiting, value_task("b", json::object())});
+  auto p = compile(root);
+  scheduler s(p, 0);
+  auto first = s.take_runnable();
+  REQUIRE(first.size() == 1);
+  CHECK(p.keys[first[0]].id == "a");
+  s.complete(first[0], node_state::finished);
+  CHECK(s.take_runnable().empty()); // b waits behind the branch
+  CHECK(s.status() == outcome::stuck);
+
+  // In a parallel group the siblings run; the group is not done.
+  node par = parallel({waiting, value_task("c", json::object())});
+  auto pp = compile(par);
+  scheduler sp(pp, 0);
+  auto run = sp.take_runnable();
+  REQUIRE(run.size() == 1);
+  sp.complete(run[0], node_state::finished);
+  CHECK(sp.status() == outcome::stuck);
+}

@@ -13,11 +13,14 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 namespace smithers {
 
-enum class node_kind { task, sequence, parallel };
+/// Groups (sequence, parallel) and tasks are what runs; a branch is
+/// control flow, decided at every render (docs/workflow-format.md).
+enum class node_kind { task, sequence, parallel, branch };
 enum class task_kind { value, command, compute };
 
 const char* to_string(node_kind k);
@@ -68,6 +71,7 @@ public:
   std::shared_ptr<task_spec> task; // set for tasks (shared: trees copy cheaply)
   std::vector<node> children;
   std::optional<std::int64_t> max_concurrency; // parallel groups only
+  json condition; // branch: the `if` predicate; children are then[, else]
 
   bool is_task() const { return kind == node_kind::task; }
 
@@ -96,12 +100,20 @@ node command_task(std::string id, std::vector<std::string> argv);
 node shell_task(std::string id, std::string command);
 node compute_task(std::string id, compute_fn fn);
 node compute_task(std::string id, std::string registered_name);
+/// Runs `then_node` if the predicate holds on committed outputs (and the
+/// input), else `else_node` if given. Undecided — nothing mounted — while a
+/// node the predicate reads has not ended.
+node branch(std::string id, json if_predicate, node then_node,
+            std::optional<node> else_node = std::nullopt);
 
 /// What a workflow's build function sees when it is rendered.
 struct render_context {
   std::string run_id;
   const json* input = nullptr;
   const std::unordered_map<std::string, json>* outputs = nullptr; // node id -> output
+  /// Ids of nodes that have ended (finished, failed or skipped); a branch
+  /// whose predicate reads a node not in it is undecided. Null: none has.
+  const std::unordered_set<std::string>* ended = nullptr;
 
   /// The output of a finished node, or nullptr.
   const json* output(const std::string& node_id) const {

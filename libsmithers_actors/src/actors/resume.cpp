@@ -17,6 +17,7 @@
 
 #include <chrono>
 #include <thread>
+#include <unordered_set>
 
 namespace smithers {
 
@@ -127,7 +128,12 @@ run_handle engine::resume(std::shared_ptr<const workflow> wf, const std::string&
   r.forced = opts.force;
   r.handover = handover;
   r.next_frame = snap->frames;
-  ctx->first_render = core::first_render(wf, run_id, *ctx->input, r.outputs);
+  // Control flow is decided as the run left it: by the nodes that ended.
+  std::unordered_set<std::string> ended;
+  for (const auto& [k, st] : r.states)
+    if (st == node_state::finished || st == node_state::failed || st == node_state::skipped)
+      ended.insert(k.id);
+  ctx->first_render = core::first_render(wf, run_id, *ctx->input, r.outputs, &ended);
   // Claim last: a refused resume writes nothing.
   if (!actors::mark_driven(run_id))
     throw smithers_error(errc::run_owner_alive,

@@ -80,6 +80,15 @@ void run_core::node_row(sched::index t, const node_key& k, node_state s) {
   r.updated_ms = now();
   table_.note_state(t, k, to_string(s));
   writes_.push_back(store::upsert_node{std::move(r)});
+  // A value's output reaches outputs_ only once committed (on_committed):
+  // it has ended for control flow from then on.
+  bool value_output = s == node_state::finished && spec && spec->kind == task_kind::value;
+  if (tree_.control && !value_output &&
+      (s == node_state::finished || s == node_state::failed || s == node_state::skipped)) {
+    // A branch reading this node may be decided now, output or not.
+    ended_.insert(k.id);
+    dirty_ = true;
+  }
 }
 
 // Nodes entering the run: pending rows and NodePending events, in one
@@ -194,6 +203,9 @@ std::vector<sched::index> run_core::rebuild(const key_map<node_state>& known) {
 
 void run_core::start() {
   tree_ = std::move(cfg_.first_render);
+  // The first render knew outputs but not which nodes ended without one:
+  // control flow is decided again at the first tick.
+  dirty_ = tree_.control;
   if (cfg_.resume) {
     resume(*cfg_.resume);
     return;
@@ -209,6 +221,9 @@ void run_core::resume(resume_state& r) {
   outputs_ = std::move(r.outputs);
   checkpoints_ = std::move(r.checkpoints);
   frame_no_ = r.next_frame;
+  for (const auto& [k, st] : r.states)
+    if (st == node_state::finished || st == node_state::failed || st == node_state::skipped)
+      ended_.insert(k.id);
   std::int64_t at = now();
   error lost{errc::task_aborted,
              "the process driving the run ended while this attempt was in flight"};
@@ -252,7 +267,7 @@ void run_core::resume(resume_state& r) {
 
 void run_core::rerender() {
   dirty_ = false;
-  render_context rc{cfg_.run_id, cfg_.input.get(), &outputs_};
+  render_context rc{cfg_.run_id, cfg_.input.get(), &outputs_, &ended_};
   rendered_tree next;
   try {
     next = render(cfg_.wf, rc);
@@ -261,7 +276,9 @@ void run_core::rerender() {
     return;
   }
   if (next.hash == tree_.hash) return;
-  auto ps = spec::validate_tree(*cfg_.wf, *next.root);
+  // What a build function returns is checked (a static tree was, before the
+  // run); deciding control flow only ever picks parts of a checked tree.
+  auto ps = cfg_.wf->dynamic() ? spec::validate_tree(*cfg_.wf, *next.source) : spec::problems{};
   if (!ps.empty()) {
     fail_run(error{errc::invalid_workflow, "the workflow rendered an invalid tree: " + spec::join(ps)});
     return;
@@ -624,7 +641,7 @@ void run_core::never_reached(sched::index t, const node_key& k, const char* reas
 void run_core::tick() {
   tick_queued_ = false;
   if (ending_) return;
-  if (cfg_.wf->dynamic() && dirty_) rerender();
+  if (dirty_ && (cfg_.wf->dynamic() || tree_.control)) rerender();
   if (ending_) return;
   if (stopping_ != stop_mode::none) {
     if (live_.empty() && !results_pending()) finish_stop();
@@ -697,6 +714,21 @@ void run_core::check_end() {
     return;
   }
   case sched::outcome::stuck: {
+    if (!tree_.undecided.empty()) {
+      // Nothing can run, and a branch still waits for a node that will
+      // never end (one no branch mounted).
+      json ids = json::array();
+      std::string names;
+      for (const auto& id : tree_.undecided) {
+        ids.push_back(id);
+        names += (names.empty() ? "" : ", ") + id;
+      }
+      fail_run(error{errc::invalid_workflow,
+                     "run cannot go on: branch(es) " + names +
+                         " read outputs of nodes that will never run",
+                     {{"undecided_branches", ids}}});
+      return;
+    }
     json ids = json::array();
     std::string names;
     names_of(sched_->blocked_tasks(), ids, names);
@@ -749,6 +781,7 @@ void run_core::on_committed(std::uint64_t id) {
   for (auto& v : b.values) {
     sched::index t = v.plan_gen == plan_gen_ ? v.task : plan_->find(v.key);
     outputs_[v.key.id] = std::move(v.output);
+    if (tree_.control) ended_.insert(v.key.id);
     dirty_ = true;
     if (t >= 0) sched_->complete(t, node_state::finished);
   }

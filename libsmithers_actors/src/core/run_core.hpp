@@ -36,6 +36,7 @@
 #include <random>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 namespace smithers::core {
@@ -235,6 +236,7 @@ private:
   std::unique_ptr<sched::scheduler> sched_;
   std::uint64_t plan_gen_ = 0; // bumped when a re-render replaces the plan
   std::unordered_map<std::string, json> outputs_; // committed, latest per node id
+  std::unordered_set<std::string> ended_;          // ids of nodes that have ended (control flow reads it)
   key_map<json> checkpoints_;                      // last heartbeat data per node
   key_map<live_attempt> live_;
   std::vector<store::command> writes_;

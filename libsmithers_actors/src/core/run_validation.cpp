@@ -47,8 +47,9 @@ void check_workflow(const workflow& wf) {
 
 rendered_tree first_render(const std::shared_ptr<const workflow>& wf, const std::string& run_id,
                            const json& input,
-                           const std::unordered_map<std::string, json>& outputs) {
-  render_context rc{run_id, &input, &outputs};
+                           const std::unordered_map<std::string, json>& outputs,
+                           const std::unordered_set<std::string>* ended) {
+  render_context rc{run_id, &input, &outputs, ended};
   rendered_tree r;
   try {
     r = render(wf, rc);
@@ -59,7 +60,7 @@ rendered_tree first_render(const std::shared_ptr<const workflow>& wf, const std:
                          std::string{"rendering the workflow failed: "} + e.what());
   }
   if (wf->dynamic()) {
-    auto ps = spec::validate_tree(*wf, *r.root);
+    auto ps = spec::validate_tree(*wf, *r.source);
     if (!ps.empty())
       throw smithers_error(errc::invalid_workflow, "invalid workflow: " + spec::join(ps),
                            problems_json(ps));

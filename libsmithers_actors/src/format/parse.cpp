@@ -99,6 +99,7 @@ struct parser {
       return std::nullopt;
     }
     if (kind == "task") return parse_task(v, path);
+    if (kind == "branch") return parse_branch(v, path);
     return parse_group(v, path, kind == "sequence" ? node_kind::sequence : node_kind::parallel);
   }
 
@@ -127,6 +128,46 @@ struct parser {
       auto c = parse_node(kids[i], index_path(kids_path, i));
       if (c)
         n.children.push_back(std::move(*c));
+      else
+        ok = false;
+    }
+    if (!ok) return std::nullopt;
+    return n;
+  }
+
+  // {"branch": "<id>", "if": {predicate}, "then": {node}, "else": {node}}
+  std::optional<node> parse_branch(const json& v, const std::string& path) {
+    node n;
+    n.kind = node_kind::branch;
+    bool ok = true;
+    if (auto id = string(v.at("branch"), child_path(path, "branch")))
+      n.id = *id;
+    else
+      ok = false;
+    for (const auto& [k, val] : v.items())
+      if (k != "branch" && k != "if" && k != "then" && k != "else") {
+        out.push_back({child_path(path, k), "unknown key \"" + k + "\" in a branch node"});
+        ok = false;
+      }
+    if (!v.contains("if")) {
+      out.push_back({path, "a branch needs \"if\" (a predicate)"});
+      ok = false;
+    } else {
+      n.condition = v.at("if"); // checked by validation, with its path
+    }
+    if (!v.contains("then")) {
+      out.push_back({path, "a branch needs \"then\" (a node)"});
+      return std::nullopt;
+    }
+    auto then_node = parse_node(v.at("then"), child_path(path, "then"));
+    if (then_node)
+      n.children.push_back(std::move(*then_node));
+    else
+      ok = false;
+    if (v.contains("else")) {
+      auto else_node = parse_node(v.at("else"), child_path(path, "else"));
+      if (else_node)
+        n.children.push_back(std::move(*else_node));
       else
         ok = false;
     }
@@ -357,7 +398,7 @@ struct parser {
 } // namespace
 
 bool is_unsupported_kind(const std::string& key) {
-  return key == "loop" || key == "branch" || key == "for_each" || key == "approval" ||
+  return key == "loop" || key == "for_each" || key == "approval" ||
          key == "timer" || key == "signal";
 }
 

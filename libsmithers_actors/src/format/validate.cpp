@@ -15,6 +15,7 @@
 namespace smithers::spec {
 
 std::string child_node_path(const std::string& parent, node_kind parent_kind, std::size_t i) {
+  if (parent_kind == node_kind::branch) return child_path(parent, i == 0 ? "then" : "else");
   return index_path(child_path(parent, to_string(parent_kind)), i);
 }
 
@@ -70,8 +71,20 @@ struct tree_checker {
   };
   std::vector<task_entry> tasks;                    // tree order
   std::unordered_map<std::string, std::size_t> ids; // valid id -> its first task entry
+  std::vector<std::pair<const node*, trail>> branches;
 
   void collect(const node& n, trail& where) {
+    if (n.kind == node_kind::branch) {
+      branches.emplace_back(&n, where);
+      if (!util::valid_node_id(n.id))
+        out.push_back({child_path(path_of(where), "branch"),
+                       "branch id \"" + n.id + "\" must be 1-" +
+                           std::to_string(util::max_node_id_length) + " characters of [A-Za-z0-9_-]"});
+      if (n.children.empty() || n.children.size() > 2)
+        out.push_back({path_of(where), "a branch has a `then` node and at most an `else` node"});
+      if (n.condition.is_null())
+        out.push_back({child_path(path_of(where), "if"), "a branch needs an `if` predicate"});
+    }
     if (n.is_task()) {
       tasks.push_back({&n, where});
       if (!util::valid_node_id(n.id)) {
@@ -262,6 +275,26 @@ struct tree_checker {
         check_task(e);
         check_output_contract(e);
       }
+    check_branches();
+  }
+
+  // A branch's id is unique among all nodes; its predicate reads tasks.
+  void check_branches() {
+    std::unordered_map<std::string, std::string> seen; // id -> path
+    for (const auto& [n, where] : branches) {
+      std::string path = path_of(where);
+      if (ids.count(n->id))
+        out.push_back({child_path(path, "branch"), "branch id \"" + n->id + "\" is also a task id (at " +
+                                                      path_of(tasks[ids.at(n->id)].where) + ")"});
+      else if (auto [it, fresh] = seen.emplace(n->id, path); !fresh)
+        out.push_back({child_path(path, "branch"),
+                       "duplicate branch id \"" + n->id + "\" (also at " + it->second + ")"});
+      if (n->condition.is_null()) continue;
+      auto ps = check_predicate(n->condition, child_path(path, "if"));
+      out.insert(out.end(), ps.begin(), ps.end());
+      if (ps.empty())
+        check_output_refs(predicate_output_refs(n->condition), child_path(path, "if"), "");
+    }
   }
 
   // What is certain before any run about a task's output: a value task whose

@@ -75,7 +75,10 @@ scheduler::scheduler(const plan& p, std::int64_t run_max_concurrency,
       for (index c : pn.children)
         done += complete_[c] ? 1 : 0;
       done_children_[n] = done;
-      complete_[n] = done == static_cast<std::int32_t>(pn.children.size());
+      // An undecided branch (no children until a render decides it) is
+      // never done: what comes after it waits.
+      complete_[n] = pn.kind != node_kind::branch &&
+                     done == static_cast<std::int32_t>(pn.children.size());
       if (pn.kind == node_kind::sequence) {
         std::int32_t c = 0;
         while (c < static_cast<std::int32_t>(pn.children.size()) && complete_[pn.children[c]])

@@ -10,7 +10,9 @@
 //  - a task also waits for every task in its needs to finish; a need that
 //    ends skipped or failed (with continue_on_fail) skips the task;
 //  - a failure without continue_on_fail stops new starts: the run fails once
-//    the tasks in flight have ended.
+//    the tasks in flight have ended;
+//  - a branch node in a plan is an undecided branch (render turns decided
+//    ones into sequences): never done, so what follows it waits.
 #pragma once
 
 #include "scheduler/plan.hpp"

@@ -1,5 +1,6 @@
 #include "workflow/render.hpp"
 
+#include "expr/predicate.hpp"
 #include "util/hash.hpp"
 #include "util/json_text.hpp"
 
@@ -22,6 +23,10 @@ public:
       task(n);
       return;
     }
+    if (n.kind == node_kind::branch) {
+      branch(n);
+      return;
+    }
     out_ += '{';
     if (n.max_concurrency) {
       out_ += R"("max_concurrency":)";
@@ -39,6 +44,24 @@ public:
   }
 
 private:
+  // {"branch":id,"else":...,"if":...,"then":...}: keys sorted.
+  void branch(const node& n) {
+    out_ += R"({"branch":)";
+    str(n.id);
+    if (n.children.size() > 1) {
+      out_ += R"(,"else":)";
+      tree(n.children[1]);
+    }
+    out_ += R"(,"if":)";
+    util::append_json(out_, n.condition);
+    out_ += R"(,"then":)";
+    if (n.children.empty())
+      out_ += "null";
+    else
+      tree(n.children[0]);
+    out_ += '}';
+  }
+
   void task(const node& n) {
     const task_spec& t = *n.task;
     out_ += '{';
@@ -166,12 +189,83 @@ json canonical_tree(const node& root) {
   return json::parse(canonical_text(root));
 }
 
+namespace {
+
+bool has_control(const node& n) {
+  // Iterative: deep trees must not overflow the stack.
+  std::vector<const node*> stack{&n};
+  while (!stack.empty()) {
+    const node* cur = stack.back();
+    stack.pop_back();
+    if (cur->kind == node_kind::branch) return true;
+    for (const auto& c : cur->children)
+      stack.push_back(&c);
+  }
+  return false;
+}
+
+// Decides control flow: a branch becomes a sequence of the child it chose
+// (empty when it chose nothing). An undecided branch stays a branch without
+// children: the scheduler never counts it done, so what comes after it
+// waits.
+class expander {
+public:
+  expander(const render_context& ctx, std::vector<std::string>& undecided)
+      : ctx_(ctx), undecided_(undecided) {}
+
+  node expand(const node& n) {
+    if (n.kind == node_kind::branch) return decide(n);
+    if (n.is_task()) return n;
+    node out;
+    out.kind = n.kind;
+    out.id = n.id;
+    out.iteration = n.iteration;
+    out.max_concurrency = n.max_concurrency;
+    out.children.reserve(n.children.size());
+    for (const auto& c : n.children)
+      out.children.push_back(expand(c));
+    return out;
+  }
+
+private:
+  node decide(const node& n) {
+    // Undecided while a node it reads has not ended (docs/workflow-format.md).
+    for (const auto& id : spec::predicate_output_refs(n.condition))
+      if (!ctx_.ended || !ctx_.ended->count(id)) {
+        undecided_.push_back(n.id);
+        node waiting;
+        waiting.kind = node_kind::branch;
+        waiting.id = n.id;
+        waiting.condition = n.condition;
+        return waiting;
+      }
+    node out = sequence({});
+    static const json no_input = json::object();
+    static const std::unordered_map<std::string, json> no_outputs;
+    bool holds = spec::evaluate(n.condition, ctx_.input ? *ctx_.input : no_input,
+                                ctx_.outputs ? *ctx_.outputs : no_outputs);
+    std::size_t chosen = holds ? 0 : 1;
+    if (chosen < n.children.size()) out.children.push_back(expand(n.children[chosen]));
+    return out;
+  }
+
+  const render_context& ctx_;
+  std::vector<std::string>& undecided_;
+};
+
+} // namespace
+
 rendered_tree render(const std::shared_ptr<const workflow>& wf, const render_context& ctx) {
   rendered_tree r;
   // A static root lives as long as the workflow: aliased, not copied (a
   // 100,000-task tree is a pass of cache misses to copy and one to free).
-  r.root = wf->dynamic() ? std::make_shared<const node>(wf->build(ctx))
-                         : std::shared_ptr<const node>(wf, &wf->root);
+  r.source = wf->dynamic() ? std::make_shared<const node>(wf->build(ctx))
+                           : std::shared_ptr<const node>(wf, &wf->root);
+  r.control = has_control(*r.source);
+  if (r.control)
+    r.root = std::make_shared<const node>(expander{ctx, r.undecided}.expand(*r.source));
+  else
+    r.root = r.source;
   r.canonical = std::make_shared<const std::string>(canonical_text(*r.root));
   r.hash = util::sha256_hex(*r.canonical);
   return r;

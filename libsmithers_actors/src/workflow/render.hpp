@@ -6,20 +6,33 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace smithers {
 
 struct rendered_tree {
-  /// A static workflow's root is shared with the workflow, not copied.
+  /// What runs: groups and tasks only, control flow decided. A static
+  /// workflow's root without control flow is shared with the workflow, not
+  /// copied.
   std::shared_ptr<const node> root;
+  /// What the workflow (or its build function) gave, control flow
+  /// included: what validation checks. The same as root without control flow.
+  std::shared_ptr<const node> source;
+  /// Ids of branches that are undecided: a node their predicate reads has
+  /// not ended. Nothing of theirs is mounted.
+  std::vector<std::string> undecided;
+  /// Whether the source has control flow: such a tree is rendered again
+  /// whenever a node ends, static or not.
+  bool control = false;
   /// The canonical JSON, serialized once: kept as text because a large tree
   /// as a json value costs several times its size in memory.
   std::shared_ptr<const std::string> canonical;
   std::string hash;
 };
 
-/// Calls the workflow's build function (or takes its static root) and
-/// canonicalizes the result. Exceptions from a build function propagate.
+/// Calls the workflow's build function (or takes its static root), decides
+/// its control flow against the context, and canonicalizes the result.
+/// Exceptions from a build function propagate.
 rendered_tree render(const std::shared_ptr<const workflow>& wf, const render_context& ctx);
 
 /// Canonical JSON of a tree: kinds, ids, options; callables appear as

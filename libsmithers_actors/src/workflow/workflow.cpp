@@ -12,6 +12,8 @@ const char* to_string(node_kind k) {
     return "sequence";
   case node_kind::parallel:
     return "parallel";
+  case node_kind::branch:
+    return "branch";
   }
   return "?";
 }
@@ -97,6 +99,16 @@ node parallel(std::vector<node> children, std::optional<std::int64_t> max_concur
   n.kind = node_kind::parallel;
   n.children = std::move(children);
   n.max_concurrency = max_concurrency;
+  return n;
+}
+
+node branch(std::string id, json if_predicate, node then_node, std::optional<node> else_node) {
+  node n;
+  n.kind = node_kind::branch;
+  n.id = std::move(id);
+  n.condition = std::move(if_predicate);
+  n.children.push_back(std::move(then_node));
+  if (else_node) n.children.push_back(std::move(*else_node));
   return n;
 }
 

@@ -1,0 +1,162 @@
+// Control flow in a real engine (actor system, SQLite file): what runs, what
+// is stored, and what a resume decides again.
+#include <catch2/catch.hpp>
+
+#include "store/reader.hpp"
+#include "support/engine_config.hpp"
+#include "support/event_recorder.hpp"
+#include "support/eventually.hpp"
+#include "support/temp_dir.hpp"
+
+#include <smithers/engine.hpp>
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+using namespace smithers;
+using namespace std::chrono_literals;
+using test_support::config_in;
+using test_support::eventually;
+
+namespace {
+
+std::set<std::string> stored_nodes(const engine& eng, const std::string& run_id) {
+  auto db = store::database::open(eng.config().db_path, store::open_mode::read_only);
+  std::set<std::string> ids;
+  for (const auto& n : store::reader{db}.nodes(run_id))
+    ids.insert(n.node_id + ":" + n.state);
+  return ids;
+}
+
+} // namespace
+
+TEST_CASE("a branch runs the side its predicate chose, and only that side") {
+  test_support::temp_dir dir;
+  engine eng{config_in(dir)};
+  std::atomic<int> deploys{0}, reports{0};
+  auto make = [&](bool ok) {
+    workflow wf;
+    wf.root = sequence(
+        {compute_task("check", [ok](task_context&) { return json{{"ok", ok}}; }),
+         branch("ship", {{"output", "check.ok"}, {"equals", true}},
+                compute_task("deploy",
+                             [&](task_context&) {
+                               ++deploys;
+                               return json::object();
+                             }),
+                compute_task("report", [&](task_context& ctx) {
+                  ++reports;
+                  return json{{"saw", ctx.input()}};
+                }))});
+    return wf;
+  };
+  auto yes = eng.run(make(true), {});
+  REQUIRE(yes.status == run_status::finished);
+  CHECK(deploys == 1);
+  CHECK(reports == 0);
+  CHECK(stored_nodes(eng, yes.run_id) == std::set<std::string>{"check:finished", "deploy:finished"});
+
+  auto no = eng.run(make(false), {});
+  REQUIRE(no.status == run_status::finished);
+  CHECK(deploys == 1);
+  CHECK(reports == 1);
+  CHECK(stored_nodes(eng, no.run_id) == std::set<std::string>{"check:finished", "report:finished"});
+}
+
+TEST_CASE("a branch on the input is decided at once; one inside a parallel waits for what it reads") {
+  test_support::temp_dir dir;
+  engine eng{config_in(dir)};
+  workflow wf;
+  wf.root = parallel(
+      {branch("mode", {{"input", "fast"}, {"equals", true}}, value_task("quick", {{"q", 1}}),
+              value_task("slow", {{"s", 1}})),
+       branch("after", {{"output", "late.v"}, {"equals", 2}}, value_task("two", {{"t", 2}})),
+       sequence({value_task("early", json::object()), value_task("late", {{"v", 2}})})});
+  run_options opts;
+  opts.input = {{"fast", true}};
+  auto res = eng.run(wf, opts);
+  REQUIRE(res.status == run_status::finished);
+  CHECK(res.outputs.count("quick") == 1);
+  CHECK(res.outputs.count("slow") == 0);
+  CHECK(res.outputs.at("two") == json{{"t", 2}});
+}
+
+TEST_CASE("a branch that can never be decided fails the run with INVALID_WORKFLOW") {
+  test_support::temp_dir dir;
+  engine eng{config_in(dir)};
+  workflow wf;
+  wf.root = sequence({value_task("a", {{"go", true}}),
+                      branch("first", {{"output", "a.go"}, {"equals", true}},
+                             value_task("b", json::object()), value_task("ghost", {{"ok", true}})),
+                      branch("second", {{"output", "ghost.ok"}, {"equals", true}},
+                             value_task("c", json::object()))});
+  auto res = eng.run(wf, {});
+  REQUIRE(res.status == run_status::failed);
+  REQUIRE(res.err);
+  CHECK(res.err->code == std::string{errc::invalid_workflow});
+  CHECK(res.err->details["undecided_branches"] == json::array({"second"}));
+}
+
+TEST_CASE("an interrupted run resumes inside the side its branch chose, deciding it the same way") {
+  test_support::temp_dir dir;
+  engine eng{config_in(dir)};
+  std::mutex mtx;
+  std::map<std::string, int> calls;
+  std::atomic<bool> hold{true};
+  auto count = [&](const std::string& id) {
+    std::lock_guard<std::mutex> lk(mtx);
+    return ++calls[id];
+  };
+  auto wf = std::make_shared<workflow>();
+  wf->root = sequence(
+      {compute_task("check", [&](task_context&) {
+         count("check");
+         return json{{"ok", false}};
+       }).continue_on_fail(),
+       branch("ship", {{"output", "check.ok"}, {"equals", true}},
+              compute_task("deploy", [&](task_context&) {
+                count("deploy");
+                return json::object();
+              }),
+              sequence({compute_task("report", [&](task_context&) {
+                          count("report");
+                          return json{{"r", 1}};
+                        }),
+                        compute_task("slow", [&](task_context& ctx) -> json {
+                          count("slow");
+                          while (hold && !ctx.cancelled())
+                            std::this_thread::sleep_for(2ms);
+                          if (ctx.cancelled()) throw std::runtime_error("stopped");
+                          return {{"slow", true}};
+                        })}))});
+  test_support::event_recorder recorder;
+  run_options opts;
+  opts.on_event = recorder.handler();
+  auto h = eng.start(wf, opts);
+  REQUIRE(eventually(
+      [&] {
+        std::lock_guard<std::mutex> lk(mtx);
+        return calls["slow"] == 1;
+      },
+      10s, 5ms));
+  eng.interrupt("test interrupt");
+  REQUIRE(h.wait_for(10s));
+  REQUIRE(h.wait().status == run_status::running);
+  hold = false;
+  resume_options ro;
+  ro.on_event = opts.on_event;
+  auto res = eng.resume(wf, h.run_id(), ro).wait();
+  REQUIRE(res.status == run_status::finished);
+  std::lock_guard<std::mutex> lk(mtx);
+  CHECK(calls["check"] == 1);
+  CHECK(calls["report"] == 1);
+  CHECK(calls["slow"] == 2);
+  CHECK(calls["deploy"] == 0);
+  CHECK(res.outputs.at("slow") == json{{"slow", true}});
+  // Nothing of the chosen side was cancelled as unmounted on the way.
+  for (const auto& e : recorder.of_type("NodeCancelled"))
+    CHECK(e.fields["reason"] != "unmounted");
+}
