@@ -413,7 +413,7 @@ struct tree_checker {
 
 problems validate_tree(const workflow& wf, const node& root) {
   problems out;
-  tree_checker tc{wf, out, {}, {}};
+  tree_checker tc{wf, out, {}, {}, {}};
   trail where;
   tc.collect(root, where);
   tc.check_tasks();
