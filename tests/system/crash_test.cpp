@@ -222,6 +222,46 @@ std::vector<std::string> big_workflow_nodes() {
   return ids;
 }
 
+/// Branches decided by outputs of commands that may be in flight at a kill:
+/// head; 6 lanes in parallel, each a command `a<lane>` and a branch on its
+/// output — even lanes take `then` (a sequence of 4), odd lanes `else` (one
+/// task); tail. A resume must decide each branch as the run did.
+json branch_workflow(const std::string& side) {
+  const char* s = "0.03";
+  json lanes = json::array();
+  for (int lane = 0; lane < 6; ++lane) {
+    std::string l = std::to_string(lane);
+    json then_seq = json::array();
+    for (int i = 0; i < 4; ++i)
+      then_seq.push_back(side_effect_task("t" + l + "_" + std::to_string(i), side, s));
+    lanes.push_back(
+        {{"sequence",
+          json::array({side_effect_task("a" + l, side, s),
+                       {{"branch", "b" + l},
+                        {"if", {{"output", "a" + l + ".ok"}, {"equals", lane % 2 == 0}}},
+                        {"then", {{"sequence", then_seq}}},
+                        {"else", side_effect_task("e" + l, side, s)}}})}});
+  }
+  return {{"name", "crash-branch"},
+          {"root",
+           {{"sequence", json::array({side_effect_task("head", side, s), {{"parallel", lanes}},
+                                      side_effect_task("tail", side, s)})}}}};
+}
+
+std::vector<std::string> branch_workflow_nodes() {
+  std::vector<std::string> ids{"head", "tail"};
+  for (int lane = 0; lane < 6; ++lane) {
+    std::string l = std::to_string(lane);
+    ids.push_back("a" + l);
+    if (lane % 2 == 0)
+      for (int i = 0; i < 4; ++i)
+        ids.push_back("t" + l + "_" + std::to_string(i));
+    else
+      ids.push_back("e" + l);
+  }
+  return ids;
+}
+
 json burst_workflow(int n) {
   json kids = json::array();
   for (int i = 0; i < n; ++i)
@@ -1041,4 +1081,46 @@ TEST_CASE("a task process never starts before its attempt is recorded", "[crash]
   }
   INFO("trials where a task ran before its attempt was recorded:\n" << report);
   CHECK(unrecorded_trials == 0);
+}
+
+TEST_CASE("a workflow of branches killed with SIGKILL at random moments resumes deciding each "
+          "branch as the run did",
+          "[crash]") {
+  const auto seed = test_seed();
+  std::mt19937_64 rng(seed);
+  INFO("seed " << seed << " (SMITHERS_CRASH_SEED=" << seed << " replays it)");
+  const auto nodes = branch_workflow_nodes();
+  json reference;
+  {
+    sandbox ref;
+    auto side = ref.file("side.txt");
+    auto r = ref.cli({"run", ref.write("wf.json", branch_workflow(side)), "--run-id", "ref"});
+    INFO(brief(r));
+    REQUIRE(r.exit_code == 0);
+    reference = ref.inspect("ref")["outputs"];
+    REQUIRE(reference.size() == nodes.size());
+  }
+  const int trials = 5;
+  int interrupted = 0;
+  for (int trial = 0; trial < trials; ++trial) {
+    sandbox sb;
+    INFO("trial " << trial << " of seed " << seed << ", db " << sb.db());
+    auto side = sb.file("side.txt");
+    auto wf_path = sb.write("wf.json", branch_workflow(side));
+    std::string run_id = "branch-" + std::to_string(trial);
+    auto story = crash_and_resume(sb, wf_path, run_id, rng, 30, 250, trial % 2, 30, 200);
+    if (!story.finished_before_first_kill) ++interrupted;
+    auto problems = check_resumed_run(sb, run_id, nodes, story.in_flight, side, &reference);
+    // Nothing of a chosen side was ever taken for unmounted.
+    for (const auto& e : db_events(sb.db(), run_id))
+      if (e.type == "NodeCancelled" && e.payload.value("reason", "") == "unmounted")
+        problems.push_back("NodeCancelled unmounted for " + e.payload.value("node_id", "?"));
+    std::string kept = problems.empty() ? "" : keep_evidence(sb, "branch");
+    INFO("kills:\n"
+         << describe(story.kills) << "problems:\n"
+         << join_lines(problems) << "evidence kept in " << kept);
+    CHECK(problems.empty());
+  }
+  INFO("seed " << seed);
+  CHECK(interrupted >= trials - 2);
 }
