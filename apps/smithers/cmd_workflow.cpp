@@ -63,6 +63,7 @@ std::string task_summary(const node& n) {
 void print_tree(const node& n, const std::string& prefix, bool last, bool root, std::ostream& out) {
   std::string line = n.is_task() ? task_summary(n) : to_string(n.kind);
   if (n.kind == node_kind::branch) line += " " + n.id + " if " + n.condition.dump();
+  if (n.kind == node_kind::for_each) line += " " + n.id + " over " + n.items + " as " + n.item_name;
   if (n.max_concurrency) line += " (max_concurrency " + std::to_string(*n.max_concurrency) + ")";
   out << (root ? "" : prefix + (last ? "└─ " : "├─ ")) << line << "\n";
   std::string next = root ? "" : prefix + (last ? "   " : "│  ");
@@ -113,6 +114,20 @@ ends dot_node(const node& n, std::ostream& out, int& cluster, const std::string&
           << indent << "    label=" << dot_id(i == 0 ? "then" : "else") << "; style=dashed;\n";
       auto ce = dot_node(n.children[i], out, cluster, indent + "    ");
       out << indent << "  }\n";
+      e.first.insert(e.first.end(), ce.first.begin(), ce.first.end());
+      e.last.insert(e.last.end(), ce.last.begin(), ce.last.end());
+    }
+    out << indent << "}\n";
+    return e;
+  }
+  if (n.kind == node_kind::for_each) {
+    // The body once, in a cluster that says it runs per item.
+    out << indent << "subgraph cluster_" << cluster++ << " {\n"
+        << indent << "  label="
+        << dot_id("for_each " + n.id + " over " + n.items + " as " + n.item_name)
+        << "; style=dotted;\n";
+    for (const auto& c : n.children) {
+      auto ce = dot_node(c, out, cluster, indent + "  ");
       e.first.insert(e.first.end(), ce.first.begin(), ce.first.end());
       e.last.insert(e.last.end(), ce.last.begin(), ce.last.end());
     }

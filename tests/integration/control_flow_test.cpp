@@ -97,7 +97,7 @@ TEST_CASE("a branch that can never be decided fails the run with INVALID_WORKFLO
   REQUIRE(res.status == run_status::failed);
   REQUIRE(res.err);
   CHECK(res.err->code == std::string{errc::invalid_workflow});
-  CHECK(res.err->details["undecided_branches"] == json::array({"second"}));
+  CHECK(res.err->details["undecided_nodes"] == json::array({"second"}));
 }
 
 TEST_CASE("an interrupted run resumes inside the side its branch chose, deciding it the same way") {
@@ -159,4 +159,28 @@ TEST_CASE("an interrupted run resumes inside the side its branch chose, deciding
   // Nothing of the chosen side was cancelled as unmounted on the way.
   for (const auto& e : recorder.of_type("NodeCancelled"))
     CHECK(e.fields["reason"] != "unmounted");
+}
+
+TEST_CASE("for_each fans out over a task's output; a branch chooses whether it runs at all") {
+  test_support::temp_dir dir;
+  engine eng{config_in(dir)};
+  workflow wf;
+  wf.root = sequence(
+      {value_task("list", {{"items", {3, 4, 5}}, {"go", true}}),
+       branch("maybe", {{"output", "list.go"}, {"equals", true}},
+              for_each("each", "outputs.list.items", "n",
+                       shell_task("sq-{{n_index}}",
+                                  "n={{n}}; case $n in ''|*[!0-9]*) exit 2;; esac; "
+                                  "echo \"{\\\"sq\\\": $((n * n))}\""))),
+       compute_task("sum", [](task_context& ctx) { return json{{"seen", ctx.needs().size()}}; })
+           .needs({"list"})});
+  auto res = eng.run(wf, {});
+  INFO((res.err ? res.err->to_json().dump() : std::string{}));
+  REQUIRE(res.status == run_status::finished);
+  CHECK(res.outputs.at("sq-0") == json{{"sq", 9}});
+  CHECK(res.outputs.at("sq-1") == json{{"sq", 16}});
+  CHECK(res.outputs.at("sq-2") == json{{"sq", 25}});
+  CHECK(stored_nodes(eng, res.run_id) ==
+        std::set<std::string>{"list:finished", "sq-0:finished", "sq-1:finished", "sq-2:finished",
+                              "sum:finished"});
 }

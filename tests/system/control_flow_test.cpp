@@ -59,3 +59,37 @@ TEST_CASE("validate checks a branch's predicate and shows it in graph", "[system
   REQUIRE(dot.exit_code == 0);
   CHECK(dot.out.find("branch ship-it") != std::string::npos);
 }
+
+TEST_CASE("the for_each example fans out over a command's output", "[system][for_each]") {
+  sandbox sb;
+  command_options opts;
+  opts.cwd = source_dir();
+  auto r = sb.cli_json({"run", "./examples/for-each.json"}, opts);
+  INFO(r);
+  REQUIRE(r.exit_code == 0);
+  auto j = r.out_json();
+  CHECK(j["run"]["status"] == "finished");
+  CHECK(j["outputs"]["count-readme"] == json{{"file", "readme"}, {"index", 0}, {"double", 6}});
+  CHECK(j["outputs"]["count-notes"] == json{{"file", "notes"}, {"index", 1}, {"double", 10}});
+  CHECK(j["outputs"]["done"] == json{{"ok", true}});
+  auto g = sb.cli({"graph", source_dir() + "/examples/for-each.json"});
+  REQUIRE(g.exit_code == 0);
+  CHECK(g.out.find("for_each per-file over outputs.list.files as file") != std::string::npos);
+}
+
+TEST_CASE("a for_each whose items are not an array fails the run with INVALID_INPUT", "[system][for_each]") {
+  sandbox sb;
+  auto wf = sb.write("wf.json", json::parse(R"({"root": {"sequence": [
+    {"task": "list", "value": {"files": "not a list"}},
+    {"for_each": "each", "items": "outputs.list.files", "as": "f",
+     "body": {"task": "t-{{f_index}}", "value": {}}}
+  ]}})"));
+  auto r = sb.cli_json({"run", wf});
+  INFO(r);
+  CHECK(r.exit_code == 1); // the run exists and failed: not refused input (4)
+  auto j = r.out_json();
+  CHECK(j["run"]["status"] == "failed");
+  CHECK(j["run"]["error"]["code"] == "INVALID_INPUT");
+  CHECK(j["run"]["error"]["message"].get<std::string>().find("outputs.list.files") !=
+        std::string::npos);
+}

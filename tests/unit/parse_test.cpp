@@ -279,6 +279,33 @@ TEST_CASE("every workflow-file problem is reported with its JSON path") {
        wf_with({{"branch", "b"}, {"if", {{"input", "x"}, {"exists", true}}}, {"then", task("a")},
                 {"else", {{"task", "c"}}}}),
        "root.else", "one of run, value, compute"},
+      {"for_each without items",
+       wf_with({{"for_each", "fe"}, {"as", "f"}, {"body", task("t-{{f_index}}")}}), "root",
+       "needs \"items\""},
+      {"for_each without body", wf_with({{"for_each", "fe"}, {"as", "f"}, {"items", "input.x"}}),
+       "root", "needs \"body\""},
+      {"for_each items not a path",
+       wf_with({{"for_each", "fe"}, {"as", "f"}, {"items", "files"}, {"body", task("t-{{f_index}}")}}),
+       "root.items", "starting with"},
+      {"for_each items reading no task",
+       wf_with({{"for_each", "fe"}, {"as", "f"}, {"items", "outputs.ghost.files"},
+                {"body", task("t-{{f_index}}")}}),
+       "root.items", "which is no task"},
+      {"for_each as a built-in root",
+       wf_with({{"for_each", "fe"}, {"as", "input"}, {"items", "input.x"},
+                {"body", task("t-{{input_index}}")}}),
+       "root.as", "other than input"},
+      {"for_each body id without a template",
+       wf_with({{"for_each", "fe"}, {"as", "f"}, {"items", "input.x"}, {"body", task("same")}}),
+       "root.body.task", "must use {{f...}}"},
+      {"for_each body template naming another variable",
+       wf_with({{"for_each", "fe"}, {"as", "f"}, {"items", "input.x"},
+                {"body", task("t-{{g}}")}}),
+       "root.body.task", ""},
+      {"unknown key in a for_each",
+       wf_with({{"for_each", "fe"}, {"as", "f"}, {"items", "input.x"}, {"over", 1},
+                {"body", task("t-{{f_index}}")}}),
+       "root.over", "unknown key"},
       {"a skip_if reading a later task",
        wf_with({{"sequence",
                  {{{"task", "early"},
@@ -435,4 +462,27 @@ TEST_CASE("a branch parses with its then and else, and shows in the canonical tr
   CHECK(canon["sequence"][1]["branch"] == "ship");
   CHECK(canon["sequence"][1]["then"]["task"] == "deploy");
   CHECK(canon["sequence"][1]["else"]["task"] == "report");
+}
+
+TEST_CASE("a for_each parses; templates in its body may name its variables") {
+  json doc = wf_with({{"sequence",
+                       {{{"task", "list"}, {"value", {{"files", {"a.c", "b.c"}}}}},
+                        {{"for_each", "per-file"},
+                         {"items", "outputs.list.files"},
+                         {"as", "file"},
+                         {"max_concurrency", 2},
+                         {"body",
+                          {{"task", "lint-{{file_index}}"},
+                           {"run", {"echo", "{{file}}", "{{outputs.list.files.0}}"}}}}}}}});
+  auto res = parse_workflow(doc);
+  INFO(join(res.errors));
+  REQUIRE(res.wf);
+  const node& fe = res.wf->root.children.at(1);
+  CHECK(fe.kind == node_kind::for_each);
+  CHECK(fe.items == "outputs.list.files");
+  CHECK(fe.item_name == "file");
+  CHECK(fe.max_concurrency == std::optional<std::int64_t>{2});
+  json canon = canonical_tree(res.wf->root);
+  CHECK(canon["sequence"][1]["for_each"] == "per-file");
+  CHECK(canon["sequence"][1]["body"]["task"] == "lint-{{file_index}}");
 }

@@ -225,3 +225,76 @@ TEST_CASE("a decided branch changes the tree's hash; a tree without control flow
   CHECK(r.root.get() == &plain->root);
   CHECK(r.source == r.root);
 }
+
+namespace {
+
+std::shared_ptr<workflow> fan_out_workflow(std::string items) {
+  auto wf = std::make_shared<workflow>();
+  wf->root = sequence({value_task("list", json::object()),
+                       for_each("each", std::move(items), "f",
+                                command_task("t-{{f.name}}", {"echo", "{{f.size}}"})
+                                    .needs({"list"}))});
+  return wf;
+}
+
+} // namespace
+
+TEST_CASE("render fans a for_each out over its items, each task with the item's id and locals") {
+  json input = {{"files", {{{"name", "a"}, {"size", 1}}, {{"name", "b"}, {"size", 2}}}}};
+  std::unordered_map<std::string, json> none;
+  auto r = render(fan_out_workflow("input.files"), render_context{"r", &input, &none, nullptr});
+  const node& group = r.root->children.at(1);
+  CHECK(group.kind == node_kind::parallel);
+  REQUIRE(group.children.size() == 2);
+  CHECK(group.children[0].id == "t-a");
+  CHECK(group.children[1].id == "t-b");
+  CHECK(group.children[1].task->locals == json{{"f", {{"name", "b"}, {"size", 2}}}, {"f_index", 1}});
+  // Templates stay for the attempt (a script's values never splice in).
+  CHECK(group.children[1].task->argv == std::vector<std::string>{"echo", "{{f.size}}"});
+  CHECK(r.undecided.empty());
+}
+
+TEST_CASE("a for_each over an output waits for its node, then fans out") {
+  json input = json::object();
+  std::unordered_map<std::string, json> outs{{"list", {{"files", {{{"name", "x"}}}}}}};
+  std::unordered_set<std::string> ended{"list"};
+  auto wf = fan_out_workflow("outputs.list.files");
+  auto before = render(wf, render_context{"r", &input, &outs, nullptr});
+  CHECK(before.undecided == std::vector<std::string>{"each"});
+  CHECK(before.root->children.at(1).kind == node_kind::for_each);
+  CHECK(before.root->children.at(1).children.empty());
+  auto after = render(wf, render_context{"r", &input, &outs, &ended});
+  REQUIRE(after.root->children.at(1).children.size() == 1);
+  CHECK(after.root->children.at(1).children[0].id == "t-x");
+}
+
+TEST_CASE("a for_each refuses items that are missing, not an array, or give bad or equal ids") {
+  struct row {
+    const char* name;
+    json input;
+    std::string message;
+  };
+  const row rows[] = {
+      {"missing", json::object(), "does not exist"},
+      {"not an array", {{"files", {{"name", "a"}}}}, "is not an array (object)"},
+      {"equal ids", {{"files", {{{"name", "a"}}, {{"name", "a"}}}}}, "two nodes get the id \"t-a\""},
+      {"bad id", {{"files", {{{"name", "a b"}}}}}, "gives \"t-a b\""},
+      {"missing template value", {{"files", {{{"size", 1}}}}}, ""},
+  };
+  for (const auto& r : rows) {
+    SECTION(r.name) {
+      std::unordered_map<std::string, json> none;
+      try {
+        render(fan_out_workflow("input.files"), render_context{"r", &r.input, &none, nullptr});
+        FAIL("rendered");
+      } catch (const smithers_error& e) {
+        INFO(e.what());
+        if (std::string{r.name} == "missing template value")
+          CHECK(e.code() == errc::template_missing_value);
+        else
+          CHECK(e.code() == errc::invalid_input);
+        CHECK(std::string{e.what()}.find(r.message) != std::string::npos);
+      }
+    }
+  }
+}

@@ -589,7 +589,7 @@ TEST_CASE("run core: a branch that can never be decided fails the run, naming it
   REQUIRE(d.done);
   CHECK(d.result.status == run_status::failed);
   CHECK(d.result.err->code == std::string{errc::invalid_workflow});
-  CHECK(d.result.err->details["undecided_branches"] == json::array({"second"}));
+  CHECK(d.result.err->details["undecided_nodes"] == json::array({"second"}));
   CHECK(d.result.outputs.count("b") == 1);
 }
 

@@ -18,9 +18,10 @@
 
 namespace smithers {
 
-/// Groups (sequence, parallel) and tasks are what runs; a branch is
-/// control flow, decided at every render (docs/workflow-format.md).
-enum class node_kind { task, sequence, parallel, branch };
+/// Groups (sequence, parallel) and tasks are what runs; a branch and a
+/// for_each are control flow, decided at every render
+/// (docs/workflow-format.md).
+enum class node_kind { task, sequence, parallel, branch, for_each };
 enum class task_kind { value, command, compute };
 
 const char* to_string(node_kind k);
@@ -56,6 +57,7 @@ struct task_spec {
   std::string label;
   std::map<std::string, std::string> env; // values are templates
   std::string cwd;
+  json locals; // set by render inside a for_each: {"<as>": item, "<as>_index": i}
 };
 
 /// One node of a workflow tree. Tasks carry a task_spec; groups carry children.
@@ -72,6 +74,8 @@ public:
   std::vector<node> children;
   std::optional<std::int64_t> max_concurrency; // parallel groups only
   json condition; // branch: the `if` predicate; children are then[, else]
+  std::string items;     // for_each: path of the array ("input.files", "outputs.list.items")
+  std::string item_name; // for_each: the item's name in templates (`as`); children: the body
 
   bool is_task() const { return kind == node_kind::task; }
 
@@ -105,6 +109,13 @@ node compute_task(std::string id, std::string registered_name);
 /// node the predicate reads has not ended.
 node branch(std::string id, json if_predicate, node then_node,
             std::optional<node> else_node = std::nullopt);
+/// Runs `body` once per element of the array at `items_path`, in parallel
+/// (at most max_concurrency tasks in flight when given); in the body,
+/// `{{<as>...}}` and `{{<as>_index}}` name the element and its index, and
+/// task ids must use them so that each element's tasks have their own ids.
+/// Undecided — nothing mounted — until the array exists.
+node for_each(std::string id, std::string items_path, std::string as, node body,
+              std::optional<std::int64_t> max_concurrency = std::nullopt);
 
 /// What a workflow's build function sees when it is rendered.
 struct render_context {

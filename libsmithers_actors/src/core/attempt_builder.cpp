@@ -55,6 +55,7 @@ attempt_builder::build(const node_key& key, std::int64_t attempt,
     scope.node_id = key.id;
     scope.iteration = key.iteration;
     scope.attempt = attempt;
+    if (!spec->locals.is_null()) scope.locals = &spec->locals; // a for_each element's
     // A script gets each value through a SMITHERS_TEMPLATE_<n> variable,
     // never spliced into its code; other arguments take values verbatim.
     if (spec->use_shell) {

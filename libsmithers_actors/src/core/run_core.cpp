@@ -271,6 +271,11 @@ void run_core::rerender() {
   rendered_tree next;
   try {
     next = render(cfg_.wf, rc);
+  } catch (const smithers_error& e) {
+    // What render refuses with a code of its own (a for_each's items that
+    // are not an array: INVALID_INPUT) keeps it.
+    fail_run(e.err());
+    return;
   } catch (const std::exception& e) {
     fail_run(error{errc::invalid_workflow, std::string{"rendering the workflow failed: "} + e.what()});
     return;
@@ -715,8 +720,8 @@ void run_core::check_end() {
   }
   case sched::outcome::stuck: {
     if (!tree_.undecided.empty()) {
-      // Nothing can run, and a branch still waits for a node that will
-      // never end (one no branch mounted).
+      // Nothing can run, and a branch or for_each still waits for a node
+      // that will never end (one no branch mounted).
       json ids = json::array();
       std::string names;
       for (const auto& id : tree_.undecided) {
@@ -724,9 +729,9 @@ void run_core::check_end() {
         names += (names.empty() ? "" : ", ") + id;
       }
       fail_run(error{errc::invalid_workflow,
-                     "run cannot go on: branch(es) " + names +
-                         " read outputs of nodes that will never run",
-                     {{"undecided_branches", ids}}});
+                     "run cannot go on: " + names +
+                         " read(s) outputs of nodes that will never run",
+                     {{"undecided_nodes", ids}}});
       return;
     }
     json ids = json::array();

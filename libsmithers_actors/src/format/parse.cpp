@@ -100,6 +100,7 @@ struct parser {
     }
     if (kind == "task") return parse_task(v, path);
     if (kind == "branch") return parse_branch(v, path);
+    if (kind == "for_each") return parse_for_each(v, path);
     return parse_group(v, path, kind == "sequence" ? node_kind::sequence : node_kind::parallel);
   }
 
@@ -168,6 +169,46 @@ struct parser {
       auto else_node = parse_node(v.at("else"), child_path(path, "else"));
       if (else_node)
         n.children.push_back(std::move(*else_node));
+      else
+        ok = false;
+    }
+    if (!ok) return std::nullopt;
+    return n;
+  }
+
+  // {"for_each": "<id>", "items": "<path>", "as": "<name>", "body": {node},
+  //  "max_concurrency": N}
+  std::optional<node> parse_for_each(const json& v, const std::string& path) {
+    node n;
+    n.kind = node_kind::for_each;
+    bool ok = true;
+    if (auto id = string(v.at("for_each"), child_path(path, "for_each")))
+      n.id = *id;
+    else
+      ok = false;
+    for (const auto& [k, val] : v.items()) {
+      if (k == "for_each" || k == "body") continue;
+      auto p = child_path(path, k);
+      if (k == "items") {
+        if (auto t = string(val, p)) n.items = *t; else ok = false;
+      } else if (k == "as") {
+        if (auto t = string(val, p)) n.item_name = *t; else ok = false;
+      } else if (k == "max_concurrency") {
+        if (auto i = integer(val, p)) n.max_concurrency = *i; else ok = false;
+      } else {
+        out.push_back({p, "unknown key \"" + k + "\" in a for_each node"});
+        ok = false;
+      }
+    }
+    for (const char* required : {"items", "as", "body"})
+      if (!v.contains(required)) {
+        out.push_back({path, std::string{"a for_each needs \""} + required + "\""});
+        ok = false;
+      }
+    if (v.contains("body")) {
+      auto body = parse_node(v.at("body"), child_path(path, "body"));
+      if (body)
+        n.children.push_back(std::move(*body));
       else
         ok = false;
     }
@@ -398,7 +439,7 @@ struct parser {
 } // namespace
 
 bool is_unsupported_kind(const std::string& key) {
-  return key == "loop" || key == "for_each" || key == "approval" ||
+  return key == "loop" || key == "approval" ||
          key == "timer" || key == "signal";
 }
 

@@ -9,6 +9,7 @@
 #include <smithers/limits.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -16,6 +17,7 @@ namespace smithers::spec {
 
 std::string child_node_path(const std::string& parent, node_kind parent_kind, std::size_t i) {
   if (parent_kind == node_kind::branch) return child_path(parent, i == 0 ? "then" : "else");
+  if (parent_kind == node_kind::for_each) return child_path(parent, "body");
   return index_path(child_path(parent, to_string(parent_kind)), i);
 }
 
@@ -62,18 +64,65 @@ std::string path_of(const trail& tr) {
 // Paths are built only for problems: a valid tree of 100,000 tasks would
 // otherwise build (and hash) a path string per node and per checked option.
 struct tree_checker {
+  tree_checker(const workflow& w, problems& o) : wf(w), out(o) {}
+
   const workflow& wf;
   problems& out;
 
   struct task_entry {
     const node* n;
     trail where;
+    std::vector<std::string> locals; // names of enclosing for_each variables
   };
   std::vector<task_entry> tasks;                    // tree order
   std::unordered_map<std::string, std::size_t> ids; // valid id -> its first task entry
-  std::vector<std::pair<const node*, trail>> branches;
+  std::vector<std::pair<const node*, trail>> branches; // and for_each nodes
+  std::vector<std::string> locals;                    // names in scope while collecting
+  const std::vector<std::string>* cur_locals = nullptr; // of the task being checked
+
+  static bool valid_name(const std::string& s) {
+    if (s.empty() || s.size() > 64 || std::isdigit(static_cast<unsigned char>(s[0]))) return false;
+    for (char c : s)
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_') return false;
+    for (const char* root : {"input", "outputs", "iteration", "run_id", "node_id", "attempt"})
+      if (s == root) return false;
+    return true;
+  }
+
+  void collect_for_each(const node& n, trail& where) {
+    branches.emplace_back(&n, where);
+    std::string path = path_of(where);
+    if (!util::valid_node_id(n.id))
+      out.push_back({child_path(path, "for_each"),
+                     "for_each id \"" + n.id + "\" must be 1-" +
+                         std::to_string(util::max_node_id_length) + " characters of [A-Za-z0-9_-]"});
+    if (n.items.rfind("input.", 0) != 0 && n.items.rfind("outputs.", 0) != 0)
+      out.push_back({child_path(path, "items"),
+                     "must be a path starting with \"input.\" or \"outputs.<task id>\""});
+    if (!valid_name(n.item_name))
+      out.push_back({child_path(path, "as"),
+                     "must be a name of letters, digits and _ (not starting with a digit, at most "
+                     "64 characters) other than input, outputs, iteration, run_id, node_id and "
+                     "attempt"});
+    if (n.max_concurrency && out_of_range(*n.max_concurrency, false))
+      out.push_back({child_path(path, "max_concurrency"), range_message(false)});
+    if (n.children.size() != 1) {
+      out.push_back({path, "a for_each has exactly one body node"});
+      return;
+    }
+    locals.push_back(n.item_name);
+    locals.push_back(n.item_name + "_index");
+    where.emplace_back(&n, 0);
+    collect(n.children[0], where);
+    where.pop_back();
+    locals.resize(locals.size() - 2);
+  }
 
   void collect(const node& n, trail& where) {
+    if (n.kind == node_kind::for_each) {
+      collect_for_each(n, where);
+      return;
+    }
     if (n.kind == node_kind::branch) {
       branches.emplace_back(&n, where);
       if (!util::valid_node_id(n.id))
@@ -86,8 +135,23 @@ struct tree_checker {
         out.push_back({child_path(path_of(where), "if"), "a branch needs an `if` predicate"});
     }
     if (n.is_task()) {
-      tasks.push_back({&n, where});
-      if (!util::valid_node_id(n.id)) {
+      tasks.push_back({&n, where, locals});
+      if (!locals.empty()) {
+        // Inside a for_each: the id is a template of the item (checked with
+        // the task's other templates; what it gives, at render).
+        if (!has_template(n.id))
+          out.push_back({child_path(path_of(where), "task"),
+                         "task id \"" + n.id + "\" is inside a for_each: it must use {{" +
+                             locals[locals.size() - 2] + "...}} or {{" + locals.back() +
+                             "}} so that each item's task has its own id"});
+        else
+          for (const auto& p : check_template(n.id, child_path(path_of(where), "task"), locals))
+            out.push_back(p);
+        if (auto [it, fresh] = ids.emplace(n.id, tasks.size() - 1); !fresh)
+          out.push_back({child_path(path_of(where), "task"),
+                         "duplicate task id \"" + n.id + "\" (also at " +
+                             path_of(tasks[it->second].where) + ")"});
+      } else if (!util::valid_node_id(n.id)) {
         out.push_back(
             {child_path(path_of(where), "task"), "task id \"" + n.id + "\" must be 1-" +
                                                      std::to_string(util::max_node_id_length) +
@@ -128,7 +192,8 @@ struct tree_checker {
   // False when the text has a syntax problem (reported).
   bool check_template_text(const std::string& text, const std::string& path,
                            const std::string& self) {
-    auto ps = check_template(text, path);
+    static const std::vector<std::string> none;
+    auto ps = check_template(text, path, cur_locals ? *cur_locals : none);
     out.insert(out.end(), ps.begin(), ps.end());
     if (ps.empty()) check_output_refs(template_output_refs(text), path, self);
     return ps.empty();
@@ -272,23 +337,36 @@ struct tree_checker {
   void check_tasks() {
     for (const auto& e : tasks)
       if (e.n->task) {
+        cur_locals = &e.locals;
         check_task(e);
         check_output_contract(e);
       }
+    cur_locals = nullptr;
     check_branches();
   }
 
-  // A branch's id is unique among all nodes; its predicate reads tasks.
+  // A branch's or for_each's id is unique among all nodes; a branch's
+  // predicate and a for_each's items read tasks.
   void check_branches() {
     std::unordered_map<std::string, std::string> seen; // id -> path
     for (const auto& [n, where] : branches) {
       std::string path = path_of(where);
+      const char* kind = to_string(n->kind);
       if (ids.count(n->id))
-        out.push_back({child_path(path, "branch"), "branch id \"" + n->id + "\" is also a task id (at " +
-                                                      path_of(tasks[ids.at(n->id)].where) + ")"});
+        out.push_back({child_path(path, kind), std::string{kind} + " id \"" + n->id +
+                                                   "\" is also a task id (at " +
+                                                   path_of(tasks[ids.at(n->id)].where) + ")"});
       else if (auto [it, fresh] = seen.emplace(n->id, path); !fresh)
-        out.push_back({child_path(path, "branch"),
-                       "duplicate branch id \"" + n->id + "\" (also at " + it->second + ")"});
+        out.push_back({child_path(path, kind), "duplicate " + std::string{kind} + " id \"" +
+                                                   n->id + "\" (also at " + it->second + ")"});
+      if (n->kind == node_kind::for_each) {
+        if (n->items.rfind("outputs.", 0) == 0) {
+          std::string rest = n->items.substr(8);
+          std::string id = rest.substr(0, rest.find('.'));
+          check_output_refs({id}, child_path(path, "items"), "");
+        }
+        continue;
+      }
       if (n->condition.is_null()) continue;
       auto ps = check_predicate(n->condition, child_path(path, "if"));
       out.insert(out.end(), ps.begin(), ps.end());
@@ -413,7 +491,7 @@ struct tree_checker {
 
 problems validate_tree(const workflow& wf, const node& root) {
   problems out;
-  tree_checker tc{wf, out, {}, {}, {}};
+  tree_checker tc{wf, out};
   trail where;
   tc.collect(root, where);
   tc.check_tasks();

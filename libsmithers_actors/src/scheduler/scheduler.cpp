@@ -75,9 +75,9 @@ scheduler::scheduler(const plan& p, std::int64_t run_max_concurrency,
       for (index c : pn.children)
         done += complete_[c] ? 1 : 0;
       done_children_[n] = done;
-      // An undecided branch (no children until a render decides it) is
-      // never done: what comes after it waits.
-      complete_[n] = pn.kind != node_kind::branch &&
+      // An undecided branch or for_each (no children until a render
+      // decides it) is never done: what comes after it waits.
+      complete_[n] = pn.kind != node_kind::branch && pn.kind != node_kind::for_each &&
                      done == static_cast<std::int32_t>(pn.children.size());
       if (pn.kind == node_kind::sequence) {
         std::int32_t c = 0;

@@ -11,8 +11,8 @@
 //    ends skipped or failed (with continue_on_fail) skips the task;
 //  - a failure without continue_on_fail stops new starts: the run fails once
 //    the tasks in flight have ended;
-//  - a branch node in a plan is an undecided branch (render turns decided
-//    ones into sequences): never done, so what follows it waits.
+//  - a branch or for_each node in a plan is undecided (render turns decided
+//    ones into groups): never done, so what follows it waits.
 #pragma once
 
 #include "scheduler/plan.hpp"

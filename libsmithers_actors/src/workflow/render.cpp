@@ -1,8 +1,12 @@
 #include "workflow/render.hpp"
 
 #include "expr/predicate.hpp"
+#include "expr/template.hpp"
+#include "util/ids.hpp"
 #include "util/hash.hpp"
 #include "util/json_text.hpp"
+
+#include <unordered_set>
 
 namespace smithers {
 
@@ -25,6 +29,10 @@ public:
     }
     if (n.kind == node_kind::branch) {
       branch(n);
+      return;
+    }
+    if (n.kind == node_kind::for_each) {
+      for_each(n);
       return;
     }
     out_ += '{';
@@ -59,6 +67,26 @@ private:
       out_ += "null";
     else
       tree(n.children[0]);
+    out_ += '}';
+  }
+
+  // {"as":..,"body":..,"for_each":id,"items":..[,"max_concurrency":N]}
+  void for_each(const node& n) {
+    out_ += R"({"as":)";
+    str(n.item_name);
+    out_ += R"(,"body":)";
+    if (n.children.empty())
+      out_ += "null";
+    else
+      tree(n.children[0]);
+    out_ += R"(,"for_each":)";
+    str(n.id);
+    out_ += R"(,"items":)";
+    str(n.items);
+    if (n.max_concurrency) {
+      out_ += R"(,"max_concurrency":)";
+      num(*n.max_concurrency);
+    }
     out_ += '}';
   }
 
@@ -98,6 +126,10 @@ private:
     if (!t.label.empty()) {
       key("label");
       str(t.label);
+    }
+    if (!t.locals.is_null()) {
+      key("locals");
+      util::append_json(out_, t.locals);
     }
     if (!t.needs.empty()) {
       key("needs");
@@ -197,7 +229,7 @@ bool has_control(const node& n) {
   while (!stack.empty()) {
     const node* cur = stack.back();
     stack.pop_back();
-    if (cur->kind == node_kind::branch) return true;
+    if (cur->kind == node_kind::branch || cur->kind == node_kind::for_each) return true;
     for (const auto& c : cur->children)
       stack.push_back(&c);
   }
@@ -215,7 +247,11 @@ public:
 
   node expand(const node& n) {
     if (n.kind == node_kind::branch) return decide(n);
-    if (n.is_task()) return n;
+    if (n.kind == node_kind::for_each) return fan_out(n);
+    if (n.is_task()) {
+      if (!locals_) return n;
+      return with_locals(n);
+    }
     node out;
     out.kind = n.kind;
     out.id = n.id;
@@ -228,17 +264,98 @@ public:
   }
 
 private:
+  // Undecided: stays in the tree without children, so the scheduler waits.
+  node waiting(const node& n) {
+    undecided_.push_back(n.id);
+    node w;
+    w.kind = n.kind;
+    w.id = n.id;
+    w.condition = n.condition;
+    w.items = n.items;
+    w.item_name = n.item_name;
+    return w;
+  }
+
+  // The body once per element of the items array, in a parallel group.
+  node fan_out(const node& n) {
+    static const json no_input = json::object();
+    std::string_view path = n.items;
+    const json* items = nullptr;
+    bool ended = true; // whether the array can still appear
+    if (path.rfind("input.", 0) == 0) {
+      items = spec::find_path(ctx_.input ? *ctx_.input : no_input, path.substr(6));
+    } else if (path.rfind("outputs.", 0) == 0) {
+      auto rest = path.substr(8);
+      auto dot = rest.find('.');
+      std::string id{rest.substr(0, dot)};
+      if (!ctx_.ended || !ctx_.ended->count(id)) return waiting(n);
+      if (ctx_.outputs) {
+        auto it = ctx_.outputs->find(id);
+        if (it != ctx_.outputs->end())
+          items = dot == std::string_view::npos ? &it->second
+                                                : spec::find_path(it->second, rest.substr(dot + 1));
+      }
+    } else {
+      ended = false;
+    }
+    if (!items)
+      throw smithers_error(errc::invalid_input,
+                           "for_each \"" + n.id + "\": items \"" + n.items + "\" " +
+                               (ended ? "does not exist" : "is not an input or output path"),
+                           {{"for_each", n.id}, {"path", n.items}});
+    if (!items->is_array())
+      throw smithers_error(errc::invalid_input,
+                           "for_each \"" + n.id + "\": items \"" + n.items +
+                               "\" is not an array (" + std::string(items->type_name()) + ")",
+                           {{"for_each", n.id}, {"path", n.items}});
+    node out = parallel({}, n.max_concurrency);
+    out.id = n.id;
+    out.children.reserve(items->size());
+    const json* outer = locals_;
+    for (std::size_t i = 0; i < items->size(); ++i) {
+      json locals = outer ? *outer : json::object();
+      locals[n.item_name] = (*items)[i];
+      locals[n.item_name + "_index"] = i;
+      locals_ = &locals;
+      if (!n.children.empty()) out.children.push_back(expand(n.children[0]));
+    }
+    locals_ = outer;
+    return out;
+  }
+
+  // A task in a for_each body: its id (and the ids it needs) with the
+  // element's values, its templates left for the attempt (with the locals).
+  node with_locals(const node& n) {
+    spec::template_scope scope;
+    scope.input = ctx_.input;
+    scope.outputs = ctx_.outputs;
+    scope.run_id = ctx_.run_id;
+    scope.locals = locals_;
+    node out = n;
+    auto expand_id = [&](const std::string& text) {
+      std::string id = spec::expand(text, scope);
+      if (!util::valid_node_id(id))
+        throw smithers_error(errc::invalid_input,
+                             "id \"" + text + "\" gives \"" + id + "\" for item " +
+                                 locals_->dump() + ", which is not 1-" +
+                                 std::to_string(util::max_node_id_length) +
+                                 " characters of [A-Za-z0-9_-]",
+                             {{"id", text}});
+      return id;
+    };
+    out.id = expand_id(n.id);
+    auto spec2 = std::make_shared<task_spec>(*n.task);
+    spec2->locals = *locals_;
+    for (auto& need : spec2->needs)
+      if (spec::has_template(need)) need = expand_id(need);
+    out.task = std::move(spec2);
+    return out;
+  }
+
   node decide(const node& n) {
     // Undecided while a node it reads has not ended (docs/workflow-format.md).
     for (const auto& id : spec::predicate_output_refs(n.condition))
-      if (!ctx_.ended || !ctx_.ended->count(id)) {
-        undecided_.push_back(n.id);
-        node waiting;
-        waiting.kind = node_kind::branch;
-        waiting.id = n.id;
-        waiting.condition = n.condition;
-        return waiting;
-      }
+      if (!ctx_.ended || !ctx_.ended->count(id)) return waiting(n);
     node out = sequence({});
     static const json no_input = json::object();
     static const std::unordered_map<std::string, json> no_outputs;
@@ -251,7 +368,26 @@ private:
 
   const render_context& ctx_;
   std::vector<std::string>& undecided_;
+  const json* locals_ = nullptr; // inside a for_each body: the element's variables
 };
+
+// Ids a fan-out gave more than once (two elements alike where the id
+// template reads only part of them) would be two nodes with one key.
+void check_unique_ids(const node& root) {
+  std::unordered_set<std::string> seen;
+  std::vector<const node*> stack{&root};
+  while (!stack.empty()) {
+    const node* cur = stack.back();
+    stack.pop_back();
+    if (cur->is_task() && !seen.insert(cur->id).second)
+      throw smithers_error(errc::invalid_input,
+                           "two nodes get the id \"" + cur->id +
+                               "\": a for_each's ids must differ for every item",
+                           {{"id", cur->id}});
+    for (const auto& c : cur->children)
+      stack.push_back(&c);
+  }
+}
 
 } // namespace
 
@@ -262,9 +398,10 @@ rendered_tree render(const std::shared_ptr<const workflow>& wf, const render_con
   r.source = wf->dynamic() ? std::make_shared<const node>(wf->build(ctx))
                            : std::shared_ptr<const node>(wf, &wf->root);
   r.control = has_control(*r.source);
-  if (r.control)
+  if (r.control) {
     r.root = std::make_shared<const node>(expander{ctx, r.undecided}.expand(*r.source));
-  else
+    check_unique_ids(*r.root);
+  } else
     r.root = r.source;
   r.canonical = std::make_shared<const std::string>(canonical_text(*r.root));
   r.hash = util::sha256_hex(*r.canonical);

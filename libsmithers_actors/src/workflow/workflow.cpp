@@ -14,6 +14,8 @@ const char* to_string(node_kind k) {
     return "parallel";
   case node_kind::branch:
     return "branch";
+  case node_kind::for_each:
+    return "for_each";
   }
   return "?";
 }
@@ -109,6 +111,18 @@ node branch(std::string id, json if_predicate, node then_node, std::optional<nod
   n.condition = std::move(if_predicate);
   n.children.push_back(std::move(then_node));
   if (else_node) n.children.push_back(std::move(*else_node));
+  return n;
+}
+
+node for_each(std::string id, std::string items_path, std::string as, node body,
+              std::optional<std::int64_t> max_concurrency) {
+  node n;
+  n.kind = node_kind::for_each;
+  n.id = std::move(id);
+  n.items = std::move(items_path);
+  n.item_name = std::move(as);
+  n.max_concurrency = max_concurrency;
+  n.children.push_back(std::move(body));
   return n;
 }
 
