@@ -83,11 +83,14 @@ void run_core::node_row(sched::index t, const node_key& k, node_state s) {
   // A value's output reaches outputs_ only once committed (on_committed):
   // it has ended for control flow from then on.
   bool value_output = s == node_state::finished && spec && spec->kind == task_kind::value;
-  if (tree_.control && !value_output &&
+  // Kept when control flow may read it: a tree with control flow, or a
+  // build function that may return one later.
+  bool track = tree_.control || cfg_.wf->dynamic();
+  if (track && !value_output &&
       (s == node_state::finished || s == node_state::failed || s == node_state::skipped)) {
-    // A branch reading this node may be decided now, output or not.
+    // A branch or for_each reading this node may be decided now, output or not.
     ended_.insert(k.id);
-    dirty_ = true;
+    if (tree_.control_reads.count(k.id)) control_dirty_ = true;
   }
 }
 
@@ -205,7 +208,7 @@ void run_core::start() {
   tree_ = std::move(cfg_.first_render);
   // The first render knew outputs but not which nodes ended without one:
   // control flow is decided again at the first tick.
-  dirty_ = tree_.control;
+  control_dirty_ = tree_.control;
   if (cfg_.resume) {
     resume(*cfg_.resume);
     return;
@@ -221,9 +224,10 @@ void run_core::resume(resume_state& r) {
   outputs_ = std::move(r.outputs);
   checkpoints_ = std::move(r.checkpoints);
   frame_no_ = r.next_frame;
-  for (const auto& [k, st] : r.states)
-    if (st == node_state::finished || st == node_state::failed || st == node_state::skipped)
-      ended_.insert(k.id);
+  if (tree_.control || cfg_.wf->dynamic())
+    for (const auto& [k, st] : r.states)
+      if (st == node_state::finished || st == node_state::failed || st == node_state::skipped)
+        ended_.insert(k.id);
   std::int64_t at = now();
   error lost{errc::task_aborted,
              "the process driving the run ended while this attempt was in flight"};
@@ -267,6 +271,7 @@ void run_core::resume(resume_state& r) {
 
 void run_core::rerender() {
   dirty_ = false;
+  control_dirty_ = false;
   render_context rc{cfg_.run_id, cfg_.input.get(), &outputs_, &ended_};
   rendered_tree next;
   try {
@@ -646,7 +651,7 @@ void run_core::never_reached(sched::index t, const node_key& k, const char* reas
 void run_core::tick() {
   tick_queued_ = false;
   if (ending_) return;
-  if (dirty_ && (cfg_.wf->dynamic() || tree_.control)) rerender();
+  if ((dirty_ && cfg_.wf->dynamic()) || control_dirty_) rerender();
   if (ending_) return;
   if (stopping_ != stop_mode::none) {
     if (live_.empty() && !results_pending()) finish_stop();
@@ -786,7 +791,10 @@ void run_core::on_committed(std::uint64_t id) {
   for (auto& v : b.values) {
     sched::index t = v.plan_gen == plan_gen_ ? v.task : plan_->find(v.key);
     outputs_[v.key.id] = std::move(v.output);
-    if (tree_.control) ended_.insert(v.key.id);
+    if (tree_.control || cfg_.wf->dynamic()) {
+      ended_.insert(v.key.id);
+      if (tree_.control_reads.count(v.key.id)) control_dirty_ = true;
+    }
     dirty_ = true;
     if (t >= 0) sched_->complete(t, node_state::finished);
   }

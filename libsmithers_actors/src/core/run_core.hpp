@@ -248,6 +248,7 @@ private:
   bool tick_queued_ = false;
   bool flush_deferred_ = false; // writes wait for the batch in flight
   bool dirty_ = false;          // outputs changed since the last render (dynamic workflows)
+  bool control_dirty_ = false;  // a node control flow reads has ended since the last render
   bool ending_ = false;
   stop_mode stopping_ = stop_mode::none;
   error stop_error_;

@@ -223,17 +223,30 @@ json canonical_tree(const node& root) {
 
 namespace {
 
-bool has_control(const node& n) {
+// Whether a tree has control flow, and which nodes it reads.
+bool scan_control(const node& n, std::unordered_set<std::string>& reads) {
+  bool found = false;
   // Iterative: deep trees must not overflow the stack.
   std::vector<const node*> stack{&n};
   while (!stack.empty()) {
     const node* cur = stack.back();
     stack.pop_back();
-    if (cur->kind == node_kind::branch || cur->kind == node_kind::for_each) return true;
+    if (cur->kind == node_kind::branch) {
+      found = true;
+      for (auto& id : spec::predicate_output_refs(cur->condition))
+        reads.insert(std::move(id));
+    } else if (cur->kind == node_kind::for_each) {
+      found = true;
+      std::string_view path = cur->items;
+      if (path.rfind("outputs.", 0) == 0) {
+        auto rest = path.substr(8);
+        reads.emplace(rest.substr(0, rest.find('.')));
+      }
+    }
     for (const auto& c : cur->children)
       stack.push_back(&c);
   }
-  return false;
+  return found;
 }
 
 // Decides control flow: a branch becomes a sequence of the child it chose
@@ -397,7 +410,7 @@ rendered_tree render(const std::shared_ptr<const workflow>& wf, const render_con
   // 100,000-task tree is a pass of cache misses to copy and one to free).
   r.source = wf->dynamic() ? std::make_shared<const node>(wf->build(ctx))
                            : std::shared_ptr<const node>(wf, &wf->root);
-  r.control = has_control(*r.source);
+  r.control = scan_control(*r.source, r.control_reads);
   if (r.control) {
     r.root = std::make_shared<const node>(expander{ctx, r.undecided}.expand(*r.source));
     check_unique_ids(*r.root);

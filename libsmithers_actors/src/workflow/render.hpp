@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 namespace smithers {
@@ -22,8 +23,11 @@ struct rendered_tree {
   /// not ended. Nothing of theirs is mounted.
   std::vector<std::string> undecided;
   /// Whether the source has control flow: such a tree is rendered again
-  /// whenever a node ends, static or not.
+  /// whenever a node it reads ends, static or not.
   bool control = false;
+  /// Ids of the nodes control flow reads (branch predicates, for_each
+  /// items): when one of them ends, a decision may change.
+  std::unordered_set<std::string> control_reads;
   /// The canonical JSON, serialized once: kept as text because a large tree
   /// as a json value costs several times its size in memory.
   std::shared_ptr<const std::string> canonical;
