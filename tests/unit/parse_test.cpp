@@ -279,6 +279,13 @@ TEST_CASE("every workflow-file problem is reported with its JSON path") {
        wf_with({{"branch", "b"}, {"if", {{"input", "x"}, {"exists", true}}}, {"then", task("a")},
                 {"else", {{"task", "c"}}}}),
        "root.else", "one of run, value, compute"},
+      {"a task beside a branch needing a task inside it",
+       wf_with({{"parallel",
+                 {{{"branch", "b"},
+                   {"if", {{"input", "x"}, {"exists", true}}},
+                   {"then", task("inner")}},
+                  {{"task", "beside"}, {"value", json::object()}, {"needs", {"inner"}}}}}}),
+       "root.parallel[1].needs[0]", "is inside branch \"b\""},
       {"for_each without items",
        wf_with({{"for_each", "fe"}, {"as", "f"}, {"body", task("t-{{f_index}}")}}), "root",
        "needs \"items\""},
@@ -485,4 +492,17 @@ TEST_CASE("a for_each parses; templates in its body may name its variables") {
   json canon = canonical_tree(res.wf->root);
   CHECK(canon["sequence"][1]["for_each"] == "per-file");
   CHECK(canon["sequence"][1]["body"]["task"] == "lint-{{file_index}}");
+}
+
+TEST_CASE("a task after a branch in a sequence may read what the branch mounted") {
+  json doc = wf_with({{"sequence",
+                       {{{"branch", "b"},
+                         {"if", {{"input", "x"}, {"exists", true}}},
+                         {"then", task("inner")}},
+                        {{"task", "after"},
+                         {"run", {"echo", "{{outputs.inner}}"}},
+                         {"needs", {"inner"}}}}}});
+  auto res = parse_workflow(doc);
+  INFO(join(res.errors));
+  CHECK(res.wf);
 }

@@ -426,17 +426,52 @@ struct tree_checker {
         return d < mine.size() && d < theirs.size() && mine[d].first == theirs[d].first &&
                mine[d].first->kind == node_kind::sequence && mine[d].second < theirs[d].second;
       };
-      for (std::size_t k = 0; k < t.needs.size(); ++k)
+      // A task inside a branch or for_each that does not hold this one
+      // exists only once that node is decided: this one must come after it
+      // in a sequence, or it could start before the other is even mounted
+      // (and read nothing). Returns that node, or nullptr.
+      auto undecided_before = [&](const std::string& id) -> const node* {
+        auto it = ids.find(id);
+        if (it == ids.end()) return nullptr;
+        const trail& theirs = tasks[it->second].where;
+        for (std::size_t k = 0; k < theirs.size(); ++k) {
+          const node* c = theirs[k].first;
+          if (c->kind != node_kind::branch && c->kind != node_kind::for_each) continue;
+          if (k < mine.size() && mine[k] == theirs[k]) continue; // this task is inside it too
+          // c's place: theirs[0..k). Does it come before this task in a sequence?
+          std::size_t d = 0;
+          while (d < k && d < mine.size() && mine[d] == theirs[d])
+            ++d;
+          bool before = d < k && d < mine.size() && mine[d].first == theirs[d].first &&
+                        mine[d].first->kind == node_kind::sequence &&
+                        theirs[d].second < mine[d].second;
+          if (!before) return c;
+        }
+        return nullptr;
+      };
+      auto inside_message = [&](const std::string& id, const node* c) {
+        return "\"" + id + "\" is inside " + to_string(c->kind) + " \"" + c->id +
+               "\", which may not be decided when task \"" + e.n->id +
+               "\" starts: put the task inside it, or after it in a sequence";
+      };
+      for (std::size_t k = 0; k < t.needs.size(); ++k) {
         if (later(t.needs[k]))
           out.push_back({index_path(child_path(path_of(mine), "needs"), k),
                          "task \"" + e.n->id + "\" needs \"" + t.needs[k] +
                              "\", which comes after it in a sequence: it could never start"});
+        else if (const node* c = undecided_before(t.needs[k]))
+          out.push_back({index_path(child_path(path_of(mine), "needs"), k),
+                         inside_message(t.needs[k], c)});
+      }
       auto check_refs = [&](const std::vector<std::string>& refs, const std::string& where) {
-        for (const auto& id : refs)
+        for (const auto& id : refs) {
           if (later(id))
             out.push_back({where, "task \"" + e.n->id + "\" reads the output of \"" + id +
                                       "\", which comes after it in a sequence: it could never "
                                       "be there when the task starts"});
+          else if (const node* c = undecided_before(id))
+            out.push_back({where, inside_message(id, c)});
+        }
       };
       if (t.kind == task_kind::command) {
         if (t.use_shell) check_refs(template_output_refs(t.shell), child_path(path_of(mine), "run"));
