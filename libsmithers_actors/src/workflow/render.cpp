@@ -294,7 +294,7 @@ private:
     static const json no_input = json::object();
     std::string_view path = n.items;
     const json* items = nullptr;
-    bool ended = true; // whether the array can still appear
+    bool known_root = true; // an input or output path (validation allows no other)
     if (path.rfind("input.", 0) == 0) {
       items = spec::find_path(ctx_.input ? *ctx_.input : no_input, path.substr(6));
     } else if (path.rfind("outputs.", 0) == 0) {
@@ -309,12 +309,12 @@ private:
                                                 : spec::find_path(it->second, rest.substr(dot + 1));
       }
     } else {
-      ended = false;
+      known_root = false;
     }
     if (!items)
       throw smithers_error(errc::invalid_input,
                            "for_each \"" + n.id + "\": items \"" + n.items + "\" " +
-                               (ended ? "does not exist" : "is not an input or output path"),
+                               (known_root ? "does not exist" : "is not an input or output path"),
                            {{"for_each", n.id}, {"path", n.items}});
     if (!items->is_array())
       throw smithers_error(errc::invalid_input,
