@@ -41,14 +41,16 @@
 //
 // persistence_actor (one per engine; actors/persistence_actor.cpp)
 //   accepts  (write, batch_id, write_batch_ptr)        from any actor
-//            (load, run_id) -> run_snapshot_ptr        from the engine (request)
-//            (exec, store_job_ptr) -> store_job_ptr    from the engine (request)
+//            (load, run_id)                            from the engine (a scoped actor)
+//            (exec, store_job_ptr)                     from the engine (a scoped actor)
 //            (flush)                                   from itself (group commit)
 //   sends    (committed, batch_id) or (failed, batch_id, code, message) to the writer
+//            (loaded, run_snapshot_ptr), (done, store_job_ptr) back to who asked
 //
-// request_poller (one per engine with a database file; actors/engine.cpp)
+// request_poller (one per engine with a database file; actors/ownership.cpp)
 //   accepts  (poll)                                    from itself, every 250 ms
-//   sends    what other processes asked (cancellations, handovers) to the engine
+//   calls    the engine's handler with what other processes asked of its runs
+//            (cancellations, handovers); the engine tells the run's supervisor
 //
 // What crosses a process boundary (a remote worker, later) is plain data with
 // an inspect() below: node_key, attempt_key and executors::task_request. The
