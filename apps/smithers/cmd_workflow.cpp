@@ -94,6 +94,33 @@ struct ends {
   std::vector<std::string> last;
 };
 
+ends dot_node(const node& n, std::ostream& out, int& cluster, const std::string& indent);
+
+/// A cluster whose children all start where it starts and end where it ends
+/// (a parallel group, a for_each body, a branch's sides); `sub` labels put
+/// each child in a dashed cluster of its own.
+ends dot_cluster(const std::vector<node>& kids, const std::string& label, const char* style,
+                 const std::vector<const char*>& sub, std::ostream& out, int& cluster,
+                 const std::string& indent) {
+  ends e;
+  out << indent << "subgraph cluster_" << cluster++ << " {\n"
+      << indent << "  label=" << dot_id(label) << "; style=" << style << ";\n";
+  for (std::size_t i = 0; i < kids.size(); ++i) {
+    std::string inner = indent + "  ";
+    if (i < sub.size()) {
+      out << inner << "subgraph cluster_" << cluster++ << " {\n"
+          << inner << "  label=" << dot_id(sub[i]) << "; style=dashed;\n";
+      inner += "  ";
+    }
+    auto ce = dot_node(kids[i], out, cluster, inner);
+    if (i < sub.size()) out << indent << "  }\n";
+    e.first.insert(e.first.end(), ce.first.begin(), ce.first.end());
+    e.last.insert(e.last.end(), ce.last.begin(), ce.last.end());
+  }
+  out << indent << "}\n";
+  return e;
+}
+
 ends dot_node(const node& n, std::ostream& out, int& cluster, const std::string& indent) {
   if (n.is_task()) {
     // "\n" is DOT's own line break inside a label, so it goes in unescaped.
@@ -103,51 +130,20 @@ ends dot_node(const node& n, std::ostream& out, int& cluster, const std::string&
     return {{n.id}, {n.id}};
   }
   ends e;
-  if (n.kind == node_kind::branch) {
-    // One cluster; then and else each in one of their own: whichever runs
-    // starts where the branch starts.
-    out << indent << "subgraph cluster_" << cluster++ << " {\n"
-        << indent << "  label=" << dot_id("branch " + n.id + " if " + n.condition.dump())
-        << "; style=dotted;\n";
-    for (std::size_t i = 0; i < n.children.size(); ++i) {
-      out << indent << "  subgraph cluster_" << cluster++ << " {\n"
-          << indent << "    label=" << dot_id(i == 0 ? "then" : "else") << "; style=dashed;\n";
-      auto ce = dot_node(n.children[i], out, cluster, indent + "    ");
-      out << indent << "  }\n";
-      e.first.insert(e.first.end(), ce.first.begin(), ce.first.end());
-      e.last.insert(e.last.end(), ce.last.begin(), ce.last.end());
-    }
-    out << indent << "}\n";
-    return e;
-  }
-  if (n.kind == node_kind::for_each) {
-    // The body once, in a cluster that says it runs per item.
-    out << indent << "subgraph cluster_" << cluster++ << " {\n"
-        << indent << "  label="
-        << dot_id("for_each " + n.id + " over " + n.items + " as " + n.item_name)
-        << "; style=dotted;\n";
-    for (const auto& c : n.children) {
-      auto ce = dot_node(c, out, cluster, indent + "  ");
-      e.first.insert(e.first.end(), ce.first.begin(), ce.first.end());
-      e.last.insert(e.last.end(), ce.last.begin(), ce.last.end());
-    }
-    out << indent << "}\n";
-    return e;
-  }
-  if (n.kind == node_kind::parallel) {
-    out << indent << "subgraph cluster_" << cluster++ << " {\n"
-        << indent << "  label="
-        << dot_id(n.max_concurrency ? "parallel (max " + std::to_string(*n.max_concurrency) + ")"
-                                    : std::string{"parallel"})
-        << "; style=dashed;\n";
-    for (const auto& c : n.children) {
-      auto ce = dot_node(c, out, cluster, indent + "  ");
-      e.first.insert(e.first.end(), ce.first.begin(), ce.first.end());
-      e.last.insert(e.last.end(), ce.last.begin(), ce.last.end());
-    }
-    out << indent << "}\n";
-    return e;
-  }
+  if (n.kind == node_kind::branch)
+    // then and else each in a cluster of their own: whichever runs starts
+    // where the branch starts.
+    return dot_cluster(n.children, "branch " + n.id + " if " + n.condition.dump(), "dotted",
+                       {"then", "else"}, out, cluster, indent);
+  if (n.kind == node_kind::for_each) // the body once, in a cluster that says it runs per item
+    return dot_cluster(n.children, "for_each " + n.id + " over " + n.items + " as " + n.item_name,
+                       "dotted", {}, out, cluster, indent);
+  if (n.kind == node_kind::parallel)
+    return dot_cluster(n.children,
+                       n.max_concurrency
+                           ? "parallel (max " + std::to_string(*n.max_concurrency) + ")"
+                           : std::string{"parallel"},
+                       "dashed", {}, out, cluster, indent);
   // sequence: each child's ends lead to the next child's starts
   std::vector<std::string> prev;
   bool first_child = true;

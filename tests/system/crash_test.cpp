@@ -472,6 +472,23 @@ crash_story crash_and_resume(const sandbox& sb, const std::string& wf_path,
   }
 }
 
+/// The outputs of an uninterrupted run of `make(side file)`, which must run
+/// exactly `nodes`, each once (one line each in the side file).
+json uninterrupted_outputs(json (*make)(const std::string&), const std::vector<std::string>& nodes) {
+  sandbox ref;
+  auto side = ref.file("side.txt");
+  auto r = ref.cli({"run", ref.write("wf.json", make(side)), "--run-id", "ref"});
+  INFO(brief(r));
+  REQUIRE(r.exit_code == 0);
+  json reference = ref.inspect("ref")["outputs"];
+  REQUIRE(reference.size() == nodes.size());
+  auto lines = line_counts(side);
+  REQUIRE(lines.size() == nodes.size());
+  for (const auto& [id, n] : lines)
+    REQUIRE(n == 1);
+  return reference;
+}
+
 } // namespace
 
 TEST_CASE("a 200-task workflow killed with SIGKILL at random moments resumes to exactly one "
@@ -484,20 +501,7 @@ TEST_CASE("a 200-task workflow killed with SIGKILL at random moments resumes to 
   REQUIRE(nodes.size() >= 200);
 
   // The outputs of an uninterrupted run of the same workflow.
-  json reference;
-  {
-    sandbox ref;
-    auto side = ref.file("side.txt");
-    auto r = ref.cli({"run", ref.write("wf.json", big_workflow(side)), "--run-id", "ref"});
-    INFO(brief(r));
-    REQUIRE(r.exit_code == 0);
-    reference = ref.inspect("ref")["outputs"];
-    REQUIRE(reference.size() == nodes.size());
-    auto lines = line_counts(side);
-    REQUIRE(lines.size() == nodes.size());
-    for (const auto& [id, n] : lines)
-      REQUIRE(n == 1);
-  }
+  json reference = uninterrupted_outputs(big_workflow, nodes);
 
   const int trials = 5;
   int interrupted = 0;
@@ -1090,16 +1094,7 @@ TEST_CASE("a workflow of branches killed with SIGKILL at random moments resumes 
   std::mt19937_64 rng(seed);
   INFO("seed " << seed << " (SMITHERS_CRASH_SEED=" << seed << " replays it)");
   const auto nodes = branch_workflow_nodes();
-  json reference;
-  {
-    sandbox ref;
-    auto side = ref.file("side.txt");
-    auto r = ref.cli({"run", ref.write("wf.json", branch_workflow(side)), "--run-id", "ref"});
-    INFO(brief(r));
-    REQUIRE(r.exit_code == 0);
-    reference = ref.inspect("ref")["outputs"];
-    REQUIRE(reference.size() == nodes.size());
-  }
+  json reference = uninterrupted_outputs(branch_workflow, nodes);
   const int trials = 5;
   int interrupted = 0;
   for (int trial = 0; trial < trials; ++trial) {

@@ -702,13 +702,15 @@ void run_core::check_end() {
     if (la.task < 0) return;
   // The run's end is written after every batch already sent (the store
   // commits in order), so it is never durable before the outputs it reports.
-  auto names_of = [&](const std::vector<sched::index>& tasks, json& ids, std::string& names) {
-    for (auto t : tasks) {
-      const std::string name = to_string(plan_->keys[static_cast<std::size_t>(t)]);
-      ids.push_back(name);
-      names += (names.empty() ? "" : ", ") + name;
-    }
+  auto add_name = [](const std::string& name, json& ids, std::string& names) {
+    ids.push_back(name);
+    names += (names.empty() ? "" : ", ") + name;
   };
+  auto names_of = [&](const std::vector<sched::index>& tasks, json& ids, std::string& names) {
+    for (auto t : tasks)
+      add_name(to_string(plan_->keys[static_cast<std::size_t>(t)]), ids, names);
+  };
+
   switch (sched_->status()) {
   case sched::outcome::running:
     return;
@@ -729,10 +731,8 @@ void run_core::check_end() {
       // that will never end (one no branch mounted).
       json ids = json::array();
       std::string names;
-      for (const auto& id : tree_.undecided) {
-        ids.push_back(id);
-        names += (names.empty() ? "" : ", ") + id;
-      }
+      for (const auto& id : tree_.undecided)
+        add_name(id, ids, names);
       fail_run(error{errc::invalid_workflow,
                      "run cannot go on: " + names +
                          " read(s) outputs of nodes that will never run",
