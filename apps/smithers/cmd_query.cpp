@@ -166,11 +166,17 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
         std::cout << (i == 0 ? "error     " : "          ") << lines[i] << "\n";
     }
     std::cout << "input     " << shown_json(r["input"]) << "\n\nNODES\n";
+    // A node in a loop is named with its iteration: "review@2" (and, in
+    // nested loops, the outer ones': "fix@1@0").
+    auto key_of = [](const json& row) {
+      return to_string(node_key{row["node_id"].get<std::string>(),
+                                row["iteration"].get<std::int64_t>()});
+    };
     std::size_t id_width = 24;
     for (const auto& n : j["nodes"])
-      id_width = std::max(id_width, display_width(n["node_id"].get<std::string>()) + 2);
+      id_width = std::max(id_width, display_width(key_of(n)) + 2);
     for (const auto& n : j["nodes"]) {
-      std::cout << "  " << pad(shown(n["node_id"].get<std::string>()), id_width)
+      std::cout << "  " << pad(shown(key_of(n)), id_width)
                 << pad(n["state"].get<std::string>(), 14) << pad(n["kind"].get<std::string>(), 9)
                 << n["attempts"].get<std::int64_t>() << " attempt(s)";
       if (!n["label"].get<std::string>().empty())
@@ -180,7 +186,7 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
     std::cout << "\nATTEMPTS\n";
     for (const auto& a : j["attempts"]) {
       std::cout << "  "
-                << pad(shown(a["node_id"].get<std::string>()) + " #" +
+                << pad(shown(key_of(a)) + " #" +
                            std::to_string(a["attempt"].get<std::int64_t>()),
                        id_width + 4)
                 << pad(a["state"].get<std::string>(), 13)
@@ -200,6 +206,13 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
     std::cout << "\nOUTPUTS\n";
     for (const auto& [id, out] : j["outputs"].items())
       std::cout << "  " << pad(shown(id), id_width) << shown_json(out) << "\n";
+    if (!j["loops"].empty()) {
+      std::cout << "\nLOOPS\n";
+      for (const auto& l : j["loops"])
+        std::cout << "  " << pad(shown(l["loop_id"].get<std::string>()), id_width)
+                  << pad(l["state"].get<std::string>(), 14) << "iteration "
+                  << l["iteration"].get<std::int64_t>() << "\n";
+    }
     result = exit_finished;
   });
 
@@ -342,7 +355,7 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
           std::cout << dump(e) << "\n";
         else
           std::cout << std::setw(6) << ev.seq << "  " << format_time(ev.timestamp_ms) << "  "
-                    << pad(ev.type, 18) << shown_json(ev.fields) << "\n";
+                    << pad(ev.type, 21) << shown_json(ev.fields) << "\n";
       }
       std::cout << std::flush;
     };

@@ -60,10 +60,20 @@ std::string task_summary(const node& n) {
   return s;
 }
 
+// "review until {...} (max 5, then return-last)"
+std::string loop_summary(const node& n) {
+  std::string s = n.id;
+  s += n.condition.is_null() ? " (no until)" : " until " + n.condition.dump();
+  s += " (max " + std::to_string(n.max_iterations) + ", then " +
+       (n.fail_on_max ? "fail" : "return-last") + ")";
+  return s;
+}
+
 void print_tree(const node& n, const std::string& prefix, bool last, bool root, std::ostream& out) {
   std::string line = n.is_task() ? task_summary(n) : to_string(n.kind);
   if (n.kind == node_kind::branch) line += " " + n.id + " if " + n.condition.dump();
   if (n.kind == node_kind::for_each) line += " " + n.id + " over " + n.items + " as " + n.item_name;
+  if (n.kind == node_kind::loop) line += " " + loop_summary(n);
   if (n.max_concurrency) line += " (max_concurrency " + std::to_string(*n.max_concurrency) + ")";
   out << (root ? "" : prefix + (last ? "└─ " : "├─ ")) << line << "\n";
   std::string next = root ? "" : prefix + (last ? "   " : "│  ");
@@ -138,6 +148,16 @@ ends dot_node(const node& n, std::ostream& out, int& cluster, const std::string&
   if (n.kind == node_kind::for_each) // the body once, in a cluster that says it runs per item
     return dot_cluster(n.children, "for_each " + n.id + " over " + n.items + " as " + n.item_name,
                        "dotted", {}, out, cluster, indent);
+  if (n.kind == node_kind::loop) {
+    // The body once, in a cluster that says it repeats, and an edge back
+    // from where it ends to where it starts.
+    auto le = dot_cluster(n.children, "loop " + loop_summary(n), "dotted", {}, out, cluster, indent);
+    for (const auto& a : le.last)
+      for (const auto& b : le.first)
+        out << indent << dot_id(a) << " -> " << dot_id(b)
+            << " [style=dotted, constraint=false, label=\"next iteration\"];\n";
+    return le;
+  }
   if (n.kind == node_kind::parallel)
     return dot_cluster(n.children,
                        n.max_concurrency

@@ -451,11 +451,24 @@ std::vector<workflow_case> bad_workflows() {
   cases.push_back({"template naming outputs of an unknown node",
                    seq(ok_a, json{{"task", "b"}, {"run", "echo {{outputs.ghost.x}}"}}),
                    {"root.sequence[1].run", "ghost"}});
-  cases.push_back({"unsupported kind loop",
+  cases.push_back({"unsupported kind approval",
+                   seq(ok_a, json{{"approval", "l"}, {"title", "ship it?"}}),
+                   {"root.sequence[1].approval", "not supported"}});
+  cases.push_back({"loop whose until reads no task",
                    seq(ok_a, json{{"loop", "l"},
                                   {"body", {{"task", "c"}, {"value", json::object()}}},
-                                  {"until", {{"output", "c.done"}, {"equals", true}}}}),
-                   {"root.sequence[1].loop", "not supported"}});
+                                  {"until", {{"output", "ghost.done"}, {"equals", true}}}}),
+                   {"root.sequence[1].until", "ghost"}});
+  cases.push_back({"loop with on_max_reached neither fail nor return-last",
+                   seq(ok_a, json{{"loop", "l"},
+                                  {"body", {{"task", "c"}, {"value", json::object()}}},
+                                  {"on_max_reached", "retry"}}),
+                   {"root.sequence[1].on_max_reached", "return-last"}});
+  cases.push_back({"loop with max_iterations 0",
+                   seq(ok_a, json{{"loop", "l"},
+                                  {"body", {{"task", "c"}, {"value", json::object()}}},
+                                  {"max_iterations", 0}}),
+                   {"root.sequence[1].max_iterations", "positive"}});
   cases.push_back({"unknown compute name",
                    seq(ok_a, json{{"task", "b"}, {"compute", "no_such_function"}}),
                    {"root.sequence[1].compute", "no_such_function"}});

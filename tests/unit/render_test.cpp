@@ -154,7 +154,7 @@ namespace {
 struct branch_case {
   const char* name;
   std::unordered_map<std::string, json> outputs;
-  std::unordered_set<std::string> ended;
+  std::unordered_set<node_key, node_key_hash> ended;
   bool with_else;
   std::vector<std::string> mounted; // task ids of the rendered tree, in order
   bool undecided;
@@ -175,10 +175,10 @@ TEST_CASE("render decides a branch on committed outputs, and waits while what it
   const json cond = {{"output", "check.ok"}, {"equals", true}};
   const branch_case cases[] = {
       {"undecided while check runs", {}, {}, true, {"check"}, true},
-      {"then when it holds", {{"check", {{"ok", true}}}}, {"check"}, true, {"check", "deploy"}, false},
-      {"else when it does not", {{"check", {{"ok", false}}}}, {"check"}, true, {"check", "report"}, false},
-      {"nothing without an else", {{"check", {{"ok", false}}}}, {"check"}, false, {"check"}, false},
-      {"ended without output reads as missing", {}, {"check"}, true, {"check", "report"}, false},
+      {"then when it holds", {{"check", {{"ok", true}}}}, {{"check", 0}}, true, {"check", "deploy"}, false},
+      {"else when it does not", {{"check", {{"ok", false}}}}, {{"check", 0}}, true, {"check", "report"}, false},
+      {"nothing without an else", {{"check", {{"ok", false}}}}, {{"check", 0}}, false, {"check"}, false},
+      {"ended without output reads as missing", {}, {{"check", 0}}, true, {"check", "report"}, false},
   };
   for (const auto& c : cases) {
     SECTION(c.name) {
@@ -213,7 +213,7 @@ TEST_CASE("a decided branch changes the tree's hash; a tree without control flow
                               value_task("deploy", json::object()))});
   json input = json::object();
   std::unordered_map<std::string, json> none, outs{{"check", {{"ok", true}}}};
-  std::unordered_set<std::string> ended{"check"};
+  std::unordered_set<node_key, node_key_hash> ended{node_key{"check", 0}};
   auto before = render(wf, render_context{"r", &input, &none, nullptr});
   auto after = render(wf, render_context{"r", &input, &outs, &ended});
   CHECK(before.hash != after.hash);
@@ -257,7 +257,7 @@ TEST_CASE("render fans a for_each out over its items, each task with the item's 
 TEST_CASE("a for_each over an output waits for its node, then fans out") {
   json input = json::object();
   std::unordered_map<std::string, json> outs{{"list", {{"files", {{{"name", "x"}}}}}}};
-  std::unordered_set<std::string> ended{"list"};
+  std::unordered_set<node_key, node_key_hash> ended{node_key{"list", 0}};
   auto wf = fan_out_workflow("outputs.list.files");
   auto before = render(wf, render_context{"r", &input, &outs, nullptr});
   CHECK(before.undecided == std::vector<std::string>{"each"});
@@ -297,4 +297,48 @@ TEST_CASE("a for_each refuses items that are missing, not an array, or give bad 
       }
     }
   }
+}
+
+TEST_CASE("render keys a loop's body by its iteration, nested loops by both, from loop states") {
+  auto wf = std::make_shared<workflow>();
+  wf->root = loop("outer",
+                  sequence({compute_task("check", "f"),
+                            branch("b", {{"output", "check.ok"}, {"equals", true}},
+                                   compute_task("yes", "f")),
+                            loop("inner", compute_task("step", "f").needs({"check"}), nullptr)}),
+                  nullptr);
+  json input = json::object();
+  std::unordered_map<std::string, json> outs{{"check", {{"ok", true}}}};
+  // outer is in iteration 1; check ended only in iteration 0.
+  std::unordered_set<node_key, node_key_hash> ended{node_key{"check", 0}};
+  std::unordered_map<std::string, loop_state> loops{{"outer", {1, false}}, {"inner@1", {4, false}}};
+  auto r = render(wf, render_context{"r", &input, &outs, &ended, &loops});
+  std::vector<std::string> keys;
+  std::vector<const node*> stack{r.root.get()};
+  while (!stack.empty()) {
+    const node* n = stack.back();
+    stack.pop_back();
+    if (n->is_task()) keys.push_back(to_string(node_key{n->id, n->iteration}));
+    for (auto it = n->children.rbegin(); it != n->children.rend(); ++it)
+      stack.push_back(&*it);
+  }
+  // The branch waits for this iteration's check, not the last one's.
+  CHECK(keys == std::vector<std::string>{"check@1", "step@1@4"});
+  CHECK(r.undecided == std::vector<std::string>{"b"});
+  // A need inside the inner loop names the outer iteration's node.
+  const node& inner = r.root->children.at(0).children.at(2);
+  CHECK(inner.kind == node_kind::loop);
+  CHECK(inner.id == "inner@1");
+  CHECK(inner.iteration == 4);
+  CHECK(inner.children.at(0).task->needs == std::vector<std::string>{"check"});
+
+  // Once check@1 has ended the branch is decided; another iteration is
+  // another tree.
+  ended.insert(node_key{"check", 1});
+  auto decided = render(wf, render_context{"r", &input, &outs, &ended, &loops});
+  CHECK(decided.undecided.empty());
+  loops["outer"] = {2, false};
+  auto next = render(wf, render_context{"r", &input, &outs, &ended, &loops});
+  CHECK(next.hash != decided.hash);
+  CHECK(next.root->children.at(0).children.at(0).iteration == 2);
 }

@@ -59,8 +59,15 @@ struct driver {
     cfg.input = std::make_shared<const json>(std::move(input));
     cfg.computes = std::make_shared<const core::compute_registry>();
     std::unordered_map<std::string, json> outs;
-    if (resume) outs = resume->outputs;
-    render_context rc{"r", cfg.input.get(), &outs};
+    std::unordered_set<node_key, node_key_hash> ended;
+    std::unordered_map<std::string, loop_state> loops;
+    if (resume) {
+      outs = resume->outputs;
+      loops = resume->loops;
+      for (const auto& [k, st] : resume->states)
+        if (st == node_state::finished) ended.insert(k);
+    }
+    render_context rc{"r", cfg.input.get(), &outs, &ended, &loops};
     cfg.first_render = render(wf, rc);
     cfg.resume = std::move(resume);
     cfg.started_ms = clock;
@@ -613,4 +620,206 @@ TEST_CASE("run core: what follows an undecided branch waits for its decision") {
   d.answer("after", ok(json::object()));
   REQUIRE(d.done);
   CHECK(d.result.status == run_status::finished);
+}
+
+namespace {
+
+// One task per iteration that reports the iteration; `until` holds once it
+// reaches `stop_at`.
+std::shared_ptr<const workflow> counting_loop(std::int64_t max, bool fail_on_max,
+                                              std::int64_t stop_at) {
+  loop_options o;
+  o.max_iterations = max;
+  o.fail_on_max = fail_on_max;
+  return static_wf(sequence(
+      {loop("count", compute_task("step", noop), {{"output", "step.n"}, {"gte", stop_at}}, o),
+       compute_task("after", noop).needs({"step"})}));
+}
+
+// Answers the running step with its iteration as n.
+void answer_step(driver& d) {
+  REQUIRE(d.running.size() == 1);
+  auto it = d.running.front()->request.key.iteration;
+  d.answer("step", ok({{"n", it}}));
+}
+
+std::vector<std::pair<std::string, std::int64_t>> loop_rows(const driver& d) {
+  std::vector<std::pair<std::string, std::int64_t>> out;
+  for (const auto* c : d.commands<store::upsert_loop>())
+    out.emplace_back(c->row.state, c->row.iteration);
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("run core: a loop runs its body per iteration, keyed by it, until `until` holds") {
+  driver d(counting_loop(5, false, 2));
+  d.settle();
+  for (int i = 0; i < 3; ++i) {
+    CAPTURE(i);
+    REQUIRE(d.running.size() == 1);
+    CHECK(d.running.front()->request.key == node_key{"step", i});
+    answer_step(d);
+  }
+  // until held after iteration 2: the loop ended and what follows ran.
+  REQUIRE(d.running.size() == 1);
+  CHECK(d.running.front()->request.key == node_key{"after", 0});
+  d.answer("after", ok(json::object()));
+  REQUIRE(d.done);
+  CHECK(d.result.status == run_status::finished);
+  CHECK(d.result.outputs.at("step") == json{{"n", 2}}); // the latest iteration's
+  // Each iteration's node has its own row and attempt 1.
+  for (int i = 0; i < 3; ++i) {
+    CHECK(d.core->attempts_of({"step", i}) == 1);
+    CHECK(d.core->written_state({"step", i}) == node_state::finished);
+  }
+  CHECK_FALSE(d.core->written_state({"step", 3}));
+  // The loop's state is written as it moves: durable before the next
+  // iteration's nodes run.
+  CHECK(loop_rows(d) == std::vector<std::pair<std::string, std::int64_t>>{
+                            {"running", 0}, {"running", 1}, {"running", 2}, {"finished", 2}});
+  std::vector<std::int64_t> started;
+  for (const auto& e : d.events)
+    if (e.type == event_type::loop_iteration_started) started.push_back(e.fields["iteration"]);
+  CHECK(started == std::vector<std::int64_t>{0, 1, 2});
+  const event* fin = d.last_event(event_type::loop_finished);
+  REQUIRE(fin);
+  CHECK(fin->fields["reason"] == "until");
+  CHECK(fin->fields["iterations"] == 3);
+}
+
+TEST_CASE("run core: max_iterations without `until` holding: fail or return-last") {
+  SECTION("fail: LOOP_MAX_REACHED") {
+    driver d(counting_loop(3, true, 100));
+    d.settle();
+    for (int i = 0; i < 3; ++i)
+      answer_step(d);
+    REQUIRE(d.done);
+    CHECK(d.result.status == run_status::failed);
+    REQUIRE(d.result.err);
+    CHECK(d.result.err->code == errc::loop_max_reached);
+    CHECK(d.result.err->details["loop_id"] == "count");
+    CHECK(d.result.err->details["max_iterations"] == 3);
+    CHECK(loop_rows(d).back() == std::pair<std::string, std::int64_t>{"failed", 2});
+    // What follows the loop never ran.
+    CHECK(d.core->attempts_of({"after", 0}) == 0);
+  }
+  SECTION("return-last: the loop ends normally") {
+    driver d(counting_loop(3, false, 100));
+    d.settle();
+    for (int i = 0; i < 3; ++i)
+      answer_step(d);
+    REQUIRE(d.running.size() == 1);
+    CHECK(d.running.front()->request.key == node_key{"after", 0});
+    CHECK(d.last_event(event_type::loop_finished)->fields["reason"] == "max_iterations");
+    CHECK(loop_rows(d).back() == std::pair<std::string, std::int64_t>{"finished", 2});
+  }
+}
+
+TEST_CASE("run core: a failed body node fails the loop unless it continues on failure") {
+  driver d(counting_loop(5, false, 2));
+  d.settle();
+  answer_step(d);
+  d.answer("step", fail(errc::invalid_output));
+  REQUIRE(d.done);
+  CHECK(d.result.status == run_status::failed);
+  CHECK(d.result.err->code == errc::task_failed);
+  CHECK(loop_rows(d).back() == std::pair<std::string, std::int64_t>{"running", 1});
+}
+
+TEST_CASE("run core: a resumed loop goes on in its iteration without redoing finished nodes") {
+  // Killed in iteration 2 after `a` finished there, `b` in flight.
+  auto wf = static_wf(loop("l", sequence({compute_task("a", noop), compute_task("b", noop)}),
+                           {{"output", "b.n"}, {"gte", 3}}));
+  core::resume_state r;
+  for (int i = 0; i < 2; ++i) {
+    r.states[{"a", i}] = node_state::finished;
+    r.states[{"b", i}] = node_state::finished;
+    r.history[{"a", i}] = {{"n", i}};
+    r.history[{"b", i}] = {{"n", i}};
+  }
+  r.states[{"a", 2}] = node_state::finished;
+  r.states[{"b", 2}] = node_state::pending;
+  r.history[{"a", 2}] = {{"n", 2}};
+  r.outputs["a"] = {{"n", 2}};
+  r.outputs["b"] = {{"n", 1}};
+  r.attempts[{"a", 2}] = 1;
+  r.attempts[{"b", 2}] = 1;
+  r.orphaned.push_back({{"b", 2}, 1});
+  r.loops["l"] = loop_state{2, false};
+  r.next_frame = 9;
+  driver d(wf, json::object(), r);
+  d.settle();
+  // Only b of iteration 2 runs (its second attempt); a@2 is not repeated.
+  REQUIRE(d.running.size() == 1);
+  CHECK(d.running.front()->request.key == node_key{"b", 2});
+  CHECK(d.running.front()->request.attempt == 2);
+  CHECK(loop_rows(d).empty()); // the stored state stands
+  d.answer("b", ok({{"n", 2}}));
+  // Iteration 3: both run.
+  REQUIRE(d.running.size() == 1);
+  CHECK(d.running.front()->request.key == node_key{"a", 3});
+  d.answer("a", ok({{"n", 3}}));
+  d.answer("b", ok({{"n", 3}}));
+  REQUIRE(d.done);
+  CHECK(d.result.status == run_status::finished);
+  CHECK(d.core->attempts_of({"a", 2}) == 1);
+}
+
+TEST_CASE("run core: nested loops key inner nodes by (outer, inner) and read X@N") {
+  // outer: 2 iterations; inner: 2 iterations of `s`; `t` reads s's first
+  // inner iteration of the same outer one.
+  loop_options two;
+  two.max_iterations = 2;
+  auto wf = static_wf(loop(
+      "outer",
+      sequence({loop("inner", compute_task("s", noop), nullptr, two),
+                command_task("t", {"echo", "{{outputs.s@0.v}}"}).needs({"s"})}),
+      nullptr, two));
+  driver d(wf);
+  d.settle();
+  std::vector<std::string> seen;
+  for (int guard = 0; guard < 20 && !d.done; ++guard) {
+    REQUIRE(d.running.size() == 1);
+    auto job = d.running.front();
+    seen.push_back(to_string(job->request.key));
+    if (job->request.key.id.rfind("s", 0) == 0) {
+      // s's value names its key, so t's argument shows which one it read.
+      d.answer(job->request.key.id, ok({{"v", to_string(job->request.key)}}));
+    } else {
+      CAPTURE(to_string(job->request.key));
+      std::string outer = job->request.key.iteration == 0 ? "0" : "1";
+      CHECK(job->request.argv.at(1) == "s@" + outer + "@0");
+      d.answer(job->request.key.id, ok(json::object()));
+    }
+  }
+  REQUIRE(d.done);
+  CHECK(d.result.status == run_status::finished);
+  CHECK(seen == std::vector<std::string>{"s@0@0", "s@0@1", "t", "s@1@0", "s@1@1", "t@1"});
+  CHECK(d.core->loops().at("inner@0").done);
+  CHECK(d.core->loops().at("inner@1").done);
+  CHECK(d.core->loops().at("outer").iteration == 1);
+}
+
+TEST_CASE("run core: a branch in a loop is decided again every iteration") {
+  // Iteration i: check says ok when i is odd; the branch runs `odd` then.
+  loop_options three;
+  three.max_iterations = 3;
+  auto wf = static_wf(loop(
+      "l",
+      sequence({compute_task("check", noop),
+                branch("b", {{"output", "check.odd"}, {"equals", true}}, compute_task("odd", noop),
+                       compute_task("even", noop))}),
+      nullptr, three));
+  driver d(wf);
+  d.settle();
+  std::vector<std::string> seen;
+  for (int guard = 0; guard < 20 && !d.done; ++guard) {
+    REQUIRE(d.running.size() == 1);
+    auto k = d.running.front()->request.key;
+    seen.push_back(to_string(k));
+    d.answer(k.id, ok({{"odd", k.iteration % 2 == 1}}));
+  }
+  CHECK(d.result.status == run_status::finished);
+  CHECK(seen == std::vector<std::string>{"check", "even", "check@1", "odd@1", "check@2", "even@2"});
 }

@@ -261,3 +261,45 @@ TEST_CASE("an undecided branch is never done: what follows it waits, and alone i
   sp.complete(run[0], node_state::finished);
   CHECK(sp.status() == outcome::stuck);
 }
+
+TEST_CASE("a loop whose body is done waits for the run core; once ended, it is done") {
+  // What render gives: the loop at its iteration, with the body inside.
+  auto rendered = [](bool done) {
+    node l = loop("l", sequence({t("a"), t("b", {"a"})}), nullptr);
+    l.done = done;
+    return sequence({l, t("after")});
+  };
+  for (bool done : {false, true}) {
+    CAPTURE(done);
+    node root = rendered(done);
+    plan p = compile(root);
+    REQUIRE(p.loops.size() == 1);
+    CHECK(p.in_loop == std::vector<char>{1, 1, 0});
+    scheduler s(p, 0);
+    auto first = s.take_runnable();
+    REQUIRE(first.size() == 1);
+    s.complete(first[0], node_state::finished);
+    auto second = s.take_runnable();
+    REQUIRE(second.size() == 1);
+    s.complete(second[0], node_state::finished);
+    if (!done) {
+      // The iteration is over, the loop is not: nothing after it starts,
+      // and the run is not stuck while the core decides.
+      CHECK(s.take_loops_ready() == std::vector<sched::index>{0});
+      CHECK(s.take_runnable().empty());
+      CHECK(s.status() == outcome::stuck); // once taken, nothing more can happen here
+    } else {
+      CHECK(s.take_loops_ready().empty());
+      auto after = s.take_runnable();
+      REQUIRE(after.size() == 1);
+      CHECK(p.keys[static_cast<std::size_t>(after[0])].id == "after");
+    }
+  }
+  // A body found done when the scheduler is made (a resume between the
+  // body's last commit and the loop's) is reported at once.
+  node root = rendered(false);
+  plan p = compile(root);
+  scheduler s(p, 0, {node_state::finished, node_state::finished, node_state::pending});
+  CHECK(s.status() == outcome::running);
+  CHECK(s.take_loops_ready() == std::vector<sched::index>{0});
+}

@@ -2,6 +2,7 @@
 
 #include "expr/template.hpp"
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -245,4 +246,33 @@ TEST_CASE("find_path follows dotted keys and array indexes") {
     INFO(c.path);
     CHECK(find_path(doc, c.path) == c.expected);
   }
+}
+
+TEST_CASE("outputs.X@N reads iteration N through the scope; a malformed N is refused") {
+  json input = json::object();
+  std::unordered_map<std::string, json> latest{{"review", {{"ok", true}, {"n", 3}}}};
+  std::map<std::int64_t, json> history{{0, {{"ok", false}, {"n", 0}}}, {3, latest["review"]}};
+  template_scope scope;
+  scope.input = &input;
+  scope.outputs = &latest;
+  scope.output_at = [&](std::string_view id, std::int64_t n) -> const json* {
+    if (id != "review") return nullptr;
+    auto it = history.find(n);
+    return it == history.end() ? nullptr : &it->second;
+  };
+  CHECK(expand("{{outputs.review.n}} {{outputs.review@0.n}} {{outputs.review@3.ok}}", scope) ==
+        "3 0 true");
+  try {
+    expand("{{outputs.review@1.n}}", scope);
+    FAIL("expected TEMPLATE_MISSING_VALUE");
+  } catch (const smithers_error& e) {
+    CHECK(e.err().code == errc::template_missing_value);
+    CHECK_THAT(e.err().message, Catch::Contains("no output in iteration 1"));
+  }
+  for (const char* bad : {"{{outputs.review@x.n}}", "{{outputs.review@.n}}", "{{outputs.@1.n}}"}) {
+    CAPTURE(bad);
+    CHECK_FALSE(check_template(bad, "p").empty());
+  }
+  CHECK(check_template("{{outputs.review@12.n}}", "p").empty());
+  CHECK(template_output_refs("{{outputs.review@2.n}}") == std::vector<std::string>{"review"});
 }

@@ -35,6 +35,9 @@ inline constexpr std::size_t max_workflow_depth = 128;
 /// (heartbeat data may nest 512 levels), far below what would exhaust the
 /// stack when it is copied or printed.
 inline constexpr std::size_t max_stored_json_depth = 1024;
+/// A loop's max_iterations: a billion iterations of one task would be
+/// hundreds of gigabytes of history in one run.
+inline constexpr std::int64_t max_loop_iterations = 1'000'000'000LL;
 /// State carried across continue-as-new.
 inline constexpr std::size_t max_continuation_state_bytes = 10 * 1024 * 1024;
 /// One argument or environment string ("NAME=value") of a command, its

@@ -39,26 +39,40 @@ struct attempt_key {
 };
 
 /// "id" for iteration 0, "id@N" otherwise: how frames' snapshots, messages
-/// and logs name a node. Task ids never contain '@' (they are validated), so
-/// the form is unambiguous.
+/// and logs name a node. Task ids never contain '@' (they are validated);
+/// a node inside nested loops has the outer iterations in its id
+/// ("fix@2" in iteration 2 of the outer loop) and is always written with
+/// its own ("fix@2@0"), so the form is unambiguous.
 inline std::string to_string(const node_key& k) {
-  return k.iteration == 0 ? k.id : k.id + "@" + std::to_string(k.iteration);
+  return k.iteration == 0 && k.id.find('@') == std::string::npos
+             ? k.id
+             : k.id + "@" + std::to_string(k.iteration);
 }
 
 /// The key to_string() named, or nullopt for text it cannot have written
-/// (an empty id, or a suffix that is not a number from 1 to 10^15).
+/// (an empty id, or a suffix that is not a number up to 10^15).
 inline std::optional<node_key> node_key_from_string(std::string_view text) {
   auto at = text.rfind('@');
   if (at == std::string_view::npos)
     return text.empty() ? std::nullopt : std::optional<node_key>{node_key{std::string{text}, 0}};
+  std::string_view id = text.substr(0, at);
   std::string_view num = text.substr(at + 1);
-  if (at == 0 || num.empty() || num.size() > 15 || num[0] == '0') return std::nullopt;
+  bool nested = id.find('@') != std::string_view::npos;
+  if (at == 0 || num.empty() || num.size() > 15) return std::nullopt;
+  // "0" is written only for nodes inside nested loops; no leading zeros.
+  if (num[0] == '0' && (num.size() > 1 || !nested)) return std::nullopt;
   std::int64_t n = 0;
   for (char c : num) {
     if (c < '0' || c > '9') return std::nullopt;
     n = n * 10 + (c - '0');
   }
-  return node_key{std::string{text.substr(0, at)}, n};
+  return node_key{std::string{id}, n};
+}
+
+/// The workflow's id of a node: its key's id without the outer loops'
+/// iterations ("fix" for "fix@2").
+inline std::string_view base_id(std::string_view id) {
+  return id.substr(0, id.find('@'));
 }
 
 struct node_key_hash {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <smithers/errors.hpp>
+#include <smithers/node_key.hpp>
 #include <smithers/task.hpp>
 
 #include <cstdint>
@@ -18,10 +19,10 @@
 
 namespace smithers {
 
-/// Groups (sequence, parallel) and tasks are what runs; a branch and a
-/// for_each are control flow, decided at every render
+/// Groups (sequence, parallel) and tasks are what runs; a branch, a
+/// for_each and a loop are control flow, decided at every render
 /// (docs/workflow-format.md).
-enum class node_kind { task, sequence, parallel, branch, for_each };
+enum class node_kind { task, sequence, parallel, branch, for_each, loop };
 enum class task_kind { value, command, compute };
 
 const char* to_string(node_kind k);
@@ -73,9 +74,17 @@ public:
   std::shared_ptr<task_spec> task; // set for tasks (shared: trees copy cheaply)
   std::vector<node> children;
   std::optional<std::int64_t> max_concurrency; // parallel groups only
-  json condition; // branch: the `if` predicate; children are then[, else]
+  json condition; // branch: the `if` predicate (children: then[, else]); loop: `until`
   std::string items;     // for_each: path of the array ("input.files", "outputs.list.items")
   std::string item_name; // for_each: the item's name in templates (`as`); children: the body
+  // loop (children: the body):
+  std::int64_t max_iterations = 5;
+  bool fail_on_max = false; // on_max_reached "fail" (else "return-last")
+  std::optional<std::int64_t> continue_as_new_every;
+  // A loop in a rendered tree: `id` is its instance's ("inner@2" inside
+  // iteration 2 of an outer loop), `iteration` its current one, and
+  // whether it has ended.
+  bool done = false;
 
   bool is_task() const { return kind == node_kind::task; }
 
@@ -117,14 +126,47 @@ node branch(std::string id, json if_predicate, node then_node,
 node for_each(std::string id, std::string items_path, std::string as, node body,
               std::optional<std::int64_t> max_concurrency = std::nullopt);
 
+/// How a loop ends (docs/workflow-format.md, "loop").
+struct loop_options {
+  std::int64_t max_iterations = 5;
+  /// After max_iterations without `until` holding: fail the run with
+  /// LOOP_MAX_REACHED (true), or end the loop normally ("return-last").
+  bool fail_on_max = false;
+  /// End the run `continued` every N iterations and go on in a new run.
+  std::optional<std::int64_t> continue_as_new_every;
+};
+
+/// Runs `body` again and again: after each iteration's body has ended,
+/// `until` (a predicate; null: never) is evaluated on the committed
+/// outputs, and the loop ends when it holds or after max_iterations. The
+/// body's nodes are keyed (id, iteration); a loop nested in another one has
+/// its own iterations per outer iteration.
+node loop(std::string id, node body, json until, loop_options options = {});
+
+/// A loop's state, as renders see it.
+struct loop_state {
+  std::int64_t iteration = 0; // the current (or, once done, the last) iteration
+  bool done = false;
+};
+
 /// What a workflow's build function sees when it is rendered.
 struct render_context {
   std::string run_id;
   const json* input = nullptr;
   const std::unordered_map<std::string, json>* outputs = nullptr; // node id -> output
-  /// Ids of nodes that have ended (finished, failed or skipped); a branch
+  /// Keys of nodes that have ended (finished, failed or skipped); a branch
   /// whose predicate reads a node not in it is undecided. Null: none has.
-  const std::unordered_set<std::string>* ended = nullptr;
+  const std::unordered_set<node_key, node_key_hash>* ended = nullptr;
+  /// Loop states by loop instance ("review", or "inner@2" for a loop inside
+  /// iteration 2 of another); a loop not in it is at iteration 0.
+  const std::unordered_map<std::string, loop_state>* loops = nullptr;
+
+  /// A loop's state (iteration 0, not done, if it has not started).
+  loop_state loop(const std::string& loop_id) const {
+    if (!loops) return {};
+    auto it = loops->find(loop_id);
+    return it == loops->end() ? loop_state{} : it->second;
+  }
 
   /// The output of a finished node, or nullptr.
   const json* output(const std::string& node_id) const {

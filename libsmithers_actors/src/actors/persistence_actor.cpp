@@ -118,6 +118,7 @@ caf::behavior persistence(caf::stateful_actor<persistence_state>* self,
             snap->nodes = rd.nodes(run_id);
             snap->attempts = rd.attempts(run_id);
             snap->outputs = rd.outputs(run_id);
+            snap->loops = rd.loops(run_id);
             snap->max_seq = rd.max_event_seq(run_id);
             snap->frames = rd.frame_count(run_id);
           }

@@ -111,6 +111,7 @@ struct run_snapshot {
   std::vector<store::node_row> nodes;
   std::vector<store::attempt_row> attempts;
   std::vector<store::output_row> outputs;
+  std::vector<store::loop_row> loops;
   std::int64_t max_seq = -1;
   std::int64_t frames = 0;
   std::string error; // set when reading failed

@@ -122,18 +122,18 @@ run_handle engine::resume(std::shared_ptr<const workflow> wf, const std::string&
   ctx->max_output_bytes = run.config.value("max_output_bytes", im.cfg.max_output_bytes);
   ctx->cwd = run.cwd;
   ctx->computes = im.computes_snapshot();
-  auto rec = core::recover(snap->nodes, snap->attempts, snap->outputs);
+  auto rec = core::recover(snap->nodes, snap->attempts, snap->outputs, snap->loops);
   actors::resume_state& r = rec.state;
   r.previous_owner = run.owner_id;
   r.forced = opts.force;
   r.handover = handover;
   r.next_frame = snap->frames;
   // Control flow is decided as the run left it: by the nodes that ended.
-  std::unordered_set<std::string> ended;
+  std::unordered_set<node_key, node_key_hash> ended;
   for (const auto& [k, st] : r.states)
     if (st == node_state::finished || st == node_state::failed || st == node_state::skipped)
-      ended.insert(k.id);
-  ctx->first_render = core::first_render(wf, run_id, *ctx->input, r.outputs, &ended);
+      ended.insert(k);
+  ctx->first_render = core::first_render(wf, run_id, *ctx->input, r.outputs, &ended, &r.loops);
   // Claim last: a refused resume writes nothing.
   if (!actors::mark_driven(run_id))
     throw smithers_error(errc::run_owner_alive,

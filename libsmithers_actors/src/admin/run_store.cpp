@@ -1,4 +1,5 @@
 #include <smithers/admin.hpp>
+#include <smithers/node_key.hpp>
 
 #include "store/cancel.hpp"
 #include "store/database.hpp"
@@ -182,13 +183,21 @@ json run_store::inspect(const std::string& run_id) const {
          {"heartbeat_ms", a.heartbeat_ms ? json(*a.heartbeat_ms) : json()},
          {"heartbeat_bytes", a.heartbeat.is_null() ? 0 : dumped(a.heartbeat).size()},
          {"cached", a.cached}});
+  // Keyed like frames' snapshots: "id", or "id@N" for iteration N.
   json outputs = json::object();
   for (const auto& o : rd.outputs(run_id))
-    outputs[o.node_id] = o.value;
+    outputs[to_string(node_key{o.node_id, o.iteration})] = o.value;
+  json loops = json::array();
+  for (const auto& l : rd.loops(run_id))
+    loops.push_back({{"loop_id", l.loop_id},
+                     {"iteration", l.iteration},
+                     {"state", l.state},
+                     {"updated_ms", l.updated_ms}});
   return {{"run", run.to_json()},
           {"nodes", nodes},
           {"attempts", attempts},
           {"outputs", outputs},
+          {"loops", loops},
           {"frames", rd.frame_count(run_id)}};
 }
 

@@ -42,8 +42,11 @@ attempt_builder::build(const node_key& key, std::int64_t attempt,
   }
   req.input = *in.input;
   for (const auto& need : spec->needs) {
-    auto it = in.outputs->find(need);
-    if (it != in.outputs->end()) req.needs[need] = it->second;
+    // Inside nested loops a need names its key's id ("fix@2"); its output
+    // is the latest of that node (the one it needs, which has finished).
+    std::string id{base_id(need)};
+    auto it = in.outputs->find(id);
+    if (it != in.outputs->end()) req.needs[id] = it->second;
   }
   if (in.checkpoint) req.last_heartbeat = *in.checkpoint;
   req.cwd = task_cwd(*in.base_cwd, *spec);
@@ -55,6 +58,7 @@ attempt_builder::build(const node_key& key, std::int64_t attempt,
     scope.node_id = key.id;
     scope.iteration = key.iteration;
     scope.attempt = attempt;
+    scope.output_at = in.output_at;
     if (!spec->locals.is_null()) scope.locals = &spec->locals; // a for_each element's
     // A script gets each value through a SMITHERS_TEMPLATE_<n> variable,
     // never spliced into its code; other arguments take values verbatim.

@@ -4,6 +4,9 @@
 // callable of this process. Pure.
 #pragma once
 
+#include <functional>
+#include <string_view>
+
 #include "executors/task_job.hpp"
 
 #include <smithers/workflow.hpp>
@@ -24,6 +27,8 @@ struct attempt_inputs {
   const json* checkpoint = nullptr;                              // or nullptr
   const std::string* base_cwd = nullptr;                         // where the run started
   std::size_t max_output_bytes = 0;
+  /// {{outputs.<id>@N}}: that node's output in iteration N, or nullptr.
+  std::function<const json*(std::string_view, std::int64_t)> output_at;
 };
 
 class attempt_builder {

@@ -5,6 +5,7 @@
 #include <smithers/status.hpp>
 
 #include <string_view>
+#include <unordered_set>
 
 namespace smithers::core {
 
@@ -50,23 +51,31 @@ void node_table::replan(const sched::plan* old, const sched::plan& next,
       returning[t] = 1;
     }
   }
+  // The frame's delta, re-indexed: dropped nodes still dropped, and those
+  // dropped now (not a pass over every dropped node: a long loop drops a
+  // body every iteration).
+  std::vector<node_key> dropped_delta;
+  for (auto& k : dropped_delta_)
+    if (dropped_.count(k)) dropped_delta.push_back(std::move(k));
   for (std::size_t o = 0; o < kept.size(); ++o)
-    if (!kept[o]) dropped_[old->keys[o]] = slots_[o];
+    if (!kept[o]) {
+      dropped_[old->keys[o]] = slots_[o];
+      if (slots_[o].in_delta) dropped_delta.push_back(old->keys[o]);
+    }
+  dropped_delta_ = std::move(dropped_delta);
   slots_ = std::move(slots);
-  // The frame's delta, re-indexed.
   delta_.clear();
-  dropped_delta_.clear();
   for (std::size_t t = 0; t < n; ++t)
     if (slots_[t].in_delta) delta_.push_back(static_cast<sched::index>(t));
-  for (const auto& [k, sl] : dropped_)
-    if (sl.in_delta) dropped_delta_.push_back(k);
 }
 
-std::optional<frame_snapshot> node_table::take_frame(const sched::plan& p, const json& input,
-                                                     bool tree_changed) {
+std::optional<frame_snapshot> node_table::take_frame(
+    const sched::plan& p, const json& input, bool tree_changed,
+    const std::unordered_map<std::string, loop_state>& loops,
+    const std::vector<std::string>& loops_changed) {
   frame_snapshot f;
   f.changes = delta_.size() + dropped_delta_.size();
-  if (f.changes == 0 && !tree_changed) return std::nullopt;
+  if (f.changes == 0 && !tree_changed && loops_changed.empty()) return std::nullopt;
   f.keyframe = !wrote_keyframe_ || delta_since_key_ >= std::max<std::size_t>(64, written_count_);
   // The snapshot's text is written directly, in plan order: a keyframe of a
   // large run would otherwise be a JSON object (a sorted map) of every node,
@@ -96,6 +105,33 @@ std::optional<frame_snapshot> node_table::take_frame(const sched::plan& p, const
       put(k, dropped_[k].written);
   }
   snap += '}';
+  // {"loops":{id:{"done":b,"iteration":i}}}: what a fork or a reader of
+  // this frame needs to know where each loop stood.
+  auto put_loop = [&](bool first, const std::string& id, const loop_state& st) {
+    if (!first) snap += ',';
+    util::append_json_string(snap, id);
+    snap += st.done ? R"(:{"done":true,"iteration":)" : R"(:{"done":false,"iteration":)";
+    util::append_json_int(snap, st.iteration);
+    snap += '}';
+  };
+  if (f.keyframe ? !loops.empty() : !loops_changed.empty()) {
+    snap += R"(,"loops":{)";
+    bool first = true;
+    if (f.keyframe) {
+      for (const auto& [id, st] : loops) {
+        put_loop(first, id, st);
+        first = false;
+      }
+    } else {
+      std::unordered_set<std::string> put;
+      for (const auto& id : loops_changed)
+        if (auto it = loops.find(id); it != loops.end() && put.insert(id).second) {
+          put_loop(first, id, it->second);
+          first = false;
+        }
+    }
+    snap += '}';
+  }
   if (f.keyframe) {
     snap += R"(,"input":)";
     util::append_json(snap, input);

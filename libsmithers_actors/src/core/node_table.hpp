@@ -66,7 +66,11 @@ public:
 
   /// The frame due now, or nullopt when nothing changed (and the tree did
   /// not): clears the delta.
-  std::optional<frame_snapshot> take_frame(const sched::plan& p, const json& input, bool tree_changed);
+  /// Loop states go with it: all in a keyframe, else those in `loops_changed`.
+  std::optional<frame_snapshot> take_frame(
+      const sched::plan& p, const json& input, bool tree_changed,
+      const std::unordered_map<std::string, loop_state>& loops = {},
+      const std::vector<std::string>& loops_changed = {});
 
   static bool is_pending(const task_slot& sl);
 

@@ -3,22 +3,48 @@
 #include <smithers/status.hpp>
 
 #include <algorithm>
+#include <unordered_set>
 
 namespace smithers::core {
 
 recovered_run recover(const std::vector<store::node_row>& nodes,
                       const std::vector<store::attempt_row>& attempts,
-                      std::vector<store::output_row>& outputs) {
+                      std::vector<store::output_row>& outputs,
+                      const std::vector<store::loop_row>& loops) {
   recovered_run out;
   resume_state& r = out.state;
-  // The latest iteration's output of each node is what templates read.
-  std::unordered_map<std::string, std::int64_t> output_iteration;
+  // The latest output of each node is what templates read: the greatest
+  // (outer iterations..., iteration). Nodes with more than one iteration
+  // (or inside nested loops) keep every one, for {{outputs.X@N}}.
+  std::unordered_set<std::string> looped;
+  for (const auto& o : outputs)
+    if (o.iteration > 0 || o.node_id.find('@') != std::string::npos)
+      looped.emplace(base_id(o.node_id));
+  auto order = [](const store::output_row& o) {
+    std::vector<std::int64_t> its;
+    std::string_view rest = o.node_id;
+    for (auto at = rest.find('@'); at != std::string_view::npos; at = rest.find('@')) {
+      rest = rest.substr(at + 1);
+      std::int64_t n = 0;
+      for (char c : rest.substr(0, rest.find('@')))
+        n = n * 10 + (c - '0');
+      its.push_back(n);
+    }
+    its.push_back(o.iteration);
+    return its;
+  };
+  std::unordered_map<std::string, std::vector<std::int64_t>> latest;
   for (auto& o : outputs) {
-    auto [it, fresh] = output_iteration.emplace(o.node_id, o.iteration);
-    if (!fresh && it->second > o.iteration) continue;
-    it->second = o.iteration;
-    r.outputs[o.node_id] = std::move(o.value);
+    std::string id{base_id(o.node_id)};
+    if (looped.count(id)) r.history[node_key{o.node_id, o.iteration}] = o.value;
+    auto its = order(o);
+    auto [it, fresh] = latest.emplace(id, its);
+    if (!fresh && its < it->second) continue;
+    it->second = std::move(its);
+    r.outputs[id] = std::move(o.value);
   }
+  for (const auto& l : loops)
+    r.loops[l.loop_id] = loop_state{l.iteration, l.state != "running"};
   for (const auto& n : nodes) {
     auto s = node_state_from(n.state).value_or(node_state::pending);
     // Whatever was in flight or cancelled runs again.

@@ -17,12 +17,14 @@ struct recovered_run {
 
 /// What a resumed run starts from: node states (what was in flight or
 /// cancelled runs again), attempt counts, the latest output of every node,
-/// checkpoints, attempts left in progress (orphaned), and backoffs still
-/// running (a failed last attempt with retry_at_ms, its node pending).
-/// Outputs are moved out of `outputs`.
+/// checkpoints, attempts left in progress (orphaned), backoffs still
+/// running (a failed last attempt with retry_at_ms, its node pending), and
+/// loop states. Outputs are moved out of `outputs` (in attempt order, as
+/// the reader gives them).
 recovered_run recover(const std::vector<store::node_row>& nodes,
                       const std::vector<store::attempt_row>& attempts,
-                      std::vector<store::output_row>& outputs);
+                      std::vector<store::output_row>& outputs,
+                      const std::vector<store::loop_row>& loops = {});
 
 /// RUN_NOT_RESUMABLE when the run has ended.
 void refuse_ended(const store::run_row& run);

@@ -89,8 +89,8 @@ void run_core::node_row(sched::index t, const node_key& k, node_state s) {
   if (track && !value_output &&
       (s == node_state::finished || s == node_state::failed || s == node_state::skipped)) {
     // A branch or for_each reading this node may be decided now, output or not.
-    ended_.insert(k.id);
-    if (tree_.control_reads.count(k.id)) control_dirty_ = true;
+    ended_.insert(k);
+    if (tree_.control_reads.count(std::string{base_id(k.id)})) control_dirty_ = true;
   }
 }
 
@@ -136,7 +136,8 @@ void run_core::queue_tick() {
 }
 
 void run_core::maybe_frame() {
-  auto f = table_.take_frame(*plan_, *cfg_.input, tree_changed_);
+  auto f = table_.take_frame(*plan_, *cfg_.input, tree_changed_, loops_, loops_changed_);
+  loops_changed_.clear();
   if (!f) return;
   store::frame_row row;
   row.run_id = cfg_.run_id;
@@ -214,6 +215,7 @@ void run_core::start() {
     return;
   }
   add_pending(rebuild({}));
+  mount_loops();
   queue_tick();
 }
 
@@ -222,12 +224,16 @@ void run_core::start() {
 // their outputs and never run again; backoffs still running are waited out.
 void run_core::resume(resume_state& r) {
   outputs_ = std::move(r.outputs);
+  history_ = std::move(r.history);
+  for (const auto& [k, out] : history_)
+    history_ids_.emplace(base_id(k.id));
+  loops_ = std::move(r.loops);
   checkpoints_ = std::move(r.checkpoints);
   frame_no_ = r.next_frame;
   if (tree_.control || cfg_.wf->dynamic())
     for (const auto& [k, st] : r.states)
       if (st == node_state::finished || st == node_state::failed || st == node_state::skipped)
-        ended_.insert(k.id);
+        ended_.insert(k);
   std::int64_t at = now();
   error lost{errc::task_aborted,
              "the process driving the run ended while this attempt was in flight"};
@@ -260,6 +266,7 @@ void run_core::resume(resume_state& r) {
       emit_node(event_type::node_cancelled, k, "reason", cancel_reason::unmounted);
     }
   add_pending(added);
+  mount_loops();
   for (const auto& [k, retry_at] : r.retry_at_ms) {
     sched::index t = plan_->find(k);
     if (t < 0) continue;
@@ -272,7 +279,7 @@ void run_core::resume(resume_state& r) {
 void run_core::rerender() {
   dirty_ = false;
   control_dirty_ = false;
-  render_context rc{cfg_.run_id, cfg_.input.get(), &outputs_, &ended_};
+  render_context rc{cfg_.run_id, cfg_.input.get(), &outputs_, &ended_, &loops_};
   rendered_tree next;
   try {
     next = render(cfg_.wf, rc);
@@ -296,6 +303,102 @@ void run_core::rerender() {
   tree_ = std::move(next);
   tree_changed_ = true;
   add_pending(rebuild({}));
+  mount_loops();
+}
+
+// Loops a render mounted for the first time start at iteration 0.
+void run_core::mount_loops() {
+  for (const auto& l : plan_->loops) {
+    if (loops_.count(l.id)) continue;
+    loops_.emplace(l.id, loop_state{});
+    write_loop(l.id, "running");
+    emit(event_type::loop_iteration_started, "loop_id", l.id, "iteration", 0);
+  }
+}
+
+void run_core::write_loop(const std::string& id, const char* state) {
+  store::loop_row row;
+  row.run_id = cfg_.run_id;
+  row.loop_id = id;
+  row.iteration = loops_[id].iteration;
+  row.state = state;
+  row.updated_ms = now();
+  writes_.push_back(store::upsert_loop{std::move(row)});
+  loops_changed_.push_back(id);
+}
+
+// Loops whose iteration's body is done: `until` is evaluated on the outputs
+// (what this core has recorded; written before the loop's new state, in
+// the same batch or an earlier one), then the next iteration starts or the
+// loop ends. Either way the tree is rendered again.
+void run_core::advance_loops() {
+  bool changed = false;
+  for (auto li : sched_->take_loops_ready()) {
+    const sched::plan_loop& l = plan_->loops[static_cast<std::size_t>(li)];
+    auto it = loops_.find(l.id);
+    if (it == loops_.end() || it->second.done || it->second.iteration != l.iteration) continue;
+    loop_state& st = it->second;
+    changed = true;
+    bool holds = !l.until.is_null() && spec::evaluate(l.until, *cfg_.input, outputs_);
+    if (!holds && st.iteration + 1 < l.max_iterations) {
+      ++st.iteration;
+      write_loop(l.id, "running");
+      emit(event_type::loop_iteration_started, "loop_id", l.id, "iteration", st.iteration);
+      continue;
+    }
+    st.done = true;
+    bool failed = !holds && l.fail_on_max;
+    write_loop(l.id, failed ? "failed" : "finished");
+    emit(event_type::loop_finished, "loop_id", l.id, "iteration", st.iteration, "iterations",
+         st.iteration + 1, "reason", holds ? "until" : "max_iterations");
+    if (failed) {
+      fail_run(error{errc::loop_max_reached,
+                     "loop \"" + l.id + "\" ran " + std::to_string(l.max_iterations) +
+                         " iterations (max_iterations) without its `until` holding",
+                     {{"loop_id", l.id}, {"max_iterations", l.max_iterations}}});
+      return;
+    }
+  }
+  if (changed) control_dirty_ = true;
+}
+
+// A committed output: the latest of its node for templates and predicates;
+// inside a loop, also kept by key for {{outputs.X@N}}.
+void run_core::record_output(const node_key& k, sched::index t, json output) {
+  std::string id{base_id(k.id)};
+  bool looped = k.iteration > 0 || id.size() != k.id.size() ||
+                (t >= 0 && plan_->in_loop[static_cast<std::size_t>(t)]);
+  if (looped) {
+    history_[k] = output;
+    history_ids_.insert(id);
+  }
+  outputs_[std::move(id)] = std::move(output);
+}
+
+// {{outputs.<id>@N}} read by `reader`: iteration N of that node within the
+// reader's own outer iterations (nested loops), the closest first.
+const json* run_core::output_at(const node_key& reader, std::string_view id,
+                                std::int64_t iteration) const {
+  std::vector<std::string_view> path; // the reader's iterations, outermost first
+  std::string_view rest = reader.id;
+  for (auto at = rest.find('@'); at != std::string_view::npos; at = rest.find('@')) {
+    rest = rest.substr(at + 1);
+    path.push_back(rest.substr(0, rest.find('@')));
+  }
+  std::string own = std::to_string(reader.iteration);
+  path.push_back(own);
+  for (std::size_t n = path.size() + 1; n-- > 0;) {
+    node_key k{std::string{id}, iteration};
+    for (std::size_t i = 0; i < n; ++i) {
+      k.id += '@';
+      k.id += path[i];
+    }
+    if (auto it = history_.find(k); it != history_.end()) return &it->second;
+  }
+  // A node outside loops has iteration 0 only.
+  if (iteration == 0 && !history_ids_.count(std::string{id}))
+    if (auto it = outputs_.find(std::string{id}); it != outputs_.end()) return &it->second;
+  return nullptr;
 }
 
 void run_core::start_task(sched::index t) {
@@ -331,6 +434,7 @@ void run_core::start_task(sched::index t) {
   in.checkpoint = cp == checkpoints_.end() ? nullptr : &cp->second;
   in.base_cwd = &cfg_.cwd;
   in.max_output_bytes = cfg_.max_output_bytes;
+  in.output_at = [this, &k](std::string_view id, std::int64_t n) { return output_at(k, id, n); };
   std::shared_ptr<executors::task_job> job;
   try {
     job = builder_.build(k, attempt, spec, in);
@@ -470,7 +574,7 @@ void run_core::on_result(const attempt_key& a, const executors::task_outcome& oc
   emit_node(event_type::node_finished, a.node, "attempt", a.attempt, "duration_ms",
             at - la.started_ms);
   ++batch_.results;
-  outputs_[a.node.id] = *oc.output;
+  record_output(a.node, t, *oc.output);
   dirty_ = true;
   if (t >= 0) sched_->complete(t, node_state::finished);
   queue_tick(); // coalesce: every queued result lands in one batch
@@ -651,6 +755,8 @@ void run_core::never_reached(sched::index t, const node_key& k, const char* reas
 void run_core::tick() {
   tick_queued_ = false;
   if (ending_) return;
+  if (stopping_ == stop_mode::none) advance_loops();
+  if (ending_) return;
   if ((dirty_ && cfg_.wf->dynamic()) || control_dirty_) rerender();
   if (ending_) return;
   if (stopping_ != stop_mode::none) {
@@ -677,6 +783,8 @@ void run_core::tick() {
     }
     if (!skipped_any) break;
   }
+  // A skip may have ended a loop's iteration: it advances next tick.
+  if (sched_->has_loops_ready()) queue_tick();
   check_end();
   flush();
 }
@@ -790,10 +898,10 @@ void run_core::on_committed(std::uint64_t id) {
   }
   for (auto& v : b.values) {
     sched::index t = v.plan_gen == plan_gen_ ? v.task : plan_->find(v.key);
-    outputs_[v.key.id] = std::move(v.output);
+    record_output(v.key, t, std::move(v.output));
     if (tree_.control || cfg_.wf->dynamic()) {
-      ended_.insert(v.key.id);
-      if (tree_.control_reads.count(v.key.id)) control_dirty_ = true;
+      ended_.insert(v.key);
+      if (tree_.control_reads.count(std::string{base_id(v.key.id)})) control_dirty_ = true;
     }
     dirty_ = true;
     if (t >= 0) sched_->complete(t, node_state::finished);

@@ -12,11 +12,12 @@
 // attempt whose start is durable, ask an attempt to stop, set a retry timer,
 // stop watching an ended attempt, end the run. Nothing here blocks.
 //
-// Where the next features go: a loop's iteration starts in rerender()
-// (the tree a render produces carries the iteration in its node keys); a
-// node waiting for an approval, a timer or a signal is a state the
-// scheduler holds until an event releases it, like a retry's backoff
-// (hold/release, on_retry_due).
+// Loops: render keys a loop body's nodes by the loop's iteration (from the
+// loop states here); when a body is done the scheduler says so, and
+// advance_loops() evaluates `until` and starts the next iteration (a new
+// render) or ends the loop. Where the next features go: a node waiting for
+// an approval, a timer or a signal is a state the scheduler holds until an
+// event releases it, like a retry's backoff (hold/release, on_retry_due).
 #pragma once
 
 #include "core/attempt_builder.hpp"
@@ -46,6 +47,8 @@ struct resume_state {
   key_map<node_state> states;
   key_map<std::int64_t> attempts; // attempts started
   std::unordered_map<std::string, json> outputs; // latest finished iteration per node id
+  key_map<json> history; // every iteration's output of nodes with more than one
+  std::unordered_map<std::string, loop_state> loops; // by loop instance
   key_map<json> checkpoints;                     // last heartbeat data
   key_map<std::int64_t> retry_at_ms;             // backoffs still running
   std::vector<attempt_key> orphaned;             // attempts left in progress
@@ -149,6 +152,7 @@ public:
   std::optional<node_state> written_state(const node_key& k) const;
   std::int64_t attempts_of(const node_key& k) const;
   const std::unordered_map<std::string, json>& outputs() const { return outputs_; }
+  const std::unordered_map<std::string, loop_state>& loops() const { return loops_; }
   bool ending() const { return ending_; }
 
 private:
@@ -205,6 +209,11 @@ private:
   std::vector<sched::index> rebuild(const key_map<node_state>& known);
   void resume(resume_state& r);
   void rerender();
+  void mount_loops();
+  void advance_loops();
+  void write_loop(const std::string& id, const char* state);
+  void record_output(const node_key& k, sched::index t, json output);
+  const json* output_at(const node_key& reader, std::string_view id, std::int64_t iteration) const;
   void start_task(sched::index t);
   void resolve_value(sched::index t, std::int64_t attempt, std::int64_t now);
   void launch(const pending_launch& pl);
@@ -235,8 +244,12 @@ private:
   std::unique_ptr<sched::plan> plan_;
   std::unique_ptr<sched::scheduler> sched_;
   std::uint64_t plan_gen_ = 0; // bumped when a re-render replaces the plan
-  std::unordered_map<std::string, json> outputs_; // committed, latest per node id
-  std::unordered_set<std::string> ended_;          // ids of nodes that have ended (control flow reads it)
+  std::unordered_map<std::string, json> outputs_; // committed, latest per node id (base_id)
+  std::unordered_set<node_key, node_key_hash> ended_; // nodes that have ended (control flow reads it)
+  std::unordered_map<std::string, loop_state> loops_; // by loop instance
+  std::vector<std::string> loops_changed_;           // since the last frame
+  key_map<json> history_;                  // outputs of nodes inside loops, every iteration
+  std::unordered_set<std::string> history_ids_; // base ids with outputs in history_
   key_map<json> checkpoints_;                      // last heartbeat data per node
   key_map<live_attempt> live_;
   std::vector<store::command> writes_;

@@ -48,8 +48,9 @@ void check_workflow(const workflow& wf) {
 rendered_tree first_render(const std::shared_ptr<const workflow>& wf, const std::string& run_id,
                            const json& input,
                            const std::unordered_map<std::string, json>& outputs,
-                           const std::unordered_set<std::string>* ended) {
-  render_context rc{run_id, &input, &outputs, ended};
+                           const std::unordered_set<node_key, node_key_hash>* ended,
+                           const std::unordered_map<std::string, loop_state>* loops) {
+  render_context rc{run_id, &input, &outputs, ended, loops};
   rendered_tree r;
   try {
     r = render(wf, rc);

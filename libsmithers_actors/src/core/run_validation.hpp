@@ -29,12 +29,14 @@ void check_workflow(const workflow& wf);
 
 /// Renders a run's workflow for the first time (a dynamic one is rendered
 /// here so a broken build function is refused before the run exists, and
-/// its tree is validated); INVALID_WORKFLOW when that fails. `ended`: ids
-/// of nodes that have ended (a resume's), for control flow.
+/// its tree is validated); INVALID_WORKFLOW when that fails. `ended`: keys
+/// of nodes that have ended, and `loops`: loop states (a resume's), for
+/// control flow.
 rendered_tree first_render(const std::shared_ptr<const workflow>& wf, const std::string& run_id,
                            const json& input,
                            const std::unordered_map<std::string, json>& outputs,
-                           const std::unordered_set<std::string>* ended = nullptr);
+                           const std::unordered_set<node_key, node_key_hash>* ended = nullptr,
+                           const std::unordered_map<std::string, loop_state>* loops = nullptr);
 
 /// RESUME_METADATA_MISMATCH (unless `force`) when the workflow's hash or
 /// the git revision differs from what the run recorded when it started.

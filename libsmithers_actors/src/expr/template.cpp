@@ -109,6 +109,18 @@ std::optional<std::string> split_expr(std::string_view expr, std::vector<std::st
   return std::nullopt;
 }
 
+// "id" -> -1 (the latest iteration), "id@N" -> N; nullopt when malformed.
+std::optional<std::int64_t> iteration_of(std::string_view ref) {
+  auto at = ref.find('@');
+  if (at == std::string_view::npos) return -1;
+  auto num = ref.substr(at + 1);
+  if (at == 0 || num.empty() || num.size() > 15 || !all_digits(num)) return std::nullopt;
+  std::int64_t n = 0;
+  for (char c : num)
+    n = n * 10 + (c - '0');
+  return n;
+}
+
 // Root-level problems that check_template reports; nullopt when fine.
 std::optional<std::string> root_problem(std::string_view expr,
                                         const std::vector<std::string_view>& segs,
@@ -118,6 +130,9 @@ std::optional<std::string> root_problem(std::string_view expr,
     return std::nullopt;
   if (root == "outputs" && segs.size() < 2)
     return "template " + in_quotes(shown(expr)) + " needs a node id: {{outputs.<node_id>...}}";
+  if (root == "outputs" && !iteration_of(segs[1]))
+    return "template " + in_quotes(shown(expr)) +
+           ": an iteration is written <node_id>@N, N a number (e.g. {{outputs.review@2.ok}})";
   if (is_scalar_root(root) && segs.size() > 1)
     return "template " + in_quotes(shown(expr)) + ": " + in_quotes(root) + " has no fields";
   if (is_builtin_root(root)) return std::nullopt;
@@ -202,8 +217,19 @@ std::string resolve(std::string_view expr, const std::vector<std::string_view>& 
     if (segs.size() < 2)
       throw smithers_error(errc::invalid_workflow,
                            "template " + in_quotes(shown(expr)) + " needs a node id");
-    std::string node(segs[1]);
+    auto n = iteration_of(segs[1]);
+    if (!n)
+      throw smithers_error(errc::invalid_workflow, "template " + in_quotes(shown(expr)) +
+                                                       " names an iteration that is not a number");
+    std::string node(segs[1].substr(0, segs[1].find('@')));
     const json* out = nullptr;
+    if (*n >= 0) {
+      if (scope.output_at) out = scope.output_at(node, *n);
+      if (!out)
+        throw_missing(expr, "node " + in_quotes(node) + " has no output in iteration " +
+                                std::to_string(*n));
+      return render(descend(*out, expr, segs, 2));
+    }
     if (scope.outputs) {
       auto it = scope.outputs->find(node);
       if (it != scope.outputs->end()) out = &it->second;
@@ -249,7 +275,8 @@ std::vector<std::string> template_output_refs(std::string_view text) {
     if (!ph->closed) break;
     pos = ph->end;
     if (split_expr(ph->expr, segs) || segs.size() < 2 || segs[0] != "outputs") continue;
-    if (std::find(refs.begin(), refs.end(), segs[1]) == refs.end()) refs.emplace_back(segs[1]);
+    auto id = segs[1].substr(0, segs[1].find('@'));
+    if (std::find(refs.begin(), refs.end(), id) == refs.end()) refs.emplace_back(id);
   }
   return refs;
 }

@@ -1,4 +1,5 @@
-// Templates: "{{input.path}}", "{{outputs.<node_id>.path}}", "{{iteration}}",
+// Templates: "{{input.path}}", "{{outputs.<node_id>.path}}" (the latest
+// finished iteration), "{{outputs.<node_id>@N.path}}" (iteration N), "{{iteration}}",
 // "{{run_id}}", "{{node_id}}", "{{attempt}}" and, inside for_each, "{{<as>.path}}".
 // Substituted values: strings as-is, other JSON as compact JSON text.
 // A template that names something missing is an error, never "". A value
@@ -11,6 +12,7 @@
 #include <smithers/errors.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -26,6 +28,8 @@ struct template_scope {
   std::int64_t iteration = 0;
   std::int64_t attempt = 1;
   const json* locals = nullptr; // object: for_each variable name -> value
+  /// "outputs.<id>@N": the output of that node in iteration N, or nullptr.
+  std::function<const json*(std::string_view id, std::int64_t iteration)> output_at;
 };
 
 /// One "{{...}}" in a text: [open, end) covers the marks, `expr` is the
@@ -41,7 +45,7 @@ struct template_span {
 problems check_template(std::string_view text, const std::string& path,
                         const std::vector<std::string>& local_names = {});
 
-/// Node ids referenced as "{{outputs.<id>...}}".
+/// Node ids referenced as "{{outputs.<id>...}}" (and "<id>@N").
 std::vector<std::string> template_output_refs(std::string_view text);
 
 /// True if the text contains at least one "{{".

@@ -101,6 +101,7 @@ struct parser {
     if (kind == "task") return parse_task(v, path);
     if (kind == "branch") return parse_branch(v, path);
     if (kind == "for_each") return parse_for_each(v, path);
+    if (kind == "loop") return parse_loop(v, path);
     return parse_group(v, path, kind == "sequence" ? node_kind::sequence : node_kind::parallel);
   }
 
@@ -212,6 +213,51 @@ struct parser {
       else
         ok = false;
     }
+    if (!ok) return std::nullopt;
+    return n;
+  }
+
+  // {"loop": "<id>", "body": {node}, "until": {predicate}, "max_iterations": N,
+  //  "on_max_reached": "fail" | "return-last", "continue_as_new_every": K}
+  std::optional<node> parse_loop(const json& v, const std::string& path) {
+    node n;
+    n.kind = node_kind::loop;
+    bool ok = true;
+    if (auto id = string(v.at("loop"), child_path(path, "loop")))
+      n.id = *id;
+    else
+      ok = false;
+    for (const auto& [k, val] : v.items()) {
+      if (k == "loop" || k == "body") continue;
+      auto p = child_path(path, k);
+      if (k == "until") {
+        n.condition = val; // checked by validation, with its path
+      } else if (k == "max_iterations") {
+        if (auto i = integer(val, p)) n.max_iterations = *i; else ok = false;
+      } else if (k == "continue_as_new_every") {
+        if (auto i = integer(val, p)) n.continue_as_new_every = *i; else ok = false;
+      } else if (k == "on_max_reached") {
+        auto t = string(val, p);
+        if (t && (*t == "fail" || *t == "return-last")) {
+          n.fail_on_max = *t == "fail";
+        } else {
+          if (t) out.push_back({p, "must be \"fail\" or \"return-last\", got \"" + *t + "\""});
+          ok = false;
+        }
+      } else {
+        out.push_back({p, "unknown key \"" + k + "\" in a loop node"});
+        ok = false;
+      }
+    }
+    if (!v.contains("body")) {
+      out.push_back({path, "a loop needs \"body\" (a node)"});
+      return std::nullopt;
+    }
+    auto body = parse_node(v.at("body"), child_path(path, "body"));
+    if (body)
+      n.children.push_back(std::move(*body));
+    else
+      ok = false;
     if (!ok) return std::nullopt;
     return n;
   }
@@ -439,7 +485,7 @@ struct parser {
 } // namespace
 
 bool is_unsupported_kind(const std::string& key) {
-  return key == "loop" || key == "approval" ||
+  return key == "approval" ||
          key == "timer" || key == "signal";
 }
 

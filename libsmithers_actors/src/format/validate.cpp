@@ -17,7 +17,8 @@ namespace smithers::spec {
 
 std::string child_node_path(const std::string& parent, node_kind parent_kind, std::size_t i) {
   if (parent_kind == node_kind::branch) return child_path(parent, i == 0 ? "then" : "else");
-  if (parent_kind == node_kind::for_each) return child_path(parent, "body");
+  if (parent_kind == node_kind::for_each || parent_kind == node_kind::loop)
+    return child_path(parent, "body");
   return index_path(child_path(parent, to_string(parent_kind)), i);
 }
 
@@ -118,9 +119,47 @@ struct tree_checker {
     locals.resize(locals.size() - 2);
   }
 
+  void collect_loop(const node& n, trail& where) {
+    branches.emplace_back(&n, where);
+    std::string path = path_of(where);
+    if (!locals.empty()) {
+      // Inside a for_each each item's loop needs its own id (and state).
+      if (!has_template(n.id))
+        out.push_back({child_path(path, "loop"),
+                       "loop id \"" + n.id + "\" is inside a for_each: it must use {{" +
+                           locals[locals.size() - 2] + "...}} or {{" + locals.back() +
+                           "}} so that each item's loop has its own id"});
+      else
+        for (const auto& p : check_template(n.id, child_path(path, "loop"), locals))
+          out.push_back(p);
+    } else if (!util::valid_node_id(n.id)) {
+      out.push_back({child_path(path, "loop"),
+                     "loop id \"" + n.id + "\" must be 1-" +
+                         std::to_string(util::max_node_id_length) + " characters of [A-Za-z0-9_-]"});
+    }
+    if (out_of_range(n.max_iterations, false) || n.max_iterations > limits::max_loop_iterations)
+      out.push_back({child_path(path, "max_iterations"),
+                     "must be a positive integer and at most " +
+                         std::to_string(limits::max_loop_iterations)});
+    if (n.continue_as_new_every)
+      out.push_back({child_path(path, "continue_as_new_every"),
+                     "continue-as-new is not supported by this version of smithers yet"});
+    if (n.children.size() != 1) {
+      out.push_back({path, "a loop has exactly one body node"});
+      return;
+    }
+    where.emplace_back(&n, 0);
+    collect(n.children[0], where);
+    where.pop_back();
+  }
+
   void collect(const node& n, trail& where) {
     if (n.kind == node_kind::for_each) {
       collect_for_each(n, where);
+      return;
+    }
+    if (n.kind == node_kind::loop) {
+      collect_loop(n, where);
       return;
     }
     if (n.kind == node_kind::branch) {
@@ -345,8 +384,8 @@ struct tree_checker {
     check_branches();
   }
 
-  // A branch's or for_each's id is unique among all nodes; a branch's
-  // predicate and a for_each's items read tasks.
+  // A branch's, for_each's or loop's id is unique among all nodes; a
+  // branch's and a loop's predicate and a for_each's items read tasks.
   void check_branches() {
     std::unordered_map<std::string, std::string> seen; // id -> path
     for (const auto& [n, where] : branches) {
@@ -368,10 +407,11 @@ struct tree_checker {
         continue;
       }
       if (n->condition.is_null()) continue;
-      auto ps = check_predicate(n->condition, child_path(path, "if"));
+      const char* key = n->kind == node_kind::loop ? "until" : "if";
+      auto ps = check_predicate(n->condition, child_path(path, key));
       out.insert(out.end(), ps.begin(), ps.end());
       if (ps.empty())
-        check_output_refs(predicate_output_refs(n->condition), child_path(path, "if"), "");
+        check_output_refs(predicate_output_refs(n->condition), child_path(path, key), "");
     }
   }
 
@@ -436,7 +476,9 @@ struct tree_checker {
         const trail& theirs = tasks[it->second].where;
         for (std::size_t k = 0; k < theirs.size(); ++k) {
           const node* c = theirs[k].first;
-          if (c->kind != node_kind::branch && c->kind != node_kind::for_each) continue;
+          if (c->kind != node_kind::branch && c->kind != node_kind::for_each &&
+              c->kind != node_kind::loop)
+            continue;
           if (k < mine.size() && mine[k] == theirs[k]) continue; // this task is inside it too
           // c's place: theirs[0..k). Does it come before this task in a sequence?
           std::size_t d = 0;

@@ -9,8 +9,9 @@ plan compile(const node& root) {
     const node* n;
     index parent;
     index position;
+    bool in_loop;
   };
-  std::vector<item> stack{{&root, -1, 0}};
+  std::vector<item> stack{{&root, -1, 0, false}};
   while (!stack.empty()) {
     item it = stack.back();
     stack.pop_back();
@@ -29,11 +30,27 @@ plan compile(const node& root) {
       p.keys.push_back({it.n->id, it.n->iteration});
       p.specs.push_back(it.n->task);
       p.by_id.emplace(it.n->id, t);
+      p.in_loop.push_back(it.in_loop ? 1 : 0);
     } else {
+      bool in_loop = it.in_loop;
+      if (it.n->kind == node_kind::loop) {
+        in_loop = true;
+        p.nodes[self].loop = static_cast<index>(p.loops.size());
+        plan_loop l;
+        l.node = self;
+        l.id = it.n->id;
+        l.iteration = it.n->iteration;
+        l.done = it.n->done;
+        l.until = it.n->condition;
+        l.max_iterations = it.n->max_iterations;
+        l.fail_on_max = it.n->fail_on_max;
+        l.continue_as_new_every = it.n->continue_as_new_every;
+        p.loops.push_back(std::move(l));
+      }
       p.nodes[self].children.reserve(it.n->children.size());
       // Push in reverse so children are numbered in document order.
       for (std::size_t i = it.n->children.size(); i-- > 0;)
-        stack.push_back({&it.n->children[i], self, static_cast<index>(i)});
+        stack.push_back({&it.n->children[i], self, static_cast<index>(i), in_loop});
     }
   }
   p.needs.resize(p.task_count());

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -22,6 +23,19 @@ struct plan_node {
   std::vector<index> children;
   std::int64_t max_concurrency = 0; // 0: unlimited
   index task = -1;                  // task index for task nodes
+  index loop = -1;                  // loop nodes: index into plan::loops
+};
+
+/// A loop of the rendered tree: its instance, at its current iteration.
+struct plan_loop {
+  index node = -1;  // its plan node; the body is its only child
+  std::string id;   // the instance ("review", "inner@2")
+  std::int64_t iteration = 0;
+  bool done = false;
+  json until;       // null: never holds
+  std::int64_t max_iterations = 5;
+  bool fail_on_max = false;
+  std::optional<std::int64_t> continue_as_new_every;
 };
 
 struct plan {
@@ -32,6 +46,8 @@ struct plan {
   std::unordered_map<std::string, index> by_id; // ids are unique within a render
   std::vector<std::vector<index>> needs;      // task -> tasks it needs
   std::vector<std::vector<index>> dependents; // task -> tasks that need it
+  std::vector<char> in_loop;                  // task -> inside a loop's body
+  std::vector<plan_loop> loops;               // in tree order
 
   std::size_t task_count() const { return keys.size(); }
   /// The task of this id in this render, whatever its iteration (needs).

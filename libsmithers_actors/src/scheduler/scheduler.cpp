@@ -77,8 +77,12 @@ scheduler::scheduler(const plan& p, std::int64_t run_max_concurrency,
       done_children_[n] = done;
       // An undecided branch or for_each (no children until a render
       // decides it) is never done: what comes after it waits.
-      complete_[n] = pn.kind != node_kind::branch && pn.kind != node_kind::for_each &&
-                     done == static_cast<std::int32_t>(pn.children.size());
+      bool all = done == static_cast<std::int32_t>(pn.children.size());
+      complete_[n] = pn.kind != node_kind::branch && pn.kind != node_kind::for_each && all;
+      if (pn.loop >= 0 && all && !p.loops[static_cast<std::size_t>(pn.loop)].done) {
+        complete_[n] = 0;
+        loops_ready_.push_back(pn.loop);
+      }
       if (pn.kind == node_kind::sequence) {
         std::int32_t c = 0;
         while (c < static_cast<std::int32_t>(pn.children.size()) && complete_[pn.children[c]])
@@ -217,6 +221,10 @@ void scheduler::node_done(index n) {
         activate(pp.children[c]);
     }
     if (done_children_[parent] != static_cast<std::int32_t>(pp.children.size())) return;
+    if (pp.loop >= 0 && !plan_.loops[static_cast<std::size_t>(pp.loop)].done) {
+      loops_ready_.push_back(pp.loop); // its iteration is over, the loop is not
+      return;
+    }
     n = parent;
   }
 }
@@ -294,9 +302,15 @@ std::vector<index> scheduler::take_auto_skipped() {
   return out;
 }
 
+std::vector<index> scheduler::take_loops_ready() {
+  std::vector<index> out;
+  out.swap(loops_ready_);
+  return out;
+}
+
 outcome scheduler::status() const {
   if (plan_.nodes.empty() || complete_[0]) return outcome::finished;
-  if (in_flight_ > 0) return outcome::running;
+  if (in_flight_ > 0 || !loops_ready_.empty()) return outcome::running;
   if (!failed_.empty()) return outcome::failed;
   if (runnable_[0] > 0 || deferred_ > 0) return outcome::running;
   return outcome::stuck;

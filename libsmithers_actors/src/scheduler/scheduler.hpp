@@ -12,7 +12,11 @@
 //  - a failure without continue_on_fail stops new starts: the run fails once
 //    the tasks in flight have ended;
 //  - a branch or for_each node in a plan is undecided (render turns decided
-//    ones into groups): never done, so what follows it waits.
+//    ones into groups): never done, so what follows it waits;
+//  - a loop runs its body (its one child, at the current iteration) and is
+//    done when the body is and the loop has ended; a body done before that
+//    is reported (take_loops_ready) for the run core to start the next
+//    iteration or end the loop, after which the tree is rendered again.
 #pragma once
 
 #include "scheduler/plan.hpp"
@@ -59,6 +63,10 @@ public:
 
   /// Tasks skipped because a need did not finish, since the last call.
   std::vector<index> take_auto_skipped();
+  /// Loops (plan::loops indices) whose body is done but which have not
+  /// ended, since the last call. The run counts as running while any wait.
+  std::vector<index> take_loops_ready();
+  bool has_loops_ready() const { return !loops_ready_.empty(); }
 
   outcome status() const;
   /// Tasks that failed without continue_on_fail.
@@ -103,6 +111,7 @@ private:
   std::size_t deferred_ = 0;
   std::vector<index> failed_;
   std::vector<index> auto_skipped_;
+  std::vector<index> loops_ready_;
 };
 
 } // namespace smithers::sched

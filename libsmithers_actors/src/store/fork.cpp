@@ -133,6 +133,18 @@ fork_result fork_run(database& db, const fork_request& req) {
       batch.push_back(insert_attempt{std::move(a)});
     }
   }
+  // Loops stand where they stood at the frame.
+  if (snap.contains("loops"))
+    for (const auto& [id, st] : snap["loops"].items()) {
+      if (!st.is_object() || !st.value("iteration", json()).is_number_integer()) continue;
+      loop_row l;
+      l.run_id = res.run_id;
+      l.loop_id = id;
+      l.iteration = st["iteration"].get<std::int64_t>();
+      l.state = st.value("done", false) ? "finished" : "running";
+      l.updated_ms = req.now_ms;
+      batch.push_back(upsert_loop{std::move(l)});
+    }
   json forked = {{"run_id", req.run_id}, {"frame_no", req.frame_no}, {"reset_nodes", res.reset}};
   event_row started{
       res.run_id,

@@ -163,6 +163,23 @@ FROM attempts WHERE id >= ?1 AND id < ?1 + ?2 ORDER BY node_id, iteration, attem
   return rows;
 }
 
+std::vector<loop_row> reader::loops(const std::string& run_id) const {
+  statement s(db_.handle(), R"sql(
+SELECT loop_id, iteration, state, updated_ms FROM loops WHERE run_id = ?1 ORDER BY loop_id)sql");
+  s.bind_text_ref(1, run_id);
+  std::vector<loop_row> rows;
+  while (s.step()) {
+    loop_row l;
+    l.run_id = run_id;
+    l.loop_id = s.column_text(0);
+    l.iteration = s.column_int(1);
+    l.state = s.column_text(2);
+    l.updated_ms = s.column_int(3);
+    rows.push_back(std::move(l));
+  }
+  return rows;
+}
+
 std::vector<output_row> reader::outputs(const std::string& run_id) const {
   auto base = key_base(run_id);
   if (!base) return {};
@@ -319,6 +336,7 @@ ORDER BY id)sql");
   s.bind_int(1, *base);
   s.bind_int(2, frame_no);
   json states = json::object();
+  json loops = json::object();
   json input;
   std::string hash;
   std::int64_t last = -1;
@@ -328,11 +346,15 @@ ORDER BY id)sql");
     json snap = s.column_json(3);
     if (s.column_int(2) != 0) {
       states = json::object();
+      loops = json::object();
       if (snap.is_object() && snap.contains("input")) input = snap["input"];
     }
     if (snap.is_object() && snap.contains("states"))
       for (const auto& [id, st] : snap["states"].items())
         states[id] = st;
+    if (snap.is_object() && snap.contains("loops") && snap["loops"].is_object())
+      for (const auto& [id, st] : snap["loops"].items())
+        loops[id] = st;
   }
   if (last != frame_no) return nullptr;
   json outputs = json::object();
@@ -344,6 +366,7 @@ ORDER BY id)sql");
   return {{"frame_no", frame_no},
           {"tree_hash", hash},
           {"states", states},
+          {"loops", loops},
           {"input", input},
           {"outputs", outputs}};
 }

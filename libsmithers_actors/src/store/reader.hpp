@@ -31,6 +31,8 @@ public:
   std::vector<node_row> nodes(const std::string& run_id) const;
   /// Ordered by node, iteration, attempt.
   std::vector<attempt_row> attempts(const std::string& run_id) const;
+  /// Loop states, by loop instance id.
+  std::vector<loop_row> loops(const std::string& run_id) const;
   /// Per node and iteration, the output of its last finished attempt.
   std::vector<output_row> outputs(const std::string& run_id) const;
   /// Events with seq > after_seq, ascending, at most `limit`.
@@ -46,7 +48,8 @@ public:
   /// The tree stored under a hash (null when unknown).
   json tree(const std::string& hash) const;
   /// The run as it stood at a frame: {"frame_no", "tree_hash", "states":
-  /// {node: state}, "input", "outputs": {node: output of finished nodes}},
+  /// {node: state}, "loops": {loop: {"iteration", "done"}}, "input",
+  /// "outputs": {node: output of finished nodes}},
   /// rebuilt from the nearest keyframe and the deltas after it. Null when
   /// the frame does not exist.
   json snapshot_at(const std::string& run_id, std::int64_t frame_no) const;

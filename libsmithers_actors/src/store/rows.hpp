@@ -58,6 +58,16 @@ struct attempt_row {
   std::optional<json> output; // a finished attempt's validated output
 };
 
+/// A loop instance's state: "running" (at `iteration`), "finished" or
+/// "failed" (LOOP_MAX_REACHED; `iteration` its last).
+struct loop_row {
+  std::string run_id;
+  std::string loop_id;
+  std::int64_t iteration = 0;
+  std::string state;
+  std::int64_t updated_ms = 0;
+};
+
 struct output_row {
   std::string run_id;
   std::string node_id;

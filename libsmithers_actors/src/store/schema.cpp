@@ -248,6 +248,18 @@ ALTER TABLE attempts_v5 RENAME TO attempts;
 ALTER TABLE runs ADD COLUMN cwd TEXT NOT NULL DEFAULT '';
 ALTER TABLE runs ADD COLUMN handover_to TEXT NOT NULL DEFAULT '';
 )sql"},
+    // v7: loop states (docs/storage.md, "loops"): a loop instance's current
+    // iteration and whether it has ended, so a resume continues it there.
+    {7, R"sql(
+CREATE TABLE loops (
+  run_id     TEXT    NOT NULL REFERENCES runs (run_id),
+  loop_id    TEXT    NOT NULL,
+  iteration  INTEGER NOT NULL,
+  state      TEXT    NOT NULL,
+  updated_ms INTEGER NOT NULL,
+  PRIMARY KEY (run_id, loop_id)
+) WITHOUT ROWID;
+)sql"},
 };
 
 static_assert(all_migrations[std::size(all_migrations) - 1].version == schema_version,

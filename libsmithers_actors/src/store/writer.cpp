@@ -105,6 +105,9 @@ struct describe {
     return "withdraw_handover " + c.run_id;
   }
   std::string operator()(const release_run& c) const { return "release_run " + c.run_id; }
+  std::string operator()(const upsert_loop& c) const {
+    return "upsert_loop " + c.row.run_id + "/" + c.row.loop_id;
+  }
   std::string operator()(const set_attempt_meta& c) const {
     return "set_attempt_meta " + key(c.run_id, c.key.node.id, c.key.node.iteration, c.key.attempt);
   }
@@ -196,7 +199,11 @@ UPDATE runs SET handover_to = ?2 WHERE run_id = ?1 AND owner_id = ?3 AND owner_i
 UPDATE runs SET handover_to = '' WHERE run_id = ?1 AND handover_to = ?2)sql"),
         release_run_(db, R"sql(
 UPDATE runs SET owner_id = '', owner_pid = 0, heartbeat_ms = ?3, updated_ms = ?3
-WHERE run_id = ?1 AND owner_id = ?2)sql") {}
+WHERE run_id = ?1 AND owner_id = ?2)sql"),
+        upsert_loop_(db, R"sql(
+INSERT INTO loops (run_id, loop_id, iteration, state, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+ON CONFLICT (run_id, loop_id) DO UPDATE SET
+  iteration = excluded.iteration, state = excluded.state, updated_ms = excluded.updated_ms)sql") {}
 
   // Strings of a command are bound without copying (bind_text_ref): the
   // batch outlives the step, and in_use clears the bindings right after.
@@ -568,6 +575,17 @@ WHERE run_id = ?1 AND owner_id = ?2)sql") {}
     s.step();
   }
 
+  void operator()(const upsert_loop& c) {
+    auto& s = upsert_loop_;
+    in_use use{s};
+    s.bind_text_ref(1, c.row.run_id);
+    s.bind_text_ref(2, c.row.loop_id);
+    s.bind_int(3, c.row.iteration);
+    s.bind_text_ref(4, c.row.state);
+    s.bind_int(5, c.row.updated_ms);
+    s.step();
+  }
+
   void operator()(const release_run& c) {
     auto& s = release_run_;
     in_use use{s};
@@ -631,7 +649,7 @@ WHERE run_id = ?1 AND owner_id = ?2)sql") {}
   statement insert_run_, run_no_, update_run_status_, insert_node_, update_node_, node_keys_,
       insert_attempt_, attempt_keys_, finish_attempt_, heartbeat_, heartbeat_data_, insert_chunk_,
       chunk_overlap_, store_frame_, attempt_meta_, store_tree_, touch_run_, request_cancel_,
-      claim_run_, request_handover_, withdraw_handover_, release_run_;
+      claim_run_, request_handover_, withdraw_handover_, release_run_, upsert_loop_;
   std::unordered_map<std::string, std::int64_t> run_nos_;
   std::unordered_map<std::string, run_rows> rows_;
 };

@@ -138,11 +138,16 @@ struct add_pending_nodes {
   std::int64_t at_ms = 0;
 };
 
+/// A loop's iteration or end.
+struct upsert_loop {
+  loop_row row;
+};
+
 using command =
     std::variant<insert_run, update_run_status, upsert_node, insert_attempt, finish_attempt,
                  record_heartbeat, append_event, append_events, store_frame, touch_run,
                  request_cancel, claim_run, set_attempt_meta, add_pending_nodes,
-                 request_handover, withdraw_handover, release_run>;
+                 request_handover, withdraw_handover, release_run, upsert_loop>;
 
 /// Commands committed together, in order, in one transaction.
 struct write_batch {

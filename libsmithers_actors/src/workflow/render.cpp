@@ -6,6 +6,7 @@
 #include "util/hash.hpp"
 #include "util/json_text.hpp"
 
+#include <optional>
 #include <unordered_set>
 
 namespace smithers {
@@ -33,6 +34,10 @@ public:
     }
     if (n.kind == node_kind::for_each) {
       for_each(n);
+      return;
+    }
+    if (n.kind == node_kind::loop) {
+      loop(n);
       return;
     }
     out_ += '{';
@@ -87,6 +92,32 @@ private:
       out_ += R"(,"max_concurrency":)";
       num(*n.max_concurrency);
     }
+    out_ += '}';
+  }
+
+  // {"body":..,["continue_as_new_every":K,]"done":b,"iteration":i,"loop":id,
+  //  "max_iterations":M,"on_max_reached":"..","until":..}: a rendered loop
+  // names its instance, iteration and whether it has ended.
+  void loop(const node& n) {
+    out_ += R"({"body":)";
+    if (n.children.empty())
+      out_ += "null";
+    else
+      tree(n.children[0]);
+    if (n.continue_as_new_every) {
+      out_ += R"(,"continue_as_new_every":)";
+      num(*n.continue_as_new_every);
+    }
+    out_ += n.done ? R"(,"done":true)" : R"(,"done":false)";
+    out_ += R"(,"iteration":)";
+    num(n.iteration);
+    out_ += R"(,"loop":)";
+    str(n.id);
+    out_ += R"(,"max_iterations":)";
+    num(n.max_iterations);
+    out_ += n.fail_on_max ? R"(,"on_max_reached":"fail")" : R"(,"on_max_reached":"return-last")";
+    out_ += R"(,"until":)";
+    util::append_json(out_, n.condition);
     out_ += '}';
   }
 
@@ -235,6 +266,8 @@ bool scan_control(const node& n, std::unordered_set<std::string>& reads) {
       found = true;
       for (auto& id : spec::predicate_output_refs(cur->condition))
         reads.insert(std::move(id));
+    } else if (cur->kind == node_kind::loop) {
+      found = true; // its `until` is the run core's to evaluate, not render's
     } else if (cur->kind == node_kind::for_each) {
       found = true;
       std::string_view path = cur->items;
@@ -249,21 +282,41 @@ bool scan_control(const node& n, std::unordered_set<std::string>& reads) {
   return found;
 }
 
+// Where a render is inside loops: the enclosing loops, outermost first.
+struct scope_entry {
+  const node* loop;     // in the source
+  std::int64_t iteration;
+};
+
+// "@a@b" for iterations {a, b}: how ids carry the iterations of enclosing
+// loops (docs/workflow-format.md, "Iterations").
+void append_iterations(std::string& id, const std::vector<std::int64_t>& its, std::size_t count) {
+  for (std::size_t i = 0; i < count; ++i) {
+    id += '@';
+    id += std::to_string(its[i]);
+  }
+}
+
 // Decides control flow: a branch becomes a sequence of the child it chose
-// (empty when it chose nothing). An undecided branch stays a branch without
-// children: the scheduler never counts it done, so what comes after it
-// waits.
+// (empty when it chose nothing); a for_each a parallel group of one body per
+// item; a loop stays a loop node (the scheduler's) holding its body at the
+// current iteration, whose tasks are keyed by it. An undecided branch or
+// for_each stays without children: the scheduler never counts it done, so
+// what comes after it waits.
 class expander {
 public:
-  expander(const render_context& ctx, std::vector<std::string>& undecided)
-      : ctx_(ctx), undecided_(undecided) {}
+  expander(const node& source, const render_context& ctx, std::vector<std::string>& undecided)
+      : ctx_(ctx), undecided_(undecided) {
+    index_loops(source);
+  }
 
   node expand(const node& n) {
     if (n.kind == node_kind::branch) return decide(n);
     if (n.kind == node_kind::for_each) return fan_out(n);
+    if (n.kind == node_kind::loop) return iterate(n);
     if (n.is_task()) {
-      if (!locals_) return n;
-      return with_locals(n);
+      if (!locals_ && scope_.empty()) return n;
+      return placed(n);
     }
     node out;
     out.kind = n.kind;
@@ -277,6 +330,88 @@ public:
   }
 
 private:
+  // Which loops hold each task (by its id as written): what a read of it
+  // from elsewhere resolves against. Tasks outside loops are not listed.
+  void index_loops(const node& root) {
+    std::vector<const node*> loops;
+    struct item {
+      const node* n;
+      std::size_t depth; // loops above it
+    };
+    std::vector<item> stack{{&root, 0}};
+    while (!stack.empty()) {
+      item it = stack.back();
+      stack.pop_back();
+      loops.resize(it.depth);
+      if (it.n->is_task()) {
+        if (!loops.empty()) loop_paths_[it.n->id] = loops;
+        continue;
+      }
+      std::size_t depth = it.depth;
+      if (it.n->kind == node_kind::loop) {
+        loops.push_back(it.n);
+        ++depth;
+      }
+      for (const auto& c : it.n->children)
+        stack.push_back({&c, depth});
+    }
+  }
+
+  std::string expanded_id(const std::string& text) const {
+    if (!locals_ || !spec::has_template(text)) return text;
+    spec::template_scope scope;
+    scope.input = ctx_.input;
+    scope.run_id = ctx_.run_id;
+    scope.locals = locals_;
+    std::string id = spec::expand(text, scope);
+    if (!util::valid_node_id(id))
+      throw smithers_error(errc::invalid_input,
+                           "id \"" + text + "\" gives \"" + id + "\" for item " +
+                               locals_->dump() + ", which is not 1-" +
+                               std::to_string(util::max_node_id_length) +
+                               " characters of [A-Za-z0-9_-]",
+                           {{"id", text}});
+    return id;
+  }
+
+  // A loop's instance: its id with the iterations of the loops around it.
+  std::string instance_id(const std::string& id, const std::vector<std::int64_t>& its) const {
+    std::string out = id;
+    append_iterations(out, its, its.size());
+    return out;
+  }
+
+  // The key a read of task `text` (as written; `id` expanded) names from
+  // here: in loops this node is inside too, their current iteration; in
+  // others, their last one — nullopt while such a loop goes on, when
+  // `settled` (what the task gives is not final yet).
+  std::optional<node_key> resolve(const std::string& text, const std::string& id,
+                                  bool settled) const {
+    auto it = loop_paths_.find(text);
+    if (it == loop_paths_.end()) return node_key{id, 0};
+    std::vector<std::int64_t> its;
+    bool shared = true;
+    for (std::size_t j = 0; j < it->second.size(); ++j) {
+      const node* l = it->second[j];
+      shared = shared && j < scope_.size() && scope_[j].loop == l;
+      if (shared) {
+        its.push_back(scope_[j].iteration);
+        continue;
+      }
+      loop_state st = ctx_.loop(instance_id(expanded_id(l->id), its));
+      if (settled && !st.done) return std::nullopt;
+      its.push_back(st.iteration);
+    }
+    node_key k{id, its.back()};
+    append_iterations(k.id, its, its.size() - 1);
+    return k;
+  }
+
+  bool has_ended(const std::string& text) const {
+    auto k = resolve(text, text, true);
+    return k && ctx_.ended && ctx_.ended->count(*k);
+  }
+
   // Undecided: stays in the tree without children, so the scheduler waits.
   node waiting(const node& n) {
     undecided_.push_back(n.id);
@@ -287,6 +422,29 @@ private:
     w.items = n.items;
     w.item_name = n.item_name;
     return w;
+  }
+
+  // The body at the loop's current iteration (its state from the context:
+  // iteration 0 until the run core starts it).
+  node iterate(const node& n) {
+    std::vector<std::int64_t> its;
+    for (const auto& e : scope_)
+      its.push_back(e.iteration);
+    std::string inst = instance_id(expanded_id(n.id), its);
+    loop_state st = ctx_.loop(inst);
+    node out;
+    out.kind = node_kind::loop;
+    out.id = inst;
+    out.iteration = st.iteration;
+    out.done = st.done;
+    out.condition = n.condition;
+    out.max_iterations = n.max_iterations;
+    out.fail_on_max = n.fail_on_max;
+    out.continue_as_new_every = n.continue_as_new_every;
+    scope_.push_back({&n, st.iteration});
+    if (!n.children.empty()) out.children.push_back(expand(n.children[0]));
+    scope_.pop_back();
+    return out;
   }
 
   // The body once per element of the items array, in a parallel group.
@@ -301,7 +459,7 @@ private:
       auto rest = path.substr(8);
       auto dot = rest.find('.');
       std::string id{rest.substr(0, dot)};
-      if (!ctx_.ended || !ctx_.ended->count(id)) return waiting(n);
+      if (!has_ended(id)) return waiting(n);
       if (ctx_.outputs) {
         auto it = ctx_.outputs->find(id);
         if (it != ctx_.outputs->end())
@@ -336,39 +494,39 @@ private:
     return out;
   }
 
-  // A task in a for_each body: its id (and the ids it needs) with the
-  // element's values, its templates left for the attempt (with the locals).
-  node with_locals(const node& n) {
-    spec::template_scope scope;
-    scope.input = ctx_.input;
-    scope.outputs = ctx_.outputs;
-    scope.run_id = ctx_.run_id;
-    scope.locals = locals_;
+  // A task inside a for_each body or a loop: its id (and the ids it needs)
+  // with the element's values and the loops' iterations; its templates are
+  // left for the attempt (with the locals).
+  node placed(const node& n) {
     node out = n;
-    auto expand_id = [&](const std::string& text) {
-      std::string id = spec::expand(text, scope);
-      if (!util::valid_node_id(id))
-        throw smithers_error(errc::invalid_input,
-                             "id \"" + text + "\" gives \"" + id + "\" for item " +
-                                 locals_->dump() + ", which is not 1-" +
-                                 std::to_string(util::max_node_id_length) +
-                                 " characters of [A-Za-z0-9_-]",
-                             {{"id", text}});
-      return id;
+    std::shared_ptr<task_spec> spec; // copied only when something changes
+    auto own_spec = [&]() -> task_spec& {
+      if (!spec) spec = std::make_shared<task_spec>(*n.task);
+      return *spec;
     };
-    out.id = expand_id(n.id);
-    auto spec2 = std::make_shared<task_spec>(*n.task);
-    spec2->locals = *locals_;
-    for (auto& need : spec2->needs)
-      if (spec::has_template(need)) need = expand_id(need);
-    out.task = std::move(spec2);
+    if (locals_) {
+      out.id = expanded_id(n.id);
+      own_spec().locals = *locals_;
+    }
+    if (!scope_.empty()) {
+      auto k = *resolve(n.id, out.id, false);
+      out.id = std::move(k.id);
+      out.iteration = k.iteration;
+    }
+    for (std::size_t i = 0; i < n.task->needs.size(); ++i) {
+      const std::string& text = n.task->needs[i];
+      std::string id = expanded_id(text);
+      if (auto k = resolve(text, id, false)) id = std::move(k->id);
+      if (id != text) own_spec().needs[i] = std::move(id);
+    }
+    if (spec) out.task = std::move(spec);
     return out;
   }
 
   node decide(const node& n) {
     // Undecided while a node it reads has not ended (docs/workflow-format.md).
     for (const auto& id : spec::predicate_output_refs(n.condition))
-      if (!ctx_.ended || !ctx_.ended->count(id)) return waiting(n);
+      if (!has_ended(id)) return waiting(n);
     node out = sequence({});
     static const json no_input = json::object();
     static const std::unordered_map<std::string, json> no_outputs;
@@ -382,6 +540,8 @@ private:
   const render_context& ctx_;
   std::vector<std::string>& undecided_;
   const json* locals_ = nullptr; // inside a for_each body: the element's variables
+  std::vector<scope_entry> scope_;
+  std::unordered_map<std::string, std::vector<const node*>> loop_paths_;
 };
 
 // Ids a fan-out gave more than once (two elements alike where the id
@@ -412,7 +572,7 @@ rendered_tree render(const std::shared_ptr<const workflow>& wf, const render_con
                            : std::shared_ptr<const node>(wf, &wf->root);
   r.control = scan_control(*r.source, r.control_reads);
   if (r.control) {
-    r.root = std::make_shared<const node>(expander{ctx, r.undecided}.expand(*r.source));
+    r.root = std::make_shared<const node>(expander{*r.source, ctx, r.undecided}.expand(*r.source));
     check_unique_ids(*r.root);
   } else
     r.root = r.source;

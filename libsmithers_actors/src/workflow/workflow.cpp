@@ -16,6 +16,8 @@ const char* to_string(node_kind k) {
     return "branch";
   case node_kind::for_each:
     return "for_each";
+  case node_kind::loop:
+    return "loop";
   }
   return "?";
 }
@@ -122,6 +124,18 @@ node for_each(std::string id, std::string items_path, std::string as, node body,
   n.items = std::move(items_path);
   n.item_name = std::move(as);
   n.max_concurrency = max_concurrency;
+  n.children.push_back(std::move(body));
+  return n;
+}
+
+node loop(std::string id, node body, json until, loop_options options) {
+  node n;
+  n.kind = node_kind::loop;
+  n.id = std::move(id);
+  n.condition = std::move(until);
+  n.max_iterations = options.max_iterations;
+  n.fail_on_max = options.fail_on_max;
+  n.continue_as_new_every = options.continue_as_new_every;
   n.children.push_back(std::move(body));
   return n;
 }
