@@ -184,3 +184,162 @@ TEST_CASE("for_each fans out over a task's output; a branch chooses whether it r
         std::set<std::string>{"list:finished", "sq-0:finished", "sq-1:finished", "sq-2:finished",
                               "sum:finished"});
 }
+
+namespace {
+
+std::set<std::string> stored_keys(const engine& eng, const std::string& run_id) {
+  auto db = store::database::open(eng.config().db_path, store::open_mode::read_only);
+  std::set<std::string> ids;
+  for (const auto& n : store::reader{db}.nodes(run_id))
+    ids.insert(to_string(node_key{n.node_id, n.iteration}) + ":" + n.state);
+  return ids;
+}
+
+std::map<std::string, std::string> stored_loops(const engine& eng, const std::string& run_id) {
+  auto db = store::database::open(eng.config().db_path, store::open_mode::read_only);
+  std::map<std::string, std::string> out;
+  for (const auto& l : store::reader{db}.loops(run_id))
+    out[l.loop_id] = l.state + "@" + std::to_string(l.iteration);
+  return out;
+}
+
+// "implement, review until approved": review approves the third draft.
+workflow review_loop(std::int64_t max, bool fail_on_max, std::int64_t approve_at) {
+  loop_options o;
+  o.max_iterations = max;
+  o.fail_on_max = fail_on_max;
+  workflow wf;
+  wf.root = sequence(
+      {loop("revise",
+            sequence({compute_task("implement",
+                                   [](task_context& ctx) { return json{{"draft", ctx.iteration()}}; }),
+                      compute_task("review",
+                                   [approve_at](task_context& ctx) {
+                                     auto draft = ctx.need("implement")["draft"].get<std::int64_t>();
+                                     return json{{"approved", draft >= approve_at}};
+                                   })
+                          .needs({"implement"})}),
+            {{"output", "review.approved"}, {"equals", true}}, o),
+       command_task("ship", {"printf", R"({"draft": {{outputs.implement.draft}}, "first": {{outputs.review@0.approved}}})"})
+           .needs({"review"})});
+  return wf;
+}
+
+} // namespace
+
+TEST_CASE("a loop runs its body until `until` holds; each iteration is stored by (id, iteration)") {
+  test_support::temp_dir dir;
+  engine eng{config_in(dir)};
+  test_support::event_recorder recorder;
+  run_options opts;
+  opts.on_event = recorder.handler();
+  auto res = eng.run(review_loop(5, true, 2), opts);
+  INFO((res.err ? res.err->to_json().dump() : std::string{}));
+  REQUIRE(res.status == run_status::finished);
+  CHECK(res.outputs.at("ship") == json{{"draft", 2}, {"first", false}});
+  CHECK(stored_keys(eng, res.run_id) ==
+        std::set<std::string>{"implement:finished", "review:finished", "implement@1:finished",
+                              "review@1:finished", "implement@2:finished", "review@2:finished",
+                              "ship:finished"});
+  CHECK(stored_loops(eng, res.run_id) == std::map<std::string, std::string>{{"revise", "finished@2"}});
+  CHECK(recorder.of_type("LoopIterationStarted").size() == 3);
+  auto fin = recorder.of_type("LoopFinished");
+  REQUIRE(fin.size() == 1);
+  CHECK(fin[0].fields["reason"] == "until");
+  CHECK(fin[0].fields["iterations"] == 3);
+}
+
+TEST_CASE("max_iterations: on_max_reached fail is LOOP_MAX_REACHED, return-last goes on") {
+  test_support::temp_dir dir;
+  engine eng{config_in(dir)};
+  auto failed = eng.run(review_loop(2, true, 10), {});
+  REQUIRE(failed.status == run_status::failed);
+  REQUIRE(failed.err);
+  CHECK(failed.err->code == errc::loop_max_reached);
+  CHECK(failed.err->details["loop_id"] == "revise");
+  CHECK(stored_loops(eng, failed.run_id) == std::map<std::string, std::string>{{"revise", "failed@1"}});
+  CHECK(stored_keys(eng, failed.run_id).count("ship:cancelled"));
+
+  auto last = eng.run(review_loop(2, false, 10), {});
+  REQUIRE(last.status == run_status::finished);
+  CHECK(last.outputs.at("ship") == json{{"draft", 1}, {"first", false}});
+  CHECK(stored_loops(eng, last.run_id) == std::map<std::string, std::string>{{"revise", "finished@1"}});
+}
+
+TEST_CASE("nesting: a for_each inside a loop inside a branch, and a loop inside a loop") {
+  test_support::temp_dir dir;
+  engine eng{config_in(dir)};
+  loop_options two;
+  two.max_iterations = 2;
+  workflow wf;
+  wf.root = sequence(
+      {branch("go", {{"input", "go"}, {"equals", true}},
+              loop("rounds",
+                   sequence({for_each("each", "input.files", "f",
+                                      command_task("p-{{f}}", {"printf", R"({"f": "{{f}}", "round": {{iteration}}})"})),
+                             loop("inner", command_task("q", {"printf", R"({"q": {{iteration}}})"}), nullptr,
+                                  two)}),
+                   nullptr, two)),
+       value_task("end", json::object())});
+  run_options opts;
+  opts.input = {{"go", true}, {"files", {"a", "b"}}};
+  auto res = eng.run(wf, opts);
+  INFO((res.err ? res.err->to_json().dump() : std::string{}));
+  REQUIRE(res.status == run_status::finished);
+  CHECK(res.outputs.at("p-b") == json{{"f", "b"}, {"round", 1}});
+  CHECK(stored_keys(eng, res.run_id) ==
+        std::set<std::string>{"p-a:finished", "p-b:finished", "p-a@1:finished", "p-b@1:finished",
+                              "q@0@0:finished", "q@0@1:finished", "q@1@0:finished",
+                              "q@1@1:finished", "end:finished"});
+  CHECK(stored_loops(eng, res.run_id) ==
+        std::map<std::string, std::string>{{"rounds", "finished@1"},
+                                           {"inner@0", "finished@1"},
+                                           {"inner@1", "finished@1"}});
+}
+
+TEST_CASE("an interrupted loop resumes in its iteration without re-running that iteration's finished nodes") {
+  test_support::temp_dir dir;
+  engine eng{config_in(dir)};
+  std::mutex mtx;
+  std::map<std::string, int> calls; // by key
+  std::atomic<bool> hold{true};
+  auto count = [&](task_context& ctx) {
+    std::lock_guard<std::mutex> lk(mtx);
+    return ++calls[to_string(node_key{ctx.node_id(), ctx.iteration()})];
+  };
+  loop_options five;
+  five.max_iterations = 5;
+  auto wf = std::make_shared<workflow>();
+  wf->root = loop("l",
+                  sequence({compute_task("a", [&](task_context& ctx) {
+                              count(ctx);
+                              return json{{"i", ctx.iteration()}};
+                            }),
+                            compute_task("b", [&](task_context& ctx) -> json {
+                              count(ctx);
+                              // Iteration 2 holds until the engine goes away.
+                              while (ctx.iteration() == 2 && hold && !ctx.cancelled())
+                                std::this_thread::sleep_for(2ms);
+                              if (ctx.cancelled()) throw std::runtime_error("stopped");
+                              return {{"i", ctx.iteration()}};
+                            })}),
+                  {{"output", "b.i"}, {"gte", 3}}, five);
+  auto h = eng.start(wf, {});
+  REQUIRE(eventually(
+      [&] {
+        std::lock_guard<std::mutex> lk(mtx);
+        return calls["b@2"] == 1;
+      },
+      10s, 5ms));
+  eng.interrupt("test interrupt");
+  REQUIRE(h.wait_for(10s));
+  REQUIRE(h.wait().status == run_status::running);
+  CHECK(stored_loops(eng, h.run_id()) == std::map<std::string, std::string>{{"l", "running@2"}});
+  hold = false;
+  auto res = eng.resume(wf, h.run_id(), {}).wait();
+  REQUIRE(res.status == run_status::finished);
+  std::lock_guard<std::mutex> lk(mtx);
+  CHECK(calls == std::map<std::string, int>{{"a", 1}, {"b", 1}, {"a@1", 1}, {"b@1", 1},
+                                            {"a@2", 1}, {"b@2", 2}, {"a@3", 1}, {"b@3", 1}});
+  CHECK(stored_loops(eng, h.run_id()) == std::map<std::string, std::string>{{"l", "finished@3"}});
+}

@@ -17,6 +17,8 @@
 #include "store/database.hpp"
 #include "store/reader.hpp"
 
+#include <smithers/node_key.hpp>
+
 #include <sqlite3.h>
 
 #include <csignal>
@@ -94,10 +96,15 @@ std::vector<store::event_row> db_events(const std::string& db, const std::string
       db, [&](const store::reader& rd) { return rd.events(run_id); });
 }
 
+/// A stored row's node as inspect and frames name it: "id", "id@N".
+template <class Row> std::string key_of(const Row& r) {
+  return to_string(smithers::node_key{r.node_id, r.iteration});
+}
+
 std::set<attempt_key> in_progress(const std::string& db, const std::string& run_id) {
   std::set<attempt_key> out;
   for (const auto& a : db_attempts(db, run_id))
-    if (a.state == "in-progress") out.emplace(a.node_id, a.attempt);
+    if (a.state == "in-progress") out.emplace(key_of(a), a.attempt);
   return out;
 }
 
@@ -109,7 +116,7 @@ std::size_t count_events(const std::vector<store::event_row>& events, const std:
 std::optional<store::attempt_row> find_attempt(const std::vector<store::attempt_row>& attempts,
                                                const std::string& node, std::int64_t attempt) {
   for (const auto& a : attempts)
-    if (a.node_id == node && a.attempt == attempt) return a;
+    if (key_of(a) == node && a.attempt == attempt) return a;
   return std::nullopt;
 }
 
@@ -262,6 +269,62 @@ std::vector<std::string> branch_workflow_nodes() {
   return ids;
 }
 
+/// A command task inside loops: appends its key ("id", "id@N", "id@1@0")
+/// to `side`, sleeps a little and outputs {"node": <key>, "i": iteration}.
+json loop_task(const std::string& id, const std::string& side, const char* sleep_s) {
+  return {{"task", id},
+          {"run", json::array({"sh", "-c",
+                               "k=$1; case $k in *@*) k=\"$k@$2\";; *) [ \"$2\" = 0 ] || "
+                               "k=\"$k@$2\";; esac; echo \"$k\" >> '" +
+                                   side + "'; sleep " + sleep_s +
+                                   "; printf '{\"node\":\"%s\",\"i\":%s}' \"$k\" \"$2\"",
+                               "sh", "{{node_id}}", "{{iteration}}"})}};
+}
+
+/// Loops whose iterations are in flight at a kill: head; in parallel three
+/// loops of two tasks each until the second reports iteration 5 (6
+/// iterations), and a loop of 3 iterations holding a task and an inner loop
+/// of 2; tail reads iteration 3 of one loop. A resume must go on in the
+/// iteration each loop was in.
+json loop_workflow(const std::string& side) {
+  const char* s = "0.02";
+  json lanes = json::array();
+  for (int lane = 0; lane < 3; ++lane) {
+    std::string l = std::to_string(lane);
+    lanes.push_back({{"loop", "l" + l},
+                     {"max_iterations", 10},
+                     {"on_max_reached", "fail"},
+                     {"until", {{"output", "b" + l + ".i"}, {"gte", 5}}},
+                     {"body", {{"sequence", json::array({loop_task("a" + l, side, s),
+                                                         loop_task("b" + l, side, s)})}}}});
+  }
+  lanes.push_back({{"loop", "outer"},
+                   {"max_iterations", 3},
+                   {"body", {{"sequence", json::array({loop_task("c", side, s),
+                                                       {{"loop", "inner"},
+                                                        {"max_iterations", 2},
+                                                        {"body", loop_task("d", side, s)}}})}}}});
+  json tail = side_effect_task("tail", side, s);
+  tail["run"][2] = tail["run"][2].get<std::string>() + " # {{outputs.b0@3.node}}";
+  return {{"name", "crash-loop"},
+          {"root", {{"sequence", json::array({side_effect_task("head", side, s),
+                                              {{"parallel", lanes}}, tail})}}}};
+}
+
+std::vector<std::string> loop_workflow_nodes() {
+  std::vector<std::string> ids{"head", "tail"};
+  for (int lane = 0; lane < 3; ++lane)
+    for (int i = 0; i < 6; ++i)
+      for (const char* t : {"a", "b"})
+        ids.push_back(to_string(smithers::node_key{t + std::to_string(lane), i}));
+  for (int o = 0; o < 3; ++o) {
+    ids.push_back(to_string(smithers::node_key{"c", o}));
+    for (int i = 0; i < 2; ++i)
+      ids.push_back(to_string(smithers::node_key{"d@" + std::to_string(o), i}));
+  }
+  return ids;
+}
+
 json burst_workflow(int n) {
   json kids = json::array();
   for (int i = 0; i < n; ++i)
@@ -293,7 +356,8 @@ std::vector<std::string> check_resumed_run(const sandbox& sb, const std::string&
   std::set<std::string> want(nodes.begin(), nodes.end());
   std::map<std::string, json> node_rows;
   for (const auto& n : j["nodes"])
-    node_rows[n["node_id"].get<std::string>()] = n;
+    node_rows[to_string(smithers::node_key{n["node_id"].get<std::string>(),
+                                           n["iteration"].get<std::int64_t>()})] = n;
   if (node_rows.size() != want.size())
     bad(std::to_string(node_rows.size()) + " nodes, want " + std::to_string(want.size()));
   for (const auto& id : want) {
@@ -317,10 +381,10 @@ std::vector<std::string> check_resumed_run(const sandbox& sb, const std::string&
   auto attempts = db_attempts(sb.db(), run_id);
   std::map<std::string, int> finished, rows;
   for (const auto& a : attempts) {
-    ++rows[a.node_id];
+    ++rows[key_of(a)];
     if (a.state == "in-progress")
-      bad("attempt " + a.node_id + "#" + std::to_string(a.attempt) + " is still in-progress");
-    if (a.state == "finished") ++finished[a.node_id];
+      bad("attempt " + key_of(a) + "#" + std::to_string(a.attempt) + " is still in-progress");
+    if (a.state == "finished") ++finished[key_of(a)];
   }
   for (const auto& id : want)
     if (finished[id] != 1)
@@ -1111,6 +1175,61 @@ TEST_CASE("a workflow of branches killed with SIGKILL at random moments resumes 
       if (e.type == "NodeCancelled" && e.payload.value("reason", "") == "unmounted")
         problems.push_back("NodeCancelled unmounted for " + e.payload.value("node_id", "?"));
     std::string kept = problems.empty() ? "" : keep_evidence(sb, "branch");
+    INFO("kills:\n"
+         << describe(story.kills) << "problems:\n"
+         << join_lines(problems) << "evidence kept in " << kept);
+    CHECK(problems.empty());
+  }
+  INFO("seed " << seed);
+  CHECK(interrupted >= trials - 2);
+}
+
+TEST_CASE("a workflow of loops killed with SIGKILL at random moments resumes each loop in its "
+          "iteration, with one finished attempt per (node, iteration)",
+          "[crash]") {
+  const auto seed = test_seed();
+  std::mt19937_64 rng(seed);
+  INFO("seed " << seed << " (SMITHERS_CRASH_SEED=" << seed << " replays it)");
+  const auto nodes = loop_workflow_nodes();
+  json reference = uninterrupted_outputs(loop_workflow, nodes);
+  const int trials = 6;
+  int interrupted = 0;
+  for (int trial = 0; trial < trials; ++trial) {
+    sandbox sb;
+    INFO("trial " << trial << " of seed " << seed << ", db " << sb.db());
+    auto side = sb.file("side.txt");
+    auto wf_path = sb.write("wf.json", loop_workflow(side));
+    std::string run_id = "loop-" + std::to_string(trial);
+    auto story = crash_and_resume(sb, wf_path, run_id, rng, 30, 350, trial % 2, 30, 250);
+    if (!story.finished_before_first_kill) ++interrupted;
+    auto problems = check_resumed_run(sb, run_id, nodes, story.in_flight, side, &reference);
+    // Every loop ended as in the uninterrupted run, each iteration started once.
+    auto loops = read_store<std::vector<store::loop_row>>(
+        sb.db(), [&](const store::reader& rd) { return rd.loops(run_id); });
+    std::map<std::string, std::string> got;
+    for (const auto& l : loops)
+      got[l.loop_id] = l.state + "@" + std::to_string(l.iteration);
+    const std::map<std::string, std::string> want{
+        {"l0", "finished@5"},      {"l1", "finished@5"},      {"l2", "finished@5"},
+        {"outer", "finished@2"},   {"inner@0", "finished@1"}, {"inner@1", "finished@1"},
+        {"inner@2", "finished@1"}};
+    if (got != want) problems.push_back("loop states differ from an uninterrupted run's");
+    std::map<std::string, int> started;
+    for (const auto& e : db_events(sb.db(), run_id))
+      if (e.type == "LoopIterationStarted")
+        ++started[e.payload.value("loop_id", "?") + "#" +
+                  std::to_string(e.payload.value("iteration", -1))];
+    for (const auto& [k, n] : started)
+      if (n != 1) problems.push_back("LoopIterationStarted " + k + " " + std::to_string(n) + " times");
+    if (started.size() != 3 * 6 + 3 + 3 * 2)
+      problems.push_back(std::to_string(started.size()) + " loop iterations started, want 27");
+    if (verbose())
+      std::cerr << "[crash] loop trial " << trial << " seed " << seed
+                << (story.finished_before_first_kill ? " (finished before the kill)" : "") << ": "
+                << story.kills.size() << " kills, " << story.in_flight.size()
+                << " attempts in flight at kills\n"
+                << describe(story.kills);
+    std::string kept = problems.empty() ? "" : keep_evidence(sb, "loop");
     INFO("kills:\n"
          << describe(story.kills) << "problems:\n"
          << join_lines(problems) << "evidence kept in " << kept);
