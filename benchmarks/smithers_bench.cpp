@@ -39,7 +39,7 @@ namespace {
 
 struct bench_case {
   std::string name;
-  std::string shape; // fanout | chain
+  std::string shape; // fanout | chain | loop (one task per iteration) | foreach
   std::string kind;  // static | compute
   int n;
   std::string db;   // file | memory
@@ -57,9 +57,18 @@ std::vector<bench_case> all_cases() {
         out.push_back({std::string{"chain/"} + kind + "/" + std::to_string(n) + "/" + db, "chain",
                        kind, n, db});
     }
+  for (const char* kind : {"static", "compute"}) {
+    for (int n : {1000, 10000})
+      out.push_back({std::string{"loop/"} + kind + "/" + std::to_string(n) + "/file", "loop", kind,
+                     n, "file"});
+    out.push_back({std::string{"foreach/"} + kind + "/10000/file", "foreach", kind, 10000, "file"});
+  }
+  out.push_back({"loop/static/10000/memory", "loop", "static", 10000, "memory"});
   for (int n : {10000, 100000})
     out.push_back({"cli/fanout/static/" + std::to_string(n), "fanout", "static", n, "file", true});
   out.push_back({"cli/chain/static/10000", "chain", "static", 10000, "file", true});
+  out.push_back({"cli/loop/static/10000", "loop", "static", 10000, "file", true});
+  out.push_back({"cli/foreach/static/10000", "foreach", "static", 10000, "file", true});
   return out;
 }
 
@@ -93,6 +102,22 @@ node make_task(const bench_case& c, int i) {
 }
 
 json make_json_workflow(const bench_case& c) {
+  if (c.shape == "loop")
+    return {{"name", c.name},
+            {"root", {{"loop", "l"}, {"max_iterations", c.n}, {"body", {{"task", "t"}, {"value", {{"i", 0}}}}}}}};
+  if (c.shape == "foreach") {
+    json items = json::array();
+    for (int i = 0; i < c.n; ++i)
+      items.push_back(i);
+    return {{"name", c.name},
+            {"max_concurrency", 1000},
+            {"input", {{"type", "object"}}},
+            {"root", {{"sequence",
+                       {{{"task", "list"}, {"value", {{"items", items}}}},
+                        {{"for_each", "each"}, {"items", "outputs.list.items"}, {"as", "x"},
+                         {"max_concurrency", 16},
+                         {"body", {{"task", "t{{x}}"}, {"value", {{"i", 0}}}}}}}}}}};
+  }
   json kids = json::array();
   for (int i = 0; i < c.n; ++i)
     kids.push_back({{"task", "t" + std::to_string(i)}, {"value", {{"i", i}}}});
@@ -139,14 +164,38 @@ int run_case(const bench_case& c) {
     engine_config cfg;
     cfg.db_path = db;
     auto eng = std::make_unique<engine>(cfg);
-    std::vector<node> kids;
-    kids.reserve(static_cast<std::size_t>(c.n));
-    for (int i = 0; i < c.n; ++i)
-      kids.push_back(make_task(c, i));
     workflow wf;
     wf.name = c.name;
     wf.max_concurrency = 1000;
-    wf.root = c.shape == "fanout" ? parallel(std::move(kids), 16) : sequence(std::move(kids));
+    std::size_t outputs = static_cast<std::size_t>(c.n);
+    if (c.shape == "loop") {
+      // One task per iteration, N iterations (no `until`: return-last).
+      node body = c.kind == "static" ? value_task("t", {{"i", 0}})
+                                     : compute_task("t", [](task_context& ctx) {
+                                         return json{{"i", ctx.iteration()}};
+                                       });
+      loop_options o;
+      o.max_iterations = c.n;
+      wf.root = loop("l", std::move(body), nullptr, o);
+      outputs = 1; // the latest iteration's
+    } else if (c.shape == "foreach") {
+      // Dynamic fan-out: a task lists the items, the for_each runs a body each.
+      json items = json::array();
+      for (int i = 0; i < c.n; ++i)
+        items.push_back(i);
+      node body = c.kind == "static"
+                      ? value_task("t{{x}}", {{"i", 0}})
+                      : compute_task("t{{x}}", [](task_context&) { return json{{"i", 0}}; });
+      wf.root = sequence({value_task("list", {{"items", std::move(items)}}),
+                          for_each("each", "outputs.list.items", "x", std::move(body), 16)});
+      outputs += 1; // and the list
+    } else {
+      std::vector<node> kids;
+      kids.reserve(static_cast<std::size_t>(c.n));
+      for (int i = 0; i < c.n; ++i)
+        kids.push_back(make_task(c, i));
+      wf.root = c.shape == "fanout" ? parallel(std::move(kids), 16) : sequence(std::move(kids));
+    }
     // Per-task latency, ready -> output committed, on a steady clock: a task
     // becomes ready when the commit before the batch that starts it lands
     // (the last FrameCommitted delivered before its NodeStarted; RunStarted
@@ -154,15 +203,20 @@ int run_case(const bench_case& c) {
     // NodeFinished is delivered. Flat arrays indexed by task number keep the
     // subscriber cheap: it runs on the run's own path.
     std::mutex mtx;
-    std::vector<double> ready_at(static_cast<std::size_t>(c.n), -1.0);
+    std::vector<double> ready_at(static_cast<std::size_t>(c.n) + 1, -1.0);
     std::vector<double> latencies;
     latencies.reserve(static_cast<std::size_t>(c.n));
     double boundary = 0;
     auto since_start = [t_origin = clock_type::now()] {
       return std::chrono::duration<double, std::milli>(clock_type::now() - t_origin).count();
     };
-    auto task_no = [](const event& e) {
+    // A task's number: "t<i>", or its iteration in a loop ("list" is the
+    // for_each's extra task: not measured).
+    bool by_iteration = c.shape == "loop";
+    auto task_no = [by_iteration, n = c.n](const event& e) -> std::size_t {
+      if (by_iteration) return e.fields["iteration"].get<std::size_t>();
       const auto& id = e.fields["node_id"].get_ref<const std::string&>();
+      if (id.empty() || id[0] != 't') return static_cast<std::size_t>(n);
       return static_cast<std::size_t>(std::strtol(id.c_str() + 1, nullptr, 10)); // "t<i>"
     };
     run_options opts;
@@ -180,7 +234,7 @@ int run_case(const bench_case& c) {
     auto t0 = clock_type::now();
     auto res = eng->run(wf, opts);
     double secs = std::chrono::duration<double>(clock_type::now() - t0).count();
-    result["ok"] = res.status == run_status::finished && res.outputs.size() == std::size_t(c.n);
+    result["ok"] = res.status == run_status::finished && res.outputs.size() == outputs;
     result["seconds"] = secs;
     result["tasks_per_s"] = c.n / secs;
     result["latency_p50_ms"] = percentile(latencies, 0.50);

@@ -74,6 +74,16 @@ inline std::string read_file(const std::string& path) {
   return buf.str();
 }
 
+/// How many lines of `text` are exactly `line`.
+inline int count_lines(const std::string& text, const std::string& line) {
+  int n = 0;
+  std::istringstream in(text);
+  std::string l;
+  while (std::getline(in, l))
+    n += l == line ? 1 : 0;
+  return n;
+}
+
 inline bool file_exists(const std::string& path) {
   return ::access(path.c_str(), F_OK) == 0;
 }

@@ -93,3 +93,124 @@ TEST_CASE("a for_each whose items are not an array fails the run with INVALID_IN
   CHECK(j["run"]["error"]["message"].get<std::string>().find("outputs.list.files") !=
         std::string::npos);
 }
+
+TEST_CASE("the review-loop example revises until the reviewer approves", "[system][loop]") {
+  sandbox sb;
+  command_options opts;
+  opts.cwd = source_dir();
+  auto r = sb.cli_json({"run", "./examples/review-loop.json", "--run-id", "rl"}, opts);
+  INFO(r);
+  REQUIRE(r.exit_code == 0);
+  auto j = r.out_json();
+  CHECK(j["run"]["status"] == "finished");
+  // Shipped the third draft, and read the first review (iteration 0).
+  CHECK(j["outputs"]["ship"] == json{{"shipped_draft", 2}, {"first_review", "draft 0 needs tests"}});
+  CHECK(j["outputs"]["review@1"] == json{{"approved", false}, {"comments", "draft 1 needs tests"}});
+  std::set<std::string> keys;
+  for (const auto& n : j["nodes"])
+    keys.insert(n["node_id"].get<std::string>() + "#" + std::to_string(n["iteration"].get<int>()));
+  CHECK(keys == std::set<std::string>{"plan#0", "implement#0", "review#0", "implement#1", "review#1",
+                                      "implement#2", "review#2", "ship#0"});
+  auto insp = sb.cli_json({"inspect", "rl"}).out_json();
+  REQUIRE(insp["loops"].size() == 1);
+  CHECK(insp["loops"][0]["loop_id"] == "revise");
+  CHECK(insp["loops"][0]["state"] == "finished");
+  CHECK(insp["loops"][0]["iteration"] == 2);
+  auto text = sb.cli({"inspect", "rl"});
+  CHECK(text.out.find("implement@2") != std::string::npos);
+  CHECK(text.out.find("LOOPS") != std::string::npos);
+  int started = 0, finished = 0;
+  for (const auto& e : sb.cli_json({"logs", "rl"}).out_ndjson()) {
+    if (e["type"] == "LoopIterationStarted") ++started;
+    if (e["type"] == "LoopFinished") {
+      ++finished;
+      CHECK(e["reason"] == "until");
+    }
+  }
+  CHECK(started == 3);
+  CHECK(finished == 1);
+
+  auto g = sb.cli({"graph", source_dir() + "/examples/review-loop.json"});
+  INFO(g);
+  REQUIRE(g.exit_code == 0);
+  CHECK(g.out.find("loop revise until") != std::string::npos);
+  CHECK(g.out.find("(max 5, then fail)") != std::string::npos);
+  auto dot = sb.cli({"graph", source_dir() + "/examples/review-loop.json", "--format", "dot"});
+  REQUIRE(dot.exit_code == 0);
+  CHECK(dot.out.find("next iteration") != std::string::npos);
+}
+
+TEST_CASE("a loop that never satisfies until fails the run with LOOP_MAX_REACHED", "[system][loop]") {
+  sandbox sb;
+  auto wf = sb.write("wf.json", json::parse(R"({"root": {"loop": "l", "max_iterations": 3,
+    "on_max_reached": "fail", "until": {"output": "t.done", "equals": true},
+    "body": {"task": "t", "run": ["sh", "-c", "echo '{\"done\": false}'"]}}})"));
+  auto r = sb.cli({"run", wf, "--run-id", "m"});
+  INFO(r);
+  CHECK(r.exit_code == 1);
+  CHECK(r.out.find("LOOP_MAX_REACHED") != std::string::npos);
+  auto j = sb.cli_json({"inspect", "m"}).out_json();
+  CHECK(j["run"]["status"] == "failed");
+  CHECK(j["run"]["error"]["code"] == "LOOP_MAX_REACHED");
+  CHECK(j["loops"][0]["state"] == "failed");
+  CHECK(j["outputs"].contains("t@2"));
+  CHECK_FALSE(j["outputs"].contains("t@3"));
+}
+
+TEST_CASE("a loop inside a for_each reads its item's tasks in `until`", "[system][loop]") {
+  sandbox sb;
+  // Each item's loop retries its own task until that task reports the
+  // item's target count.
+  auto wf = sb.write("wf.json", json::parse(R"({"root": {"for_each": "each", "items": "input.items",
+    "as": "x", "body": {"loop": "try-{{x.name}}", "max_iterations": 6, "on_max_reached": "fail",
+      "until": {"output": "t-{{x.name}}.n", "gte": 2},
+      "body": {"task": "t-{{x.name}}", "run": ["sh", "-c", "printf '{\"n\": %s}' \"$1\"", "sh", "{{iteration}}"]}}}})"));
+  auto r = sb.cli_json({"run", wf, "--run-id", "fe",
+                        "--input", R"({"items": [{"name": "a"}, {"name": "b"}]})"});
+  INFO(r);
+  REQUIRE(r.exit_code == 0);
+  auto j = sb.cli_json({"inspect", "fe"}).out_json();
+  std::set<std::string> loops;
+  for (const auto& l : j["loops"])
+    loops.insert(l["loop_id"].get<std::string>() + ":" + l["state"].get<std::string>() + "@" +
+                 std::to_string(l["iteration"].get<int>()));
+  CHECK(loops == std::set<std::string>{"try-a:finished@2", "try-b:finished@2"});
+  CHECK(j["outputs"]["t-b@2"] == json{{"n", 2}});
+}
+
+TEST_CASE("fork at a frame inside nested loops resets a node of one iteration", "[system][loop]") {
+  sandbox sb;
+  auto side = sb.file("side");
+  auto wf = sb.write("wf.json", json{
+      {"root",
+       {{"loop", "outer"},
+        {"max_iterations", 2},
+        {"body",
+         {{"loop", "inner"},
+          {"max_iterations", 2},
+          {"body",
+           {{"sequence",
+             json::array({{{"task", "a"},
+                           {"run", json::array({"sh", "-c", "echo a >> '" + side + "'; echo '{}'"})}},
+                          {{"task", "b"},
+                           {"needs", json::array({"a"})},
+                           {"run", json::array({"sh", "-c",
+                                                "echo b >> '" + side + "'; echo '{}'"})}}})}}}}}}}});
+  REQUIRE(sb.cli({"run", wf, "--run-id", "p"}).exit_code == 0);
+  CHECK(count_lines(read_file(side), "a") == 4);
+  // The last frame: every node of both outer iterations is in it, named
+  // with both iterations.
+  auto tl = sb.cli_json({"timeline", "p"}).out_json();
+  auto last = tl["frames"].back()["frame_no"].get<std::int64_t>();
+  auto fork = sb.cli({"fork", "p", "--frame", std::to_string(last), "--reset-node", "a@1@1",
+                      "--run-id", "child", "--run"});
+  INFO(fork);
+  REQUIRE(fork.exit_code == 0);
+  // a@1@1 and b@1@1 (which needs it) ran again; nothing else did.
+  CHECK(count_lines(read_file(side), "a") == 5);
+  CHECK(count_lines(read_file(side), "b") == 5);
+  auto child = sb.cli_json({"inspect", "child"}).out_json();
+  CHECK(child["run"]["status"] == "finished");
+  auto after = sb.cli_json({"timeline", "p"}).out_json();
+  CHECK(after["forks"][0]["reset_nodes"] == json{"a@1@1", "b@1@1"});
+}

@@ -26,15 +26,6 @@ json chain_workflow(const std::string& side) {
               {{"task", "d"}, {"value", {{"d", 4}}}}}}}}};
 }
 
-int count_lines(const std::string& text, const std::string& line) {
-  int n = 0;
-  std::istringstream in(text);
-  std::string l;
-  while (std::getline(in, l))
-    n += l == line ? 1 : 0;
-  return n;
-}
-
 } // namespace
 
 TEST_CASE("timeline lists a run's frames and fork replays from a frame with a reset node") {

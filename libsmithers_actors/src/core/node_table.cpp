@@ -79,13 +79,13 @@ std::optional<frame_snapshot> node_table::take_frame(
   f.keyframe = !wrote_keyframe_ || delta_since_key_ >= std::max<std::size_t>(64, written_count_);
   // The snapshot's text is written directly, in plan order: a keyframe of a
   // large run would otherwise be a JSON object (a sorted map) of every node,
-  // built and dumped once per keyframe. Nodes of iterations other than 0
-  // are named "id@N".
+  // built and dumped once per keyframe. Nodes are named as to_string() names
+  // them: "id", "id@N", "fix@2@0" inside nested loops.
   std::string& snap = f.text;
   snap = R"({"states":{)";
   auto put = [&](const node_key& k, const char* state) {
     if (f.nodes++ > 0) snap += ',';
-    if (k.iteration == 0)
+    if (k.iteration == 0 && k.id.find('@') == std::string::npos)
       util::append_json_string(snap, k.id);
     else
       util::append_json_string(snap, to_string(k));

@@ -160,7 +160,7 @@ void collect_refs(const json& p, std::size_t depth, std::vector<std::string>& re
   if (!p.is_object() || depth > max_predicate_depth) return;
   if (auto it = p.find("output"); it != p.end() && it->is_string()) {
     const auto& s = it->get_ref<const std::string&>();
-    std::string node = s.substr(0, s.find('.'));
+    std::string node = s.substr(0, output_id_end(s));
     if (!node.empty() && std::find(refs.begin(), refs.end(), node) == refs.end())
       refs.push_back(std::move(node));
   }
@@ -181,7 +181,7 @@ const json* leaf_value(const json& p, const json& input,
   auto it = p.find("output");
   if (it == p.end() || !it->is_string()) return nullptr;
   std::string_view s = it->get_ref<const std::string&>();
-  std::size_t dot = s.find('.');
+  std::size_t dot = output_id_end(s);
   auto out = outputs.find(std::string(s.substr(0, dot)));
   if (out == outputs.end()) return nullptr;
   return dot == std::string_view::npos ? &out->second : find_path(out->second, s.substr(dot + 1));
@@ -238,6 +238,22 @@ bool evaluate_node(const json& p, const json& input,
 }
 
 } // namespace
+
+std::size_t output_id_end(std::string_view path) {
+  bool in_template = false;
+  for (std::size_t i = 0; i < path.size(); ++i) {
+    if (!in_template && path.compare(i, 2, "{{") == 0) {
+      in_template = true;
+      ++i;
+    } else if (in_template && path.compare(i, 2, "}}") == 0) {
+      in_template = false;
+      ++i;
+    } else if (!in_template && path[i] == '.') {
+      return i;
+    }
+  }
+  return std::string_view::npos;
+}
 
 problems check_predicate(const json& p, const std::string& path) {
   problems out;

@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -25,6 +26,10 @@ problems check_predicate(const json& p, const std::string& path);
 
 /// Node ids that output paths in the predicate refer to.
 std::vector<std::string> predicate_output_refs(const json& p);
+
+/// Where the node id of an `output` path ends: its first '.' outside a
+/// template ("t-{{x.name}}.ok" -> 12), or npos.
+std::size_t output_id_end(std::string_view path);
 
 /// Evaluate a predicate that passed check_predicate. A missing value makes
 /// comparisons false and `exists` false (never an error); `not_equals` on a

@@ -72,7 +72,7 @@ const std::string no_schema_message = "database has no smithers schema: ";
 // DB_ERROR, rather than failing later inside an actor that cannot report it.
 void check_tables(database& db, const std::string& path) {
   static const char* const required[] = {"runs",   "nodes", "attempts", "event_chunks",
-                                         "frames", "trees", "events"};
+                                         "frames", "trees", "events",   "loops"};
   std::string missing;
   for (const char* name : required) {
     statement s(db.handle(), "SELECT 1 FROM sqlite_master WHERE name = ?1");

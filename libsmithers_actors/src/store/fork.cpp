@@ -59,12 +59,22 @@ fork_result fork_run(database& db, const fork_request& req) {
                                                        std::to_string(req.frame_no));
     frontier.push_back(id);
   }
+  // Reset nodes are named as the snapshot names them ("a", "a@2" for an
+  // iteration); what needs one is reset in the same iteration (or, outside
+  // the loop, as it is).
   while (!frontier.empty()) {
     auto id = frontier.front();
     frontier.pop_front();
     if (!reset.insert(id).second) continue;
-    for (const auto& d : dependents[id])
-      frontier.push_back(d);
+    auto key = node_key_from_string(id);
+    if (!key) continue;
+    for (const auto& d : dependents[key->id]) {
+      std::string same = to_string(node_key{d, key->iteration});
+      if (states.contains(same))
+        frontier.push_back(same);
+      else if (states.contains(d))
+        frontier.push_back(d);
+    }
   }
 
   fork_result res;
@@ -107,7 +117,7 @@ fork_result fork_run(database& db, const fork_request& req) {
                                                std::to_string(req.frame_no) +
                                                " names a node \"" + id + "\" that cannot be");
     std::string state = st.get<std::string>();
-    if (reset.count(key->id) || state == "in-progress" || state == "cancelled") state = "pending";
+    if (reset.count(id) || state == "in-progress" || state == "cancelled") state = "pending";
     node_row n;
     n.run_id = res.run_id;
     n.node_id = key->id;

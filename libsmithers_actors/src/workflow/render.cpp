@@ -408,8 +408,28 @@ private:
   }
 
   bool has_ended(const std::string& text) const {
-    auto k = resolve(text, text, true);
+    auto k = resolve(text, expanded_id(text), true);
     return k && ctx_.ended && ctx_.ended->count(*k);
+  }
+
+  // A predicate inside a for_each body may read the body's tasks by their
+  // templated ids ("try-{{x}}.ok"): it reads this item's.
+  json localized(const json& p) const {
+    if (!locals_ || !p.is_object()) return p;
+    json out = p;
+    if (auto it = out.find("output"); it != out.end() && it->is_string()) {
+      const auto& path = it->get_ref<const std::string&>();
+      auto dot = spec::output_id_end(path);
+      std::string id = path.substr(0, dot);
+      if (spec::has_template(id))
+        *it = expanded_id(id) + (dot == std::string::npos ? "" : path.substr(dot));
+    }
+    for (const char* k : {"all", "any"})
+      if (auto it = out.find(k); it != out.end() && it->is_array())
+        for (auto& c : *it)
+          c = localized(c);
+    if (auto it = out.find("not"); it != out.end()) *it = localized(*it);
+    return out;
   }
 
   // Undecided: stays in the tree without children, so the scheduler waits.
@@ -437,7 +457,7 @@ private:
     out.id = inst;
     out.iteration = st.iteration;
     out.done = st.done;
-    out.condition = n.condition;
+    out.condition = localized(n.condition);
     out.max_iterations = n.max_iterations;
     out.fail_on_max = n.fail_on_max;
     out.continue_as_new_every = n.continue_as_new_every;
@@ -530,7 +550,7 @@ private:
     node out = sequence({});
     static const json no_input = json::object();
     static const std::unordered_map<std::string, json> no_outputs;
-    bool holds = spec::evaluate(n.condition, ctx_.input ? *ctx_.input : no_input,
+    bool holds = spec::evaluate(localized(n.condition), ctx_.input ? *ctx_.input : no_input,
                                 ctx_.outputs ? *ctx_.outputs : no_outputs);
     std::size_t chosen = holds ? 0 : 1;
     if (chosen < n.children.size()) out.children.push_back(expand(n.children[chosen]));
