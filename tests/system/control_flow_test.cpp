@@ -164,7 +164,10 @@ TEST_CASE("a loop inside a for_each reads its item's tasks in `until`", "[system
   auto wf = sb.write("wf.json", json::parse(R"({"root": {"for_each": "each", "items": "input.items",
     "as": "x", "body": {"loop": "try-{{x.name}}", "max_iterations": 6, "on_max_reached": "fail",
       "until": {"output": "t-{{x.name}}.n", "gte": 2},
-      "body": {"task": "t-{{x.name}}", "run": ["sh", "-c", "printf '{\"n\": %s}' \"$1\"", "sh", "{{iteration}}"]}}}})"));
+      "body": {"sequence": [
+        {"task": "t-{{x.name}}", "run": ["sh", "-c", "printf '{\"n\": %s}' \"$1\"", "sh", "{{iteration}}"]},
+        {"task": "odd-{{x.name}}", "value": {"odd": true}, "needs": ["t-{{x.name}}"],
+         "skip_if": {"output": "t-{{x.name}}.n", "in": [0, 2]}}]}}}})"));
   auto r = sb.cli_json({"run", wf, "--run-id", "fe",
                         "--input", R"({"items": [{"name": "a"}, {"name": "b"}]})"});
   INFO(r);
@@ -176,6 +179,10 @@ TEST_CASE("a loop inside a for_each reads its item's tasks in `until`", "[system
                  std::to_string(l["iteration"].get<int>()));
   CHECK(loops == std::set<std::string>{"try-a:finished@2", "try-b:finished@2"});
   CHECK(j["outputs"]["t-b@2"] == json{{"n", 2}});
+  // skip_if read this item's task of this iteration: odd only in iteration 1.
+  CHECK(j["outputs"].contains("odd-a@1"));
+  CHECK_FALSE(j["outputs"].contains("odd-a"));
+  CHECK_FALSE(j["outputs"].contains("odd-a@2"));
 }
 
 TEST_CASE("fork at a frame inside nested loops resets a node of one iteration", "[system][loop]") {

@@ -527,6 +527,7 @@ private:
     if (locals_) {
       out.id = expanded_id(n.id);
       own_spec().locals = *locals_;
+      if (!n.task->skip_if.is_null()) own_spec().skip_if = localized(n.task->skip_if);
     }
     if (!scope_.empty()) {
       auto k = *resolve(n.id, out.id, false);
