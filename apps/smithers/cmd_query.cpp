@@ -165,6 +165,10 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
       for (std::size_t i = 0; i < lines.size(); ++i)
         std::cout << (i == 0 ? "error     " : "          ") << lines[i] << "\n";
     }
+    if (j["lineage"].contains("continued_from"))
+      std::cout << "continues " << shown(j["lineage"]["continued_from"].get<std::string>()) << "\n";
+    if (j["lineage"].contains("continued_as"))
+      std::cout << "continued " << shown(j["lineage"]["continued_as"].get<std::string>()) << "\n";
     std::cout << "input     " << shown_json(r["input"]) << "\n\nNODES\n";
     // A node in a loop is named with its iteration: "review@2" (and, in
     // nested loops, the outer ones': "fix@1@0").

@@ -52,7 +52,39 @@ void add_supervise_command(CLI::App& app, const globals& g, int& result) {
       else
         std::cout << text << std::endl;
     };
+    std::vector<char> followed; // per driven run: its end has been seen
+    auto take = [&](const std::string& run_id, const std::string& path) {
+      auto parsed = spec::load_workflow_file(path);
+      if (!parsed.wf)
+        throw smithers_error(errc::invalid_workflow, path + ": " + spec::join(parsed.errors));
+      resume_options opts;
+      opts.stale_after = stale_after;
+      driven.push_back(resume_from_file(eng, run_id, path, std::move(parsed), std::move(opts)));
+      followed.push_back(0);
+      taken.insert(run_id);
+    };
+    // A driven run that ended `continued` (continue-as-new): its successor
+    // is driven here too, at once (it waits for nobody else's claim).
+    auto follow = [&](std::size_t i) {
+      followed[i] = 1;
+      auto res = driven[i].wait();
+      say({{"run_id", res.run_id}, {"status", to_string(res.status)}},
+          "run " + res.run_id + " " + to_string(res.status));
+      if (res.status != run_status::continued || res.continued_as.empty() || signals.received())
+        return;
+      try {
+        auto next = run_store::open_for(g.db, res.continued_as).get(res.continued_as);
+        take(next.run_id, next.workflow_path);
+        say({{"resumed", next.run_id}, {"continued_from", res.run_id}},
+            "resumed run " + next.run_id + " (it continues " + res.run_id + ")");
+      } catch (const smithers_error& e) {
+        say({{"skipped", res.continued_as}, {"error", e.err().to_json()}},
+            "skipped run " + res.continued_as + ": " + shown(e.err().what()));
+      }
+    };
     for (;;) {
+      for (std::size_t i = 0; i < driven.size(); ++i)
+        if (!followed[i] && driven[i].wait_for(std::chrono::milliseconds{0})) follow(i);
       std::vector<run_info> candidates;
       if (auto store = run_store::open_existing(g.db))
         candidates = store->runs(to_string(run_status::running), static_cast<std::size_t>(-1));
@@ -71,15 +103,7 @@ void add_supervise_command(CLI::App& app, const globals& g, int& result) {
           continue;
         }
         try {
-          auto parsed = spec::load_workflow_file(run.workflow_path);
-          if (!parsed.wf)
-            throw smithers_error(errc::invalid_workflow,
-                                 run.workflow_path + ": " + spec::join(parsed.errors));
-          resume_options opts;
-          opts.stale_after = stale_after;
-          driven.push_back(resume_from_file(eng, run.run_id, run.workflow_path, std::move(parsed),
-                                            std::move(opts)));
-          taken.insert(run.run_id);
+          take(run.run_id, run.workflow_path);
           say({{"resumed", run.run_id}, {"previous_owner", run.owner_id}},
               "resumed run " + run.run_id + " (its owner " +
                   (owned_on_this_host(run) ? "is gone" : "stopped heartbeating") + ")");
@@ -99,11 +123,8 @@ void add_supervise_command(CLI::App& app, const globals& g, int& result) {
       }
       if (sa->once || signals.sleep_for(interval)) break;
     }
-    for (auto& h : driven) {
-      auto res = h.wait();
-      say({{"run_id", res.run_id}, {"status", to_string(res.status)}},
-          "run " + res.run_id + " " + to_string(res.status));
-    }
+    for (std::size_t i = 0; i < driven.size(); ++i) // grows while chains go on
+      if (!followed[i]) follow(i);
     signals.release();
     result = signals.received() ? 128 + signals.received() : exit_finished;
   });

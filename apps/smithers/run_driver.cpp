@@ -3,6 +3,9 @@
 #include "progress.hpp"
 #include "run_report.hpp"
 
+#include <smithers/admin.hpp>
+
+#include <iostream>
 #include <memory>
 #include <unistd.h>
 
@@ -37,8 +40,24 @@ driving_engine::driving_engine(const std::string& db_path) : eng_{config_for(db_
 int drive(const globals& g, const run_begin& begin) {
   driving_engine d{g.db};
   auto prog = std::make_shared<progress>(!g.json() && ::isatty(STDERR_FILENO));
-  auto handle = begin(d.eng(), [prog](const event& e) { prog->on_event(e); });
+  event_handler on_event = [prog](const event& e) { prog->on_event(e); };
+  auto handle = begin(d.eng(), on_event);
   auto res = handle.wait();
+  // Continue-as-new: follow the chain to its last run, each resumed with the
+  // workflow file its parent ran (the successor's row names it).
+  while (res.status == run_status::continued && !res.continued_as.empty() &&
+         d.signals().received() == 0) {
+    if (!g.json())
+      std::cerr << "run " << shown(res.run_id) << " continued as " << shown(res.continued_as)
+                << "\n";
+    auto next = run_store::open_for(g.db, res.continued_as).get(res.continued_as);
+    if (next.workflow_path.empty()) break; // not from a file: `resume --workflow` drives it
+    resume_options opts;
+    opts.on_event = on_event;
+    handle = resume_from_file(d.eng(), next.run_id, next.workflow_path,
+                              load_workflow_or_throw(next.workflow_path), std::move(opts));
+    res = handle.wait();
+  }
   d.signals().release();
   prog->done();
   return report_run_end(g, res, d.signals().received());

@@ -16,6 +16,7 @@ void print_result(const globals& g, const run_result& res) {
     return;
   }
   std::cout << "run " << shown(res.run_id) << " " << to_string(res.status);
+  if (!res.continued_as.empty()) std::cout << " as " << shown(res.continued_as);
   if (res.err) std::cout << ": " << res.err->code << ": " << shown(res.err->message);
   std::cout << "\n";
   for (const auto& [id, out] : res.outputs)

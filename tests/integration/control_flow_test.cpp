@@ -343,3 +343,104 @@ TEST_CASE("an interrupted loop resumes in its iteration without re-running that 
                                             {"a@2", 1}, {"b@2", 2}, {"a@3", 1}, {"b@3", 1}});
   CHECK(stored_loops(eng, h.run_id()) == std::map<std::string, std::string>{{"l", "finished@3"}});
 }
+
+TEST_CASE("continue-as-new: a run ends `continued`, its successor goes on with the carried state") {
+  test_support::temp_dir dir;
+  engine eng{config_in(dir)};
+  std::mutex mtx;
+  std::map<std::string, int> calls;
+  auto count = [&](task_context& ctx) {
+    std::lock_guard<std::mutex> lk(mtx);
+    ++calls[to_string(node_key{ctx.node_id(), ctx.iteration()})];
+  };
+  loop_options o;
+  o.max_iterations = 20;
+  o.continue_as_new_every = 3;
+  auto wf = std::make_shared<workflow>();
+  wf->root = sequence({compute_task("setup",
+                                    [&](task_context& ctx) {
+                                      count(ctx);
+                                      return json{{"ok", true}};
+                                    }),
+                       loop("l", compute_task("step",
+                                              [&](task_context& ctx) {
+                                                count(ctx);
+                                                return json{{"i", ctx.iteration()}};
+                                              }),
+                            {{"output", "step.i"}, {"gte", 7}}, o),
+                       command_task("after", {"printf", R"({"last": {{outputs.step.i}}})"})
+                           .needs({"step", "setup"})});
+  run_options opts;
+  opts.run_id = "chain";
+  auto res = eng.start(wf, opts).wait();
+  std::vector<std::string> chain{std::string{res.run_id}};
+  while (res.status == run_status::continued) {
+    REQUIRE(chain.size() < 10);
+    chain.push_back(res.continued_as);
+    res = eng.resume(wf, res.continued_as, {}).wait();
+  }
+  INFO((res.err ? res.err->to_json().dump() : std::string{}));
+  REQUIRE(res.status == run_status::finished);
+  CHECK(chain == std::vector<std::string>{"chain", "chain~1", "chain~2"});
+  CHECK(res.outputs.at("after") == json{{"last", 7}});
+  {
+    // setup ran once in the whole chain, each iteration once.
+    std::lock_guard<std::mutex> lk(mtx);
+    CHECK(calls["setup"] == 1);
+    for (int i = 0; i < 8; ++i)
+      CHECK(calls[to_string(node_key{"step", i})] == 1);
+  }
+  // Each run holds its own iterations only (and what it carried); what it
+  // never reached stays pending there and runs in its successor.
+  auto db = store::database::open(eng.config().db_path, store::open_mode::read_only);
+  store::reader rd{db};
+  CHECK(rd.run("chain")->status == "continued");
+  CHECK(rd.run("chain~1")->parent_run_id == "chain");
+  CHECK(rd.run("chain~2")->config["continued_from"] == "chain~1");
+  CHECK(stored_keys(eng, "chain~1") ==
+        std::set<std::string>{"setup:finished", "step@2:finished", "step@3:finished",
+                              "step@4:finished", "step@5:finished", "after:pending"});
+  CHECK(stored_loops(eng, "chain") == std::map<std::string, std::string>{{"l", "continued@2"}});
+  CHECK(stored_loops(eng, "chain~2") == std::map<std::string, std::string>{{"l", "finished@7"}});
+  auto events = rd.events("chain");
+  REQUIRE(events.size() >= 2);
+  bool announced = false;
+  for (const auto& e : events)
+    if (e.type == "RunContinuedAsNew") announced = e.payload["next_run_id"] == "chain~1";
+  CHECK(announced);
+  CHECK(rd.events("chain~1").front().type == "RunStarted");
+}
+
+TEST_CASE("engine::continue_as_new continues a run on demand, after what is in flight") {
+  test_support::temp_dir dir;
+  engine eng{config_in(dir)};
+  std::atomic<bool> hold{true};
+  std::atomic<int> first_runs{0}, second_runs{0};
+  auto wf = std::make_shared<workflow>();
+  wf->root = sequence(
+      {compute_task("first",
+                    [&](task_context& ctx) -> json {
+                      ++first_runs;
+                      while (hold && !ctx.cancelled())
+                        std::this_thread::sleep_for(2ms);
+                      return {{"done", true}};
+                    }),
+       compute_task("second", [&](task_context&) {
+         ++second_runs;
+         return json{{"two", 2}};
+       })});
+  auto h = eng.start(wf, {});
+  REQUIRE(eventually([&] { return first_runs == 1; }, 10s, 5ms));
+  CHECK(eng.continue_as_new(h.run_id()));
+  CHECK_FALSE(eng.continue_as_new("no-such-run"));
+  std::this_thread::sleep_for(50ms);
+  hold = false; // the attempt in flight finishes, in this run
+  auto res = h.wait();
+  REQUIRE(res.status == run_status::continued);
+  CHECK(second_runs == 0);
+  auto next = eng.resume(wf, res.continued_as, {}).wait();
+  REQUIRE(next.status == run_status::finished);
+  CHECK(first_runs == 1);
+  CHECK(second_runs == 1);
+  CHECK(next.outputs.at("first") == json{{"done", true}});
+}

@@ -4,6 +4,7 @@
 
 #include "cli_support.hpp"
 
+#include <csignal>
 #include <set>
 
 using namespace smithers::system_test;
@@ -220,4 +221,98 @@ TEST_CASE("fork at a frame inside nested loops resets a node of one iteration", 
   CHECK(child["run"]["status"] == "finished");
   auto after = sb.cli_json({"timeline", "p"}).out_json();
   CHECK(after["forks"][0]["reset_nodes"] == json{"a@1@1", "b@1@1"});
+}
+
+namespace {
+
+// setup; a loop of `step` (appending its iteration to `side`) until it
+// reports 10, continuing as new every 3 iterations; after.
+json chain_workflow(const std::string& side, const char* sleep_s) {
+  return {{"name", "chain"},
+          {"root",
+           {{"sequence",
+             json::array(
+                 {{{"task", "setup"},
+                   {"run", json::array({"sh", "-c", "echo setup >> '" + side + "'; echo '{}'"})}},
+                  {{"loop", "l"},
+                   {"max_iterations", 12},
+                   {"continue_as_new_every", 3},
+                   {"until", {{"output", "step.i"}, {"gte", 10}}},
+                   {"body",
+                    {{"task", "step"},
+                     {"run", json::array({"sh", "-c",
+                                          "echo step$1 >> '" + side + "'; sleep " + sleep_s +
+                                              "; printf '{\"i\": %s}' \"$1\"",
+                                          "sh", "{{iteration}}"})}}}},
+                  {{"task", "after"},
+                   {"needs", json::array({"step"})},
+                   {"run", json::array({"sh", "-c", "printf '{\"last\": %s}' \"$1\"", "sh",
+                                        "{{outputs.step.i}}"})}}})}}}};
+}
+
+} // namespace
+
+TEST_CASE("run follows a continue-as-new chain to its end; inspect names the lineage",
+          "[system][loop]") {
+  sandbox sb;
+  auto side = sb.file("side");
+  auto wf = sb.write("wf.json", chain_workflow(side, "0"));
+  auto r = sb.cli({"run", wf, "--run-id", "c"});
+  INFO(r);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.out.find("run c~3 finished") != std::string::npos);
+  CHECK(r.out.find("after: {\"last\":10}") != std::string::npos);
+  CHECK(r.err.find("run c continued as c~1") != std::string::npos);
+  auto lines = read_file(side);
+  CHECK(count_lines(lines, "setup") == 1);
+  for (int i = 0; i <= 10; ++i)
+    CHECK(count_lines(lines, "step" + std::to_string(i)) == 1);
+  auto first = sb.cli_json({"inspect", "c"}).out_json();
+  CHECK(first["run"]["status"] == "continued");
+  CHECK(first["lineage"] == json{{"continued_as", "c~1"}});
+  CHECK(first["loops"][0]["state"] == "continued");
+  auto mid = sb.cli_json({"inspect", "c~2"}).out_json();
+  CHECK(mid["lineage"] == json{{"continued_from", "c~1"}, {"continued_as", "c~3"}});
+  auto text = sb.cli({"inspect", "c~2"});
+  CHECK(text.out.find("continues c~1") != std::string::npos);
+  CHECK(text.out.find("continued c~3") != std::string::npos);
+  // A continued run has ended: resume refuses it.
+  auto again = sb.cli({"resume", "c"});
+  CHECK(again.exit_code == 4);
+  CHECK(again.err.find("RUN_NOT_RESUMABLE") != std::string::npos);
+}
+
+TEST_CASE("a chain killed mid-way is picked up by supervise, which follows it to the end",
+          "[system][loop]") {
+  sandbox sb;
+  auto side = sb.file("side");
+  auto wf = sb.write("wf.json", chain_workflow(side, "0.05"));
+  auto proc = sb.start({"run", wf, "--run-id", "k"});
+  // Past the first continuation (3 iterations of 50 ms), not at the end.
+  REQUIRE(eventually([&] { return count_lines(read_file(side), "step5") == 1; },
+                     std::chrono::seconds(20), std::chrono::milliseconds(5)));
+  proc->signal(SIGKILL);
+  proc->wait();
+  auto sup = sb.cli({"supervise", "--once", "--stale-after", "1ms"});
+  INFO(sup);
+  REQUIRE(sup.exit_code == 0);
+  CHECK(sup.out.find("finished") != std::string::npos);
+  auto runs = sb.cli_json({"ps"}).out_json();
+  int finished = 0, continued = 0;
+  for (const auto& run : runs) {
+    finished += run["status"] == "finished";
+    continued += run["status"] == "continued";
+  }
+  CHECK(finished == 1);
+  CHECK(continued == 3);
+  // Each iteration ran once, but for the one in flight at the kill.
+  auto lines = read_file(side);
+  CHECK(count_lines(lines, "setup") == 1);
+  int reruns = 0;
+  for (int i = 0; i <= 10; ++i) {
+    int n = count_lines(lines, "step" + std::to_string(i));
+    CHECK(n >= 1);
+    reruns += n - 1;
+  }
+  CHECK(reruns <= 1);
 }

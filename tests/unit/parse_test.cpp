@@ -454,10 +454,14 @@ TEST_CASE("workflow files: too deep, duplicate keys, numbers out of range, direc
   }
 }
 
-TEST_CASE("run ids: 1 to 256 characters of [A-Za-z0-9._:-]") {
+TEST_CASE("run ids: 1 to 256 characters of [A-Za-z0-9._:~-], '~' not first") {
   using util::check_run_id;
   CHECK_FALSE(check_run_id("a"));
   CHECK_FALSE(check_run_id("run-1.2:3_x"));
+  CHECK_FALSE(check_run_id("run~12")); // a continue-as-new successor
+  auto tilde = check_run_id("~run");
+  REQUIRE(tilde);
+  CHECK(tilde->message.find("starts with '~'") != std::string::npos);
   CHECK_FALSE(check_run_id(std::string(limits::max_run_id_length - 1, 'r')));
   CHECK_FALSE(check_run_id(std::string(limits::max_run_id_length, 'r')));
   auto too_long = check_run_id(std::string(limits::max_run_id_length + 1, 'r'));

@@ -823,3 +823,141 @@ TEST_CASE("run core: a branch in a loop is decided again every iteration") {
   CHECK(d.result.status == run_status::finished);
   CHECK(seen == std::vector<std::string>{"check", "even", "check@1", "odd@1", "check@2", "even@2"});
 }
+
+TEST_CASE("run core: continue_as_new_every ends the run `continued` with its state carried") {
+  loop_options o;
+  o.max_iterations = 10;
+  o.continue_as_new_every = 2;
+  // A sibling still in flight when the loop reaches 2 iterations finishes
+  // first: nothing is cut short.
+  auto wf = static_wf(sequence(
+      {compute_task("setup", noop),
+       parallel({loop("l", compute_task("step", noop), {{"output", "step.n"}, {"gte", 9}}, o),
+                 compute_task("slow", noop)}),
+       compute_task("after", noop).needs({"step"})}));
+  driver d(wf);
+  d.settle();
+  d.answer("setup", ok({{"s", 1}}));
+  REQUIRE(d.running.size() == 2);
+  d.answer("step", ok({{"n", 0}}));
+  d.answer("step", ok({{"n", 1}}));
+  // Iteration 2 starts in the successor: nothing new here, slow goes on.
+  REQUIRE(d.running.size() == 1);
+  CHECK(d.running.front()->request.key.id == "slow");
+  CHECK_FALSE(d.done);
+  CHECK(d.stops.empty());
+  d.answer("slow", ok({{"slow", true}}));
+  REQUIRE(d.done);
+  CHECK(d.result.status == run_status::continued);
+  CHECK(d.result.continued_as == "r~1");
+  // One commit ends this run and creates its successor with what it carries.
+  auto cont = d.commands<store::continue_run>();
+  REQUIRE(cont.size() == 1);
+  CHECK(cont[0]->parent_run_id == "r");
+  CHECK(cont[0]->run_id == "r~1");
+  std::map<std::string, std::string> carried;
+  for (const auto* n : d.commands<store::upsert_node>())
+    if (n->row.run_id == "r~1")
+      carried[to_string(node_key{n->row.node_id, n->row.iteration})] = n->row.state;
+  CHECK(carried == std::map<std::string, std::string>{
+                       {"setup", "finished"}, {"step@1", "finished"}, {"slow", "finished"}});
+  std::map<std::string, json> outputs;
+  for (const auto* a : d.commands<store::insert_attempt>())
+    if (a->row.run_id == "r~1") {
+      CHECK(a->row.cached);
+      outputs[a->row.node_id] = *a->row.output;
+    }
+  CHECK(outputs.at("step") == json{{"n", 1}});
+  bool loop_carried = false;
+  for (const auto* l : d.commands<store::upsert_loop>()) {
+    if (l->row.run_id == "r~1") {
+      CHECK(l->row.loop_id == "l");
+      CHECK(l->row.iteration == 2);
+      CHECK(l->row.state == "running");
+      loop_carried = true;
+    } else if (l->row.state != "running") {
+      CHECK(l->row.state == "continued");
+      CHECK(l->row.iteration == 1);
+    }
+  }
+  CHECK(loop_carried);
+  const event* ev = d.last_event(event_type::run_continued_as_new);
+  REQUIRE(ev);
+  CHECK(ev->fields["next_run_id"] == "r~1");
+  CHECK(d.core->attempts_of({"after", 0}) == 0);
+  // Nothing of this run is left pending for it: the successor runs it.
+  CHECK_FALSE(d.core->written_state({"step", 2}));
+}
+
+TEST_CASE("run core: carried state over 10 MiB is CONTINUATION_STATE_TOO_LARGE") {
+  loop_options o;
+  o.max_iterations = 10;
+  o.continue_as_new_every = 1;
+  auto wf = static_wf(loop("l", compute_task("big", noop), nullptr, o));
+  driver d(wf);
+  d.settle();
+  d.answer("big", ok({{"blob", std::string(limits::max_continuation_state_bytes, 'x')}}));
+  REQUIRE(d.done);
+  CHECK(d.result.status == run_status::failed);
+  REQUIRE(d.result.err);
+  CHECK(d.result.err->code == errc::continuation_state_too_large);
+  CHECK(d.commands<store::continue_run>().empty());
+}
+
+TEST_CASE("run core: successor ids number the chain") {
+  // Through the core: r -> r~1 is above; a successor's successor is r~2.
+  loop_options o;
+  o.max_iterations = 10;
+  o.continue_as_new_every = 1;
+  auto wf = static_wf(loop("l", compute_task("s", noop), nullptr, o));
+  core::resume_state r;
+  r.loops["l"] = loop_state{3, false};
+  // The same core, resumed as run "r~1" would be: its id decides the next.
+  core::run_config cfg;
+  cfg.run_id = "chain~1";
+  cfg.owner_id = "me";
+  cfg.wf = wf;
+  cfg.input = std::make_shared<const json>(json::object());
+  cfg.computes = std::make_shared<const core::compute_registry>();
+  std::unordered_map<std::string, json> outs;
+  std::unordered_map<std::string, loop_state> loops = r.loops;
+  render_context rc{"chain~1", cfg.input.get(), &outs, nullptr, &loops};
+  cfg.first_render = render(wf, rc);
+  cfg.resume = std::move(r);
+  std::int64_t clock = 1000;
+  run_core c(std::move(cfg), [&] { return clock; }, 1);
+  c.start();
+  std::vector<std::uint64_t> batches;
+  std::vector<std::shared_ptr<executors::task_job>> jobs;
+  run_result res;
+  bool done = false;
+  for (int guard = 0; guard < 100 && !done; ++guard) {
+    auto fx = c.take_effects();
+    for (auto& b : fx.batches) batches.push_back(b.id);
+    for (auto& j : fx.launches) jobs.push_back(j);
+    if (fx.done) {
+      done = true;
+      res = c.take_result();
+      break;
+    }
+    if (fx.tick) {
+      c.tick();
+      continue;
+    }
+    if (!batches.empty()) {
+      auto id = batches.front();
+      batches.erase(batches.begin());
+      c.on_committed(id);
+      continue;
+    }
+    if (!jobs.empty()) {
+      auto j = jobs.front();
+      jobs.erase(jobs.begin());
+      CHECK(j->request.key == node_key{"s", 3});
+      c.on_result({j->request.key, j->request.attempt}, ok(json::object()));
+    }
+  }
+  REQUIRE(done);
+  CHECK(res.status == run_status::continued);
+  CHECK(res.continued_as == "chain~2");
+}

@@ -76,6 +76,10 @@ struct run_result {
   run_status status = run_status::running;
   std::optional<error> err;            // set when failed or cancelled
   std::map<std::string, json> outputs; // node id -> output
+  /// Status `continued` (continue-as-new): the run that goes on from here,
+  /// created (running, unowned) in the same commit that ended this one.
+  /// resume() drives it.
+  std::string continued_as;
 };
 
 /// What engine::cancel did.
@@ -180,6 +184,12 @@ public:
   /// RUN_NOT_FOUND for an unknown id and INVALID_ARGUMENT for a run that has
   /// already ended.
   cancel_outcome cancel(const std::string& run_id, const std::string& reason = "cancelled");
+  /// Continue-as-new, on demand: a run this engine drives starts nothing
+  /// more, lets its attempts in flight finish, then ends `continued` and
+  /// its successor is created with the carried state (each loop at its
+  /// iteration, the latest output of every node; docs/workflow-format.md).
+  /// False when this engine does not drive the run.
+  bool continue_as_new(const std::string& run_id);
 
   /// Stops driving every run of this engine and leaves them resumable:
   /// attempts in flight are stopped and recorded `cancelled`, their nodes go

@@ -237,6 +237,10 @@ cancel_outcome engine::cancel(const std::string& run_id, const std::string& reas
   return cancel_outcome::cancelled;
 }
 
+bool engine::continue_as_new(const std::string& run_id) {
+  return impl_->tell_supervisor(run_id, actors::continue_atom::value);
+}
+
 std::string engine::fork(const std::string& run_id, std::int64_t frame_no,
                          const std::vector<std::string>& reset_nodes,
                          const std::string& new_run_id) {

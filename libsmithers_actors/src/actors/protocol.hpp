@@ -89,6 +89,7 @@ using hb_timeout_atom = caf::atom_constant<caf::atom("hbtimeout")>;
 using timeout_atom = caf::atom_constant<caf::atom("timeout")>;
 using cancel_atom = caf::atom_constant<caf::atom("cancel")>;
 using interrupt_atom = caf::atom_constant<caf::atom("interrupt")>;
+using continue_atom = caf::atom_constant<caf::atom("continue")>;
 using handover_atom = caf::atom_constant<caf::atom("handover")>;
 using grace_atom = caf::atom_constant<caf::atom("grace")>;
 using poll_atom = caf::atom_constant<caf::atom("poll")>;

@@ -111,7 +111,7 @@ run_handle engine::resume(std::shared_ptr<const workflow> wf, const std::string&
     error why{errc::run_cancelled,
               "cancelled: a cancellation was requested while no process drove the run"};
     im.cancel_unowned(run_id, why);
-    return actors::ended_handle(run_result{run_id, run_status::cancelled, why, {}});
+    return actors::ended_handle(run_result{run_id, run_status::cancelled, why, {}, {}});
   }
 
   auto ctx = std::make_shared<actors::run_context>();

@@ -165,6 +165,9 @@ caf::behavior run_supervisor(sup_actor* self, std::shared_ptr<run_context> ctx) 
           c.stop(core::stop_mode::interrupt, error{errc::task_aborted, reason});
         });
       },
+      [=](continue_atom) {
+        handle(self, [&](core::run_core& c) { c.stop(core::stop_mode::continue_as_new, error{}); });
+      },
       [=](handover_atom, const std::string& requester) {
         handle(self, [&](core::run_core& c) {
           c.stop(core::stop_mode::handover,

@@ -193,7 +193,16 @@ json run_store::inspect(const std::string& run_id) const {
                      {"iteration", l.iteration},
                      {"state", l.state},
                      {"updated_ms", l.updated_ms}});
+  // Lineage of continue-as-new: the run this one continued, and the one
+  // that continues it.
+  json lineage = json::object();
+  if (run.config.is_object() && run.config.contains("continued_from"))
+    lineage["continued_from"] = run.config["continued_from"];
+  for (const auto& c : rd.children(run_id))
+    if (c.config.is_object() && c.config.contains("continued_from"))
+      lineage["continued_as"] = c.run_id;
   return {{"run", run.to_json()},
+          {"lineage", lineage},
           {"nodes", nodes},
           {"attempts", attempts},
           {"outputs", outputs},

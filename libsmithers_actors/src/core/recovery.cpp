@@ -41,6 +41,7 @@ recovered_run recover(const std::vector<store::node_row>& nodes,
     auto [it, fresh] = latest.emplace(id, its);
     if (!fresh && its < it->second) continue;
     it->second = std::move(its);
+    r.latest[id] = node_key{o.node_id, o.iteration};
     r.outputs[id] = std::move(o.value);
   }
   for (const auto& l : loops)

@@ -5,6 +5,7 @@
 #include "expr/predicate.hpp"
 #include "format/validate.hpp"
 #include "util/clock.hpp"
+#include "util/ids.hpp"
 
 #include <algorithm>
 #include <string_view>
@@ -225,6 +226,7 @@ void run_core::start() {
 void run_core::resume(resume_state& r) {
   outputs_ = std::move(r.outputs);
   history_ = std::move(r.history);
+  latest_ = std::move(r.latest);
   for (const auto& [k, out] : history_)
     history_ids_.emplace(base_id(k.id));
   loops_ = std::move(r.loops);
@@ -341,6 +343,15 @@ void run_core::advance_loops() {
     changed = true;
     bool holds = !l.until.is_null() && spec::evaluate(l.until, *cfg_.input, outputs_);
     if (!holds && st.iteration + 1 < l.max_iterations) {
+      if (l.continue_as_new_every && (st.iteration + 1) % *l.continue_as_new_every == 0) {
+        // The next iteration starts in the successor run: this one records
+        // where the loop stopped, lets what is in flight finish and ends
+        // `continued` (continue_run).
+        write_loop(l.id, "continued");
+        ++st.iteration;
+        stop(stop_mode::continue_as_new, error{});
+        continue;
+      }
       ++st.iteration;
       write_loop(l.id, "running");
       emit(event_type::loop_iteration_started, "loop_id", l.id, "iteration", st.iteration);
@@ -372,6 +383,7 @@ void run_core::record_output(const node_key& k, sched::index t, json output) {
     history_[k] = output;
     history_ids_.insert(id);
   }
+  latest_[id] = k;
   outputs_[std::move(id)] = std::move(output);
 }
 
@@ -602,7 +614,7 @@ void run_core::attempt_failed(const attempt_key& a, const error& err,
     ++batch_.results;
     return;
   }
-  if (stopping_ != stop_mode::none) {
+  if (stopping_ != stop_mode::none && stopping_ != stop_mode::continue_as_new) {
     // Ended by the stop: recorded as cancelled, never retried.
     error why = stop_error_;
     if (err.code != errc::run_cancelled && err.code != errc::task_aborted)
@@ -677,14 +689,20 @@ void run_core::stop(stop_mode mode, error why) {
   if (ending_ || stopping_ != stop_mode::none) return;
   stopping_ = mode;
   stop_error_ = std::move(why);
-  for (auto& [k, la] : live_)
-    if (la.launched) fx_.stops.push_back({{k, la.attempt}, stop_error_});
+  // Continuing as new lets attempts in flight finish: their results go on.
+  if (mode != stop_mode::continue_as_new)
+    for (auto& [k, la] : live_)
+      if (la.launched) fx_.stops.push_back({{k, la.attempt}, stop_error_});
   queue_tick();
 }
 
 void run_core::finish_stop() {
   if (stopping_ == stop_mode::cancel) {
     end_run(run_status::cancelled, stop_error_);
+    return;
+  }
+  if (stopping_ == stop_mode::continue_as_new) {
+    continue_run();
     return;
   }
   // Interrupted: the run stays `running` in the store, resumable; its
@@ -704,6 +722,127 @@ void run_core::fail_run(error err) {
   end_run(run_status::failed, std::move(err));
 }
 
+namespace {
+
+// "<id>~<n>" for the n-th run of a chain: "a" -> "a~1" -> "a~2".
+std::string successor_id(const std::string& id) {
+  auto tilde = id.rfind('~');
+  if (tilde != std::string::npos && tilde + 1 < id.size() &&
+      id.find_first_not_of("0123456789", tilde + 1) == std::string::npos &&
+      id.size() - tilde - 1 < 15)
+    return id.substr(0, tilde) + "~" + std::to_string(std::stoll(id.substr(tilde + 1)) + 1);
+  return id + "~1";
+}
+
+} // namespace
+
+// Continue-as-new: in the commit that ends this run `continued`, the
+// successor is created with what it carries — every node of the current
+// tree that ended (finished ones with their output), the latest output of
+// every other node, and the mounted loops where they stand — so it repeats
+// nothing and its history starts there (docs/workflow-format.md).
+void run_core::continue_run() {
+  // A failure that will not be retried ends the run here, as it would have.
+  if (!sched_->failed_tasks().empty()) {
+    check_end();
+    if (ending_) return;
+  }
+  std::string next = successor_id(cfg_.run_id);
+  if (auto err = util::check_run_id(next)) {
+    fail_run(error{errc::invalid_run_id, "cannot continue as new: " + err->message});
+    return;
+  }
+  std::int64_t at = now();
+  std::vector<store::command> carried;
+  std::size_t bytes = 0;
+  std::size_t nodes = 0;
+  json meta = {{"continued_from", cfg_.run_id}};
+  auto carry = [&](const node_key& k, const char* state, const json* output,
+                   const task_spec* spec) {
+    store::node_row n;
+    n.run_id = next;
+    n.node_id = k.id;
+    n.iteration = k.iteration;
+    n.state = state;
+    n.attempts = output ? 1 : 0;
+    n.updated_ms = at;
+    if (spec) {
+      n.label = spec->label;
+      n.kind = to_string(spec->kind);
+    }
+    carried.push_back(store::upsert_node{std::move(n)});
+    ++nodes;
+    if (!output) return;
+    bytes += output->dump().size();
+    store::attempt_row a;
+    a.run_id = next;
+    a.node_id = k.id;
+    a.iteration = k.iteration;
+    a.attempt = 1;
+    a.state = attempt_state::finished;
+    a.started_ms = at;
+    a.finished_ms = at;
+    a.cached = true;
+    a.meta = meta;
+    a.output = *output;
+    carried.push_back(store::insert_attempt{std::move(a)});
+  };
+  std::unordered_set<std::string> done_ids;
+  for (std::size_t t = 0; t < plan_->task_count(); ++t) {
+    const node_key& k = plan_->keys[t];
+    node_state s = sched_->state(static_cast<sched::index>(t));
+    if (s == node_state::finished) {
+      std::string id{base_id(k.id)};
+      auto out = outputs_.find(id);
+      if (out == outputs_.end()) continue;
+      carry(k, to_string(s), &out->second, plan_->specs[t].get());
+      done_ids.insert(std::move(id));
+    } else if (s == node_state::skipped || s == node_state::failed) {
+      carry(k, to_string(s), nullptr, plan_->specs[t].get());
+    }
+  }
+  for (const auto& [id, k] : latest_)
+    if (!done_ids.count(id))
+      if (auto out = outputs_.find(id); out != outputs_.end())
+        carry(k, to_string(node_state::finished), &out->second, nullptr);
+  if (bytes > limits::max_continuation_state_bytes) {
+    fail_run(error{errc::continuation_state_too_large,
+                   "cannot continue as new: the carried state is " + std::to_string(bytes) +
+                       " bytes, more than " +
+                       std::to_string(limits::max_continuation_state_bytes),
+                   {{"bytes", bytes}, {"limit", limits::max_continuation_state_bytes}}});
+    return;
+  }
+  writes_.push_back(store::continue_run{cfg_.run_id, next, at});
+  for (auto& c : carried)
+    writes_.push_back(std::move(c));
+  std::size_t loops = 0;
+  for (const auto& l : plan_->loops) {
+    auto it = loops_.find(l.id);
+    if (it == loops_.end()) continue;
+    store::loop_row row;
+    row.run_id = next;
+    row.loop_id = l.id;
+    row.iteration = it->second.iteration;
+    row.state = it->second.done ? "finished" : "running";
+    row.updated_ms = at;
+    writes_.push_back(store::upsert_loop{std::move(row)});
+    ++loops;
+  }
+  store::event_row started{next,
+                           0,
+                           event_type::run_started,
+                           at,
+                           {{"workflow", cfg_.wf->name},
+                            {"input", *cfg_.input},
+                            {"continued_from", {{"run_id", cfg_.run_id}}}}};
+  writes_.push_back(store::append_event{std::move(started)});
+  emit(event_type::run_continued_as_new, "next_run_id", next, "carried_nodes", nodes,
+       "carried_loops", loops, "carried_bytes", bytes);
+  result_.continued_as = next;
+  end_run(run_status::continued, std::nullopt);
+}
+
 void run_core::end_run(run_status status, std::optional<error> err) {
   if (ending_) return;
   ending_ = true;
@@ -716,7 +855,7 @@ void run_core::end_run(run_status status, std::optional<error> err) {
   result_.err = err;
   // Nodes the run never reached are not left pending forever: they will
   // not run (unless the run is resumed, which runs cancelled nodes again).
-  if (status != run_status::finished) {
+  if (status != run_status::finished && status != run_status::continued) {
     const char* reason =
         status == run_status::cancelled ? cancel_reason::cancelled : cancel_reason::run_failed;
     for (std::size_t t = 0; t < table_.size(); ++t)
@@ -736,6 +875,8 @@ void run_core::end_run(run_status status, std::optional<error> err) {
   emit(event_type::run_status_changed, "status", to_string(status));
   if (status == run_status::finished)
     emit(event_type::run_finished, "duration_ms", at - cfg_.started_ms);
+  else if (status == run_status::continued)
+    ; // RunContinuedAsNew came first, with the successor's id
   else if (status == run_status::cancelled)
     emit(event_type::run_cancelled, "error", err ? err->to_json() : json());
   else
@@ -757,7 +898,9 @@ void run_core::tick() {
   if (ending_) return;
   if (stopping_ == stop_mode::none) advance_loops();
   if (ending_) return;
-  if ((dirty_ && cfg_.wf->dynamic()) || control_dirty_) rerender();
+  // A run continuing as new renders no more: its successor renders on.
+  if (stopping_ != stop_mode::continue_as_new && ((dirty_ && cfg_.wf->dynamic()) || control_dirty_))
+    rerender();
   if (ending_) return;
   if (stopping_ != stop_mode::none) {
     if (live_.empty() && !results_pending()) finish_stop();

@@ -47,6 +47,7 @@ struct resume_state {
   key_map<node_state> states;
   key_map<std::int64_t> attempts; // attempts started
   std::unordered_map<std::string, json> outputs; // latest finished iteration per node id
+  std::unordered_map<std::string, node_key> latest; // the key each of those came from
   key_map<json> history; // every iteration's output of nodes with more than one
   std::unordered_map<std::string, loop_state> loops; // by loop instance
   key_map<json> checkpoints;                     // last heartbeat data
@@ -81,6 +82,9 @@ enum class stop_mode {
   cancel,    // the run ends `cancelled`
   interrupt, // the process is going away: attempts end, the run stays resumable
   handover,  // a forced resume elsewhere: as interrupt, then the run is released
+  /// Continue-as-new: nothing new starts, what is in flight finishes, then
+  /// the run ends `continued` and its successor carries its state on.
+  continue_as_new,
 };
 
 /// What the actor must do after a call into the core.
@@ -213,6 +217,7 @@ private:
   void advance_loops();
   void write_loop(const std::string& id, const char* state);
   void record_output(const node_key& k, sched::index t, json output);
+  void continue_run();
   const json* output_at(const node_key& reader, std::string_view id, std::int64_t iteration) const;
   void start_task(sched::index t);
   void resolve_value(sched::index t, std::int64_t attempt, std::int64_t now);
@@ -250,6 +255,7 @@ private:
   std::vector<std::string> loops_changed_;           // since the last frame
   key_map<json> history_;                  // outputs of nodes inside loops, every iteration
   std::unordered_set<std::string> history_ids_; // base ids with outputs in history_
+  std::unordered_map<std::string, node_key> latest_; // base id -> key of its output in outputs_
   key_map<json> checkpoints_;                      // last heartbeat data per node
   key_map<live_attempt> live_;
   std::vector<store::command> writes_;

@@ -141,9 +141,8 @@ struct tree_checker {
       out.push_back({child_path(path, "max_iterations"),
                      "must be a positive integer and at most " +
                          std::to_string(limits::max_loop_iterations)});
-    if (n.continue_as_new_every)
-      out.push_back({child_path(path, "continue_as_new_every"),
-                     "continue-as-new is not supported by this version of smithers yet"});
+    if (n.continue_as_new_every && out_of_range(*n.continue_as_new_every, false))
+      out.push_back({child_path(path, "continue_as_new_every"), range_message(false)});
     if (n.children.size() != 1) {
       out.push_back({path, "a loop has exactly one body node"});
       return;

@@ -105,6 +105,9 @@ struct describe {
     return "withdraw_handover " + c.run_id;
   }
   std::string operator()(const release_run& c) const { return "release_run " + c.run_id; }
+  std::string operator()(const continue_run& c) const {
+    return "continue_run " + c.parent_run_id + " as " + c.run_id;
+  }
   std::string operator()(const upsert_loop& c) const {
     return "upsert_loop " + c.row.run_id + "/" + c.row.loop_id;
   }
@@ -203,7 +206,17 @@ WHERE run_id = ?1 AND owner_id = ?2)sql"),
         upsert_loop_(db, R"sql(
 INSERT INTO loops (run_id, loop_id, iteration, state, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5)
 ON CONFLICT (run_id, loop_id) DO UPDATE SET
-  iteration = excluded.iteration, state = excluded.state, updated_ms = excluded.updated_ms)sql") {}
+  iteration = excluded.iteration, state = excluded.state, updated_ms = excluded.updated_ms)sql"),
+        continue_run_(db, R"sql(
+INSERT INTO runs (run_id, workflow_name, status, input_json, config_json, workflow_hash,
+                  workflow_path, vcs_revision, owner_id, owner_pid, heartbeat_ms,
+                  cancel_requested, parent_run_id, error_json, created_ms, updated_ms,
+                  finished_ms, cwd, run_no)
+SELECT ?2, workflow_name, 'running', input_json,
+       json_set(json_remove(COALESCE(config_json, '{}'), '$.fork'), '$.continued_from', ?1),
+       workflow_hash, workflow_path, vcs_revision, '', 0, ?3, 0, ?1, NULL, ?3, ?3, NULL, cwd,
+       (SELECT COALESCE(max(run_no), 0) + 1 FROM runs)
+FROM runs WHERE run_id = ?1)sql") {}
 
   // Strings of a command are bound without copying (bind_text_ref): the
   // batch outlives the step, and in_use clears the bindings right after.
@@ -575,6 +588,27 @@ ON CONFLICT (run_id, loop_id) DO UPDATE SET
     s.step();
   }
 
+  void operator()(const continue_run& c) {
+    auto& s = continue_run_;
+    in_use use{s};
+    s.bind_text_ref(1, c.parent_run_id);
+    s.bind_text_ref(2, c.run_id);
+    s.bind_int(3, c.now_ms);
+    try {
+      s.step();
+    } catch (const smithers_error& e) {
+      int code = e.err().details.value("sqlite_code", 0);
+      if (code == SQLITE_CONSTRAINT_PRIMARYKEY || code == SQLITE_CONSTRAINT_UNIQUE)
+        throw smithers_error(errc::db_error, "cannot continue run \"" + c.parent_run_id +
+                                                 "\" as \"" + c.run_id +
+                                                 "\": a run with that id already exists");
+      throw;
+    }
+    if (sqlite3_changes(db_) != 1)
+      throw smithers_error(errc::db_error,
+                           "cannot continue run \"" + c.parent_run_id + "\": it is not stored");
+  }
+
   void operator()(const upsert_loop& c) {
     auto& s = upsert_loop_;
     in_use use{s};
@@ -649,7 +683,8 @@ ON CONFLICT (run_id, loop_id) DO UPDATE SET
   statement insert_run_, run_no_, update_run_status_, insert_node_, update_node_, node_keys_,
       insert_attempt_, attempt_keys_, finish_attempt_, heartbeat_, heartbeat_data_, insert_chunk_,
       chunk_overlap_, store_frame_, attempt_meta_, store_tree_, touch_run_, request_cancel_,
-      claim_run_, request_handover_, withdraw_handover_, release_run_, upsert_loop_;
+      claim_run_, request_handover_, withdraw_handover_, release_run_, upsert_loop_,
+      continue_run_;
   std::unordered_map<std::string, std::int64_t> run_nos_;
   std::unordered_map<std::string, run_rows> rows_;
 };

@@ -142,12 +142,23 @@ struct add_pending_nodes {
 struct upsert_loop {
   loop_row row;
 };
+/// Continue-as-new: the successor run, a copy of the parent's row (workflow,
+/// input, config, working directory) with its lineage (parent_run_id,
+/// config.continued_from), `running` and owned by nobody, with a fresh
+/// heartbeat: whoever follows the chain claims it at once; `supervise`
+/// takes it once that heartbeat is stale (nobody followed). Its carried
+/// nodes, loops and RunStarted go in the same batch as separate commands.
+struct continue_run {
+  std::string parent_run_id;
+  std::string run_id;
+  std::int64_t now_ms = 0;
+};
 
 using command =
     std::variant<insert_run, update_run_status, upsert_node, insert_attempt, finish_attempt,
                  record_heartbeat, append_event, append_events, store_frame, touch_run,
                  request_cancel, claim_run, set_attempt_meta, add_pending_nodes,
-                 request_handover, withdraw_handover, release_run, upsert_loop>;
+                 request_handover, withdraw_handover, release_run, upsert_loop, continue_run>;
 
 /// Commands committed together, in order, in one transaction.
 struct write_batch {

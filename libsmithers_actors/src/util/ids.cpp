@@ -16,11 +16,14 @@ std::optional<error> check_run_id(std::string_view id) {
                                            std::to_string(limits::max_run_id_length)};
   for (std::size_t i = 0; i < id.size(); ++i) {
     char c = id[i];
+    // '~' numbers the runs of a continue-as-new chain ("a~2"); never first,
+    // where a shell would read it as a home directory.
     bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == ':' || c == '-';
+              c == '.' || c == '_' || c == ':' || c == '-' || (c == '~' && i > 0);
     if (!ok)
-      return error{errc::invalid_run_id, "run id has a character outside [A-Za-z0-9._:-] at " +
-                                             std::string{"position "} + std::to_string(i)};
+      return error{errc::invalid_run_id,
+                   std::string{c == '~' ? "run id starts with '~'" : "run id has a character outside [A-Za-z0-9._:~-]"} +
+                       " at position " + std::to_string(i)};
   }
   return std::nullopt;
 }
