@@ -36,7 +36,11 @@ recovered_run recover(const std::vector<store::node_row>& nodes,
   std::unordered_map<std::string, std::vector<std::int64_t>> latest;
   for (auto& o : outputs) {
     std::string id{base_id(o.node_id)};
-    if (looped.count(id)) r.history[node_key{o.node_id, o.iteration}] = o.value;
+    if (!looped.count(id)) { // one row: its only output
+      r.outputs[id] = std::move(o.value);
+      continue;
+    }
+    r.history[node_key{o.node_id, o.iteration}] = o.value;
     auto its = order(o);
     auto [it, fresh] = latest.emplace(id, its);
     if (!fresh && its < it->second) continue;

@@ -382,8 +382,8 @@ void run_core::record_output(const node_key& k, sched::index t, json output) {
   if (looped) {
     history_[k] = output;
     history_ids_.insert(id);
+    latest_[id] = k; // others' latest is (id, 0)
   }
-  latest_[id] = k;
   outputs_[std::move(id)] = std::move(output);
 }
 
@@ -801,10 +801,12 @@ void run_core::continue_run() {
       carry(k, to_string(s), nullptr, plan_->specs[t].get());
     }
   }
-  for (const auto& [id, k] : latest_)
-    if (!done_ids.count(id))
-      if (auto out = outputs_.find(id); out != outputs_.end())
-        carry(k, to_string(node_state::finished), &out->second, nullptr);
+  for (const auto& [id, out] : outputs_) {
+    if (done_ids.count(id)) continue;
+    auto l = latest_.find(id);
+    carry(l == latest_.end() ? node_key{id, 0} : l->second, to_string(node_state::finished),
+          &out, nullptr);
+  }
   if (bytes > limits::max_continuation_state_bytes) {
     fail_run(error{errc::continuation_state_too_large,
                    "cannot continue as new: the carried state is " + std::to_string(bytes) +

@@ -255,7 +255,7 @@ private:
   std::vector<std::string> loops_changed_;           // since the last frame
   key_map<json> history_;                  // outputs of nodes inside loops, every iteration
   std::unordered_set<std::string> history_ids_; // base ids with outputs in history_
-  std::unordered_map<std::string, node_key> latest_; // base id -> key of its output in outputs_
+  std::unordered_map<std::string, node_key> latest_; // base id -> key of its output in outputs_ (loops only)
   key_map<json> checkpoints_;                      // last heartbeat data per node
   key_map<live_attempt> live_;
   std::vector<store::command> writes_;
