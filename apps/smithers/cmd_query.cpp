@@ -234,9 +234,14 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
       return;
     }
     std::cout << "run " << shown(*tl_id) << " (" << run.status << ")";
-    if (!run.parent_run_id.empty())
+    if (!tl["continued_from"].is_null())
+      std::cout << ", continues " << shown(tl["continued_from"].get<std::string>());
+    else if (!run.parent_run_id.empty() && run.config.is_object() && run.config.contains("fork") &&
+             run.config["fork"].is_object())
       std::cout << ", forked from " << shown(run.parent_run_id) << " at frame "
                 << run.config["fork"].value("frame_no", std::int64_t{0});
+    if (!tl["continued_as"].is_null())
+      std::cout << ", continued as " << shown(tl["continued_as"].get<std::string>());
     std::cout << "\n\nFRAMES\n";
     constexpr std::size_t shown_changes = 6;
     for (const auto& f : tl["frames"]) {

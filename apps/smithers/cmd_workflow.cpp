@@ -65,7 +65,10 @@ std::string loop_summary(const node& n) {
   std::string s = n.id;
   s += n.condition.is_null() ? " (no until)" : " until " + n.condition.dump();
   s += " (max " + std::to_string(n.max_iterations) + ", then " +
-       (n.fail_on_max ? "fail" : "return-last") + ")";
+       (n.fail_on_max ? "fail" : "return-last");
+  if (n.continue_as_new_every)
+    s += ", continue as new every " + std::to_string(*n.continue_as_new_every);
+  s += ")";
   return s;
 }
 

@@ -276,6 +276,21 @@ TEST_CASE("run follows a continue-as-new chain to its end; inspect names the lin
   auto text = sb.cli({"inspect", "c~2"});
   CHECK(text.out.find("continues c~1") != std::string::npos);
   CHECK(text.out.find("continued c~3") != std::string::npos);
+  // timeline names the chain, not as forks; a fork of a successor
+  // continues nothing.
+  auto tl = sb.cli_json({"timeline", "c~1"});
+  INFO(tl);
+  REQUIRE(tl.exit_code == 0);
+  CHECK(tl.out_json()["continued_from"] == "c");
+  CHECK(tl.out_json()["continued_as"] == "c~2");
+  CHECK(tl.out_json()["forks"].empty());
+  auto tl_text = sb.cli({"timeline", "c~1"});
+  CHECK(tl_text.out.find("continues c, continued as c~2") != std::string::npos);
+  auto fork = sb.cli_json({"fork", "c~1", "--frame", "0", "--run-id", "f"});
+  INFO(fork);
+  REQUIRE(fork.exit_code == 0);
+  CHECK(sb.cli_json({"inspect", "f"}).out_json()["lineage"] == json::object());
+  CHECK(sb.cli_json({"inspect", "c~1"}).out_json()["lineage"]["continued_as"] == "c~2");
   // A continued run has ended: resume refuses it.
   auto again = sb.cli({"resume", "c"});
   CHECK(again.exit_code == 4);

@@ -846,6 +846,10 @@ TEST_CASE("run core: continue_as_new_every ends the run `continued` with its sta
   CHECK(d.running.front()->request.key.id == "slow");
   CHECK_FALSE(d.done);
   CHECK(d.stops.empty());
+  // Nothing says so in the store yet: a crash now resumes the loop where it
+  // was, and the resume decides again.
+  for (const auto& row : loop_rows(d))
+    CHECK(row.first == "running");
   d.answer("slow", ok({{"slow", true}}));
   REQUIRE(d.done);
   CHECK(d.result.status == run_status::continued);
@@ -960,4 +964,65 @@ TEST_CASE("run core: successor ids number the chain") {
   REQUIRE(done);
   CHECK(res.status == run_status::continued);
   CHECK(res.continued_as == "chain~2");
+}
+
+namespace {
+
+// A loop continuing as new every iteration beside a task that is in flight
+// (or waiting for a retry) when the loop's first iteration ends.
+std::shared_ptr<const workflow> continuing_beside(node sibling) {
+  loop_options o;
+  o.max_iterations = 10;
+  o.continue_as_new_every = 1;
+  return static_wf(parallel({loop("l", compute_task("step", noop), nullptr, o), std::move(sibling)}));
+}
+
+} // namespace
+
+TEST_CASE("run core: a cancel while a continue-as-new waits for attempts wins") {
+  driver d(continuing_beside(compute_task("slow", noop)));
+  d.settle();
+  d.answer("step", ok({{"n", 0}}));
+  REQUIRE(d.running.size() == 1); // slow, finishing before the run continues
+  d.core->stop(core::stop_mode::cancel, error{errc::run_cancelled, "stop it"});
+  d.collect();
+  REQUIRE(d.stops.size() == 1); // now slow is asked to stop
+  CHECK(d.stops[0].key.node.id == "slow");
+  d.answer("slow", fail(errc::task_aborted, "stopped"));
+  REQUIRE(d.done);
+  CHECK(d.result.status == run_status::cancelled);
+  CHECK(d.result.continued_as.empty());
+  CHECK(d.commands<store::continue_run>().empty());
+  CHECK(loop_rows(d) == std::vector<std::pair<std::string, std::int64_t>>{{"running", 0}});
+}
+
+TEST_CASE("run core: a node waiting out a backoff carries its last attempt to the successor") {
+  retry_policy rp;
+  rp.initial_ms = 60000;
+  driver d(continuing_beside(compute_task("flaky", noop).retries(3).retry(rp)));
+  d.settle();
+  d.answer("flaky", fail(errc::task_failed, "try again"));
+  REQUIRE(d.timers.size() == 1); // its backoff runs; nothing of it is in flight
+  d.answer("step", ok({{"n", 0}}));
+  REQUIRE(d.done);
+  CHECK(d.result.status == run_status::continued);
+  const store::attempt_row* carried = nullptr;
+  for (const auto* a : d.commands<store::insert_attempt>())
+    if (a->row.run_id == "r~1" && a->row.node_id == "flaky") carried = &a->row;
+  REQUIRE(carried);
+  CHECK(carried->state == "failed");
+  CHECK(carried->attempt == 1);
+  CHECK(carried->meta["retry_at_ms"] == d.clock + 60000);
+  CHECK(carried->error["code"] == errc::task_failed);
+  bool pending = false;
+  for (const auto* n : d.commands<store::upsert_node>())
+    if (n->row.run_id == "r~1" && n->row.node_id == "flaky")
+      pending = n->row.state == "pending" && n->row.attempts == 1;
+  CHECK(pending);
+  // The successor's first iteration is announced in its own events.
+  bool announced = false;
+  for (const auto* e : d.commands<store::append_event>())
+    if (e->row.run_id == "r~1" && e->row.type == event_type::loop_iteration_started)
+      announced = e->row.seq == 1 && e->row.payload["iteration"] == 1;
+  CHECK(announced);
 }

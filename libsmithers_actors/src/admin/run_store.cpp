@@ -233,16 +233,28 @@ json run_store::timeline(const std::string& run_id) const {
                       {"changes", f.changes},
                       {"changed", i < changed.size() ? changed[i] : json::object()}});
   }
+  // Children are forks, or the run that continues this one (continue-as-new).
   json forks = json::array();
+  json continued_as;
   for (const auto& c : rd.children(run_id)) {
-    const json fork = c.config.contains("fork") ? c.config["fork"] : json::object();
+    if (c.config.is_object() && c.config.contains("continued_from")) {
+      continued_as = c.run_id;
+      continue;
+    }
+    const json fork = c.config.is_object() && c.config.contains("fork") ? c.config["fork"]
+                                                                       : json::object();
     forks.push_back({{"run_id", c.run_id},
                      {"status", c.status},
                      {"frame_no", fork.value("frame_no", json())},
                      {"reset_nodes", fork.value("reset_nodes", json::array())}});
   }
+  json continued_from;
+  if (run.config.is_object() && run.config.contains("continued_from"))
+    continued_from = run.config["continued_from"];
   return {{"run_id", run_id},
           {"parent_run_id", run.parent_run_id.empty() ? json() : json(run.parent_run_id)},
+          {"continued_from", continued_from},
+          {"continued_as", continued_as},
           {"frames", frames},
           {"forks", forks}};
 }

@@ -49,7 +49,7 @@ recovered_run recover(const std::vector<store::node_row>& nodes,
     r.outputs[id] = std::move(o.value);
   }
   for (const auto& l : loops)
-    r.loops[l.loop_id] = loop_state{l.iteration, l.state != "running"};
+    r.loops[l.loop_id] = loop_state{l.iteration, l.state == "finished" || l.state == "failed"};
   for (const auto& n : nodes) {
     auto s = node_state_from(n.state).value_or(node_state::pending);
     // Whatever was in flight or cancelled runs again.

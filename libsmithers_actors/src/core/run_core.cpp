@@ -272,6 +272,7 @@ void run_core::resume(resume_state& r) {
   for (const auto& [k, retry_at] : r.retry_at_ms) {
     sched::index t = plan_->find(k);
     if (t < 0) continue;
+    retries_[k] = pending_retry{retry_at, nullptr};
     sched_->hold(t);
     fx_.timers.push_back({k, std::max<std::int64_t>(0, retry_at - at)});
   }
@@ -344,11 +345,11 @@ void run_core::advance_loops() {
     bool holds = !l.until.is_null() && spec::evaluate(l.until, *cfg_.input, outputs_);
     if (!holds && st.iteration + 1 < l.max_iterations) {
       if (l.continue_as_new_every && (st.iteration + 1) % *l.continue_as_new_every == 0) {
-        // The next iteration starts in the successor run: this one records
-        // where the loop stopped, lets what is in flight finish and ends
-        // `continued` (continue_run).
-        write_loop(l.id, "continued");
-        ++st.iteration;
+        // The next iteration starts in the successor run: this one lets
+        // what is in flight finish and ends `continued` (continue_run),
+        // recording the loop's state only then — a crash before leaves
+        // it where it was, and the resume decides again.
+        continue_loop_ = l.id;
         stop(stop_mode::continue_as_new, error{});
         continue;
       }
@@ -638,6 +639,7 @@ void run_core::attempt_failed(const attempt_key& a, const error& err,
     // The earliest start of the next attempt is durable: derived from this
     // attempt's finish time, so a restart neither skips nor restarts it.
     fa.meta = {{"retry_at_ms", at + delay}};
+    retries_[k] = pending_retry{at + delay, err.to_json()};
     writes_.push_back(std::move(fa));
     node_row(t, k, node_state::pending);
     emit_node(event_type::node_retrying, k, "attempt", a.attempt, "next_attempt", a.attempt + 1,
@@ -686,7 +688,12 @@ void run_core::on_attempt_lost(const attempt_key& a, const std::string& why) {
 }
 
 void run_core::stop(stop_mode mode, error why) {
-  if (ending_ || stopping_ != stop_mode::none) return;
+  if (ending_) return;
+  // A cancel, an interrupt or a handover overrides a continue-as-new that
+  // waits for its attempts: the loop stays where it was.
+  bool overrides = stopping_ == stop_mode::continue_as_new && mode != stop_mode::continue_as_new;
+  if (stopping_ != stop_mode::none && !overrides) return;
+  if (overrides) continue_loop_.clear();
   stopping_ = mode;
   stop_error_ = std::move(why);
   // Continuing as new lets attempts in flight finish: their results go on.
@@ -807,6 +814,27 @@ void run_core::continue_run() {
     carry(l == latest_.end() ? node_key{id, 0} : l->second, to_string(node_state::finished),
           &out, nullptr);
   }
+  // Nodes waiting out a retry's backoff carry their last attempt: the
+  // successor numbers on and waits out the rest (recovery reads it).
+  for (const auto& [k, rt] : retries_) {
+    sched::index t = plan_->find(k);
+    if (t < 0 || sched_->state(t) != node_state::pending) continue;
+    std::int64_t n = table_.at(t).attempts;
+    carry(k, to_string(node_state::pending), nullptr, plan_->specs[static_cast<std::size_t>(t)].get());
+    static_cast<store::upsert_node&>(std::get<store::upsert_node>(carried.back())).row.attempts = n;
+    store::attempt_row a;
+    a.run_id = next;
+    a.node_id = k.id;
+    a.iteration = k.iteration;
+    a.attempt = n;
+    a.state = attempt_state::failed;
+    a.started_ms = at;
+    a.finished_ms = at;
+    a.error = rt.error;
+    a.meta = {{"continued_from", cfg_.run_id}, {"retry_at_ms", rt.at_ms}};
+    if (auto cp = checkpoints_.find(k); cp != checkpoints_.end()) a.heartbeat = cp->second;
+    carried.push_back(store::insert_attempt{std::move(a)});
+  }
   if (bytes > limits::max_continuation_state_bytes) {
     fail_run(error{errc::continuation_state_too_large,
                    "cannot continue as new: the carried state is " + std::to_string(bytes) +
@@ -814,6 +842,12 @@ void run_core::continue_run() {
                        std::to_string(limits::max_continuation_state_bytes),
                    {{"bytes", bytes}, {"limit", limits::max_continuation_state_bytes}}});
     return;
+  }
+  // The loop that ended this run: stopped after its iteration here, it
+  // goes on with the next one there.
+  if (!continue_loop_.empty()) {
+    write_loop(continue_loop_, "continued");
+    ++loops_[continue_loop_].iteration;
   }
   writes_.push_back(store::continue_run{cfg_.run_id, next, at});
   for (auto& c : carried)
@@ -839,6 +873,13 @@ void run_core::continue_run() {
                             {"input", *cfg_.input},
                             {"continued_from", {{"run_id", cfg_.run_id}}}}};
   writes_.push_back(store::append_event{std::move(started)});
+  if (!continue_loop_.empty())
+    writes_.push_back(store::append_event{store::event_row{
+        next,
+        1,
+        event_type::loop_iteration_started,
+        at,
+        {{"loop_id", continue_loop_}, {"iteration", loops_[continue_loop_].iteration}}}});
   emit(event_type::run_continued_as_new, "next_run_id", next, "carried_nodes", nodes,
        "carried_loops", loops, "carried_bytes", bytes);
   result_.continued_as = next;
@@ -1076,6 +1117,7 @@ void run_core::on_retry_due(const node_key& k) {
   if (ending_ || stopping_ != stop_mode::none) return;
   sched::index t = plan_->find(k);
   if (t < 0) return;
+  retries_.erase(k);
   sched_->release(t);
   queue_tick();
 }

@@ -256,6 +256,12 @@ private:
   key_map<json> history_;                  // outputs of nodes inside loops, every iteration
   std::unordered_set<std::string> history_ids_; // base ids with outputs in history_
   std::unordered_map<std::string, node_key> latest_; // base id -> key of its output in outputs_ (loops only)
+  std::string continue_loop_; // the loop whose iteration ended this run (continue-as-new)
+  struct pending_retry {
+    std::int64_t at_ms = 0;
+    json error;
+  };
+  key_map<pending_retry> retries_; // backoffs running: what a successor carries
   key_map<json> checkpoints_;                      // last heartbeat data per node
   key_map<live_attempt> live_;
   std::vector<store::command> writes_;

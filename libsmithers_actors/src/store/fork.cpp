@@ -103,6 +103,7 @@ fork_result fork_run(database& db, const fork_request& req) {
   child.created_ms = child.updated_ms = req.now_ms;
   child.finished_ms.reset();
   if (!child.config.is_object()) child.config = json::object();
+  child.config.erase("continued_from"); // a fork continues nothing
   child.config["fork"] = {
       {"parent_run_id", req.run_id}, {"frame_no", req.frame_no}, {"reset_nodes", res.reset}};
 
