@@ -331,3 +331,19 @@ TEST_CASE("a chain killed mid-way is picked up by supervise, which follows it to
   }
   CHECK(reruns <= 1);
 }
+
+TEST_CASE("the long-loop example continues as new twice and reports from the last run",
+          "[system][loop]") {
+  sandbox sb;
+  command_options opts;
+  opts.cwd = source_dir();
+  auto r = sb.cli_json({"run", "./examples/long-loop.json", "--run-id", "poll"}, opts);
+  INFO(r);
+  REQUIRE(r.exit_code == 0);
+  auto j = r.out_json();
+  CHECK(j["run"]["run_id"] == "poll~2");
+  CHECK(j["run"]["status"] == "finished");
+  CHECK(j["outputs"]["report"] == json{{"finished_at", 9}});
+  CHECK(j["lineage"] == json{{"continued_from", "poll~1"}});
+  CHECK(sb.cli_json({"inspect", "poll"}).out_json()["run"]["status"] == "continued");
+}
