@@ -37,7 +37,7 @@ void add_run_command(CLI::App& app, const globals& g, int& result) {
   cmd->callback([&g, &result, args, mc, mob, rid] {
     // Given but empty is a bad id, not "generate one".
     if (rid->count() > 0)
-      if (auto err = util::check_run_id(args->run_id)) throw smithers_error(*err);
+      if (auto err = util::check_new_run_id(args->run_id)) throw smithers_error(*err);
     auto parsed = load_workflow_or_throw(args->workflow);
     // Recorded absolute, so resume and supervise find it from anywhere.
     std::error_code ec;

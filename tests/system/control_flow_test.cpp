@@ -186,6 +186,24 @@ TEST_CASE("a loop inside a for_each reads its item's tasks in `until`", "[system
   CHECK_FALSE(j["outputs"].contains("odd-a@2"));
 }
 
+TEST_CASE("a branch in a for_each body decides on the body's own templated task", "[system][for_each]") {
+  sandbox sb;
+  auto wf = sb.write("wf.json", json::parse(R"({"root": {"for_each": "each", "items": "input.items",
+    "as": "x", "body": {"sequence": [
+      {"task": "check-{{x}}", "run": ["sh", "-c", "printf '{\"big\": %s}' \"$1\"", "sh", "{{x}}"]},
+      {"branch": "size", "if": {"output": "check-{{x}}.big", "gt": 5},
+       "then": {"task": "big-{{x}}", "value": {"big": true}},
+       "else": {"task": "small-{{x}}", "value": {"big": false}}}]}}})"));
+  auto r = sb.cli_json({"run", wf, "--run-id", "b", "--input", R"({"items": [3, 9]})"});
+  INFO(r);
+  REQUIRE(r.exit_code == 0);
+  auto outs = r.out_json()["outputs"];
+  CHECK(outs.contains("small-3"));
+  CHECK(outs.contains("big-9"));
+  CHECK_FALSE(outs.contains("big-3"));
+  CHECK_FALSE(outs.contains("small-9"));
+}
+
 TEST_CASE("fork at a frame inside nested loops resets a node of one iteration", "[system][loop]") {
   sandbox sb;
   auto side = sb.file("side");

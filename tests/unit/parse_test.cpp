@@ -462,6 +462,11 @@ TEST_CASE("run ids: 1 to 256 characters of [A-Za-z0-9._:~-], '~' not first") {
   CHECK_FALSE(check_run_id("a"));
   CHECK_FALSE(check_run_id("run-1.2:3_x"));
   CHECK_FALSE(check_run_id("run~12")); // a continue-as-new successor
+  // ...which a user cannot take for a new run.
+  auto taken = util::check_new_run_id("run~12");
+  REQUIRE(taken);
+  CHECK(taken->message.find("continue-as-new") != std::string::npos);
+  CHECK_FALSE(util::check_new_run_id("run-12"));
   auto tilde = check_run_id("~run");
   REQUIRE(tilde);
   CHECK(tilde->message.find("starts with '~'") != std::string::npos);

@@ -342,3 +342,19 @@ TEST_CASE("render keys a loop's body by its iteration, nested loops by both, fro
   CHECK(next.hash != decided.hash);
   CHECK(next.root->children.at(0).children.at(0).iteration == 2);
 }
+
+TEST_CASE("loops a for_each gives one id are refused, like tasks") {
+  auto wf = std::make_shared<workflow>();
+  wf->root = for_each("each", "input.files", "f",
+                      loop("retry-{{f.kind}}",
+                           value_task("t-{{f.name}}", json::object()), nullptr));
+  json input = {{"files", {{{"name", "a"}, {"kind", "x"}}, {{"name", "b"}, {"kind", "x"}}}}};
+  std::unordered_map<std::string, json> none;
+  try {
+    render(wf, render_context{"r", &input, &none, nullptr});
+    FAIL("expected INVALID_INPUT");
+  } catch (const smithers_error& e) {
+    CHECK(e.err().code == errc::invalid_input);
+    CHECK_THAT(e.err().message, Catch::Contains("two loops get the id \"retry-x\""));
+  }
+}

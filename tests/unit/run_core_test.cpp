@@ -1026,3 +1026,55 @@ TEST_CASE("run core: a node waiting out a backoff carries its last attempt to th
       announced = e->row.seq == 1 && e->row.payload["iteration"] == 1;
   CHECK(announced);
 }
+
+TEST_CASE("run core: an attempt whose start commits after a continue-as-new began runs and is waited for") {
+  loop_options o;
+  o.max_iterations = 10;
+  o.continue_as_new_every = 1;
+  driver d(static_wf(parallel({loop("l", compute_task("step", noop), nullptr, o),
+                               sequence({compute_task("a", noop), compute_task("b", noop)})})));
+  d.settle();
+  auto take = [&](const std::string& id) {
+    auto it = std::find_if(d.running.begin(), d.running.end(),
+                           [&](const auto& j) { return j->request.key.id == id; });
+    REQUIRE(it != d.running.end());
+    attempt_key k{(*it)->request.key, (*it)->request.attempt};
+    d.running.erase(it);
+    return k;
+  };
+  // a ends: b's start is written, its batch not yet committed...
+  d.core->on_result(take("a"), ok(json::object()));
+  d.collect();
+  d.core->tick();
+  d.collect();
+  REQUIRE_FALSE(d.uncommitted.empty());
+  // ...when the loop's iteration ends and the run is to continue as new.
+  d.core->on_result(take("step"), ok({{"n", 0}}));
+  d.collect();
+  d.settle();
+  REQUIRE(d.is_running("b")); // launched once durable, not failed
+  CHECK_FALSE(d.done);
+  d.answer("b", ok({{"b", 1}}));
+  REQUIRE(d.done);
+  CHECK(d.result.status == run_status::continued);
+  CHECK(d.core->written_state({"b", 0}) == node_state::finished);
+}
+
+TEST_CASE("run core: after a resume, X@0 is still there once X@1 has finished") {
+  loop_options two;
+  two.max_iterations = 2;
+  auto wf = static_wf(sequence({loop("l", compute_task("x", noop), nullptr, two),
+                                command_task("read", {"echo", "{{outputs.x@0.v}}"}).needs({"x"})}));
+  core::resume_state r;
+  r.states[{"x", 0}] = node_state::finished;
+  r.outputs["x"] = {{"v", "first"}}; // one output so far: not kept by key
+  r.attempts[{"x", 0}] = 1;
+  r.loops["l"] = loop_state{1, false};
+  driver d(wf, json::object(), r);
+  d.settle();
+  REQUIRE(d.running.size() == 1);
+  CHECK(d.running.front()->request.key == node_key{"x", 1});
+  d.answer("x", ok({{"v", "second"}}));
+  REQUIRE(d.running.size() == 1);
+  CHECK(d.running.front()->request.argv.at(1) == "first");
+}

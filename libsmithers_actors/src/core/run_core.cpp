@@ -91,7 +91,8 @@ void run_core::node_row(sched::index t, const node_key& k, node_state s) {
       (s == node_state::finished || s == node_state::failed || s == node_state::skipped)) {
     // A branch or for_each reading this node may be decided now, output or not.
     ended_.insert(k);
-    if (tree_.control_reads.count(std::string{base_id(k.id)})) control_dirty_ = true;
+    if (tree_.reads_any || tree_.control_reads.count(std::string{base_id(k.id)}))
+      control_dirty_ = true;
   }
 }
 
@@ -381,6 +382,11 @@ void run_core::record_output(const node_key& k, sched::index t, json output) {
   bool looped = k.iteration > 0 || id.size() != k.id.size() ||
                 (t >= 0 && plan_->in_loop[static_cast<std::size_t>(t)]);
   if (looped) {
+    // Its first looped output since a resume or a continuation, whose only
+    // earlier one (iteration 0, carried as the latest) is in outputs_ alone.
+    if (!history_ids_.count(id) && !latest_.count(id))
+      if (auto old = outputs_.find(id); old != outputs_.end() && !(k == node_key{id, 0}))
+        history_.emplace(node_key{id, 0}, old->second);
     history_[k] = output;
     history_ids_.insert(id);
     latest_[id] = k; // others' latest is (id, 0)
@@ -509,7 +515,10 @@ void run_core::resolve_value(sched::index t, std::int64_t attempt, std::int64_t 
 void run_core::launch(const pending_launch& pl) {
   auto it = live_.find(pl.key.node);
   if (it == live_.end() || it->second.attempt != pl.key.attempt) return; // ended meanwhile
-  if (stopping_ != stop_mode::none || it->second.unmounted) {
+  // A continue-as-new lets attempts whose start is durable run: it waits
+  // for them like for any attempt in flight.
+  bool stopping = stopping_ != stop_mode::none && stopping_ != stop_mode::continue_as_new;
+  if (stopping || it->second.unmounted) {
     attempt_failed(pl.key, it->second.unmounted ? unmounted_error() : stop_error_);
     return;
   }
@@ -577,6 +586,7 @@ void run_core::on_result(const attempt_key& a, const executors::task_outcome& oc
     return;
   }
   auto la = end_live(a.node, &oc.beat);
+  checkpoints_.erase(a.node); // only a next attempt would read it
   std::int64_t at = now();
   auto fa = finish_cmd(a, attempt_state::finished, at);
   fa.output = *oc.output;
@@ -1087,7 +1097,8 @@ void run_core::on_committed(std::uint64_t id) {
     record_output(v.key, t, std::move(v.output));
     if (tree_.control || cfg_.wf->dynamic()) {
       ended_.insert(v.key);
-      if (tree_.control_reads.count(std::string{base_id(v.key.id)})) control_dirty_ = true;
+      if (tree_.reads_any || tree_.control_reads.count(std::string{base_id(v.key.id)}))
+        control_dirty_ = true;
     }
     dirty_ = true;
     if (t >= 0) sched_->complete(t, node_state::finished);

@@ -96,7 +96,7 @@ void check_same_workflow(const store::run_row& run, const std::string& current_h
 void validate_run(const workflow& wf, const run_options& opts,
                   const std::function<bool(const std::string&)>& has_compute, bool check_input) {
   if (!opts.run_id.empty())
-    if (auto err = util::check_run_id(opts.run_id)) throw smithers_error(*err);
+    if (auto err = util::check_new_run_id(opts.run_id)) throw smithers_error(*err);
   if (opts.max_concurrency &&
       (*opts.max_concurrency < 1 || *opts.max_concurrency > limits::max_option_value))
     throw smithers_error(errc::invalid_argument,

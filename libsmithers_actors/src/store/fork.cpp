@@ -9,6 +9,7 @@
 #include <smithers/node_key.hpp>
 #include <smithers/status.hpp>
 
+#include <algorithm>
 #include <deque>
 #include <set>
 #include <unordered_map>
@@ -80,10 +81,11 @@ fork_result fork_run(database& db, const fork_request& req) {
   fork_result res;
   // The default id is the parent's, cut so that "-fork-<hex>" still fits.
   const std::string suffix = "-fork-" + util::random_hex(4);
-  res.run_id = req.new_run_id.empty()
-                   ? req.run_id.substr(0, limits::max_run_id_length - suffix.size()) + suffix
-                   : req.new_run_id;
-  if (auto err = util::check_run_id(res.run_id)) throw smithers_error(*err);
+  // '~' is a chain's: a fork of "c~2" is "c.2-fork-<hex>".
+  std::string base = req.run_id.substr(0, limits::max_run_id_length - suffix.size());
+  std::replace(base.begin(), base.end(), '~', '.');
+  res.run_id = req.new_run_id.empty() ? base + suffix : req.new_run_id;
+  if (auto err = util::check_new_run_id(res.run_id)) throw smithers_error(*err);
   if (rd.run_exists(res.run_id))
     throw smithers_error(errc::invalid_run_id,
                          "a run with id \"" + res.run_id + "\" already exists");

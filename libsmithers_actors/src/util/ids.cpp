@@ -28,6 +28,15 @@ std::optional<error> check_run_id(std::string_view id) {
   return std::nullopt;
 }
 
+std::optional<error> check_new_run_id(std::string_view id) {
+  if (auto err = check_run_id(id)) return err;
+  if (auto t = id.find('~'); t != std::string_view::npos)
+    return error{errc::invalid_run_id, "run id has '~' at position " + std::to_string(t) +
+                                           ": '~' is kept for the runs of a continue-as-new "
+                                           "chain (<run id>~1, ~2, ...)"};
+  return std::nullopt;
+}
+
 bool valid_node_id(std::string_view id) {
   if (id.empty() || id.size() > max_node_id_length) return false;
   for (char c : id) {

@@ -10,6 +10,10 @@ namespace smithers::util {
 
 /// INVALID_RUN_ID unless 1..limits::max_run_id_length chars of [A-Za-z0-9._:-].
 std::optional<error> check_run_id(std::string_view id);
+/// A run id a user picks for a new run (run, fork): as check_run_id, and
+/// without '~', which numbers the runs of a continue-as-new chain — so a
+/// successor's id ("x~2") is never taken.
+std::optional<error> check_new_run_id(std::string_view id);
 
 /// Node ids: 1..max_node_id_length chars of [A-Za-z0-9_-] (no dots: templates
 /// and predicates use dotted paths "<node_id>.<field>").

@@ -255,7 +255,7 @@ json canonical_tree(const node& root) {
 namespace {
 
 // Whether a tree has control flow, and which nodes it reads.
-bool scan_control(const node& n, std::unordered_set<std::string>& reads) {
+bool scan_control(const node& n, std::unordered_set<std::string>& reads, bool& reads_any) {
   bool found = false;
   // Iterative: deep trees must not overflow the stack.
   std::vector<const node*> stack{&n};
@@ -264,8 +264,10 @@ bool scan_control(const node& n, std::unordered_set<std::string>& reads) {
     stack.pop_back();
     if (cur->kind == node_kind::branch) {
       found = true;
-      for (auto& id : spec::predicate_output_refs(cur->condition))
+      for (auto& id : spec::predicate_output_refs(cur->condition)) {
+        if (spec::has_template(id)) reads_any = true;
         reads.insert(std::move(id));
+      }
     } else if (cur->kind == node_kind::loop) {
       found = true; // its `until` is the run core's to evaluate, not render's
     } else if (cur->kind == node_kind::for_each) {
@@ -573,9 +575,10 @@ void check_unique_ids(const node& root) {
   while (!stack.empty()) {
     const node* cur = stack.back();
     stack.pop_back();
-    if (cur->is_task() && !seen.insert(cur->id).second)
+    if ((cur->is_task() || cur->kind == node_kind::loop) && !seen.insert(cur->id).second)
       throw smithers_error(errc::invalid_input,
-                           "two nodes get the id \"" + cur->id +
+                           std::string{"two "} + (cur->is_task() ? "nodes" : "loops") +
+                               " get the id \"" + cur->id +
                                "\": a for_each's ids must differ for every item",
                            {{"id", cur->id}});
     for (const auto& c : cur->children)
@@ -591,7 +594,7 @@ rendered_tree render(const std::shared_ptr<const workflow>& wf, const render_con
   // 100,000-task tree is a pass of cache misses to copy and one to free).
   r.source = wf->dynamic() ? std::make_shared<const node>(wf->build(ctx))
                            : std::shared_ptr<const node>(wf, &wf->root);
-  r.control = scan_control(*r.source, r.control_reads);
+  r.control = scan_control(*r.source, r.control_reads, r.reads_any);
   if (r.control) {
     r.root = std::make_shared<const node>(expander{*r.source, ctx, r.undecided}.expand(*r.source));
     check_unique_ids(*r.root);

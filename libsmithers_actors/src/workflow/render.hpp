@@ -28,6 +28,9 @@ struct rendered_tree {
   /// Ids of the nodes control flow reads (branch predicates, for_each
   /// items): when one of them ends, a decision may change.
   std::unordered_set<std::string> control_reads;
+  /// Control flow in a for_each body reads the body's templated ids
+  /// ("t-{{f}}.ok"): any node that ends may decide it.
+  bool reads_any = false;
   /// The canonical JSON, serialized once: kept as text because a large tree
   /// as a json value costs several times its size in memory.
   std::shared_ptr<const std::string> canonical;
