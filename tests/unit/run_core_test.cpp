@@ -1078,3 +1078,34 @@ TEST_CASE("run core: after a resume, X@0 is still there once X@1 has finished") 
   REQUIRE(d.running.size() == 1);
   CHECK(d.running.front()->request.argv.at(1) == "first");
 }
+
+TEST_CASE("run core: a backoff and a checkpoint inside an iteration carry over a resume") {
+  loop_options o;
+  o.max_iterations = 5;
+  auto wf = static_wf(loop("l", compute_task("s", noop).retries(2), nullptr, o));
+  core::resume_state r;
+  for (int i = 0; i < 3; ++i) r.states[{"s", i}] = i < 2 ? node_state::finished : node_state::pending;
+  r.outputs["s"] = {{"i", 1}};
+  r.history[{"s", 0}] = {{"i", 0}};
+  r.history[{"s", 1}] = {{"i", 1}};
+  r.attempts[{"s", 2}] = 1;
+  r.retry_at_ms[{"s", 2}] = 1'000'000 + 5000; // the driver's clock + 5 s
+  r.checkpoints[{"s", 2}] = {{"page", 7}};
+  r.loops["l"] = loop_state{2, false};
+  driver d(wf, json::object(), r);
+  d.settle();
+  // Nothing runs before the backoff has passed; then attempt 2 of s@2, with
+  // its checkpoint.
+  CHECK(d.running.empty());
+  REQUIRE(d.timers.size() == 1);
+  CHECK(d.timers[0].key == node_key{"s", 2});
+  CHECK(d.timers[0].delay_ms == 5000);
+  d.clock += 5000;
+  d.core->on_retry_due({"s", 2});
+  d.collect();
+  d.settle();
+  REQUIRE(d.running.size() == 1);
+  CHECK(d.running.front()->request.key == node_key{"s", 2});
+  CHECK(d.running.front()->request.attempt == 2);
+  CHECK(d.running.front()->request.last_heartbeat == json{{"page", 7}});
+}

@@ -69,7 +69,14 @@ recovered_run recover(const std::vector<store::node_row>& nodes,
     auto& l = last[k];
     if (!l || l->attempt < a.attempt) l = &a;
   }
-  for (const auto& [k, a] : last) {
+  // Only a node that runs again reads its checkpoint.
+  for (auto it = r.checkpoints.begin(); it != r.checkpoints.end();) {
+    auto st = r.states.find(it->first);
+    bool ended = st != r.states.end() && (st->second == node_state::finished ||
+                                          st->second == node_state::skipped);
+    it = ended ? r.checkpoints.erase(it) : std::next(it);
+  }
+    for (const auto& [k, a] : last) {
     // A node with attempts but no row of its own counts as pending.
     auto st = r.states.emplace(k, node_state::pending).first;
     if (a->state == attempt_state::failed && st->second == node_state::pending &&

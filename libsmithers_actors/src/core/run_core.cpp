@@ -831,7 +831,7 @@ void run_core::continue_run() {
     if (t < 0 || sched_->state(t) != node_state::pending) continue;
     std::int64_t n = table_.at(t).attempts;
     carry(k, to_string(node_state::pending), nullptr, plan_->specs[static_cast<std::size_t>(t)].get());
-    static_cast<store::upsert_node&>(std::get<store::upsert_node>(carried.back())).row.attempts = n;
+    std::get<store::upsert_node>(carried.back()).row.attempts = n;
     store::attempt_row a;
     a.run_id = next;
     a.node_id = k.id;
