@@ -1238,3 +1238,105 @@ TEST_CASE("a workflow of loops killed with SIGKILL at random moments resumes eac
   INFO("seed " << seed);
   CHECK(interrupted >= trials - 2);
 }
+
+namespace {
+
+/// A loop of 12 iterations that continues as new every 3 (runs c, c~1, c~2,
+/// c~3): each step appends its iteration to `side`.
+json chain_crash_workflow(const std::string& side) {
+  return {{"name", "crash-chain"},
+          {"root",
+           {{"sequence",
+             json::array(
+                 {side_effect_task("head", side, "0.02"),
+                  {{"loop", "l"},
+                   {"max_iterations", 12},
+                   {"continue_as_new_every", 3},
+                   {"body", loop_task("step", side, "0.03")}},
+                  side_effect_task("tail", side, "0.02")})}}}};
+}
+
+/// The run of a chain that goes on: the first one not `continued`.
+std::string chain_end(const sandbox& sb, const std::string& first) {
+  std::string id = first;
+  for (int n = 1; n < 100; ++n) {
+    auto run = db_run(sb.db(), id);
+    if (!run || run->status != "continued") return id;
+    id = first + "~" + std::to_string(n);
+  }
+  return id;
+}
+
+} // namespace
+
+TEST_CASE("a continue-as-new chain killed with SIGKILL at random moments goes on to its end, "
+          "each iteration finished once",
+          "[crash]") {
+  const auto seed = test_seed();
+  std::mt19937_64 rng(seed);
+  INFO("seed " << seed << " (SMITHERS_CRASH_SEED=" << seed << " replays it)");
+  const int trials = 4;
+  int interrupted = 0;
+  for (int trial = 0; trial < trials; ++trial) {
+    sandbox sb;
+    INFO("trial " << trial << ", db " << sb.db());
+    auto side = sb.file("side.txt");
+    auto wf = sb.write("wf.json", chain_crash_workflow(side));
+    int kills = 0;
+    auto proc = sb.start({"run", wf, "--run-id", "k"});
+    sleep_ms(uniform(rng, 100, 500));
+    if (kill9(*proc).exit_code == 0) {
+      // Finished before the kill: nothing to check beyond the end.
+    } else {
+      ++kills;
+      ++interrupted;
+    }
+    for (int round = 0; round < 12; ++round) {
+      std::string last = chain_end(sb, "k");
+      auto run = db_run(sb.db(), last);
+      if (!run) break; // killed before the first row: start again below
+      if (run->status == "finished") break;
+      auto p = sb.start({"resume", last});
+      if (round < 2) {
+        sleep_ms(uniform(rng, 50, 300));
+        if (kill9(*p).exit_code != 0) ++kills;
+      } else {
+        auto r = p->wait();
+        INFO(brief(r));
+        REQUIRE(r.exit_code == 0);
+      }
+    }
+    if (!db_run(sb.db(), "k")) {
+      REQUIRE(sb.cli({"run", wf, "--run-id", "k"}).exit_code == 0); // the kill came first
+    }
+    std::string last = chain_end(sb, "k");
+    auto final_run = db_run(sb.db(), last);
+    REQUIRE(final_run);
+    INFO("kills " << kills << ", last run " << last);
+    CHECK(final_run->status == "finished");
+    CHECK(last == "k~3");
+    // Every step ran; again only if it was in flight at a kill.
+    auto lines = line_counts(side);
+    CHECK(lines["head"] >= 1);
+    CHECK(lines["tail"] >= 1);
+    int reruns = lines["head"] - 1 + lines["tail"] - 1;
+    for (int i = 0; i < 12; ++i) {
+      std::string key = to_string(smithers::node_key{"step", i});
+      CHECK(lines[key] >= 1);
+      reruns += std::max(0, lines[key] - 1);
+    }
+    CHECK(reruns <= kills);
+    // Exactly one attempt that ran and finished per (node, iteration) across
+    // the chain: carried ones are marked cached.
+    std::map<std::string, int> finished;
+    for (const auto* id : {"k", "k~1", "k~2", "k~3"})
+      for (const auto& a : db_attempts(sb.db(), id))
+        if (a.state == "finished" && !a.cached) ++finished[key_of(a)];
+    CHECK(finished.size() == 14);
+    for (const auto& [key, n] : finished) {
+      INFO(key);
+      CHECK(n == 1);
+    }
+  }
+  CHECK(interrupted >= trials - 2);
+}
