@@ -444,3 +444,71 @@ TEST_CASE("engine::continue_as_new continues a run on demand, after what is in f
   CHECK(second_runs == 1);
   CHECK(next.outputs.at("first") == json{{"done", true}});
 }
+
+TEST_CASE("a branch a re-render switches stops what it unmounts; what comes back is not run again") {
+  test_support::temp_dir dir;
+  engine eng{config_in(dir)};
+  std::atomic<int> fast_runs{0}, slow_runs{0}, other_runs{0};
+  std::atomic<bool> slow_started{false}, release_slow{false};
+  auto wf = std::make_shared<workflow>();
+  // The build function's predicate holds before phase1 has finished and
+  // after phase2 has: `then` (fast, slow) is mounted, then `else` (other),
+  // then `then` again.
+  wf->build = [&](const render_context& ctx) {
+    bool then_side = !ctx.output("phase1") || ctx.output("phase2");
+    json cond = then_side ? json{{"input", "flag"}, {"exists", false}}
+                          : json{{"input", "flag"}, {"exists", true}};
+    return parallel(
+        {sequence({compute_task("phase1",
+                                [&](task_context&) {
+                                  // fast has finished, slow runs.
+                                  while (!(fast_runs == 1 && slow_started))
+                                    std::this_thread::sleep_for(2ms);
+                                  return json{{"p", 1}};
+                                }),
+                   compute_task("phase2",
+                                [&](task_context&) {
+                                  while (other_runs == 0)
+                                    std::this_thread::sleep_for(2ms);
+                                  release_slow = true;
+                                  return json{{"p", 2}};
+                                })}),
+         branch("side", cond,
+                sequence({compute_task("fast",
+                                       [&](task_context&) {
+                                         ++fast_runs;
+                                         return json{{"fast", true}};
+                                       }),
+                          compute_task("slow",
+                                       [&](task_context& c) -> json {
+                                         ++slow_runs;
+                                         slow_started = true;
+                                         while (!release_slow && !c.cancelled())
+                                           std::this_thread::sleep_for(2ms);
+                                         if (c.cancelled()) throw std::runtime_error("stopped");
+                                         return {{"slow", true}};
+                                       })}),
+                compute_task("other", [&](task_context&) {
+                  ++other_runs;
+                  return json{{"other", true}};
+                }))});
+  };
+  test_support::event_recorder recorder;
+  run_options opts;
+  opts.on_event = recorder.handler();
+  auto h = eng.start(wf, opts);
+  // It hung here when a node came back while its dropped attempt was being
+  // stopped: a second attempt was recorded but never ran.
+  REQUIRE(h.wait_for(30s));
+  auto res = h.wait();
+  INFO((res.err ? res.err->to_json().dump() : std::string{}));
+  REQUIRE(res.status == run_status::finished);
+  CHECK(fast_runs == 1);  // came back finished: not run again
+  CHECK(slow_runs == 2);  // stopped when unmounted, run again when back
+  CHECK(other_runs == 1);
+  int unmounted = 0;
+  for (const auto& e : recorder.of_type("NodeCancelled"))
+    if (e.fields["node_id"] == "slow" && e.fields["reason"] == "unmounted") ++unmounted;
+  CHECK(unmounted == 1);
+  CHECK(res.outputs.at("slow") == json{{"slow", true}});
+}

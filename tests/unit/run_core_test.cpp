@@ -1109,3 +1109,38 @@ TEST_CASE("run core: a backoff and a checkpoint inside an iteration carry over a
   CHECK(d.running.front()->request.attempt == 2);
   CHECK(d.running.front()->request.last_heartbeat == json{{"page", 7}});
 }
+
+TEST_CASE("run core: a node back while its dropped attempt is being stopped runs once that ends") {
+  auto wf = std::make_shared<workflow>();
+  // then (slow) while p1 runs, else (other) between p1 and p2, then again.
+  wf->build = [](const render_context& ctx) {
+    bool then_side = !ctx.output("p1") || ctx.output("p2");
+    json cond = then_side ? json{{"input", "flag"}, {"exists", false}}
+                          : json{{"input", "flag"}, {"exists", true}};
+    return parallel({sequence({compute_task("p1", noop), compute_task("p2", noop)}),
+                     branch("side", cond, compute_task("slow", noop), compute_task("other", noop))});
+  };
+  driver d(wf);
+  d.settle();
+  REQUIRE(d.is_running("slow"));
+  d.answer("p1", ok(json::object()));
+  // Dropped: asked to stop; other and p2 start.
+  REQUIRE(d.stops.size() == 1);
+  CHECK(d.stops[0].key == attempt_key{{"slow", 0}, 1});
+  d.answer("other", ok(json::object()));
+  d.answer("p2", ok(json::object()));
+  // Back, while attempt 1 has not stopped yet: no second attempt beside it.
+  CHECK(d.core->attempts_of({"slow", 0}) == 1);
+  REQUIRE(d.running.size() == 1);
+  CHECK(d.running.front()->request.attempt == 1);
+  CHECK_FALSE(d.done);
+  // Attempt 1 ends (stopped): recorded cancelled, and attempt 2 runs.
+  d.answer("slow", fail(errc::task_aborted, "stopped"));
+  REQUIRE(d.running.size() == 1);
+  CHECK(d.running.front()->request.key == node_key{"slow", 0});
+  CHECK(d.running.front()->request.attempt == 2);
+  d.answer("slow", ok({{"slow", true}}));
+  REQUIRE(d.done);
+  CHECK(d.result.status == run_status::finished);
+  CHECK(d.result.outputs.at("slow") == json{{"slow", true}});
+}

@@ -178,6 +178,13 @@ std::vector<sched::index> run_core::rebuild(const key_map<node_state>& known) {
       continue;
     }
     const task_slot& sl = table_.at(static_cast<sched::index>(t));
+    if (returning[t] && live_.count(k)) {
+      // Back while the attempt it had when it was dropped is being
+      // stopped: in flight until that attempt ends, then it runs again
+      // (attempt_failed) — never two attempts of one node at once.
+      initial[t] = node_state::in_progress;
+      continue;
+    }
     if (auto it = known.find(k); it != known.end())
       initial[t] = it->second;
     else if (returning[t] && sl.written)
@@ -619,10 +626,15 @@ void run_core::attempt_failed(const attempt_key& a, const error& err,
     fa.state = attempt_state::cancelled;
     fa.error = why.to_json();
     writes_.push_back(std::move(fa));
-    node_row(t, k, node_state::cancelled);
+    bool back = t >= 0; // a render brought the node back meanwhile
+    node_row(t, k, back ? node_state::pending : node_state::cancelled);
     emit_node(event_type::node_cancelled, k, "attempt", a.attempt, "reason",
               cancel_reason::unmounted, "error", why.to_json());
     ++batch_.results;
+    if (back) {
+      sched_->defer(t);
+      sched_->release(t);
+    }
     return;
   }
   if (stopping_ != stop_mode::none && stopping_ != stop_mode::continue_as_new) {
