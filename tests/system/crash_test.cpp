@@ -22,6 +22,7 @@
 #include <sqlite3.h>
 
 #include <csignal>
+#include <functional>
 #include <future>
 #include <iostream>
 #include <map>
@@ -553,57 +554,78 @@ json uninterrupted_outputs(json (*make)(const std::string&), const std::vector<s
   return reference;
 }
 
-} // namespace
+/// What a crash test asks of its trials: the workflow, the nodes it must
+/// run, the kill windows (ms), and checks of its own for each trial
+/// (`extra` appends problems).
+struct crash_trials {
+  const char* name;
+  json (*make)(const std::string& side);
+  std::vector<std::string> nodes;
+  int trials;
+  int kill_lo, kill_hi;               // the first `run`
+  int resume_kill_lo, resume_kill_hi; // odd trials also kill their first resume
+  std::function<void(const sandbox&, const std::string& run_id, const crash_story&,
+                     std::vector<std::string>& problems)>
+      extra;
+};
 
-TEST_CASE("a 200-task workflow killed with SIGKILL at random moments resumes to exactly one "
-          "output per node",
-          "[crash]") {
+/// Runs the trials: each kills and resumes a run of the workflow until it
+/// finishes, then checks it ended as an uninterrupted run did
+/// (check_resumed_run) and passes `extra`. Most trials must really have
+/// been interrupted, or the test proves little.
+void run_crash_trials(const crash_trials& c) {
   const auto seed = test_seed();
   std::mt19937_64 rng(seed);
   INFO("seed " << seed << " (SMITHERS_CRASH_SEED=" << seed << " replays it)");
-  const auto nodes = big_workflow_nodes();
-  REQUIRE(nodes.size() >= 200);
-
-  // The outputs of an uninterrupted run of the same workflow.
-  json reference = uninterrupted_outputs(big_workflow, nodes);
-
-  const int trials = 5;
+  json reference = uninterrupted_outputs(c.make, c.nodes);
   int interrupted = 0;
-  for (int trial = 0; trial < trials; ++trial) {
+  for (int trial = 0; trial < c.trials; ++trial) {
     sandbox sb;
     INFO("trial " << trial << " of seed " << seed << ", db " << sb.db());
     auto side = sb.file("side.txt");
-    auto wf_path = sb.write("wf.json", big_workflow(side));
-    std::string run_id = "crash-" + std::to_string(trial);
-    // Odd trials also kill their first resume.
-    auto story =
-        crash_and_resume(sb, wf_path, run_id, rng, 50, 600, trial % 2 == 1 ? 1 : 0, 50, 400);
+    auto wf_path = sb.write("wf.json", c.make(side));
+    std::string run_id = std::string{c.name} + "-" + std::to_string(trial);
+    auto story = crash_and_resume(sb, wf_path, run_id, rng, c.kill_lo, c.kill_hi, trial % 2,
+                                  c.resume_kill_lo, c.resume_kill_hi);
     if (!story.finished_before_first_kill) ++interrupted;
-    auto problems = check_resumed_run(sb, run_id, nodes, story.in_flight, side, &reference);
-    auto events = db_events(sb.db(), run_id);
-    std::size_t resumed = count_events(events, "RunResumed");
-    // A resume killed before its claim writes nothing; one killed after may
-    // have written its RunResumed: between the completed and all resumes.
-    if (resumed < static_cast<std::size_t>(story.resumes) ||
-        resumed > static_cast<std::size_t>(story.resumes + story.interrupted_resumes))
-      problems.push_back(std::to_string(resumed) + " RunResumed events for " +
-                         std::to_string(story.resumes) + " completed and " +
-                         std::to_string(story.interrupted_resumes) + " killed resumes");
+    auto problems = check_resumed_run(sb, run_id, c.nodes, story.in_flight, side, &reference);
+    if (c.extra) c.extra(sb, run_id, story, problems);
     if (verbose())
-      std::cerr << "[crash] big trial " << trial << " seed " << seed
+      std::cerr << "[crash] " << c.name << " trial " << trial << " seed " << seed
                 << (story.finished_before_first_kill ? " (finished before the kill)" : "") << ": "
                 << story.kills.size() << " kills, " << story.in_flight.size()
-                << " attempts in flight at kills, " << resumed << " RunResumed\n"
+                << " attempts in flight at kills\n"
                 << describe(story.kills);
-    std::string kept = problems.empty() ? "" : keep_evidence(sb, "big");
+    std::string kept = problems.empty() ? "" : keep_evidence(sb, c.name);
     INFO("kills:\n"
          << describe(story.kills) << "problems:\n"
          << join_lines(problems) << "evidence kept in " << kept);
     CHECK(problems.empty());
   }
-  // Most trials must really have been interrupted, or the test proves little.
   INFO("seed " << seed);
-  CHECK(interrupted >= trials - 2);
+  CHECK(interrupted >= c.trials - 2);
+}
+
+} // namespace
+
+TEST_CASE("a 200-task workflow killed with SIGKILL at random moments resumes to exactly one "
+          "output per node",
+          "[crash]") {
+  auto nodes = big_workflow_nodes();
+  REQUIRE(nodes.size() >= 200);
+  run_crash_trials(
+      {"big", big_workflow, std::move(nodes), 5, 50, 600, 50, 400,
+       [](const sandbox& sb, const std::string& run_id, const crash_story& story,
+          std::vector<std::string>& problems) {
+         // A resume killed before its claim writes nothing; one killed after
+         // may have written its RunResumed: between the completed and all.
+         std::size_t resumed = count_events(db_events(sb.db(), run_id), "RunResumed");
+         if (resumed < static_cast<std::size_t>(story.resumes) ||
+             resumed > static_cast<std::size_t>(story.resumes + story.interrupted_resumes))
+           problems.push_back(std::to_string(resumed) + " RunResumed events for " +
+                              std::to_string(story.resumes) + " completed and " +
+                              std::to_string(story.interrupted_resumes) + " killed resumes");
+       }});
 }
 
 TEST_CASE("a kill during a retry backoff neither skips nor restarts the backoff", "[crash]") {
@@ -1154,89 +1176,49 @@ TEST_CASE("a task process never starts before its attempt is recorded", "[crash]
 TEST_CASE("a workflow of branches killed with SIGKILL at random moments resumes deciding each "
           "branch as the run did",
           "[crash]") {
-  const auto seed = test_seed();
-  std::mt19937_64 rng(seed);
-  INFO("seed " << seed << " (SMITHERS_CRASH_SEED=" << seed << " replays it)");
-  const auto nodes = branch_workflow_nodes();
-  json reference = uninterrupted_outputs(branch_workflow, nodes);
-  const int trials = 5;
-  int interrupted = 0;
-  for (int trial = 0; trial < trials; ++trial) {
-    sandbox sb;
-    INFO("trial " << trial << " of seed " << seed << ", db " << sb.db());
-    auto side = sb.file("side.txt");
-    auto wf_path = sb.write("wf.json", branch_workflow(side));
-    std::string run_id = "branch-" + std::to_string(trial);
-    auto story = crash_and_resume(sb, wf_path, run_id, rng, 30, 250, trial % 2, 30, 200);
-    if (!story.finished_before_first_kill) ++interrupted;
-    auto problems = check_resumed_run(sb, run_id, nodes, story.in_flight, side, &reference);
-    // Nothing of a chosen side was ever taken for unmounted.
-    for (const auto& e : db_events(sb.db(), run_id))
-      if (e.type == "NodeCancelled" && e.payload.value("reason", "") == "unmounted")
-        problems.push_back("NodeCancelled unmounted for " + e.payload.value("node_id", "?"));
-    std::string kept = problems.empty() ? "" : keep_evidence(sb, "branch");
-    INFO("kills:\n"
-         << describe(story.kills) << "problems:\n"
-         << join_lines(problems) << "evidence kept in " << kept);
-    CHECK(problems.empty());
-  }
-  INFO("seed " << seed);
-  CHECK(interrupted >= trials - 2);
+  run_crash_trials({"branch", branch_workflow, branch_workflow_nodes(), 5, 30, 250, 30, 200,
+                    [](const sandbox& sb, const std::string& run_id, const crash_story&,
+                       std::vector<std::string>& problems) {
+                      // Nothing of a chosen side was ever taken for unmounted.
+                      for (const auto& e : db_events(sb.db(), run_id))
+                        if (e.type == "NodeCancelled" &&
+                            e.payload.value("reason", "") == "unmounted")
+                          problems.push_back("NodeCancelled unmounted for " +
+                                             e.payload.value("node_id", "?"));
+                    }});
 }
 
 TEST_CASE("a workflow of loops killed with SIGKILL at random moments resumes each loop in its "
           "iteration, with one finished attempt per (node, iteration)",
           "[crash]") {
-  const auto seed = test_seed();
-  std::mt19937_64 rng(seed);
-  INFO("seed " << seed << " (SMITHERS_CRASH_SEED=" << seed << " replays it)");
-  const auto nodes = loop_workflow_nodes();
-  json reference = uninterrupted_outputs(loop_workflow, nodes);
-  const int trials = 6;
-  int interrupted = 0;
-  for (int trial = 0; trial < trials; ++trial) {
-    sandbox sb;
-    INFO("trial " << trial << " of seed " << seed << ", db " << sb.db());
-    auto side = sb.file("side.txt");
-    auto wf_path = sb.write("wf.json", loop_workflow(side));
-    std::string run_id = "loop-" + std::to_string(trial);
-    auto story = crash_and_resume(sb, wf_path, run_id, rng, 30, 350, trial % 2, 30, 250);
-    if (!story.finished_before_first_kill) ++interrupted;
-    auto problems = check_resumed_run(sb, run_id, nodes, story.in_flight, side, &reference);
-    // Every loop ended as in the uninterrupted run, each iteration started once.
-    auto loops = read_store<std::vector<store::loop_row>>(
-        sb.db(), [&](const store::reader& rd) { return rd.loops(run_id); });
-    std::map<std::string, std::string> got;
-    for (const auto& l : loops)
-      got[l.loop_id] = l.state + "@" + std::to_string(l.iteration);
-    const std::map<std::string, std::string> want{
-        {"l0", "finished@5"},      {"l1", "finished@5"},      {"l2", "finished@5"},
-        {"outer", "finished@2"},   {"inner@0", "finished@1"}, {"inner@1", "finished@1"},
-        {"inner@2", "finished@1"}};
-    if (got != want) problems.push_back("loop states differ from an uninterrupted run's");
-    std::map<std::string, int> started;
-    for (const auto& e : db_events(sb.db(), run_id))
-      if (e.type == "LoopIterationStarted")
-        ++started[e.payload.value("loop_id", "?") + "#" +
-                  std::to_string(e.payload.value("iteration", -1))];
-    for (const auto& [k, n] : started)
-      if (n != 1) problems.push_back("LoopIterationStarted " + k + " " + std::to_string(n) + " times");
-    if (started.size() != 3 * 6 + 3 + 3 * 2)
-      problems.push_back(std::to_string(started.size()) + " loop iterations started, want 27");
-    if (verbose())
-      std::cerr << "[crash] loop trial " << trial << " seed " << seed
-                << (story.finished_before_first_kill ? " (finished before the kill)" : "") << ": "
-                << story.kills.size() << " kills, " << story.in_flight.size()
-                << " attempts in flight at kills\n"
-                << describe(story.kills);
-    std::string kept = problems.empty() ? "" : keep_evidence(sb, "loop");
-    INFO("kills:\n"
-         << describe(story.kills) << "problems:\n"
-         << join_lines(problems) << "evidence kept in " << kept);
-    CHECK(problems.empty());
-  }
-  INFO("seed " << seed);
-  CHECK(interrupted >= trials - 2);
+  run_crash_trials(
+      {"loop", loop_workflow, loop_workflow_nodes(), 6, 30, 350, 30, 250,
+       [](const sandbox& sb, const std::string& run_id, const crash_story&,
+          std::vector<std::string>& problems) {
+         // Every loop ended as in the uninterrupted run, each iteration
+         // started once.
+         auto loops = read_store<std::vector<store::loop_row>>(
+             sb.db(), [&](const store::reader& rd) { return rd.loops(run_id); });
+         std::map<std::string, std::string> got;
+         for (const auto& l : loops)
+           got[l.loop_id] = l.state + "@" + std::to_string(l.iteration);
+         const std::map<std::string, std::string> want{
+             {"l0", "finished@5"},      {"l1", "finished@5"},      {"l2", "finished@5"},
+             {"outer", "finished@2"},   {"inner@0", "finished@1"}, {"inner@1", "finished@1"},
+             {"inner@2", "finished@1"}};
+         if (got != want) problems.push_back("loop states differ from an uninterrupted run's");
+         std::map<std::string, int> started;
+         for (const auto& e : db_events(sb.db(), run_id))
+           if (e.type == "LoopIterationStarted")
+             ++started[e.payload.value("loop_id", "?") + "#" +
+                       std::to_string(e.payload.value("iteration", -1))];
+         for (const auto& [k, n] : started)
+           if (n != 1)
+             problems.push_back("LoopIterationStarted " + k + " " + std::to_string(n) + " times");
+         if (started.size() != 3 * 6 + 3 + 3 * 2)
+           problems.push_back(std::to_string(started.size()) +
+                              " loop iterations started, want 27");
+       }});
 }
 
 namespace {

@@ -161,18 +161,8 @@ struct parser {
       out.push_back({path, "a branch needs \"then\" (a node)"});
       return std::nullopt;
     }
-    auto then_node = parse_node(v.at("then"), child_path(path, "then"));
-    if (then_node)
-      n.children.push_back(std::move(*then_node));
-    else
-      ok = false;
-    if (v.contains("else")) {
-      auto else_node = parse_node(v.at("else"), child_path(path, "else"));
-      if (else_node)
-        n.children.push_back(std::move(*else_node));
-      else
-        ok = false;
-    }
+    ok = parse_child(v.at("then"), child_path(path, "then"), n) && ok;
+    if (v.contains("else")) ok = parse_child(v.at("else"), child_path(path, "else"), n) && ok;
     if (!ok) return std::nullopt;
     return n;
   }
@@ -206,15 +196,16 @@ struct parser {
         out.push_back({path, std::string{"a for_each needs \""} + required + "\""});
         ok = false;
       }
-    if (v.contains("body")) {
-      auto body = parse_node(v.at("body"), child_path(path, "body"));
-      if (body)
-        n.children.push_back(std::move(*body));
-      else
-        ok = false;
-    }
+    if (v.contains("body")) ok = parse_child(v.at("body"), child_path(path, "body"), n) && ok;
     if (!ok) return std::nullopt;
     return n;
+  }
+
+  // Parses a child node into n.children; false (reported) when it fails.
+  bool parse_child(const json& v, const std::string& path, node& n) {
+    auto c = parse_node(v, path);
+    if (c) n.children.push_back(std::move(*c));
+    return c.has_value();
   }
 
   // {"loop": "<id>", "body": {node}, "until": {predicate}, "max_iterations": N,
@@ -253,11 +244,7 @@ struct parser {
       out.push_back({path, "a loop needs \"body\" (a node)"});
       return std::nullopt;
     }
-    auto body = parse_node(v.at("body"), child_path(path, "body"));
-    if (body)
-      n.children.push_back(std::move(*body));
-    else
-      ok = false;
+    ok = parse_child(v.at("body"), child_path(path, "body"), n) && ok;
     if (!ok) return std::nullopt;
     return n;
   }

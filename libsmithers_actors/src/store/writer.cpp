@@ -221,6 +221,18 @@ FROM runs WHERE run_id = ?1)sql") {}
   // Strings of a command are bound without copying (bind_text_ref): the
   // batch outlives the step, and in_use clears the bindings right after.
 
+  // Steps an INSERT of a runs row: a run id already taken is `taken`.
+  static void step_new_run(statement& s, const error& taken) {
+    try {
+      s.step();
+    } catch (const smithers_error& e) {
+      int code = e.err().details.value("sqlite_code", 0);
+      if (code == SQLITE_CONSTRAINT_PRIMARYKEY || code == SQLITE_CONSTRAINT_UNIQUE)
+        throw smithers_error(taken);
+      throw;
+    }
+  }
+
   void operator()(const insert_run& c) {
     auto& s = insert_run_;
     in_use use{s};
@@ -246,15 +258,7 @@ FROM runs WHERE run_id = ?1)sql") {}
     s.bind_int(16, r.updated_ms);
     s.bind_opt_int(17, r.finished_ms);
     s.bind_text_ref(18, r.cwd);
-    try {
-      s.step();
-    } catch (const smithers_error& e) {
-      int code = e.err().details.value("sqlite_code", 0);
-      if (code == SQLITE_CONSTRAINT_PRIMARYKEY || code == SQLITE_CONSTRAINT_UNIQUE)
-        throw smithers_error(errc::invalid_run_id,
-                             "a run with id \"" + r.run_id + "\" already exists");
-      throw;
-    }
+    step_new_run(s, error{errc::invalid_run_id, "a run with id \"" + r.run_id + "\" already exists"});
   }
 
   // The run's number, the high half of its events' and frames' keys. Cached:
@@ -594,16 +598,8 @@ FROM runs WHERE run_id = ?1)sql") {}
     s.bind_text_ref(1, c.parent_run_id);
     s.bind_text_ref(2, c.run_id);
     s.bind_int(3, c.now_ms);
-    try {
-      s.step();
-    } catch (const smithers_error& e) {
-      int code = e.err().details.value("sqlite_code", 0);
-      if (code == SQLITE_CONSTRAINT_PRIMARYKEY || code == SQLITE_CONSTRAINT_UNIQUE)
-        throw smithers_error(errc::db_error, "cannot continue run \"" + c.parent_run_id +
-                                                 "\" as \"" + c.run_id +
-                                                 "\": a run with that id already exists");
-      throw;
-    }
+    step_new_run(s, error{errc::db_error, "cannot continue run \"" + c.parent_run_id + "\" as \"" +
+                                              c.run_id + "\": a run with that id already exists"});
     if (sqlite3_changes(db_) != 1)
       throw smithers_error(errc::db_error,
                            "cannot continue run \"" + c.parent_run_id + "\": it is not stored");
