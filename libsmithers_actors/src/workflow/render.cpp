@@ -416,8 +416,9 @@ private:
 
   // A predicate inside a for_each body may read the body's tasks by their
   // templated ids ("try-{{x}}.ok"): it reads this item's.
-  json localized(const json& p) const {
-    if (!locals_ || !p.is_object()) return p;
+  // Deeper than a predicate may nest is left as it is: validation refuses it.
+  json localized(const json& p, std::size_t depth = 1) const {
+    if (!locals_ || !p.is_object() || depth > spec::max_predicate_depth) return p;
     json out = p;
     if (auto it = out.find("output"); it != out.end() && it->is_string()) {
       const auto& path = it->get_ref<const std::string&>();
@@ -429,8 +430,8 @@ private:
     for (const char* k : {"all", "any"})
       if (auto it = out.find(k); it != out.end() && it->is_array())
         for (auto& c : *it)
-          c = localized(c);
-    if (auto it = out.find("not"); it != out.end()) *it = localized(*it);
+          c = localized(c, depth + 1);
+    if (auto it = out.find("not"); it != out.end()) *it = localized(*it, depth + 1);
     return out;
   }
 
