@@ -358,3 +358,19 @@ TEST_CASE("loops a for_each gives one id are refused, like tasks") {
     CHECK_THAT(e.err().message, Catch::Contains("two loops get the id \"retry-x\""));
   }
 }
+
+TEST_CASE("a task after nested loops needs and reads the inner node of the outer loop's iteration") {
+  auto wf = std::make_shared<workflow>();
+  wf->root = sequence({loop("outer", loop("inner", compute_task("step", "f"), nullptr), nullptr),
+                       command_task("after", {"echo", "{{outputs.step@0.v}}"}).needs({"step"})});
+  json input = json::object();
+  std::unordered_map<std::string, json> outs;
+  std::unordered_map<std::string, loop_state> loops{{"outer", {3, true}}, {"inner@3", {1, true}}};
+  auto r = render(wf, render_context{"r", &input, &outs, nullptr, &loops});
+  const node& after = r.root->children.at(1);
+  REQUIRE(after.is_task());
+  // The plan resolves needs by id: "step@3" is the inner node of outer
+  // iteration 3 (its current key is ("step@3", 1)).
+  CHECK(after.task->needs == std::vector<std::string>{"step@3"});
+  CHECK(after.task->output_ids == std::map<std::string, std::string>{{"step", "step@3"}});
+}

@@ -771,11 +771,14 @@ TEST_CASE("run core: nested loops key inner nodes by (outer, inner) and read X@N
   // inner iteration of the same outer one.
   loop_options two;
   two.max_iterations = 2;
-  auto wf = static_wf(loop(
-      "outer",
-      sequence({loop("inner", compute_task("s", noop), nullptr, two),
-                command_task("t", {"echo", "{{outputs.s@0.v}}"}).needs({"s"})}),
-      nullptr, two));
+  // After the outer loop, `final` needs s (the last one) and reads s's
+  // inner iteration 1 of the outer loop's last iteration.
+  auto wf = static_wf(sequence(
+      {loop("outer",
+            sequence({loop("inner", compute_task("s", noop), nullptr, two),
+                      command_task("t", {"echo", "{{outputs.s@0.v}}"}).needs({"s"})}),
+            nullptr, two),
+       command_task("final", {"echo", "{{outputs.s@1.v}}"}).needs({"s"})}));
   driver d(wf);
   d.settle();
   std::vector<std::string> seen;
@@ -783,11 +786,14 @@ TEST_CASE("run core: nested loops key inner nodes by (outer, inner) and read X@N
     REQUIRE(d.running.size() == 1);
     auto job = d.running.front();
     seen.push_back(to_string(job->request.key));
+    CAPTURE(to_string(job->request.key));
     if (job->request.key.id.rfind("s", 0) == 0) {
-      // s's value names its key, so t's argument shows which one it read.
+      // s's value names its key, so an argument shows which one was read.
       d.answer(job->request.key.id, ok({{"v", to_string(job->request.key)}}));
+    } else if (job->request.key.id == "final") {
+      CHECK(job->request.argv.at(1) == "s@1@1");
+      d.answer("final", ok(json::object()));
     } else {
-      CAPTURE(to_string(job->request.key));
       std::string outer = job->request.key.iteration == 0 ? "0" : "1";
       CHECK(job->request.argv.at(1) == "s@" + outer + "@0");
       d.answer(job->request.key.id, ok(json::object()));
@@ -795,7 +801,8 @@ TEST_CASE("run core: nested loops key inner nodes by (outer, inner) and read X@N
   }
   REQUIRE(d.done);
   CHECK(d.result.status == run_status::finished);
-  CHECK(seen == std::vector<std::string>{"s@0@0", "s@0@1", "t", "s@1@0", "s@1@1", "t@1"});
+  CHECK(seen ==
+        std::vector<std::string>{"s@0@0", "s@0@1", "t", "s@1@0", "s@1@1", "t@1", "final"});
   CHECK(d.core->loops().at("inner@0").done);
   CHECK(d.core->loops().at("inner@1").done);
   CHECK(d.core->loops().at("outer").iteration == 1);

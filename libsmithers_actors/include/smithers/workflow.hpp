@@ -59,6 +59,10 @@ struct task_spec {
   std::map<std::string, std::string> env; // values are templates
   std::string cwd;
   json locals; // set by render inside a for_each: {"<as>": item, "<as>_index": i}
+  /// Set by render inside nested loops: the id under which a node this task
+  /// reads with {{outputs.X@N}} is kept in the task's own iterations
+  /// ("fix" -> "fix@2" in iteration 2 of the outer loop).
+  std::map<std::string, std::string> output_ids;
 };
 
 /// One node of a workflow tree. Tasks carry a task_spec; groups carry children.

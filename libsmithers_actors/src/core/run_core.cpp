@@ -401,26 +401,16 @@ void run_core::record_output(const node_key& k, sched::index t, json output) {
   outputs_[std::move(id)] = std::move(output);
 }
 
-// {{outputs.<id>@N}} read by `reader`: iteration N of that node within the
-// reader's own outer iterations (nested loops), the closest first.
-const json* run_core::output_at(const node_key& reader, std::string_view id,
+// {{outputs.<id>@N}} read by a task: iteration N of that node — inside
+// nested loops, in the outer iterations render resolved for the reader
+// (task_spec::output_ids).
+const json* run_core::output_at(const task_spec& reader, std::string_view id,
                                 std::int64_t iteration) const {
-  std::vector<std::string_view> path; // the reader's iterations, outermost first
-  std::string_view rest = reader.id;
-  for (auto at = rest.find('@'); at != std::string_view::npos; at = rest.find('@')) {
-    rest = rest.substr(at + 1);
-    path.push_back(rest.substr(0, rest.find('@')));
-  }
-  std::string own = std::to_string(reader.iteration);
-  path.push_back(own);
-  for (std::size_t n = path.size() + 1; n-- > 0;) {
-    node_key k{std::string{id}, iteration};
-    for (std::size_t i = 0; i < n; ++i) {
-      k.id += '@';
-      k.id += path[i];
-    }
-    if (auto it = history_.find(k); it != history_.end()) return &it->second;
-  }
+  std::string key_id{id};
+  if (auto it = reader.output_ids.find(key_id); it != reader.output_ids.end())
+    key_id = it->second;
+  if (auto it = history_.find(node_key{key_id, iteration}); it != history_.end())
+    return &it->second;
   // A node outside loops has iteration 0 only.
   if (iteration == 0 && !history_ids_.count(std::string{id}))
     if (auto it = outputs_.find(std::string{id}); it != outputs_.end()) return &it->second;
@@ -460,7 +450,9 @@ void run_core::start_task(sched::index t) {
   in.checkpoint = cp == checkpoints_.end() ? nullptr : &cp->second;
   in.base_cwd = &cfg_.cwd;
   in.max_output_bytes = cfg_.max_output_bytes;
-  in.output_at = [this, &k](std::string_view id, std::int64_t n) { return output_at(k, id, n); };
+  in.output_at = [this, &spec](std::string_view id, std::int64_t n) {
+    return output_at(*spec, id, n);
+  };
   std::shared_ptr<executors::task_job> job;
   try {
     job = builder_.build(k, attempt, spec, in);

@@ -218,7 +218,7 @@ private:
   void write_loop(const std::string& id, const char* state);
   void record_output(const node_key& k, sched::index t, json output);
   void continue_run();
-  const json* output_at(const node_key& reader, std::string_view id, std::int64_t iteration) const;
+  const json* output_at(const task_spec& reader, std::string_view id, std::int64_t iteration) const;
   void start_task(sched::index t);
   void resolve_value(sched::index t, std::int64_t attempt, std::int64_t now);
   void launch(const pending_launch& pl);

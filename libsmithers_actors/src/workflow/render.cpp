@@ -317,7 +317,7 @@ public:
     if (n.kind == node_kind::for_each) return fan_out(n);
     if (n.kind == node_kind::loop) return iterate(n);
     if (n.is_task()) {
-      if (!locals_ && scope_.empty()) return n;
+      if (!locals_ && scope_.empty() && !reads_nested_loops(n)) return n;
       return placed(n);
     }
     node out;
@@ -357,6 +357,35 @@ private:
       for (const auto& c : it.n->children)
         stack.push_back({&c, depth});
     }
+  }
+
+  // Calls f(id) for each node a task's templates read; stops when f says so.
+  template <class F> static bool for_each_output_ref(const task_spec& t, F&& f) {
+    auto refs = [&](const std::string& text) {
+      if (!spec::has_template(text)) return false;
+      for (const auto& ref : spec::template_output_refs(text))
+        if (f(ref)) return true;
+      return false;
+    };
+    if (t.use_shell && refs(t.shell)) return true;
+    for (const auto& a : t.argv)
+      if (refs(a)) return true;
+    for (const auto& [name, value] : t.env)
+      if (refs(value)) return true;
+    return false;
+  }
+
+  // Whether a task outside loops needs or reads a node inside nested loops,
+  // whose id holds the outer iterations (placed()).
+  bool reads_nested_loops(const node& n) const {
+    if (loop_paths_.empty() || !n.task) return false;
+    auto nested = [&](const std::string& ref) {
+      auto it = loop_paths_.find(ref);
+      return it != loop_paths_.end() && it->second.size() > 1;
+    };
+    for (const auto& need : n.task->needs)
+      if (nested(need)) return true;
+    return for_each_output_ref(*n.task, nested);
   }
 
   std::string expanded_id(const std::string& text) const {
@@ -537,6 +566,14 @@ private:
       out.id = std::move(k.id);
       out.iteration = k.iteration;
     }
+    // {{outputs.X@N}}: which X, in the loops X and this task share (and,
+    // for loops this task comes after, their last iteration).
+    for_each_output_ref(*n.task, [&](const std::string& ref) {
+      if (!loop_paths_.count(ref)) return false;
+      auto k = resolve(ref, ref, false);
+      if (k && k->id != ref) own_spec().output_ids[ref] = k->id;
+      return false;
+    });
     for (std::size_t i = 0; i < n.task->needs.size(); ++i) {
       const std::string& text = n.task->needs[i];
       std::string id = expanded_id(text);
