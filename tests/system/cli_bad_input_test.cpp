@@ -464,6 +464,11 @@ std::vector<workflow_case> bad_workflows() {
                                   {"body", {{"task", "c"}, {"value", json::object()}}},
                                   {"on_max_reached", "retry"}}),
                    {"root.sequence[1].on_max_reached", "return-last"}});
+  cases.push_back({"loop with continue_as_new_every 0",
+                   seq(ok_a, json{{"loop", "l"},
+                                  {"body", {{"task", "c"}, {"value", json::object()}}},
+                                  {"continue_as_new_every", 0}}),
+                   {"root.sequence[1].continue_as_new_every", "positive"}});
   cases.push_back({"loop with max_iterations 0",
                    seq(ok_a, json{{"loop", "l"},
                                   {"body", {{"task", "c"}, {"value", json::object()}}},

@@ -1151,3 +1151,36 @@ TEST_CASE("run core: a node back while its dropped attempt is being stopped runs
   CHECK(d.result.status == run_status::finished);
   CHECK(d.result.outputs.at("slow") == json{{"slow", true}});
 }
+
+TEST_CASE("run core: two loops reaching continue-as-new at once both go on in one successor") {
+  loop_options o;
+  o.max_iterations = 10;
+  o.continue_as_new_every = 1;
+  driver d(static_wf(parallel({loop("a", compute_task("x", noop), nullptr, o),
+                               loop("b", compute_task("y", noop), nullptr, o)})));
+  d.settle();
+  REQUIRE(d.running.size() == 2);
+  // Both results land before the tick that advances the loops.
+  for (const char* id : {"x", "y"}) {
+    auto it = std::find_if(d.running.begin(), d.running.end(),
+                           [&](const auto& j) { return j->request.key.id == id; });
+    REQUIRE(it != d.running.end());
+    attempt_key k{(*it)->request.key, (*it)->request.attempt};
+    d.running.erase(it);
+    d.core->on_result(k, ok(json::object()));
+  }
+  d.collect();
+  d.settle();
+  REQUIRE(d.done);
+  CHECK(d.result.status == run_status::continued);
+  std::map<std::string, std::string> parent, successor;
+  for (const auto* l : d.commands<store::upsert_loop>())
+    (l->row.run_id == "r" ? parent : successor)[l->row.loop_id] =
+        l->row.state + "@" + std::to_string(l->row.iteration);
+  CHECK(parent == std::map<std::string, std::string>{{"a", "continued@0"}, {"b", "continued@0"}});
+  CHECK(successor == std::map<std::string, std::string>{{"a", "running@1"}, {"b", "running@1"}});
+  std::set<std::int64_t> seqs;
+  for (const auto* e : d.commands<store::append_event>())
+    if (e->row.run_id == "r~1") seqs.insert(e->row.seq);
+  CHECK(seqs == std::set<std::int64_t>{0, 1, 2});
+}

@@ -357,7 +357,7 @@ void run_core::advance_loops() {
         // what is in flight finish and ends `continued` (continue_run),
         // recording the loop's state only then — a crash before leaves
         // it where it was, and the resume decides again.
-        continue_loop_ = l.id;
+        continue_loops_.push_back(l.id); // two loops may reach theirs at once
         stop(stop_mode::continue_as_new, error{});
         continue;
       }
@@ -707,7 +707,7 @@ void run_core::stop(stop_mode mode, error why) {
   // waits for its attempts: the loop stays where it was.
   bool overrides = stopping_ == stop_mode::continue_as_new && mode != stop_mode::continue_as_new;
   if (stopping_ != stop_mode::none && !overrides) return;
-  if (overrides) continue_loop_.clear();
+  if (overrides) continue_loops_.clear();
   stopping_ = mode;
   stop_error_ = std::move(why);
   // Continuing as new lets attempts in flight finish: their results go on.
@@ -857,11 +857,11 @@ void run_core::continue_run() {
                    {{"bytes", bytes}, {"limit", limits::max_continuation_state_bytes}}});
     return;
   }
-  // The loop that ended this run: stopped after its iteration here, it
-  // goes on with the next one there.
-  if (!continue_loop_.empty()) {
-    write_loop(continue_loop_, "continued");
-    ++loops_[continue_loop_].iteration;
+  // The loops that ended this run: stopped after their iteration here,
+  // they go on with the next one there.
+  for (const auto& id : continue_loops_) {
+    write_loop(id, "continued");
+    ++loops_[id].iteration;
   }
   writes_.push_back(store::continue_run{cfg_.run_id, next, at});
   for (auto& c : carried)
@@ -887,13 +887,11 @@ void run_core::continue_run() {
                             {"input", *cfg_.input},
                             {"continued_from", {{"run_id", cfg_.run_id}}}}};
   writes_.push_back(store::append_event{std::move(started)});
-  if (!continue_loop_.empty())
+  std::int64_t seq = 1;
+  for (const auto& id : continue_loops_)
     writes_.push_back(store::append_event{store::event_row{
-        next,
-        1,
-        event_type::loop_iteration_started,
-        at,
-        {{"loop_id", continue_loop_}, {"iteration", loops_[continue_loop_].iteration}}}});
+        next, seq++, event_type::loop_iteration_started, at,
+        {{"loop_id", id}, {"iteration", loops_[id].iteration}}}});
   emit(event_type::run_continued_as_new, "next_run_id", next, "carried_nodes", nodes,
        "carried_loops", loops, "carried_bytes", bytes);
   result_.continued_as = next;

@@ -256,7 +256,7 @@ private:
   key_map<json> history_;                  // outputs of nodes inside loops, every iteration
   std::unordered_set<std::string> history_ids_; // base ids with outputs in history_
   std::unordered_map<std::string, node_key> latest_; // base id -> key of its output in outputs_ (loops only)
-  std::string continue_loop_; // the loop whose iteration ended this run (continue-as-new)
+  std::vector<std::string> continue_loops_; // loops whose iteration ended this run (continue-as-new)
   struct pending_retry {
     std::int64_t at_ms = 0;
     json error;
