@@ -84,6 +84,16 @@ void add_run_command(CLI::App& app, const globals& g, int& result);
 void add_query_commands(CLI::App& app, const globals& g, int& result);
 void add_workflow_commands(CLI::App& app, const globals& g, int& result);
 void add_supervise_command(CLI::App& app, const globals& g, int& result);
+void add_wait_commands(CLI::App& app, const globals& g, int& result);
+
+/// `text` as one shell word (quoted unless it is plainly safe).
+std::string shell_word(const std::string& text);
+/// "smithers" plus --db when it is not the default: the start of a command
+/// a user can paste.
+std::string smithers_command(const globals& g);
+/// For each entry of inspect's "waiting": the commands that would continue
+/// the run ({"approve", "deny"} or {"signal"}), plus "resume".
+json continue_commands(const globals& g, const std::string& run_id, const json& waiting);
 
 /// The git revision (HEAD) of the directory holding `file`, or "" when it is
 /// not in a git work tree.
@@ -98,8 +108,8 @@ bool is_builtin_compute(const std::string& name);
 /// limit, INVALID_WORKFLOW with every problem (details.problems) otherwise.
 spec::parse_result load_workflow_or_throw(const std::string& path);
 
-/// Reads --input: inline JSON, @file, or - for stdin. INVALID_INPUT when it
-/// is not JSON.
-json read_input(const std::string& arg);
+/// Reads --input (or `option`, e.g. --data): inline JSON, @file, or - for
+/// stdin. INVALID_INPUT when it is not JSON.
+json read_input(const std::string& arg, const char* option = "--input");
 
 } // namespace smithers::cli

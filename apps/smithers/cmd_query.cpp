@@ -2,6 +2,7 @@
 // admin API (smithers/admin.hpp), on a connection of their own (never the
 // owning process's writer).
 #include "cli.hpp"
+#include "run_report.hpp"
 
 #include <smithers/admin.hpp>
 #include <smithers/engine.hpp>
@@ -141,6 +142,10 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
   inspect->add_option("run_id", *inspect_id, "run id")->required();
   inspect->callback([&g, &result, inspect_id] {
     json j = inspect_json(g.db, *inspect_id);
+    if (!j["waiting"].empty()) {
+      j["continue_with"] = continue_commands(g, *inspect_id, j["waiting"]);
+      j["resume"] = smithers_command(g) + " resume " + shell_word(*inspect_id);
+    }
     if (g.json()) {
       std::cout << dump(j, 2) << std::endl;
       result = exit_finished;
@@ -181,7 +186,7 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
       id_width = std::max(id_width, display_width(key_of(n)) + 2);
     for (const auto& n : j["nodes"]) {
       std::cout << "  " << pad(shown(key_of(n)), id_width)
-                << pad(n["state"].get<std::string>(), 14) << pad(n["kind"].get<std::string>(), 9)
+                << pad(n["state"].get<std::string>(), 18) << pad(n["kind"].get<std::string>(), 9)
                 << n["attempts"].get<std::int64_t>() << " attempt(s)";
       if (!n["label"].get<std::string>().empty())
         std::cout << "  \"" << shown(n["label"].get<std::string>()) << "\"";
@@ -216,6 +221,22 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
         std::cout << "  " << pad(shown(l["loop_id"].get<std::string>()), id_width)
                   << pad(l["state"].get<std::string>(), 14) << "iteration "
                   << l["iteration"].get<std::int64_t>() << "\n";
+    }
+    if (!j["waiting"].empty()) {
+      std::cout << "\nWAITING\n";
+      print_waiting(g, *inspect_id, j["waiting"], std::cout);
+    }
+    if (!j["inbox"].empty()) {
+      std::cout << "\nARRIVED, NOT YET TAKEN\n";
+      for (const auto& e : j["inbox"]) {
+        if (e["kind"] == "approval")
+          std::cout << "  decision for " << shown(key_of(e)) << ": "
+                    << (e["decision"].value("approved", false) ? "approved" : "denied");
+        else
+          std::cout << "  signal \"" << shown(e["name"].get<std::string>())
+                    << "\": " << shown_json(e["data"]);
+        std::cout << " (" << format_time(e["created_ms"].get<std::int64_t>()) << ")\n";
+      }
     }
     result = exit_finished;
   });
@@ -280,7 +301,10 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
     auto out = store.cancel(*cancel_id, "cancelled by smithers cancel", default_stale_after);
     const auto& run = out.run;
     if (!out.requested) {
-      std::string who = run.owner_id.empty() ? "no process had started it"
+      std::string who = run.owner_id.empty()
+                            ? (run.status == "created" ? "no process had started it"
+                                                       : "no process drove it (it was " +
+                                                             run.status + ")")
                                              : "the process that drove it (pid " +
                                                    std::to_string(run.owner_pid) + ") is gone";
       if (g.json())
@@ -386,7 +410,10 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
         continue;
       }
       auto driver = driver_of(*run, stale_after);
-      if (driver == run_driver::alive) {
+      // A run let go of while it waits for a person or a signal goes on
+      // once that comes (resume, supervise): followed until it ends.
+      bool waits = st == run_status::waiting_approval || st == run_status::waiting_event;
+      if (driver == run_driver::alive || (driver == run_driver::nobody && waits)) {
         undriven = false;
       } else {
         auto now = std::chrono::steady_clock::now();

@@ -3,6 +3,7 @@
 // terminal.
 #include "cli.hpp"
 #include "run_driver.hpp"
+#include "run_report.hpp"
 
 #include "format/parse.hpp"
 #include "util/ids.hpp"
@@ -66,6 +67,8 @@ void add_run_command(CLI::App& app, const globals& g, int& result) {
                              "a run with id \"" + opts.run_id + "\" already exists");
     }
 
+    // Waiting for a person or a signal, the run is let go of (exit 3).
+    opts.release_when_waiting = true;
     result = drive(g, [&](engine& eng, event_handler on_event) {
       opts.on_event = std::move(on_event);
       return eng.start(std::make_shared<const workflow>(std::move(*parsed.wf)), opts);
@@ -117,6 +120,7 @@ void add_run_command(CLI::App& app, const globals& g, int& result) {
     result = drive(g, [&](engine& eng, event_handler on_event) {
       resume_options opts;
       opts.on_event = std::move(on_event);
+      opts.release_when_waiting = true;
       return resume_from_file(eng, forked.run_id, path, std::move(parsed), std::move(opts));
     });
   });
@@ -125,14 +129,18 @@ void add_run_command(CLI::App& app, const globals& g, int& result) {
     std::string run_id;
     std::string workflow;
     bool force = false;
+    bool wait = false;
   };
   auto ra = std::make_shared<resume_args>();
-  auto* resume = app.add_subcommand("resume", "continue a run after a crash or an interrupt");
+  auto* resume = app.add_subcommand(
+      "resume", "continue a run: after a crash, a decision, a signal; or retry a failed one");
   resume->add_option("run_id", ra->run_id, "run id")->required();
   resume->add_option("--workflow", ra->workflow,
                      "workflow file (default: the file the run was started from)");
   resume->add_flag("--force", ra->force,
                    "resume even if the owner seems alive or the workflow changed");
+  resume->add_flag("--wait", ra->wait,
+                   "keep waiting in the foreground for approvals and signals (no exit 3)");
   resume->callback([&g, &result, ra] {
     std::string path = ra->workflow;
     // Checked before an engine opens (and so creates) the database.
@@ -145,9 +153,36 @@ void add_run_command(CLI::App& app, const globals& g, int& result) {
                                  "\" was not started from a file: pass --workflow FILE");
     }
     auto parsed = load_workflow_or_throw(path);
+    // A run left waiting for a person or a signal that has not come: it
+    // would only wait again. Said so, with what continues it; nothing is
+    // written (--wait drives it and waits in the foreground).
+    auto st = run_status_from(run.status);
+    if (!ra->wait && run.owner_id.empty() &&
+        (st == run_status::waiting_approval || st == run_status::waiting_event)) {
+      auto store = run_store::open_for(g.db, ra->run_id);
+      if (!store.wait_ready(ra->run_id)) {
+        json waiting = store.inspect(ra->run_id)["waiting"];
+        if (g.json()) {
+          std::cout << dump(json{{"run_id", ra->run_id},
+                                 {"status", run.status},
+                                 {"waiting", waiting},
+                                 {"continue_with", continue_commands(g, ra->run_id, waiting)},
+                                 {"resume", smithers_command(g) + " resume " +
+                                                shell_word(ra->run_id)}})
+                    << std::endl;
+        } else {
+          std::cout << "run " << shown(ra->run_id) << " still " << run.status
+                    << ": nothing it waits for has arrived\n";
+          print_waiting(g, ra->run_id, waiting, std::cout);
+        }
+        result = exit_waiting;
+        return;
+      }
+    }
     result = drive(g, [&](engine& eng, event_handler on_event) {
       resume_options opts;
       opts.force = ra->force;
+      opts.release_when_waiting = !ra->wait;
       opts.on_event = std::move(on_event);
       return resume_from_file(eng, ra->run_id, path, std::move(parsed), std::move(opts));
     });

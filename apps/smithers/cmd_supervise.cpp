@@ -33,7 +33,8 @@ void add_supervise_command(CLI::App& app, const globals& g, int& result) {
     bool once = false;
   };
   auto sa = std::make_shared<supervise_args>();
-  auto* cmd = app.add_subcommand("supervise", "resume runs whose owner died");
+  auto* cmd = app.add_subcommand(
+      "supervise", "resume runs whose owner died, and waiting runs whose decision or signal came");
   cmd->add_option("--interval", sa->interval, "time between scans (default 30s)");
   cmd->add_option("--stale-after", sa->stale_after,
                   "a heartbeat this old marks an owner on another host as gone (default 30s)");
@@ -59,6 +60,9 @@ void add_supervise_command(CLI::App& app, const globals& g, int& result) {
         throw smithers_error(errc::invalid_workflow, path + ": " + spec::join(parsed.errors));
       resume_options opts;
       opts.stale_after = stale_after;
+      // A run that comes to wait for a person or a signal again is let go
+      // of, and taken again once that has arrived.
+      opts.release_when_waiting = true;
       driven.push_back(resume_from_file(eng, run_id, path, std::move(parsed), std::move(opts)));
       followed.push_back(0);
       taken.insert(run_id);
@@ -70,6 +74,8 @@ void add_supervise_command(CLI::App& app, const globals& g, int& result) {
       auto res = driven[i].wait();
       say({{"run_id", res.run_id}, {"status", to_string(res.status)}},
           "run " + res.run_id + " " + to_string(res.status));
+      if (res.status == run_status::waiting_approval || res.status == run_status::waiting_event)
+        taken.erase(res.run_id); // released: the next decision or signal brings it back
       if (res.status != run_status::continued || res.continued_as.empty() || signals.received())
         return;
       try {
@@ -85,16 +91,30 @@ void add_supervise_command(CLI::App& app, const globals& g, int& result) {
     for (;;) {
       for (std::size_t i = 0; i < driven.size(); ++i)
         if (!followed[i] && driven[i].wait_for(std::chrono::milliseconds{0})) follow(i);
+      // Runs whose owner died (running, or waiting on a timer it kept), and
+      // runs let go of while waiting whose decision, signal or deadline has
+      // come (docs/waiting.md, "Continuing").
       std::vector<run_info> candidates;
-      if (auto store = run_store::open_existing(g.db))
+      std::set<std::string> ready;
+      if (auto store = run_store::open_existing(g.db)) {
         candidates = store->runs(to_string(run_status::running), static_cast<std::size_t>(-1));
+        for (auto st : {run_status::waiting_approval, run_status::waiting_event,
+                        run_status::waiting_timer})
+          for (auto& r : store->runs(to_string(st), static_cast<std::size_t>(-1)))
+            candidates.push_back(std::move(r));
+        for (auto& id : store->ready_waiting_runs())
+          ready.insert(std::move(id));
+      }
       for (const auto& run : candidates) {
         if (taken.count(run.run_id)) continue;
+        auto driver = driver_of(run, stale_after);
+        if (driver == run_driver::alive) continue;
+        bool released = driver == run_driver::nobody && run.status != to_string(run_status::running);
+        if (released && !ready.count(run.run_id)) continue; // nothing arrived yet
         // An unowned running run (a handover that never completed) waits out
         // its heartbeat too: its resumer may be about to claim it.
-        auto driver = driver_of(run, stale_after);
-        if (driver == run_driver::alive ||
-            (driver == run_driver::nobody && now_ms() - run.heartbeat_ms < stale_after.count()))
+        if (!released && driver == run_driver::nobody &&
+            now_ms() - run.heartbeat_ms < stale_after.count())
           continue;
         if (run.workflow_path.empty()) {
           spdlog::warn("run {} lost its owner but was not started from a file; skipped",
@@ -104,9 +124,11 @@ void add_supervise_command(CLI::App& app, const globals& g, int& result) {
         }
         try {
           take(run.run_id, run.workflow_path);
-          say({{"resumed", run.run_id}, {"previous_owner", run.owner_id}},
-              "resumed run " + run.run_id + " (its owner " +
-                  (owned_on_this_host(run) ? "is gone" : "stopped heartbeating") + ")");
+          std::string why = released ? "what it waited for has come"
+                            : owned_on_this_host(run) ? "its owner is gone"
+                                                      : "its owner stopped heartbeating";
+          say({{"resumed", run.run_id}, {"previous_owner", run.owner_id}, {"reason", why}},
+              "resumed run " + run.run_id + " (" + why + ")");
         } catch (const smithers_error& e) {
           // Another supervisor won the claim, or the run cannot go on here.
           say({{"skipped", run.run_id}, {"error", e.err().to_json()}},

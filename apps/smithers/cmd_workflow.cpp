@@ -49,7 +49,17 @@ std::string task_summary(const node& n) {
   const task_spec& t = *n.task;
   std::string s = "task " + n.id + " (" + to_string(t.kind);
   if (t.kind == task_kind::compute) s += " " + shown(t.compute_name);
+  if (t.kind == task_kind::timer)
+    s += t.duration_ms ? " " + std::to_string(*t.duration_ms) + " ms" : " until " + shown(t.until_text);
+  if (t.kind == task_kind::signal) {
+    s += " \"" + shown(t.signal_name) + "\"";
+    if (t.timeout_ms) s += ", timeout " + std::to_string(*t.timeout_ms) + " ms";
+  }
+  if (t.kind == task_kind::approval)
+    s += " \"" + shown(t.approval->title) + "\", on deny " + to_string(t.approval->on_deny);
   s += ")";
+  if (t.approval && t.kind != task_kind::approval)
+    s += " needs approval (on deny " + std::string{to_string(t.approval->on_deny)} + ")";
   if (!t.needs.empty()) {
     s += " needs:";
     for (const auto& d : t.needs)

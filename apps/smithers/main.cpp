@@ -152,6 +152,7 @@ int run_cli(int argc, char** argv) {
   add_query_commands(app, g, result);
   add_workflow_commands(app, g, result);
   add_supervise_command(app, g, result);
+  add_wait_commands(app, g, result);
 
   auto logger = spdlog::stderr_color_mt("smithers");
   spdlog::set_default_logger(logger);

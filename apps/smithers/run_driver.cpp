@@ -54,6 +54,7 @@ int drive(const globals& g, const run_begin& begin) {
     if (next.workflow_path.empty()) break; // not from a file: `resume --workflow` drives it
     resume_options opts;
     opts.on_event = on_event;
+    opts.release_when_waiting = true;
     handle = resume_from_file(d.eng(), next.run_id, next.workflow_path,
                               load_workflow_or_throw(next.workflow_path), std::move(opts));
     res = handle.wait();

@@ -44,9 +44,10 @@ std::string read_capped(std::istream& in) {
 
 } // namespace
 
-json read_input(const std::string& arg) {
+json read_input(const std::string& arg, const char* option) {
   std::string text;
-  std::string where = "--input";
+  std::string where = option;
+  std::string what = std::string{option} == "--input" ? "input" : "data";
   if (arg == "-") {
     text = read_capped(std::cin);
     where = "stdin";
@@ -55,26 +56,26 @@ json read_input(const std::string& arg) {
     auto read = util::read_regular_file(file, max_input_text_bytes);
     if (read.too_large)
       throw smithers_error(errc::invalid_input,
-                           "input file \"" + file + "\" is larger than the limit of " +
+                           what + " file \"" + file + "\" is larger than the limit of " +
                                std::to_string(max_input_text_bytes) + " bytes");
     if (!read.error.empty())
       throw smithers_error(errc::invalid_input,
-                           "cannot read input file \"" + file + "\": " + read.error);
+                           "cannot read " + what + " file \"" + file + "\": " + read.error);
     text = std::move(read.text);
     where = file;
   } else {
     text = arg;
   }
   if (text.size() > max_input_text_bytes)
-    throw smithers_error(errc::invalid_input, "input from " + where +
+    throw smithers_error(errc::invalid_input, what + " from " + where +
                                                   " is larger than the limit of " +
                                                   std::to_string(max_input_text_bytes) + " bytes");
   util::json_parse_error err;
   auto j = util::parse_json(text, {limits::max_input_depth, max_input_text_bytes}, &err);
   if (!j) {
-    error e = util::to_error(err, errc::invalid_input, "input from " + where);
+    error e = util::to_error(err, errc::invalid_input, what + " from " + where);
     if (err.what == util::json_problem::syntax)
-      e.message = "input from " + where + " is not valid JSON: " + err.message;
+      e.message = what + " from " + where + " is not valid JSON: " + err.message;
     throw smithers_error(std::move(e));
   }
   return std::move(*j);

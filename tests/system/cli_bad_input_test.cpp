@@ -451,9 +451,14 @@ std::vector<workflow_case> bad_workflows() {
   cases.push_back({"template naming outputs of an unknown node",
                    seq(ok_a, json{{"task", "b"}, {"run", "echo {{outputs.ghost.x}}"}}),
                    {"root.sequence[1].run", "ghost"}});
-  cases.push_back({"unsupported kind approval",
-                   seq(ok_a, json{{"approval", "l"}, {"title", "ship it?"}}),
-                   {"root.sequence[1].approval", "not supported"}});
+  cases.push_back({"approval without a title", seq(ok_a, json{{"approval", "l"}}),
+                   {"root.sequence[1]", "title"}});
+  cases.push_back({"timer until without a zone",
+                   seq(ok_a, json{{"timer", "t"}, {"until", "2030-01-01T00:00:00"}}),
+                   {"root.sequence[1].until", "ISO-8601"}});
+  cases.push_back({"signal with a bad name",
+                   seq(ok_a, json{{"signal", "s"}, {"name", "a b"}}),
+                   {"root.sequence[1].name", "signal name"}});
   cases.push_back({"loop whose until reads no task",
                    seq(ok_a, json{{"loop", "l"},
                                   {"body", {{"task", "c"}, {"value", json::object()}}},

@@ -272,10 +272,22 @@ TEST_CASE("a task that keeps exiting non-zero is tried 1 + retries times, then f
   CHECK(attempts_of(j, "never").empty());
 
   auto events = sb.events("fails");
-  CHECK(events_of_type(events, "NodeRetrying").size() == 2);
+  // Every failed attempt has its NodeFailed; each retried one is followed
+  // by NodeRetrying with the next attempt's number (SPEC §6).
+  auto retrying = events_of_type(events, "NodeRetrying");
+  REQUIRE(retrying.size() == 2);
   auto failed = events_of_type(events, "NodeFailed");
-  REQUIRE(failed.size() == 1);
-  CHECK(failed[0]["node_id"] == "flaky");
+  REQUIRE(failed.size() == 3);
+  for (std::size_t i = 0; i < failed.size(); ++i) {
+    CHECK(failed[i]["node_id"] == "flaky");
+    CHECK(failed[i]["attempt"] == static_cast<std::int64_t>(i + 1));
+    CHECK(failed[i]["will_retry"] == (i < 2));
+    CHECK(failed[i]["error"]["code"] == "TASK_FAILED");
+  }
+  for (std::size_t i = 0; i < retrying.size(); ++i) {
+    CHECK(retrying[i]["next_attempt"] == static_cast<std::int64_t>(i + 2));
+    CHECK(retrying[i]["seq"].get<std::int64_t>() == failed[i]["seq"].get<std::int64_t>() + 1);
+  }
   CHECK(events.back()["type"] == "RunFailed");
 }
 

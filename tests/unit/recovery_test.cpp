@@ -225,22 +225,61 @@ TEST_CASE("an orphaned attempt's process group comes with its meta") {
   CHECK(r.orphan_groups[0].at("host") == "h");
 }
 
-TEST_CASE("an ended run is not resumable; a running or created one is") {
+TEST_CASE("a finished or continued run is not resumable; a failed, cancelled or waiting one is") {
   store::run_row run;
   run.run_id = "r1";
-  for (const char* s : {"finished", "failed", "cancelled"}) {
+  const std::pair<const char*, const char*> refused[] = {
+      {"finished", "run \"r1\" has finished: there is nothing to resume"},
+      {"continued", "run \"r1\" continued as a new run (see `smithers inspect r1`): resume that one"}};
+  for (const auto& [s, message] : refused) {
     run.status = s;
     try {
       core::refuse_ended(run);
       FAIL("no error for status " << s);
     } catch (const smithers_error& e) {
       CHECK(e.code() == errc::run_not_resumable);
-      CHECK(e.err().message == "run \"r1\" has ended (" + std::string{s} + ")");
+      CHECK(e.err().message == message);
     }
   }
-  for (const char* s : {"running", "created"}) {
+  for (const char* s : {"running", "created", "failed", "cancelled", "waiting-approval",
+                        "waiting-event", "waiting-timer"}) {
     run.status = s;
     CHECK_NOTHROW(core::refuse_ended(run));
+  }
+}
+
+TEST_CASE("a retry runs failed and cancelled nodes again with a fresh retry budget") {
+  std::vector<store::node_row> nodes = {{"r", "a", 0, "finished", 1, "", "", 0},
+                                        {"r", "b", 0, "failed", 3, "", "", 0},
+                                        {"r", "c", 0, "cancelled", 0, "", "", 0}};
+  std::vector<store::attempt_row> attempts;
+  for (std::int64_t n = 1; n <= 3; ++n) {
+    store::attempt_row a;
+    a.run_id = "r";
+    a.node_id = "b";
+    a.attempt = n;
+    a.state = "failed";
+    attempts.push_back(a);
+  }
+  std::vector<store::output_row> outputs;
+  std::vector<store::loop_row> loops = {{"r", "l", 4, "failed", 0}};
+  SECTION("without retry, failed stays failed and a failed loop is done") {
+    auto rec = core::recover(nodes, attempts, outputs, loops, false);
+    CHECK(rec.state.states.at(node_key{"b", 0}) == node_state::failed);
+    CHECK(rec.state.states.at(node_key{"c", 0}) == node_state::pending);
+    CHECK(rec.state.loops.at("l").done);
+    CHECK(rec.state.retry_base.empty());
+  }
+  SECTION("with retry, both run again, numbered on, and the loop runs again") {
+    auto rec = core::recover(nodes, attempts, outputs, loops, true);
+    CHECK(rec.state.states.at(node_key{"a", 0}) == node_state::finished);
+    CHECK(rec.state.states.at(node_key{"b", 0}) == node_state::pending);
+    CHECK(rec.state.states.at(node_key{"c", 0}) == node_state::pending);
+    CHECK(rec.state.attempts.at(node_key{"b", 0}) == 3);
+    CHECK(rec.state.retry_base.at(node_key{"b", 0}) == 3);
+    CHECK(rec.state.retried.size() == 2);
+    CHECK_FALSE(rec.state.loops.at("l").done);
+    CHECK(rec.state.failed_loops == std::vector<std::string>{"l"});
   }
 }
 

@@ -43,6 +43,7 @@ struct driver {
   std::vector<std::shared_ptr<executors::task_job>> running;
   std::vector<effects::stop_request> stops;
   std::vector<effects::timer> timers;
+  std::vector<effects::timer> wakeups;
   std::vector<attempt_key> ended;
   bool tick_due = false;
   bool done = false;
@@ -51,7 +52,7 @@ struct driver {
   run_result result;
 
   explicit driver(std::shared_ptr<const workflow> wf, json input = json::object(),
-                  std::optional<core::resume_state> resume = {}) {
+                  std::optional<core::resume_state> resume = {}, bool release = false) {
     core::run_config cfg;
     cfg.run_id = "r";
     cfg.owner_id = "me";
@@ -71,6 +72,7 @@ struct driver {
     cfg.first_render = render(wf, rc);
     cfg.resume = std::move(resume);
     cfg.started_ms = clock;
+    cfg.release_when_waiting = release;
     cfg.publish = [this](const event& e) { events.push_back(e); };
     core = std::make_unique<run_core>(std::move(cfg), [this] { return clock; }, 42);
     core->start();
@@ -90,6 +92,8 @@ struct driver {
       stops.push_back(s);
     for (auto& t : fx.timers)
       timers.push_back(t);
+    for (auto& t : fx.wakeups)
+      wakeups.push_back(t);
     for (auto& a : fx.ended)
       ended.push_back(a);
     tick_due = tick_due || fx.tick;
@@ -1183,4 +1187,304 @@ TEST_CASE("run core: two loops reaching continue-as-new at once both go on in on
   for (const auto* e : d.commands<store::append_event>())
     if (e->row.run_id == "r~1") seqs.insert(e->row.seq);
   CHECK(seqs == std::set<std::int64_t>{0, 1, 2});
+}
+
+// -- waits: approvals, timers, signals (docs/waiting.md) ------------------------
+
+namespace {
+
+store::inbox_row decision_for(std::int64_t id, node_key k, bool approved, std::string by = "ann") {
+  store::inbox_row e;
+  e.id = id;
+  e.run_id = "r";
+  e.kind = "approval";
+  e.key = std::move(k);
+  e.payload = {{"approved", approved}, {"by", by}, {"note", "n"}, {"decided_ms", 5}};
+  return e;
+}
+
+store::inbox_row signal_for(std::int64_t id, std::string name, json data) {
+  store::inbox_row e;
+  e.id = id;
+  e.run_id = "r";
+  e.kind = "signal";
+  e.name = std::move(name);
+  e.payload = std::move(data);
+  return e;
+}
+
+void tell(driver& d, const store::inbox_row& e) {
+  d.core->on_inbox(e);
+  d.collect();
+  d.settle();
+}
+
+std::vector<std::string> statuses(const driver& d) {
+  std::vector<std::string> out;
+  for (const auto& e : d.events)
+    if (e.type == std::string{event_type::run_status_changed})
+      out.push_back(e.fields.value("status", ""));
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("run core: an approval waits, takes no attempt, and its decision is its output") {
+  driver d(static_wf(sequence({approval("ok", "Ship?"), compute_task("after", noop)})));
+  d.settle();
+  CHECK(d.core->written_state({"ok", 0}) == node_state::waiting_approval);
+  CHECK(d.core->status() == run_status::waiting_approval);
+  CHECK(d.running.empty());
+  CHECK(d.core->attempts_of({"ok", 0}) == 0);
+  auto waits = d.commands<store::upsert_wait>();
+  REQUIRE(waits.size() == 1);
+  CHECK(waits[0]->row.kind == "approval");
+  CHECK(waits[0]->row.state == "waiting");
+  CHECK(waits[0]->row.details["title"] == "Ship?");
+  CHECK(d.last_event(event_type::approval_requested)->fields["title"] == "Ship?");
+
+  tell(d, decision_for(7, {"ok", 0}, true));
+  CHECK(d.core->written_state({"ok", 0}) == node_state::finished);
+  CHECK(d.core->outputs().at("ok") ==
+        json{{"approved", true}, {"by", "ann"}, {"note", "n"}, {"decided_ms", 5}});
+  auto consumed = d.commands<store::consume_inbox>();
+  REQUIRE(consumed.size() == 1);
+  CHECK(consumed[0]->id == 7);
+  CHECK(consumed[0]->consumed_by == "ok");
+  CHECK(d.is_running("after")); // only once the decision is durable
+  CHECK(statuses(d) == std::vector<std::string>{"waiting-approval", "running"});
+  // Told again (a poller's second look): taken once.
+  tell(d, decision_for(7, {"ok", 0}, true));
+  CHECK(d.commands<store::consume_inbox>().size() == 1);
+}
+
+TEST_CASE("run core: a denied approval fails, continues or skips as on_deny says") {
+  struct row {
+    deny_action on_deny;
+    node_state state;
+    run_status run;
+    bool after_runs;
+  };
+  for (auto r : {row{deny_action::fail, node_state::failed, run_status::failed, false},
+                 row{deny_action::proceed, node_state::finished, run_status::finished, true},
+                 row{deny_action::skip, node_state::skipped, run_status::finished, false}}) {
+    INFO(to_string(r.on_deny));
+    driver d(static_wf(sequence({approval("ok", "Ship?", "", r.on_deny),
+                                 compute_task("after", noop).needs({"ok"}),
+                                 value_task("last", json::object())})));
+    d.settle();
+    tell(d, decision_for(1, {"ok", 0}, false));
+    CHECK(d.core->written_state({"ok", 0}) == r.state);
+    CHECK(d.is_running("after") == r.after_runs);
+    if (r.after_runs) d.answer("after", ok(json::object()));
+    REQUIRE(d.done);
+    CHECK(d.result.status == r.run);
+    if (r.on_deny == deny_action::fail) {
+      CHECK(d.result.err->details["failed_nodes"] == json::array({"ok"}));
+      auto fins = d.commands<store::finish_attempt>();
+      REQUIRE(fins.size() == 1);
+      CHECK(fins[0]->error["code"] == errc::approval_denied);
+    }
+    if (r.on_deny == deny_action::proceed) CHECK(d.result.outputs.at("ok")["approved"] == false);
+    if (r.on_deny == deny_action::skip) {
+      CHECK(d.event_types("after").back() == event_type::node_skipped);
+      CHECK(d.result.outputs.count("last") == 1); // what follows goes on
+    }
+  }
+}
+
+TEST_CASE("run core: a needs_approval gate holds the task's first attempt until approved") {
+  driver d(static_wf(sequence({compute_task("deploy", noop).needs_approval("Deploy?").retries(1)})));
+  d.settle();
+  CHECK(d.running.empty());
+  CHECK(d.core->written_state({"deploy", 0}) == node_state::waiting_approval);
+  CHECK(d.event_types("deploy") ==
+        std::vector<std::string>{event_type::node_pending, event_type::approval_requested});
+  tell(d, decision_for(3, {"deploy", 0}, true));
+  REQUIRE(d.is_running("deploy"));
+  CHECK(d.running[0]->request.attempt == 1);
+  // A retry does not ask again.
+  d.answer("deploy", fail(errc::task_failed));
+  d.core->on_retry_due({"deploy", 0});
+  d.collect();
+  d.settle();
+  REQUIRE(d.is_running("deploy"));
+  CHECK(d.running[0]->request.attempt == 2);
+  CHECK(d.commands<store::upsert_wait>().size() == 2); // waiting, approved
+  d.answer("deploy", ok(json::object()));
+  CHECK(d.result.status == run_status::finished);
+}
+
+TEST_CASE("run core: a timer sleeps on a wakeup to its stored deadline and fires once") {
+  driver d(static_wf(sequence({timer("cool", 500), compute_task("after", noop)})));
+  d.settle();
+  REQUIRE(d.wakeups.size() == 1);
+  CHECK(d.wakeups[0].delay_ms == 500);
+  auto waits = d.commands<store::upsert_wait>();
+  REQUIRE(waits.size() == 1);
+  CHECK(waits[0]->row.deadline_ms == d.clock + 500);
+  CHECK(d.core->status() == run_status::waiting_timer);
+  // Woken early (a clock that moved): it sleeps on, to the same deadline.
+  d.clock += 200;
+  d.core->on_wait_due({"cool", 0});
+  d.collect();
+  REQUIRE(d.wakeups.size() == 2);
+  CHECK(d.wakeups[1].delay_ms == 300);
+  CHECK(d.core->written_state({"cool", 0}) == node_state::waiting_timer);
+  d.clock += 300;
+  d.core->on_wait_due({"cool", 0});
+  d.collect();
+  d.settle();
+  CHECK(d.core->written_state({"cool", 0}) == node_state::finished);
+  CHECK(d.core->outputs().at("cool") ==
+        json{{"deadline_ms", d.clock}, {"fired_ms", d.clock}});
+  CHECK(d.is_running("after"));
+  d.core->on_wait_due({"cool", 0}); // late duplicate
+  d.collect();
+  d.settle();
+  int fired = 0;
+  for (const auto& e : d.events)
+    fired += e.type == std::string{event_type::timer_fired};
+  CHECK(fired == 1);
+}
+
+TEST_CASE("run core: signals go to the oldest waiter; early ones wait for a node, oldest first") {
+  driver d(static_wf(sequence({parallel({signal("first", "ci"), timer("t", 10)}),
+                               signal("second", "ci"), signal("third", "ci")})));
+  d.settle();
+  // Two arrive while only "first" waits: it takes the older, the newer waits.
+  tell(d, signal_for(1, "ci", {{"n", 1}}));
+  tell(d, signal_for(2, "ci", {{"n", 2}}));
+  CHECK(d.core->outputs().at("first") == json{{"n", 1}});
+  d.clock += 10;
+  d.core->on_wait_due({"t", 0});
+  d.collect();
+  d.settle();
+  // "second" mounts and takes the stored one at once.
+  CHECK(d.core->outputs().at("second") == json{{"n", 2}});
+  CHECK(d.core->written_state({"third", 0}) == node_state::waiting_event);
+  CHECK(d.core->status() == run_status::waiting_event);
+  tell(d, signal_for(3, "other", 1)); // another name: nobody takes it
+  CHECK(d.core->written_state({"third", 0}) == node_state::waiting_event);
+  tell(d, signal_for(4, "ci", "done"));
+  REQUIRE(d.done);
+  CHECK(d.result.outputs.at("third") == "done");
+  CHECK(d.commands<store::consume_inbox>().size() == 3);
+}
+
+TEST_CASE("run core: a signal's timeout fails the attempt with SIGNAL_TIMEOUT, retried like any") {
+  driver d(static_wf(sequence({signal("ci", "ci-done", 1000).retries(1).retry(
+      retry_policy{50, 1.0, 50, 0.0})})));
+  d.settle();
+  REQUIRE(d.wakeups.size() == 1);
+  d.clock += 1000;
+  d.core->on_wait_due({"ci", 0});
+  d.collect();
+  d.settle();
+  REQUIRE(d.timers.size() == 1); // the retry's backoff
+  auto fins = d.commands<store::finish_attempt>();
+  REQUIRE(fins.size() == 1);
+  CHECK(fins[0]->error["code"] == errc::signal_timeout);
+  CHECK(d.core->written_state({"ci", 0}) == node_state::pending);
+  d.clock += 50;
+  d.core->on_retry_due({"ci", 0});
+  d.collect();
+  d.settle();
+  CHECK(d.core->written_state({"ci", 0}) == node_state::waiting_event);
+  REQUIRE(d.wakeups.size() == 2);
+  tell(d, signal_for(9, "ci-done", {{"ok", true}}));
+  REQUIRE(d.done);
+  CHECK(d.result.status == run_status::finished);
+  CHECK(d.core->attempts_of({"ci", 0}) == 2);
+}
+
+TEST_CASE("run core: release_when_waiting lets go of a run that only waits for outside") {
+  SECTION("an approval alone: released, its status and what it waits for reported") {
+    driver d(static_wf(parallel({approval("a", "A?"), signal("s", "go")})), json::object(), {},
+             true);
+    d.settle();
+    REQUIRE(d.done);
+    CHECK(d.result.status == run_status::waiting_approval);
+    REQUIRE(d.result.waiting.size() == 2);
+    CHECK(d.result.waiting[0].key == node_key{"a", 0});
+    CHECK(d.result.waiting[0].title == "A?");
+    CHECK(d.result.waiting[1].kind == "signal");
+    CHECK(d.result.waiting[1].name == "go");
+    CHECK(d.commands<store::release_run>().size() == 1);
+    auto st = d.commands<store::set_run_status>();
+    REQUIRE(st.size() == 1);
+    CHECK(st[0]->status == "waiting-approval");
+  }
+  SECTION("with a timer or a signal timeout left, the owner keeps it") {
+    for (auto n : {timer("t", 100), signal("s2", "x", 100)}) {
+      driver d(static_wf(parallel({approval("a", "A?"), n})), json::object(), {}, true);
+      d.settle();
+      CHECK_FALSE(d.done);
+      CHECK(d.commands<store::release_run>().empty());
+      CHECK(d.core->status() == run_status::waiting_approval);
+    }
+  }
+}
+
+TEST_CASE("run core: a resumed run waits again where it was and takes what arrived") {
+  auto wf = static_wf(sequence({parallel({approval("a", "A?"), timer("t", 1000)}),
+                                compute_task("after", noop)}));
+  core::resume_state r;
+  r.states = {{{"a", 0}, node_state::waiting_approval},
+              {{"t", 0}, node_state::waiting_timer},
+              {{"after", 0}, node_state::pending}};
+  r.previous_status = "waiting-approval";
+  store::wait_row a;
+  a.key = {"a", 0};
+  a.kind = "approval";
+  a.state = "waiting";
+  a.since_ms = 10;
+  store::wait_row t;
+  t.key = {"t", 0};
+  t.kind = "timer";
+  t.state = "waiting";
+  t.since_ms = 10;
+  t.deadline_ms = 999'000; // passed while nobody owned the run
+  r.waits = {a, t};
+  r.inbox = {decision_for(5, {"a", 0}, true)};
+  driver d(wf, json::object(), r);
+  REQUIRE(d.wakeups.size() == 1);
+  CHECK(d.wakeups[0].delay_ms == 0); // due at once
+  d.settle();
+  CHECK(d.core->written_state({"a", 0}) == node_state::finished);
+  CHECK(d.core->written_state({"t", 0}) == node_state::waiting_timer);
+  d.core->on_wait_due({"t", 0});
+  d.collect();
+  d.settle();
+  CHECK(d.core->outputs().at("t")["deadline_ms"] == 999'000);
+  CHECK(d.is_running("after"));
+  CHECK(d.commands<store::upsert_wait>().size() == 2); // approved, fired: no new waits
+  auto st = statuses(d);
+  REQUIRE_FALSE(st.empty());
+  CHECK(st.front() == "running"); // the resume's
+}
+
+TEST_CASE("run core: a retried run's failed node gets a fresh retry budget") {
+  core::resume_state r;
+  r.retry = true;
+  r.states = {{{"a", 0}, node_state::pending}};
+  r.attempts = {{{"a", 0}, 2}};
+  r.retry_base = {{{"a", 0}, 2}};
+  r.retried = {{"a", 0}};
+  driver d(static_wf(sequence({compute_task("a", noop).retries(1).retry(
+               retry_policy{10, 1.0, 10, 0.0})})),
+           json::object(), r);
+  d.settle();
+  REQUIRE(d.is_running("a"));
+  CHECK(d.running[0]->request.attempt == 3);
+  d.answer("a", fail(errc::task_failed));
+  CHECK(d.timers.size() == 1); // attempt 3 is the first of the new budget: retried
+  d.core->on_retry_due({"a", 0});
+  d.collect();
+  d.settle();
+  CHECK(d.running[0]->request.attempt == 4);
+  d.answer("a", fail(errc::task_failed));
+  REQUIRE(d.done);
+  CHECK(d.result.status == run_status::failed);
+  CHECK(d.core->attempts_of({"a", 0}) == 4);
 }

@@ -63,6 +63,17 @@ struct cancel_report {
   std::size_t nodes = 0;    // not requested: nodes that had not ended, cancelled
 };
 
+/// A decision or signal stored for a run (run_store::decide, signal).
+struct inbox_report {
+  std::int64_t id = 0;
+  std::string node_id; // a decision's node...
+  std::int64_t iteration = 0;
+  run_info run; // as it was when it was stored
+  /// Nobody drives the run: the decision waits there until `smithers
+  /// resume` (or `supervise`) continues it.
+  bool needs_resume = false;
+};
+
 /// What run_store::fork created.
 struct fork_report {
   std::string run_id;
@@ -89,7 +100,9 @@ public:
   /// RUN_NOT_FOUND when there is no such run.
   run_info get(const std::string& run_id) const;
 
-  /// {"run", "nodes", "attempts", "outputs", "frames"}: `inspect --format json`.
+  /// {"run", "lineage", "nodes", "attempts", "outputs", "loops", "waiting"
+  /// (what its nodes wait for), "inbox" (decisions and signals not taken
+  /// yet), "frames"}: `inspect --format json`.
   json inspect(const std::string& run_id) const;
   /// Event objects with seq > after_seq, ascending, at most `limit`.
   std::vector<json> events(const std::string& run_id, std::int64_t after_seq = -1,
@@ -105,6 +118,20 @@ public:
   /// (it has ended).
   cancel_report cancel(const std::string& run_id, const std::string& reason,
                        std::chrono::milliseconds stale_after);
+
+  /// An approval (approved) or denial of what node `node_id` (in
+  /// `iteration`, or the one iteration that waits) waits for: see
+  /// engine::approve. RUN_NOT_FOUND, INVALID_ARGUMENT, nothing written.
+  inbox_report decide(const std::string& run_id, const std::string& node_id,
+                      std::optional<std::int64_t> iteration, bool approved, const std::string& by,
+                      const std::string& note);
+  /// A signal for a run that has not ended: see engine::signal.
+  inbox_report signal(const std::string& run_id, const std::string& name, const json& payload);
+  /// Whether a waiting run can go on: a decision for a node it waits for,
+  /// a signal a waiting node takes, or a deadline passed.
+  bool wait_ready(const std::string& run_id) const;
+  /// Waiting runs that can go on, oldest first.
+  std::vector<std::string> ready_waiting_runs() const;
 
   /// A new run from frame `frame_no` of `run_id` (time travel), status
   /// `created`: see engine::fork. RUN_NOT_FOUND, INVALID_ARGUMENT (no such

@@ -14,6 +14,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace smithers {
 
@@ -55,6 +56,12 @@ struct run_options {
   /// recorded with the run so every resume agrees. Empty: the process's
   /// current directory at start.
   std::string cwd;
+  /// When every remaining path waits for an approval or a signal, record
+  /// the waiting status, let go of the run and end the handle with it (the
+  /// CLI: exit 3, `resume` or `supervise` continue it). false (default):
+  /// the engine keeps driving it, so approve() and signal() continue it at
+  /// once (docs/waiting.md, "Who waits").
+  bool release_when_waiting = false;
 };
 
 struct resume_options {
@@ -69,6 +76,16 @@ struct resume_options {
   event_handler on_event;
   std::string workflow_hash; // CLI: hash of the workflow file (default: of the tree)
   std::string vcs_revision;  // compared with the recorded one when both are known
+  bool release_when_waiting = false; // as run_options'
+};
+
+/// A node a run waits for (run_result::waiting, `smithers inspect`).
+struct waiting_node {
+  node_key key;
+  std::string kind;  // approval (also a task's needs_approval gate), signal, timer
+  std::string name;  // a signal's name
+  std::string title; // an approval's title
+  std::optional<std::int64_t> deadline_ms; // a timer fires, a signal times out
 };
 
 struct run_result {
@@ -80,6 +97,17 @@ struct run_result {
   /// created (running, unowned) in the same commit that ended this one.
   /// resume() drives it.
   std::string continued_as;
+  /// Status waiting-approval or waiting-event (release_when_waiting): what
+  /// it waits for.
+  std::vector<waiting_node> waiting;
+};
+
+/// Who decided an approval, and why (engine::approve, engine::deny).
+struct decision {
+  std::string by;
+  std::string note;
+  /// The node's iteration inside a loop; none: the one that waits.
+  std::optional<std::int64_t> iteration;
 };
 
 /// What engine::cancel did.
@@ -97,7 +125,8 @@ public:
   explicit run_handle(std::shared_ptr<state> st) : st_(std::move(st)) {}
 
   const std::string& run_id() const;
-  /// Blocks until the run ends (finished, failed, cancelled).
+  /// Blocks until the run ends (finished, failed, cancelled, continued) or,
+  /// with release_when_waiting, waits for a person or a signal.
   run_result wait() const;
   /// Waits at most `timeout`; true when the run has ended.
   bool wait_for(std::chrono::milliseconds timeout) const;
@@ -190,6 +219,20 @@ public:
   /// iteration, the latest output of every node; docs/workflow-format.md).
   /// False when this engine does not drive the run.
   bool continue_as_new(const std::string& run_id);
+
+  /// Decides the approval a node of a run waits for (an approval node, or a
+  /// task's needs_approval gate): stored in the run's inbox, then taken by
+  /// whoever drives the run — at once when this engine does, within 500 ms
+  /// when another process does, on resume otherwise. Throws RUN_NOT_FOUND,
+  /// INVALID_ARGUMENT (the run has ended; the node does not wait for a
+  /// decision or already has one) with nothing written.
+  void approve(const std::string& run_id, const std::string& node_id, decision d = {});
+  void deny(const std::string& run_id, const std::string& node_id, decision d = {});
+  /// Delivers signal `name` with `payload` (bounded like input) to a run
+  /// that has not ended: the oldest node waiting for that name takes it, or
+  /// the next one to wait for it. Throws RUN_NOT_FOUND, INVALID_ARGUMENT,
+  /// INVALID_INPUT.
+  void signal(const std::string& run_id, const std::string& name, json payload = json::object());
 
   /// Stops driving every run of this engine and leaves them resumable:
   /// attempts in flight are stopped and recorded `cancelled`, their nodes go

@@ -43,6 +43,11 @@ inline constexpr std::size_t max_continuation_state_bytes = 10 * 1024 * 1024;
 /// One argument or environment string ("NAME=value") of a command, its
 /// terminating NUL included: Linux's MAX_ARG_STRLEN (32 pages).
 inline constexpr std::size_t max_arg_string_bytes = 131072;
+/// A signal's name: 1..128 bytes of letters, digits and . _ : - / (INVALID_ARGUMENT).
+inline constexpr std::size_t max_signal_name_bytes = 128;
+/// An approval's note (--note) and who decided it (--by), in bytes.
+inline constexpr std::size_t max_note_bytes = 64 * 1024;
+inline constexpr std::size_t max_decider_bytes = 256;
 /// Upper bound for integer options (max_concurrency, retries, timeouts) so
 /// that arithmetic on them never overflows.
 inline constexpr std::int64_t max_option_value = 1'000'000'000'000LL;

@@ -23,10 +23,17 @@ namespace smithers {
 /// for_each and a loop are control flow, decided at every render
 /// (docs/workflow-format.md).
 enum class node_kind { task, sequence, parallel, branch, for_each, loop };
-enum class task_kind { value, command, compute };
+/// approval, timer and signal are waits: the run core resolves them
+/// itself, when a decision, a deadline or a signal arrives (docs/waiting.md).
+enum class task_kind { value, command, compute, approval, timer, signal };
 
 const char* to_string(node_kind k);
 const char* to_string(task_kind k);
+
+/// approval, timer, signal: nothing runs, the node waits.
+inline bool is_wait(task_kind k) {
+  return k == task_kind::approval || k == task_kind::timer || k == task_kind::signal;
+}
 
 /// Backoff between attempts: initial_ms * backoff^(n-1), capped at max_ms,
 /// +/- jitter (a fraction, 0..1).
@@ -35,6 +42,22 @@ struct retry_policy {
   double backoff = 2.0;
   std::int64_t max_ms = 60000;
   double jitter = 0.0;
+};
+
+/// What a denied approval does (on_deny).
+enum class deny_action {
+  fail,     // the node fails with APPROVAL_DENIED (default)
+  proceed,  // "continue": the node finishes with {"approved": false, ...}
+  skip,     // the node is skipped, and so is what needs it
+};
+
+const char* to_string(deny_action a);
+
+/// An approval node's request, or a task's needs_approval gate.
+struct approval_spec {
+  std::string title;
+  std::string summary;
+  deny_action on_deny = deny_action::fail;
 };
 
 /// Everything a task node says about how to run it.
@@ -63,6 +86,13 @@ struct task_spec {
   /// reads with {{outputs.X@N}} is kept in the task's own iterations
   /// ("fix" -> "fix@2" in iteration 2 of the outer loop).
   std::map<std::string, std::string> output_ids;
+  /// approval: its request; any other kind: a gate before its first
+  /// attempt (needs_approval).
+  std::optional<approval_spec> approval;
+  std::optional<std::int64_t> duration_ms; // timer: from when it mounts...
+  std::optional<std::int64_t> until_ms;    // ...or at this time (epoch ms)
+  std::string until_text;                  // timer: `until` as written
+  std::string signal_name;                 // signal: what it waits for (timeout_ms: how long)
 };
 
 /// One node of a workflow tree. Tasks carry a task_spec; groups carry children.
@@ -104,6 +134,9 @@ public:
   node& cwd(std::string dir);
   node& continue_on_fail(bool on = true);
   node& skip_if(json predicate);
+  /// A gate before the first attempt: the task waits in waiting-approval
+  /// until approved (engine::approve); denied, it fails (or is skipped).
+  node& needs_approval(std::string title = "", deny_action on_deny = deny_action::fail);
 
 private:
   task_spec& spec();
@@ -129,6 +162,19 @@ node branch(std::string id, json if_predicate, node then_node,
 /// Undecided — nothing mounted — until the array exists.
 node for_each(std::string id, std::string items_path, std::string as, node body,
               std::optional<std::int64_t> max_concurrency = std::nullopt);
+
+/// Waits in waiting-approval until engine::approve or deny (or `smithers
+/// approve|deny`); its output is {"approved", "by", "note", "decided_ms"}.
+node approval(std::string id, std::string title, std::string summary = "",
+              deny_action on_deny = deny_action::fail);
+/// Waits `duration_ms` from when it mounts (durably: the deadline is stored);
+/// its output is {"deadline_ms", "fired_ms"}.
+node timer(std::string id, std::int64_t duration_ms);
+/// Waits until `epoch_ms` (milliseconds since the Unix epoch).
+node timer_until(std::string id, std::int64_t epoch_ms);
+/// Waits for the signal `name` (engine::signal, `smithers signal`); its
+/// payload becomes the output. With timeout_ms: SIGNAL_TIMEOUT after that long.
+node signal(std::string id, std::string name, std::optional<std::int64_t> timeout_ms = std::nullopt);
 
 /// How a loop ends (docs/workflow-format.md, "loop").
 struct loop_options {

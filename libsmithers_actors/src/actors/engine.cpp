@@ -14,6 +14,7 @@
 #include "core/run_validation.hpp"
 #include "store/cancel.hpp"
 #include "store/fork.hpp"
+#include "store/inbox.hpp"
 #include "store/reader.hpp"
 #include "store/writer.hpp"
 #include "util/clock.hpp"
@@ -183,7 +184,11 @@ engine::engine(engine_config cfg) : impl_(std::make_unique<impl>()) {
     auto* im = impl_.get();
     impl_->poller = actors::spawn_request_poller(
         *impl_->sys, c.db_path, impl_->owner_id,
-        [im](const store::owner_request& req) { im->on_owner_request(req); });
+        [im](const store::owner_request& req) { im->on_owner_request(req); },
+        [im](const store::inbox_row& e) {
+          return im->tell_supervisor(e.run_id, actors::inbox_atom::value,
+                                     std::make_shared<const store::inbox_row>(e));
+        });
   }
 }
 
@@ -255,6 +260,35 @@ std::string engine::fork(const std::string& run_id, std::int64_t frame_no,
   return child;
 }
 
+void engine::approve(const std::string& run_id, const std::string& node_id, decision d) {
+  impl_->decide(run_id, node_id, true, std::move(d));
+}
+
+void engine::deny(const std::string& run_id, const std::string& node_id, decision d) {
+  impl_->decide(run_id, node_id, false, std::move(d));
+}
+
+void engine::signal(const std::string& run_id, const std::string& name, json payload) {
+  if (auto err = util::check_run_id(run_id)) throw smithers_error(*err);
+  store::signal_request req{run_id, name, std::move(payload), util::now_ms()};
+  store::inbox_row row;
+  impl_->store_sync([&](store::database& db) { row = store::record_signal(db, req); });
+  impl_->tell_supervisor(run_id, actors::inbox_atom::value,
+                         std::make_shared<const store::inbox_row>(std::move(row)));
+}
+
+void engine::impl::decide(const std::string& run_id, const std::string& node_id, bool approved,
+                          decision d) {
+  if (auto err = util::check_run_id(run_id)) throw smithers_error(*err);
+  store::decision_request req{run_id,          node_id,          d.iteration, approved,
+                              std::move(d.by), std::move(d.note), util::now_ms()};
+  store::inbox_row row;
+  store_sync([&](store::database& db) { row = store::record_decision(db, req); });
+  // Driven here: at once. Elsewhere: its poller finds it. Nobody: on resume.
+  tell_supervisor(run_id, actors::inbox_atom::value,
+                  std::make_shared<const store::inbox_row>(std::move(row)));
+}
+
 void engine::interrupt(const std::string& reason) {
   std::vector<caf::actor> sups;
   {
@@ -312,6 +346,7 @@ run_handle engine::start(std::shared_ptr<const workflow> wf, run_options opts) {
       opts.max_concurrency.value_or(wf->max_concurrency.value_or(im.cfg.default_max_concurrency));
   ctx->max_output_bytes = opts.max_output_bytes.value_or(im.cfg.max_output_bytes);
   ctx->cwd = opts.cwd;
+  ctx->release_when_waiting = opts.release_when_waiting;
   if (ctx->cwd.empty()) {
     std::error_code ec;
     ctx->cwd = std::filesystem::current_path(ec).string();

@@ -80,6 +80,9 @@ struct engine::impl {
   // Writes a batch through the persistence actor and waits for its commit.
   void write_sync(std::vector<store::command> cmds);
 
+  // Records an approval or denial and tells the run's supervisor, if here.
+  void decide(const std::string& run_id, const std::string& node_id, bool approved, decision d);
+
   // -- ownership.cpp --
 
   // Ends, as cancelled, a run that nobody drives (this engine's own runs

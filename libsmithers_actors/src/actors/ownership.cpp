@@ -19,6 +19,7 @@
 #include <memory>
 #include <mutex>
 #include <set>
+#include <unordered_set>
 
 namespace smithers {
 
@@ -36,15 +37,19 @@ struct poller_state {
   std::string db_path;
   std::string owner_id;
   std::function<void(const store::owner_request&)> on_request;
+  std::function<bool(const store::inbox_row&)> on_inbox;
+  std::unordered_set<std::int64_t> told; // inbox entries a supervisor has (until consumed)
   static inline const char* name = "smithers.request_poller";
 };
 
 caf::behavior request_poller(caf::stateful_actor<poller_state>* self, std::string db_path,
                              std::string owner_id,
-                             std::function<void(const store::owner_request&)> on_request) {
+                             std::function<void(const store::owner_request&)> on_request,
+                             std::function<bool(const store::inbox_row&)> on_inbox) {
   self->state.db_path = std::move(db_path);
   self->state.owner_id = std::move(owner_id);
   self->state.on_request = std::move(on_request);
+  self->state.on_inbox = std::move(on_inbox);
   self->send(self, poll_atom::value);
   return {
       [=](poll_atom) {
@@ -53,10 +58,20 @@ caf::behavior request_poller(caf::stateful_actor<poller_state>* self, std::strin
           if (!st.db)
             st.db = std::make_unique<store::database>(
                 store::database::open(st.db_path, store::open_mode::read_only));
-          for (const auto& req : store::reader{*st.db}.owner_requests(st.owner_id))
+          store::reader rd{*st.db};
+          for (const auto& req : rd.owner_requests(st.owner_id))
             st.on_request(req);
+          // Decisions and signals from other processes (this engine's own
+          // reach their supervisors directly).
+          std::unordered_set<std::int64_t> open;
+          for (const auto& e : rd.open_inbox_of_owner(st.owner_id)) {
+            open.insert(e.id);
+            if (!st.told.count(e.id) && st.on_inbox(e)) st.told.insert(e.id);
+          }
+          for (auto it = st.told.begin(); it != st.told.end();)
+            it = open.count(*it) ? std::next(it) : st.told.erase(it);
         } catch (const std::exception& e) {
-          spdlog::warn("polling for cancellation and handover requests failed: {}", e.what());
+          spdlog::warn("polling for requests, decisions and signals failed: {}", e.what());
           st.db.reset();
         }
         self->delayed_send(self, cancel_poll_interval, poll_atom::value);
@@ -85,9 +100,10 @@ void set_driven(const std::string& run_id, bool on) {
 }
 
 caf::actor spawn_request_poller(caf::actor_system& sys, std::string db_path, std::string owner_id,
-                                std::function<void(const store::owner_request&)> on_request) {
+                                std::function<void(const store::owner_request&)> on_request,
+                                std::function<bool(const store::inbox_row&)> on_inbox) {
   return sys.spawn<caf::detached>(request_poller, std::move(db_path), std::move(owner_id),
-                                  std::move(on_request));
+                                  std::move(on_request), std::move(on_inbox));
 }
 
 } // namespace actors

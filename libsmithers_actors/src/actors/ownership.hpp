@@ -9,6 +9,7 @@
 
 namespace smithers::store {
 struct owner_request;
+struct inbox_row;
 }
 
 namespace smithers::actors {
@@ -28,10 +29,13 @@ bool mark_driven(const std::string& run_id);
 void set_driven(const std::string& run_id, bool on);
 
 /// Spawns the detached actor that polls the store for what other processes
-/// asked of runs owned by `owner_id` — cancellations and handovers — on its
-/// own read-only connection (the reads may block on the disk), every 250 ms,
-/// and hands each request to `on_request`.
+/// asked of runs owned by `owner_id` — cancellations and handovers — and
+/// sent them — decisions and signals in their inboxes — on its own
+/// read-only connection (the reads may block on the disk), every 250 ms.
+/// It hands each request to `on_request` and each inbox entry to
+/// `on_inbox` until that returns true (the run's supervisor was told).
 caf::actor spawn_request_poller(caf::actor_system& sys, std::string db_path, std::string owner_id,
-                                std::function<void(const store::owner_request&)> on_request);
+                                std::function<void(const store::owner_request&)> on_request,
+                                std::function<bool(const store::inbox_row&)> on_inbox);
 
 } // namespace smithers::actors

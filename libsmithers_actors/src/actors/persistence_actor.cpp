@@ -119,6 +119,8 @@ caf::behavior persistence(caf::stateful_actor<persistence_state>* self,
             snap->attempts = rd.attempts(run_id);
             snap->outputs = rd.outputs(run_id);
             snap->loops = rd.loops(run_id);
+            snap->waits = rd.waits(run_id);
+            snap->inbox = rd.open_inbox(run_id);
             snap->max_seq = rd.max_event_seq(run_id);
             snap->frames = rd.frame_count(run_id);
           }

@@ -10,6 +10,11 @@
 //            (heartbeat, heartbeat_ptr)                from the watchdog (throttled)
 //            (hbtimeout, attempt_key, last_beat_ms)    from the watchdog
 //            (retry, node_key)                         from itself (delayed: a backoff ended)
+//            (wake, node_key)                          from itself (delayed: a timer's deadline,
+//                                                      a signal's timeout)
+//            (inbox, inbox_ptr)                        from the engine: a decision or a signal
+//                                                      (engine::approve/deny/signal, or another
+//                                                      process's, found by the request poller)
 //            (cancel, reason)                          from the engine: end the run cancelled
 //            (interrupt, reason)                       from the engine: stop, stay resumable
 //            (handover, requester_owner_id)            from the engine's request poller
@@ -50,7 +55,8 @@
 // request_poller (one per engine with a database file; actors/ownership.cpp)
 //   accepts  (poll)                                    from itself, every 250 ms
 //   calls    the engine's handler with what other processes asked of its runs
-//            (cancellations, handovers); the engine tells the run's supervisor
+//            (cancellations, handovers) and sent them (decisions, signals in
+//            their inboxes); the engine tells the run's supervisor
 //
 // What crosses a process boundary (a remote worker, later) is plain data with
 // an inspect() below: node_key, attempt_key and executors::task_request. The
@@ -97,6 +103,8 @@ using load_atom = caf::atom_constant<caf::atom("load")>;
 using loaded_atom = caf::atom_constant<caf::atom("loaded")>;
 using exec_atom = caf::atom_constant<caf::atom("exec")>;
 using process_atom = caf::atom_constant<caf::atom("process")>;
+using wake_atom = caf::atom_constant<caf::atom("wake")>;
+using inbox_atom = caf::atom_constant<caf::atom("inbox")>;
 
 using store::write_batch;
 using write_batch_ptr = std::shared_ptr<write_batch>;
@@ -113,6 +121,8 @@ struct run_snapshot {
   std::vector<store::attempt_row> attempts;
   std::vector<store::output_row> outputs;
   std::vector<store::loop_row> loops;
+  std::vector<store::wait_row> waits;
+  std::vector<store::inbox_row> inbox; // not consumed yet
   std::int64_t max_seq = -1;
   std::int64_t frames = 0;
   std::string error; // set when reading failed
@@ -133,6 +143,8 @@ struct heartbeat_msg {
   std::int64_t at_ms = 0;
 };
 using heartbeat_ptr = std::shared_ptr<heartbeat_msg>;
+
+using inbox_ptr = std::shared_ptr<const store::inbox_row>;
 
 } // namespace smithers::actors
 
@@ -207,3 +219,4 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(smithers::actors::task_outcome_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(smithers::actors::heartbeat_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(smithers::actors::run_snapshot_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(smithers::actors::store_job_ptr)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(smithers::actors::inbox_ptr)

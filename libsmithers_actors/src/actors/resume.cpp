@@ -105,13 +105,16 @@ run_handle engine::resume(std::shared_ptr<const workflow> wf, const std::string&
   }
   const store::run_row& run = *snap->run;
 
+  // A failed or cancelled run driven again (docs/waiting.md, "Retrying").
+  auto stored_status = run_status_from(run.status);
+  bool retry = stored_status == run_status::failed || stored_status == run_status::cancelled;
   // A cancellation requested while nobody drove the run is honoured before
-  // anything starts.
-  if (run.cancel_requested) {
+  // anything starts (a retried run's old request is cleared by its claim).
+  if (run.cancel_requested && !retry) {
     error why{errc::run_cancelled,
               "cancelled: a cancellation was requested while no process drove the run"};
     im.cancel_unowned(run_id, why);
-    return actors::ended_handle(run_result{run_id, run_status::cancelled, why, {}, {}});
+    return actors::ended_handle(run_result{run_id, run_status::cancelled, why, {}, {}, {}});
   }
 
   auto ctx = std::make_shared<actors::run_context>();
@@ -122,8 +125,13 @@ run_handle engine::resume(std::shared_ptr<const workflow> wf, const std::string&
   ctx->max_output_bytes = run.config.value("max_output_bytes", im.cfg.max_output_bytes);
   ctx->cwd = run.cwd;
   ctx->computes = im.computes_snapshot();
-  auto rec = core::recover(snap->nodes, snap->attempts, snap->outputs, snap->loops);
+  ctx->release_when_waiting = opts.release_when_waiting;
+  auto rec = core::recover(snap->nodes, snap->attempts, snap->outputs, snap->loops, retry);
   actors::resume_state& r = rec.state;
+  r.retry = retry;
+  r.previous_status = run.status;
+  r.waits = std::move(snap->waits);
+  r.inbox = std::move(snap->inbox);
   r.previous_owner = run.owner_id;
   r.forced = opts.force;
   r.handover = handover;

@@ -79,6 +79,9 @@ void apply(sup_actor* self) {
   }
   for (const auto& t : fx.timers)
     self->delayed_send(self, std::chrono::milliseconds{t.delay_ms}, retry_atom::value, t.key);
+  // A timer sleeps on a message, however long: no polling.
+  for (const auto& t : fx.wakeups)
+    self->delayed_send(self, std::chrono::milliseconds{t.delay_ms}, wake_atom::value, t.key);
   if (fx.kill_all) end_attempts(self);
   if (fx.done) {
     finish(self, st.core->take_result());
@@ -147,6 +150,12 @@ caf::behavior run_supervisor(sup_actor* self, std::shared_ptr<run_context> ctx) 
       },
       [=](retry_atom, const node_key& k) {
         handle(self, [&](core::run_core& c) { c.on_retry_due(k); });
+      },
+      [=](wake_atom, const node_key& k) {
+        handle(self, [&](core::run_core& c) { c.on_wait_due(k); });
+      },
+      [=](inbox_atom, const inbox_ptr& e) {
+        handle(self, [&](core::run_core& c) { c.on_inbox(*e); });
       },
       [=](process_atom, const attempt_key& a, std::int64_t pid, const std::string& host,
           std::int64_t pid_start) {

@@ -4,6 +4,7 @@
 #include "store/cancel.hpp"
 #include "store/database.hpp"
 #include "store/fork.hpp"
+#include "store/inbox.hpp"
 #include "store/reader.hpp"
 #include "util/clock.hpp"
 #include "util/owner.hpp"
@@ -201,12 +202,41 @@ json run_store::inspect(const std::string& run_id) const {
   for (const auto& c : rd.children(run_id))
     if (c.config.is_object() && c.config.contains("continued_from"))
       lineage["continued_as"] = c.run_id;
+  json waiting = json::array();
+  for (const auto& w : rd.waits(run_id)) {
+    if (w.state != "waiting") continue;
+    json d = w.details.is_object() ? w.details : json::object();
+    waiting.push_back({{"node_id", w.key.id},
+                       {"iteration", w.key.iteration},
+                       {"kind", w.kind == "gate" ? "approval" : w.kind},
+                       {"gate", w.kind == "gate"},
+                       {"name", w.name},
+                       {"title", d.value("title", std::string{})},
+                       {"summary", d.value("summary", std::string{})},
+                       {"since_ms", w.since_ms},
+                       {"deadline_ms", w.deadline_ms ? json(*w.deadline_ms) : json()}});
+  }
+  json inbox = json::array();
+  for (const auto& e : rd.open_inbox(run_id)) {
+    json entry = {{"id", e.id}, {"kind", e.kind}, {"created_ms", e.created_ms}};
+    if (e.kind == "approval") {
+      entry["node_id"] = e.key.id;
+      entry["iteration"] = e.key.iteration;
+      entry["decision"] = e.payload;
+    } else {
+      entry["name"] = e.name;
+      entry["data"] = e.payload;
+    }
+    inbox.push_back(std::move(entry));
+  }
   return {{"run", run.to_json()},
           {"lineage", lineage},
           {"nodes", nodes},
           {"attempts", attempts},
           {"outputs", outputs},
           {"loops", loops},
+          {"waiting", waiting},
+          {"inbox", inbox},
           {"frames", rd.frame_count(run_id)}};
 }
 
@@ -257,6 +287,47 @@ json run_store::timeline(const std::string& run_id) const {
           {"continued_as", continued_as},
           {"frames", frames},
           {"forks", forks}};
+}
+
+namespace {
+
+// Stored on a connection of its own (a second writer next to the owner's:
+// BEGIN IMMEDIATE and busy_timeout make them take turns).
+template <class F> inbox_report store_inbox(const std::string& path, F&& record) {
+  auto db = store::database::open(path, store::open_mode::read_write);
+  store::inbox_row row = record(db);
+  inbox_report rep;
+  rep.id = row.id;
+  rep.node_id = row.key.id;
+  rep.iteration = row.key.iteration;
+  if (auto run = store::reader{db}.run(row.run_id)) {
+    rep.run = from_row(*run);
+    rep.needs_resume = run->owner_id.empty();
+  }
+  return rep;
+}
+
+} // namespace
+
+inbox_report run_store::decide(const std::string& run_id, const std::string& node_id,
+                               std::optional<std::int64_t> iteration, bool approved,
+                               const std::string& by, const std::string& note) {
+  store::decision_request req{run_id, node_id, iteration, approved, by, note, util::now_ms()};
+  return store_inbox(impl_->path, [&](store::database& db) { return store::record_decision(db, req); });
+}
+
+inbox_report run_store::signal(const std::string& run_id, const std::string& name,
+                               const json& payload) {
+  store::signal_request req{run_id, name, payload, util::now_ms()};
+  return store_inbox(impl_->path, [&](store::database& db) { return store::record_signal(db, req); });
+}
+
+bool run_store::wait_ready(const std::string& run_id) const {
+  return store::reader{impl_->db}.wait_ready(run_id, util::now_ms());
+}
+
+std::vector<std::string> run_store::ready_waiting_runs() const {
+  return store::reader{impl_->db}.ready_waiting_runs(util::now_ms());
 }
 
 cancel_report run_store::cancel(const std::string& run_id, const std::string& reason,

@@ -26,7 +26,11 @@ void node_table::note_state(sched::index t, const node_key& k, const char* state
 }
 
 bool node_table::is_pending(const task_slot& sl) {
-  return sl.written && std::string_view{sl.written} == to_string(node_state::pending);
+  if (!sl.written) return false;
+  std::string_view w{sl.written};
+  // A node waiting (for an approval, a timer, a signal) has not ended either.
+  return w == to_string(node_state::pending) || w == to_string(node_state::waiting_approval) ||
+         w == to_string(node_state::waiting_timer) || w == to_string(node_state::waiting_event);
 }
 
 void node_table::replan(const sched::plan* old, const sched::plan& next,

@@ -10,7 +10,7 @@ namespace smithers::core {
 recovered_run recover(const std::vector<store::node_row>& nodes,
                       const std::vector<store::attempt_row>& attempts,
                       std::vector<store::output_row>& outputs,
-                      const std::vector<store::loop_row>& loops) {
+                      const std::vector<store::loop_row>& loops, bool retry) {
   recovered_run out;
   resume_state& r = out.state;
   // The latest output of each node is what templates read: the greatest
@@ -48,12 +48,20 @@ recovered_run recover(const std::vector<store::node_row>& nodes,
     r.latest[id] = node_key{o.node_id, o.iteration};
     r.outputs[id] = std::move(o.value);
   }
-  for (const auto& l : loops)
-    r.loops[l.loop_id] = loop_state{l.iteration, l.state == "finished" || l.state == "failed"};
+  for (const auto& l : loops) {
+    bool done = l.state == "finished" || (l.state == "failed" && !retry);
+    r.loops[l.loop_id] = loop_state{l.iteration, done};
+    if (l.state == "failed" && retry) r.failed_loops.push_back(l.loop_id);
+  }
   for (const auto& n : nodes) {
     auto s = node_state_from(n.state).value_or(node_state::pending);
-    // Whatever was in flight or cancelled runs again.
-    if (s == node_state::in_progress || s == node_state::cancelled) s = node_state::pending;
+    // Whatever was in flight or cancelled runs again; on a retry, what
+    // failed too.
+    if (s == node_state::in_progress || s == node_state::cancelled ||
+        (retry && s == node_state::failed)) {
+      if (retry && s != node_state::in_progress) r.retried.push_back({n.node_id, n.iteration});
+      s = node_state::pending;
+    }
     r.states[node_key{n.node_id, n.iteration}] = s;
   }
   key_map<const store::attempt_row*> last;
@@ -69,6 +77,10 @@ recovered_run recover(const std::vector<store::node_row>& nodes,
     auto& l = last[k];
     if (!l || l->attempt < a.attempt) l = &a;
   }
+  // A retry gives every node that runs again a fresh retry budget.
+  if (retry)
+    for (const auto& [k, n] : r.attempts)
+      r.retry_base[k] = n;
   // Only a node that runs again reads its checkpoint.
   for (auto it = r.checkpoints.begin(); it != r.checkpoints.end();) {
     auto st = r.states.find(it->first);
@@ -89,9 +101,13 @@ recovered_run recover(const std::vector<store::node_row>& nodes,
 
 void refuse_ended(const store::run_row& run) {
   auto status = run_status_from(run.status);
-  if (status && is_terminal(*status))
+  if (status == run_status::finished)
     throw smithers_error(errc::run_not_resumable,
-                         "run \"" + run.run_id + "\" has ended (" + run.status + ")");
+                         "run \"" + run.run_id + "\" has finished: there is nothing to resume");
+  if (status == run_status::continued)
+    throw smithers_error(errc::run_not_resumable,
+                         "run \"" + run.run_id + "\" continued as a new run (see `smithers inspect " +
+                             run.run_id + "`): resume that one");
 }
 
 } // namespace smithers::core

@@ -83,7 +83,8 @@ void run_core::node_row(sched::index t, const node_key& k, node_state s) {
   writes_.push_back(store::upsert_node{std::move(r)});
   // A value's output reaches outputs_ only once committed (on_committed):
   // it has ended for control flow from then on.
-  bool value_output = s == node_state::finished && spec && spec->kind == task_kind::value;
+  bool value_output = s == node_state::finished && spec &&
+                      (spec->kind == task_kind::value || is_wait(spec->kind));
   // Kept when control flow may read it: a tree with control flow, or a
   // build function that may return one later.
   bool track = tree_.control || cfg_.wf->dynamic();
@@ -252,9 +253,22 @@ void run_core::resume(resume_state& r) {
     emit_node(event_type::node_cancelled, a.node, "attempt", a.attempt, "reason",
               cancel_reason::interrupted, "error", lost.to_json());
   }
-  emit(event_type::run_resumed, "previous_owner", r.previous_owner, "orphaned_attempts",
-       r.orphaned.size(), "forced", r.forced, "handover", r.handover);
-  auto added = rebuild(r.states);
+  // Who resumed it (this owner: host, pid), from what, and why.
+  emit(event_type::run_resumed, "by", cfg_.owner_id, "previous_owner", r.previous_owner,
+       "previous_status", r.previous_status, "orphaned_attempts", r.orphaned.size(), "forced",
+       r.forced, "handover", r.handover, "retry", r.retry);
+  retry_base_ = std::move(r.retry_base);
+  // The claim set the run running again: after a wait, a failure, a cancel.
+  if (!r.previous_status.empty() && r.previous_status != to_string(run_status::running))
+    emit(event_type::run_status_changed, "status", to_string(run_status::running), "previous",
+         r.previous_status);
+  // Waiting nodes are pending to the scheduler, held until their outcome.
+  key_map<node_state> known = r.states;
+  for (auto& [k, st] : known)
+    if (st == node_state::waiting_approval || st == node_state::waiting_timer ||
+        st == node_state::waiting_event)
+      st = node_state::pending;
+  auto added = rebuild(known);
   // As stored: nodes no longer in the tree keep theirs in keyframes.
   for (const auto& [k, state] : r.states)
     table_.set_written(table_.slot(plan_->find(k), k), to_string(state));
@@ -268,6 +282,10 @@ void run_core::resume(resume_state& r) {
     if (orphans.count(k) && r.states.count(k))
       node_row(static_cast<sched::index>(t), k, node_state::pending);
   }
+  // A retried run's failed and cancelled nodes run again.
+  for (const auto& k : r.retried)
+    if (sched::index t = plan_->find(k); t >= 0 && !orphans.count(k))
+      node_row(t, k, node_state::pending);
   // An interrupted node the resumed workflow no longer has (resumed with
   // another --workflow) will not run again here: not in-progress forever.
   for (const auto& [k, unused] : orphans)
@@ -276,7 +294,10 @@ void run_core::resume(resume_state& r) {
       emit_node(event_type::node_cancelled, k, "reason", cancel_reason::unmounted);
     }
   add_pending(added);
+  for (const auto& id : r.failed_loops)
+    write_loop(id, "running");
   mount_loops();
+  restore_waits(r);
   for (const auto& [k, retry_at] : r.retry_at_ms) {
     sched::index t = plan_->find(k);
     if (t < 0) continue;
@@ -420,6 +441,7 @@ const json* run_core::output_at(const task_spec& reader, std::string_view id,
 void run_core::start_task(sched::index t) {
   const node_key& k = plan_->keys[static_cast<std::size_t>(t)];
   const auto& spec = plan_->specs[static_cast<std::size_t>(t)];
+  if ((is_wait(spec->kind) || spec->approval) && wait_step(t)) return;
   std::int64_t attempt = ++table_.slot(t, k).attempts;
   std::int64_t at = now();
   if (spec->kind == task_kind::value) {
@@ -645,7 +667,10 @@ void run_core::attempt_failed(const attempt_key& a, const error& err,
     return;
   }
   fa.error = err.to_json();
-  bool retry = spec && is_retryable(err) && a.attempt <= spec->retries;
+  std::int64_t base = 0; // attempts before a retried run's resume: its budget starts afresh
+  if (!retry_base_.empty())
+    if (auto b = retry_base_.find(k); b != retry_base_.end()) base = b->second;
+  bool retry = spec && is_retryable(err) && a.attempt - base <= spec->retries;
   if (retry) {
     retry_policy rp = spec->retry.value_or(retry_policy{});
     std::uniform_real_distribution<double> unit(0.0, 1.0);
@@ -656,6 +681,8 @@ void run_core::attempt_failed(const attempt_key& a, const error& err,
     retries_[k] = pending_retry{at + delay, err.to_json()};
     writes_.push_back(std::move(fa));
     node_row(t, k, node_state::pending);
+    emit_node(event_type::node_failed, k, "attempt", a.attempt, "error", err.to_json(),
+              "will_retry", true);
     emit_node(event_type::node_retrying, k, "attempt", a.attempt, "next_attempt", a.attempt + 1,
               "delay_ms", delay, "retry_at_ms", at + delay, "error", err.to_json());
     ++batch_.results;
@@ -666,7 +693,8 @@ void run_core::attempt_failed(const attempt_key& a, const error& err,
   } else {
     writes_.push_back(std::move(fa));
     node_row(t, k, node_state::failed);
-    emit_node(event_type::node_failed, k, "attempt", a.attempt, "error", err.to_json());
+    emit_node(event_type::node_failed, k, "attempt", a.attempt, "error", err.to_json(),
+              "will_retry", false);
     ++batch_.results;
     if (t >= 0) sched_->complete(t, node_state::failed);
   }
@@ -921,6 +949,7 @@ void run_core::end_run(run_status status, std::optional<error> err) {
       if (node_table::is_pending(sl)) dropped_pending.push_back(k);
     for (const auto& k : dropped_pending)
       never_reached(-1, k, reason);
+    if (!waits_.empty()) writes_.push_back(store::cancel_waits{cfg_.run_id, at});
   }
   // The last frame comes before the run's end, so RunFinished (or
   // RunFailed, RunCancelled) is the last event.
@@ -970,7 +999,10 @@ void run_core::tick() {
     bool skipped_any = false;
     for (auto t : ready) {
       const auto& spec = *plan_->specs[static_cast<std::size_t>(t)];
-      if (!spec.skip_if.is_null() && spec::evaluate(spec.skip_if, *cfg_.input, outputs_)) {
+      // A wait that has its outcome was not skipped when it began: it ends now.
+      bool resolving = !waits_.empty() && waits_.count(plan_->keys[static_cast<std::size_t>(t)]);
+      if (!resolving && !spec.skip_if.is_null() &&
+          spec::evaluate(spec.skip_if, *cfg_.input, outputs_)) {
         // Skipping frees the slot and may unblock others: schedule again.
         sched_->complete(t, node_state::skipped);
         record_skip(t, "skip_if matched");
@@ -981,9 +1013,13 @@ void run_core::tick() {
     }
     if (!skipped_any) break;
   }
+  // A wait that ended skipped (a denied approval) skips what needs it.
+  for (auto t : sched_->take_auto_skipped())
+    record_skip(t, "a node it needs did not finish");
   // A skip may have ended a loop's iteration: it advances next tick.
   if (sched_->has_loops_ready()) queue_tick();
   check_end();
+  if (!ending_ && (!waits_.empty() || status_ != run_status::running)) update_status();
   flush();
 }
 
@@ -1111,6 +1147,8 @@ void run_core::on_committed(std::uint64_t id) {
   if (flush_deferred_) send_batch();
   // A stop waits for results being committed (see results_pending).
   if (!b.launches.empty() || (b.results && stopping_ != stop_mode::none)) queue_tick();
+  // Whether the run now only waits is decided once nothing is in flight.
+  if (!waits_.empty() && in_flight_.empty()) queue_tick();
 }
 
 void run_core::on_commit_failed(std::uint64_t id, const std::string& message) {
@@ -1133,6 +1171,393 @@ void run_core::on_retry_due(const node_key& k) {
   retries_.erase(k);
   sched_->release(t);
   queue_tick();
+}
+
+
+// -- waits (docs/waiting.md) -----------------------------------------------------
+
+namespace {
+
+const char* kind_name(int k) {
+  static const char* names[] = {"approval", "gate", "timer", "signal"};
+  return names[k];
+}
+
+} // namespace
+
+// A wait node, or a task behind a needs_approval gate, taken by the
+// scheduler: it begins waiting, or — released by its outcome — ends. False:
+// the gate is passed, the task's attempt starts.
+bool run_core::wait_step(sched::index t) {
+  const node_key& k = plan_->keys[static_cast<std::size_t>(t)];
+  const task_spec& spec = *plan_->specs[static_cast<std::size_t>(t)];
+  if (!is_wait(spec.kind) && (!spec.approval || gates_passed_.count(k))) return false;
+  auto it = waits_.find(k);
+  if (it == waits_.end()) {
+    begin_wait(t);
+    return true;
+  }
+  if (it->second.outcome == wait_entry::outcome_t::none) {
+    sched_->defer(t); // taken again without an outcome: it goes on waiting
+    return true;
+  }
+  wait_entry w = std::move(it->second);
+  waits_.erase(it);
+  bool gate = w.kind == wait_entry::kind_t::gate;
+  resolve_wait(t, std::move(w));
+  // An approved gate lets the task's first attempt start now.
+  return !(gate && gates_passed_.count(k));
+}
+
+void run_core::write_wait(const node_key& k, const wait_entry& w, const char* state) {
+  store::wait_row row;
+  row.run_id = cfg_.run_id;
+  row.key = k;
+  row.kind = kind_name(static_cast<int>(w.kind));
+  row.state = state;
+  row.name = w.name;
+  row.since_ms = w.since_ms;
+  row.deadline_ms = w.deadline_ms;
+  row.updated_ms = now();
+  sched::index t = plan_->find(k);
+  if (t >= 0) {
+    const task_spec& spec = *plan_->specs[static_cast<std::size_t>(t)];
+    row.attempt = table_.at(t).attempts + 1;
+    if (spec.approval)
+      row.details = {{"title", spec.approval->title},
+                     {"summary", spec.approval->summary},
+                     {"on_deny", to_string(spec.approval->on_deny)}};
+  }
+  writes_.push_back(store::upsert_wait{std::move(row)});
+}
+
+void run_core::begin_wait(sched::index t) {
+  const node_key& k = plan_->keys[static_cast<std::size_t>(t)];
+  const task_spec& spec = *plan_->specs[static_cast<std::size_t>(t)];
+  std::int64_t at = now();
+  wait_entry w;
+  w.since_ms = at;
+  node_state ns = node_state::waiting_approval;
+  switch (spec.kind) {
+  case task_kind::timer:
+    w.kind = wait_entry::kind_t::timer;
+    w.deadline_ms = spec.duration_ms ? at + *spec.duration_ms : spec.until_ms.value_or(at);
+    ns = node_state::waiting_timer;
+    break;
+  case task_kind::signal:
+    w.kind = wait_entry::kind_t::signal;
+    w.name = spec.signal_name;
+    if (spec.timeout_ms) w.deadline_ms = at + *spec.timeout_ms;
+    ns = node_state::waiting_event;
+    break;
+  case task_kind::approval:
+    w.kind = wait_entry::kind_t::approval;
+    break;
+  default:
+    w.kind = wait_entry::kind_t::gate;
+    break;
+  }
+  write_wait(k, w, "waiting");
+  node_row(t, k, ns);
+  // A gate's task starts (NodeStarted) once approved.
+  if (w.kind != wait_entry::kind_t::gate)
+    emit_node(event_type::node_started, k, "attempt", table_.at(t).attempts + 1, "waits_for",
+              to_string(spec.kind));
+  if (w.kind == wait_entry::kind_t::timer) {
+    emit_node(event_type::timer_scheduled, k, "deadline_ms", *w.deadline_ms, "delay_ms",
+              std::max<std::int64_t>(0, *w.deadline_ms - at));
+  } else if (w.kind != wait_entry::kind_t::signal) {
+    emit_node(event_type::approval_requested, k, "title", spec.approval->title, "summary",
+              spec.approval->summary, "on_deny", to_string(spec.approval->on_deny), "gate",
+              w.kind == wait_entry::kind_t::gate);
+  }
+  sched_->defer(t);
+  wait_entry& stored = waits_[k] = std::move(w);
+  // What arrived before it waited; a deadline that has passed.
+  if (!take_inbox(k, stored) && stored.deadline_ms) {
+    if (*stored.deadline_ms <= at)
+      on_wait_due(k);
+    else
+      fx_.wakeups.push_back({k, *stored.deadline_ms - at});
+  }
+}
+
+// The oldest decision or signal waiting in the inbox for this wait.
+bool run_core::take_inbox(const node_key& k, wait_entry& w) {
+  if (w.kind == wait_entry::kind_t::timer) return false;
+  bool signal = w.kind == wait_entry::kind_t::signal;
+  for (auto it = inbox_.begin(); it != inbox_.end(); ++it) {
+    bool match = signal ? it->kind == "signal" && it->name == w.name
+                        : it->kind == "approval" && it->key == k;
+    if (!match) continue;
+    store::inbox_row e = std::move(*it);
+    inbox_.erase(it);
+    auto o = signal ? wait_entry::outcome_t::received
+             : e.payload.value("approved", false) ? wait_entry::outcome_t::approved
+                                                   : wait_entry::outcome_t::denied;
+    set_outcome(k, w, o, std::move(e.payload), e.id);
+    return true;
+  }
+  return false;
+}
+
+void run_core::set_outcome(const node_key& k, wait_entry& w, wait_entry::outcome_t o, json payload,
+                           std::int64_t inbox_id) {
+  w.outcome = o;
+  w.payload = std::move(payload);
+  w.inbox_id = inbox_id;
+  if (sched::index t = plan_->find(k); t >= 0) sched_->release(t);
+  queue_tick();
+}
+
+void run_core::on_inbox(const store::inbox_row& entry) {
+  if (ending_ || !inbox_seen_.insert(entry.id).second) return;
+  inbox_.push_back(entry);
+  // The oldest waiter takes a signal; an approval goes to its node.
+  wait_entry* best = nullptr;
+  node_key best_key;
+  for (auto& [k, w] : waits_) {
+    if (w.outcome != wait_entry::outcome_t::none) continue;
+    bool match = entry.kind == "signal" ? w.kind == wait_entry::kind_t::signal && w.name == entry.name
+                                        : (w.kind == wait_entry::kind_t::approval ||
+                                           w.kind == wait_entry::kind_t::gate) &&
+                                              k == entry.key;
+    if (!match) continue;
+    if (!best || w.since_ms < best->since_ms ||
+        (w.since_ms == best->since_ms && to_string(k) < to_string(best_key))) {
+      best = &w;
+      best_key = k;
+    }
+  }
+  if (best) take_inbox(best_key, *best);
+}
+
+void run_core::on_wait_due(const node_key& k) {
+  if (ending_) return;
+  auto it = waits_.find(k);
+  if (it == waits_.end() || it->second.outcome != wait_entry::outcome_t::none ||
+      !it->second.deadline_ms)
+    return;
+  std::int64_t at = now();
+  if (at < *it->second.deadline_ms) { // early (a clock that moved): sleep on
+    fx_.wakeups.push_back({k, *it->second.deadline_ms - at});
+    return;
+  }
+  bool timer = it->second.kind == wait_entry::kind_t::timer;
+  set_outcome(k, it->second, timer ? wait_entry::outcome_t::fired : wait_entry::outcome_t::timed_out,
+              json{{"fired_ms", at}}, 0);
+}
+
+// A wait with its outcome, taken by the scheduler again: the node ends (or,
+// for an approved gate, its first attempt may start).
+void run_core::resolve_wait(sched::index t, wait_entry w) {
+  const node_key& k = plan_->keys[static_cast<std::size_t>(t)];
+  const task_spec& spec = *plan_->specs[static_cast<std::size_t>(t)];
+  using o = wait_entry::outcome_t;
+  std::int64_t at = now();
+  if (w.inbox_id)
+    writes_.push_back(store::consume_inbox{w.inbox_id, to_string(k), at});
+  switch (w.outcome) {
+  case o::approved:
+  case o::denied: {
+    bool approved = w.outcome == o::approved;
+    json decision = {{"approved", approved},
+                     {"by", w.payload.value("by", std::string{})},
+                     {"note", w.payload.value("note", std::string{})},
+                     {"decided_ms", w.payload.value("decided_ms", at)}};
+    write_wait(k, w, approved ? "approved" : "denied");
+    emit_node(event_type::approval_decided, k, "approved", approved, "by", decision["by"], "note",
+              decision["note"], "gate", w.kind == wait_entry::kind_t::gate);
+    deny_action on_deny = spec.approval ? spec.approval->on_deny : deny_action::fail;
+    if (w.kind == wait_entry::kind_t::gate && approved) {
+      gates_passed_.emplace(k, 1);
+      return; // the task's attempt starts (wait_step)
+    }
+    std::int64_t attempt = ++table_.slot(t, k).attempts;
+    if (approved || on_deny == deny_action::proceed) {
+      finish_inline(t, attempt, w.since_ms, std::move(decision));
+    } else if (on_deny == deny_action::skip) {
+      --table_.slot(t, k).attempts; // nothing was attempted
+      sched_->complete(t, node_state::skipped);
+      record_skip(t, "approval denied");
+      queue_tick(); // what follows may start now
+    } else {
+      std::string by = decision["by"].get<std::string>();
+      fail_inline(t, attempt, w.since_ms,
+                  error{errc::approval_denied,
+                        "approval of " + to_string(k) + " was denied" + (by.empty() ? "" : " by " + by),
+                        decision});
+    }
+    return;
+  }
+  case o::fired: {
+    std::int64_t fired = w.payload.value("fired_ms", at);
+    write_wait(k, w, "fired");
+    emit_node(event_type::timer_fired, k, "deadline_ms", *w.deadline_ms, "fired_ms", fired);
+    std::int64_t attempt = ++table_.slot(t, k).attempts;
+    finish_inline(t, attempt, w.since_ms, json{{"deadline_ms", *w.deadline_ms}, {"fired_ms", fired}});
+    return;
+  }
+  case o::received: {
+    write_wait(k, w, "received");
+    emit_node(event_type::signal_received, k, "name", w.name, "inbox_id", w.inbox_id);
+    std::int64_t attempt = ++table_.slot(t, k).attempts;
+    finish_inline(t, attempt, w.since_ms, std::move(w.payload));
+    return;
+  }
+  case o::timed_out: {
+    write_wait(k, w, "timed-out");
+    std::int64_t attempt = ++table_.slot(t, k).attempts;
+    std::int64_t limit = spec.timeout_ms.value_or(0);
+    fail_inline(t, attempt, w.since_ms,
+                error{errc::signal_timeout,
+                      "no signal \"" + w.name + "\" within " + std::to_string(limit) + " ms",
+                      {{"name", w.name}, {"timeout_ms", limit}}});
+    return;
+  }
+  case o::none:
+    break;
+  }
+}
+
+// A wait's attempt, started and finished in one row with its output, like
+// a value: its dependents start once the output is durable.
+void run_core::finish_inline(sched::index t, std::int64_t attempt, std::int64_t started_ms,
+                             json output) {
+  const node_key& k = plan_->keys[static_cast<std::size_t>(t)];
+  std::int64_t at = now();
+  store::attempt_row ar;
+  ar.run_id = cfg_.run_id;
+  ar.node_id = k.id;
+  ar.iteration = k.iteration;
+  ar.attempt = attempt;
+  ar.state = attempt_state::finished;
+  ar.started_ms = started_ms;
+  ar.finished_ms = at;
+  ar.output = output;
+  writes_.push_back(store::insert_attempt{std::move(ar)});
+  node_row(t, k, node_state::finished);
+  emit_node(event_type::node_output, k, "output", output);
+  emit_node(event_type::node_finished, k, "attempt", attempt, "duration_ms", at - started_ms);
+  ++batch_.results;
+  batch_.values.push_back({k, t, plan_gen_, std::move(output)});
+}
+
+// A wait that ends in failure: recorded as an attempt that failed (retried
+// like any, if its error is retryable and the node has retries left).
+void run_core::fail_inline(sched::index t, std::int64_t attempt, std::int64_t started_ms,
+                           const error& err) {
+  const node_key& k = plan_->keys[static_cast<std::size_t>(t)];
+  store::attempt_row ar;
+  ar.run_id = cfg_.run_id;
+  ar.node_id = k.id;
+  ar.iteration = k.iteration;
+  ar.attempt = attempt;
+  ar.state = attempt_state::in_progress;
+  ar.started_ms = started_ms;
+  writes_.push_back(store::insert_attempt{std::move(ar)});
+  live_attempt la;
+  la.attempt = attempt;
+  la.task = t;
+  la.started_ms = started_ms;
+  live_.emplace(k, la);
+  attempt_failed({k, attempt}, err);
+}
+
+// The run's status while it goes on: running while anything can happen
+// inside it; waiting-approval, waiting-event or waiting-timer when all
+// that is left waits. With release_when_waiting, a run that waits only
+// for outside (no deadline of its own to keep) is let go of here.
+void run_core::update_status() {
+  // Decided once what is being committed has been (on_committed ticks).
+  if (stopping_ != stop_mode::none || !in_flight_.empty()) return;
+  bool busy = !live_.empty() || !retries_.empty() || sched_->has_loops_ready() || tick_queued_ ||
+              results_pending();
+  bool approval = false, event = false, timer = false, deadline = false;
+  for (const auto& [k, w] : waits_) {
+    if (w.outcome != wait_entry::outcome_t::none) {
+      busy = true;
+      break;
+    }
+    if (w.deadline_ms) deadline = true;
+    if (w.kind == wait_entry::kind_t::approval || w.kind == wait_entry::kind_t::gate)
+      approval = true;
+    else if (w.kind == wait_entry::kind_t::signal)
+      event = true;
+    else
+      timer = true;
+  }
+  run_status next = busy ? run_status::running
+                    : approval ? run_status::waiting_approval
+                    : event    ? run_status::waiting_event
+                    : timer    ? run_status::waiting_timer
+                               : run_status::running;
+  if (next == status_) return;
+  status_ = next;
+  writes_.push_back(store::set_run_status{cfg_.run_id, to_string(next), now()});
+  emit(event_type::run_status_changed, "status", to_string(next));
+  if (!cfg_.release_when_waiting || deadline ||
+      (next != run_status::waiting_approval && next != run_status::waiting_event))
+    return;
+  // Nothing more happens in this process: let go of the run, resumable.
+  ending_ = true;
+  result_.status = next;
+  for (const auto& [k, w] : waits_) {
+    waiting_node wn;
+    wn.key = k;
+    wn.kind = w.kind == wait_entry::kind_t::signal ? "signal"
+              : w.kind == wait_entry::kind_t::timer ? "timer"
+                                                     : "approval";
+    wn.name = w.name;
+    if (sched::index t = plan_->find(k); t >= 0 && plan_->specs[static_cast<std::size_t>(t)]->approval)
+      wn.title = plan_->specs[static_cast<std::size_t>(t)]->approval->title;
+    wn.deadline_ms = w.deadline_ms;
+    result_.waiting.push_back(std::move(wn));
+  }
+  std::sort(result_.waiting.begin(), result_.waiting.end(),
+            [](const waiting_node& a, const waiting_node& b) { return a.key < b.key; });
+  writes_.push_back(store::release_run{cfg_.run_id, cfg_.owner_id, now()});
+  batch_.final = true;
+}
+
+// Waits a resumed run had: held again, deadlines slept on (a deadline that
+// passed while nobody owned the run is due at once), gates approved kept;
+// then what arrived meanwhile is taken.
+void run_core::restore_waits(resume_state& r) {
+  std::int64_t at = now();
+  for (const auto& row : r.waits) {
+    sched::index t = plan_->find(row.key);
+    if (row.kind == "gate" && row.state == "approved") {
+      gates_passed_.emplace(row.key, 1);
+      continue;
+    }
+    if (row.state != "waiting" || t < 0) continue;
+    auto st = r.states.find(row.key);
+    if (st == r.states.end() || (st->second != node_state::waiting_approval &&
+                                 st->second != node_state::waiting_timer &&
+                                 st->second != node_state::waiting_event))
+      continue;
+    wait_entry w;
+    w.kind = row.kind == "gate"     ? wait_entry::kind_t::gate
+             : row.kind == "timer"  ? wait_entry::kind_t::timer
+             : row.kind == "signal" ? wait_entry::kind_t::signal
+                                    : wait_entry::kind_t::approval;
+    w.since_ms = row.since_ms;
+    w.deadline_ms = row.deadline_ms;
+    w.name = row.name;
+    sched_->hold(t);
+    waits_[row.key] = std::move(w);
+  }
+  // Signals go to the oldest waiter: restored waits first, in age order.
+  for (const auto& e : r.inbox)
+    on_inbox(e);
+  for (auto& [k, w] : waits_) {
+    if (w.outcome != wait_entry::outcome_t::none || !w.deadline_ms) continue;
+    if (*w.deadline_ms <= at)
+      fx_.wakeups.push_back({k, 0});
+    else
+      fx_.wakeups.push_back({k, *w.deadline_ms - at});
+  }
 }
 
 } // namespace smithers::core

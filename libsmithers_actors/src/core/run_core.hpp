@@ -25,6 +25,7 @@
 #include "core/node_table.hpp"
 #include "executors/task_job.hpp"
 #include "scheduler/scheduler.hpp"
+#include "store/rows.hpp"
 #include "store/writer.hpp"
 #include "workflow/render.hpp"
 
@@ -53,6 +54,14 @@ struct resume_state {
   key_map<json> checkpoints;                     // last heartbeat data
   key_map<std::int64_t> retry_at_ms;             // backoffs still running
   std::vector<attempt_key> orphaned;             // attempts left in progress
+  std::vector<store::wait_row> waits;            // what nodes wait (and waited) for
+  std::vector<store::inbox_row> inbox;           // decisions and signals not taken yet
+  // A failed or cancelled run driven again (docs/waiting.md, "Retrying"):
+  bool retry = false;
+  std::string previous_status;            // as stored before the claim
+  std::vector<node_key> retried;          // failed nodes that run again
+  key_map<std::int64_t> retry_base;       // attempts before the retry: a fresh budget
+  std::vector<std::string> failed_loops;  // loops that failed, running again
   std::int64_t next_frame = 0;
   std::string previous_owner;
   bool forced = false;
@@ -74,6 +83,7 @@ struct run_config {
   std::optional<resume_state> resume; // set when resuming
   std::int64_t started_ms = 0;
   std::function<void(const event&)> publish; // after commit
+  bool release_when_waiting = false; // run_options::release_when_waiting
 };
 
 /// Why the run stops starting tasks before its tree is done.
@@ -106,6 +116,7 @@ struct effects {
   std::vector<std::shared_ptr<executors::task_job>> launches;
   std::vector<stop_request> stops; // attempts to ask to stop
   std::vector<timer> timers;       // call on_retry_due(key) after delay_ms
+  std::vector<timer> wakeups;      // call on_wait_due(key) after delay_ms
   std::vector<attempt_key> ended;  // launched attempts that ended: stop watching them
   bool kill_all = false; // end every attempt still running now
   bool tick = false;     // call tick() once the messages already queued are handled
@@ -136,6 +147,11 @@ public:
   void on_attempt_lost(const attempt_key& a, const std::string& why);
   /// A retry's backoff has passed.
   void on_retry_due(const node_key& k);
+  /// A decision or a signal stored in the run's inbox (each is taken once,
+  /// however often it is told).
+  void on_inbox(const store::inbox_row& entry);
+  /// A timer's deadline or a signal's timeout may have come.
+  void on_wait_due(const node_key& k);
   /// Cancel (ends `cancelled`), interrupt or handover (the run stays
   /// resumable): no new starts; every attempt in flight is asked to stop and
   /// recorded cancelled once it has.
@@ -158,8 +174,25 @@ public:
   const std::unordered_map<std::string, json>& outputs() const { return outputs_; }
   const std::unordered_map<std::string, loop_state>& loops() const { return loops_; }
   bool ending() const { return ending_; }
+  /// The run's status as last written (running or waiting-*).
+  run_status status() const { return status_; }
 
 private:
+  /// A node waiting for something other than its attempts: a decision, a
+  /// deadline, a signal (docs/waiting.md). The scheduler holds it meanwhile
+  /// (out of flight: a wait takes no concurrency slot); its outcome
+  /// releases it, and the node is resolved when it is taken again.
+  struct wait_entry {
+    enum class kind_t { approval, gate, timer, signal };
+    enum class outcome_t { none, approved, denied, fired, received, timed_out };
+    kind_t kind = kind_t::approval;
+    outcome_t outcome = outcome_t::none;
+    std::int64_t since_ms = 0;
+    std::optional<std::int64_t> deadline_ms;
+    std::string name; // a signal's
+    json payload;     // the decision, or the signal's data
+    std::int64_t inbox_id = 0;
+  };
   /// An attempt in flight.
   struct live_attempt {
     std::int64_t attempt = 1;
@@ -220,6 +253,17 @@ private:
   void continue_run();
   const json* output_at(const task_spec& reader, std::string_view id, std::int64_t iteration) const;
   void start_task(sched::index t);
+  bool wait_step(sched::index t);
+  void begin_wait(sched::index t);
+  void resolve_wait(sched::index t, wait_entry w);
+  void write_wait(const node_key& k, const wait_entry& w, const char* state);
+  void set_outcome(const node_key& k, wait_entry& w, wait_entry::outcome_t o, json payload,
+                   std::int64_t inbox_id);
+  bool take_inbox(const node_key& k, wait_entry& w);
+  void finish_inline(sched::index t, std::int64_t attempt, std::int64_t started_ms, json output);
+  void fail_inline(sched::index t, std::int64_t attempt, std::int64_t started_ms, const error& err);
+  void update_status();
+  void restore_waits(resume_state& r);
   void resolve_value(sched::index t, std::int64_t attempt, std::int64_t now);
   void launch(const pending_launch& pl);
   void write_heartbeat(const node_key& k, live_attempt& la, std::int64_t at_ms, const json& data,
@@ -263,6 +307,12 @@ private:
   };
   key_map<pending_retry> retries_; // backoffs running: what a successor carries
   key_map<json> checkpoints_;                      // last heartbeat data per node
+  key_map<wait_entry> waits_;                      // nodes waiting (docs/waiting.md)
+  std::vector<store::inbox_row> inbox_;            // arrived, not taken by any node yet
+  std::unordered_set<std::int64_t> inbox_seen_;    // inbox ids already told
+  key_map<char> gates_passed_;                     // needs_approval gates approved
+  key_map<std::int64_t> retry_base_;               // attempts before a retried run's resume
+  run_status status_ = run_status::running;        // as last written
   key_map<live_attempt> live_;
   std::vector<store::command> writes_;
   batch_effects batch_; // of the batch being gathered

@@ -117,6 +117,9 @@ const executor& executor_for(task_kind kind) {
   case task_kind::command:
     return command;
   case task_kind::value:
+  case task_kind::approval: // waits never reach an executor: the run core resolves them
+  case task_kind::timer:
+  case task_kind::signal:
     break;
   }
   return value;

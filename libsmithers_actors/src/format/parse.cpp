@@ -4,6 +4,7 @@
 #include "util/hash.hpp"
 #include "util/json_bounds.hpp"
 #include "util/json_parse.hpp"
+#include "util/iso_time.hpp"
 #include "util/read_file.hpp"
 
 #include <smithers/limits.hpp>
@@ -93,12 +94,8 @@ struct parser {
       return std::nullopt;
     }
     const std::string& kind = kinds[0];
-    if (is_unsupported_kind(kind)) {
-      out.push_back({child_path(path, kind),
-                     "node kind \"" + kind + "\" is not supported by this version of smithers"});
-      return std::nullopt;
-    }
-    if (kind == "task") return parse_task(v, path);
+    if (kind == "task" || kind == "approval" || kind == "timer" || kind == "signal")
+      return parse_task(v, path, kind);
     if (kind == "branch") return parse_branch(v, path);
     if (kind == "for_each") return parse_for_each(v, path);
     if (kind == "loop") return parse_loop(v, path);
@@ -249,30 +246,158 @@ struct parser {
     return n;
   }
 
-  std::optional<node> parse_task(const json& v, const std::string& path) {
+  // The options a wait node takes besides its own (docs/workflow-format.md).
+  static bool wait_option(const std::string& kind, const std::string& k) {
+    if (k == "needs" || k == "skip_if" || k == "label" || k == "continue_on_fail") return true;
+    return kind == "signal" && (k == "timeout_ms" || k == "retries" || k == "retry");
+  }
+
+  // Parses {"approval"|"timer"|"signal": id, ...}'s own keys; false for
+  // any other key (the caller goes on with the shared options).
+  bool parse_wait_key(const std::string& kind, const std::string& k, const json& val,
+                      const std::string& p, task_spec& spec, bool& ok) {
+    if (kind == "approval" && (k == "title" || k == "summary")) {
+      if (auto t = string(val, p))
+        (k == "title" ? spec.approval->title : spec.approval->summary) = *t;
+      else
+        ok = false;
+      return true;
+    }
+    if (kind == "approval" && k == "on_deny") {
+      if (auto a = deny(val, p, true))
+        spec.approval->on_deny = *a;
+      else
+        ok = false;
+      return true;
+    }
+    if (kind == "timer" && k == "duration_ms") {
+      if (auto i = integer(val, p))
+        spec.duration_ms = *i;
+      else
+        ok = false;
+      return true;
+    }
+    if (kind == "timer" && k == "until") {
+      auto t = string(val, p);
+      auto ms = t ? util::parse_iso_time(*t) : std::nullopt;
+      if (ms) {
+        spec.until_ms = *ms;
+        spec.until_text = *t;
+      } else {
+        if (t)
+          out.push_back({p, "must be an ISO-8601 time with a zone, like "
+                            "\"2026-12-24T18:00:00Z\" or \"2026-12-24T19:00:00+01:00\""});
+        ok = false;
+      }
+      return true;
+    }
+    if (kind == "signal" && k == "name") {
+      if (auto t = string(val, p))
+        spec.signal_name = *t;
+      else
+        ok = false;
+      return true;
+    }
+    return false;
+  }
+
+  std::optional<deny_action> deny(const json& val, const std::string& p, bool allow_continue) {
+    auto t = string(val, p);
+    if (!t) return std::nullopt;
+    if (*t == "fail") return deny_action::fail;
+    if (*t == "skip") return deny_action::skip;
+    if (*t == "continue" && allow_continue) return deny_action::proceed;
+    out.push_back({p, std::string{"must be "} +
+                          (allow_continue ? "\"fail\", \"continue\" or \"skip\""
+                                          : "\"fail\" or \"skip\" (a gate cannot continue)") +
+                          ", got \"" + *t + "\""});
+    return std::nullopt;
+  }
+
+  // {"needs_approval": true} or {"needs_approval": {"title", "summary", "on_deny"}}.
+  bool parse_gate(const json& val, const std::string& p, task_spec& spec) {
+    if (val.is_boolean()) {
+      if (val.get<bool>()) spec.approval = approval_spec{};
+      return true;
+    }
+    if (!expect(val, json::value_t::object, p, "true, false or an object")) return false;
+    approval_spec a;
+    bool ok = true;
+    for (const auto& [k, x] : val.items()) {
+      auto kp = child_path(p, k);
+      if (k == "title" || k == "summary") {
+        if (auto t = string(x, kp))
+          (k == "title" ? a.title : a.summary) = *t;
+        else
+          ok = false;
+      } else if (k == "on_deny") {
+        if (auto d = deny(x, kp, false))
+          a.on_deny = *d;
+        else
+          ok = false;
+      } else {
+        out.push_back({kp, "unknown key \"" + k + "\" in needs_approval"});
+        ok = false;
+      }
+    }
+    spec.approval = a;
+    return ok;
+  }
+
+  // A task, or a wait (approval, timer, signal): a leaf of the plan.
+  std::optional<node> parse_task(const json& v, const std::string& path, const std::string& kind) {
     node n;
     n.kind = node_kind::task;
     auto spec = std::make_shared<task_spec>();
     bool ok = true;
-    if (auto id = string(v.at("task"), child_path(path, "task")))
+    if (auto id = string(v.at(kind), child_path(path, kind)))
       n.id = *id;
     else
       ok = false;
+    bool wait = kind != "task";
+    if (kind == "approval") {
+      spec->kind = task_kind::approval;
+      spec->approval = approval_spec{};
+    } else if (kind == "timer") {
+      spec->kind = task_kind::timer;
+    } else if (kind == "signal") {
+      spec->kind = task_kind::signal;
+    }
 
     int bodies = 0;
     for (const char* b : {"run", "value", "compute", "agent"})
       bodies += v.contains(b) ? 1 : 0;
-    if (bodies != 1) {
+    if (!wait && bodies != 1) {
       out.push_back({path, bodies == 0 ? "task needs one of run, value, compute or agent"
                                        : "task has more than one of run, value, compute, agent"});
+      ok = false;
+    }
+    if (kind == "approval" && !v.contains("title")) {
+      out.push_back({path, "an approval needs \"title\""});
+      ok = false;
+    }
+    if (kind == "timer" && v.contains("duration_ms") == v.contains("until")) {
+      out.push_back({path, "a timer needs one of \"duration_ms\" or \"until\""});
+      ok = false;
+    }
+    if (kind == "signal" && !v.contains("name")) {
+      out.push_back({path, "a signal needs \"name\""});
       ok = false;
     }
 
     for (const auto& [k, val] : v.items()) {
       auto p = child_path(path, k);
-      if (k == "task") {
-        continue;
-      } else if (k == "run") {
+      if (k == kind) continue;
+      if (wait) {
+        if (parse_wait_key(kind, k, val, p, *spec, ok)) continue;
+        if (!wait_option(kind, k)) {
+          out.push_back({p, "unknown key \"" + k + "\" in a" +
+                                std::string{kind == "approval" ? "n " : " "} + kind + " node"});
+          ok = false;
+          continue;
+        }
+      }
+      if (k == "run") {
         spec->kind = task_kind::command;
         if (val.is_string()) {
           spec->use_shell = true;
@@ -306,7 +431,9 @@ struct parser {
       } else if (k == "agent" || k == "prompt") {
         out.push_back({p, "agent tasks are not supported by this version of smithers"});
         ok = false;
-      } else if (k == "needs_approval" || k == "cache") {
+      } else if (k == "needs_approval") {
+        ok = parse_gate(val, p, *spec) && ok;
+      } else if (k == "cache") {
         out.push_back({p, "\"" + k + "\" is not supported by this version of smithers"});
         ok = false;
       } else if (k == "output") {
@@ -470,11 +597,6 @@ struct parser {
 };
 
 } // namespace
-
-bool is_unsupported_kind(const std::string& key) {
-  return key == "approval" ||
-         key == "timer" || key == "signal";
-}
 
 parse_result parse_workflow(const json& doc) {
   parse_result res;

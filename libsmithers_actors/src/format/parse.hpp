@@ -22,7 +22,4 @@ parse_result parse_workflow(const json& doc);
 /// syntax errors are problems with an empty path (the message says where).
 parse_result load_workflow_file(const std::string& path);
 
-/// The node kinds of docs/workflow-format.md that this version parses but cannot run yet.
-bool is_unsupported_kind(const std::string& key);
-
 } // namespace smithers::spec

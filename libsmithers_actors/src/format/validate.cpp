@@ -310,7 +310,23 @@ struct tree_checker {
       if (!t.value.is_object())
         out.push_back({child_path(path(), "value"), "value must be a JSON object"});
       break;
+    case task_kind::approval:
+      break;
+    case task_kind::timer:
+      if (t.duration_ms) range("duration_ms", *t.duration_ms, false);
+      if (!t.duration_ms && !t.until_ms)
+        out.push_back({path(), "a timer needs duration_ms or until"});
+      break;
+    case task_kind::signal:
+      if (auto why = util::check_signal_name(t.signal_name))
+        out.push_back({child_path(path(), "name"), *why});
+      break;
     }
+    if (t.approval && t.approval->title.empty() && t.kind == task_kind::approval)
+      out.push_back({child_path(path(), "title"), "an approval's title must not be empty"});
+    if (t.approval && t.kind != task_kind::approval && t.approval->on_deny == deny_action::proceed)
+      out.push_back({child_path(path(), "needs_approval"),
+                     "on_deny \"continue\" applies to approval nodes; a gate fails or skips"});
     for (const auto& [name, value] : t.env) {
       if (name.find('\0') != std::string::npos) {
         // The name cannot go into the path: it would carry the NUL along.

@@ -3,6 +3,9 @@
 // layout ("root.sequence[1].parallel[0].needs[0]") so both kinds read alike.
 #pragma once
 
+#include <optional>
+#include <string_view>
+
 #include "schema/problem.hpp"
 #include <smithers/workflow.hpp>
 

@@ -90,6 +90,7 @@ unowned_cancel_result cancel_unowned_run(database& db, const unowned_cancel& req
     event(event_type::snapshot_captured,
           {{"frame_no", frames.back().frame_no + 1}, {"keyframe", false}, {"nodes", res.nodes}});
   }
+  batch.push_back(cancel_waits{req.run_id, req.now_ms});
   event(event_type::run_status_changed, {{"status", to_string(run_status::cancelled)}});
   event(event_type::run_cancelled, {{"error", why}});
   chunk += ']';

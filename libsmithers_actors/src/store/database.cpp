@@ -72,7 +72,8 @@ const std::string no_schema_message = "database has no smithers schema: ";
 // DB_ERROR, rather than failing later inside an actor that cannot report it.
 void check_tables(database& db, const std::string& path) {
   static const char* const required[] = {"runs",   "nodes", "attempts", "event_chunks",
-                                         "frames", "trees", "events",   "loops"};
+                                         "frames", "trees", "events",   "loops",
+                                         "waits", "inbox"};
   std::string missing;
   for (const char* name : required) {
     statement s(db.handle(), "SELECT 1 FROM sqlite_master WHERE name = ?1");
@@ -371,6 +372,10 @@ json statement::column_json(int i) const {
                                              sqlite3_column_name(stmt_, i) + " " + err.path + ": " +
                                              err.message);
   return std::move(*j);
+}
+
+std::int64_t database::last_insert_rowid() const {
+  return sqlite3_last_insert_rowid(db_);
 }
 
 } // namespace smithers::store

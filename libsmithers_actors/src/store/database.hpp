@@ -19,7 +19,7 @@ namespace smithers::store {
 class checkpointer;
 
 /// Schema version written to PRAGMA user_version by the latest migration.
-inline constexpr int schema_version = 7;
+inline constexpr int schema_version = 8;
 
 /// WAL pages between checkpoints of a read-write connection (SQLite's
 /// wal_autocheckpoint, and the background checkpointer's interval).
@@ -50,6 +50,8 @@ public:
   ~database();
 
   sqlite3* handle() const { return db_; }
+  /// The rowid of the last row this connection inserted.
+  std::int64_t last_insert_rowid() const;
   const std::string& path() const { return path_; }
 
   /// Executes SQL without results; throws DB_ERROR.

@@ -180,6 +180,103 @@ SELECT loop_id, iteration, state, updated_ms FROM loops WHERE run_id = ?1 ORDER 
   return rows;
 }
 
+std::vector<wait_row> reader::waits(const std::string& run_id) const {
+  statement s(db_.handle(), R"sql(
+SELECT node_id, iteration, kind, state, name, attempt, since_ms, deadline_ms, details_json,
+       updated_ms
+FROM waits WHERE run_id = ?1 ORDER BY since_ms, node_id, iteration)sql");
+  s.bind_text_ref(1, run_id);
+  std::vector<wait_row> rows;
+  while (s.step()) {
+    wait_row w;
+    w.run_id = run_id;
+    w.key = {s.column_text(0), s.column_int(1)};
+    w.kind = s.column_text(2);
+    w.state = s.column_text(3);
+    w.name = s.column_text(4);
+    w.attempt = s.column_int(5);
+    w.since_ms = s.column_int(6);
+    if (!s.column_is_null(7)) w.deadline_ms = s.column_int(7);
+    w.details = s.column_json(8);
+    w.updated_ms = s.column_int(9);
+    rows.push_back(std::move(w));
+  }
+  return rows;
+}
+
+namespace {
+
+constexpr const char* inbox_columns =
+    "id, run_id, kind, node_id, iteration, name, payload_json, created_ms";
+
+inbox_row read_inbox(statement& s) {
+  inbox_row r;
+  r.id = s.column_int(0);
+  r.run_id = s.column_text(1);
+  r.kind = s.column_text(2);
+  r.key = {s.column_text(3), s.column_int(4)};
+  r.name = s.column_text(5);
+  r.payload = s.column_json(6);
+  r.created_ms = s.column_int(7);
+  return r;
+}
+
+// A waiting run can go on: a decision for a node it waits for, a signal a
+// waiting node takes, or a deadline passed.
+constexpr const char* ready_condition = R"sql(
+  EXISTS (SELECT 1 FROM inbox i WHERE i.run_id = r.run_id AND i.consumed_ms IS NULL
+            AND (i.kind = 'approval' OR EXISTS (
+              SELECT 1 FROM waits w WHERE w.run_id = r.run_id AND w.state = 'waiting'
+                AND w.kind = 'signal' AND w.name = i.name)))
+  OR EXISTS (SELECT 1 FROM waits w WHERE w.run_id = r.run_id AND w.state = 'waiting'
+               AND w.deadline_ms IS NOT NULL AND w.deadline_ms <= ?1))sql";
+
+} // namespace
+
+std::vector<inbox_row> reader::open_inbox(const std::string& run_id) const {
+  statement s(db_.handle(), std::string("SELECT ") + inbox_columns +
+                                " FROM inbox WHERE run_id = ?1 AND consumed_ms IS NULL ORDER BY id");
+  s.bind_text_ref(1, run_id);
+  std::vector<inbox_row> rows;
+  while (s.step())
+    rows.push_back(read_inbox(s));
+  return rows;
+}
+
+std::vector<inbox_row> reader::open_inbox_of_owner(const std::string& owner_id) const {
+  statement s(db_.handle(),
+              std::string("SELECT ") + inbox_columns + R"sql( FROM inbox
+WHERE consumed_ms IS NULL AND run_id IN (
+  SELECT run_id FROM runs WHERE owner_id = ?1
+    AND status NOT IN ('finished', 'failed', 'cancelled', 'continued'))
+ORDER BY id)sql");
+  s.bind_text_ref(1, owner_id);
+  std::vector<inbox_row> rows;
+  while (s.step())
+    rows.push_back(read_inbox(s));
+  return rows;
+}
+
+std::vector<std::string> reader::ready_waiting_runs(std::int64_t now_ms) const {
+  statement s(db_.handle(), std::string(R"sql(
+SELECT r.run_id FROM runs r
+WHERE r.status IN ('waiting-approval', 'waiting-event', 'waiting-timer') AND ()sql") +
+                                ready_condition + ") ORDER BY r.created_ms, r.rowid");
+  s.bind_int(1, now_ms);
+  std::vector<std::string> ids;
+  while (s.step())
+    ids.push_back(s.column_text(0));
+  return ids;
+}
+
+bool reader::wait_ready(const std::string& run_id, std::int64_t now_ms) const {
+  statement s(db_.handle(), std::string("SELECT 1 FROM runs r WHERE r.run_id = ?2 AND (") +
+                                ready_condition + ")");
+  s.bind_int(1, now_ms);
+  s.bind_text_ref(2, run_id);
+  return s.step();
+}
+
 std::vector<output_row> reader::outputs(const std::string& run_id) const {
   auto base = key_base(run_id);
   if (!base) return {};

@@ -58,6 +58,18 @@ public:
   /// Runs of `owner_id` that are not over and have a cancellation or a
   /// handover request.
   std::vector<owner_request> owner_requests(const std::string& owner_id) const;
+  /// What the run's nodes wait for (and waited for), by node.
+  std::vector<wait_row> waits(const std::string& run_id) const;
+  /// Decisions and signals not consumed yet, oldest first.
+  std::vector<inbox_row> open_inbox(const std::string& run_id) const;
+  /// The same, for every run `owner_id` drives.
+  std::vector<inbox_row> open_inbox_of_owner(const std::string& owner_id) const;
+  /// Runs that wait (waiting-*) with something arrived for them or a
+  /// deadline passed by `now_ms`: a decision for a waiting node, a signal a
+  /// waiting node takes, a timer or signal timeout due. Oldest first.
+  std::vector<std::string> ready_waiting_runs(std::int64_t now_ms) const;
+  /// Whether `run_id` is one of those.
+  bool wait_ready(const std::string& run_id, std::int64_t now_ms) const;
   std::int64_t frame_count(const std::string& run_id) const;
   /// The highest event seq of a run, -1 when it has none.
   std::int64_t max_event_seq(const std::string& run_id) const;

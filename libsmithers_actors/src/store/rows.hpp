@@ -2,6 +2,7 @@
 #pragma once
 
 #include <smithers/errors.hpp>
+#include <smithers/node_key.hpp>
 
 #include <cstdint>
 #include <optional>
@@ -66,6 +67,31 @@ struct loop_row {
   std::int64_t iteration = 0;
   std::string state;
   std::int64_t updated_ms = 0;
+};
+
+/// What a node waits for (the waits table).
+struct wait_row {
+  std::string run_id;
+  node_key key;
+  std::string kind;  // approval | gate | timer | signal
+  std::string state; // waiting | approved | denied | fired | received | timed-out | cancelled
+  std::string name;  // signal
+  std::int64_t attempt = 0;
+  std::int64_t since_ms = 0;
+  std::optional<std::int64_t> deadline_ms;
+  json details; // approval: {"title", "summary", "on_deny"}
+  std::int64_t updated_ms = 0;
+};
+
+/// What arrived for a run (the inbox table): a decision or a signal.
+struct inbox_row {
+  std::int64_t id = 0;
+  std::string run_id;
+  std::string kind; // approval | signal
+  node_key key;     // approval
+  std::string name; // signal
+  json payload;     // approval: {"approved", "by", "note", "decided_ms"}; signal: its data
+  std::int64_t created_ms = 0;
 };
 
 struct output_row {

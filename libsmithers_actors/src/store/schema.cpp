@@ -260,6 +260,43 @@ CREATE TABLE loops (
   PRIMARY KEY (run_id, loop_id)
 ) WITHOUT ROWID;
 )sql"},
+    // v8: waiting (docs/storage.md, "waits" and "inbox"). A wait is what a
+    // node of a run waits for — an approval, a timer's deadline, a signal —
+    // written by the run's owner when the node mounts, so that nobody has
+    // to stay up while it waits. The inbox holds what arrived for a run
+    // (decisions, signals), written by any process, consumed by the owner
+    // in the batch that resolves the node.
+    {8, R"sql(
+CREATE TABLE waits (
+  run_id       TEXT    NOT NULL REFERENCES runs (run_id),
+  node_id      TEXT    NOT NULL,
+  iteration    INTEGER NOT NULL,
+  kind         TEXT    NOT NULL, -- approval | gate | timer | signal
+  state        TEXT    NOT NULL, -- waiting | approved | denied | fired | received | timed-out
+                                 -- | cancelled (the run ended while it waited)
+  name         TEXT    NOT NULL DEFAULT '', -- a signal's
+  attempt      INTEGER NOT NULL DEFAULT 0,  -- the attempt it resolves
+  since_ms     INTEGER NOT NULL,
+  deadline_ms  INTEGER,                     -- a timer fires, a signal times out
+  details_json TEXT,                        -- an approval's title and summary
+  updated_ms   INTEGER NOT NULL,
+  PRIMARY KEY (run_id, node_id, iteration)
+) WITHOUT ROWID;
+CREATE INDEX waits_waiting ON waits (state, deadline_ms);
+CREATE TABLE inbox (
+  id           INTEGER PRIMARY KEY,
+  run_id       TEXT    NOT NULL REFERENCES runs (run_id),
+  kind         TEXT    NOT NULL, -- approval | signal
+  node_id      TEXT    NOT NULL DEFAULT '', -- approval: the node decided
+  iteration    INTEGER NOT NULL DEFAULT 0,
+  name         TEXT    NOT NULL DEFAULT '', -- signal: its name
+  payload_json TEXT,                        -- approval: {approved, by, note, decided_ms}; signal: its data
+  created_ms   INTEGER NOT NULL,
+  consumed_ms  INTEGER,
+  consumed_by  TEXT    -- the node (to_string of its key) that took it
+);
+CREATE INDEX inbox_open ON inbox (run_id, id) WHERE consumed_ms IS NULL;
+)sql"},
 };
 
 static_assert(all_migrations[std::size(all_migrations) - 1].version == schema_version,

@@ -108,6 +108,19 @@ struct describe {
   std::string operator()(const continue_run& c) const {
     return "continue_run " + c.parent_run_id + " as " + c.run_id;
   }
+  std::string operator()(const upsert_wait& c) const {
+    return "upsert_wait " + c.row.run_id + "/" + to_string(c.row.key);
+  }
+  std::string operator()(const consume_inbox& c) const {
+    return "consume_inbox " + std::to_string(c.id);
+  }
+  std::string operator()(const insert_inbox& c) const {
+    return "insert_inbox " + c.row.run_id + " " + c.row.kind;
+  }
+  std::string operator()(const cancel_waits& c) const { return "cancel_waits " + c.run_id; }
+  std::string operator()(const set_run_status& c) const {
+    return "set_run_status " + c.run_id + " -> " + c.status;
+  }
   std::string operator()(const upsert_loop& c) const {
     return "upsert_loop " + c.row.run_id + "/" + c.row.loop_id;
   }
@@ -193,7 +206,11 @@ UPDATE runs SET heartbeat_ms = ?2 WHERE run_id = ?1 AND heartbeat_ms < ?2 AND ow
 UPDATE runs SET cancel_requested = 1 WHERE run_id = ?1)sql"),
         claim_run_(db, R"sql(
 UPDATE runs SET owner_id = ?4, owner_pid = ?5, heartbeat_ms = ?6, updated_ms = ?6,
-  status = 'running', handover_to = ''
+  status = 'running', handover_to = '',
+  -- A failed or cancelled run driven again starts without its old end.
+  cancel_requested = CASE WHEN status IN ('failed', 'cancelled') THEN 0 ELSE cancel_requested END,
+  error_json = CASE WHEN status IN ('failed', 'cancelled') THEN NULL ELSE error_json END,
+  finished_ms = CASE WHEN status IN ('failed', 'cancelled') THEN NULL ELSE finished_ms END
 WHERE run_id = ?1 AND owner_id = ?2 AND heartbeat_ms = ?3)sql"),
         request_handover_(db, R"sql(
 UPDATE runs SET handover_to = ?2 WHERE run_id = ?1 AND owner_id = ?3 AND owner_id != ''
@@ -203,6 +220,31 @@ UPDATE runs SET handover_to = '' WHERE run_id = ?1 AND handover_to = ?2)sql"),
         release_run_(db, R"sql(
 UPDATE runs SET owner_id = '', owner_pid = 0, heartbeat_ms = ?3, updated_ms = ?3
 WHERE run_id = ?1 AND owner_id = ?2)sql"),
+        upsert_wait_(db, R"sql(
+INSERT INTO waits (run_id, node_id, iteration, kind, state, name, attempt, since_ms, deadline_ms,
+                   details_json, updated_ms)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+ON CONFLICT (run_id, node_id, iteration) DO UPDATE SET
+  kind = excluded.kind, state = excluded.state, name = excluded.name, attempt = excluded.attempt,
+  since_ms = excluded.since_ms, deadline_ms = excluded.deadline_ms,
+  details_json = excluded.details_json, updated_ms = excluded.updated_ms)sql"),
+        consume_inbox_(db, R"sql(
+UPDATE inbox SET consumed_ms = ?2, consumed_by = ?3 WHERE id = ?1 AND consumed_ms IS NULL)sql"),
+        // An approval only for a node waiting for one, with no decision yet.
+        insert_approval_(db, R"sql(
+INSERT INTO inbox (run_id, kind, node_id, iteration, name, payload_json, created_ms)
+SELECT ?1, 'approval', ?2, ?3, '', ?4, ?5
+WHERE EXISTS (SELECT 1 FROM waits WHERE run_id = ?1 AND node_id = ?2 AND iteration = ?3
+                AND state = 'waiting' AND kind IN ('approval', 'gate'))
+  AND NOT EXISTS (SELECT 1 FROM inbox WHERE run_id = ?1 AND node_id = ?2 AND iteration = ?3
+                    AND kind = 'approval' AND consumed_ms IS NULL))sql"),
+        insert_signal_(db, R"sql(
+INSERT INTO inbox (run_id, kind, node_id, iteration, name, payload_json, created_ms)
+VALUES (?1, 'signal', '', 0, ?2, ?3, ?4))sql"),
+        cancel_waits_(db, R"sql(
+UPDATE waits SET state = 'cancelled', updated_ms = ?2 WHERE run_id = ?1 AND state = 'waiting')sql"),
+        set_run_status_(db, R"sql(
+UPDATE runs SET status = ?2, updated_ms = ?3 WHERE run_id = ?1)sql"),
         upsert_loop_(db, R"sql(
 INSERT INTO loops (run_id, loop_id, iteration, state, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5)
 ON CONFLICT (run_id, loop_id) DO UPDATE SET
@@ -616,6 +658,71 @@ FROM runs WHERE run_id = ?1)sql") {}
     s.step();
   }
 
+  void operator()(const upsert_wait& c) {
+    auto& s = upsert_wait_;
+    in_use use{s};
+    s.bind_text_ref(1, c.row.run_id);
+    s.bind_text_ref(2, c.row.key.id);
+    s.bind_int(3, c.row.key.iteration);
+    s.bind_text_ref(4, c.row.kind);
+    s.bind_text_ref(5, c.row.state);
+    s.bind_text_ref(6, c.row.name);
+    s.bind_int(7, c.row.attempt);
+    s.bind_int(8, c.row.since_ms);
+    s.bind_opt_int(9, c.row.deadline_ms);
+    s.bind_json(10, c.row.details);
+    s.bind_int(11, c.row.updated_ms);
+    s.step();
+  }
+
+  void operator()(const consume_inbox& c) {
+    auto& s = consume_inbox_;
+    in_use use{s};
+    s.bind_int(1, c.id);
+    s.bind_int(2, c.consumed_ms);
+    s.bind_text_ref(3, c.consumed_by);
+    s.step();
+  }
+
+  void operator()(const insert_inbox& c) {
+    bool approval = c.row.kind == "approval";
+    auto& s = approval ? insert_approval_ : insert_signal_;
+    in_use use{s};
+    s.bind_text_ref(1, c.row.run_id);
+    if (approval) {
+      s.bind_text_ref(2, c.row.key.id);
+      s.bind_int(3, c.row.key.iteration);
+      s.bind_json(4, c.row.payload);
+      s.bind_int(5, c.row.created_ms);
+    } else {
+      s.bind_text_ref(2, c.row.name);
+      s.bind_json(3, c.row.payload);
+      s.bind_int(4, c.row.created_ms);
+    }
+    s.step();
+    if (s.changes() == 0)
+      throw smithers_error(errc::invalid_argument,
+                           "node " + to_string(c.row.key) +
+                               " is not waiting for a decision (or already has one)");
+  }
+
+  void operator()(const cancel_waits& c) {
+    auto& s = cancel_waits_;
+    in_use use{s};
+    s.bind_text_ref(1, c.run_id);
+    s.bind_int(2, c.at_ms);
+    s.step();
+  }
+
+  void operator()(const set_run_status& c) {
+    auto& s = set_run_status_;
+    in_use use{s};
+    s.bind_text_ref(1, c.run_id);
+    s.bind_text_ref(2, c.status);
+    s.bind_int(3, c.updated_ms);
+    s.step();
+  }
+
   void operator()(const release_run& c) {
     auto& s = release_run_;
     in_use use{s};
@@ -679,7 +786,8 @@ FROM runs WHERE run_id = ?1)sql") {}
   statement insert_run_, run_no_, update_run_status_, insert_node_, update_node_, node_keys_,
       insert_attempt_, attempt_keys_, finish_attempt_, heartbeat_, heartbeat_data_, insert_chunk_,
       chunk_overlap_, store_frame_, attempt_meta_, store_tree_, touch_run_, request_cancel_,
-      claim_run_, request_handover_, withdraw_handover_, release_run_, upsert_loop_,
+      claim_run_, request_handover_, withdraw_handover_, release_run_, upsert_wait_,
+      consume_inbox_, insert_approval_, insert_signal_, cancel_waits_, set_run_status_, upsert_loop_,
       continue_run_;
   std::unordered_map<std::string, std::int64_t> run_nos_;
   std::unordered_map<std::string, run_rows> rows_;

@@ -154,11 +154,41 @@ struct continue_run {
   std::int64_t now_ms = 0;
 };
 
+/// What a node waits for, or how its wait ended (by key).
+struct upsert_wait {
+  wait_row row;
+};
+/// A decision or signal taken by the node that it resolved (consumed_by).
+struct consume_inbox {
+  std::int64_t id = 0;
+  std::string consumed_by;
+  std::int64_t consumed_ms = 0;
+};
+/// A decision or signal for a run (any process). An approval is stored only
+/// while its node waits for one and has none yet: otherwise the batch fails
+/// with INVALID_ARGUMENT (two deciders at once: exactly one wins).
+struct insert_inbox {
+  inbox_row row;
+};
+/// The run ended (failed, cancelled) while nodes waited: their waits end
+/// `cancelled`, so nothing asks for a decision on an ended run.
+struct cancel_waits {
+  std::string run_id;
+  std::int64_t at_ms = 0;
+};
+/// A run's status while it goes on (running, waiting-*): no finish time.
+struct set_run_status {
+  std::string run_id;
+  std::string status;
+  std::int64_t updated_ms = 0;
+};
+
 using command =
     std::variant<insert_run, update_run_status, upsert_node, insert_attempt, finish_attempt,
                  record_heartbeat, append_event, append_events, store_frame, touch_run,
                  request_cancel, claim_run, set_attempt_meta, add_pending_nodes,
-                 request_handover, withdraw_handover, release_run, upsert_loop, continue_run>;
+                 request_handover, withdraw_handover, release_run, upsert_loop, continue_run,
+                 upsert_wait, consume_inbox, insert_inbox, set_run_status, cancel_waits>;
 
 /// Commands committed together, in order, in one transaction.
 struct write_batch {

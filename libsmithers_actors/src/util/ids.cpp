@@ -4,6 +4,7 @@
 
 #include <smithers/limits.hpp>
 
+#include <cctype>
 #include <random>
 
 namespace smithers::util {
@@ -62,6 +63,16 @@ std::string random_hex(std::size_t bytes) {
 
 std::string new_run_id() {
   return "run-" + std::to_string(now_ms()) + "-" + random_hex(4);
+}
+
+std::optional<std::string> check_signal_name(std::string_view name) {
+  if (name.empty() || name.size() > limits::max_signal_name_bytes)
+    return "a signal name is 1 to " + std::to_string(limits::max_signal_name_bytes) + " bytes";
+  for (char c : name)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == ':' ||
+          c == '-' || c == '/'))
+      return std::string{"a signal name may hold letters, digits and . _ : - / only"};
+  return std::nullopt;
 }
 
 } // namespace smithers::util

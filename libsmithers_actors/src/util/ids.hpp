@@ -26,4 +26,8 @@ std::string new_run_id();
 /// 16 random hex characters.
 std::string random_hex(std::size_t bytes = 8);
 
+/// Why `name` is not a valid signal name (1..128 bytes of letters, digits
+/// and . _ : - /), or nullopt.
+std::optional<std::string> check_signal_name(std::string_view name);
+
 } // namespace smithers::util

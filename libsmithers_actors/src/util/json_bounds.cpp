@@ -324,6 +324,14 @@ std::optional<error> check_input_bounds(const json& input) {
   return check_size(input, r, limits::max_input_bytes, errc::invalid_input, "input");
 }
 
+std::optional<error> check_signal_payload(const json& payload) {
+  const walk_limits lim{limits::max_input_depth, limits::max_input_array_items,
+                        limits::max_input_string_bytes};
+  walk_result r = walk(payload, lim);
+  if (r.what != issue::none) return issue_error(errc::invalid_input, "signal data", r, lim);
+  return check_size(payload, r, limits::max_input_bytes, errc::invalid_input, "signal data");
+}
+
 std::optional<error> check_heartbeat_data(const json& data) {
   const walk_limits lim{max_heartbeat_depth, 0, 0};
   walk_result r = walk(data, lim);

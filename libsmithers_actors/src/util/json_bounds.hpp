@@ -19,6 +19,8 @@ namespace smithers::util {
 /// strings too. Non-finite numbers and ill-formed UTF-8 (only possible in JSON
 /// built in C++) are INVALID_INPUT as well. details: {"path", "limit", "actual"}.
 std::optional<error> check_input_bounds(const json& input);
+/// A signal's payload: any JSON value, bounded like input (INVALID_INPUT).
+std::optional<error> check_signal_payload(const json& payload);
 
 /// HEARTBEAT_PAYLOAD_NOT_JSON_SERIALIZABLE for non-finite numbers,
 /// HEARTBEAT_PAYLOAD_TOO_LARGE above limits::max_heartbeat_bytes serialized.

@@ -125,6 +125,16 @@ private:
     const task_spec& t = *n.task;
     out_ += '{';
     first_ = true;
+    if (t.approval) {
+      key("approval");
+      out_ += R"({"on_deny":)";
+      str(to_string(t.approval->on_deny));
+      out_ += R"(,"summary":)";
+      str(t.approval->summary);
+      out_ += R"(,"title":)";
+      str(t.approval->title);
+      out_ += '}';
+    }
     if (t.kind == task_kind::compute) {
       key("compute");
       str(t.compute ? std::string{"<inline>"} : t.compute_name);
@@ -136,6 +146,10 @@ private:
     if (!t.cwd.empty()) {
       key("cwd");
       str(t.cwd);
+    }
+    if (t.duration_ms) {
+      key("duration_ms");
+      num(*t.duration_ms);
     }
     if (!t.env.empty()) {
       key("env");
@@ -197,6 +211,10 @@ private:
       else
         strs(t.argv);
     }
+    if (t.kind == task_kind::signal) {
+      key("signal");
+      str(t.signal_name);
+    }
     if (!t.skip_if.is_null()) {
       key("skip_if");
       util::append_json(out_, t.skip_if);
@@ -211,6 +229,10 @@ private:
     out_ += '"';
     out_ += to_string(t.kind);
     out_ += '"';
+    if (t.until_ms) {
+      key("until");
+      num(*t.until_ms);
+    }
     if (t.kind == task_kind::value) {
       key("value");
       util::append_json(out_, t.value);

@@ -30,6 +30,24 @@ const char* to_string(task_kind k) {
     return "command";
   case task_kind::compute:
     return "compute";
+  case task_kind::approval:
+    return "approval";
+  case task_kind::timer:
+    return "timer";
+  case task_kind::signal:
+    return "signal";
+  }
+  return "?";
+}
+
+const char* to_string(deny_action a) {
+  switch (a) {
+  case deny_action::fail:
+    return "fail";
+  case deny_action::proceed:
+    return "continue";
+  case deny_action::skip:
+    return "skip";
   }
   return "?";
 }
@@ -52,6 +70,10 @@ node& node::retries(std::int64_t n) {
 }
 node& node::retry(retry_policy p) {
   spec().retry = p;
+  return *this;
+}
+node& node::needs_approval(std::string title, deny_action on_deny) {
+  spec().approval = approval_spec{std::move(title), "", on_deny};
   return *this;
 }
 node& node::timeout_ms(std::int64_t ms) {
@@ -183,6 +205,35 @@ node compute_task(std::string id, std::string registered_name) {
   task_spec s;
   s.kind = task_kind::compute;
   s.compute_name = std::move(registered_name);
+  return make_task(std::move(id), std::move(s));
+}
+
+node approval(std::string id, std::string title, std::string summary, deny_action on_deny) {
+  task_spec s;
+  s.kind = task_kind::approval;
+  s.approval = approval_spec{std::move(title), std::move(summary), on_deny};
+  return make_task(std::move(id), std::move(s));
+}
+
+node timer(std::string id, std::int64_t duration_ms) {
+  task_spec s;
+  s.kind = task_kind::timer;
+  s.duration_ms = duration_ms;
+  return make_task(std::move(id), std::move(s));
+}
+
+node timer_until(std::string id, std::int64_t epoch_ms) {
+  task_spec s;
+  s.kind = task_kind::timer;
+  s.until_ms = epoch_ms;
+  return make_task(std::move(id), std::move(s));
+}
+
+node signal(std::string id, std::string name, std::optional<std::int64_t> timeout_ms) {
+  task_spec s;
+  s.kind = task_kind::signal;
+  s.signal_name = std::move(name);
+  s.timeout_ms = timeout_ms;
   return make_task(std::move(id), std::move(s));
 }
 
