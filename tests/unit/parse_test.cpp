@@ -580,3 +580,51 @@ TEST_CASE("a task after a branch in a sequence may read what the branch mounted"
   INFO(join(res.errors));
   CHECK(res.wf);
 }
+
+TEST_CASE("approval, timer, signal and needs_approval parse, and show in the canonical tree") {
+  json doc = wf_with(
+      {{"sequence",
+        {{{"task", "build"}, {"value", json::object()},
+          {"needs_approval", {{"title", "Build?"}, {"on_deny", "skip"}}}},
+         {{"approval", "ship"}, {"title", "Ship?"}, {"summary", "s"}, {"on_deny", "continue"},
+          {"needs", {"build"}}, {"label", "L"}},
+         {{"timer", "cool"}, {"duration_ms", 2000}},
+         {{"timer", "noon"}, {"until", "2030-01-01T12:00:00+01:00"}},
+         {{"signal", "ci"}, {"name", "ci-done"}, {"timeout_ms", 500}, {"retries", 2}},
+         {{"task", "plain"}, {"value", json::object()}, {"needs_approval", true}}}}});
+  auto res = parse_workflow(doc);
+  INFO(join(res.errors));
+  REQUIRE(res.wf);
+  const auto& kids = res.wf->root.children;
+  REQUIRE(kids.size() == 6);
+  const task_spec& gate = *kids[0].task;
+  CHECK(gate.kind == task_kind::value);
+  REQUIRE(gate.approval);
+  CHECK(gate.approval->title == "Build?");
+  CHECK(gate.approval->on_deny == deny_action::skip);
+  const task_spec& ship = *kids[1].task;
+  CHECK(ship.kind == task_kind::approval);
+  CHECK(ship.approval->on_deny == deny_action::proceed);
+  CHECK(ship.approval->summary == "s");
+  CHECK(ship.needs == std::vector<std::string>{"build"});
+  CHECK(kids[2].task->kind == task_kind::timer);
+  CHECK(kids[2].task->duration_ms == 2000);
+  CHECK(kids[3].task->until_ms == 1893495600000); // 11:00 UTC
+  CHECK(kids[4].task->kind == task_kind::signal);
+  CHECK(kids[4].task->signal_name == "ci-done");
+  CHECK(kids[4].task->timeout_ms == 500);
+  CHECK(kids[4].task->retries == 2);
+  REQUIRE(kids[5].task->approval);
+  CHECK(kids[5].task->approval->title.empty());
+  json canon = canonical_tree(res.wf->root);
+  CHECK(canon["sequence"][0]["approval"]["on_deny"] == "skip");
+  CHECK(canon["sequence"][1]["type"] == "approval");
+  CHECK(canon["sequence"][1]["approval"]["title"] == "Ship?");
+  CHECK(canon["sequence"][2]["duration_ms"] == 2000);
+  CHECK(canon["sequence"][3]["until"] == 1893495600000);
+  CHECK(canon["sequence"][4]["signal"] == "ci-done");
+  // A different title is a different tree (the hash a resume compares).
+  json other = doc;
+  other["root"]["sequence"][1]["title"] = "Ship now?";
+  CHECK(parse_workflow(other).hash != res.hash);
+}

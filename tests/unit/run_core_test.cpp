@@ -1488,3 +1488,27 @@ TEST_CASE("run core: a retried run's failed node gets a fresh retry budget") {
   CHECK(d.result.status == run_status::failed);
   CHECK(d.core->attempts_of({"a", 0}) == 4);
 }
+
+TEST_CASE("run core: a waiting node a render drops waits no more; brought back, it waits anew") {
+  auto with_gate = std::make_shared<bool>(true);
+  auto wf = std::make_shared<workflow>();
+  wf->build = [with_gate](const render_context&) {
+    std::vector<node> kids{compute_task("a", noop)};
+    if (*with_gate) kids.push_back(approval("gate", "Go?"));
+    return parallel(std::move(kids));
+  };
+  driver d(wf);
+  d.settle();
+  CHECK(d.core->written_state({"gate", 0}) == node_state::waiting_approval);
+  *with_gate = false;
+  d.answer("a", ok({{"a", 1}})); // the re-render drops the waiting approval
+  REQUIRE(d.done);
+  CHECK(d.result.status == run_status::finished);
+  CHECK(d.core->written_state({"gate", 0}) == node_state::cancelled);
+  CHECK(d.last_event("NodeCancelled")->fields["reason"] == "unmounted");
+  auto waits = d.commands<store::upsert_wait>();
+  REQUIRE(waits.size() == 2);
+  CHECK(waits[1]->row.state == "cancelled");
+  // A decision for it now is not taken by anything.
+  CHECK(d.commands<store::consume_inbox>().empty());
+}

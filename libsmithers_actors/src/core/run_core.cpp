@@ -336,6 +336,22 @@ void run_core::rerender() {
   tree_changed_ = true;
   add_pending(rebuild({}));
   mount_loops();
+  drop_unmounted_waits();
+}
+
+// A waiting node a render dropped waits no more: recorded cancelled
+// (reason unmounted); if a render brings it back, it waits anew.
+void run_core::drop_unmounted_waits() {
+  for (auto it = waits_.begin(); it != waits_.end();) {
+    if (plan_->find(it->first) >= 0) {
+      ++it;
+      continue;
+    }
+    write_wait(it->first, it->second, "cancelled");
+    node_row(-1, it->first, node_state::cancelled);
+    emit_node(event_type::node_cancelled, it->first, "reason", cancel_reason::unmounted);
+    it = waits_.erase(it);
+  }
 }
 
 // Loops a render mounted for the first time start at iteration 0.
@@ -949,8 +965,10 @@ void run_core::end_run(run_status status, std::optional<error> err) {
       if (node_table::is_pending(sl)) dropped_pending.push_back(k);
     for (const auto& k : dropped_pending)
       never_reached(-1, k, reason);
-    if (!waits_.empty()) writes_.push_back(store::cancel_waits{cfg_.run_id, at});
   }
+  // Nothing waits for a run that has ended (its successor waits anew).
+  if (!waits_.empty() && status != run_status::finished)
+    writes_.push_back(store::cancel_waits{cfg_.run_id, at});
   // The last frame comes before the run's end, so RunFinished (or
   // RunFailed, RunCancelled) is the last event.
   maybe_frame();

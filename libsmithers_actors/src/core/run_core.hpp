@@ -264,6 +264,7 @@ private:
   void fail_inline(sched::index t, std::int64_t attempt, std::int64_t started_ms, const error& err);
   void update_status();
   void restore_waits(resume_state& r);
+  void drop_unmounted_waits();
   void resolve_value(sched::index t, std::int64_t attempt, std::int64_t now);
   void launch(const pending_launch& pl);
   void write_heartbeat(const node_key& k, live_attempt& la, std::int64_t at_ms, const json& data,
