@@ -12,6 +12,7 @@
 #include <smithers/engine.hpp>
 #include <smithers/limits.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
 #include <memory>
@@ -157,11 +158,14 @@ void add_run_command(CLI::App& app, const globals& g, int& result) {
     // would only wait again. Said so, with what continues it; nothing is
     // written (--wait drives it and waits in the foreground).
     auto st = run_status_from(run.status);
-    if (!ra->wait && run.owner_id.empty() &&
+    if (!ra->wait && driver_of(run, default_stale_after) != run_driver::alive &&
         (st == run_status::waiting_approval || st == run_status::waiting_event)) {
       auto store = run_store::open_for(g.db, ra->run_id);
-      if (!store.wait_ready(ra->run_id)) {
-        json waiting = store.inspect(ra->run_id)["waiting"];
+      json waiting = store.inspect(ra->run_id)["waiting"];
+      // A deadline (a timer, a signal's timeout) needs an owner to sleep on it.
+      bool deadline = std::any_of(waiting.begin(), waiting.end(),
+                                  [](const json& w) { return !w["deadline_ms"].is_null(); });
+      if (!deadline && !store.wait_ready(ra->run_id)) {
         if (g.json()) {
           std::cout << dump(json{{"run_id", ra->run_id},
                                  {"status", run.status},

@@ -291,6 +291,10 @@ json run_store::timeline(const std::string& run_id) const {
 
 namespace {
 
+// An owner on another host that has not heartbeated for this long is gone
+// (engine.hpp's default_stale_after; admin does not see the engine's header).
+constexpr std::chrono::milliseconds owner_stale_after{30000};
+
 // Stored on a connection of its own (a second writer next to the owner's:
 // BEGIN IMMEDIATE and busy_timeout make them take turns).
 template <class F> inbox_report store_inbox(const std::string& path, F&& record) {
@@ -302,7 +306,8 @@ template <class F> inbox_report store_inbox(const std::string& path, F&& record)
   rep.iteration = row.key.iteration;
   if (auto run = store::reader{db}.run(row.run_id)) {
     rep.run = from_row(*run);
-    rep.needs_resume = run->owner_id.empty();
+    // Taken within a poll by a live owner; otherwise it waits for a resume.
+    rep.needs_resume = driver_of(rep.run, owner_stale_after) != run_driver::alive;
   }
   return rep;
 }

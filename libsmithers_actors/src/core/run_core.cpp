@@ -777,7 +777,11 @@ void run_core::finish_stop() {
   ending_ = true;
   result_.status = run_status::running;
   result_.err = stop_error_;
-  if (stopping_ == stop_mode::handover)
+  // So does a run that only waited for a person or a signal: nobody needs
+  // to notice this process is gone before a decision can continue it.
+  bool waiting_outside =
+      status_ == run_status::waiting_approval || status_ == run_status::waiting_event;
+  if (stopping_ == stop_mode::handover || waiting_outside)
     writes_.push_back(store::release_run{cfg_.run_id, cfg_.owner_id, now()});
   batch_.final = true;
   flush();

@@ -702,8 +702,9 @@ FROM runs WHERE run_id = ?1)sql") {}
     s.step();
     if (s.changes() == 0)
       throw smithers_error(errc::invalid_argument,
-                           "node " + to_string(c.row.key) +
-                               " is not waiting for a decision (or already has one)");
+                           "node " + to_string(c.row.key) + " of run \"" + c.row.run_id +
+                               "\" is no longer waiting for a decision, or another one came "
+                               "first");
   }
 
   void operator()(const cancel_waits& c) {
@@ -839,10 +840,11 @@ void writer::apply_all(const std::vector<const std::vector<command>*>& batches) 
                                         std::visit(describe{}, *current) + "): " + cause
                                   : "commit failed: " + cause;
     w.rollback();
-    // A command that refused on purpose (a lost claim, an unknown run) keeps
-    // its code; everything else is a store failure.
-    throw smithers_error(se && se->code() != errc::db_error ? se->code() : errc::db_error,
-                         std::move(message));
+    // A command that refused on purpose (a lost claim, a decision that came
+    // second) keeps its code and its own words for the user; everything
+    // else is a store failure, located.
+    if (se && se->code() != errc::db_error) throw smithers_error(se->err());
+    throw smithers_error(errc::db_error, std::move(message));
   }
 }
 
