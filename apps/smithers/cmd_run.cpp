@@ -165,7 +165,13 @@ void add_run_command(CLI::App& app, const globals& g, int& result) {
       // A deadline (a timer, a signal's timeout) needs an owner to sleep on it.
       bool deadline = std::any_of(waiting.begin(), waiting.end(),
                                   [](const json& w) { return !w["deadline_ms"].is_null(); });
-      if (!deadline && !store.wait_ready(ra->run_id)) {
+      bool ready = store.wait_ready(ra->run_id);
+      // Read again: another resumer (or supervise) may have taken the run
+      // meanwhile — then the resume below says so, as for any driven run.
+      auto again = store.get(ra->run_id);
+      bool unchanged = again.status == run.status && again.owner_id == run.owner_id &&
+                       again.heartbeat_ms == run.heartbeat_ms;
+      if (unchanged && !waiting.empty() && !deadline && !ready) {
         if (g.json()) {
           std::cout << dump(json{{"run_id", ra->run_id},
                                  {"status", run.status},

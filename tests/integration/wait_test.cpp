@@ -228,3 +228,37 @@ TEST_CASE("a failed run resumed is retried: finished nodes stay, failed ones go 
   // A finished run is not resumable.
   CHECK_THROWS_WITH(eng.resume(wf, "retry-me"), Catch::Contains("has finished"));
 }
+
+TEST_CASE("an engine shut down while its runs wait stops them, resumable, and does not hang") {
+  test_support::temp_dir dir;
+  auto cfg = config_in(dir);
+  auto wf = std::make_shared<workflow>();
+  wf->root = sequence({parallel({approval("ok", "Ship?"), timer("cool", 60'000)}),
+                       value_task("after", json{{"done", true}})});
+  run_handle h;
+  auto t0 = std::chrono::steady_clock::now();
+  {
+    engine eng{cfg};
+    run_options opts;
+    opts.run_id = "shutdown";
+    h = eng.start(wf, opts);
+    REQUIRE(eventually([&] { return stored_status(eng, "shutdown") == "waiting-approval"; }, 10s));
+  } // the destructor: no waiting for an approval or a 60 s timer
+  CHECK(std::chrono::steady_clock::now() - t0 < 30s);
+  auto stopped = h.wait();
+  CHECK(stopped.status == run_status::running);
+  {
+    engine eng{cfg};
+    eng.approve("shutdown", "ok");
+    auto res = eng.resume(wf, "shutdown");
+    // The timer kept its deadline: the run waits for it, then goes on.
+    REQUIRE(eventually([&] { return stored_status(eng, "shutdown") == "waiting-timer"; }, 10s));
+    auto db = store::database::open(cfg.db_path, store::open_mode::read_only);
+    std::size_t timers = 0;
+    for (const auto& w : store::reader{db}.waits("shutdown"))
+      timers += w.kind == "timer";
+    CHECK(timers == 1); // one wait, its deadline from the first mount
+    eng.cancel("shutdown");
+    CHECK(res.wait().status == run_status::cancelled);
+  }
+}

@@ -154,7 +154,9 @@ public:
   /// Opens (and migrates) the database and starts the actor system.
   /// Throws smithers_error(DB_ERROR) when the database cannot be opened.
   explicit engine(engine_config cfg = {});
-  /// Waits for every run started through this engine to end.
+  /// Waits for every run started through this engine to end; a run that
+  /// only waits (for an approval, a signal, a timer) is stopped instead,
+  /// resumable (its handle's wait() returns status `running`).
   ~engine();
   engine(const engine&) = delete;
   engine& operator=(const engine&) = delete;

@@ -197,6 +197,12 @@ engine::~engine() {
   {
     std::lock_guard<std::mutex> lk(impl_->mtx);
     runs = impl_->runs;
+    // A run that only waits (for a person, a signal, a timer) would keep
+    // the destructor forever: it stops here, resumable — its waits are in
+    // the store — and one waiting for outside is let go of.
+    for (const auto& [id, sup] : impl_->supervisors)
+      caf::anon_send(sup, actors::idle_atom::value,
+                     std::string{"the engine shut down while the run waited"});
   }
   for (auto& r : runs)
     run_handle{r}.await_end();

@@ -17,6 +17,8 @@
 //                                                      process's, found by the request poller)
 //            (cancel, reason)                          from the engine: end the run cancelled
 //            (interrupt, reason)                       from the engine: stop, stay resumable
+//            (idle, reason)                            from the engine's destructor: stop (as
+//                                                      interrupt) if the run only waits
 //            (handover, requester_owner_id)            from the engine's request poller
 //            (committed, batch_id)                     from the persistence actor
 //            (failed, batch_id, code, message)         from the persistence actor
@@ -105,6 +107,7 @@ using exec_atom = caf::atom_constant<caf::atom("exec")>;
 using process_atom = caf::atom_constant<caf::atom("process")>;
 using wake_atom = caf::atom_constant<caf::atom("wake")>;
 using inbox_atom = caf::atom_constant<caf::atom("inbox")>;
+using idle_atom = caf::atom_constant<caf::atom("idle")>;
 
 using store::write_batch;
 using write_batch_ptr = std::shared_ptr<write_batch>;

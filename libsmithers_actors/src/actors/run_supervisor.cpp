@@ -174,6 +174,9 @@ caf::behavior run_supervisor(sup_actor* self, std::shared_ptr<run_context> ctx) 
           c.stop(core::stop_mode::interrupt, error{errc::task_aborted, reason});
         });
       },
+      [=](idle_atom, const std::string& reason) {
+        handle(self, [&](core::run_core& c) { c.stop_if_waiting(reason); });
+      },
       [=](continue_atom) {
         handle(self, [&](core::run_core& c) { c.stop(core::stop_mode::continue_as_new, error{}); });
       },

@@ -761,6 +761,11 @@ void run_core::stop(stop_mode mode, error why) {
   queue_tick();
 }
 
+void run_core::stop_if_waiting(const std::string& reason) {
+  if (ending_ || status_ == run_status::running || !live_.empty()) return;
+  stop(stop_mode::interrupt, error{errc::task_aborted, reason});
+}
+
 void run_core::finish_stop() {
   if (stopping_ == stop_mode::cancel) {
     end_run(run_status::cancelled, stop_error_);

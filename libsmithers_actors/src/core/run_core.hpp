@@ -156,6 +156,9 @@ public:
   /// resumable): no new starts; every attempt in flight is asked to stop and
   /// recorded cancelled once it has.
   void stop(stop_mode mode, error why);
+  /// An interrupt, if all the run does is wait (for a person, a signal, a
+  /// timer): its engine is going away and nothing in flight needs ending.
+  void stop_if_waiting(const std::string& reason);
   void on_committed(std::uint64_t batch);
   /// Without the store there is no durable progress: the run stops here,
   /// resumable once the store works.
