@@ -185,9 +185,9 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
     for (const auto& n : j["nodes"])
       id_width = std::max(id_width, display_width(key_of(n)) + 2);
     for (const auto& n : j["nodes"]) {
-      std::cout << "  " << pad(shown(key_of(n)), id_width)
-                << pad(n["state"].get<std::string>(), 18) << pad(n["kind"].get<std::string>(), 9)
-                << n["attempts"].get<std::int64_t>() << " attempt(s)";
+      std::cout << "  " << pad(shown(key_of(n)), id_width) << pad(n["state"].get<std::string>(), 18)
+                << pad(n["kind"].get<std::string>(), 9) << n["attempts"].get<std::int64_t>()
+                << " attempt(s)";
       if (!n["label"].get<std::string>().empty())
         std::cout << "  \"" << shown(n["label"].get<std::string>()) << "\"";
       std::cout << "\n";
@@ -301,12 +301,11 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
     auto out = store.cancel(*cancel_id, "cancelled by smithers cancel", default_stale_after);
     const auto& run = out.run;
     if (!out.requested) {
-      std::string who = run.owner_id.empty()
-                            ? (run.status == "created" ? "no process had started it"
-                                                       : "no process drove it (it was " +
-                                                             run.status + ")")
-                                             : "the process that drove it (pid " +
-                                                   std::to_string(run.owner_pid) + ") is gone";
+      std::string who =
+          run.owner_id.empty()
+              ? (run.status == "created" ? "no process had started it"
+                                         : "no process drove it (it was " + run.status + ")")
+              : "the process that drove it (pid " + std::to_string(run.owner_pid) + ") is gone";
       if (g.json())
         std::cout << dump(json{{"run_id", *cancel_id},
                                {"status", "cancelled"},

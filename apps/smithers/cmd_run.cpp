@@ -173,12 +173,12 @@ void add_run_command(CLI::App& app, const globals& g, int& result) {
                        again.heartbeat_ms == run.heartbeat_ms;
       if (unchanged && !waiting.empty() && !deadline && !ready) {
         if (g.json()) {
-          std::cout << dump(json{{"run_id", ra->run_id},
-                                 {"status", run.status},
-                                 {"waiting", waiting},
-                                 {"continue_with", continue_commands(g, ra->run_id, waiting)},
-                                 {"resume", smithers_command(g) + " resume " +
-                                                shell_word(ra->run_id)}})
+          std::cout << dump(json{
+                           {"run_id", ra->run_id},
+                           {"status", run.status},
+                           {"waiting", waiting},
+                           {"continue_with", continue_commands(g, ra->run_id, waiting)},
+                           {"resume", smithers_command(g) + " resume " + shell_word(ra->run_id)}})
                     << std::endl;
         } else {
           std::cout << "run " << shown(ra->run_id) << " still " << run.status

@@ -98,8 +98,8 @@ void add_supervise_command(CLI::App& app, const globals& g, int& result) {
       std::set<std::string> ready;
       if (auto store = run_store::open_existing(g.db)) {
         candidates = store->runs(to_string(run_status::running), static_cast<std::size_t>(-1));
-        for (auto st : {run_status::waiting_approval, run_status::waiting_event,
-                        run_status::waiting_timer})
+        for (auto st :
+             {run_status::waiting_approval, run_status::waiting_event, run_status::waiting_timer})
           for (auto& r : store->runs(to_string(st), static_cast<std::size_t>(-1)))
             candidates.push_back(std::move(r));
         for (auto& id : store->ready_waiting_runs())
@@ -109,7 +109,8 @@ void add_supervise_command(CLI::App& app, const globals& g, int& result) {
         if (taken.count(run.run_id)) continue;
         auto driver = driver_of(run, stale_after);
         if (driver == run_driver::alive) continue;
-        bool released = driver == run_driver::nobody && run.status != to_string(run_status::running);
+        bool released =
+            driver == run_driver::nobody && run.status != to_string(run_status::running);
         if (released && !ready.count(run.run_id)) continue; // nothing arrived yet
         // An unowned running run (a handover that never completed) waits out
         // its heartbeat too: its resumer may be about to claim it.
@@ -124,7 +125,7 @@ void add_supervise_command(CLI::App& app, const globals& g, int& result) {
         }
         try {
           take(run.run_id, run.workflow_path);
-          std::string why = released ? "what it waited for has come"
+          std::string why = released                  ? "what it waited for has come"
                             : owned_on_this_host(run) ? "its owner is gone"
                                                       : "its owner stopped heartbeating";
           say({{"resumed", run.run_id}, {"previous_owner", run.owner_id}, {"reason", why}},

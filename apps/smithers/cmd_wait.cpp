@@ -16,8 +16,8 @@ namespace smithers::cli {
 std::string shell_word(const std::string& text) {
   bool plain = !text.empty();
   for (char c : text)
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || std::string_view{"._:/@=+,-"}.find(c) !=
-                                                             std::string_view::npos))
+    if (!(std::isalnum(static_cast<unsigned char>(c)) ||
+          std::string_view{"._:/@=+,-"}.find(c) != std::string_view::npos))
       plain = false;
   if (plain) return text;
   std::string out = "'";
@@ -68,8 +68,11 @@ void print_stored(const globals& g, const std::string& what, const inbox_report&
                   const std::string& run_id) {
   std::string resume = smithers_command(g) + " resume " + shell_word(run_id);
   if (g.json()) {
-    json j = {{"run_id", run_id}, {"recorded", what}, {"inbox_id", rep.id},
-              {"run_status", rep.run.status}, {"needs_resume", rep.needs_resume}};
+    json j = {{"run_id", run_id},
+              {"recorded", what},
+              {"inbox_id", rep.id},
+              {"run_status", rep.run.status},
+              {"needs_resume", rep.needs_resume}};
     if (!rep.node_id.empty()) {
       j["node_id"] = rep.node_id;
       j["iteration"] = rep.iteration;
@@ -125,8 +128,8 @@ void add_wait_commands(CLI::App& app, const globals& g, int& result) {
   auto* cmd = app.add_subcommand("signal", "deliver a signal to a run");
   cmd->add_option("run_id", s->run_id, "run id")->required();
   cmd->add_option("name", s->name, "the signal's name")->required();
-  auto* data = cmd->add_option("--data", s->data,
-                               "its payload: JSON, @file, or - for stdin (default {})");
+  auto* data =
+      cmd->add_option("--data", s->data, "its payload: JSON, @file, or - for stdin (default {})");
   cmd->callback([&g, &result, s, data] {
     json payload = data->count() > 0 ? read_input(s->data, "--data") : json::object();
     auto store = run_store::open_for(g.db, s->run_id);

@@ -50,7 +50,8 @@ std::string task_summary(const node& n) {
   std::string s = "task " + n.id + " (" + to_string(t.kind);
   if (t.kind == task_kind::compute) s += " " + shown(t.compute_name);
   if (t.kind == task_kind::timer)
-    s += t.duration_ms ? " " + std::to_string(*t.duration_ms) + " ms" : " until " + shown(t.until_text);
+    s += t.duration_ms ? " " + std::to_string(*t.duration_ms) + " ms"
+                       : " until " + shown(t.until_text);
   if (t.kind == task_kind::signal) {
     s += " \"" + shown(t.signal_name) + "\"";
     if (t.timeout_ms) s += ", timeout " + std::to_string(*t.timeout_ms) + " ms";

@@ -13,8 +13,8 @@ void print_waiting(const globals& g, const std::string& run_id, const json& wait
   json cmds = continue_commands(g, run_id, waiting);
   for (std::size_t i = 0; i < waiting.size(); ++i) {
     const json& w = waiting[i];
-    std::string key = to_string(node_key{w.value("node_id", std::string{}),
-                                         w.value("iteration", std::int64_t{0})});
+    std::string key = to_string(
+        node_key{w.value("node_id", std::string{}), w.value("iteration", std::int64_t{0})});
     std::string kind = w.value("kind", std::string{});
     out << "  " << shown(key) << " waits for ";
     if (kind == "approval") {

@@ -86,7 +86,8 @@ TEST_CASE("embedded: refused decisions throw and write nothing") {
   run_options opts;
   opts.run_id = "refusals";
   auto h = eng.start(wf, opts);
-  REQUIRE(eventually([&] { return node_state_of(eng, "refusals", "ok") == "waiting-approval"; }, 10s));
+  REQUIRE(
+      eventually([&] { return node_state_of(eng, "refusals", "ok") == "waiting-approval"; }, 10s));
   auto code_of = [&](auto&& f) {
     try {
       f();
@@ -96,13 +97,16 @@ TEST_CASE("embedded: refused decisions throw and write nothing") {
     return std::string{"none"};
   };
   CHECK(code_of([&] { eng.approve("nope", "ok"); }) == errc::run_not_found);
-  CHECK(code_of([&] { eng.approve("refusals", "later"); }) == errc::invalid_argument); // not waiting yet
+  CHECK(code_of([&] { eng.approve("refusals", "later"); }) ==
+        errc::invalid_argument); // not waiting yet
   CHECK(code_of([&] { eng.approve("refusals", "ghost"); }) == errc::invalid_argument);
-  CHECK(code_of([&] { eng.approve("refusals", "ok", decision{"", "", 3}); }) ==
-        errc::invalid_argument);
+  CHECK(code_of([&] {
+          eng.approve("refusals", "ok", decision{"", "", 3});
+        }) == errc::invalid_argument);
   CHECK(code_of([&] { eng.signal("refusals", "bad name"); }) == errc::invalid_argument);
-  CHECK(code_of([&] { eng.approve("refusals", "ok", decision{std::string(300, 'x'), "", {}}); }) ==
-        errc::invalid_argument);
+  CHECK(code_of([&] {
+          eng.approve("refusals", "ok", decision{std::string(300, 'x'), "", {}});
+        }) == errc::invalid_argument);
   CHECK(inbox_rows(eng.config().db_path) == 0);
   eng.deny("refusals", "ok");
   REQUIRE(h.wait_for(10s));
@@ -142,13 +146,14 @@ TEST_CASE("release_when_waiting lets go; resume with the decision in the inbox g
   auto cfg = config_in(dir);
   std::atomic<int> after{0};
   auto wf = std::make_shared<workflow>();
-  wf->root = sequence({compute_task("before", [](task_context&) { return json{{"n", 1}}; }),
-                       compute_task("deploy",
-                                    [&](task_context&) {
-                                      ++after;
-                                      return json::object();
-                                    })
-                           .needs_approval("Deploy?")});
+  wf->root = sequence({compute_task("before",
+                                    [](task_context&) {
+                                      return json{{"n", 1}};
+                                    }),
+                       compute_task("deploy", [&](task_context&) {
+                         ++after;
+                         return json::object();
+                       }).needs_approval("Deploy?")});
   {
     engine eng{cfg};
     run_options opts;

@@ -451,7 +451,8 @@ std::vector<workflow_case> bad_workflows() {
   cases.push_back({"template naming outputs of an unknown node",
                    seq(ok_a, json{{"task", "b"}, {"run", "echo {{outputs.ghost.x}}"}}),
                    {"root.sequence[1].run", "ghost"}});
-  cases.push_back({"approval without a title", seq(ok_a, json{{"approval", "l"}}),
+  cases.push_back({"approval without a title",
+                   seq(ok_a, json{{"approval", "l"}}),
                    {"root.sequence[1]", "title"}});
   cases.push_back({"timer until without a zone",
                    seq(ok_a, json{{"timer", "t"}, {"until", "2030-01-01T00:00:00"}}),

@@ -13,6 +13,7 @@
 // database, workflow and side-effect file in /tmp/smithers-crash-kept-* (the
 // path is printed). SMITHERS_CRASH_VERBOSE=1 prints what each trial did.
 #include "system/cli_support.hpp"
+#include "system/store_support.hpp"
 
 #include "store/database.hpp"
 #include "store/reader.hpp"
@@ -38,64 +39,12 @@ namespace {
 
 using attempt_key = std::pair<std::string, std::int64_t>; // node id, attempt
 
-std::int64_t wall_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
-
-void sleep_ms(std::int64_t ms) {
-  if (ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
-}
-
 bool verbose() {
   const char* v = std::getenv("SMITHERS_CRASH_VERBOSE");
   return v && *v && std::string(v) != "0";
 }
 
-std::uint64_t test_seed() {
-  if (const char* s = std::getenv("SMITHERS_CRASH_SEED"); s && *s) return std::stoull(s);
-  std::random_device rd;
-  return (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
-}
-
-int uniform(std::mt19937_64& rng, int lo, int hi) {
-  return std::uniform_int_distribution<int>(lo, hi)(rng);
-}
-
 // --------------------------------------------------------- the store, read directly
-
-// A database file can exist before its schema does (while `run` creates it,
-// or after a kill at that moment): the readers see no runs in it then.
-template <class T, class F> T read_store(const std::string& db, F&& f) {
-  if (!file_exists(db)) return T{};
-  try {
-    auto d = store::database::open(db, store::open_mode::read_only);
-    return f(store::reader{d});
-  } catch (const smithers::smithers_error& e) {
-    // A kill while `run` created the file leaves it without a schema or with
-    // a hot journal that a read-only connection cannot roll back (see the
-    // test case on that below): no runs either.
-    if (contains(e.err().message, "no smithers schema") ||
-        contains(e.err().message, "attempt to write a readonly database"))
-      return T{};
-    throw;
-  }
-}
-
-std::optional<store::run_row> db_run(const std::string& db, const std::string& run_id) {
-  return read_store<std::optional<store::run_row>>(
-      db, [&](const store::reader& rd) { return rd.run(run_id); });
-}
-
-std::vector<store::attempt_row> db_attempts(const std::string& db, const std::string& run_id) {
-  return read_store<std::vector<store::attempt_row>>(
-      db, [&](const store::reader& rd) { return rd.attempts(run_id); });
-}
-
-std::vector<store::event_row> db_events(const std::string& db, const std::string& run_id) {
-  return read_store<std::vector<store::event_row>>(
-      db, [&](const store::reader& rd) { return rd.events(run_id); });
-}
 
 /// A stored row's node as inspect and frames name it: "id", "id@N".
 template <class Row> std::string key_of(const Row& r) {

@@ -7,6 +7,7 @@
 // Randomness (the kill delays) comes from one seed per test case, printed on
 // failure; SMITHERS_CRASH_SEED=N replays those delays (timing still varies).
 #include "system/cli_support.hpp"
+#include "system/store_support.hpp"
 
 #include "store/database.hpp"
 #include "store/reader.hpp"
@@ -25,51 +26,7 @@ namespace {
 
 constexpr int trials = 20;
 
-void sleep_ms(std::int64_t ms) {
-  if (ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
-}
-
-std::uint64_t test_seed() {
-  if (const char* s = std::getenv("SMITHERS_CRASH_SEED"); s && *s) return std::stoull(s);
-  std::random_device rd;
-  return (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
-}
-
-int uniform(std::mt19937_64& rng, int lo, int hi) {
-  return std::uniform_int_distribution<int>(lo, hi)(rng);
-}
-
 // ------------------------------------------------- the store, read directly
-
-template <class T, class F> T read_store(const std::string& db, F&& f) {
-  if (!file_exists(db)) return T{};
-  try {
-    auto d = store::database::open(db, store::open_mode::read_only);
-    return f(store::reader{d});
-  } catch (const smithers::smithers_error& e) {
-    // A kill while `run` created the file leaves it without a schema, or
-    // with a hot journal a read-only connection cannot roll back: no runs.
-    if (contains(e.err().message, "no smithers schema") ||
-        contains(e.err().message, "attempt to write a readonly database"))
-      return T{};
-    throw;
-  }
-}
-
-std::optional<store::run_row> db_run(const std::string& db, const std::string& run_id) {
-  return read_store<std::optional<store::run_row>>(
-      db, [&](const store::reader& rd) { return rd.run(run_id); });
-}
-
-std::vector<store::attempt_row> db_attempts(const std::string& db, const std::string& run_id) {
-  return read_store<std::vector<store::attempt_row>>(
-      db, [&](const store::reader& rd) { return rd.attempts(run_id); });
-}
-
-std::vector<store::event_row> db_events(const std::string& db, const std::string& run_id) {
-  return read_store<std::vector<store::event_row>>(
-      db, [&](const store::reader& rd) { return rd.events(run_id); });
-}
 
 std::vector<json> events_of(const std::vector<store::event_row>& events, const std::string& type,
                             const std::string& node = "") {
@@ -133,13 +90,13 @@ void resume_to_end(const sandbox& sb, const std::string& run_id, std::vector<std
     auto r = sb.cli({"resume", run_id});
     if (r.exit_code != 0)
       bad.push_back("resume (round " + std::to_string(round) + ", status was " + row->status +
-                    ") exited " + std::to_string(r.exit_code) + (r.timed_out ? " (timed out)" : "") +
-                    ": " + r.out + r.err);
+                    ") exited " + std::to_string(r.exit_code) +
+                    (r.timed_out ? " (timed out)" : "") + ": " + r.out + r.err);
   }
   auto row = db_run(sb.db(), run_id);
   if (!row || row->status != "finished")
-    bad.push_back("not finished after " + std::to_string(rounds) + " resumes: " +
-                  (row ? row->status : std::string("no run")));
+    bad.push_back("not finished after " + std::to_string(rounds) +
+                  " resumes: " + (row ? row->status : std::string("no run")));
 }
 
 /// Each of `nodes` has exactly one finished attempt; none is in progress.
@@ -184,12 +141,12 @@ TEST_CASE("a kill -9 of run while it waits on a timer: the timer fires exactly o
   for (int trial = 0; trial < trials; ++trial) {
     sandbox sb;
     auto side = sb.file("side.txt");
-    auto wf = sb.write(
-        "wf.json",
-        json{{"name", "crash-timer"},
-             {"root", {{"sequence", json::array({side_effect_task("head", side),
-                                                 {{"timer", "t"}, {"duration_ms", 400}},
-                                                 side_effect_task("tail", side)})}}}});
+    auto wf =
+        sb.write("wf.json", json{{"name", "crash-timer"},
+                                 {"root",
+                                  {{"sequence", json::array({side_effect_task("head", side),
+                                                             {{"timer", "t"}, {"duration_ms", 400}},
+                                                             side_effect_task("tail", side)})}}}});
     auto proc = sb.start({"run", wf, "--run-id", "r"});
     int delay = uniform(rng, 0, 600);
     sleep_ms(delay);
@@ -220,8 +177,7 @@ TEST_CASE("a kill -9 of run while it waits on a timer: the timer fires exactly o
     auto events = db_events(sb.db(), "r");
     auto fired = events_of(events, "TimerFired", "t");
     auto scheduled = events_of(events, "TimerScheduled", "t");
-    if (fired.size() != 1)
-      bad.push_back(std::to_string(fired.size()) + " TimerFired events");
+    if (fired.size() != 1) bad.push_back(std::to_string(fired.size()) + " TimerFired events");
     if (scheduled.empty()) bad.push_back("no TimerScheduled event");
     for (const auto& s : scheduled)
       if (!fired.empty() && s["deadline_ms"] != fired[0]["deadline_ms"])
@@ -253,12 +209,12 @@ TEST_CASE("a kill -9 of resume --wait around an approve: the decision is taken e
   for (int trial = 0; trial < trials; ++trial) {
     sandbox sb;
     auto side = sb.file("side.txt");
-    auto wf = sb.write("wf.json",
-                       json{{"name", "crash-approve"},
-                            {"root", {{"sequence", json::array({
-                                                       {{"approval", "ok"}, {"title", "OK?"}},
-                                                       side_effect_task("after", side),
-                                                   })}}}});
+    auto wf = sb.write("wf.json", json{{"name", "crash-approve"},
+                                       {"root",
+                                        {{"sequence", json::array({
+                                                          {{"approval", "ok"}, {"title", "OK?"}},
+                                                          side_effect_task("after", side),
+                                                      })}}}});
     auto r = sb.cli({"run", wf, "--run-id", "r"});
     INFO("trial " << trial << "\n" << r);
     REQUIRE(r.exit_code == 3);
@@ -280,7 +236,8 @@ TEST_CASE("a kill -9 of resume --wait around an approve: the decision is taken e
     auto approved = approving.get();
     INFO("owner: " << killed << "\napprove: " << approved);
     REQUIRE(approved.exit_code == 0);
-    if (killed.exit_code == 0) ++finished_by_owner;
+    if (killed.exit_code == 0)
+      ++finished_by_owner;
     else
       CHECK(killed.exit_code == 128 + SIGKILL);
 

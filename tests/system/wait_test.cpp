@@ -6,6 +6,7 @@
 // cancelled runs, refused decisions that write nothing, and the walk-through
 // of examples/gated-deploy.json.
 #include "system/cli_support.hpp"
+#include "system/store_support.hpp"
 
 #include "store/database.hpp"
 #include "store/reader.hpp"
@@ -23,34 +24,7 @@ namespace store = smithers::store;
 
 namespace {
 
-std::int64_t wall_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
-
 // ------------------------------------------------- the store, read directly
-
-template <class T, class F> T read_store(const std::string& db, F&& f) {
-  if (!file_exists(db)) return T{};
-  try {
-    auto d = store::database::open(db, store::open_mode::read_only);
-    return f(store::reader{d});
-  } catch (const smithers::smithers_error& e) {
-    // A database whose schema `run` is still creating holds no runs yet.
-    if (contains(e.err().message, "no smithers schema")) return T{};
-    throw;
-  }
-}
-
-std::optional<store::run_row> db_run(const std::string& db, const std::string& run_id) {
-  return read_store<std::optional<store::run_row>>(
-      db, [&](const store::reader& rd) { return rd.run(run_id); });
-}
-
-std::vector<store::event_row> db_events(const std::string& db, const std::string& run_id) {
-  return read_store<std::vector<store::event_row>>(
-      db, [&](const store::reader& rd) { return rd.events(run_id); });
-}
 
 std::string db_status(const sandbox& sb, const std::string& run_id) {
   auto r = db_run(sb.db(), run_id);
@@ -187,15 +161,16 @@ json attempt_no(const json& inspected, const std::string& node, int n) {
 // ------------------------------------------------------------------ 1
 TEST_CASE("an approval approved from another command finishes the run", "[system][wait]") {
   sandbox sb;
-  auto wf = sb.write("wf.json", json{{"name", "approve-me"},
-                                     {"root",
-                                      {{"sequence",
-                                        json::array({{{"approval", "ok"},
-                                                      {"title", "Ship it?"},
-                                                      {"summary", "all checks passed"}},
-                                                     {{"task", "after"},
-                                                      {"needs", {"ok"}},
-                                                      {"run", sh("echo '{\"ran\": true}'")}}})}}}});
+  auto wf = sb.write(
+      "wf.json",
+      json{{"name", "approve-me"},
+           {"root",
+            {{"sequence",
+              json::array(
+                  {{{"approval", "ok"}, {"title", "Ship it?"}, {"summary", "all checks passed"}},
+                   {{"task", "after"},
+                    {"needs", {"ok"}},
+                    {"run", sh("echo '{\"ran\": true}'")}}})}}}});
   auto r = sb.cli({"run", wf, "--run-id", "r"});
   INFO(r);
   REQUIRE(r.exit_code == 3);
@@ -244,7 +219,8 @@ TEST_CASE("an approval approved from another command finishes the run", "[system
   CHECK(contains(early.out, prefix(sb) + "approve r --node ok"));
   CHECK(snapshot(sb) == before);
 
-  auto a = sb.cli({"approve", "r", "--node", "ok", "--by", "alice", "--note", "release window open"});
+  auto a =
+      sb.cli({"approve", "r", "--node", "ok", "--by", "alice", "--note", "release window open"});
   INFO(a);
   REQUIRE(a.exit_code == 0);
   CHECK(contains(a.out, "approval recorded for run r (node ok)"));
@@ -314,16 +290,16 @@ TEST_CASE("a denied approval fails continues or skips as on_deny says", "[system
   sandbox sb;
   auto marker = sb.file("after.txt");
   auto workflow = [&](const std::string& on_deny) {
-    return json{{"name", "deny-" + on_deny},
-                {"root",
-                 {{"sequence",
-                   json::array({{{"approval", "ok"}, {"title", "Go?"}, {"on_deny", on_deny}},
-                                [&] {
-                                  auto t = counted_task("after", marker, {{"after", true}});
-                                  t["needs"] = {"ok"};
-                                  return t;
-                                }(),
-                                {{"task", "last"}, {"value", {{"last", true}}}}})}}}};
+    return json{
+        {"name", "deny-" + on_deny},
+        {"root",
+         {{"sequence", json::array({{{"approval", "ok"}, {"title", "Go?"}, {"on_deny", on_deny}},
+                                    [&] {
+                                      auto t = counted_task("after", marker, {{"after", true}});
+                                      t["needs"] = {"ok"};
+                                      return t;
+                                    }(),
+                                    {{"task", "last"}, {"value", {{"last", true}}}}})}}}};
   };
 
   SECTION("fail: the node fails with APPROVAL_DENIED and so does the run") {
@@ -429,13 +405,13 @@ TEST_CASE("a needs_approval gate holds the task before its first attempt", "[sys
     deploy["needs_approval"] = gate;
     return json{
         {"name", "gated"},
-        {"root", {{"sequence", json::array({{{"task", "prep"}, {"value", {{"ready", true}}}},
-                                            deploy})}}}};
+        {"root",
+         {{"sequence", json::array({{{"task", "prep"}, {"value", {{"ready", true}}}}, deploy})}}}};
   };
 
   SECTION("approved: runs once after the decision") {
-    auto wf = sb.write(
-        "wf.json", workflow({{"title", "Deploy now?"}, {"summary", "replaces production"}}));
+    auto wf = sb.write("wf.json",
+                       workflow({{"title", "Deploy now?"}, {"summary", "replaces production"}}));
     auto r = sb.cli({"run", wf, "--run-id", "g"});
     INFO(r);
     REQUIRE(r.exit_code == 3);
@@ -544,11 +520,12 @@ TEST_CASE("a needs_approval gate holds the task before its first attempt", "[sys
 TEST_CASE("a timer survives a kill -9 of its owner and fires on resume at its deadline",
           "[system][wait]") {
   sandbox sb;
-  auto wf = sb.write(
-      "wf.json",
-      json{{"name", "timer"},
-           {"root", {{"sequence", json::array({{{"timer", "cool"}, {"duration_ms", 2000}},
-                                               {{"task", "after"}, {"value", {{"ok", 1}}}}})}}}});
+  auto wf =
+      sb.write("wf.json",
+               json{{"name", "timer"},
+                    {"root",
+                     {{"sequence", json::array({{{"timer", "cool"}, {"duration_ms", 2000}},
+                                                {{"task", "after"}, {"value", {{"ok", 1}}}}})}}}});
   auto proc = sb.start({"run", wf, "--run-id", "t"});
   bool waiting = eventually([&] { return db_status(sb, "t") == "waiting-timer"; },
                             std::chrono::seconds(20), std::chrono::milliseconds(20));
@@ -623,7 +600,8 @@ TEST_CASE("a timer until an ISO-8601 time with a zone fires at that instant", "[
   CHECK(ended >= target);
 
   // Without a zone: refused when the file is validated.
-  auto bad = sb.write("bad.json", json{{"root", {{"timer", "launch"}, {"until", "2030-01-01T10:00:00"}}}});
+  auto bad =
+      sb.write("bad.json", json{{"root", {{"timer", "launch"}, {"until", "2030-01-01T10:00:00"}}}});
   auto v = sb.cli({"run", bad, "--run-id", "bad"});
   INFO(v);
   CHECK(v.exit_code == 4);
@@ -635,11 +613,13 @@ TEST_CASE("signals delivered before while and after a node waits", "[system][wai
   sandbox sb;
 
   SECTION("before the node mounts: stored, then taken by the live owner") {
-    auto wf = sb.write("wf.json", json{{"name", "sig-early"},
-                                       {"root", {{"sequence", json::array({
-                                                                  {{"timer", "hold"}, {"duration_ms", 1500}},
-                                                                  {{"signal", "s"}, {"name", "go"}},
-                                                              })}}}});
+    auto wf =
+        sb.write("wf.json", json{{"name", "sig-early"},
+                                 {"root",
+                                  {{"sequence", json::array({
+                                                    {{"timer", "hold"}, {"duration_ms", 1500}},
+                                                    {{"signal", "s"}, {"name", "go"}},
+                                                })}}}});
     auto proc = sb.start({"run", wf, "--run-id", "e"});
     REQUIRE(eventually([&] { return db_run(sb.db(), "e").has_value(); }, std::chrono::seconds(20),
                        std::chrono::milliseconds(10)));
@@ -713,11 +693,13 @@ TEST_CASE("signals delivered before while and after a node waits", "[system][wai
   }
 
   SECTION("to a live owner: resume --wait takes it") {
-    auto wf = sb.write("wf.json", json{{"name", "sig-live"},
-                                       {"root", {{"sequence", json::array({
-                                                                  {{"signal", "s"}, {"name", "go"}},
-                                                                  {{"task", "after"}, {"value", {{"a", 1}}}},
-                                                              })}}}});
+    auto wf =
+        sb.write("wf.json", json{{"name", "sig-live"},
+                                 {"root",
+                                  {{"sequence", json::array({
+                                                    {{"signal", "s"}, {"name", "go"}},
+                                                    {{"task", "after"}, {"value", {{"a", 1}}}},
+                                                })}}}});
     auto r = sb.cli({"run", wf, "--run-id", "l"});
     INFO(r);
     REQUIRE(r.exit_code == 3);
@@ -743,11 +725,13 @@ TEST_CASE("signals delivered before while and after a node waits", "[system][wai
   }
 
   SECTION("an owner interrupted while it waits lets go: the signal is kept for resume") {
-    auto wf = sb.write("wf.json", json{{"name", "sig-int"},
-                                       {"root", {{"sequence", json::array({
-                                                                  {{"signal", "s"}, {"name", "go"}},
-                                                                  {{"task", "after"}, {"value", {{"a", 1}}}},
-                                                              })}}}});
+    auto wf =
+        sb.write("wf.json", json{{"name", "sig-int"},
+                                 {"root",
+                                  {{"sequence", json::array({
+                                                    {{"signal", "s"}, {"name", "go"}},
+                                                    {{"task", "after"}, {"value", {{"a", 1}}}},
+                                                })}}}});
     REQUIRE(sb.cli({"run", wf, "--run-id", "i"}).exit_code == 3);
     auto owner = sb.start({"resume", "i", "--wait"});
     REQUIRE(eventually([&] {
@@ -777,20 +761,21 @@ TEST_CASE("signals delivered before while and after a node waits", "[system][wai
   }
 
   SECTION("two signals of one name go to two nodes oldest first") {
-    auto wf = sb.write("wf.json",
-                       json{{"name", "sig-order"},
-                            {"root", {{"sequence", json::array({
-                                                       {{"signal", "a"}, {"name", "go"}},
-                                                       {{"signal", "b"}, {"name", "go"}},
-                                                       {{"signal", "c"}, {"name", "go"}},
-                                                   })}}}});
+    auto wf = sb.write("wf.json", json{{"name", "sig-order"},
+                                       {"root",
+                                        {{"sequence", json::array({
+                                                          {{"signal", "a"}, {"name", "go"}},
+                                                          {{"signal", "b"}, {"name", "go"}},
+                                                          {{"signal", "c"}, {"name", "go"}},
+                                                      })}}}});
     auto r = sb.cli({"run", wf, "--run-id", "o"});
     INFO(r);
     REQUIRE(r.exit_code == 3);
     auto s1 = sb.cli({"signal", "o", "go", "--data", R"({"n": 1})"});
     INFO(s1);
     REQUIRE(s1.exit_code == 0);
-    auto s2 = sb.cli({"signal", "o", "go", "--data", "@" + sb.write("two.json", std::string(R"({"n": 2})"))});
+    auto s2 = sb.cli(
+        {"signal", "o", "go", "--data", "@" + sb.write("two.json", std::string(R"({"n": 2})"))});
     INFO(s2);
     REQUIRE(s2.exit_code == 0);
     command_options in;
@@ -823,8 +808,9 @@ TEST_CASE("signals delivered before while and after a node waits", "[system][wai
 TEST_CASE("a signal that does not come in time fails with SIGNAL_TIMEOUT", "[system][wait]") {
   sandbox sb;
   SECTION("no retries") {
-    auto wf = sb.write("wf.json", json{{"name", "sig-timeout"},
-                                       {"root", {{"signal", "s"}, {"name", "go"}, {"timeout_ms", 300}}}});
+    auto wf =
+        sb.write("wf.json", json{{"name", "sig-timeout"},
+                                 {"root", {{"signal", "s"}, {"name", "go"}, {"timeout_ms", 300}}}});
     auto r = sb.cli({"run", wf, "--run-id", "to"});
     INFO(r);
     REQUIRE(r.exit_code == 1); // kept in the foreground, not released (3)
@@ -840,12 +826,13 @@ TEST_CASE("a signal that does not come in time fails with SIGNAL_TIMEOUT", "[sys
     CHECK(status_changes(sb.events("to"), "waiting-event").size() >= 1);
   }
   SECTION("retries 1: two attempts, both time out") {
-    auto wf = sb.write(
-        "wf.json",
-        json{{"name", "sig-timeout"},
-             {"root",
-              {{"signal", "s"}, {"name", "go"}, {"timeout_ms", 300}, {"retries", 1},
-               {"retry", {{"initial_ms", 100}}}}}});
+    auto wf = sb.write("wf.json", json{{"name", "sig-timeout"},
+                                       {"root",
+                                        {{"signal", "s"},
+                                         {"name", "go"},
+                                         {"timeout_ms", 300},
+                                         {"retries", 1},
+                                         {"retry", {{"initial_ms", 100}}}}}});
     auto r = sb.cli({"run", wf, "--run-id", "to"});
     INFO(r);
     REQUIRE(r.exit_code == 1);
@@ -869,10 +856,11 @@ TEST_CASE("a signal that does not come in time fails with SIGNAL_TIMEOUT", "[sys
 TEST_CASE("supervise --once continues a released run once its decision came", "[system][wait]") {
   sandbox sb;
   auto wf = sb.write("wf.json", json{{"name", "sup"},
-                                     {"root", {{"sequence", json::array({
-                                                                {{"approval", "ok"}, {"title", "OK?"}},
-                                                                {{"task", "after"}, {"value", {{"x", 1}}}},
-                                                            })}}}});
+                                     {"root",
+                                      {{"sequence", json::array({
+                                                        {{"approval", "ok"}, {"title", "OK?"}},
+                                                        {{"task", "after"}, {"value", {{"x", 1}}}},
+                                                    })}}}});
   auto r1 = sb.cli_json({"run", wf, "--run-id", "ready"});
   INFO(r1);
   REQUIRE(r1.exit_code == 3);
@@ -940,17 +928,17 @@ TEST_CASE("supervise --once continues a released run once its decision came", "[
   CHECK(resumed[0]["by"] == owner_id);
 }
 
-TEST_CASE("a live run waiting on a timer takes a decision from another process",
-          "[system][wait]") {
+TEST_CASE("a live run waiting on a timer takes a decision from another process", "[system][wait]") {
   sandbox sb;
   auto wf = sb.write(
       "wf.json",
       json{{"name", "live"},
            {"root",
             {{"parallel",
-              json::array({{{"timer", "t"}, {"duration_ms", 4000}},
-                           {{"sequence", json::array({{{"approval", "ok"}, {"title", "OK?"}},
-                                                      {{"task", "after"}, {"value", {{"a", 1}}}}})}}})}}}});
+              json::array(
+                  {{{"timer", "t"}, {"duration_ms", 4000}},
+                   {{"sequence", json::array({{{"approval", "ok"}, {"title", "OK?"}},
+                                              {{"task", "after"}, {"value", {{"a", 1}}}}})}}})}}}});
   auto proc = sb.start({"run", wf, "--run-id", "live"});
   bool waiting = eventually([&] { return db_status(sb, "live") == "waiting-approval"; },
                             std::chrono::seconds(20), std::chrono::milliseconds(20));
@@ -980,14 +968,14 @@ TEST_CASE("a live run waiting on a timer takes a decision from another process",
   CHECK(index_of(ev, "NodeFinished", "after") < index_of(ev, "TimerFired"));
 }
 
-TEST_CASE("resume and supervise at once drive a ready waiting run exactly once",
-          "[system][wait]") {
+TEST_CASE("resume and supervise at once drive a ready waiting run exactly once", "[system][wait]") {
   sandbox sb;
   auto wf = sb.write("wf.json", json{{"name", "race"},
-                                     {"root", {{"sequence", json::array({
-                                                                {{"approval", "ok"}, {"title", "OK?"}},
-                                                                {{"task", "after"}, {"value", {{"a", 1}}}},
-                                                            })}}}});
+                                     {"root",
+                                      {{"sequence", json::array({
+                                                        {{"approval", "ok"}, {"title", "OK?"}},
+                                                        {{"task", "after"}, {"value", {{"a", 1}}}},
+                                                    })}}}});
   for (int i = 0; i < 4; ++i) {
     std::string id = "both-" + std::to_string(i);
     INFO("round " << i);
@@ -1025,13 +1013,14 @@ TEST_CASE("resume retries a failed run without re-running finished nodes", "[sys
       json{{"name", "retry"},
            {"root",
             {{"sequence",
-              json::array({counted_task("first", first, {{"first", 1}}),
-                           {{"task", "flaky"},
-                            {"retries", 1},
-                            {"retry", {{"initial_ms", 50}}},
-                            {"run", sh("test -e '" + marker +
-                                       "' && echo '{\"ok\": true}' || { echo not yet >&2; exit 1; }")}},
-                           {{"task", "last"}, {"needs", {"flaky"}}, {"value", {{"done", true}}}}})}}}});
+              json::array(
+                  {counted_task("first", first, {{"first", 1}}),
+                   {{"task", "flaky"},
+                    {"retries", 1},
+                    {"retry", {{"initial_ms", 50}}},
+                    {"run", sh("test -e '" + marker +
+                               "' && echo '{\"ok\": true}' || { echo not yet >&2; exit 1; }")}},
+                   {{"task", "last"}, {"needs", {"flaky"}}, {"value", {{"done", true}}}}})}}}});
   auto r = sb.cli({"run", wf, "--run-id", "f"});
   INFO(r);
   REQUIRE(r.exit_code == 1);
@@ -1082,13 +1071,14 @@ TEST_CASE("resume retries a cancelled waiting run which waits again", "[system][
   sandbox sb;
   auto first = sb.file("first.txt");
   auto after = sb.file("after.txt");
-  auto wf = sb.write("wf.json",
-                     json{{"name", "cancelled"},
-                          {"root", {{"sequence", json::array({
-                                                     counted_task("first", first, {{"first", 1}}),
-                                                     {{"approval", "ok"}, {"title", "OK?"}},
-                                                     counted_task("after", after, {{"after", 1}}),
-                                                 })}}}});
+  auto wf =
+      sb.write("wf.json", json{{"name", "cancelled"},
+                               {"root",
+                                {{"sequence", json::array({
+                                                  counted_task("first", first, {{"first", 1}}),
+                                                  {{"approval", "ok"}, {"title", "OK?"}},
+                                                  counted_task("after", after, {{"after", 1}}),
+                                              })}}}});
   auto r = sb.cli({"run", wf, "--run-id", "c"});
   INFO(r);
   REQUIRE(r.exit_code == 3);
@@ -1177,11 +1167,17 @@ TEST_CASE("bad decisions and signals are refused with exit 4 and write nothing",
   check_refusals(
       sb,
       {
-          {"a node not mounted yet", {"approve", "r", "--node", "later"}, "INVALID_ARGUMENT",
+          {"a node not mounted yet",
+           {"approve", "r", "--node", "later"},
+           "INVALID_ARGUMENT",
            {"\"later\"", "not waiting for approval"}},
-          {"a task", {"approve", "r", "--node", "t"}, "INVALID_ARGUMENT",
+          {"a task",
+           {"approve", "r", "--node", "t"},
+           "INVALID_ARGUMENT",
            {"\"t\"", "not waiting for approval"}},
-          {"a signal node", {"deny", "r", "--node", "sig"}, "INVALID_ARGUMENT",
+          {"a signal node",
+           {"deny", "r", "--node", "sig"},
+           "INVALID_ARGUMENT",
            {"\"sig\"", "waiting-event"}},
           {"an unknown node", {"approve", "r", "--node", "nope"}, "INVALID_ARGUMENT", {"\"nope\""}},
           {"an iteration that does not wait",
@@ -1195,7 +1191,9 @@ TEST_CASE("bad decisions and signals are refused with exit 4 and write nothing",
            {"signal", "r", "go", "--data", "{not json"},
            "INVALID_INPUT",
            {"--data"}},
-          {"a --by too long", {"approve", "r", "--node", "ok", "--by", long_by}, "INVALID_ARGUMENT",
+          {"a --by too long",
+           {"approve", "r", "--node", "ok", "--by", long_by},
+           "INVALID_ARGUMENT",
            {"--by"}},
           {"a cancelled run", {"approve", "ended", "--node", "ok"}, "INVALID_ARGUMENT", {}},
           {"a signal to a cancelled run", {"signal", "ended", "go"}, "INVALID_ARGUMENT", {}},
@@ -1222,14 +1220,15 @@ TEST_CASE("bad decisions and signals are refused with exit 4 and write nothing",
   INFO(res);
   REQUIRE(res.exit_code == 3);
   CHECK(db_status(sb, "r") == "waiting-event");
-  check_refusals(sb, {
-                         {"a second approval after resume",
-                          {"approve", "r", "--node", "ok"},
-                          "INVALID_ARGUMENT",
-                          {"\"ok\""}},
-                         {"a denial after resume", {"deny", "r", "--node", "ok"}, "INVALID_ARGUMENT",
-                          {"\"ok\""}},
-                     });
+  check_refusals(
+      sb,
+      {
+          {"a second approval after resume",
+           {"approve", "r", "--node", "ok"},
+           "INVALID_ARGUMENT",
+           {"\"ok\""}},
+          {"a denial after resume", {"deny", "r", "--node", "ok"}, "INVALID_ARGUMENT", {"\"ok\""}},
+      });
   auto j = sb.inspect("r");
   CHECK(j["outputs"]["ok"]["by"] == "alice");
   CHECK(j["outputs"]["ok"]["approved"] == true);
@@ -1237,8 +1236,8 @@ TEST_CASE("bad decisions and signals are refused with exit 4 and write nothing",
 
 TEST_CASE("two deciders at once for one waiting node: exactly one wins", "[system][wait]") {
   sandbox sb;
-  auto wf = sb.write("wf.json", json{{"name", "race"},
-                                     {"root", {{"approval", "ok"}, {"title", "OK?"}}}});
+  auto wf =
+      sb.write("wf.json", json{{"name", "race"}, {"root", {{"approval", "ok"}, {"title", "OK?"}}}});
   // Even rounds: two approvals (alice, bob); odd rounds: alice approves and
   // bob denies. The run takes the winner's decision and no other.
   for (int i = 0; i < 6; ++i) {
@@ -1290,7 +1289,8 @@ TEST_CASE("the gated-deploy example walks through approve timer and signal", "[s
   INFO(r);
   REQUIRE(r.exit_code == 3);
   CHECK(contains(r.out, "run gd waiting-approval"));
-  CHECK(contains(r.out, "deploy waits for approval before it runs: Deploy app-1.2.3 to production?"));
+  CHECK(
+      contains(r.out, "deploy waits for approval before it runs: Deploy app-1.2.3 to production?"));
   CHECK(contains(r.out, prefix(sb) + "approve gd --node deploy"));
   CHECK(contains(r.out, prefix(sb) + "deny gd --node deploy"));
   CHECK(contains(r.out, prefix(sb) + "resume gd"));
@@ -1316,7 +1316,8 @@ TEST_CASE("the gated-deploy example walks through approve timer and signal", "[s
   CHECK(early.exit_code == 3);
   CHECK(contains(early.out, "still waiting-approval"));
 
-  auto a = sb.cli({"approve", "gd", "--node", "deploy", "--by", "alice", "--note", "release window open"});
+  auto a = sb.cli(
+      {"approve", "gd", "--node", "deploy", "--by", "alice", "--note", "release window open"});
   INFO(a);
   REQUIRE(a.exit_code == 0);
   auto second = sb.cli({"approve", "gd", "--node", "deploy", "--by", "bob"});

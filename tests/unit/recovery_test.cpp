@@ -230,7 +230,8 @@ TEST_CASE("a finished or continued run is not resumable; a failed, cancelled or 
   run.run_id = "r1";
   const std::pair<const char*, const char*> refused[] = {
       {"finished", "run \"r1\" has finished: there is nothing to resume"},
-      {"continued", "run \"r1\" continued as a new run (see `smithers inspect r1`): resume that one"}};
+      {"continued",
+       "run \"r1\" continued as a new run (see `smithers inspect r1`): resume that one"}};
   for (const auto& [s, message] : refused) {
     run.status = s;
     try {

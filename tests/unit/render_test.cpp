@@ -31,7 +31,20 @@ json reference(const node& n) {
     case task_kind::compute:
       j["compute"] = t.compute ? std::string{"<inline>"} : t.compute_name;
       break;
+    case task_kind::approval:
+      break;
+    case task_kind::timer:
+      if (t.duration_ms) j["duration_ms"] = *t.duration_ms;
+      if (t.until_ms) j["until"] = *t.until_ms;
+      break;
+    case task_kind::signal:
+      j["signal"] = t.signal_name;
+      break;
     }
+    if (t.approval)
+      j["approval"] = {{"title", t.approval->title},
+                       {"summary", t.approval->summary},
+                       {"on_deny", to_string(t.approval->on_deny)}};
     if (!t.needs.empty()) j["needs"] = t.needs;
     if (!t.output.empty()) j["output"] = t.output;
     if (!t.output_schema.is_null()) j["output_schema"] = t.output_schema;
@@ -97,6 +110,14 @@ TEST_CASE("the canonical text is dump() of the tree as a JSON object") {
       sequence({parallel({value_task("a", json::object())}, 2),
                 sequence({compute_task("b", "f").retries(1), command_task("c", {"true"})}),
                 parallel({})}),
+      approval("ok", "Ship \"it\"?", "why", deny_action::skip),
+      approval("ok", "T").needs({"a"}).label("L"),
+      timer("t", 2000),
+      timer_until("t", 1893495600000),
+      signal("s", "ci-done", 500).retries(2),
+      signal("s", "x"),
+      command_task("gated", {"true"}).needs_approval("Go?", deny_action::skip),
+      value_task("gated", json::object()).needs_approval(),
   };
   for (const auto& n : cases) {
     CAPTURE(reference(n).dump());

@@ -1269,9 +1269,9 @@ TEST_CASE("run core: a denied approval fails, continues or skips as on_deny says
                  row{deny_action::proceed, node_state::finished, run_status::finished, true},
                  row{deny_action::skip, node_state::skipped, run_status::finished, false}}) {
     INFO(to_string(r.on_deny));
-    driver d(static_wf(sequence({approval("ok", "Ship?", "", r.on_deny),
-                                 compute_task("after", noop).needs({"ok"}),
-                                 value_task("last", json::object())})));
+    driver d(static_wf(
+        sequence({approval("ok", "Ship?", "", r.on_deny), compute_task("after", noop).needs({"ok"}),
+                  value_task("last", json::object())})));
     d.settle();
     tell(d, decision_for(1, {"ok", 0}, false));
     CHECK(d.core->written_state({"ok", 0}) == r.state);
@@ -1294,7 +1294,8 @@ TEST_CASE("run core: a denied approval fails, continues or skips as on_deny says
 }
 
 TEST_CASE("run core: a needs_approval gate holds the task's first attempt until approved") {
-  driver d(static_wf(sequence({compute_task("deploy", noop).needs_approval("Deploy?").retries(1)})));
+  driver d(
+      static_wf(sequence({compute_task("deploy", noop).needs_approval("Deploy?").retries(1)})));
   d.settle();
   CHECK(d.running.empty());
   CHECK(d.core->written_state({"deploy", 0}) == node_state::waiting_approval);
@@ -1336,8 +1337,7 @@ TEST_CASE("run core: a timer sleeps on a wakeup to its stored deadline and fires
   d.collect();
   d.settle();
   CHECK(d.core->written_state({"cool", 0}) == node_state::finished);
-  CHECK(d.core->outputs().at("cool") ==
-        json{{"deadline_ms", d.clock}, {"fired_ms", d.clock}});
+  CHECK(d.core->outputs().at("cool") == json{{"deadline_ms", d.clock}, {"fired_ms", d.clock}});
   CHECK(d.is_running("after"));
   d.core->on_wait_due({"cool", 0}); // late duplicate
   d.collect();
@@ -1373,8 +1373,8 @@ TEST_CASE("run core: signals go to the oldest waiter; early ones wait for a node
 }
 
 TEST_CASE("run core: a signal's timeout fails the attempt with SIGNAL_TIMEOUT, retried like any") {
-  driver d(static_wf(sequence({signal("ci", "ci-done", 1000).retries(1).retry(
-      retry_policy{50, 1.0, 50, 0.0})})));
+  driver d(static_wf(
+      sequence({signal("ci", "ci-done", 1000).retries(1).retry(retry_policy{50, 1.0, 50, 0.0})})));
   d.settle();
   REQUIRE(d.wakeups.size() == 1);
   d.clock += 1000;
@@ -1427,8 +1427,8 @@ TEST_CASE("run core: release_when_waiting lets go of a run that only waits for o
 }
 
 TEST_CASE("run core: a resumed run waits again where it was and takes what arrived") {
-  auto wf = static_wf(sequence({parallel({approval("a", "A?"), timer("t", 1000)}),
-                                compute_task("after", noop)}));
+  auto wf = static_wf(
+      sequence({parallel({approval("a", "A?"), timer("t", 1000)}), compute_task("after", noop)}));
   core::resume_state r;
   r.states = {{{"a", 0}, node_state::waiting_approval},
               {{"t", 0}, node_state::waiting_timer},
@@ -1471,8 +1471,8 @@ TEST_CASE("run core: a retried run's failed node gets a fresh retry budget") {
   r.attempts = {{{"a", 0}, 2}};
   r.retry_base = {{{"a", 0}, 2}};
   r.retried = {{"a", 0}};
-  driver d(static_wf(sequence({compute_task("a", noop).retries(1).retry(
-               retry_policy{10, 1.0, 10, 0.0})})),
+  driver d(static_wf(sequence(
+               {compute_task("a", noop).retries(1).retry(retry_policy{10, 1.0, 10, 0.0})})),
            json::object(), r);
   d.settle();
   REQUIRE(d.is_running("a"));

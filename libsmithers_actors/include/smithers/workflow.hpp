@@ -46,9 +46,9 @@ struct retry_policy {
 
 /// What a denied approval does (on_deny).
 enum class deny_action {
-  fail,     // the node fails with APPROVAL_DENIED (default)
-  proceed,  // "continue": the node finishes with {"approved": false, ...}
-  skip,     // the node is skipped, and so is what needs it
+  fail,    // the node fails with APPROVAL_DENIED (default)
+  proceed, // "continue": the node finishes with {"approved": false, ...}
+  skip,    // the node is skipped, and so is what needs it
 };
 
 const char* to_string(deny_action a);
@@ -174,7 +174,8 @@ node timer(std::string id, std::int64_t duration_ms);
 node timer_until(std::string id, std::int64_t epoch_ms);
 /// Waits for the signal `name` (engine::signal, `smithers signal`); its
 /// payload becomes the output. With timeout_ms: SIGNAL_TIMEOUT after that long.
-node signal(std::string id, std::string name, std::optional<std::int64_t> timeout_ms = std::nullopt);
+node signal(std::string id, std::string name,
+            std::optional<std::int64_t> timeout_ms = std::nullopt);
 
 /// How a loop ends (docs/workflow-format.md, "loop").
 struct loop_options {

@@ -7,8 +7,8 @@
 
 #include "actors/engine_impl.hpp"
 #include "actors/ownership.hpp"
-#include "actors/protocol.hpp"
 #include "actors/persistence_actor.hpp"
+#include "actors/protocol.hpp"
 #include "actors/run_handle.hpp"
 #include "actors/run_supervisor.hpp"
 #include "core/run_validation.hpp"
@@ -286,7 +286,7 @@ void engine::signal(const std::string& run_id, const std::string& name, json pay
 void engine::impl::decide(const std::string& run_id, const std::string& node_id, bool approved,
                           decision d) {
   if (auto err = util::check_run_id(run_id)) throw smithers_error(*err);
-  store::decision_request req{run_id,          node_id,          d.iteration, approved,
+  store::decision_request req{run_id,          node_id,           d.iteration,   approved,
                               std::move(d.by), std::move(d.note), util::now_ms()};
   store::inbox_row row;
   store_sync([&](store::database& db) { row = store::record_decision(db, req); });

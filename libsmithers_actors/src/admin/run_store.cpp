@@ -229,15 +229,9 @@ json run_store::inspect(const std::string& run_id) const {
     }
     inbox.push_back(std::move(entry));
   }
-  return {{"run", run.to_json()},
-          {"lineage", lineage},
-          {"nodes", nodes},
-          {"attempts", attempts},
-          {"outputs", outputs},
-          {"loops", loops},
-          {"waiting", waiting},
-          {"inbox", inbox},
-          {"frames", rd.frame_count(run_id)}};
+  return {{"run", run.to_json()}, {"lineage", lineage}, {"nodes", nodes},
+          {"attempts", attempts}, {"outputs", outputs}, {"loops", loops},
+          {"waiting", waiting},   {"inbox", inbox},     {"frames", rd.frame_count(run_id)}};
 }
 
 std::vector<json> run_store::events(const std::string& run_id, std::int64_t after_seq,
@@ -318,13 +312,15 @@ inbox_report run_store::decide(const std::string& run_id, const std::string& nod
                                std::optional<std::int64_t> iteration, bool approved,
                                const std::string& by, const std::string& note) {
   store::decision_request req{run_id, node_id, iteration, approved, by, note, util::now_ms()};
-  return store_inbox(impl_->path, [&](store::database& db) { return store::record_decision(db, req); });
+  return store_inbox(impl_->path,
+                     [&](store::database& db) { return store::record_decision(db, req); });
 }
 
 inbox_report run_store::signal(const std::string& run_id, const std::string& name,
                                const json& payload) {
   store::signal_request req{run_id, name, payload, util::now_ms()};
-  return store_inbox(impl_->path, [&](store::database& db) { return store::record_signal(db, req); });
+  return store_inbox(impl_->path,
+                     [&](store::database& db) { return store::record_signal(db, req); });
 }
 
 bool run_store::wait_ready(const std::string& run_id) const {

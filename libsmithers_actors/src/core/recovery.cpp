@@ -106,8 +106,9 @@ void refuse_ended(const store::run_row& run) {
                          "run \"" + run.run_id + "\" has finished: there is nothing to resume");
   if (status == run_status::continued)
     throw smithers_error(errc::run_not_resumable,
-                         "run \"" + run.run_id + "\" continued as a new run (see `smithers inspect " +
-                             run.run_id + "`): resume that one");
+                         "run \"" + run.run_id +
+                             "\" continued as a new run (see `smithers inspect " + run.run_id +
+                             "`): resume that one");
 }
 
 } // namespace smithers::core

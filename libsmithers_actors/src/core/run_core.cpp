@@ -83,8 +83,8 @@ void run_core::node_row(sched::index t, const node_key& k, node_state s) {
   writes_.push_back(store::upsert_node{std::move(r)});
   // A value's output reaches outputs_ only once committed (on_committed):
   // it has ended for control flow from then on.
-  bool value_output = s == node_state::finished && spec &&
-                      (spec->kind == task_kind::value || is_wait(spec->kind));
+  bool value_output =
+      s == node_state::finished && spec && (spec->kind == task_kind::value || is_wait(spec->kind));
   // Kept when control flow may read it: a tree with control flow, or a
   // build function that may return one later.
   bool track = tree_.control || cfg_.wf->dynamic();
@@ -454,6 +454,18 @@ const json* run_core::output_at(const task_spec& reader, std::string_view id,
   return nullptr;
 }
 
+store::attempt_row run_core::attempt_row(const node_key& k, std::int64_t attempt, const char* state,
+                                         std::int64_t started_ms) const {
+  store::attempt_row ar;
+  ar.run_id = cfg_.run_id;
+  ar.node_id = k.id;
+  ar.iteration = k.iteration;
+  ar.attempt = attempt;
+  ar.state = state;
+  ar.started_ms = started_ms;
+  return ar;
+}
+
 void run_core::start_task(sched::index t) {
   const node_key& k = plan_->keys[static_cast<std::size_t>(t)];
   const auto& spec = plan_->specs[static_cast<std::size_t>(t)];
@@ -464,13 +476,7 @@ void run_core::start_task(sched::index t) {
     resolve_value(t, attempt, at);
     return;
   }
-  store::attempt_row ar;
-  ar.run_id = cfg_.run_id;
-  ar.node_id = k.id;
-  ar.iteration = k.iteration;
-  ar.attempt = attempt;
-  ar.state = attempt_state::in_progress;
-  ar.started_ms = at;
+  store::attempt_row ar = attempt_row(k, attempt, attempt_state::in_progress, at);
   writes_.push_back(store::insert_attempt{std::move(ar)});
   node_row(t, k, node_state::in_progress);
   emit_node(event_type::node_started, k, "attempt", attempt);
@@ -517,14 +523,9 @@ void run_core::resolve_value(sched::index t, std::int64_t attempt, std::int64_t 
   req.output_schema = builder_.schema_for(spec);
   req.max_output_bytes = cfg_.max_output_bytes;
   executors::task_outcome oc = executors::resolve_value(std::move(req));
-  store::attempt_row ar;
-  ar.run_id = cfg_.run_id;
-  ar.node_id = k.id;
-  ar.iteration = k.iteration;
-  ar.attempt = attempt;
   // A failure is recorded by attempt_failed.
-  ar.state = oc.err ? attempt_state::in_progress : attempt_state::finished;
-  ar.started_ms = at;
+  store::attempt_row ar =
+      attempt_row(k, attempt, oc.err ? attempt_state::in_progress : attempt_state::finished, at);
   if (!oc.err) {
     // Started and finished in one row, its output on it.
     ar.finished_ms = at;
@@ -1200,7 +1201,6 @@ void run_core::on_retry_due(const node_key& k) {
   queue_tick();
 }
 
-
 // -- waits (docs/waiting.md) -----------------------------------------------------
 
 namespace {
@@ -1319,9 +1319,9 @@ bool run_core::take_inbox(const node_key& k, wait_entry& w) {
     if (!match) continue;
     store::inbox_row e = std::move(*it);
     inbox_.erase(it);
-    auto o = signal ? wait_entry::outcome_t::received
+    auto o = signal                               ? wait_entry::outcome_t::received
              : e.payload.value("approved", false) ? wait_entry::outcome_t::approved
-                                                   : wait_entry::outcome_t::denied;
+                                                  : wait_entry::outcome_t::denied;
     set_outcome(k, w, o, std::move(e.payload), e.id);
     return true;
   }
@@ -1345,10 +1345,11 @@ void run_core::on_inbox(const store::inbox_row& entry) {
   node_key best_key;
   for (auto& [k, w] : waits_) {
     if (w.outcome != wait_entry::outcome_t::none) continue;
-    bool match = entry.kind == "signal" ? w.kind == wait_entry::kind_t::signal && w.name == entry.name
-                                        : (w.kind == wait_entry::kind_t::approval ||
-                                           w.kind == wait_entry::kind_t::gate) &&
-                                              k == entry.key;
+    bool match =
+        entry.kind == "signal"
+            ? w.kind == wait_entry::kind_t::signal && w.name == entry.name
+            : (w.kind == wait_entry::kind_t::approval || w.kind == wait_entry::kind_t::gate) &&
+                  k == entry.key;
     if (!match) continue;
     if (!best || w.since_ms < best->since_ms ||
         (w.since_ms == best->since_ms && to_string(k) < to_string(best_key))) {
@@ -1371,7 +1372,8 @@ void run_core::on_wait_due(const node_key& k) {
     return;
   }
   bool timer = it->second.kind == wait_entry::kind_t::timer;
-  set_outcome(k, it->second, timer ? wait_entry::outcome_t::fired : wait_entry::outcome_t::timed_out,
+  set_outcome(k, it->second,
+              timer ? wait_entry::outcome_t::fired : wait_entry::outcome_t::timed_out,
               json{{"fired_ms", at}}, 0);
 }
 
@@ -1382,8 +1384,7 @@ void run_core::resolve_wait(sched::index t, wait_entry w) {
   const task_spec& spec = *plan_->specs[static_cast<std::size_t>(t)];
   using o = wait_entry::outcome_t;
   std::int64_t at = now();
-  if (w.inbox_id)
-    writes_.push_back(store::consume_inbox{w.inbox_id, to_string(k), at});
+  if (w.inbox_id) writes_.push_back(store::consume_inbox{w.inbox_id, to_string(k), at});
   switch (w.outcome) {
   case o::approved:
   case o::denied: {
@@ -1410,10 +1411,11 @@ void run_core::resolve_wait(sched::index t, wait_entry w) {
       queue_tick(); // what follows may start now
     } else {
       std::string by = decision["by"].get<std::string>();
-      fail_inline(t, attempt, w.since_ms,
-                  error{errc::approval_denied,
-                        "approval of " + to_string(k) + " was denied" + (by.empty() ? "" : " by " + by),
-                        decision});
+      fail_inline(
+          t, attempt, w.since_ms,
+          error{errc::approval_denied,
+                "approval of " + to_string(k) + " was denied" + (by.empty() ? "" : " by " + by),
+                decision});
     }
     return;
   }
@@ -1422,7 +1424,8 @@ void run_core::resolve_wait(sched::index t, wait_entry w) {
     write_wait(k, w, "fired");
     emit_node(event_type::timer_fired, k, "deadline_ms", *w.deadline_ms, "fired_ms", fired);
     std::int64_t attempt = ++table_.slot(t, k).attempts;
-    finish_inline(t, attempt, w.since_ms, json{{"deadline_ms", *w.deadline_ms}, {"fired_ms", fired}});
+    finish_inline(t, attempt, w.since_ms,
+                  json{{"deadline_ms", *w.deadline_ms}, {"fired_ms", fired}});
     return;
   }
   case o::received: {
@@ -1453,13 +1456,7 @@ void run_core::finish_inline(sched::index t, std::int64_t attempt, std::int64_t 
                              json output) {
   const node_key& k = plan_->keys[static_cast<std::size_t>(t)];
   std::int64_t at = now();
-  store::attempt_row ar;
-  ar.run_id = cfg_.run_id;
-  ar.node_id = k.id;
-  ar.iteration = k.iteration;
-  ar.attempt = attempt;
-  ar.state = attempt_state::finished;
-  ar.started_ms = started_ms;
+  store::attempt_row ar = attempt_row(k, attempt, attempt_state::finished, started_ms);
   ar.finished_ms = at;
   ar.output = output;
   writes_.push_back(store::insert_attempt{std::move(ar)});
@@ -1475,13 +1472,7 @@ void run_core::finish_inline(sched::index t, std::int64_t attempt, std::int64_t 
 void run_core::fail_inline(sched::index t, std::int64_t attempt, std::int64_t started_ms,
                            const error& err) {
   const node_key& k = plan_->keys[static_cast<std::size_t>(t)];
-  store::attempt_row ar;
-  ar.run_id = cfg_.run_id;
-  ar.node_id = k.id;
-  ar.iteration = k.iteration;
-  ar.attempt = attempt;
-  ar.state = attempt_state::in_progress;
-  ar.started_ms = started_ms;
+  store::attempt_row ar = attempt_row(k, attempt, attempt_state::in_progress, started_ms);
   writes_.push_back(store::insert_attempt{std::move(ar)});
   live_attempt la;
   la.attempt = attempt;
@@ -1514,7 +1505,7 @@ void run_core::update_status() {
     else
       timer = true;
   }
-  run_status next = busy ? run_status::running
+  run_status next = busy       ? run_status::running
                     : approval ? run_status::waiting_approval
                     : event    ? run_status::waiting_event
                     : timer    ? run_status::waiting_timer
@@ -1532,11 +1523,12 @@ void run_core::update_status() {
   for (const auto& [k, w] : waits_) {
     waiting_node wn;
     wn.key = k;
-    wn.kind = w.kind == wait_entry::kind_t::signal ? "signal"
+    wn.kind = w.kind == wait_entry::kind_t::signal  ? "signal"
               : w.kind == wait_entry::kind_t::timer ? "timer"
-                                                     : "approval";
+                                                    : "approval";
     wn.name = w.name;
-    if (sched::index t = plan_->find(k); t >= 0 && plan_->specs[static_cast<std::size_t>(t)]->approval)
+    if (sched::index t = plan_->find(k);
+        t >= 0 && plan_->specs[static_cast<std::size_t>(t)]->approval)
       wn.title = plan_->specs[static_cast<std::size_t>(t)]->approval->title;
     wn.deadline_ms = w.deadline_ms;
     result_.waiting.push_back(std::move(wn));
@@ -1560,9 +1552,9 @@ void run_core::restore_waits(resume_state& r) {
     }
     if (row.state != "waiting" || t < 0) continue;
     auto st = r.states.find(row.key);
-    if (st == r.states.end() || (st->second != node_state::waiting_approval &&
-                                 st->second != node_state::waiting_timer &&
-                                 st->second != node_state::waiting_event))
+    if (st == r.states.end() ||
+        (st->second != node_state::waiting_approval && st->second != node_state::waiting_timer &&
+         st->second != node_state::waiting_event))
       continue;
     wait_entry w;
     w.kind = row.kind == "gate"     ? wait_entry::kind_t::gate

@@ -58,10 +58,10 @@ struct resume_state {
   std::vector<store::inbox_row> inbox;           // decisions and signals not taken yet
   // A failed or cancelled run driven again (docs/waiting.md, "Retrying"):
   bool retry = false;
-  std::string previous_status;            // as stored before the claim
-  std::vector<node_key> retried;          // failed nodes that run again
-  key_map<std::int64_t> retry_base;       // attempts before the retry: a fresh budget
-  std::vector<std::string> failed_loops;  // loops that failed, running again
+  std::string previous_status;           // as stored before the claim
+  std::vector<node_key> retried;         // failed nodes that run again
+  key_map<std::int64_t> retry_base;      // attempts before the retry: a fresh budget
+  std::vector<std::string> failed_loops; // loops that failed, running again
   std::int64_t next_frame = 0;
   std::string previous_owner;
   bool forced = false;
@@ -83,7 +83,7 @@ struct run_config {
   std::optional<resume_state> resume; // set when resuming
   std::int64_t started_ms = 0;
   std::function<void(const event&)> publish; // after commit
-  bool release_when_waiting = false; // run_options::release_when_waiting
+  bool release_when_waiting = false;         // run_options::release_when_waiting
 };
 
 /// Why the run stops starting tasks before its tree is done.
@@ -255,6 +255,8 @@ private:
   void record_output(const node_key& k, sched::index t, json output);
   void continue_run();
   const json* output_at(const task_spec& reader, std::string_view id, std::int64_t iteration) const;
+  store::attempt_row attempt_row(const node_key& k, std::int64_t attempt, const char* state,
+                                 std::int64_t started_ms) const;
   void start_task(sched::index t);
   bool wait_step(sched::index t);
   void begin_wait(sched::index t);

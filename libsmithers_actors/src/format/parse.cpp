@@ -2,9 +2,9 @@
 
 #include "format/validate.hpp"
 #include "util/hash.hpp"
+#include "util/iso_time.hpp"
 #include "util/json_bounds.hpp"
 #include "util/json_parse.hpp"
-#include "util/iso_time.hpp"
 #include "util/read_file.hpp"
 
 #include <smithers/limits.hpp>

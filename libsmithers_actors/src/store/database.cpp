@@ -71,9 +71,8 @@ const std::string no_schema_message = "database has no smithers schema: ";
 // hand-made file, a table dropped by hand) is refused here, with a clear
 // DB_ERROR, rather than failing later inside an actor that cannot report it.
 void check_tables(database& db, const std::string& path) {
-  static const char* const required[] = {"runs",   "nodes", "attempts", "event_chunks",
-                                         "frames", "trees", "events",   "loops",
-                                         "waits", "inbox"};
+  static const char* const required[] = {"runs",  "nodes",  "attempts", "event_chunks", "frames",
+                                         "trees", "events", "loops",    "waits",        "inbox"};
   std::string missing;
   for (const char* name : required) {
     statement s(db.handle(), "SELECT 1 FROM sqlite_master WHERE name = ?1");

@@ -24,10 +24,9 @@ run_row open_run(const reader& rd, const std::string& run_id) {
 
 void check_text(const std::string& text, const char* option, std::size_t limit) {
   if (text.size() > limit)
-    throw smithers_error(errc::invalid_argument, std::string{option} + " is " +
-                                                     std::to_string(text.size()) +
-                                                     " bytes; the limit is " +
-                                                     std::to_string(limit),
+    throw smithers_error(errc::invalid_argument,
+                         std::string{option} + " is " + std::to_string(text.size()) +
+                             " bytes; the limit is " + std::to_string(limit),
                          {{"limit", limit}, {"actual", text.size()}});
   if (text.find('\0') != std::string::npos)
     throw smithers_error(errc::invalid_argument, std::string{option} + " contains a NUL byte");
@@ -68,9 +67,9 @@ const wait_row& target_wait(const std::vector<wait_row>& waits, const decision_r
                          node + " of run \"" + req.run_id + "\" is not waiting for approval" +
                              (node_state.empty() ? "" : " (it is " + node_state + ")"));
   if (found->state != "waiting")
-    throw smithers_error(errc::invalid_argument,
-                         node + " of run \"" + req.run_id + "\" was already decided (" +
-                             found->state + ")");
+    throw smithers_error(errc::invalid_argument, node + " of run \"" + req.run_id +
+                                                     "\" was already decided (" + found->state +
+                                                     ")");
   return *found;
 }
 
@@ -92,20 +91,20 @@ inbox_row record_decision(database& db, const decision_request& req) {
   const wait_row& w = target_wait(waits, req, state);
   for (const auto& i : rd.open_inbox(req.run_id))
     if (i.kind == "approval" && i.key == w.key)
-      throw smithers_error(
-          errc::invalid_argument,
-          "node " + to_string(w.key) + " of run \"" + req.run_id + "\" already has a decision (" +
-              (i.payload.value("approved", false) ? "approved" : "denied") +
-              (i.payload.value("by", std::string{}).empty()
-                   ? std::string{}
-                   : " by " + i.payload.value("by", std::string{})) +
-              "), not yet taken by the run");
+      throw smithers_error(errc::invalid_argument,
+                           "node " + to_string(w.key) + " of run \"" + req.run_id +
+                               "\" already has a decision (" +
+                               (i.payload.value("approved", false) ? "approved" : "denied") +
+                               (i.payload.value("by", std::string{}).empty()
+                                    ? std::string{}
+                                    : " by " + i.payload.value("by", std::string{})) +
+                               "), not yet taken by the run");
   inbox_row row;
   row.run_id = req.run_id;
   row.kind = "approval";
   row.key = w.key;
-  row.payload = {{"approved", req.approved}, {"by", req.by}, {"note", req.note},
-                 {"decided_ms", req.now_ms}};
+  row.payload = {
+      {"approved", req.approved}, {"by", req.by}, {"note", req.note}, {"decided_ms", req.now_ms}};
   row.created_ms = req.now_ms;
   // Checked again inside the transaction (writer): a decider racing this
   // one finds the decision there and fails.

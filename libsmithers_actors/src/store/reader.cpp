@@ -234,8 +234,9 @@ constexpr const char* ready_condition = R"sql(
 } // namespace
 
 std::vector<inbox_row> reader::open_inbox(const std::string& run_id) const {
-  statement s(db_.handle(), std::string("SELECT ") + inbox_columns +
-                                " FROM inbox WHERE run_id = ?1 AND consumed_ms IS NULL ORDER BY id");
+  statement s(db_.handle(),
+              std::string("SELECT ") + inbox_columns +
+                  " FROM inbox WHERE run_id = ?1 AND consumed_ms IS NULL ORDER BY id");
   s.bind_text_ref(1, run_id);
   std::vector<inbox_row> rows;
   while (s.step())
@@ -244,8 +245,7 @@ std::vector<inbox_row> reader::open_inbox(const std::string& run_id) const {
 }
 
 std::vector<inbox_row> reader::open_inbox_of_owner(const std::string& owner_id) const {
-  statement s(db_.handle(),
-              std::string("SELECT ") + inbox_columns + R"sql( FROM inbox
+  statement s(db_.handle(), std::string("SELECT ") + inbox_columns + R"sql( FROM inbox
 WHERE consumed_ms IS NULL AND run_id IN (
   SELECT run_id FROM runs WHERE owner_id = ?1
     AND status NOT IN ('finished', 'failed', 'cancelled', 'continued'))

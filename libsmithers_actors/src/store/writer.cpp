@@ -787,9 +787,8 @@ FROM runs WHERE run_id = ?1)sql") {}
   statement insert_run_, run_no_, update_run_status_, insert_node_, update_node_, node_keys_,
       insert_attempt_, attempt_keys_, finish_attempt_, heartbeat_, heartbeat_data_, insert_chunk_,
       chunk_overlap_, store_frame_, attempt_meta_, store_tree_, touch_run_, request_cancel_,
-      claim_run_, request_handover_, withdraw_handover_, release_run_, upsert_wait_,
-      consume_inbox_, insert_approval_, insert_signal_, cancel_waits_, set_run_status_, upsert_loop_,
-      continue_run_;
+      claim_run_, request_handover_, withdraw_handover_, release_run_, upsert_wait_, consume_inbox_,
+      insert_approval_, insert_signal_, cancel_waits_, set_run_status_, upsert_loop_, continue_run_;
   std::unordered_map<std::string, std::int64_t> run_nos_;
   std::unordered_map<std::string, run_rows> rows_;
 };

@@ -186,9 +186,9 @@ struct set_run_status {
 using command =
     std::variant<insert_run, update_run_status, upsert_node, insert_attempt, finish_attempt,
                  record_heartbeat, append_event, append_events, store_frame, touch_run,
-                 request_cancel, claim_run, set_attempt_meta, add_pending_nodes,
-                 request_handover, withdraw_handover, release_run, upsert_loop, continue_run,
-                 upsert_wait, consume_inbox, insert_inbox, set_run_status, cancel_waits>;
+                 request_cancel, claim_run, set_attempt_meta, add_pending_nodes, request_handover,
+                 withdraw_handover, release_run, upsert_loop, continue_run, upsert_wait,
+                 consume_inbox, insert_inbox, set_run_status, cancel_waits>;
 
 /// Commands committed together, in order, in one transaction.
 struct write_batch {
