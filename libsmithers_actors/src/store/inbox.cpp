@@ -30,6 +30,9 @@ void check_text(const std::string& text, const char* option, std::size_t limit) 
                          {{"limit", limit}, {"actual", text.size()}});
   if (text.find('\0') != std::string::npos)
     throw smithers_error(errc::invalid_argument, std::string{option} + " contains a NUL byte");
+  // Stored as JSON text: never changed silently into U+FFFD.
+  if (!util::is_valid_utf8(text))
+    throw smithers_error(errc::invalid_argument, std::string{option} + " is not valid UTF-8");
 }
 
 // The wait a decision is for: the node's waiting iteration when none is
