@@ -59,6 +59,25 @@ int drive(const globals& g, const run_begin& begin) {
                               load_workflow_or_throw(next.workflow_path), std::move(opts));
     res = handle.wait();
   }
+  // A decision or signal that came while the run was being let go of (it
+  // could not be taken any more): go on with it here, not at the next
+  // resume.
+  while ((res.status == run_status::waiting_approval || res.status == run_status::waiting_event) &&
+         d.signals().received() == 0) {
+    auto store = run_store::open_for(g.db, res.run_id);
+    auto run = store.get(res.run_id);
+    if (run.workflow_path.empty() || !store.wait_ready(res.run_id)) break;
+    resume_options opts;
+    opts.on_event = on_event;
+    opts.release_when_waiting = true;
+    try {
+      handle = resume_from_file(d.eng(), run.run_id, run.workflow_path,
+                                load_workflow_or_throw(run.workflow_path), std::move(opts));
+    } catch (const smithers_error&) {
+      break; // taken by another process, or not from this file: resume says
+    }
+    res = handle.wait();
+  }
   d.signals().release();
   prog->done();
   return report_run_end(g, res, d.signals().received());

@@ -267,3 +267,51 @@ TEST_CASE("an engine shut down while its runs wait stops them, resumable, and do
     CHECK(res.wait().status == run_status::cancelled);
   }
 }
+
+TEST_CASE("an engine shut down while a task runs beside a wait stops the run once it only waits") {
+  test_support::temp_dir dir;
+  auto cfg = config_in(dir);
+  auto wf = std::make_shared<workflow>();
+  std::atomic<bool> started{false};
+  wf->root = parallel({approval("ok", "Ship?"), compute_task("slow", [&](task_context&) {
+                                                  started = true;
+                                                  std::this_thread::sleep_for(300ms);
+                                                  return json::object();
+                                                })});
+  run_handle h;
+  auto t0 = std::chrono::steady_clock::now();
+  {
+    engine eng{cfg};
+    run_options opts;
+    opts.run_id = "busy";
+    h = eng.start(wf, opts);
+    REQUIRE(eventually([&] { return started.load(); }, 10s));
+  } // `slow` still runs when the destructor asks: it finishes, then the run stops
+  CHECK(std::chrono::steady_clock::now() - t0 < 30s);
+  CHECK(h.wait().status == run_status::running);
+  auto db = store::database::open(cfg.db_path, store::open_mode::read_only);
+  for (const auto& n : store::reader{db}.nodes("busy"))
+    if (n.node_id == "slow") CHECK(n.state == "finished");
+}
+
+TEST_CASE("signals nobody takes are bounded per run") {
+  test_support::temp_dir dir;
+  engine eng{config_in(dir)};
+  workflow wf;
+  wf.root = approval("ok", "Ship?");
+  run_options opts;
+  opts.run_id = "many";
+  auto h = eng.start(wf, opts);
+  REQUIRE(eventually([&] { return stored_status(eng, "many") == "waiting-approval"; }, 10s));
+  for (std::size_t i = 0; i < limits::max_open_signals; ++i)
+    eng.signal("many", "unheard", json{{"i", i}});
+  try {
+    eng.signal("many", "unheard");
+    FAIL("the signal over the limit was stored");
+  } catch (const smithers_error& e) {
+    CHECK(e.code() == errc::invalid_argument);
+    CHECK_THAT(e.err().message, Catch::Contains("1000 signals"));
+  }
+  eng.approve("many", "ok");
+  CHECK(h.wait().status == run_status::finished);
+}

@@ -1117,6 +1117,29 @@ TEST_CASE("resume retries a cancelled waiting run which waits again", "[system][
   CHECK(j["outputs"]["ok"]["approved"] == true);
 }
 
+TEST_CASE("a decision not taken before a cancel is void: the retried run asks again",
+          "[system][wait]") {
+  sandbox sb;
+  auto marker = sb.file("deployed");
+  auto wf = sb.write("wf.json", json{{"name", "gate-cancel"},
+                                     {"root",
+                                      {{"task", "deploy"},
+                                       {"needs_approval", true},
+                                       {"run", "touch " + marker + "; echo '{}'"}}}});
+  REQUIRE(sb.cli({"run", wf, "--run-id", "g"}).exit_code == 3);
+  REQUIRE(sb.cli({"approve", "g", "--node", "deploy"}).exit_code == 0);
+  REQUIRE(sb.cli({"cancel", "g"}).exit_code == 0);
+  auto res = sb.cli({"resume", "g"});
+  INFO(res);
+  CHECK(res.exit_code == 3); // waits for a new decision
+  CHECK_FALSE(file_exists(marker));
+  CHECK(sql_rows(sb.db(), "SELECT consumed_by FROM inbox WHERE run_id = 'g'") ==
+        std::vector<std::string>{"cancelled"});
+  REQUIRE(sb.cli({"approve", "g", "--node", "deploy"}).exit_code == 0);
+  CHECK(sb.cli({"resume", "g"}).exit_code == 0);
+  CHECK(file_exists(marker));
+}
+
 // ------------------------------------------------------------------ 9
 namespace {
 

@@ -1512,3 +1512,27 @@ TEST_CASE("run core: a waiting node a render drops waits no more; brought back, 
   // A decision for it now is not taken by anything.
   CHECK(d.commands<store::consume_inbox>().empty());
 }
+
+TEST_CASE("run core: a wait gives back the slot it took; what it left starts and the run is busy") {
+  driver d(static_wf(parallel({approval("gate", "Go?"), compute_task("x", noop)}, 1)),
+           json::object(), {}, true);
+  d.settle();
+  REQUIRE(d.is_running("x")); // not left pending behind the waiting approval
+  CHECK_FALSE(d.done);        // not let go of while x runs
+  d.answer("x", ok(json::object()));
+  REQUIRE(d.done); // now it only waits: released
+  CHECK(d.result.status == run_status::waiting_approval);
+}
+
+TEST_CASE("run core: a deadline centuries away is slept on a day at a time") {
+  driver d(static_wf(sequence({timer_until("far", 16'725'225'600'000)}))); // year 2500
+  d.settle();
+  REQUIRE(d.wakeups.size() == 1);
+  CHECK(d.wakeups[0].delay_ms == 86'400'000);
+  d.clock += 86'400'000;
+  d.core->on_wait_due({"far", 0});
+  d.collect();
+  REQUIRE(d.wakeups.size() == 2); // early: one more day, no busy loop
+  CHECK(d.wakeups[1].delay_ms == 86'400'000);
+  CHECK(d.core->written_state({"far", 0}) == node_state::waiting_timer);
+}

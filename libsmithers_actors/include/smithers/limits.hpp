@@ -48,6 +48,9 @@ inline constexpr std::size_t max_signal_name_bytes = 128;
 /// An approval's note (--note) and who decided it (--by), in bytes.
 inline constexpr std::size_t max_note_bytes = 64 * 1024;
 inline constexpr std::size_t max_decider_bytes = 256;
+/// Signals stored for a run that no node has taken yet (INVALID_ARGUMENT
+/// beyond): what nobody waits for cannot pile up without bound.
+inline constexpr std::size_t max_open_signals = 1000;
 /// Upper bound for integer options (max_concurrency, retries, timeouts) so
 /// that arithmetic on them never overflows.
 inline constexpr std::int64_t max_option_value = 1'000'000'000'000LL;

@@ -763,7 +763,10 @@ void run_core::stop(stop_mode mode, error why) {
 }
 
 void run_core::stop_if_waiting(const std::string& reason) {
-  if (ending_ || status_ == run_status::running || !live_.empty()) return;
+  if (ending_) return;
+  // Sticky: a run busy now stops once it only waits (update_status).
+  idle_reason_ = reason;
+  if (status_ == run_status::running || !live_.empty()) return;
   stop(stop_mode::interrupt, error{errc::task_aborted, reason});
 }
 
@@ -976,9 +979,9 @@ void run_core::end_run(run_status status, std::optional<error> err) {
     for (const auto& k : dropped_pending)
       never_reached(-1, k, reason);
   }
-  // Nothing waits for a run that has ended (its successor waits anew).
-  if (!waits_.empty() && status != run_status::finished)
-    writes_.push_back(store::cancel_waits{cfg_.run_id, at});
+  // Nothing waits for a run that has ended (its successor waits anew),
+  // nor is a decision kept for a retry: it asks again.
+  if (had_waits_) writes_.push_back(store::cancel_waits{cfg_.run_id, at});
   // The last frame comes before the run's end, so RunFinished (or
   // RunFailed, RunCancelled) is the last event.
   maybe_frame();
@@ -1025,6 +1028,7 @@ void run_core::tick() {
     auto ready = sched_->take_runnable();
     if (ready.empty()) break;
     bool skipped_any = false;
+    pull_again_ = false;
     for (auto t : ready) {
       const auto& spec = *plan_->specs[static_cast<std::size_t>(t)];
       // A wait that has its outcome was not skipped when it began: it ends now.
@@ -1039,7 +1043,9 @@ void run_core::tick() {
         start_task(t);
       }
     }
-    if (!skipped_any) break;
+    // A wait that began (or went on) took a slot it does not keep: what
+    // it left may start now.
+    if (!skipped_any && !pull_again_) break;
   }
   // A wait that ended skipped (a denied approval) skips what needs it.
   for (auto t : sched_->take_auto_skipped())
@@ -1226,6 +1232,7 @@ bool run_core::wait_step(sched::index t) {
   }
   if (it->second.outcome == wait_entry::outcome_t::none) {
     sched_->defer(t); // taken again without an outcome: it goes on waiting
+    pull_again_ = true;
     return true;
   }
   wait_entry w = std::move(it->second);
@@ -1299,14 +1306,23 @@ void run_core::begin_wait(sched::index t) {
               w.kind == wait_entry::kind_t::gate);
   }
   sched_->defer(t);
+  pull_again_ = true;
+  had_waits_ = true;
   wait_entry& stored = waits_[k] = std::move(w);
   // What arrived before it waited; a deadline that has passed.
   if (!take_inbox(k, stored) && stored.deadline_ms) {
     if (*stored.deadline_ms <= at)
       on_wait_due(k);
     else
-      fx_.wakeups.push_back({k, *stored.deadline_ms - at});
+      wake_at(k, *stored.deadline_ms);
   }
+}
+
+// Sleeps on a message until `deadline_ms`, in steps of at most a day: a
+// deadline centuries away never overflows the clock the message waits on.
+void run_core::wake_at(const node_key& k, std::int64_t deadline_ms) {
+  constexpr std::int64_t max_sleep_ms = 24 * 60 * 60 * 1000;
+  fx_.wakeups.push_back({k, std::clamp<std::int64_t>(deadline_ms - now(), 0, max_sleep_ms)});
 }
 
 // The oldest decision or signal waiting in the inbox for this wait.
@@ -1367,8 +1383,8 @@ void run_core::on_wait_due(const node_key& k) {
       !it->second.deadline_ms)
     return;
   std::int64_t at = now();
-  if (at < *it->second.deadline_ms) { // early (a clock that moved): sleep on
-    fx_.wakeups.push_back({k, *it->second.deadline_ms - at});
+  if (at < *it->second.deadline_ms) { // early (a long sleep's step, a clock that moved)
+    wake_at(k, *it->second.deadline_ms);
     return;
   }
   bool timer = it->second.kind == wait_entry::kind_t::timer;
@@ -1490,7 +1506,7 @@ void run_core::update_status() {
   // Decided once what is being committed has been (on_committed ticks).
   if (stopping_ != stop_mode::none || !in_flight_.empty()) return;
   bool busy = !live_.empty() || !retries_.empty() || sched_->has_loops_ready() || tick_queued_ ||
-              results_pending();
+              results_pending() || sched_->has_runnable();
   bool approval = false, event = false, timer = false, deadline = false;
   for (const auto& [k, w] : waits_) {
     if (w.outcome != wait_entry::outcome_t::none) {
@@ -1510,6 +1526,10 @@ void run_core::update_status() {
                     : event    ? run_status::waiting_event
                     : timer    ? run_status::waiting_timer
                                : run_status::running;
+  if (next != run_status::running && idle_reason_) {
+    stop(stop_mode::interrupt, error{errc::task_aborted, *idle_reason_});
+    return;
+  }
   if (next == status_) return;
   status_ = next;
   writes_.push_back(store::set_run_status{cfg_.run_id, to_string(next), now()});
@@ -1543,7 +1563,7 @@ void run_core::update_status() {
 // passed while nobody owned the run is due at once), gates approved kept;
 // then what arrived meanwhile is taken.
 void run_core::restore_waits(resume_state& r) {
-  std::int64_t at = now();
+  had_waits_ = had_waits_ || !r.waits.empty();
   for (const auto& row : r.waits) {
     sched::index t = plan_->find(row.key);
     if (row.kind == "gate" && row.state == "approved") {
@@ -1572,10 +1592,7 @@ void run_core::restore_waits(resume_state& r) {
     on_inbox(e);
   for (auto& [k, w] : waits_) {
     if (w.outcome != wait_entry::outcome_t::none || !w.deadline_ms) continue;
-    if (*w.deadline_ms <= at)
-      fx_.wakeups.push_back({k, 0});
-    else
-      fx_.wakeups.push_back({k, *w.deadline_ms - at});
+    wake_at(k, *w.deadline_ms); // at once if it passed while nobody owned the run
   }
 }
 

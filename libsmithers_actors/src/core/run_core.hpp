@@ -270,6 +270,7 @@ private:
   void update_status();
   void restore_waits(resume_state& r);
   void drop_unmounted_waits();
+  void wake_at(const node_key& k, std::int64_t deadline_ms);
   void resolve_value(sched::index t, std::int64_t attempt, std::int64_t now);
   void launch(const pending_launch& pl);
   void write_heartbeat(const node_key& k, live_attempt& la, std::int64_t at_ms, const json& data,
@@ -319,6 +320,9 @@ private:
   key_map<char> gates_passed_;                     // needs_approval gates approved
   key_map<std::int64_t> retry_base_;               // attempts before a retried run's resume
   run_status status_ = run_status::running;        // as last written
+  bool pull_again_ = false; // a wait took a slot from take_runnable and gave it back
+  bool had_waits_ = false;  // waits were stored for this run (cancelled when it ends)
+  std::optional<std::string> idle_reason_; // stop_if_waiting: stop once the run only waits
   key_map<live_attempt> live_;
   std::vector<store::command> writes_;
   batch_effects batch_; // of the batch being gathered

@@ -67,6 +67,8 @@ public:
   /// ended, since the last call. The run counts as running while any wait.
   std::vector<index> take_loops_ready();
   bool has_loops_ready() const { return !loops_ready_.empty(); }
+  /// A task could start now but for a concurrency limit.
+  bool has_runnable() const { return !runnable_.empty() && runnable_[0] > 0; }
 
   outcome status() const;
   /// Tasks that failed without continue_on_fail.

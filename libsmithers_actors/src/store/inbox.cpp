@@ -122,6 +122,12 @@ inbox_row record_signal(database& db, const signal_request& req) {
   if (auto err = util::check_signal_payload(req.payload)) throw smithers_error(*err);
   reader rd{db};
   open_run(rd, req.run_id);
+  if (rd.open_signal_count(req.run_id) >= limits::max_open_signals)
+    throw smithers_error(errc::invalid_argument,
+                         "run \"" + req.run_id + "\" already holds " +
+                             std::to_string(limits::max_open_signals) +
+                             " signals that no node has taken",
+                         {{"limit", limits::max_open_signals}});
   inbox_row row;
   row.run_id = req.run_id;
   row.kind = "signal";

@@ -244,6 +244,13 @@ std::vector<inbox_row> reader::open_inbox(const std::string& run_id) const {
   return rows;
 }
 
+std::size_t reader::open_signal_count(const std::string& run_id) const {
+  statement s(db_.handle(), R"sql(
+SELECT count(*) FROM inbox WHERE run_id = ?1 AND consumed_ms IS NULL AND kind = 'signal')sql");
+  s.bind_text_ref(1, run_id);
+  return s.step() ? static_cast<std::size_t>(s.column_int(0)) : 0;
+}
+
 std::vector<inbox_row> reader::open_inbox_of_owner(const std::string& owner_id) const {
   statement s(db_.handle(), std::string("SELECT ") + inbox_columns + R"sql( FROM inbox
 WHERE consumed_ms IS NULL AND run_id IN (

@@ -62,6 +62,8 @@ public:
   std::vector<wait_row> waits(const std::string& run_id) const;
   /// Decisions and signals not consumed yet, oldest first.
   std::vector<inbox_row> open_inbox(const std::string& run_id) const;
+  /// How many signals of the run no node has taken yet.
+  std::size_t open_signal_count(const std::string& run_id) const;
   /// The same, for every run `owner_id` drives.
   std::vector<inbox_row> open_inbox_of_owner(const std::string& owner_id) const;
   /// Runs that wait (waiting-*) with something arrived for them or a

@@ -243,6 +243,11 @@ INSERT INTO inbox (run_id, kind, node_id, iteration, name, payload_json, created
 VALUES (?1, 'signal', '', 0, ?2, ?3, ?4))sql"),
         cancel_waits_(db, R"sql(
 UPDATE waits SET state = 'cancelled', updated_ms = ?2 WHERE run_id = ?1 AND state = 'waiting')sql"),
+        // Decisions not taken go with their waits: a retry asks again.
+        // (Signals stay: what happened outside still happened.)
+        void_decisions_(db, R"sql(
+UPDATE inbox SET consumed_ms = ?2, consumed_by = 'cancelled'
+WHERE run_id = ?1 AND kind = 'approval' AND consumed_ms IS NULL)sql"),
         set_run_status_(db, R"sql(
 UPDATE runs SET status = ?2, updated_ms = ?3 WHERE run_id = ?1)sql"),
         upsert_loop_(db, R"sql(
@@ -708,11 +713,13 @@ FROM runs WHERE run_id = ?1)sql") {}
   }
 
   void operator()(const cancel_waits& c) {
-    auto& s = cancel_waits_;
-    in_use use{s};
-    s.bind_text_ref(1, c.run_id);
-    s.bind_int(2, c.at_ms);
-    s.step();
+    for (statement* st : {&cancel_waits_, &void_decisions_}) {
+      auto& s = *st;
+      in_use use{s};
+      s.bind_text_ref(1, c.run_id);
+      s.bind_int(2, c.at_ms);
+      s.step();
+    }
   }
 
   void operator()(const set_run_status& c) {
@@ -788,7 +795,8 @@ FROM runs WHERE run_id = ?1)sql") {}
       insert_attempt_, attempt_keys_, finish_attempt_, heartbeat_, heartbeat_data_, insert_chunk_,
       chunk_overlap_, store_frame_, attempt_meta_, store_tree_, touch_run_, request_cancel_,
       claim_run_, request_handover_, withdraw_handover_, release_run_, upsert_wait_, consume_inbox_,
-      insert_approval_, insert_signal_, cancel_waits_, set_run_status_, upsert_loop_, continue_run_;
+      insert_approval_, insert_signal_, cancel_waits_, void_decisions_, set_run_status_,
+      upsert_loop_, continue_run_;
   std::unordered_map<std::string, std::int64_t> run_nos_;
   std::unordered_map<std::string, run_rows> rows_;
 };

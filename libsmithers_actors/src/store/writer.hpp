@@ -170,8 +170,9 @@ struct consume_inbox {
 struct insert_inbox {
   inbox_row row;
 };
-/// The run ended (failed, cancelled) while nodes waited: their waits end
-/// `cancelled`, so nothing asks for a decision on an ended run.
+/// The run ended while nodes waited: their waits end `cancelled`, so nothing
+/// asks for a decision on an ended run, and decisions not taken yet are
+/// voided (consumed_by "cancelled"): a retry asks again.
 struct cancel_waits {
   std::string run_id;
   std::int64_t at_ms = 0;
