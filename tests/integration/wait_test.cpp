@@ -104,6 +104,12 @@ TEST_CASE("embedded: refused decisions throw and write nothing") {
           eng.approve("refusals", "ok", decision{"", "", 3});
         }) == errc::invalid_argument);
   CHECK(code_of([&] { eng.signal("refusals", "bad name"); }) == errc::invalid_argument);
+  json deep = json::array();
+  for (int i = 0; i < 40; ++i)
+    deep = json::array({deep});
+  CHECK(code_of([&] { eng.signal("refusals", "ok", deep); }) == errc::invalid_input);
+  CHECK(code_of([&] { eng.signal("refusals", "ok", std::string(70 * 1024, 'x')); }) ==
+        errc::invalid_input);
   CHECK(code_of([&] {
           eng.approve("refusals", "ok", decision{std::string(300, 'x'), "", {}});
         }) == errc::invalid_argument);

@@ -91,16 +91,6 @@ std::string keep_evidence(const sandbox& sb, const std::string& tag) {
   return dir;
 }
 
-/// Lines of a file, counted.
-std::map<std::string, int> line_counts(const std::string& path) {
-  std::map<std::string, int> counts;
-  std::istringstream in(read_file(path));
-  std::string line;
-  while (std::getline(in, line))
-    if (!line.empty()) ++counts[line];
-  return counts;
-}
-
 std::string describe(const std::set<attempt_key>& keys) {
   std::string s;
   for (const auto& [node, attempt] : keys)

@@ -10,8 +10,10 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <map>
 #include <optional>
 #include <random>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -53,6 +55,16 @@ template <class T, class F> T read_store(const std::string& db, F&& f) {
       return T{};
     throw;
   }
+}
+
+/// Lines of a file (a task's side-effect log), counted.
+inline std::map<std::string, int> line_counts(const std::string& path) {
+  std::map<std::string, int> counts;
+  std::istringstream in(read_file(path));
+  std::string line;
+  while (std::getline(in, line))
+    if (!line.empty()) ++counts[line];
+  return counts;
 }
 
 inline std::optional<store::run_row> db_run(const std::string& db, const std::string& run_id) {

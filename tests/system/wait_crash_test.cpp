@@ -45,16 +45,6 @@ std::map<std::string, int> in_progress(const std::string& db, const std::string&
   return out;
 }
 
-/// Lines of a file, counted.
-std::map<std::string, int> line_counts(const std::string& path) {
-  std::map<std::string, int> counts;
-  std::istringstream in(read_file(path));
-  std::string line;
-  while (std::getline(in, line))
-    if (!line.empty()) ++counts[line];
-  return counts;
-}
-
 /// SIGKILL, then reap (so the owner pid is gone at once).
 command_result kill9(child_process& p) {
   p.signal(SIGKILL);

@@ -312,24 +312,29 @@ bool is_valid_utf8(std::string_view s) {
   return true;
 }
 
+namespace {
+
+// Input's bounds (depth, array items, string and total bytes), for any value.
+std::optional<error> check_input_like(const json& value, const char* what) {
+  const walk_limits lim{limits::max_input_depth, limits::max_input_array_items,
+                        limits::max_input_string_bytes};
+  walk_result r = walk(value, lim);
+  if (r.what != issue::none) return issue_error(errc::invalid_input, what, r, lim);
+  return check_size(value, r, limits::max_input_bytes, errc::invalid_input, what);
+}
+
+} // namespace
+
 std::optional<error> check_input_bounds(const json& input) {
   if (!input.is_object())
     return error{errc::invalid_input,
                  std::string("input must be a JSON object, got ") + input.type_name(),
                  {{"path", "$"}}};
-  const walk_limits lim{limits::max_input_depth, limits::max_input_array_items,
-                        limits::max_input_string_bytes};
-  walk_result r = walk(input, lim);
-  if (r.what != issue::none) return issue_error(errc::invalid_input, "input", r, lim);
-  return check_size(input, r, limits::max_input_bytes, errc::invalid_input, "input");
+  return check_input_like(input, "input");
 }
 
 std::optional<error> check_signal_payload(const json& payload) {
-  const walk_limits lim{limits::max_input_depth, limits::max_input_array_items,
-                        limits::max_input_string_bytes};
-  walk_result r = walk(payload, lim);
-  if (r.what != issue::none) return issue_error(errc::invalid_input, "signal data", r, lim);
-  return check_size(payload, r, limits::max_input_bytes, errc::invalid_input, "signal data");
+  return check_input_like(payload, "signal data");
 }
 
 std::optional<error> check_heartbeat_data(const json& data) {
