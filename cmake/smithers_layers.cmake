@@ -54,6 +54,9 @@ set(SMITHERS_PUBLIC_HEADER_node_key util)
 set(SMITHERS_PUBLIC_HEADER_task workflow)
 set(SMITHERS_PUBLIC_HEADER_workflow workflow)
 set(SMITHERS_PUBLIC_HEADER_admin admin)
+# Addresses and TLS files (plain data, checked in util); the worker node.
+set(SMITHERS_PUBLIC_HEADER_remote util)
+set(SMITHERS_PUBLIC_HEADER_worker actors)
 # engine.hpp's types (run_options, run_result, engine_config) are the run
 # core's vocabulary; the engine class it declares is implemented in actors,
 # which uses core.

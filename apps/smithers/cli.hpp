@@ -7,12 +7,15 @@
 
 #include <smithers/errors.hpp>
 #include <smithers/status.hpp>
+#include <smithers/task.hpp>
 
 #include <CLI/CLI.hpp>
 
 #include <chrono>
+#include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace smithers {
 class engine;
@@ -33,8 +36,18 @@ struct globals {
   std::string db = "smithers.db";
   std::string format = "text"; // text | json
   std::string log_level = "warn";
+  // Commands that drive runs (run, resume, fork --run, supervise): where
+  // their attempts run (add_worker_options).
+  std::vector<std::string> workers;
+  bool local_fallback = false;
+  std::string tls_cert, tls_key, tls_ca;
   bool json() const { return format == "json"; }
 };
+
+/// --workers, --local-fallback and the TLS options, on a command that drives runs.
+void add_worker_options(CLI::App* cmd, globals& g);
+/// `smithers worker`: serve tasks for owners elsewhere.
+void add_worker_command(CLI::App& app, const globals& g, int& result);
 
 /// Exit code for an error: 4 for bad arguments, input or workflow (nothing
 /// was written), 1 otherwise.
@@ -99,10 +112,19 @@ json continue_commands(const globals& g, const std::string& run_id, const json& 
 /// not in a git work tree.
 std::string git_revision(const std::string& file);
 
-/// Compute functions the CLI registers for JSON workflows: "noop" returns
-/// {}, "echo" returns {"node_id", "input", "needs"}.
-void register_builtin_computes(engine& e);
+/// Compute functions the CLI registers for JSON workflows (and `smithers
+/// worker` serves): "noop" returns {}, "echo" returns {"node_id", "input",
+/// "needs"}.
+template <class Host> void register_builtin_computes(Host& h) {
+  h.register_compute("noop", [](task_context&) { return json::object(); });
+  h.register_compute("echo", [](task_context& ctx) {
+    return json{{"node_id", ctx.node_id()}, {"input", ctx.input()}, {"needs", ctx.needs()}};
+  });
+}
 bool is_builtin_compute(const std::string& name);
+/// The compute names a run may use: the built-ins, or with --workers any
+/// (a worker may serve it).
+std::function<bool(const std::string&)> compute_check(const globals& g);
 
 /// Loads and validates a workflow file: INVALID_ARGUMENT for a path over the
 /// limit, INVALID_WORKFLOW with every problem (details.problems) otherwise.

@@ -205,6 +205,7 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
                            : format_duration(a["duration_ms"].get<std::int64_t>()),
                        10);
       if (a["cached"].get<bool>()) std::cout << " cached";
+      if (a["worker"].is_string()) std::cout << " on " << shown(a["worker"].get<std::string>());
       if (!a["heartbeat_ms"].is_null())
         std::cout << " heartbeat " << format_time(a["heartbeat_ms"].get<std::int64_t>()) << " ("
                   << a["heartbeat_bytes"].get<std::size_t>() << " B)";

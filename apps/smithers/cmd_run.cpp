@@ -60,7 +60,7 @@ void add_run_command(CLI::App& app, const globals& g, int& result) {
     opts.vcs_revision = git_revision(args->workflow);
     // Everything is checked before the database is opened: bad input leaves
     // no trace, not even a new database file.
-    validate_run(*parsed.wf, opts, is_builtin_compute);
+    validate_run(*parsed.wf, opts, compute_check(g));
     if (!opts.run_id.empty()) {
       auto store = run_store::open_existing(g.db);
       if (store && store->find(opts.run_id))

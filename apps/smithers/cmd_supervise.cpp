@@ -42,7 +42,7 @@ void add_supervise_command(CLI::App& app, const globals& g, int& result) {
   cmd->callback([&g, &result, sa] {
     auto interval = parse_duration(sa->interval, "--interval");
     auto stale_after = parse_duration(sa->stale_after, "--stale-after");
-    driving_engine host{g.db};
+    driving_engine host{g};
     auto& eng = host.eng();
     auto& signals = host.signals();
     std::vector<run_handle> driven;

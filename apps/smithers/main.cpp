@@ -153,6 +153,9 @@ int run_cli(int argc, char** argv) {
   add_workflow_commands(app, g, result);
   add_supervise_command(app, g, result);
   add_wait_commands(app, g, result);
+  add_worker_command(app, g, result);
+  for (const char* name : {"run", "resume", "fork", "supervise"})
+    add_worker_options(app.get_subcommand(name), g);
 
   auto logger = spdlog::stderr_color_mt("smithers");
   spdlog::set_default_logger(logger);

@@ -11,34 +11,49 @@
 
 namespace smithers::cli {
 
-void register_builtin_computes(engine& e) {
-  e.register_compute("noop", [](task_context&) { return json::object(); });
-  e.register_compute("echo", [](task_context& ctx) {
-    return json{{"node_id", ctx.node_id()}, {"input", ctx.input()}, {"needs", ctx.needs()}};
-  });
-}
-
 bool is_builtin_compute(const std::string& name) {
   return name == "noop" || name == "echo";
 }
 
+std::function<bool(const std::string&)> compute_check(const globals& g) {
+  if (!g.workers.empty()) return [](const std::string&) { return true; };
+  return is_builtin_compute;
+}
+
+void add_worker_options(CLI::App* cmd, globals& g) {
+  cmd->add_option("--workers", g.workers,
+                  "run command and compute tasks on these workers (HOST:PORT,...)")
+      ->delimiter(',');
+  cmd->add_flag("--local-fallback", g.local_fallback,
+                "with --workers: run tasks here while no worker is reachable");
+  cmd->add_option("--tls-cert", g.tls_cert, "with --workers: this end's certificate (PEM)");
+  cmd->add_option("--tls-key", g.tls_key, "with --workers: this end's private key (PEM)");
+  cmd->add_option("--tls-ca", g.tls_ca,
+                  "with --workers: the CA that signed the workers' certificates");
+}
+
 namespace {
 
-engine_config config_for(const std::string& db_path) {
+engine_config config_for(const globals& g) {
   engine_config cfg;
-  cfg.db_path = db_path;
+  cfg.db_path = g.db;
+  cfg.workers = g.workers;
+  cfg.local_fallback = g.local_fallback;
+  cfg.tls = tls_files{g.tls_cert, g.tls_key, g.tls_ca};
+  if (g.local_fallback && g.workers.empty())
+    throw smithers_error(errc::invalid_argument, "--local-fallback needs --workers");
   return cfg;
 }
 
 } // namespace
 
-driving_engine::driving_engine(const std::string& db_path) : eng_{config_for(db_path)} {
+driving_engine::driving_engine(const globals& g) : eng_{config_for(g)} {
   signals_.watch(eng_);
   register_builtin_computes(eng_);
 }
 
 int drive(const globals& g, const run_begin& begin) {
-  driving_engine d{g.db};
+  driving_engine d{g};
   auto prog = std::make_shared<progress>(!g.json() && ::isatty(STDERR_FILENO));
   event_handler on_event = [prog](const event& e) { prog->on_event(e); };
   auto handle = begin(d.eng(), on_event);

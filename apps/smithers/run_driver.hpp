@@ -20,7 +20,8 @@ namespace smithers::cli {
 /// are blocked before the engine starts its threads.
 class driving_engine {
 public:
-  explicit driving_engine(const std::string& db_path);
+  /// Throws INVALID_ARGUMENT for bad --workers or TLS options.
+  explicit driving_engine(const globals& g);
 
   engine& eng() { return eng_; }
   signal_guard& signals() { return signals_; }

@@ -269,6 +269,9 @@ TEST_CASE("checkpointer: at the cap the writer checkpoints itself", "[store][che
   // WAL to the cap alone.
   temp_dir dir;
   auto db = open_with_table(dir.file());
+  // The WAL starts empty: what is measured is the inserts' frames, not those
+  // of the schema's migrations (which grow with every schema version).
+  db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
   db.checkpoint_in_background(1 << 30, 50);
   std::uintmax_t largest_wal = 0;
   for (int i = 0; i < 200; ++i) {

@@ -5,6 +5,7 @@
 #include <smithers/errors.hpp>
 #include <smithers/events.hpp>
 #include <smithers/limits.hpp>
+#include <smithers/remote.hpp>
 #include <smithers/status.hpp>
 #include <smithers/workflow.hpp>
 
@@ -39,6 +40,20 @@ struct engine_config {
   /// stdout to four times as many) when the run does not say otherwise;
   /// more fails the attempt with INVALID_OUTPUT. 1 .. 256 MiB.
   std::size_t max_output_bytes = limits::default_max_output_bytes;
+
+  /// Worker nodes (HOST:PORT, `smithers worker`) that run this engine's
+  /// command tasks and named compute tasks (docs/operations.md, "Workers").
+  /// Empty: every attempt runs in this process. Value tasks, inline C++
+  /// computes and all persistence stay here.
+  std::vector<std::string> workers;
+  /// With workers: while none is reachable, run attempts here instead of
+  /// waiting for one.
+  bool local_fallback = false;
+  /// Mutual TLS with the workers (all three files, or none).
+  tls_files tls;
+  /// A connection to a worker that is not established (and greeted) within
+  /// this long is given up and tried again later.
+  std::chrono::milliseconds worker_connect_timeout{3000};
 };
 
 struct run_options {

@@ -51,6 +51,11 @@ inline constexpr std::size_t max_decider_bytes = 256;
 /// Signals stored for a run that no node has taken yet (INVALID_ARGUMENT
 /// beyond): what nobody waits for cannot pile up without bound.
 inline constexpr std::size_t max_open_signals = 1000;
+/// A worker's slots (attempts at once; a thread each).
+inline constexpr std::int64_t max_worker_slots = 4096;
+/// WORKER_LOST failures of one attempt that are re-dispatched without
+/// counting against the task's retries; the next one counts.
+inline constexpr std::int64_t max_free_redispatches = 3;
 /// Upper bound for integer options (max_concurrency, retries, timeouts) so
 /// that arithmetic on them never overflows.
 inline constexpr std::int64_t max_option_value = 1'000'000'000'000LL;

@@ -11,6 +11,8 @@
 #include "actors/protocol.hpp"
 #include "actors/run_handle.hpp"
 #include "actors/run_supervisor.hpp"
+#include "actors/wire.hpp"
+#include "actors/worker_pool.hpp"
 #include "core/run_validation.hpp"
 #include "store/cancel.hpp"
 #include "store/fork.hpp"
@@ -90,6 +92,11 @@ run_handle engine::impl::launch(std::shared_ptr<actors::run_context> ctx, event_
   ctx->owner_id = owner_id;
   ctx->persistence = persistence;
   ctx->pool = pool.get();
+  if (workers) {
+    ctx->dispatch = remote;
+    ctx->workers = workers;
+    ctx->remote_computes = true;
+  }
   ctx->publish = [this, on_event](const event& e) {
     if (on_event) call_handler(on_event, e);
     publish(e);
@@ -150,6 +157,15 @@ engine::engine(engine_config cfg) : impl_(std::make_unique<impl>()) {
     throw smithers_error(errc::invalid_argument,
                          "engine_config::max_output_bytes must be from 1 to " +
                              std::to_string(limits::max_output_bytes_ceiling));
+  // Workers' addresses and TLS files are checked before anything opens.
+  std::vector<endpoint> workers;
+  for (const auto& w : c.workers)
+    workers.push_back(parse_endpoint(w, "worker"));
+  if (c.tls.enabled() && workers.empty())
+    throw smithers_error(errc::invalid_argument, "TLS files given, but no workers");
+  check_tls_files(c.tls);
+  if (c.worker_connect_timeout.count() < 1)
+    throw smithers_error(errc::invalid_argument, "worker_connect_timeout must be positive");
   // Open (and migrate) first: a bad database path fails the constructor.
   impl_->db = std::make_shared<store::database>(store::database::open(
       c.db_path, store::open_mode::read_write,
@@ -175,10 +191,26 @@ engine::engine(engine_config cfg) : impl_(std::make_unique<impl>()) {
   impl_->sys_cfg.set("work-stealing.relaxed-sleep-duration",
                      caf::timespan{std::chrono::milliseconds{1}});
   impl_->sys_cfg.set("work-stealing.moderate-poll-attempts", std::size_t{1});
+  // The network only when there are workers: the middleman is a thread
+  // and a socket layer a local engine does not need.
+  if (!workers.empty()) {
+    actors::register_wire_types(impl_->sys_cfg);
+    actors::configure_network(impl_->sys_cfg, c.tls);
+  }
   impl_->sys = std::make_unique<caf::actor_system>(impl_->sys_cfg);
   impl_->pool = std::make_unique<util::thread_pool>(c.blocking_threads ? c.blocking_threads : 64);
   impl_->persistence = actors::spawn_persistence(*impl_->sys, impl_->db);
   impl_->owner_id = util::make_owner_id();
+  if (!workers.empty()) {
+    actors::worker_pool_config wc;
+    wc.workers = std::move(workers);
+    wc.tls = c.tls.enabled();
+    wc.local_fallback = c.local_fallback;
+    wc.owner_id = impl_->owner_id;
+    wc.connect_timeout = c.worker_connect_timeout;
+    impl_->workers = actors::spawn_worker_pool(*impl_->sys, std::move(wc));
+    impl_->remote = actors::make_remote_dispatcher(impl_->workers, impl_->pool.get());
+  }
   // Only a file can carry requests from other processes.
   if (c.db_path != ":memory:" && c.db_path.rfind("file::memory:", 0) != 0) {
     auto* im = impl_.get();
@@ -208,6 +240,9 @@ engine::~engine() {
     run_handle{r}.await_end();
   if (impl_->poller) caf::anon_send_exit(impl_->poller, caf::exit_reason::user_shutdown);
   impl_->poller = nullptr;
+  if (impl_->workers) caf::anon_send_exit(impl_->workers, caf::exit_reason::user_shutdown);
+  impl_->workers = nullptr;
+  impl_->remote.reset();
   caf::anon_send_exit(impl_->persistence, caf::exit_reason::user_shutdown);
   impl_->persistence = nullptr;
   impl_->sys->await_all_actors_done();
@@ -332,7 +367,11 @@ void engine::unsubscribe(std::uint64_t id) {
 }
 
 void engine::validate(const workflow& wf, const run_options& opts) const {
-  validate_run(wf, opts, [this](const std::string& name) { return has_compute(name); });
+  // With workers, a function this process lacks may be a worker's: a task
+  // no worker offers fails with WORKER_UNAVAILABLE when it runs.
+  bool remote = !impl_->cfg.workers.empty();
+  validate_run(wf, opts,
+               [this, remote](const std::string& name) { return remote || has_compute(name); });
 }
 
 run_handle engine::start(const workflow& wf, run_options opts) {

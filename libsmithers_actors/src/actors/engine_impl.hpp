@@ -3,6 +3,7 @@
 // and ownership.cpp (requests from other processes, runs nobody drives).
 #pragma once
 
+#include "actors/dispatcher.hpp"
 #include "actors/protocol.hpp"
 #include "actors/run_handle.hpp"
 #include "actors/run_supervisor.hpp"
@@ -34,6 +35,10 @@ struct engine::impl {
   caf::actor poller;
   std::unique_ptr<util::thread_pool> pool;
   std::string owner_id;
+  // With workers (engine_config::workers): the pool actor and the
+  // dispatcher that sends attempts through it.
+  caf::actor workers;
+  std::shared_ptr<actors::dispatcher> remote;
 
   mutable std::mutex mtx;
   actors::compute_registry computes;

@@ -20,6 +20,9 @@
 //            (idle, reason)                            from the engine's destructor: stop (as
 //                                                      interrupt) if the run only waits
 //            (handover, requester_owner_id)            from the engine's request poller
+//            (assigned, attempt_key, worker)           from a remote attempt: sent to a worker
+//            (workerup, worker, details_json)          from the worker pool: usable by this run
+//            (workerdown, worker, details_json)        from the worker pool: lost
 //            (committed, batch_id)                     from the persistence actor
 //            (failed, batch_id, code, message)         from the persistence actor
 //            down_msg                                  of its task actors (monitored)
@@ -54,15 +57,40 @@
 //   sends    (committed, batch_id) or (failed, batch_id, code, message) to the writer
 //            (loaded, run_snapshot_ptr), (done, store_job_ptr) back to who asked
 //
+// remote_attempt (one per attempt sent to workers; actors/worker_pool.cpp)
+//   accepts  (assigned, worker), (process, ...), (result, ...) from the pool
+//            (runlocal)                                from the pool: run it here after all
+//            (cancel, code, message)                   from the supervisor
+//   sends    (submit, ticket, job, watchdog)           to the pool
+//            (assigned, ...), (process, ...), (result, ...) to the supervisor, in order
+//            (abandon, ticket)                         to the pool, when it ends first
+//
+// worker_pool (one per engine with workers; actors/worker_pool.cpp)
+//   accepts  (submit, ...), (cancel, ticket, code, message), (abandon, ticket)
+//            (subscribe, supervisor)                   from a supervisor: tell it of workers
+//            (rreport, remote_report)                  from a worker (actors/wire.hpp)
+//            (rflush), (reconnect, index)              from itself
+//            down_msg                                  of workers and subscribers
+//   sends    (rwork, remote_work)                      to a worker
+//            (heartbeat, heartbeat_ptr)                to a run's watchdog
+//
+// worker_node (one per worker process; actors/worker_node.cpp)
+//   accepts  (hello, owner_id, pool), (rwork, remote_work) from owners' pools
+//            (result, ...), (process, ...), (heartbeat, ...) from its task actors
+//            (rflush), (stop)                          from itself, from smithers::worker
+//            down_msg                                  of owners and task actors
+//   sends    (rreport, remote_report)                  to an owner's pool
+//
 // request_poller (one per engine with a database file; actors/ownership.cpp)
 //   accepts  (poll)                                    from itself, every 250 ms
 //   calls    the engine's handler with what other processes asked of its runs
 //            (cancellations, handovers) and sent them (decisions, signals in
 //            their inboxes); the engine tells the run's supervisor
 //
-// What crosses a process boundary (a remote worker, later) is plain data with
-// an inspect() below: node_key, attempt_key and executors::task_request. The
-// *_ptr payloads are shared_ptrs to in-process structs and never leave it.
+// What crosses a process boundary (to and from workers, actors/wire.hpp) is
+// plain data with an inspect(): node_key, attempt_key, executors::task_request
+// and the wire structs. The *_ptr payloads are shared_ptrs to in-process
+// structs and never leave it.
 #pragma once
 
 #include "executors/task_job.hpp"
@@ -108,6 +136,16 @@ using process_atom = caf::atom_constant<caf::atom("process")>;
 using wake_atom = caf::atom_constant<caf::atom("wake")>;
 using inbox_atom = caf::atom_constant<caf::atom("inbox")>;
 using idle_atom = caf::atom_constant<caf::atom("idle")>;
+using submit_atom = caf::atom_constant<caf::atom("submit")>;
+using assigned_atom = caf::atom_constant<caf::atom("assigned")>;
+using run_local_atom = caf::atom_constant<caf::atom("runlocal")>;
+using abandon_atom = caf::atom_constant<caf::atom("abandon")>;
+using rflush_atom = caf::atom_constant<caf::atom("rflush")>;
+using reconnect_atom = caf::atom_constant<caf::atom("reconnect")>;
+using subscribe_atom = caf::atom_constant<caf::atom("subscribe")>;
+using worker_up_atom = caf::atom_constant<caf::atom("workerup")>;
+using worker_down_atom = caf::atom_constant<caf::atom("workerdown")>;
+using stop_atom = caf::atom_constant<caf::atom("stop")>;
 
 using store::write_batch;
 using write_batch_ptr = std::shared_ptr<write_batch>;
@@ -223,3 +261,4 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(smithers::actors::heartbeat_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(smithers::actors::run_snapshot_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(smithers::actors::store_job_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(smithers::actors::inbox_ptr)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::shared_ptr<smithers::executors::task_job>)

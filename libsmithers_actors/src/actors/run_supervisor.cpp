@@ -137,6 +137,9 @@ caf::behavior run_supervisor(sup_actor* self, std::shared_ptr<run_context> ctx) 
         auto& st = self->state;
         st.watchdog = spawn_heartbeat_watchdog(*self, st.core->run_id(), st.owner_id,
                                                st.ctx->persistence);
+        // Which workers this run can use, and when one is lost.
+        if (st.ctx->workers)
+          self->send(st.ctx->workers, subscribe_atom::value, caf::actor_cast<caf::actor>(self));
         handle(self, [](core::run_core& c) { c.start(); });
       },
       [=](tick_atom) { handle(self, [](core::run_core& c) { c.tick(); }); },
@@ -160,6 +163,19 @@ caf::behavior run_supervisor(sup_actor* self, std::shared_ptr<run_context> ctx) 
       [=](process_atom, const attempt_key& a, std::int64_t pid, const std::string& host,
           std::int64_t pid_start) {
         handle(self, [&](core::run_core& c) { c.on_process(a, pid, host, pid_start); });
+      },
+      [=](assigned_atom, const attempt_key& a, const std::string& worker) {
+        handle(self, [&](core::run_core& c) { c.on_worker(a, worker); });
+      },
+      [=](worker_up_atom, const std::string& worker, const std::string& details) {
+        handle(self, [&](core::run_core& c) {
+          c.on_worker_event(true, worker, json::parse(details, nullptr, false));
+        });
+      },
+      [=](worker_down_atom, const std::string& worker, const std::string& details) {
+        handle(self, [&](core::run_core& c) {
+          c.on_worker_event(false, worker, json::parse(details, nullptr, false));
+        });
       },
       [=](hb_timeout_atom, const attempt_key& a, std::int64_t last_ms) {
         handle(self, [&](core::run_core& c) { c.on_heartbeat_timeout(a, last_ms); });

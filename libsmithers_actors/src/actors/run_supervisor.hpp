@@ -29,6 +29,7 @@ struct run_context : core::run_config {
   caf::actor persistence;
   util::thread_pool* pool = nullptr;      // for the local dispatcher
   std::shared_ptr<dispatcher> dispatch;   // null: the local dispatcher on `pool`
+  caf::actor workers;                     // the engine's worker pool, if it has workers
   std::function<void(run_result)> on_end; // once, when the run has ended
   /// Called with each task actor right after it is spawned. Tests use it to
   /// end task actors from outside, as a crash would.

@@ -57,14 +57,15 @@ caf::behavior task_actor(task_actor_t* self, std::shared_ptr<task_job> job, util
       hb->data = std::move(data);
       hb->has_data = has_data;
       hb->at_ms = now;
-      caf::anon_send(watchdog, heartbeat_atom::value, std::move(hb));
+      // As the task actor: a worker node relays by sender (worker_node.cpp).
+      caf::send_as(me, watchdog, heartbeat_atom::value, std::move(hb));
     };
     // The supervisor records the process group — on the host where it runs,
     // told from here — so a resume after a crash of this process can end it.
     auto started = [&](std::int64_t pid) {
-      caf::anon_send(supervisor, process_atom::value,
-                     attempt_key{job->request.key, job->request.attempt}, pid, util::host_name(),
-                     util::process_start_time(pid).value_or(0));
+      caf::send_as(me, supervisor, process_atom::value,
+                   attempt_key{job->request.key, job->request.attempt}, pid, util::host_name(),
+                   util::process_start_time(pid).value_or(0));
     };
     executors::attempt_io io;
     io.cancel = cancel;

@@ -183,7 +183,8 @@ json run_store::inspect(const std::string& run_id) const {
          {"error", a.error},
          {"heartbeat_ms", a.heartbeat_ms ? json(*a.heartbeat_ms) : json()},
          {"heartbeat_bytes", a.heartbeat.is_null() ? 0 : dumped(a.heartbeat).size()},
-         {"cached", a.cached}});
+         {"cached", a.cached},
+         {"worker", a.worker.empty() ? json() : json(a.worker)}});
   // Keyed like frames' snapshots: "id", or "id@N" for iteration N.
   json outputs = json::object();
   for (const auto& o : rd.outputs(run_id))

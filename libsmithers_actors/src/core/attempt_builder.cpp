@@ -79,11 +79,12 @@ attempt_builder::build(const node_key& key, std::int64_t attempt,
     } else {
       req.compute_name = spec->compute_name;
       auto it = computes_ ? computes_->find(spec->compute_name) : compute_registry::const_iterator{};
-      if (!computes_ || it == computes_->end())
-        throw smithers_error(errc::invalid_workflow,
-                             "no compute function named \"" + spec->compute_name +
-                                 "\" is registered");
-      job->compute = it->second;
+      bool here = computes_ && it != computes_->end();
+      if (here)
+        job->compute = it->second;
+      else if (!remote_computes_)
+        throw smithers_error(errc::invalid_workflow, "no compute function named \"" +
+                                                         spec->compute_name + "\" is registered");
     }
   }
   return job;

@@ -33,8 +33,11 @@ struct attempt_inputs {
 
 class attempt_builder {
 public:
-  attempt_builder(std::shared_ptr<const workflow> wf, std::shared_ptr<const compute_registry> computes)
-      : wf_(std::move(wf)), computes_(std::move(computes)) {}
+  /// `remote_computes`: a compute name this process lacks may be a
+  /// worker's; the job carries the name alone (the dispatcher decides).
+  attempt_builder(std::shared_ptr<const workflow> wf,
+                  std::shared_ptr<const compute_registry> computes, bool remote_computes = false)
+      : wf_(std::move(wf)), computes_(std::move(computes)), remote_computes_(remote_computes) {}
 
   /// The job of attempt `attempt` of `key`. Throws smithers_error for what
   /// makes the attempt fail before it runs (a template that cannot be
@@ -54,6 +57,7 @@ public:
 private:
   std::shared_ptr<const workflow> wf_;
   std::shared_ptr<const compute_registry> computes_;
+  bool remote_computes_ = false;
   std::unordered_map<std::string, std::shared_ptr<const json>> named_schemas_;
 };
 

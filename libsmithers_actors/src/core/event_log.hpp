@@ -47,6 +47,19 @@ public:
     events_.push_back(std::move(e));
   }
 
+  /// An event whose fields are already an object.
+  void emit_fields(std::vector<store::command>& writes, std::int64_t at_ms, const char* type,
+                   json fields) {
+    event e;
+    e.type = type;
+    e.run_id = run_id_;
+    e.seq = next_seq_++;
+    e.timestamp_ms = at_ms;
+    e.fields = std::move(fields);
+    add_to_chunk(writes, e);
+    events_.push_back(std::move(e));
+  }
+
   /// An event of one node: node_id and iteration first.
   template <class... KV>
   void emit_node(std::vector<store::command>& writes, std::int64_t at_ms, const char* type,

@@ -77,10 +77,27 @@ recovered_run recover(const std::vector<store::node_row>& nodes,
     auto& l = last[k];
     if (!l || l->attempt < a.attempt) l = &a;
   }
-  // A retry gives every node that runs again a fresh retry budget.
-  if (retry)
+  // A retry gives every node that runs again a fresh retry budget. Without
+  // one, attempts re-dispatched for free (a worker was lost) do not count.
+  if (retry) {
     for (const auto& [k, n] : r.attempts)
       r.retry_base[k] = n;
+  } else {
+    for (const auto& a : attempts)
+      if (a.meta.is_object() && a.meta.value("redispatch", false))
+        ++r.retry_base[node_key{a.node_id, a.iteration}];
+  }
+  // The free re-dispatches each node has used in a row, up to its last
+  // attempt (the reader returns attempts in order of node and number).
+  if (!retry) {
+    key_map<std::int64_t> streaks;
+    for (const auto& a : attempts) {
+      auto& streak = streaks[node_key{a.node_id, a.iteration}];
+      streak = a.meta.is_object() && a.meta.value("redispatch", false) ? streak + 1 : 0;
+    }
+    for (auto& [k, n] : streaks)
+      if (n > 0) r.lost_streak[k] = n;
+  }
   // Only a node that runs again reads its checkpoint.
   for (auto it = r.checkpoints.begin(); it != r.checkpoints.end();) {
     auto st = r.states.find(it->first);

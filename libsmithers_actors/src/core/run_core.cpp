@@ -34,11 +34,8 @@ node_state returning_state(const char* written) {
 } // namespace
 
 run_core::run_core(run_config cfg, clock_fn clock, std::uint64_t seed)
-    : cfg_(std::move(cfg)),
-      clock_(clock ? std::move(clock) : clock_fn{util::now_ms}),
-      rng_(seed),
-      builder_(cfg_.wf, cfg_.computes),
-      log_(cfg_.run_id, cfg_.next_seq) {
+    : cfg_(std::move(cfg)), clock_(clock ? std::move(clock) : clock_fn{util::now_ms}), rng_(seed),
+      builder_(cfg_.wf, cfg_.computes, cfg_.remote_computes), log_(cfg_.run_id, cfg_.next_seq) {
   result_.run_id = cfg_.run_id;
 }
 
@@ -258,6 +255,7 @@ void run_core::resume(resume_state& r) {
        "previous_status", r.previous_status, "orphaned_attempts", r.orphaned.size(), "forced",
        r.forced, "handover", r.handover, "retry", r.retry);
   retry_base_ = std::move(r.retry_base);
+  lost_streak_ = std::move(r.lost_streak);
   // The claim set the run running again: after a wait, a failure, a cancel.
   if (!r.previous_status.empty() && r.previous_status != to_string(run_status::running))
     emit(event_type::run_status_changed, "status", to_string(run_status::running), "previous",
@@ -684,24 +682,40 @@ void run_core::attempt_failed(const attempt_key& a, const error& err,
     return;
   }
   fa.error = err.to_json();
-  std::int64_t base = 0; // attempts before a retried run's resume: its budget starts afresh
+  // A worker lost under the attempt is not the task's failure: it runs again
+  // at once elsewhere, its retries untouched — a few times in a row; then
+  // it counts like any failure.
+  bool redispatch = false;
+  if (err.code == errc::worker_lost && spec) {
+    auto& streak = lost_streak_[k];
+    if (streak < limits::max_free_redispatches) {
+      ++streak;
+      ++retry_base_[k];
+      redispatch = true;
+    }
+  } else if (!lost_streak_.empty()) {
+    lost_streak_.erase(k);
+  }
+  std::int64_t base = 0; // attempts that do not count: before a retry, free re-dispatches
   if (!retry_base_.empty())
     if (auto b = retry_base_.find(k); b != retry_base_.end()) base = b->second;
-  bool retry = spec && is_retryable(err) && a.attempt - base <= spec->retries;
+  bool retry = redispatch || (spec && is_retryable(err) && a.attempt - base <= spec->retries);
   if (retry) {
     retry_policy rp = spec->retry.value_or(retry_policy{});
     std::uniform_real_distribution<double> unit(0.0, 1.0);
-    std::int64_t delay = backoff_ms(rp, a.attempt + 1, unit(rng_));
+    std::int64_t delay = redispatch ? 0 : backoff_ms(rp, a.attempt + 1, unit(rng_));
     // The earliest start of the next attempt is durable: derived from this
     // attempt's finish time, so a restart neither skips nor restarts it.
     fa.meta = {{"retry_at_ms", at + delay}};
+    if (redispatch) fa.meta["redispatch"] = true; // recovery counts these (not retries)
     retries_[k] = pending_retry{at + delay, err.to_json()};
     writes_.push_back(std::move(fa));
     node_row(t, k, node_state::pending);
     emit_node(event_type::node_failed, k, "attempt", a.attempt, "error", err.to_json(),
               "will_retry", true);
     emit_node(event_type::node_retrying, k, "attempt", a.attempt, "next_attempt", a.attempt + 1,
-              "delay_ms", delay, "retry_at_ms", at + delay, "error", err.to_json());
+              "delay_ms", delay, "retry_at_ms", at + delay, "error", err.to_json(), "redispatch",
+              redispatch);
     ++batch_.results;
     if (t >= 0) {
       sched_->defer(t);
@@ -743,6 +757,21 @@ void run_core::on_heartbeat_timeout(const attempt_key& a, std::int64_t last_beat
 void run_core::on_attempt_lost(const attempt_key& a, const std::string& why) {
   if (!is_live(a)) return; // its result arrived first
   attempt_failed(a, error{errc::task_failed, why});
+  queue_tick();
+}
+
+void run_core::on_worker(const attempt_key& a, const std::string& worker) {
+  if (!is_live(a)) return;
+  writes_.push_back(store::set_attempt_worker{cfg_.run_id, a, worker});
+  queue_tick();
+}
+
+void run_core::on_worker_event(bool joined, const std::string& worker, const json& details) {
+  if (ending_) return;
+  json fields = details.is_object() ? details : json::object();
+  fields["worker"] = worker;
+  log_.emit_fields(writes_, now(), joined ? event_type::worker_joined : event_type::worker_lost,
+                   std::move(fields));
   queue_tick();
 }
 

@@ -60,7 +60,9 @@ struct resume_state {
   bool retry = false;
   std::string previous_status;           // as stored before the claim
   std::vector<node_key> retried;         // failed nodes that run again
-  key_map<std::int64_t> retry_base;      // attempts before the retry: a fresh budget
+  key_map<std::int64_t> retry_base;      // attempts that do not count against retries:
+                                         // before a retry, and free re-dispatches
+  key_map<std::int64_t> lost_streak;     // WORKER_LOST re-dispatches in a row, per node
   std::vector<std::string> failed_loops; // loops that failed, running again
   std::int64_t next_frame = 0;
   std::string previous_owner;
@@ -84,6 +86,8 @@ struct run_config {
   std::int64_t started_ms = 0;
   std::function<void(const event&)> publish; // after commit
   bool release_when_waiting = false;         // run_options::release_when_waiting
+  /// Workers may run compute functions this process does not have.
+  bool remote_computes = false;
 };
 
 /// Why the run stops starting tasks before its tree is done.
@@ -145,6 +149,11 @@ public:
   void on_heartbeat_timeout(const attempt_key& a, std::int64_t last_beat_ms);
   /// An attempt ended without a result (its actor or worker is gone).
   void on_attempt_lost(const attempt_key& a, const std::string& why);
+  /// The attempt was sent to a worker (HOST:PORT): recorded on its row.
+  void on_worker(const attempt_key& a, const std::string& worker);
+  /// A worker became usable by this run, or was lost (WorkerJoined,
+  /// WorkerLost with `details`).
+  void on_worker_event(bool joined, const std::string& worker, const json& details);
   /// A retry's backoff has passed.
   void on_retry_due(const node_key& k);
   /// A decision or a signal stored in the run's inbox (each is taken once,
@@ -318,7 +327,8 @@ private:
   std::vector<store::inbox_row> inbox_;            // arrived, not taken by any node yet
   std::unordered_set<std::int64_t> inbox_seen_;    // inbox ids already told
   key_map<char> gates_passed_;                     // needs_approval gates approved
-  key_map<std::int64_t> retry_base_;               // attempts before a retried run's resume
+  key_map<std::int64_t> retry_base_;               // attempts that do not count against retries
+  key_map<std::int64_t> lost_streak_;              // WORKER_LOST failures in a row, per node
   run_status status_ = run_status::running;        // as last written
   bool pull_again_ = false; // a wait took a slot from take_runnable and gave it back
   bool had_waits_ = false;  // waits were stored for this run (cancelled when it ends)

@@ -70,9 +70,10 @@ const std::string no_schema_message = "database has no smithers schema: ";
 // A file whose version says current but whose tables are not all there (a
 // hand-made file, a table dropped by hand) is refused here, with a clear
 // DB_ERROR, rather than failing later inside an actor that cannot report it.
-void check_tables(database& db, const std::string& path) {
-  static const char* const required[] = {"runs",  "nodes",  "attempts", "event_chunks", "frames",
-                                         "trees", "events", "loops",    "waits",        "inbox"};
+void check_tables(database& db, const std::string& path,
+                  std::initializer_list<const char*> required = {
+                      "runs", "nodes", "attempts", "event_chunks", "frames", "trees", "events",
+                      "loops", "waits", "inbox"}) {
   std::string missing;
   for (const char* name : required) {
     statement s(db.handle(), "SELECT 1 FROM sqlite_master WHERE name = ?1");
@@ -164,6 +165,9 @@ database database::open(const std::string& path, open_mode mode, sync_mode sync)
     // 8,000 measured no better.
     db.exec("PRAGMA wal_autocheckpoint=" + std::to_string(checkpoint_pages));
   });
+  // Tables every version has: without them a migration would fail on
+  // whatever it alters first, and say less.
+  if (db.user_version() > 0) check_tables(db, path, {"runs", "nodes", "attempts"});
   migrate(db);
   check_tables(db, path);
   db.writable_ = true;

@@ -138,7 +138,7 @@ std::vector<attempt_row> reader::attempts(const std::string& run_id) const {
   if (!base) return {};
   statement s(db_.handle(), R"sql(
 SELECT run_id, node_id, iteration, attempt, state, started_ms, finished_ms, heartbeat_ms,
-       heartbeat_json, error_json, meta_json, cached, output_json
+       heartbeat_json, error_json, meta_json, cached, output_json, worker
 FROM attempts WHERE id >= ?1 AND id < ?1 + ?2 ORDER BY node_id, iteration, attempt)sql");
   s.bind_int(1, *base);
   s.bind_int(2, key_span);
@@ -158,6 +158,7 @@ FROM attempts WHERE id >= ?1 AND id < ?1 + ?2 ORDER BY node_id, iteration, attem
     a.meta = s.column_json(10);
     a.cached = s.column_int(11) != 0;
     if (!s.column_is_null(12)) a.output = s.column_json(12);
+    if (!s.column_is_null(13)) a.worker = s.column_text(13);
     rows.push_back(std::move(a));
   }
   return rows;

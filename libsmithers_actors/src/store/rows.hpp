@@ -57,6 +57,7 @@ struct attempt_row {
   json meta = json::object();
   bool cached = false;
   std::optional<json> output; // a finished attempt's validated output
+  std::string worker;         // HOST:PORT of the worker it ran on; "" in the owner
 };
 
 /// A loop instance's state: "running" (at `iteration`), "finished" or

@@ -297,6 +297,11 @@ CREATE TABLE inbox (
 );
 CREATE INDEX inbox_open ON inbox (run_id, id) WHERE consumed_ms IS NULL;
 )sql"},
+    // v9: distribution (docs/storage.md, "attempts"): the worker an attempt
+    // was sent to, as HOST:PORT; NULL when it ran in the owner's process.
+    {9, R"sql(
+ALTER TABLE attempts ADD COLUMN worker TEXT;
+)sql"},
 };
 
 static_assert(all_migrations[std::size(all_migrations) - 1].version == schema_version,

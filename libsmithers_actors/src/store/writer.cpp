@@ -127,6 +127,10 @@ struct describe {
   std::string operator()(const set_attempt_meta& c) const {
     return "set_attempt_meta " + key(c.run_id, c.key.node.id, c.key.node.iteration, c.key.attempt);
   }
+  std::string operator()(const set_attempt_worker& c) const {
+    return "set_attempt_worker " +
+           key(c.run_id, c.key.node.id, c.key.node.iteration, c.key.attempt);
+  }
   std::string operator()(const add_pending_nodes& c) const {
     return "add_pending_nodes " + c.run_id + " (" + std::to_string(c.nodes ? c.nodes->size() : 0) +
            " nodes)";
@@ -197,6 +201,9 @@ INSERT INTO frames (id, run_id, frame_no, tree_hash, tree_json, created_ms, keyf
 VALUES ((?7 << 32) + ?2, ?1, ?2, ?3, NULL, ?4, ?5, ?6))sql"),
         attempt_meta_(db, R"sql(
 UPDATE attempts SET meta_json = ?5
+WHERE id = ?10 AND run_id = ?1 AND node_id = ?2 AND iteration = ?3 AND attempt = ?4)sql"),
+        attempt_worker_(db, R"sql(
+UPDATE attempts SET worker = ?5
 WHERE id = ?10 AND run_id = ?1 AND node_id = ?2 AND iteration = ?3 AND attempt = ?4)sql"),
         store_tree_(db, R"sql(
 INSERT INTO trees (hash, tree_json) VALUES (?1, ?2) ON CONFLICT (hash) DO NOTHING)sql"),
@@ -559,6 +566,17 @@ FROM runs WHERE run_id = ?1)sql") {}
     s.step();
   }
 
+  void operator()(const set_attempt_worker& c) {
+    auto id = attempt_id(c.run_id, c.key.node.id, c.key.node.iteration, c.key.attempt);
+    if (!id) return; // as an UPDATE of no row
+    auto& s = attempt_worker_;
+    in_use use{s};
+    s.bind_int(10, *id);
+    bind_attempt_key(s, c.run_id, c.key.node.id, c.key.node.iteration, c.key.attempt);
+    s.bind_text_ref(5, c.worker);
+    s.step();
+  }
+
   void operator()(const add_pending_nodes& c) {
     if (!c.nodes) return;
     static const std::string pending = "pending";
@@ -793,10 +811,10 @@ FROM runs WHERE run_id = ?1)sql") {}
   statement begin_, commit_, rollback_;
   statement insert_run_, run_no_, update_run_status_, insert_node_, update_node_, node_keys_,
       insert_attempt_, attempt_keys_, finish_attempt_, heartbeat_, heartbeat_data_, insert_chunk_,
-      chunk_overlap_, store_frame_, attempt_meta_, store_tree_, touch_run_, request_cancel_,
-      claim_run_, request_handover_, withdraw_handover_, release_run_, upsert_wait_, consume_inbox_,
-      insert_approval_, insert_signal_, cancel_waits_, void_decisions_, set_run_status_,
-      upsert_loop_, continue_run_;
+      chunk_overlap_, store_frame_, attempt_meta_, attempt_worker_, store_tree_, touch_run_,
+      request_cancel_, claim_run_, request_handover_, withdraw_handover_, release_run_,
+      upsert_wait_, consume_inbox_, insert_approval_, insert_signal_, cancel_waits_,
+      void_decisions_, set_run_status_, upsert_loop_, continue_run_;
   std::unordered_map<std::string, std::int64_t> run_nos_;
   std::unordered_map<std::string, run_rows> rows_;
 };

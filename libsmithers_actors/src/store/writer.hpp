@@ -123,6 +123,12 @@ struct set_attempt_meta {
   attempt_key key;
   json meta;
 };
+/// Records the worker (HOST:PORT) an attempt was sent to.
+struct set_attempt_worker {
+  std::string run_id;
+  attempt_key key;
+  std::string worker;
+};
 /// Nodes entering a run: each gets a pending node row (attempts 0) and a
 /// NodePending event, seq first_seq + i (stored in chunks). One command
 /// instead of two per node keeps announcing a large tree small in memory.
@@ -189,7 +195,7 @@ using command =
                  record_heartbeat, append_event, append_events, store_frame, touch_run,
                  request_cancel, claim_run, set_attempt_meta, add_pending_nodes, request_handover,
                  withdraw_handover, release_run, upsert_loop, continue_run, upsert_wait,
-                 consume_inbox, insert_inbox, set_run_status, cancel_waits>;
+                 consume_inbox, insert_inbox, set_run_status, cancel_waits, set_attempt_worker>;
 
 /// Commands committed together, in order, in one transaction.
 struct write_batch {
