@@ -15,7 +15,9 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <arpa/inet.h>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -25,9 +27,11 @@
 #include <iostream>
 #include <memory>
 #include <mutex>
+#include <netinet/in.h>
 #include <sstream>
 #include <string>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <vector>
@@ -45,6 +49,7 @@ struct bench_case {
   std::string db;   // file | memory
   bool cli = false; // through the smithers binary with a generated JSON file
   int every = 0;    // loop: continue as new every this many iterations (0: never)
+  int workers = 0;  // worker processes (`smithers worker`) the tasks run on
 };
 
 std::vector<bench_case> all_cases() {
@@ -72,6 +77,10 @@ std::vector<bench_case> all_cases() {
   // A chain of 100 runs of 100 iterations: `smithers run` follows it.
   out.push_back({"cli/loop/static/10000/can100", "loop", "static", 10000, "file", true, 100});
   out.push_back({"cli/foreach/static/10000", "foreach", "static", 10000, "file", true});
+  // Compute tasks by name ("noop") on local worker processes.
+  for (int w : {1, 2})
+    out.push_back({"workers/fanout/noop/10000/w" + std::to_string(w), "fanout", "remote", 10000,
+                   "file", false, 0, w});
   return out;
 }
 
@@ -101,6 +110,7 @@ std::uintmax_t db_bytes(const std::string& path) {
 node make_task(const bench_case& c, int i) {
   std::string id = "t" + std::to_string(i);
   if (c.kind == "static") return value_task(id, {{"i", i}});
+  if (c.kind == "remote") return compute_task(id, std::string{"noop"});
   return compute_task(id, [i](task_context&) { return json{{"i", i}}; });
 }
 
@@ -130,6 +140,63 @@ json make_json_workflow(const bench_case& c) {
                                   : json{{"sequence", kids}};
   return {{"name", c.name}, {"max_concurrency", 1000}, {"root", root}};
 }
+
+// `smithers worker` processes on free loopback ports, ended with the case.
+class worker_processes {
+public:
+  worker_processes(int n, int slots) {
+    for (int i = 0; i < n; ++i) {
+      int port = free_port();
+      std::string listen = "127.0.0.1:" + std::to_string(port), s = std::to_string(slots);
+      std::string bin = SMITHERS_BIN;
+      pid_t pid = fork();
+      if (pid == 0) {
+        int devnull = ::open("/dev/null", O_WRONLY);
+        dup2(devnull, 1);
+        dup2(devnull, 2);
+        execl(bin.c_str(), bin.c_str(), "worker", "--listen", listen.c_str(), "--slots", s.c_str(),
+              static_cast<char*>(nullptr));
+        _exit(127);
+      }
+      pids_.push_back(pid);
+      addrs_.push_back(listen);
+      for (int tries = 0; tries < 500 && !listening(port); ++tries)
+        ::usleep(10000);
+    }
+  }
+  ~worker_processes() {
+    for (pid_t p : pids_)
+      ::kill(p, SIGTERM);
+    for (pid_t p : pids_)
+      ::waitpid(p, nullptr, 0);
+  }
+  const std::vector<std::string>& addresses() const { return addrs_; }
+
+private:
+  static int free_port() {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    socklen_t len = sizeof a;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    ::close(fd);
+    return ntohs(a.sin_port);
+  }
+  static bool listening(int port) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<std::uint16_t>(port));
+    bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    ::close(fd);
+    return ok;
+  }
+  std::vector<pid_t> pids_;
+  std::vector<std::string> addrs_;
+};
 
 double percentile(std::vector<double>& v, double p) {
   if (v.empty()) return 0;
@@ -170,6 +237,11 @@ int run_case(const bench_case& c) {
   } else {
     engine_config cfg;
     cfg.db_path = db;
+    std::unique_ptr<worker_processes> workers;
+    if (c.workers > 0) {
+      workers = std::make_unique<worker_processes>(c.workers, 64);
+      cfg.workers = workers->addresses();
+    }
     auto eng = std::make_unique<engine>(cfg);
     workflow wf;
     wf.name = c.name;
@@ -201,7 +273,10 @@ int run_case(const bench_case& c) {
       kids.reserve(static_cast<std::size_t>(c.n));
       for (int i = 0; i < c.n; ++i)
         kids.push_back(make_task(c, i));
-      wf.root = c.shape == "fanout" ? parallel(std::move(kids), 16) : sequence(std::move(kids));
+      // Through workers, tasks cross the wire: more of them in flight
+      // (batched) hide the round trip.
+      std::int64_t width = c.workers > 0 ? 256 : 16;
+      wf.root = c.shape == "fanout" ? parallel(std::move(kids), width) : sequence(std::move(kids));
     }
     // Per-task latency, ready -> output committed, on a steady clock: a task
     // becomes ready when the commit before the batch that starts it lands

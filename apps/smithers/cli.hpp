@@ -46,6 +46,10 @@ struct globals {
 
 /// --workers, --local-fallback and the TLS options, on a command that drives runs.
 void add_worker_options(CLI::App* cmd, globals& g);
+/// INVALID_ARGUMENT for worker options that cannot work (a bad address, TLS
+/// files that do not fit, --local-fallback alone): called before anything
+/// is written.
+void check_worker_options(const globals& g);
 /// `smithers worker`: serve tasks for owners elsewhere.
 void add_worker_command(CLI::App& app, const globals& g, int& result);
 

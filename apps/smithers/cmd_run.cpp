@@ -37,6 +37,7 @@ void add_run_command(CLI::App& app, const globals& g, int& result) {
   auto* mob = cmd->add_option("--max-output-bytes", args->max_output_bytes,
                               "largest task output, serialized (default 4 MiB; kept by resumes)");
   cmd->callback([&g, &result, args, mc, mob, rid] {
+    check_worker_options(g);
     // Given but empty is a bad id, not "generate one".
     if (rid->count() > 0)
       if (auto err = util::check_new_run_id(args->run_id)) throw smithers_error(*err);
@@ -93,6 +94,7 @@ void add_run_command(CLI::App& app, const globals& g, int& result) {
   fork->add_option("--run-id", fa->new_id, "the new run's id (default: <run>-fork-<hex>)");
   fork->add_flag("--run", fa->run, "drive the new run now (like resume)");
   fork->callback([&g, &result, fa] {
+    check_worker_options(g);
     fa->frame = parse_integer(fa->frame_text, "--frame", 0, std::int64_t{0xFFFFFFFF});
     auto forked =
         run_store::open_for(g.db, fa->run_id).fork(fa->run_id, fa->frame, fa->reset, fa->new_id);
@@ -143,6 +145,7 @@ void add_run_command(CLI::App& app, const globals& g, int& result) {
   resume->add_flag("--wait", ra->wait,
                    "keep waiting in the foreground for approvals and signals (no exit 3)");
   resume->callback([&g, &result, ra] {
+    check_worker_options(g);
     std::string path = ra->workflow;
     // Checked before an engine opens (and so creates) the database.
     auto run = run_store::open_for(g.db, ra->run_id).get(ra->run_id);

@@ -23,7 +23,8 @@ std::function<bool(const std::string&)> compute_check(const globals& g) {
 void add_worker_options(CLI::App* cmd, globals& g) {
   cmd->add_option("--workers", g.workers,
                   "run command and compute tasks on these workers (HOST:PORT,...)")
-      ->delimiter(',');
+      ->delimiter(',')
+      ->allow_extra_args(false); // `--workers H:P wf.json`: the file is not a worker
   cmd->add_flag("--local-fallback", g.local_fallback,
                 "with --workers: run tasks here while no worker is reachable");
   cmd->add_option("--tls-cert", g.tls_cert, "with --workers: this end's certificate (PEM)");
@@ -32,16 +33,27 @@ void add_worker_options(CLI::App* cmd, globals& g) {
                   "with --workers: the CA that signed the workers' certificates");
 }
 
+void check_worker_options(const globals& g) {
+  if (g.local_fallback && g.workers.empty())
+    throw smithers_error(errc::invalid_argument, "--local-fallback needs --workers");
+  tls_files tls{g.tls_cert, g.tls_key, g.tls_ca};
+  if (tls.enabled() && g.workers.empty())
+    throw smithers_error(errc::invalid_argument,
+                         "--tls-cert, --tls-key and --tls-ca need --workers");
+  for (const auto& w : g.workers)
+    parse_endpoint(w, "--workers");
+  check_tls_files(tls);
+}
+
 namespace {
 
 engine_config config_for(const globals& g) {
+  check_worker_options(g);
   engine_config cfg;
   cfg.db_path = g.db;
   cfg.workers = g.workers;
   cfg.local_fallback = g.local_fallback;
   cfg.tls = tls_files{g.tls_cert, g.tls_key, g.tls_ca};
-  if (g.local_fallback && g.workers.empty())
-    throw smithers_error(errc::invalid_argument, "--local-fallback needs --workers");
   return cfg;
 }
 

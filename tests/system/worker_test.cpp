@@ -14,9 +14,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <poll.h>
+
+#include <atomic>
 #include <csignal>
 #include <map>
+#include <mutex>
 #include <set>
+#include <thread>
 
 using namespace smithers::system_test;
 using smithers::json;
@@ -51,6 +56,92 @@ bool accepts_connections(int port) {
   ::close(fd);
   return ok;
 }
+
+/// A TCP relay on a loopback port to `target`, whose network can be cut:
+/// after cut() it forwards nothing more, yet keeps every connection open —
+/// to both ends the peer has gone silent, as when a cable is pulled.
+class tcp_relay {
+public:
+  explicit tcp_relay(int target) : target_(target) {
+    listen_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    socklen_t len = sizeof a;
+    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    REQUIRE(::listen(listen_fd_, 16) == 0);
+    acceptor_ = std::thread([this] { accept_loop(); });
+  }
+  ~tcp_relay() {
+    stop_ = true;
+    ::shutdown(listen_fd_, SHUT_RDWR);
+    ::close(listen_fd_);
+    acceptor_.join();
+    std::lock_guard<std::mutex> lk(mtx_);
+    for (auto& t : pumps_)
+      t.join();
+    for (int fd : fds_)
+      ::close(fd);
+  }
+  std::string addr() const { return "127.0.0.1:" + std::to_string(port_); }
+  void cut() { cut_ = true; }
+
+private:
+  void accept_loop() {
+    while (!stop_) {
+      int c = ::accept(listen_fd_, nullptr, nullptr);
+      if (c < 0) return;
+      int t = ::socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      a.sin_port = htons(static_cast<std::uint16_t>(target_));
+      if (cut_ || ::connect(t, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+        ::close(c);
+        ::close(t);
+        continue;
+      }
+      std::lock_guard<std::mutex> lk(mtx_);
+      fds_.push_back(c);
+      fds_.push_back(t);
+      pumps_.emplace_back([this, c, t] { pump(c, t); });
+    }
+  }
+  void pump(int a, int b) {
+    char buf[65536];
+    while (!stop_) {
+      if (cut_) { // silent, and open
+        std::this_thread::sleep_for(20ms);
+        continue;
+      }
+      pollfd fds[2] = {{a, POLLIN, 0}, {b, POLLIN, 0}};
+      if (::poll(fds, 2, 50) <= 0) continue;
+      for (int i = 0; i < 2; ++i) {
+        if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+        ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
+        if (n <= 0) return;
+        int to = i == 0 ? b : a;
+        for (ssize_t off = 0; off < n;) {
+          ssize_t w = ::write(to, buf + off, static_cast<std::size_t>(n - off));
+          if (w <= 0) return;
+          off += w;
+        }
+      }
+    }
+  }
+  int target_;
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false}, cut_{false};
+  std::mutex mtx_;
+  std::vector<int> fds_;
+  std::thread acceptor_;
+  std::vector<std::thread> pumps_;
+};
 
 struct worker_proc {
   std::unique_ptr<child_process> proc;
@@ -174,26 +265,35 @@ void lose_a_worker_mid_run(int sig) {
   std::string side = sb.file("side.txt");
   const int nodes = 48;
   sb.write("wf.json", fan_out("fan", nodes, side, "0.25"));
-  auto owner =
-      sb.start({"run", "wf.json", "--run-id", "r", "--workers", w1.addr() + "," + w2.addr()});
-  REQUIRE(test_support::eventually([&] { return in_flight_on(sb, "r", w1.addr()) > 0; }, 30s));
+  // sig 0: the network to the first worker is cut (through a relay).
+  std::unique_ptr<tcp_relay> relay;
+  std::string first = w1.addr();
+  if (sig == 0) {
+    relay = std::make_unique<tcp_relay>(w1.port);
+    first = relay->addr();
+  }
+  auto owner = sb.start({"run", "wf.json", "--run-id", "r", "--workers", first + "," + w2.addr()});
+  REQUIRE(test_support::eventually([&] { return in_flight_on(sb, "r", first) > 0; }, 30s));
   std::int64_t hurt_at = wall_ms();
-  w1.proc->signal(sig);
+  if (relay)
+    relay->cut();
+  else
+    w1.proc->signal(sig);
   auto res = owner->wait();
   INFO(res);
   REQUIRE(res.exit_code == 0);
-  std::int64_t lost_at = worker_lost_at(sb, "r", w1.addr());
+  std::int64_t lost_at = worker_lost_at(sb, "r", first);
   REQUIRE(lost_at > 0);
   CHECK(lost_at - hurt_at < 5000);
   auto j = sb.inspect("r");
   auto states = check_each_finished_once(j, nodes);
   int lost = 0, on_w1 = 0, on_w2 = 0;
   for (const auto& a : j["attempts"]) {
-    if (a["worker"] == w1.addr()) ++on_w1;
+    if (a["worker"] == first) ++on_w1;
     if (a["worker"] == w2.addr()) ++on_w2;
     if (a["state"] == "failed") {
       CHECK(a["error"]["code"] == "WORKER_LOST");
-      CHECK(a["worker"] == w1.addr());
+      CHECK(a["worker"] == first);
       ++lost;
     }
   }
@@ -256,6 +356,10 @@ TEST_CASE("a worker killed with SIGKILL mid-run: its attempts run again elsewher
 
 TEST_CASE("a hung worker (SIGSTOP) is noticed within 5 s and its work moved") {
   lose_a_worker_mid_run(SIGSTOP);
+}
+
+TEST_CASE("a worker whose network is gone is noticed within 5 s and its work moved") {
+  lose_a_worker_mid_run(0);
 }
 
 TEST_CASE("a worker that comes back is used again") {
@@ -492,4 +596,53 @@ TEST_CASE("worker and --workers options are checked before anything runs") {
   auto port = free_port();
   auto w = sb.start({"worker", "--listen", "0.0.0.0:" + std::to_string(port), "--insecure"});
   CHECK(test_support::eventually([&] { return accepts_connections(port); }, 10s));
+}
+
+TEST_CASE("a host program's own worker serves its compute function to `smithers run`") {
+  sandbox sb;
+  int port = free_port();
+  std::string addr = "127.0.0.1:" + std::to_string(port);
+  command_options opts;
+  opts.cwd = sb.dir().path();
+  child_process host({WORKER_HOST_BIN, addr}, opts);
+  REQUIRE(test_support::eventually([&] { return accepts_connections(port); }, 10s));
+  std::string wf = source_dir() + "/examples/worker_host/word-count.json";
+  auto r = sb.cli_json(
+      {"run", wf, "--run-id", "wc", "--input", R"({"text": "one two three"})", "--workers", addr});
+  INFO(r);
+  REQUIRE(r.exit_code == 0);
+  auto j = sb.inspect("wc");
+  CHECK(j["outputs"]["count"] == json{{"words", 3}, {"chars", 13}});
+  CHECK(j["outputs"]["report"] == json{{"summary", "3 words"}});
+  for (const auto& a : j["attempts"])
+    CHECK(a["worker"] == addr);
+  // Its heartbeat (a checkpoint) came back with the result.
+  for (const auto& a : db_attempts(sb.db(), "wc"))
+    if (a.node_id == "count") CHECK(a.heartbeat == json{{"counted", 3}});
+  host.signal(SIGTERM);
+  auto out = host.wait();
+  CHECK(out.exit_code == 0);
+  CHECK(contains(out.out, "listening on " + addr));
+  CHECK(contains(out.out, "stopped"));
+}
+
+TEST_CASE("a remote attempt's heartbeat timeout counts from when a worker takes it") {
+  sandbox sb;
+  auto w = start_worker(sb, {"--slots", "1"});
+  // One slot: the second task waits for the first (about 1.2 s), longer
+  // than its heartbeat timeout; waiting for a slot is not silence.
+  json tasks = json::array();
+  for (const char* id : {"a", "b"})
+    tasks.push_back({{"task", id},
+                     {"run", json::array({"sh", "-c",
+                                          "for i in 1 2 3 4 5 6; do echo ::heartbeat; sleep 0.2; "
+                                          "done; echo '{}'"})},
+                     {"heartbeat_timeout_ms", 800}});
+  sb.write("wf.json", json{{"name", "queued"}, {"root", {{"parallel", tasks}}}});
+  auto r = sb.cli({"run", "wf.json", "--run-id", "r", "--workers", w.addr()});
+  INFO(r);
+  REQUIRE(r.exit_code == 0);
+  auto j = sb.inspect("r");
+  check_each_finished_once(j, 2);
+  CHECK(j["attempts"].size() == 2);
 }

@@ -314,3 +314,134 @@ TEST_CASE("a resume with another workflow or git revision is refused unless forc
   run.vcs_revision.clear();
   CHECK_NOTHROW(core::check_same_workflow(run, "h1", "v9", false));
 }
+
+namespace {
+
+/// An attempt row of `id` at `iteration`, re-dispatched for free (a worker
+/// was lost) or not, as run_core's finish command writes its meta.
+store::attempt_row lost_row(const std::string& id, std::int64_t iteration, std::int64_t k,
+                            bool redispatch, const std::string& state = "failed") {
+  store::attempt_row a = attempt(id, k, state, {{"retry_at_ms", 1000 + k}});
+  a.iteration = iteration;
+  if (redispatch) {
+    a.meta["redispatch"] = true;
+    a.error = {{"code", errc::worker_lost}, {"message", "lost"}};
+  } else {
+    a.error = {{"code", errc::task_failed}, {"message", "boom"}};
+  }
+  return a;
+}
+
+/// By node key as text ("a", "loop@1"): rows here may be of any iteration.
+std::map<std::string, std::int64_t> by_key(const core::key_map<std::int64_t>& m) {
+  std::map<std::string, std::int64_t> out;
+  for (const auto& [k, v] : m)
+    out.emplace(to_string(k), v);
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("recover: free re-dispatches do not count against retries; the last run of them is the "
+          "streak") {
+  const bool R = true;  // meta "redispatch": true (WORKER_LOST, run again for free)
+  const bool N = false; // any other attempt
+  struct row {
+    const char* name;
+    std::vector<store::attempt_row> attempts;
+    bool retry;
+    std::map<std::string, std::int64_t> retry_base;
+    std::map<std::string, std::int64_t> lost_streak;
+  };
+  auto plain = [](const std::string& id, std::int64_t k, json meta) {
+    return attempt(id, k, "failed", std::move(meta));
+  };
+  const std::vector<row> rows = {
+      {"no attempts", {}, false, {}, {}},
+      {"no free attempts: nothing",
+       {lost_row("a", 0, 1, N), lost_row("a", 0, 2, N)},
+       false,
+       {},
+       {}},
+      {"one free attempt", {lost_row("a", 0, 1, R)}, false, {{"a", 1}}, {{"a", 1}}},
+      {"three in a row, the last attempts",
+       {lost_row("a", 0, 1, R), lost_row("a", 0, 2, R), lost_row("a", 0, 3, R)},
+       false,
+       {{"a", 3}},
+       {{"a", 3}}},
+      {"an attempt that was not free ends the streak, not the count",
+       {lost_row("a", 0, 1, R), lost_row("a", 0, 2, R), lost_row("a", 0, 3, N),
+        lost_row("a", 0, 4, R)},
+       false,
+       {{"a", 3}},
+       {{"a", 1}}},
+      {"a last attempt that was not free: no streak",
+       {lost_row("a", 0, 1, R), lost_row("a", 0, 2, R), lost_row("a", 0, 3, N)},
+       false,
+       {{"a", 2}},
+       {}},
+      {"an attempt left in progress after free ones ends the streak",
+       {lost_row("a", 0, 1, R), lost_row("a", 0, 2, R),
+        attempt("a", 3, "in-progress", {{"pgid", 9}})},
+       false,
+       {{"a", 2}},
+       {}},
+      {"a finished attempt after free ones",
+       {lost_row("a", 0, 1, R), attempt("a", 2, "finished")},
+       false,
+       {{"a", 1}},
+       {}},
+      {"the first attempt not free, the rest free",
+       {lost_row("a", 0, 1, N), lost_row("a", 0, 2, R), lost_row("a", 0, 3, R)},
+       false,
+       {{"a", 2}},
+       {{"a", 2}}},
+      {"each node has its own count and streak",
+       {lost_row("a", 0, 1, R), lost_row("a", 0, 2, N), lost_row("b", 0, 1, R),
+        lost_row("b", 0, 2, R), lost_row("c", 0, 1, N)},
+       false,
+       {{"a", 1}, {"b", 2}},
+       {{"b", 2}}},
+      {"each iteration of a node has its own",
+       {lost_row("loop", 0, 1, R), lost_row("loop", 0, 2, R), lost_row("loop", 0, 3, N),
+        lost_row("loop", 1, 1, R), lost_row("loop", 2, 1, N), lost_row("loop", 2, 2, R)},
+       false,
+       {{"loop", 2}, {"loop@1", 1}, {"loop@2", 1}},
+       {{"loop@1", 1}, {"loop@2", 1}}},
+      {"meta that does not say redispatch true is not free",
+       {plain("a", 1, {{"redispatch", false}}), plain("a", 2, nullptr),
+        plain("a", 3, json::array()), plain("a", 4, json::object()),
+        plain("a", 5, {{"retry_at_ms", 5}})},
+       false,
+       {},
+       {}},
+      {"a retry: the base is every attempt so far, free or not, and no streak",
+       {lost_row("a", 0, 1, R), lost_row("a", 0, 2, R), lost_row("a", 0, 3, N),
+        lost_row("a", 0, 4, R), lost_row("b", 0, 1, R)},
+       true,
+       {{"a", 4}, {"b", 1}},
+       {}},
+  };
+  for (const auto& r : rows) {
+    SECTION(r.name) {
+      std::vector<store::output_row> outputs;
+      auto rec = core::recover({}, r.attempts, outputs, {}, r.retry);
+      CHECK(by_key(rec.state.retry_base) == r.retry_base);
+      CHECK(by_key(rec.state.lost_streak) == r.lost_streak);
+    }
+  }
+}
+
+TEST_CASE("recover: a redispatch flag that is not a boolean is not free, and does not throw") {
+  // Like a retry_at_ms that is not a number (ignored above), a stored meta
+  // the engine did not write this way is tolerated.
+  for (json flag : {json(1), json("yes"), json(nullptr), json::object()}) {
+    CAPTURE(flag.dump());
+    std::vector<store::attempt_row> attempts{attempt("a", 1, "failed", {{"redispatch", flag}})};
+    std::vector<store::output_row> outputs;
+    core::recovered_run rec;
+    CHECK_NOTHROW(rec = core::recover({}, attempts, outputs));
+    CHECK(rec.state.retry_base.empty());
+    CHECK(rec.state.lost_streak.empty());
+  }
+}

@@ -1536,3 +1536,298 @@ TEST_CASE("run core: a deadline centuries away is slept on a day at a time") {
   CHECK(d.wakeups[1].delay_ms == 86'400'000);
   CHECK(d.core->written_state({"far", 0}) == node_state::waiting_timer);
 }
+
+// -- workers: WORKER_LOST re-dispatched for free, attempts' workers ----------
+
+namespace {
+
+enum class then { free_redispatch, retry, fail };
+
+struct lost_step {
+  const char* code; // the attempt's error
+  then outcome;
+};
+
+const char* outcome_name(then o) {
+  return o == then::free_redispatch ? "free re-dispatch" : o == then::retry ? "retry" : "fail";
+}
+
+/// Fails attempt after attempt of task "a" with the codes of `steps`,
+/// checking after each what became of it: run again at once for free
+/// (NodeRetrying redispatch, a 0 ms timer, the finish command's meta says
+/// so), retried after its backoff (100 ms), or failed for good. The first
+/// attempt failing is number `first`.
+void play_lost(driver& d, const std::vector<lost_step>& steps, std::int64_t first = 1) {
+  const node_key k{"a", 0};
+  for (std::size_t i = 0; i < steps.size(); ++i) {
+    const auto& s = steps[i];
+    const std::int64_t n = first + static_cast<std::int64_t>(i); // the attempt failing now
+    CAPTURE(n, s.code, outcome_name(s.outcome));
+    REQUIRE_FALSE(d.done);
+    REQUIRE(d.running.size() == 1);
+    REQUIRE(d.running[0]->request.attempt == n);
+    const auto timers_before = d.timers.size();
+    const auto fins_before = d.commands<store::finish_attempt>().size();
+    const std::int64_t at = d.clock;
+    d.answer("a", fail(s.code));
+    auto fins = d.commands<store::finish_attempt>();
+    REQUIRE(fins.size() == fins_before + 1);
+    const auto& fin = *fins.back();
+    CHECK(fin.key == attempt_key{k, n});
+    CHECK(fin.state == "failed");
+    CHECK(fin.error["code"] == s.code);
+    const event* failed = d.last_event(event_type::node_failed);
+    REQUIRE(failed);
+    CHECK(failed->fields["attempt"] == n);
+    if (s.outcome == then::fail) {
+      CHECK(failed->fields["will_retry"] == false);
+      CHECK(d.timers.size() == timers_before);
+      CHECK(d.core->written_state(k) == node_state::failed);
+      REQUIRE(d.done);
+      CHECK(d.result.status == run_status::failed);
+      CHECK(d.result.err->details["failed_nodes"] == json::array({"a"}));
+      CHECK(d.core->attempts_of(k) == n);
+      CHECK(i + 1 == steps.size()); // the table ends where the run does
+      return;
+    }
+    const bool free = s.outcome == then::free_redispatch;
+    const std::int64_t delay = free ? 0 : 100;
+    CHECK(failed->fields["will_retry"] == true);
+    const event* retrying = d.last_event(event_type::node_retrying);
+    REQUIRE(retrying);
+    CHECK(retrying->fields["attempt"] == n);
+    CHECK(retrying->fields["next_attempt"] == n + 1);
+    CHECK(retrying->fields["redispatch"] == free);
+    CHECK(retrying->fields["delay_ms"] == delay);
+    CHECK(retrying->fields["retry_at_ms"] == at + delay);
+    json meta{{"retry_at_ms", at + delay}};
+    if (free) meta["redispatch"] = true;
+    CHECK(fin.meta == meta);
+    REQUIRE(d.timers.size() == timers_before + 1);
+    CHECK(d.timers.back().key == k);
+    CHECK(d.timers.back().delay_ms == delay);
+    CHECK(d.core->written_state(k) == node_state::pending);
+    CHECK(d.running.empty()); // waits for its timer, even one of 0 ms
+    d.clock += delay;
+    d.core->on_retry_due(k);
+    d.collect();
+    d.settle();
+  }
+}
+
+} // namespace
+
+TEST_CASE("run core: WORKER_LOST runs the attempt again at once, 3 in a row, retries untouched") {
+  const char* L = errc::worker_lost;
+  const char* F = errc::task_failed;
+  const auto free = then::free_redispatch;
+  const auto retry = then::retry;
+  const auto fail_ = then::fail;
+  struct row {
+    const char* name;
+    std::int64_t retries;
+    std::vector<lost_step> steps;
+  };
+  const std::vector<row> rows = {
+      {"retries 0: three free, the 4th fails the node",
+       0,
+       {{L, free}, {L, free}, {L, free}, {L, fail_}}},
+      {"retries 1: three free, the 4th is the retry, which has three free of its own",
+       1,
+       {{L, free}, {L, free}, {L, free}, {L, retry}, {L, free}, {L, free}, {L, free}, {L, fail_}}},
+      {"retries 1: a failure of the task ends the streak; the next WORKER_LOSTs are free again",
+       1,
+       {{L, free}, {L, free}, {L, free}, {F, retry}, {L, free}, {L, free}, {L, free}, {L, fail_}}},
+      {"retries 1: the retry first, then three free",
+       1,
+       {{F, retry}, {L, free}, {L, free}, {L, free}, {L, fail_}}},
+      {"retries 2: free attempts between failures do not use the budget",
+       2,
+       {{L, free}, {F, retry}, {L, free}, {L, free}, {L, free}, {F, retry}, {F, fail_}}},
+      {"retries 0: a failure that is not retryable after a free one fails the node",
+       0,
+       {{L, free}, {errc::invalid_output, fail_}}},
+      {"retries 0: without WORKER_LOST nothing is free", 0, {{F, fail_}}},
+  };
+  for (const auto& r : rows) {
+    SECTION(r.name) {
+      driver d(static_wf(sequence(
+          {compute_task("a", noop).retries(r.retries).retry(retry_policy{100, 1.0, 100, 0.0})})));
+      d.settle();
+      play_lost(d, r.steps);
+      CHECK(d.done);
+    }
+  }
+}
+
+TEST_CASE("run core: an attempt run again after WORKER_LOST can still finish the node") {
+  driver d(static_wf(sequence({compute_task("a", noop)})));
+  d.settle();
+  play_lost(
+      d, {{errc::worker_lost, then::free_redispatch}, {errc::worker_lost, then::free_redispatch}});
+  REQUIRE(d.running.size() == 1);
+  CHECK(d.running[0]->request.attempt == 3);
+  d.answer("a", ok({{"x", 1}}));
+  REQUIRE(d.done);
+  CHECK(d.result.status == run_status::finished);
+  CHECK(d.result.outputs.at("a") == json{{"x", 1}});
+  CHECK(d.core->attempts_of({"a", 0}) == 3);
+}
+
+TEST_CASE("run core: each node has its own WORKER_LOST streak") {
+  // Three free ones of a do not use up b's.
+  driver d(static_wf(parallel({compute_task("a", noop), compute_task("b", noop)})));
+  d.settle();
+  REQUIRE(d.running.size() == 2);
+  for (int i = 0; i < 3; ++i) {
+    d.answer("a", fail(errc::worker_lost));
+    CHECK(d.last_event(event_type::node_retrying)->fields["redispatch"] == true);
+    d.core->on_retry_due({"a", 0});
+    d.collect();
+    d.settle();
+  }
+  d.answer("b", fail(errc::worker_lost));
+  const event* retrying = d.last_event(event_type::node_retrying);
+  REQUIRE(retrying);
+  CHECK(retrying->fields["node_id"] == "b");
+  CHECK(retrying->fields["redispatch"] == true);
+  // a's 4th counts: with retries 0, a fails.
+  d.answer("a", fail(errc::worker_lost));
+  CHECK(d.core->written_state({"a", 0}) == node_state::failed);
+}
+
+TEST_CASE("run core: on_worker records the worker of a live attempt only") {
+  driver d(static_wf(parallel({compute_task("a", noop), compute_task("b", noop)})));
+  d.settle();
+  REQUIRE(d.running.size() == 2);
+  d.answer("b", ok(json::object())); // b's attempt 1 has ended
+  REQUIRE_FALSE(d.done);
+  struct row {
+    attempt_key key;
+    bool recorded;
+  };
+  const row rows[] = {
+      {{{"a", 0}, 1}, true},                           // in flight
+      {{{"a", 0}, 2}, false},                          // not this attempt
+      {{{"a", 0}, 0}, false},  {{{"a", 1}, 1}, false}, // another iteration
+      {{{"b", 0}, 1}, false},                          // ended
+      {{{"zz", 0}, 1}, false},                         // no such node
+  };
+  for (const auto& r : rows) {
+    CAPTURE(to_string(r.key.node), r.key.attempt);
+    const auto before = d.commands<store::set_attempt_worker>().size();
+    d.core->on_worker(r.key, "h:1");
+    d.collect();
+    d.settle();
+    auto w = d.commands<store::set_attempt_worker>();
+    REQUIRE(w.size() == before + (r.recorded ? 1 : 0));
+    if (r.recorded) {
+      CHECK(w.back()->run_id == "r");
+      CHECK(w.back()->key == r.key);
+      CHECK(w.back()->worker == "h:1");
+    }
+  }
+  // Once a has ended, it is not recorded either.
+  d.answer("a", ok(json::object()));
+  REQUIRE(d.done);
+  d.core->on_worker({{"a", 0}, 1}, "h:2");
+  d.collect();
+  CHECK(d.commands<store::set_attempt_worker>().size() == 1);
+}
+
+TEST_CASE("run core: on_worker_event emits WorkerJoined and WorkerLost with the worker") {
+  struct row {
+    bool joined;
+    json details;
+    const char* type;
+    json fields;
+  };
+  const std::vector<row> rows = {
+      {true, {{"slots", 4}}, event_type::worker_joined, {{"slots", 4}, {"worker", "h:1"}}},
+      {false,
+       {{"reason", "connection lost"}, {"in_flight", 2}},
+       event_type::worker_lost,
+       {{"reason", "connection lost"}, {"in_flight", 2}, {"worker", "h:1"}}},
+      {true, json::object(), event_type::worker_joined, {{"worker", "h:1"}}},
+      {false, nullptr, event_type::worker_lost, {{"worker", "h:1"}}},
+      {true, json::array({1, 2}), event_type::worker_joined, {{"worker", "h:1"}}},
+      {false, "text", event_type::worker_lost, {{"worker", "h:1"}}},
+      {true, {{"worker", "other:2"}}, event_type::worker_joined, {{"worker", "h:1"}}},
+  };
+  driver d(static_wf(sequence({compute_task("a", noop)})));
+  d.settle();
+  REQUIRE(d.is_running("a"));
+  for (const auto& r : rows) {
+    CAPTURE(r.joined, r.details.dump());
+    const auto before = d.events.size();
+    d.core->on_worker_event(r.joined, "h:1", r.details);
+    d.collect();
+    d.settle();
+    REQUIRE(d.events.size() == before + 1);
+    const auto& e = d.events.back();
+    CHECK(e.type == std::string{r.type});
+    CHECK(e.run_id == "r");
+    CHECK(e.fields == r.fields);
+    CHECK_FALSE(d.done); // the run goes on
+  }
+  // Once the run has ended, nothing more.
+  d.answer("a", ok(json::object()));
+  REQUIRE(d.done);
+  const auto before = d.events.size();
+  d.core->on_worker_event(false, "h:1", {{"reason", "late"}});
+  d.collect();
+  d.settle();
+  CHECK(d.events.size() == before);
+  CHECK(d.core->take_effects().batches.empty());
+}
+
+TEST_CASE("run core: a resume goes on counting WORKER_LOST in a row as the live run did") {
+  // The same five WORKER_LOSTs with retries 1, once in one process and once
+  // with a crash and resume after the 4th (the retry the streak's end used).
+  auto wf = static_wf(
+      sequence({compute_task("a", noop).retries(1).retry(retry_policy{100, 1.0, 100, 0.0})}));
+  const char* L = errc::worker_lost;
+  driver live(wf);
+  live.settle();
+  play_lost(live, {{L, then::free_redispatch},
+                   {L, then::free_redispatch},
+                   {L, then::free_redispatch},
+                   {L, then::retry}});
+  REQUIRE(live.running.size() == 1);
+  // What the live run wrote, as the store gives it back.
+  std::vector<store::node_row> nodes(1);
+  nodes[0].run_id = "r";
+  nodes[0].node_id = "a";
+  nodes[0].state = "pending";
+  std::vector<store::attempt_row> attempts;
+  for (const auto* f : live.commands<store::finish_attempt>()) {
+    store::attempt_row a;
+    a.run_id = "r";
+    a.node_id = f->key.node.id;
+    a.attempt = f->key.attempt;
+    a.state = f->state;
+    a.error = f->error;
+    a.meta = f->meta;
+    attempts.push_back(a);
+  }
+  REQUIRE(attempts.size() == 4);
+  std::vector<store::output_row> outputs;
+  auto rec = core::recover(nodes, attempts, outputs);
+  CHECK(rec.state.retry_base.at({"a", 0}) == 3);
+  driver resumed(wf, json::object(), rec.state);
+  resumed.core->on_retry_due({"a", 0});
+  resumed.collect();
+  resumed.settle();
+  REQUIRE(resumed.running.size() == 1);
+  REQUIRE(resumed.running[0]->request.attempt == 5);
+  // The 4th counted (the retry): attempt 5 has free re-dispatches of its
+  // own, live and after the resume alike.
+  play_lost(live, {{L, then::free_redispatch}}, 5);
+  resumed.answer("a", fail(L));
+  const event* again = resumed.last_event(event_type::node_retrying);
+  REQUIRE(again != nullptr);
+  CHECK(again->fields["attempt"] == 5);
+  CHECK(again->fields["redispatch"] == true);
+  CHECK(resumed.core->written_state({"a", 0}) == node_state::pending);
+  CHECK_FALSE(resumed.done);
+}

@@ -26,6 +26,9 @@ public:
   virtual caf::actor dispatch(caf::local_actor& supervisor,
                               std::shared_ptr<executors::task_job> job,
                               const caf::actor& watchdog) = 0;
+  /// Whether the job may wait before it starts (for a worker's slot): its
+  /// heartbeat timeout then counts from (assigned, ...), not from dispatch.
+  virtual bool starts_later(const executors::task_job&) const { return false; }
 };
 
 /// Runs attempts in this process: a task actor each, blocking work on `pool`.

@@ -107,6 +107,9 @@ caf::behavior watchdog(wd_actor* self, caf::actor supervisor, std::string run_id
       [=](track_atom, const attempt_key& a, const caf::actor& task, std::int64_t timeout_ms) {
         auto& w = entry_for(self, a.node, a.attempt);
         w.task = task;
+        // Armed now (a remote attempt, once a worker took it): silence
+        // counts from here.
+        if (timeout_ms > 0 && w.timeout_ms == 0) w.last_beat = clock_type::now();
         w.timeout_ms = timeout_ms;
       },
       [=](untrack_atom, const attempt_key& a) {

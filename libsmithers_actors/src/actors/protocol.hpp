@@ -224,12 +224,15 @@ typename Inspector::result_type inspect(Inspector& f, task_request& x) {
   std::int64_t timeout = x.timeout_ms.value_or(-1);
   std::int64_t hb_timeout = x.heartbeat_timeout_ms.value_or(-1);
   std::string value, input, needs, beat, schema;
+  // Text that is not UTF-8 (a C++ compute may return any bytes) must not
+  // throw inside the serializer: it travels with replacement characters.
+  auto text = [](const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); };
   auto save = [&]() -> caf::error {
-    value = x.value.dump();
-    input = x.input ? x.input->dump() : "null";
-    needs = x.needs.dump();
-    beat = x.last_heartbeat.dump();
-    schema = x.output_schema ? x.output_schema->dump() : "null";
+    value = text(x.value);
+    input = x.input ? text(*x.input) : "null";
+    needs = text(x.needs);
+    beat = text(x.last_heartbeat);
+    schema = x.output_schema ? text(*x.output_schema) : "null";
     return caf::none;
   };
   auto load = [&]() -> caf::error {

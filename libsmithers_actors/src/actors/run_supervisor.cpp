@@ -21,7 +21,14 @@ struct supervisor_state {
   std::shared_ptr<dispatcher> dispatch;
   caf::actor watchdog;
   // The actors running attempts, both ways.
-  std::unordered_map<node_key, std::pair<std::int64_t, caf::actor>, node_key_hash> running;
+  struct running_attempt {
+    std::int64_t attempt = 0;
+    caf::actor actor;
+    // An attempt that waits for a worker's slot: its heartbeat timeout,
+    // armed once it is assigned.
+    std::int64_t hb_timeout_later = 0;
+  };
+  std::unordered_map<node_key, running_attempt, node_key_hash> running;
   std::unordered_map<caf::actor_id, attempt_key> by_actor;
   bool finished = false;
   static inline const char* name = "smithers.run_supervisor";
@@ -31,7 +38,7 @@ using sup_actor = caf::stateful_actor<supervisor_state>;
 
 void end_attempts(sup_actor* self) {
   for (auto& [k, ra] : self->state.running)
-    self->send_exit(ra.second, caf::exit_reason::user_shutdown);
+    self->send_exit(ra.actor, caf::exit_reason::user_shutdown);
 }
 
 void finish(sup_actor* self, run_result result) {
@@ -56,8 +63,8 @@ void apply(sup_actor* self) {
   core::effects fx = st.core->take_effects();
   for (const auto& a : fx.ended) {
     auto it = st.running.find(a.node);
-    if (it == st.running.end() || it->second.first != a.attempt) continue;
-    st.by_actor.erase(it->second.second.id());
+    if (it == st.running.end() || it->second.attempt != a.attempt) continue;
+    st.by_actor.erase(it->second.actor.id());
     st.running.erase(it);
     self->send(st.watchdog, untrack_atom::value, a);
   }
@@ -65,17 +72,18 @@ void apply(sup_actor* self) {
     self->send(st.ctx->persistence, write_atom::value, b.id, std::move(b.commands));
   for (const auto& s : fx.stops)
     if (auto it = st.running.find(s.key.node);
-        it != st.running.end() && it->second.first == s.key.attempt)
-      self->send(it->second.second, cancel_atom::value, s.why.code, s.why.message);
+        it != st.running.end() && it->second.attempt == s.key.attempt)
+      self->send(it->second.actor, cancel_atom::value, s.why.code, s.why.message);
   for (auto& job : fx.launches) {
     attempt_key a{job->request.key, job->request.attempt};
     std::int64_t hb_timeout = job->request.heartbeat_timeout_ms.value_or(0);
+    bool later = st.dispatch->starts_later(*job);
     caf::actor actor = st.dispatch->dispatch(*self, std::move(job), st.watchdog);
     self->monitor(actor);
     if (st.ctx->on_task_spawned) st.ctx->on_task_spawned(a.node, a.attempt, actor);
-    self->send(st.watchdog, track_atom::value, a, actor, hb_timeout);
+    self->send(st.watchdog, track_atom::value, a, actor, later ? 0 : hb_timeout);
     st.by_actor.emplace(actor.id(), a);
-    st.running[a.node] = {a.attempt, std::move(actor)};
+    st.running[a.node] = {a.attempt, std::move(actor), later ? hb_timeout : 0};
   }
   for (const auto& t : fx.timers)
     self->delayed_send(self, std::chrono::milliseconds{t.delay_ms}, retry_atom::value, t.key);
@@ -165,6 +173,15 @@ caf::behavior run_supervisor(sup_actor* self, std::shared_ptr<run_context> ctx) 
         handle(self, [&](core::run_core& c) { c.on_process(a, pid, host, pid_start); });
       },
       [=](assigned_atom, const attempt_key& a, const std::string& worker) {
+        auto& st = self->state;
+        // On its way to a worker: the heartbeat timeout counts from now (the
+        // watchdog hears it after the track at launch: same sender).
+        if (auto it = st.running.find(a.node); it != st.running.end() &&
+                                               it->second.attempt == a.attempt &&
+                                               it->second.hb_timeout_later > 0) {
+          self->send(st.watchdog, track_atom::value, a, it->second.actor,
+                     std::exchange(it->second.hb_timeout_later, 0));
+        }
         handle(self, [&](core::run_core& c) { c.on_worker(a, worker); });
       },
       [=](worker_up_atom, const std::string& worker, const std::string& details) {

@@ -152,8 +152,12 @@ caf::behavior worker_node(node_actor* self, std::shared_ptr<const registry> comp
     auto& st = self->state;
     if (auto s = st.sessions.find(dm.source); s != st.sessions.end()) {
       // The owner is gone: its attempts end, their processes with them.
-      spdlog::warn("owner {} lost ({}): ending its {} attempt(s)", s->second.owner_id,
-                   self->system().render(dm.reason), s->second.tasks.size());
+      if (s->second.tasks.empty())
+        spdlog::info("owner {} disconnected ({})", s->second.owner_id,
+                     self->system().render(dm.reason));
+      else
+        spdlog::warn("owner {} lost ({}): ending its {} attempt(s)", s->second.owner_id,
+                     self->system().render(dm.reason), s->second.tasks.size());
       for (auto& [ticket, task] : s->second.tasks) {
         st.tasks.erase(task.id());
         self->send_exit(task, caf::exit_reason::user_shutdown);
@@ -296,6 +300,9 @@ worker::~worker() {
 }
 
 void worker::register_compute(const std::string& name, compute_fn fn) {
+  if (name.empty()) throw smithers_error(errc::invalid_argument, "a compute function needs a name");
+  if (!fn)
+    throw smithers_error(errc::invalid_argument, "compute function \"" + name + "\" is empty");
   std::lock_guard<std::mutex> lk(impl_->mtx);
   if (impl_->sys)
     throw smithers_error(errc::invalid_argument, "register_compute after the worker started");

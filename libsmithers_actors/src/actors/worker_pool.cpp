@@ -62,6 +62,7 @@ struct worker_conn {
   worker_info info;
   std::set<std::string> computes;
   std::int64_t in_flight = 0;
+  bool known = false; // has joined once: `computes` is what it offered last
   bool connecting = false;
   milliseconds backoff = first_backoff;
   remote_work out; // to send at the next flush
@@ -80,6 +81,8 @@ struct pool_state {
   std::vector<worker_conn> workers;
   std::unordered_map<std::uint64_t, ticket_entry> tickets;
   std::deque<std::uint64_t> queue; // tickets waiting for a slot, oldest first
+  // Tickets only a worker that is away could run: queued again when one joins.
+  std::vector<std::uint64_t> parked;
   std::unordered_map<caf::actor_id, caf::actor> subscribers;
   bool flush_queued = false;
   static inline const char* name = "smithers.worker_pool";
@@ -95,8 +98,10 @@ std::size_t connected_count(const pool_state& st) {
   return static_cast<std::size_t>(std::count_if(st.workers.begin(), st.workers.end(), connected));
 }
 
+// Whether `w` runs the job, as far as is known (a worker that has never
+// joined might run anything).
 bool can_run(const worker_conn& w, const task_job& job) {
-  if (job.request.kind == task_kind::command) return true;
+  if (job.request.kind == task_kind::command || !w.known) return true;
   return job.request.kind == task_kind::compute && w.computes.count(job.request.compute_name);
 }
 
@@ -108,6 +113,10 @@ void schedule_flush(pool_actor* self) {
   self->send(self, rflush_atom::value);
 }
 
+std::string text_of(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
 json worker_details(const worker_conn& w) {
   return json{{"worker", w.name},
               {"host", w.info.host},
@@ -117,7 +126,7 @@ json worker_details(const worker_conn& w) {
 }
 
 void tell_subscribers(pool_actor* self, bool up, const std::string& worker, const json& details) {
-  std::string text = details.dump();
+  std::string text = text_of(details);
   for (const auto& [id, sup] : self->state.subscribers) {
     if (up)
       self->send(sup, worker_up_atom::value, worker, text);
@@ -149,9 +158,14 @@ void place(pool_actor* self) {
     auto& e = it->second;
     int best = -1;
     bool anyone = false; // a connected worker could run it, once it has a slot
+    bool away = false;   // a worker that is away might
     for (std::size_t i = 0; i < st.workers.size(); ++i) {
       const auto& w = st.workers[i];
-      if (!connected(w) || !can_run(w, *e.job)) continue;
+      if (!can_run(w, *e.job)) continue;
+      if (!connected(w)) {
+        away = true;
+        continue;
+      }
       anyone = true;
       if (w.in_flight >= w.info.slots) continue;
       if (best < 0 || w.in_flight * st.workers[static_cast<std::size_t>(best)].info.slots <
@@ -176,8 +190,12 @@ void place(pool_actor* self) {
       continue;
     }
     if (connected_count(st) == 0) return; // none reachable: wait (reconnecting)
-    // Workers are there, but none runs this function.
     st.queue.pop_front();
+    if (away) { // only a worker that is away runs it: it waits for one to join
+      st.parked.push_back(t);
+      continue;
+    }
+    // Every worker has told what it runs, and none runs this function.
     if (st.cfg.local_fallback && e.job->compute) {
       self->send(e.proxy, run_local_atom::value);
       st.tickets.erase(it);
@@ -207,7 +225,6 @@ void lose(pool_actor* self, std::size_t index, const std::string& why) {
   w.handle = nullptr;
   w.in_flight = 0;
   w.out = {};
-  w.computes.clear();
   tell_subscribers(self, false, w.name, details);
   // Before the attempts' failures: a run's log says why they failed.
   for (auto t : lost)
@@ -218,18 +235,23 @@ void lose(pool_actor* self, std::size_t index, const std::string& why) {
   place(self); // with local fallback, what waits may run here now
 }
 
+void retry_later(pool_actor* self, std::size_t index, const std::string& why);
+
 void joined(pool_actor* self, std::size_t index, caf::actor handle, worker_info info) {
   auto& st = self->state;
   auto& w = st.workers[index];
   w.connecting = false;
-  if (info.slots < 1 || info.slots > 100000) {
-    w.last_error = "it offered " + std::to_string(info.slots) + " slots";
-    self->delayed_send(self, w.backoff, reconnect_atom::value, static_cast<std::uint64_t>(index));
+  if (info.slots < 1 || info.slots > limits::max_worker_slots) {
+    retry_later(self, index, "it offered " + std::to_string(info.slots) + " slots");
     return;
   }
   w.handle = std::move(handle);
   w.info = std::move(info);
+  w.known = true;
   w.computes = std::set<std::string>(w.info.computes.begin(), w.info.computes.end());
+  // What waited for a worker that was away may run now.
+  st.queue.insert(st.queue.begin(), st.parked.begin(), st.parked.end());
+  st.parked.clear();
   w.backoff = first_backoff;
   w.last_error.clear();
   self->monitor(w.handle);
@@ -336,7 +358,7 @@ caf::behavior worker_pool(pool_actor* self, worker_pool_config cfg) {
         self->monitor(sup);
         for (const auto& w : st.workers)
           if (connected(w))
-            self->send(sup, worker_up_atom::value, w.name, worker_details(w).dump());
+            self->send(sup, worker_up_atom::value, w.name, text_of(worker_details(w)));
       },
       [=](rreport_atom, const remote_report& rep) {
         auto& st = self->state;
@@ -445,7 +467,11 @@ caf::behavior remote_attempt(remote_attempt_actor* self, std::shared_ptr<task_jo
                                 "no worker runs compute function \"" + req.compute_name +
                                     "\", and this process has none by that name",
                                 {{"compute", req.compute_name}}));
-        // Its result and process come here and go on to the supervisor.
+        // Starts now, here: its heartbeat timeout counts from now ("" = no
+        // worker). Its result and process come here and go on to the
+        // supervisor.
+        self->send(supervisor, assigned_atom::value, attempt_key{req.key, req.attempt},
+                   std::string{});
         self->state.local =
             spawn_task_actor(*self, job, local_pool, caf::actor_cast<caf::actor>(self), watchdog);
         self->link_to(self->state.local);
@@ -465,6 +491,10 @@ public:
     if (job->request.kind == task_kind::compute && job->request.compute_name.empty())
       return spawn_task_actor(supervisor, std::move(job), local_, sup, watchdog);
     return supervisor.spawn(remote_attempt, std::move(job), pool_, local_, sup, watchdog);
+  }
+
+  bool starts_later(const task_job& job) const override {
+    return !(job.request.kind == task_kind::compute && job.request.compute_name.empty());
   }
 
 private:

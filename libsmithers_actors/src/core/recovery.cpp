@@ -7,6 +7,18 @@
 
 namespace smithers::core {
 
+namespace {
+
+// An attempt that ended WORKER_LOST and was run again for free (its meta
+// says so; anything else there, from a damaged file, does not count).
+bool is_redispatch(const store::attempt_row& a) {
+  if (!a.meta.is_object()) return false;
+  auto it = a.meta.find("redispatch");
+  return it != a.meta.end() && it->is_boolean() && it->get<bool>();
+}
+
+} // namespace
+
 recovered_run recover(const std::vector<store::node_row>& nodes,
                       const std::vector<store::attempt_row>& attempts,
                       std::vector<store::output_row>& outputs,
@@ -84,8 +96,7 @@ recovered_run recover(const std::vector<store::node_row>& nodes,
       r.retry_base[k] = n;
   } else {
     for (const auto& a : attempts)
-      if (a.meta.is_object() && a.meta.value("redispatch", false))
-        ++r.retry_base[node_key{a.node_id, a.iteration}];
+      if (is_redispatch(a)) ++r.retry_base[node_key{a.node_id, a.iteration}];
   }
   // The free re-dispatches each node has used in a row, up to its last
   // attempt (the reader returns attempts in order of node and number).
@@ -93,7 +104,7 @@ recovered_run recover(const std::vector<store::node_row>& nodes,
     key_map<std::int64_t> streaks;
     for (const auto& a : attempts) {
       auto& streak = streaks[node_key{a.node_id, a.iteration}];
-      streak = a.meta.is_object() && a.meta.value("redispatch", false) ? streak + 1 : 0;
+      streak = is_redispatch(a) ? streak + 1 : 0;
     }
     for (auto& [k, n] : streaks)
       if (n > 0) r.lost_streak[k] = n;

@@ -684,15 +684,13 @@ void run_core::attempt_failed(const attempt_key& a, const error& err,
   fa.error = err.to_json();
   // A worker lost under the attempt is not the task's failure: it runs again
   // at once elsewhere, its retries untouched — a few times in a row; then
-  // it counts like any failure.
+  // it counts like any failure, and the attempt after it (a retry) has its
+  // own few free re-dispatches.
   bool redispatch = false;
-  if (err.code == errc::worker_lost && spec) {
-    auto& streak = lost_streak_[k];
-    if (streak < limits::max_free_redispatches) {
-      ++streak;
-      ++retry_base_[k];
-      redispatch = true;
-    }
+  if (err.code == errc::worker_lost && spec && lost_streak_[k] < limits::max_free_redispatches) {
+    ++lost_streak_[k];
+    ++retry_base_[k];
+    redispatch = true;
   } else if (!lost_streak_.empty()) {
     lost_streak_.erase(k);
   }
@@ -703,7 +701,8 @@ void run_core::attempt_failed(const attempt_key& a, const error& err,
   if (retry) {
     retry_policy rp = spec->retry.value_or(retry_policy{});
     std::uniform_real_distribution<double> unit(0.0, 1.0);
-    std::int64_t delay = redispatch ? 0 : backoff_ms(rp, a.attempt + 1, unit(rng_));
+    // The backoff grows with the retries, not with the free re-dispatches.
+    std::int64_t delay = redispatch ? 0 : backoff_ms(rp, a.attempt - base + 1, unit(rng_));
     // The earliest start of the next attempt is durable: derived from this
     // attempt's finish time, so a restart neither skips nor restarts it.
     fa.meta = {{"retry_at_ms", at + delay}};
@@ -761,7 +760,7 @@ void run_core::on_attempt_lost(const attempt_key& a, const std::string& why) {
 }
 
 void run_core::on_worker(const attempt_key& a, const std::string& worker) {
-  if (!is_live(a)) return;
+  if (!is_live(a) || worker.empty()) return; // "": it runs here after all
   writes_.push_back(store::set_attempt_worker{cfg_.run_id, a, worker});
   queue_tick();
 }
