@@ -258,10 +258,17 @@ std::int64_t worker_lost_at(const sandbox& sb, const std::string& run_id,
 /// first worker once attempts run there. The run must finish with every
 /// task finished once, the lost attempts recorded WORKER_LOST (not counted
 /// as the tasks' retries), the loss noticed within 5 s.
-void lose_a_worker_mid_run(int sig) {
+void lose_a_worker_mid_run(int sig, bool tls = false) {
   sandbox sb;
-  auto w1 = start_worker(sb, {"--slots", "4"});
-  auto w2 = start_worker(sb, {"--slots", "4"});
+  std::vector<std::string> worker_args{"--slots", "4"}, owner_tls;
+  if (tls) {
+    auto p = make_pki(sb);
+    auto t = p.tls("worker");
+    worker_args.insert(worker_args.end(), t.begin(), t.end());
+    owner_tls = p.tls("owner");
+  }
+  auto w1 = start_worker(sb, worker_args);
+  auto w2 = start_worker(sb, worker_args);
   std::string side = sb.file("side.txt");
   const int nodes = 48;
   sb.write("wf.json", fan_out("fan", nodes, side, "0.25"));
@@ -272,7 +279,10 @@ void lose_a_worker_mid_run(int sig) {
     relay = std::make_unique<tcp_relay>(w1.port);
     first = relay->addr();
   }
-  auto owner = sb.start({"run", "wf.json", "--run-id", "r", "--workers", first + "," + w2.addr()});
+  std::vector<std::string> run_args{"run", "wf.json",   "--run-id",
+                                    "r",   "--workers", first + "," + w2.addr()};
+  run_args.insert(run_args.end(), owner_tls.begin(), owner_tls.end());
+  auto owner = sb.start(run_args);
   REQUIRE(test_support::eventually([&] { return in_flight_on(sb, "r", first) > 0; }, 30s));
   std::int64_t hurt_at = wall_ms();
   if (relay)
@@ -352,6 +362,10 @@ TEST_CASE("a 2,000-task workflow runs over two workers, on both") {
 
 TEST_CASE("a worker killed with SIGKILL mid-run: its attempts run again elsewhere") {
   lose_a_worker_mid_run(SIGKILL);
+}
+
+TEST_CASE("two workers with mutual TLS, one killed with SIGKILL: the run finishes") {
+  lose_a_worker_mid_run(SIGKILL, true);
 }
 
 TEST_CASE("a hung worker (SIGSTOP) is noticed within 5 s and its work moved") {
@@ -533,6 +547,18 @@ TEST_CASE("mutual TLS: owners with a certificate from the CA run; others are ref
     CHECK(a["worker"] == w.addr());
   REQUIRE(count_lines(read_file(side), "t0") == 1);
 
+  // A good owner's run in flight meanwhile must not notice any of it (one
+  // connection's failure once broke the others': wire.cpp).
+  sb.write("long.json", json{{"name", "long"},
+                             {"root",
+                              {{"sequence", json::array({side_effect_task("l1", side, "5"),
+                                                         side_effect_task("l2", side, "5")})}}}});
+  std::vector<std::string> long_args{"run", "long.json", "--run-id", "long", "--workers", w.addr()};
+  for (const auto& a : p.tls("owner"))
+    long_args.push_back(a);
+  auto long_run = sb.start(long_args);
+  REQUIRE(test_support::eventually([&] { return in_flight_on(sb, "long", w.addr()) > 0; }, 20s));
+
   // A plaintext owner, and one whose certificate another CA signed: the
   // connection fails within its timeout (no hang), nothing runs there, the
   // tasks wait for a worker they may use.
@@ -549,9 +575,15 @@ TEST_CASE("mutual TLS: owners with a certificate from the CA run; others are ref
     for (const auto& a : sb.inspect(id)["attempts"])
       CHECK(a["worker"].is_null());
   }
-  // The worker itself is unharmed: a good owner still runs.
+  // The worker itself is unharmed: a good owner still runs, and the run
+  // that was in flight all along finishes without losing its worker.
   auto again = sb.cli(args("good2", p.tls("owner")));
   CHECK(again.exit_code == 0);
+  auto long_res = long_run->wait();
+  INFO(long_res);
+  CHECK(long_res.exit_code == 0);
+  CHECK(of_type(sb.events("long"), "WorkerLost").empty());
+  CHECK(attempts_of(sb.inspect("long"), "l1").size() == 1);
 }
 
 TEST_CASE("worker and --workers options are checked before anything runs") {
