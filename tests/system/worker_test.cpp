@@ -408,7 +408,8 @@ TEST_CASE("with --local-fallback and no worker reachable, the owner runs the tas
                    "127.0.0.1:" + std::to_string(free_port()), "--local-fallback"});
   INFO(r);
   REQUIRE(r.exit_code == 0);
-  for (const auto& a : sb.inspect("r")["attempts"])
+  json inspected = sb.inspect("r");
+  for (const auto& a : inspected["attempts"])
     CHECK(a["worker"].is_null());
 }
 
@@ -543,7 +544,8 @@ TEST_CASE("mutual TLS: owners with a certificate from the CA run; others are ref
   auto ok = sb.cli(args("good", p.tls("owner")));
   INFO(ok);
   REQUIRE(ok.exit_code == 0);
-  for (const auto& a : sb.inspect("good")["attempts"])
+  json inspected = sb.inspect("good");
+  for (const auto& a : inspected["attempts"])
     CHECK(a["worker"] == w.addr());
   REQUIRE(count_lines(read_file(side), "t0") == 1);
 
@@ -572,7 +574,8 @@ TEST_CASE("mutual TLS: owners with a certificate from the CA run; others are ref
     auto res = owner->wait();
     CHECK(res.exit_code == 143);
     CHECK(contains(res.err, "cannot reach worker " + w.addr()));
-    for (const auto& a : sb.inspect(id)["attempts"])
+    json inspected = sb.inspect(id);
+    for (const auto& a : inspected["attempts"])
       CHECK(a["worker"].is_null());
   }
   // The worker itself is unharmed: a good owner still runs, and the run
