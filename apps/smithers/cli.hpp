@@ -50,6 +50,8 @@ void add_worker_options(CLI::App* cmd, globals& g);
 /// files that do not fit, --local-fallback alone): called before anything
 /// is written.
 void check_worker_options(const globals& g);
+/// `smithers cache clear`.
+void add_cache_command(CLI::App& app, const globals& g, int& result);
 /// `smithers worker`: serve tasks for owners elsewhere.
 void add_worker_command(CLI::App& app, const globals& g, int& result);
 

@@ -93,6 +93,10 @@ public:
   run_store& operator=(run_store&&) noexcept;
   ~run_store();
 
+  /// Empties the task cache of `workflow` (every workflow's when empty);
+  /// returns the number of entries removed.
+  std::int64_t clear_cache(const std::string& workflow = "");
+
   /// Newest first; `status` "" for all; at most `limit`.
   std::vector<run_info> runs(const std::string& status = "", std::size_t limit = 1000) const;
   std::size_t run_count(const std::string& status = "") const;

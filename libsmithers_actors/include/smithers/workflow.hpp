@@ -60,6 +60,16 @@ struct approval_spec {
   deny_action on_deny = deny_action::fail;
 };
 
+/// A task's output cache (docs/workflow-format.md, "Caching"): a finished
+/// output is reused by any later attempt, in any run of the same workflow
+/// in the same database, whose key is the same.
+struct cache_spec {
+  /// A template whose value keys the entry; empty: the task's resolved
+  /// command (or compute function and input), env and needed outputs.
+  std::string by;
+  std::string version; // part of the key: change it to start afresh
+};
+
 /// Everything a task node says about how to run it.
 struct task_spec {
   task_kind kind = task_kind::value;
@@ -93,6 +103,7 @@ struct task_spec {
   std::optional<std::int64_t> until_ms;    // ...or at this time (epoch ms)
   std::string until_text;                  // timer: `until` as written
   std::string signal_name;                 // signal: what it waits for (timeout_ms: how long)
+  std::optional<cache_spec> cache;         // command and compute tasks
 };
 
 /// One node of a workflow tree. Tasks carry a task_spec; groups carry children.
@@ -137,6 +148,8 @@ public:
   /// A gate before the first attempt: the task waits in waiting-approval
   /// until approved (engine::approve); denied, it fails (or is skipped).
   node& needs_approval(std::string title = "", deny_action on_deny = deny_action::fail);
+  /// Reuse a finished output whose cache key is the same (cache_spec).
+  node& cache(cache_spec c = {});
 
 private:
   task_spec& spec();

@@ -86,7 +86,25 @@ std::shared_ptr<actors::run_snapshot> engine::impl::load(const std::string& run_
   return snap;
 }
 
+namespace {
+
+bool uses_cache(const node& n) {
+  if (n.task && n.task->cache) return true;
+  for (const auto& c : n.children)
+    if (uses_cache(c)) return true;
+  return false;
+}
+
+} // namespace
+
 run_handle engine::impl::launch(std::shared_ptr<actors::run_context> ctx, event_handler on_event) {
+  // The workflow's task cache, as stored now (its own entries join it).
+  if (ctx->wf && (ctx->wf->dynamic() || uses_cache(ctx->wf->root))) {
+    auto entries = std::make_shared<std::unordered_map<std::string, json>>();
+    store_sync(
+        [&](store::database& db) { *entries = store::reader{db}.cache_entries(ctx->wf->name); });
+    ctx->cache = std::move(entries);
+  }
   auto st = std::make_shared<run_handle::state>();
   st->run_id = ctx->run_id;
   ctx->owner_id = owner_id;

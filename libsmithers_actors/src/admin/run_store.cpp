@@ -328,6 +328,11 @@ bool run_store::wait_ready(const std::string& run_id) const {
   return store::reader{impl_->db}.wait_ready(run_id, util::now_ms());
 }
 
+std::int64_t run_store::clear_cache(const std::string& workflow) {
+  auto db = store::database::open(impl_->path, store::open_mode::read_write);
+  return store::reader{db}.clear_cache(workflow);
+}
+
 std::vector<std::string> run_store::ready_waiting_runs() const {
   return store::reader{impl_->db}.ready_waiting_runs(util::now_ms());
 }

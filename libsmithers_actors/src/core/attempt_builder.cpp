@@ -2,6 +2,7 @@
 
 #include "expr/shell_template.hpp"
 #include "expr/template.hpp"
+#include "util/hash.hpp"
 
 namespace smithers::core {
 
@@ -50,16 +51,16 @@ attempt_builder::build(const node_key& key, std::int64_t attempt,
   }
   if (in.checkpoint) req.last_heartbeat = *in.checkpoint;
   req.cwd = task_cwd(*in.base_cwd, *spec);
+  spec::template_scope scope;
+  scope.input = in.input->get();
+  scope.outputs = in.outputs;
+  scope.run_id = *in.run_id;
+  scope.node_id = key.id;
+  scope.iteration = key.iteration;
+  scope.attempt = attempt;
+  scope.output_at = in.output_at;
+  if (!spec->locals.is_null()) scope.locals = &spec->locals; // a for_each element's
   if (spec->kind == task_kind::command) {
-    spec::template_scope scope;
-    scope.input = in.input->get();
-    scope.outputs = in.outputs;
-    scope.run_id = *in.run_id;
-    scope.node_id = key.id;
-    scope.iteration = key.iteration;
-    scope.attempt = attempt;
-    scope.output_at = in.output_at;
-    if (!spec->locals.is_null()) scope.locals = &spec->locals; // a for_each element's
     // A script gets each value through a SMITHERS_TEMPLATE_<n> variable,
     // never spliced into its code; other arguments take values verbatim.
     if (spec->use_shell) {
@@ -87,7 +88,34 @@ attempt_builder::build(const node_key& key, std::int64_t attempt,
                                                          spec->compute_name + "\" is registered");
     }
   }
+  if (spec->cache) {
+    // `by` reads what any template reads; {{attempt}} in it would make
+    // every attempt miss, which is what it says.
+    std::string by = spec->cache->by.empty() ? std::string{} : spec::expand(spec->cache->by, scope);
+    job->cache_key = cache_key(key, *spec, req, by);
+  }
   return job;
+}
+
+std::string attempt_builder::cache_key(const node_key& key, const task_spec& spec,
+                                       const executors::task_request& req,
+                                       const std::string& by_value) const {
+  json by;
+  if (!spec.cache || spec.cache->by.empty()) {
+    by = {{"kind", to_string(req.kind)},
+          {"argv", req.argv},
+          {"env", req.env},
+          {"cwd", req.cwd},
+          {"compute", req.compute_name},
+          {"input", req.input ? *req.input : json()},
+          {"needs", req.needs}};
+  } else {
+    by = by_value;
+  }
+  json parts = json::array({"smithers-cache-1", wf_->name, key.id, std::move(by),
+                            spec.cache ? spec.cache->version : std::string{},
+                            req.output_schema ? req.output_schema->dump() : std::string{}});
+  return util::sha256_hex(parts.dump(-1, ' ', false, json::error_handler_t::replace));
 }
 
 } // namespace smithers::core

@@ -50,6 +50,13 @@ public:
   /// workflow's output_schemas; null when none.
   std::shared_ptr<const json> schema_for(const std::shared_ptr<task_spec>& spec);
 
+  /// The cache key of an attempt of a cached task: a hash of the workflow's
+  /// name, the node id, the `by` value (default: what the task runs on —
+  /// its command or compute function, env, cwd, the run's input and the
+  /// outputs it needs), the version and the output schema.
+  std::string cache_key(const node_key& key, const task_spec& spec,
+                        const executors::task_request& req, const std::string& by_value) const;
+
   /// Commands run where the run started (recorded with it, so every resume
   /// agrees); a task's relative cwd is under that directory.
   static std::string task_cwd(const std::string& base, const task_spec& spec);

@@ -474,16 +474,6 @@ void run_core::start_task(sched::index t) {
     resolve_value(t, attempt, at);
     return;
   }
-  store::attempt_row ar = attempt_row(k, attempt, attempt_state::in_progress, at);
-  writes_.push_back(store::insert_attempt{std::move(ar)});
-  node_row(t, k, node_state::in_progress);
-  emit_node(event_type::node_started, k, "attempt", attempt);
-
-  live_attempt la;
-  la.attempt = attempt;
-  la.task = t;
-  la.started_ms = at;
-  live_.emplace(k, la);
   attempt_inputs in;
   in.run_id = &cfg_.run_id;
   in.input = &cfg_.input;
@@ -496,13 +486,54 @@ void run_core::start_task(sched::index t) {
     return output_at(*spec, id, n);
   };
   std::shared_ptr<executors::task_job> job;
+  std::optional<error> cannot_build;
   try {
     job = builder_.build(k, attempt, spec, in);
   } catch (const smithers_error& e) {
-    attempt_failed({k, attempt}, e.err());
+    cannot_build = e.err();
+  }
+  // A cached output for exactly this work: nothing runs.
+  if (job && !job->cache_key.empty() && cfg_.cache) {
+    if (auto hit = cfg_.cache->find(job->cache_key); hit != cfg_.cache->end()) {
+      finish_cached(t, attempt, at, job->cache_key, hit->second);
+      return;
+    }
+  }
+  store::attempt_row ar = attempt_row(k, attempt, attempt_state::in_progress, at);
+  writes_.push_back(store::insert_attempt{std::move(ar)});
+  node_row(t, k, node_state::in_progress);
+  emit_node(event_type::node_started, k, "attempt", attempt);
+  live_attempt la;
+  la.attempt = attempt;
+  la.task = t;
+  la.started_ms = at;
+  if (job) la.cache_key = job->cache_key;
+  live_.emplace(k, std::move(la));
+  if (cannot_build) {
+    attempt_failed({k, attempt}, *cannot_build);
     return;
   }
   batch_.launches.push_back({{k, attempt}, std::move(job)});
+}
+
+// A cache hit: the attempt is recorded started, finished and cached in this
+// batch, with the stored output; like a value task's, it reaches the
+// scheduler (and its dependents) after the commit.
+void run_core::finish_cached(sched::index t, std::int64_t attempt, std::int64_t at,
+                             const std::string& key, const json& output) {
+  const node_key& k = plan_->keys[static_cast<std::size_t>(t)];
+  store::attempt_row ar = attempt_row(k, attempt, attempt_state::finished, at);
+  ar.finished_ms = at;
+  ar.output = output;
+  ar.cached = true;
+  writes_.push_back(store::insert_attempt{std::move(ar)});
+  emit_node(event_type::node_started, k, "attempt", attempt);
+  emit_node(event_type::cache_hit, k, "attempt", attempt, "key", key);
+  node_row(t, k, node_state::finished);
+  emit_node(event_type::node_output, k, "output", output);
+  emit_node(event_type::node_finished, k, "attempt", attempt, "duration_ms", 0, "cached", true);
+  ++batch_.results;
+  batch_.values.push_back({k, t, plan_gen_, output});
 }
 
 // A value task has nothing to run, time out or watch: the core checks the
@@ -627,6 +658,13 @@ void run_core::on_result(const attempt_key& a, const executors::task_outcome& oc
   auto fa = finish_cmd(a, attempt_state::finished, at);
   fa.output = *oc.output;
   writes_.push_back(std::move(fa));
+  // Stored in the batch that records the attempt finished: an output is in
+  // the cache only if its attempt is.
+  if (!la.cache_key.empty() && cfg_.cache) {
+    writes_.push_back(
+        store::put_cache{la.cache_key, cfg_.wf->name, a.node.id, *oc.output, cfg_.run_id, at});
+    (*cfg_.cache)[la.cache_key] = *oc.output;
+  }
   sched::index t = la.task;
   node_row(t, a.node, node_state::finished);
   emit_node(event_type::node_output, a.node, "output", *oc.output);

@@ -88,6 +88,10 @@ struct run_config {
   bool release_when_waiting = false;         // run_options::release_when_waiting
   /// Workers may run compute functions this process does not have.
   bool remote_computes = false;
+  /// The workflow's task cache as stored when the run (re)started: key ->
+  /// output; null when the workflow caches nothing. The run adds what it
+  /// stores.
+  std::shared_ptr<std::unordered_map<std::string, json>> cache;
 };
 
 /// Why the run stops starting tasks before its tree is done.
@@ -213,6 +217,7 @@ private:
     std::int64_t started_ms = 0;
     std::int64_t last_hb_write_ms = 0; // the watchdog throttles; this is the newest written
     bool unmounted = false; // a re-render dropped its node: being stopped, recorded cancelled
+    std::string cache_key;  // a cached task's: its output is stored under it
   };
   /// An attempt whose start is being committed: launched once the attempt
   /// row is durable, so no work ever runs unrecorded.
@@ -267,6 +272,8 @@ private:
   store::attempt_row attempt_row(const node_key& k, std::int64_t attempt, const char* state,
                                  std::int64_t started_ms) const;
   void start_task(sched::index t);
+  void finish_cached(sched::index t, std::int64_t attempt, std::int64_t at, const std::string& key,
+                     const json& output);
   bool wait_step(sched::index t);
   void begin_wait(sched::index t);
   void resolve_wait(sched::index t, wait_entry w);

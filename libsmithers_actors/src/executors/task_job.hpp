@@ -43,6 +43,7 @@ struct task_request {
 struct task_job {
   task_request request;
   compute_fn compute; // compute tasks: the resolved callable (inline or registered)
+  std::string cache_key; // a cached task's (docs/workflow-format.md, "Caching"); "" when not
 };
 
 /// The newest heartbeat an attempt produced, carried with its outcome so the

@@ -314,6 +314,31 @@ struct parser {
     return std::nullopt;
   }
 
+  // {"cache": true} or {"cache": {"by": "<template>", "version": "<text>"}}.
+  bool parse_cache(const json& val, const std::string& p, task_spec& spec) {
+    if (val.is_boolean()) {
+      if (val.get<bool>()) spec.cache = cache_spec{};
+      return true;
+    }
+    if (!expect(val, json::value_t::object, p, "true, false or an object")) return false;
+    cache_spec c;
+    bool ok = true;
+    for (const auto& [k, x] : val.items()) {
+      auto kp = child_path(p, k);
+      if (k == "by" || k == "version") {
+        if (auto t = string(x, kp))
+          (k == "by" ? c.by : c.version) = *t;
+        else
+          ok = false;
+      } else {
+        out.push_back({kp, "unknown key \"" + k + "\" in cache (by, version)"});
+        ok = false;
+      }
+    }
+    spec.cache = std::move(c);
+    return ok;
+  }
+
   // {"needs_approval": true} or {"needs_approval": {"title", "summary", "on_deny"}}.
   bool parse_gate(const json& val, const std::string& p, task_spec& spec) {
     if (val.is_boolean()) {
@@ -434,8 +459,7 @@ struct parser {
       } else if (k == "needs_approval") {
         ok = parse_gate(val, p, *spec) && ok;
       } else if (k == "cache") {
-        out.push_back({p, "\"" + k + "\" is not supported by this version of smithers"});
-        ok = false;
+        ok = parse_cache(val, p, *spec) && ok;
       } else if (k == "output") {
         if (auto s = string(val, p))
           spec->output = *s;

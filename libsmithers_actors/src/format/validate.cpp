@@ -324,6 +324,10 @@ struct tree_checker {
     }
     if (t.approval && t.approval->title.empty() && t.kind == task_kind::approval)
       out.push_back({child_path(path(), "title"), "an approval's title must not be empty"});
+    if (t.cache && t.kind != task_kind::command && t.kind != task_kind::compute)
+      out.push_back({child_path(path(), "cache"),
+                     std::string{"only command and compute tasks are cached (a "} +
+                         to_string(t.kind) + " has nothing to run)"});
     if (t.approval && t.kind != task_kind::approval && t.approval->on_deny == deny_action::proceed)
       out.push_back({child_path(path(), "needs_approval"),
                      "on_deny \"continue\" applies to approval nodes; a gate fails or skips"});

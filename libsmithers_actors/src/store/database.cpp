@@ -73,7 +73,7 @@ const std::string no_schema_message = "database has no smithers schema: ";
 void check_tables(database& db, const std::string& path,
                   std::initializer_list<const char*> required = {
                       "runs", "nodes", "attempts", "event_chunks", "frames", "trees", "events",
-                      "loops", "waits", "inbox"}) {
+                      "loops", "waits", "inbox", "cache"}) {
   std::string missing;
   for (const char* name : required) {
     statement s(db.handle(), "SELECT 1 FROM sqlite_master WHERE name = ?1");

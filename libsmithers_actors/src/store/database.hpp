@@ -19,7 +19,7 @@ namespace smithers::store {
 class checkpointer;
 
 /// Schema version written to PRAGMA user_version by the latest migration.
-inline constexpr int schema_version = 9;
+inline constexpr int schema_version = 10;
 
 /// WAL pages between checkpoints of a read-write connection (SQLite's
 /// wal_autocheckpoint, and the background checkpointer's interval).

@@ -164,6 +164,23 @@ FROM attempts WHERE id >= ?1 AND id < ?1 + ?2 ORDER BY node_id, iteration, attem
   return rows;
 }
 
+std::unordered_map<std::string, json> reader::cache_entries(const std::string& workflow) const {
+  statement s(db_.handle(), "SELECT key, output_json FROM cache WHERE workflow = ?1");
+  s.bind_text_ref(1, workflow);
+  std::unordered_map<std::string, json> out;
+  while (s.step())
+    out.emplace(s.column_text(0), s.column_json(1));
+  return out;
+}
+
+std::int64_t reader::clear_cache(const std::string& workflow) const {
+  statement s(db_.handle(),
+              workflow.empty() ? "DELETE FROM cache" : "DELETE FROM cache WHERE workflow = ?1");
+  if (!workflow.empty()) s.bind_text_ref(1, workflow);
+  s.step();
+  return s.changes();
+}
+
 std::vector<loop_row> reader::loops(const std::string& run_id) const {
   statement s(db_.handle(), R"sql(
 SELECT loop_id, iteration, state, updated_ms FROM loops WHERE run_id = ?1 ORDER BY loop_id)sql");

@@ -6,6 +6,7 @@
 #include "store/rows.hpp"
 
 #include <optional>
+#include <unordered_map>
 #include <vector>
 
 namespace smithers::store {
@@ -33,6 +34,11 @@ public:
   std::vector<attempt_row> attempts(const std::string& run_id) const;
   /// Loop states, by loop instance id.
   std::vector<loop_row> loops(const std::string& run_id) const;
+  /// The task cache of a workflow: key -> output.
+  std::unordered_map<std::string, json> cache_entries(const std::string& workflow) const;
+  /// Deletes the cache entries of `workflow` (every entry when empty);
+  /// returns how many. Needs a writable connection.
+  std::int64_t clear_cache(const std::string& workflow) const;
   /// Per node and iteration, the output of its last finished attempt.
   std::vector<output_row> outputs(const std::string& run_id) const;
   /// Events with seq > after_seq, ascending, at most `limit`.

@@ -302,6 +302,20 @@ CREATE INDEX inbox_open ON inbox (run_id, id) WHERE consumed_ms IS NULL;
     {9, R"sql(
 ALTER TABLE attempts ADD COLUMN worker TEXT;
 )sql"},
+    // v10: the task cache (docs/storage.md, "cache"): a finished output by
+    // its key (a hash of what the task ran on), shared by the runs of a
+    // workflow in this database.
+    {10, R"sql(
+CREATE TABLE cache (
+  key         TEXT    NOT NULL PRIMARY KEY,
+  workflow    TEXT    NOT NULL,
+  node_id     TEXT    NOT NULL,
+  output_json TEXT    NOT NULL,
+  run_id      TEXT    NOT NULL, -- the run whose attempt produced it
+  created_ms  INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX cache_workflow ON cache (workflow);
+)sql"},
 };
 
 static_assert(all_migrations[std::size(all_migrations) - 1].version == schema_version,

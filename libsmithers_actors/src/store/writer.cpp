@@ -131,6 +131,9 @@ struct describe {
     return "set_attempt_worker " +
            key(c.run_id, c.key.node.id, c.key.node.iteration, c.key.attempt);
   }
+  std::string operator()(const put_cache& c) const {
+    return "put_cache " + c.workflow + "/" + c.node_id;
+  }
   std::string operator()(const add_pending_nodes& c) const {
     return "add_pending_nodes " + c.run_id + " (" + std::to_string(c.nodes ? c.nodes->size() : 0) +
            " nodes)";
@@ -202,6 +205,11 @@ VALUES ((?7 << 32) + ?2, ?1, ?2, ?3, NULL, ?4, ?5, ?6))sql"),
         attempt_meta_(db, R"sql(
 UPDATE attempts SET meta_json = ?5
 WHERE id = ?10 AND run_id = ?1 AND node_id = ?2 AND iteration = ?3 AND attempt = ?4)sql"),
+        put_cache_(db, R"sql(
+INSERT INTO cache (key, workflow, node_id, output_json, run_id, created_ms)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+ON CONFLICT (key) DO UPDATE SET output_json = excluded.output_json, run_id = excluded.run_id,
+  created_ms = excluded.created_ms)sql"),
         attempt_worker_(db, R"sql(
 UPDATE attempts SET worker = ?5
 WHERE id = ?10 AND run_id = ?1 AND node_id = ?2 AND iteration = ?3 AND attempt = ?4)sql"),
@@ -577,6 +585,18 @@ FROM runs WHERE run_id = ?1)sql") {}
     s.step();
   }
 
+  void operator()(const put_cache& c) {
+    auto& s = put_cache_;
+    in_use use{s};
+    s.bind_text_ref(1, c.key);
+    s.bind_text_ref(2, c.workflow);
+    s.bind_text_ref(3, c.node_id);
+    s.bind_json(4, c.output);
+    s.bind_text_ref(5, c.run_id);
+    s.bind_int(6, c.at_ms);
+    s.step();
+  }
+
   void operator()(const add_pending_nodes& c) {
     if (!c.nodes) return;
     static const std::string pending = "pending";
@@ -811,8 +831,8 @@ FROM runs WHERE run_id = ?1)sql") {}
   statement begin_, commit_, rollback_;
   statement insert_run_, run_no_, update_run_status_, insert_node_, update_node_, node_keys_,
       insert_attempt_, attempt_keys_, finish_attempt_, heartbeat_, heartbeat_data_, insert_chunk_,
-      chunk_overlap_, store_frame_, attempt_meta_, attempt_worker_, store_tree_, touch_run_,
-      request_cancel_, claim_run_, request_handover_, withdraw_handover_, release_run_,
+      chunk_overlap_, store_frame_, attempt_meta_, put_cache_, attempt_worker_, store_tree_,
+      touch_run_, request_cancel_, claim_run_, request_handover_, withdraw_handover_, release_run_,
       upsert_wait_, consume_inbox_, insert_approval_, insert_signal_, cancel_waits_,
       void_decisions_, set_run_status_, upsert_loop_, continue_run_;
   std::unordered_map<std::string, std::int64_t> run_nos_;

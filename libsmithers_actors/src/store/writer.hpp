@@ -123,6 +123,15 @@ struct set_attempt_meta {
   attempt_key key;
   json meta;
 };
+/// Stores a finished output under its cache key (a later one wins).
+struct put_cache {
+  std::string key;
+  std::string workflow;
+  std::string node_id;
+  json output;
+  std::string run_id;
+  std::int64_t at_ms = 0;
+};
 /// Records the worker (HOST:PORT) an attempt was sent to.
 struct set_attempt_worker {
   std::string run_id;
@@ -190,12 +199,12 @@ struct set_run_status {
   std::int64_t updated_ms = 0;
 };
 
-using command =
-    std::variant<insert_run, update_run_status, upsert_node, insert_attempt, finish_attempt,
-                 record_heartbeat, append_event, append_events, store_frame, touch_run,
-                 request_cancel, claim_run, set_attempt_meta, add_pending_nodes, request_handover,
-                 withdraw_handover, release_run, upsert_loop, continue_run, upsert_wait,
-                 consume_inbox, insert_inbox, set_run_status, cancel_waits, set_attempt_worker>;
+using command = std::variant<insert_run, update_run_status, upsert_node, insert_attempt,
+                             finish_attempt, record_heartbeat, append_event, append_events,
+                             store_frame, touch_run, request_cancel, claim_run, set_attempt_meta,
+                             add_pending_nodes, request_handover, withdraw_handover, release_run,
+                             upsert_loop, continue_run, upsert_wait, consume_inbox, insert_inbox,
+                             set_run_status, cancel_waits, set_attempt_worker, put_cache>;
 
 /// Commands committed together, in order, in one transaction.
 struct write_batch {

@@ -135,6 +135,14 @@ private:
       str(t.approval->title);
       out_ += '}';
     }
+    if (t.cache) {
+      key("cache");
+      out_ += R"({"by":)";
+      str(t.cache->by);
+      out_ += R"(,"version":)";
+      str(t.cache->version);
+      out_ += '}';
+    }
     if (t.kind == task_kind::compute) {
       key("compute");
       str(t.compute ? std::string{"<inline>"} : t.compute_name);

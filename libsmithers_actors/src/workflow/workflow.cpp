@@ -76,6 +76,10 @@ node& node::needs_approval(std::string title, deny_action on_deny) {
   spec().approval = approval_spec{std::move(title), "", on_deny};
   return *this;
 }
+node& node::cache(cache_spec c) {
+  spec().cache = std::move(c);
+  return *this;
+}
 node& node::timeout_ms(std::int64_t ms) {
   spec().timeout_ms = ms;
   return *this;
