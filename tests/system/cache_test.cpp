@@ -216,6 +216,9 @@ TEST_CASE("a cache option that cannot work is refused before anything runs") {
        "unknown key \"ttl\" in cache"},
       {{{"task", "c"}, {"compute", "noop"}, {"cache", "yes"}}, "true, false or an object"},
       {{{"task", "c"}, {"compute", "noop"}, {"cache", {{"version", 2}}}}, "cache.version"},
+      {{{"task", "c"}, {"compute", "noop"}, {"cache", {{"by", "{{outputs.ghost.sha}}"}}}},
+       "\"ghost\""},
+      {{{"task", "c"}, {"compute", "noop"}, {"cache", {{"by", "{{input.x"}}}}, "cache.by"},
   };
   for (const auto& c : cases) {
     INFO(c.task.dump());

@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 
 #include "format/parse.hpp"
+#include "format/validate.hpp"
 #include "support/temp_dir.hpp"
 #include "util/ids.hpp"
 #include "workflow/render.hpp"
@@ -9,6 +10,8 @@
 #include <smithers/limits.hpp>
 
 #include <fstream>
+#include <map>
+#include <set>
 
 using namespace smithers;
 using namespace smithers::spec;
@@ -152,6 +155,39 @@ TEST_CASE("every workflow-file problem is reported with its JSON path") {
       {"gate not a boolean or object",
        wf_with({{"task", "a"}, {"value", json::object()}, {"needs_approval", "yes"}}),
        "root.needs_approval", "true, false or an object"},
+      {"cache a string", wf_with({{"task", "a"}, {"run", "true"}, {"cache", "yes"}}), "root.cache",
+       "true, false or an object"},
+      {"cache a number", wf_with({{"task", "a"}, {"run", "true"}, {"cache", 1}}), "root.cache",
+       "true, false or an object"},
+      {"cache null", wf_with({{"task", "a"}, {"run", "true"}, {"cache", nullptr}}), "root.cache",
+       "true, false or an object"},
+      {"cache with an unknown key",
+       wf_with({{"task", "a"}, {"run", "true"}, {"cache", {{"ttl", 60}}}}), "root.cache.ttl",
+       "unknown key \"ttl\" in cache (by, version)"},
+      {"cache with an unknown key beside by",
+       wf_with({{"task", "a"}, {"run", "true"}, {"cache", {{"by", "x"}, {"key", "y"}}}}),
+       "root.cache.key", "unknown key \"key\" in cache (by, version)"},
+      {"cache by not a string", wf_with({{"task", "a"}, {"run", "true"}, {"cache", {{"by", 3}}}}),
+       "root.cache.by", "must be a string"},
+      {"cache by an array", wf_with({{"task", "a"}, {"compute", "f"}, {"cache", {{"by", {"x"}}}}}),
+       "root.cache.by", "must be a string"},
+      {"cache version not a string",
+       wf_with({{"task", "a"}, {"run", "true"}, {"cache", {{"version", 2}}}}), "root.cache.version",
+       "must be a string"},
+      {"cache on a value task",
+       wf_with({{"task", "a"}, {"value", json::object()}, {"cache", true}}), "root.cache",
+       "only command and compute tasks are cached"},
+      {"cache object on a value task",
+       wf_with({{"task", "a"}, {"value", json::object()}, {"cache", {{"version", "v"}}}}),
+       "root.cache", "only command and compute tasks are cached (a value has nothing to run)"},
+      {"cache on an approval", wf_with({{"approval", "ok"}, {"title", "t"}, {"cache", true}}),
+       "root.cache", "unknown key \"cache\" in an approval node"},
+      {"cache on a timer", wf_with({{"timer", "t"}, {"duration_ms", 5}, {"cache", true}}),
+       "root.cache", "unknown key \"cache\" in a timer node"},
+      {"cache on a signal", wf_with({{"signal", "s"}, {"name", "n"}, {"cache", true}}),
+       "root.cache", "unknown key \"cache\" in a signal node"},
+      {"cache on a group", wf_with({{"sequence", {task("a")}}, {"cache", true}}), "root.cache",
+       "unknown key \"cache\" in a sequence node"},
       {"loop without a body", wf_with({{"loop", "l"}}), "root", "a loop needs \"body\""},
       {"loop with an unknown key", wf_with({{"loop", "l"}, {"body", task("a")}, {"whilst", 1}}),
        "root.whilst", "unknown key"},
@@ -666,4 +702,176 @@ TEST_CASE("approval, timer, signal and needs_approval parse, and show in the can
   json other = doc;
   other["root"]["sequence"][1]["title"] = "Ship now?";
   CHECK(parse_workflow(other).hash != res.hash);
+}
+
+TEST_CASE("cache parses: true, false, {}, by, version, both; the canonical tree shows it") {
+  struct row {
+    const char* name;
+    json task; // the root task, cache included
+    bool cached;
+    std::string by;
+    std::string version;
+  };
+  auto cmd = [](json cache) {
+    return json{{"task", "a"}, {"run", {"echo", "{{input.x}}"}}, {"cache", std::move(cache)}};
+  };
+  const row rows[] = {
+      {"true", cmd(true), true, "", ""},
+      {"false", cmd(false), false, "", ""},
+      {"an empty object", cmd(json::object()), true, "", ""},
+      {"by", cmd({{"by", "{{input.x}}"}}), true, "{{input.x}}", ""},
+      {"version", cmd({{"version", "v2"}}), true, "", "v2"},
+      {"by and version", cmd({{"by", "{{input.x}}-{{input.y}}"}, {"version", "v2"}}), true,
+       "{{input.x}}-{{input.y}}", "v2"},
+      {"empty by and version", cmd({{"by", ""}, {"version", ""}}), true, "", ""},
+      {"by without a template", cmd({{"by", "constant"}}), true, "constant", ""},
+      {"on a shell command", {{"task", "a"}, {"run", "echo hi"}, {"cache", true}}, true, "", ""},
+      {"on a compute task",
+       {{"task", "a"}, {"compute", "f"}, {"cache", {{"by", "{{input.x}}"}, {"version", "1"}}}},
+       true,
+       "{{input.x}}",
+       "1"},
+  };
+  for (const auto& r : rows) {
+    SECTION(r.name) {
+      auto res = parse_workflow(wf_with(r.task));
+      INFO(join(res.errors));
+      REQUIRE(res.wf);
+      const task_spec& t = *res.wf->root.task;
+      json canon = canonical_tree(res.wf->root);
+      if (!r.cached) {
+        CHECK_FALSE(t.cache);
+        CHECK_FALSE(canon.contains("cache"));
+        continue;
+      }
+      REQUIRE(t.cache);
+      CHECK(t.cache->by == r.by);
+      CHECK(t.cache->version == r.version);
+      CHECK(canon["cache"] == json{{"by", r.by}, {"version", r.version}});
+    }
+  }
+}
+
+TEST_CASE("cache: the canonical tree and the workflow hash cover it") {
+  // The tree's hash (render: what frames and resumes compare) and the
+  // document's (parse: a run's workflow_hash from a file).
+  struct hashes {
+    std::string tree, doc;
+  };
+  auto hash_of = [](const json* cache) {
+    json t = {{"task", "a"}, {"run", {"echo", "x"}}};
+    if (cache) t["cache"] = *cache;
+    auto res = parse_workflow(wf_with(t));
+    INFO(join(res.errors));
+    REQUIRE(res.wf);
+    render_context ctx;
+    auto r = render(std::make_shared<const workflow>(*res.wf), ctx);
+    REQUIRE(r.hash.size() == 64);
+    REQUIRE(res.hash.size() == 64);
+    return hashes{r.hash, res.hash};
+  };
+  const json off = false, on = true, empty = json::object(), blank = {{"by", ""}, {"version", ""}},
+             v1 = {{"version", "v1"}}, v2 = {{"version", "v2"}}, by_x = {{"by", "{{input.x}}"}},
+             by_y = {{"by", "{{input.y}}"}}, by_x_v1 = {{"by", "{{input.x}}"}, {"version", "v1"}};
+  hashes none = hash_of(nullptr);
+  hashes cached = hash_of(&on);
+  // Spellings of the same thing are the same tree...
+  CHECK(hash_of(&off).tree == none.tree);
+  CHECK(hash_of(&empty).tree == cached.tree);
+  CHECK(hash_of(&blank).tree == cached.tree);
+  // ...and every difference is a different tree and a different document.
+  std::map<std::string, hashes> distinct{{"none", none},
+                                         {"true", cached},
+                                         {"v1", hash_of(&v1)},
+                                         {"v2", hash_of(&v2)},
+                                         {"by x", hash_of(&by_x)},
+                                         {"by y", hash_of(&by_y)},
+                                         {"by x v1", hash_of(&by_x_v1)}};
+  std::set<std::string> trees, docs;
+  for (const auto& [name, h] : distinct) {
+    INFO(name);
+    CHECK(trees.insert(h.tree).second);
+    CHECK(docs.insert(h.doc).second);
+  }
+}
+
+TEST_CASE("cache in C++: node::cache sets it; only command and compute tasks may have it") {
+  node c = command_task("c", {"echo"}).cache({"{{input.k}}", "v3"});
+  REQUIRE(c.task->cache);
+  CHECK(c.task->cache->by == "{{input.k}}");
+  CHECK(c.task->cache->version == "v3");
+  node d = compute_task("d", "f").cache();
+  REQUIRE(d.task->cache);
+  CHECK(d.task->cache->by.empty());
+  CHECK(d.task->cache->version.empty());
+  struct row {
+    const char* name;
+    node n;
+    std::string refusal; // "" when valid
+  };
+  std::vector<row> rows{
+      {"a command", command_task("a", {"echo", "x"}).cache(), ""},
+      {"a shell command", shell_task("a", "echo x").cache({"", "v"}), ""},
+      {"a registered compute", compute_task("a", "f").cache(), ""},
+      {"an inline compute", compute_task("a", [](task_context&) { return json::object(); }).cache(),
+       ""},
+      {"a value", value_task("a", json::object()).cache(),
+       "only command and compute tasks are cached (a value has nothing to run)"},
+      {"an approval", approval("a", "Go?").cache(), "only command and compute tasks are cached"},
+      {"a timer", timer("a", 5).cache(), "only command and compute tasks are cached"},
+      {"a signal", signal("a", "go").cache(), "only command and compute tasks are cached"},
+  };
+  for (const auto& r : rows) {
+    SECTION(r.name) {
+      workflow wf;
+      wf.root = r.n;
+      auto ps = validate_tree(wf, wf.root);
+      INFO(join(ps));
+      if (r.refusal.empty()) {
+        CHECK(ps.empty());
+        continue;
+      }
+      bool found = false;
+      for (const auto& p : ps)
+        if (p.path == "root.cache" && p.message.find(r.refusal) != std::string::npos) found = true;
+      CHECK(found);
+    }
+  }
+}
+
+// `by` is a template expanded when an attempt starts, like a command
+// argument: its mistakes would otherwise surface only then, as the
+// attempt's failure (TEMPLATE_MISSING_VALUE or INVALID_WORKFLOW).
+TEST_CASE("cache: a `by` template is checked like the task's other templates") {
+  struct row {
+    const char* name;
+    json doc;
+    std::string path;
+    std::string message_part;
+  };
+  std::vector<row> rows{
+      {"an unclosed template",
+       wf_with({{"task", "a"}, {"run", "true"}, {"cache", {{"by", "{{input.x"}}}}), "root.cache.by",
+       ""},
+      {"a template naming no task",
+       wf_with({{"task", "a"}, {"run", "true"}, {"cache", {{"by", "{{outputs.ghost.sha}}"}}}}),
+       "root.cache.by", "\"ghost\""},
+      {"a template reading a task later in its sequence",
+       wf_with({{"sequence",
+                 {{{"task", "early"}, {"run", "true"}, {"cache", {{"by", "{{outputs.late.sha}}"}}}},
+                  task("late")}}}),
+       "root.sequence[0].cache.by", "comes after it"},
+  };
+  for (const auto& r : rows) {
+    SECTION(r.name) {
+      auto res = parse_workflow(r.doc);
+      INFO("problems: " << join(res.errors));
+      CHECK_FALSE(res.wf);
+      bool found = false;
+      for (const auto& p : res.errors)
+        if (p.path.rfind(r.path, 0) == 0 && p.message.find(r.message_part) != std::string::npos)
+          found = true;
+      CHECK(found);
+    }
+  }
 }

@@ -45,6 +45,7 @@ json reference(const node& n) {
       j["approval"] = {{"title", t.approval->title},
                        {"summary", t.approval->summary},
                        {"on_deny", to_string(t.approval->on_deny)}};
+    if (t.cache) j["cache"] = {{"by", t.cache->by}, {"version", t.cache->version}};
     if (!t.needs.empty()) j["needs"] = t.needs;
     if (!t.output.empty()) j["output"] = t.output;
     if (!t.output_schema.is_null()) j["output_schema"] = t.output_schema;
@@ -118,6 +119,9 @@ TEST_CASE("the canonical text is dump() of the tree as a JSON object") {
       signal("s", "x"),
       command_task("gated", {"true"}).needs_approval("Go?", deny_action::skip),
       value_task("gated", json::object()).needs_approval(),
+      command_task("cached", {"true"}).cache(),
+      compute_task("cached", "f").cache({"{{outputs.a.sha}}", "v\"2"}).needs({"a"}),
+      every_option("all").cache({"{{input.x}}", ""}).needs_approval("Go?"),
   };
   for (const auto& n : cases) {
     CAPTURE(reference(n).dump());
@@ -133,6 +137,16 @@ TEST_CASE("the canonical text is pinned: hashes of stored trees stay valid") {
         R"({"compute":"f","needs":["a"],"task":"b","type":"compute"}]})");
 }
 
+TEST_CASE("the canonical text of a cached task is pinned") {
+  CHECK(canonical_text(command_task("c", {"x"}).cache({"{{input.k}}", "v2"})) ==
+        R"({"cache":{"by":"{{input.k}}","version":"v2"},"run":["x"],"task":"c","type":"command"})");
+  CHECK(canonical_text(compute_task("c", "f").cache()) ==
+        R"({"cache":{"by":"","version":""},"compute":"f","task":"c","type":"compute"})");
+  // A quote or a backslash in them is escaped as dump() escapes it.
+  node odd = shell_task("s", "true").cache({"\"{{input.k}}\\", "v\n1"});
+  CHECK(canonical_text(odd) == reference(odd).dump());
+}
+
 TEST_CASE("the canonical text matches dump() on random trees") {
   std::mt19937 rng(7);
   auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<unsigned>(n)); };
@@ -146,6 +160,8 @@ TEST_CASE("the canonical text matches dump() on random trees") {
       if (pick(3) == 0) t.timeout_ms(1 + pick(1000));
       if (pick(4) == 0) t.label("L" + id);
       if (pick(4) == 0) t.retry(retry_policy{1 + pick(100), 1.0 + pick(10) / 4.0, 1000, 0.1});
+      if (t.task->kind != task_kind::value && pick(3) == 0)
+        t.cache({pick(2) ? "{{input.k" + id + "}}" : "", pick(2) ? "v" + id : ""});
       return t;
     }
     std::vector<node> kids;

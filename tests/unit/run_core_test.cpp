@@ -39,6 +39,7 @@ struct driver {
   std::int64_t clock = 1'000'000;
   std::vector<event> events;
   std::vector<store::command> written;
+  std::vector<std::uint64_t> written_in; // the batch of each written command
   std::vector<std::uint64_t> uncommitted;
   std::vector<std::shared_ptr<executors::task_job>> running;
   std::vector<effects::stop_request> stops;
@@ -52,7 +53,8 @@ struct driver {
   run_result result;
 
   explicit driver(std::shared_ptr<const workflow> wf, json input = json::object(),
-                  std::optional<core::resume_state> resume = {}, bool release = false) {
+                  std::optional<core::resume_state> resume = {}, bool release = false,
+                  const std::function<void(core::run_config&)>& configure = {}) {
     core::run_config cfg;
     cfg.run_id = "r";
     cfg.owner_id = "me";
@@ -74,6 +76,7 @@ struct driver {
     cfg.started_ms = clock;
     cfg.release_when_waiting = release;
     cfg.publish = [this](const event& e) { events.push_back(e); };
+    if (configure) configure(cfg);
     core = std::make_unique<run_core>(std::move(cfg), [this] { return clock; }, 42);
     core->start();
     collect();
@@ -82,8 +85,10 @@ struct driver {
   void collect() {
     effects fx = core->take_effects();
     for (auto& b : fx.batches) {
-      for (auto& c : b.commands->commands)
+      for (auto& c : b.commands->commands) {
         written.push_back(c);
+        written_in.push_back(b.id);
+      }
       uncommitted.push_back(b.id);
     }
     for (auto& j : fx.launches)
@@ -1830,4 +1835,298 @@ TEST_CASE("run core: a resume goes on counting WORKER_LOST in a row as the live 
   CHECK(again->fields["redispatch"] == true);
   CHECK(resumed.core->written_state({"a", 0}) == node_state::pending);
   CHECK_FALSE(resumed.done);
+}
+
+namespace {
+
+// A workflow named "cw": a cached task `a` (inline compute) and `b`, which
+// needs it.
+std::shared_ptr<const workflow> cached_wf(node a) {
+  auto wf = std::make_shared<workflow>();
+  wf->name = "cw";
+  wf->root = sequence({std::move(a), compute_task("b", noop).needs({"a"})});
+  return wf;
+}
+
+using cache_map = std::unordered_map<std::string, json>;
+
+std::function<void(core::run_config&)> with_cache(std::shared_ptr<cache_map> cache,
+                                                  std::string run_id = "r") {
+  return [cache = std::move(cache), run_id = std::move(run_id)](core::run_config& c) {
+    c.cache = cache;
+    c.run_id = run_id;
+  };
+}
+
+/// The key attempt 1 of the task `n` of `wf` gets in a run of `input`
+/// whose core has no outputs yet, built as the core builds it.
+std::string key_of(const std::shared_ptr<const workflow>& wf, const node& n, const json& input) {
+  core::attempt_builder b(wf, std::make_shared<const core::compute_registry>());
+  std::string run_id = "some run";
+  auto in_ptr = std::make_shared<const json>(input);
+  std::unordered_map<std::string, json> outputs;
+  std::string cwd; // run_config::cwd as the driver leaves it
+  core::attempt_inputs in;
+  in.run_id = &run_id;
+  in.input = &in_ptr;
+  in.outputs = &outputs;
+  in.base_cwd = &cwd;
+  in.output_at = [](std::string_view, std::int64_t) -> const json* { return nullptr; };
+  return b.build({n.id, 0}, 1, n.task, in)->cache_key;
+}
+
+const event* node_event(const driver& d, const char* type, const std::string& node) {
+  for (const auto& e : d.events)
+    if (e.type == type && e.fields.value("node_id", "") == node) return &e;
+  return nullptr;
+}
+
+} // namespace
+
+TEST_CASE("run core: a cache hit runs nothing; the attempt is recorded finished and cached") {
+  auto wf = cached_wf(compute_task("a", noop).cache());
+  const std::string key = key_of(wf, wf->root.children[0], json::object());
+  REQUIRE(key.size() == 64);
+  auto cache = std::make_shared<cache_map>();
+  (*cache)[key] = {{"x", 7}};
+  (*cache)[std::string(64, '0')] = {{"x", "someone else's"}};
+  driver d(wf, json::object(), {}, false, with_cache(cache));
+  d.core->tick();
+  d.collect();
+  // One batch records the attempt started, finished and cached, with the
+  // stored output; nothing is launched, and b waits for the commit.
+  auto ins = d.commands<store::insert_attempt>();
+  REQUIRE(ins.size() == 1);
+  const store::attempt_row& row = ins[0]->row;
+  CHECK(row.node_id == "a");
+  CHECK(row.attempt == 1);
+  CHECK(row.state == "finished");
+  CHECK(row.cached);
+  REQUIRE(row.output);
+  CHECK(*row.output == json{{"x", 7}});
+  CHECK(row.started_ms == d.clock);
+  CHECK(row.finished_ms == std::optional<std::int64_t>{d.clock});
+  CHECK(d.commands<store::finish_attempt>().empty());
+  for (const auto* n : d.commands<store::upsert_node>())
+    if (n->row.node_id == "a") CHECK(n->row.state != "in-progress");
+  CHECK(d.running.empty());
+  d.settle();
+  // After the commit, b starts with a's cached output.
+  REQUIRE(d.running.size() == 1);
+  CHECK(d.running[0]->request.key.id == "b");
+  CHECK(d.running[0]->request.needs == json{{"a", {{"x", 7}}}});
+  CHECK(d.core->written_state({"a", 0}) == node_state::finished);
+  CHECK(d.core->attempts_of({"a", 0}) == 1);
+  CHECK(d.event_types("a") == std::vector<std::string>{"NodePending", "NodeStarted", "CacheHit",
+                                                       "NodeOutput", "NodeFinished"});
+  const event* hit = node_event(d, "CacheHit", "a");
+  REQUIRE(hit);
+  CHECK(hit->fields["key"] == key);
+  CHECK(hit->fields["attempt"] == 1);
+  const event* out = node_event(d, "NodeOutput", "a");
+  REQUIRE(out);
+  CHECK(out->fields["output"] == json{{"x", 7}});
+  const event* fin = node_event(d, "NodeFinished", "a");
+  REQUIRE(fin);
+  CHECK(fin->fields["cached"] == true);
+  CHECK(fin->fields["duration_ms"] == 0);
+  CHECK(fin->fields["attempt"] == 1);
+  d.answer("b", ok({{"y", 1}}));
+  REQUIRE(d.done);
+  CHECK(d.result.status == run_status::finished);
+  CHECK(d.result.outputs.at("a") == json{{"x", 7}});
+  // A hit stores nothing, and b is not cached.
+  CHECK(d.commands<store::put_cache>().empty());
+  CHECK(cache->size() == 2);
+  CHECK(d.commands<store::insert_attempt>().size() == 2);
+  CHECK(node_event(d, "CacheHit", "b") == nullptr);
+}
+
+TEST_CASE("run core: a cache miss runs the task; its output is stored under its key") {
+  auto wf = cached_wf(compute_task("a", noop).cache({"", "v1"}));
+  const json input = {{"q", 1}};
+  auto cache = std::make_shared<cache_map>();
+  driver d(wf, input, {}, false, with_cache(cache));
+  d.settle();
+  REQUIRE(d.running.size() == 1);
+  const std::string key = d.running[0]->cache_key;
+  CHECK(d.running[0]->request.key.id == "a");
+  CHECK(key.size() == 64);
+  CHECK(key == key_of(wf, wf->root.children[0], input));
+  CHECK(d.event_types("a") == std::vector<std::string>{"NodePending", "NodeStarted"});
+  d.clock += 250;
+  d.answer("a", ok({{"x", 1}}));
+  auto puts = d.commands<store::put_cache>();
+  REQUIRE(puts.size() == 1);
+  CHECK(puts[0]->key == key);
+  CHECK(puts[0]->workflow == "cw");
+  CHECK(puts[0]->node_id == "a");
+  CHECK(puts[0]->output == json{{"x", 1}});
+  CHECK(puts[0]->run_id == "r");
+  CHECK(puts[0]->at_ms == d.clock);
+  CHECK(*cache == cache_map{{key, {{"x", 1}}}});
+  // In the batch that records the attempt finished, after it.
+  std::optional<std::size_t> fin_at, put_at;
+  for (std::size_t i = 0; i < d.written.size(); ++i) {
+    if (const auto* f = std::get_if<store::finish_attempt>(&d.written[i]))
+      if (f->key.node.id == "a") fin_at = i;
+    if (std::holds_alternative<store::put_cache>(d.written[i])) put_at = i;
+  }
+  REQUIRE(fin_at);
+  REQUIRE(put_at);
+  CHECK(*fin_at < *put_at);
+  CHECK(d.written_in[*fin_at] == d.written_in[*put_at]);
+  const event* fin = node_event(d, "NodeFinished", "a");
+  REQUIRE(fin);
+  CHECK_FALSE(fin->fields.contains("cached"));
+  CHECK(node_event(d, "CacheHit", "a") == nullptr);
+  for (const auto* a : d.commands<store::insert_attempt>())
+    CHECK_FALSE(a->row.cached);
+  REQUIRE(d.is_running("b"));
+  CHECK(d.running[0]->cache_key.empty()); // b has no cache
+  d.answer("b", ok(json::object()));
+  REQUIRE(d.done);
+  CHECK(d.commands<store::put_cache>().size() == 1);
+
+  SECTION("the next run with that cache hits, whatever its id") {
+    driver d2(wf, input, {}, false, with_cache(cache, "r2"));
+    d2.settle();
+    REQUIRE(d2.running.size() == 1);
+    CHECK(d2.running[0]->request.key.id == "b");
+    CHECK(d2.running[0]->request.needs == json{{"a", {{"x", 1}}}});
+    const event* hit = node_event(d2, "CacheHit", "a");
+    REQUIRE(hit);
+    CHECK(hit->fields["key"] == key);
+    CHECK(d2.commands<store::put_cache>().empty());
+  }
+  SECTION("a run of another input misses") {
+    driver d3(wf, json{{"q", 2}}, {}, false, with_cache(cache, "r3"));
+    d3.settle();
+    REQUIRE(d3.running.size() == 1);
+    CHECK(d3.running[0]->request.key.id == "a");
+    CHECK(d3.running[0]->cache_key != key);
+    CHECK(node_event(d3, "CacheHit", "a") == nullptr);
+  }
+  SECTION("a run of another version misses") {
+    auto wf2 = cached_wf(compute_task("a", noop).cache({"", "v2"}));
+    driver d4(wf2, input, {}, false, with_cache(cache, "r4"));
+    d4.settle();
+    REQUIRE(d4.running.size() == 1);
+    CHECK(d4.running[0]->request.key.id == "a");
+  }
+}
+
+TEST_CASE("run core: a failed attempt of a cached task stores nothing; its successful retry does") {
+  auto wf = cached_wf(
+      compute_task("a", noop).retries(1).retry(retry_policy{100, 1.0, 1000, 0.0}).cache());
+  auto cache = std::make_shared<cache_map>();
+  driver d(wf, json::object(), {}, false, with_cache(cache));
+  d.settle();
+  REQUIRE(d.running.size() == 1);
+  const std::string key = d.running[0]->cache_key;
+  REQUIRE_FALSE(key.empty());
+  d.answer("a", fail(errc::task_failed));
+  CHECK(d.commands<store::put_cache>().empty());
+  CHECK(cache->empty());
+  REQUIRE(d.timers.size() == 1);
+  d.clock += 100;
+  d.core->on_retry_due({"a", 0});
+  d.collect();
+  d.settle();
+  REQUIRE(d.running.size() == 1);
+  CHECK(d.running[0]->request.attempt == 2);
+  CHECK(d.running[0]->cache_key == key); // the attempt number is not in the key
+  d.answer("a", ok({{"second", true}}));
+  auto puts = d.commands<store::put_cache>();
+  REQUIRE(puts.size() == 1);
+  CHECK(puts[0]->key == key);
+  CHECK(puts[0]->output == json{{"second", true}});
+  CHECK(cache->at(key) == json{{"second", true}});
+}
+
+TEST_CASE("run core: what is not cached stores nothing") {
+  SECTION("a cached task's failure that ends the run") {
+    auto cache = std::make_shared<cache_map>();
+    driver d(cached_wf(compute_task("a", noop).cache()), json::object(), {}, false,
+             with_cache(cache));
+    d.settle();
+    d.answer("a", fail(errc::task_failed));
+    REQUIRE(d.done);
+    CHECK(d.result.status == run_status::failed);
+    CHECK(d.commands<store::put_cache>().empty());
+    CHECK(cache->empty());
+  }
+  SECTION("a task without cache, in a run with a cache") {
+    auto cache = std::make_shared<cache_map>();
+    auto wf = cached_wf(compute_task("a", noop));
+    driver d(wf, json::object(), {}, false, with_cache(cache));
+    d.settle();
+    REQUIRE(d.running.size() == 1);
+    CHECK(d.running[0]->cache_key.empty());
+    d.answer("a", ok({{"x", 1}}));
+    d.answer("b", ok({{"y", 1}}));
+    REQUIRE(d.done);
+    CHECK(d.commands<store::put_cache>().empty());
+    CHECK(cache->empty());
+  }
+  SECTION("a cached task in a run without a cache (null): it runs") {
+    auto wf = cached_wf(compute_task("a", noop).cache());
+    driver d(wf);
+    d.settle();
+    REQUIRE(d.running.size() == 1);
+    CHECK(d.running[0]->request.key.id == "a");
+    d.answer("a", ok({{"x", 1}}));
+    d.answer("b", ok({{"y", 1}}));
+    REQUIRE(d.done);
+    CHECK(d.result.status == run_status::finished);
+    CHECK(d.commands<store::put_cache>().empty());
+  }
+  SECTION("a cached task whose attempt is cancelled by an unmount") {
+    // Like the toggling workflow: a cached b is dropped while it runs and
+    // returns an output anyway; it is recorded cancelled, not cached.
+    auto with_b = std::make_shared<bool>(true);
+    auto wf = std::make_shared<workflow>();
+    wf->name = "cw";
+    wf->build = [with_b](const render_context&) {
+      std::vector<node> kids{compute_task("a", noop)};
+      if (*with_b) kids.push_back(compute_task("b", noop).cache());
+      return parallel(std::move(kids));
+    };
+    auto cache = std::make_shared<cache_map>();
+    driver d(wf, json::object(), {}, false, with_cache(cache));
+    d.settle();
+    REQUIRE(d.is_running("b"));
+    *with_b = false;
+    d.answer("a", ok({{"a", 1}}));
+    REQUIRE(d.stops.size() == 1);
+    d.answer("b", ok({{"b", 1}}));
+    REQUIRE(d.done);
+    CHECK(d.core->written_state({"b", 0}) == node_state::cancelled);
+    CHECK(d.commands<store::put_cache>().empty());
+    CHECK(cache->empty());
+  }
+}
+
+// The run-level face of the key leaving out the iteration (see
+// attempt_builder_test.cpp): iteration 1 of a cached loop body reuses
+// iteration 0's output instead of running.
+TEST_CASE("run core: each iteration of a cached loop body runs") {
+  loop_options o;
+  o.max_iterations = 4;
+  auto wf = std::make_shared<workflow>();
+  wf->name = "cw";
+  wf->root = sequence(
+      {loop("count", compute_task("step", noop).cache(), {{"output", "step.n"}, {"gte", 2}}, o)});
+  auto cache = std::make_shared<cache_map>();
+  driver d(wf, json::object(), {}, false, with_cache(cache));
+  d.settle();
+  for (int i = 0; i < 3 && !d.done; ++i) {
+    CAPTURE(i);
+    REQUIRE(d.running.size() == 1);
+    CHECK(d.running.front()->request.key == node_key{"step", i});
+    answer_step(d);
+  }
+  REQUIRE(d.done);
+  CHECK(node_event(d, "CacheHit", "step") == nullptr);
+  CHECK(d.result.outputs.at("step") == json{{"n", 2}});
 }

@@ -103,6 +103,7 @@ std::string attempt_builder::cache_key(const node_key& key, const task_spec& spe
   json by;
   if (!spec.cache || spec.cache->by.empty()) {
     by = {{"kind", to_string(req.kind)},
+          {"iteration", key.iteration}, // the task sees it (SMITHERS_ITERATION, iteration())
           {"argv", req.argv},
           {"env", req.env},
           {"cwd", req.cwd},
@@ -114,8 +115,12 @@ std::string attempt_builder::cache_key(const node_key& key, const task_spec& spe
   }
   json parts = json::array({"smithers-cache-1", wf_->name, key.id, std::move(by),
                             spec.cache ? spec.cache->version : std::string{},
-                            req.output_schema ? req.output_schema->dump() : std::string{}});
-  return util::sha256_hex(parts.dump(-1, ' ', false, json::error_handler_t::replace));
+                            req.output_schema ? *req.output_schema : json()});
+  // CBOR keeps a string's bytes as they are (a run directory need not be
+  // UTF-8): two keys differ whenever their parts do.
+  auto bytes = json::to_cbor(parts);
+  return util::sha256_hex(
+      std::string_view{reinterpret_cast<const char*>(bytes.data()), bytes.size()});
 }
 
 } // namespace smithers::core

@@ -346,6 +346,8 @@ struct tree_checker {
       check_exec_string(value, p, name.size() + 1);
       check_template_text(value, p, n.id);
     }
+    if (t.cache && !t.cache->by.empty())
+      check_template_text(t.cache->by, child_path(child_path(path(), "cache"), "by"), n.id);
     if (!t.output.empty() && !wf.output_schemas.count(t.output))
       out.push_back({child_path(path(), "output"),
                      "unknown output key \"" + t.output + "\" (not in the workflow's outputs)"});
@@ -545,6 +547,9 @@ struct tree_checker {
                    child_path(child_path(path_of(mine), "env"), name));
       if (!t.skip_if.is_null())
         check_refs(predicate_output_refs(t.skip_if), child_path(path_of(mine), "skip_if"));
+      if (t.cache && !t.cache->by.empty())
+        check_refs(template_output_refs(t.cache->by),
+                   child_path(child_path(path_of(mine), "cache"), "by"));
     }
   }
 
