@@ -142,9 +142,17 @@ TEST_CASE("worker and engine configurations are checked up front") {
   // Nothing was created by the refusals.
   CHECK_FALSE(std::filesystem::exists(cfg.db_path));
 
-  // A worker listens once; a port taken is a clear error.
+  // Functions need a name and a body, and come before start().
   worker a{worker_config{}};
+  CHECK(code_of([&] {
+          a.register_compute("", [](task_context&) { return json::object(); });
+        }).find("needs a name") != std::string::npos);
+  CHECK(code_of([&] { a.register_compute("f", nullptr); }).find("is empty") != std::string::npos);
+  // A worker listens once; a port taken is a clear error.
   auto port = a.start();
+  CHECK(code_of([&] {
+          a.register_compute("late", [](task_context&) { return json::object(); });
+        }).find("after the worker started") != std::string::npos);
   CHECK(a.start() == port);
   worker_config same;
   same.listen = "127.0.0.1:" + std::to_string(port);

@@ -29,13 +29,6 @@ json attempt(const sandbox& sb, const std::string& run_id, const std::string& no
   return a[0];
 }
 
-std::vector<json> of_type(const std::vector<json>& events, const std::string& type) {
-  std::vector<json> out;
-  for (const auto& e : events)
-    if (e["type"] == type) out.push_back(e);
-  return out;
-}
-
 } // namespace
 
 TEST_CASE("a second run executes nothing that is cached, and says so") {

@@ -430,6 +430,16 @@ inline std::vector<json> attempts_of(const json& inspected, const std::string& n
 }
 
 /// The node entry of one node in an `inspect --format json` document.
+/// The events of `type` (of `node`, when given) in a `logs --format json` stream.
+inline std::vector<json> of_type(const std::vector<json>& events, const std::string& type,
+                                 const std::string& node = "") {
+  std::vector<json> out;
+  for (const auto& e : events)
+    if (e.value("type", "") == type && (node.empty() || e.value("node_id", "") == node))
+      out.push_back(e);
+  return out;
+}
+
 inline json node_of(const json& inspected, const std::string& node_id) {
   for (const auto& n : inspected.at("nodes"))
     if (n.at("node_id") == node_id) return n;

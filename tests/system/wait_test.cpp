@@ -93,15 +93,6 @@ store_state snapshot(const sandbox& sb) {
 
 // ------------------------------------------------------------------ events
 
-std::vector<json> of_type(const std::vector<json>& events, const std::string& type,
-                          const std::string& node = "") {
-  std::vector<json> out;
-  for (const auto& e : events)
-    if (e.value("type", "") == type && (node.empty() || e.value("node_id", "") == node))
-      out.push_back(e);
-  return out;
-}
-
 /// The position of the first event of `type` (for `node`), or -1.
 long index_of(const std::vector<json>& events, const std::string& type,
               const std::string& node = "") {

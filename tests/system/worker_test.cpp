@@ -206,13 +206,6 @@ json fan_out(const std::string& name, int n, const std::string& side, const std:
   return {{"name", name}, {"max_concurrency", 64}, {"root", {{"parallel", tasks}}}};
 }
 
-std::vector<json> of_type(const std::vector<json>& events, const std::string& type) {
-  std::vector<json> out;
-  for (const auto& e : events)
-    if (e["type"] == type) out.push_back(e);
-  return out;
-}
-
 /// Every node finished by exactly one attempt; returns the attempts per state.
 std::map<std::string, int> check_each_finished_once(const json& inspected, int nodes) {
   std::map<std::string, int> finished, states;
@@ -614,6 +607,9 @@ TEST_CASE("worker and --workers options are checked before anything runs") {
        "cannot read"},
       {{"run", "wf.json", "--workers", "nohost"}, "no port"},
       {{"run", "wf.json", "--local-fallback"}, "--local-fallback needs --workers"},
+      {{"run", "wf.json", "--tls-cert", p.file("owner.pem"), "--tls-key", p.file("owner.key"),
+        "--tls-ca", p.file("ca.pem")},
+       "need --workers"},
       {{"run", "wf.json", "--workers", "127.0.0.1:1", "--tls-cert", p.file("owner.pem")},
        "all three"},
   };

@@ -45,10 +45,6 @@ caf::io::middleman_actor network_handle(caf::actor_system& sys, bool tls) {
   return tls ? sys.openssl_manager().actor_handle() : sys.middleman().actor_handle();
 }
 
-caf::error json_text_from_wire(const std::string& text, json& out) {
-  return executors::json_from_wire(text, out);
-}
-
 } // namespace smithers::actors
 
 // -- OpenSSL's error queue, around CAF's TLS sessions -------------------------

@@ -137,7 +137,4 @@ caf::io::middleman_actor network_handle(caf::actor_system& sys, bool tls);
 inline constexpr std::chrono::milliseconds heartbeat_interval{500};
 inline constexpr std::chrono::milliseconds network_timeout{2000};
 
-/// A JSON text from the wire, parsed with the engine's bounds.
-caf::error json_text_from_wire(const std::string& text, json& out);
-
 } // namespace smithers::actors

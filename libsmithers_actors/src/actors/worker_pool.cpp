@@ -33,19 +33,20 @@ task_outcome_ptr outcome_from(const remote_result& r, const std::string& worker)
   auto oc = std::make_shared<task_outcome>();
   if (r.ok) {
     json out;
-    if (auto err = json_text_from_wire(r.output, out))
+    if (auto err = executors::json_from_wire(r.output, out))
       return failure(errc::internal, "worker " + worker + " sent an output that is not JSON");
     oc->output = std::move(out);
   } else {
     json details;
-    if (json_text_from_wire(r.details, details) || !details.is_object()) details = json::object();
+    if (executors::json_from_wire(r.details, details) || !details.is_object())
+      details = json::object();
     oc->err = error{r.code.empty() ? std::string{errc::task_failed} : r.code, r.message,
                     std::move(details)};
   }
   if (r.beat_at_ms > 0) {
     oc->beat.at_ms = r.beat_at_ms;
     oc->beat.has_data = r.beat_has_data;
-    if (r.beat_has_data && json_text_from_wire(r.beat_data, oc->beat.data)) {
+    if (r.beat_has_data && executors::json_from_wire(r.beat_data, oc->beat.data)) {
       oc->beat.has_data = false;
       oc->beat.data = nullptr;
     }
@@ -384,7 +385,7 @@ caf::behavior worker_pool(pool_actor* self, worker_pool_config cfg) {
           const auto& req = it->second.job->request;
           hb->key = attempt_key{req.key, req.attempt};
           hb->at_ms = b.at_ms;
-          hb->has_data = b.has_data && !json_text_from_wire(b.data, hb->data);
+          hb->has_data = b.has_data && !executors::json_from_wire(b.data, hb->data);
           self->send(it->second.watchdog, heartbeat_atom::value, std::move(hb));
         }
         for (const auto& r : rep.done) {

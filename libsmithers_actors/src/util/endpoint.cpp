@@ -8,7 +8,6 @@
 #include <openssl/x509_vfy.h>
 
 #include <cctype>
-#include <cstdio>
 #include <memory>
 
 namespace smithers {
