@@ -47,6 +47,26 @@ std::string pad(std::string s, std::size_t w) {
   return s;
 }
 
+// logs --node: the events of one node (every iteration; inside nested
+// loops, "fix" matches each instance "fix@2"...).
+bool about_node(const event& ev, const std::string& node) {
+  auto it = ev.fields.find("node_id");
+  if (it == ev.fields.end() || !it->is_string()) return false;
+  const auto& id = it->get_ref<const std::string&>();
+  return id == node || (node.find('@') == std::string::npos && base_id(id) == node);
+}
+
+// A NodeOutput line: "fix[2] #1 stdout  text" (the line's end dropped).
+std::string output_line(const event& ev) {
+  std::string text = ev.fields.value("text", std::string{});
+  if (!text.empty() && text.back() == '\n') text.pop_back();
+  std::string who = ev.fields.value("node_id", std::string{"?"});
+  if (ev.fields.value("iteration", std::int64_t{0}) != 0)
+    who += "[" + std::to_string(ev.fields.value("iteration", std::int64_t{0})) + "]";
+  who += " #" + std::to_string(ev.fields.value("attempt", std::int64_t{0}));
+  return shown(who) + " " + pad(ev.fields.value("stream", std::string{"?"}), 7) + shown(text);
+}
+
 // An error's lines for text output: "CODE: message", then what its details
 // hold for a reader (exit code, signal, the tails of stdout and stderr).
 std::vector<std::string> error_lines(const json& err) {
@@ -354,11 +374,15 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
     std::string run_id;
     bool follow = false;
     std::string stale_after = "30s";
+    std::string node;
   };
   auto la = std::make_shared<logs_args>();
   auto* logs = app.add_subcommand("logs", "the event stream of a run");
   logs->add_option("run_id", la->run_id, "run id")->required();
   logs->add_flag("-f,--follow", la->follow, "keep printing events until the run ends");
+  logs->add_option("--node", la->node,
+                   "only the events of this node (its id; inside nested loops, the id without "
+                   "@N matches every instance)");
   logs->add_option("--stale-after", la->stale_after,
                    "with -f: a heartbeat this old means the owner on another host is gone "
                    "(default 30s)");
@@ -384,8 +408,12 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
       for (const auto& e : store->events(la->run_id, last)) {
         auto ev = event::from_json(e);
         last = ev.seq;
+        if (!la->node.empty() && !about_node(ev, la->node)) continue;
         if (g.json())
           std::cout << dump(e) << "\n";
+        else if (ev.type == event_type::node_output)
+          std::cout << std::setw(6) << ev.seq << "  " << format_time(ev.timestamp_ms) << "  "
+                    << pad(ev.type, 21) << output_line(ev) << "\n";
         else
           std::cout << std::setw(6) << ev.seq << "  " << format_time(ev.timestamp_ms) << "  "
                     << pad(ev.type, 21) << shown_json(ev.fields) << "\n";

@@ -650,7 +650,7 @@ TEST_CASE("every node is announced pending once, stored and published alike") {
       if (e.type == type && e.payload.value("node_id", "") == node) return e.seq;
     return std::int64_t{-1};
   };
-  CHECK(seq_of("NodePending", "item0") > seq_of("NodeOutput", "count"));
+  CHECK(seq_of("NodePending", "item0") > seq_of("NodeFinished", "count"));
   auto nodes = rd.nodes(res.run_id);
   REQUIRE(nodes.size() == 4);
   for (const auto& n : nodes) {

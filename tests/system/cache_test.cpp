@@ -204,7 +204,8 @@ TEST_CASE("a cache option that cannot work is refused before anything runs") {
     std::string says;
   };
   std::vector<bad> cases{
-      {{{"task", "v"}, {"value", json::object()}, {"cache", true}}, "only command and compute"},
+      {{{"task", "v"}, {"value", json::object()}, {"cache", true}},
+       "only command, compute and agent"},
       {{{"task", "c"}, {"compute", "noop"}, {"cache", {{"by", "x"}, {"ttl", 5}}}},
        "unknown key \"ttl\" in cache"},
       {{{"task", "c"}, {"compute", "noop"}, {"cache", "yes"}}, "true, false or an object"},

@@ -40,7 +40,17 @@ json reference(const node& n) {
     case task_kind::signal:
       j["signal"] = t.signal_name;
       break;
+    case task_kind::agent:
+      j["agent"] = json::array();
+      for (const auto& a : t.agents)
+        j["agent"].push_back(
+            {{"id", a.id}, {"command", a.command}, {"model", a.model}, {"env", a.env}});
+      j["prompt"] = t.prompt;
+      break;
     }
+    if (t.worktree)
+      j["worktree"] = {
+          {"path", t.worktree->path}, {"branch", t.worktree->branch}, {"base", t.worktree->base}};
     if (t.approval)
       j["approval"] = {{"title", t.approval->title},
                        {"summary", t.approval->summary},
@@ -122,6 +132,12 @@ TEST_CASE("the canonical text is dump() of the tree as a JSON object") {
       command_task("cached", {"true"}).cache(),
       compute_task("cached", "f").cache({"{{outputs.a.sha}}", "v\"2"}).needs({"a"}),
       every_option("all").cache({"{{input.x}}", ""}).needs_approval("Go?"),
+      agent_task("a", {{"claude", {"claude", "-p", "{{prompt}}"}, "opus", {{"K", "v"}}}},
+                 "Plan {{input.goal}}"),
+      agent_task("a", {{"x", {"x"}, "", {}}, {"y.1", {"y", "--model", "{{model}}"}, "m", {}}}, "")
+          .worktree({"wt/{{node_id}}", "", "main"})
+          .cache(),
+      command_task("w", {"true"}).worktree({"p", "b/{{input.x}}", ""}),
   };
   for (const auto& n : cases) {
     CAPTURE(reference(n).dump());

@@ -224,7 +224,7 @@ TEST_CASE("run core: an attempt starts only once its start is committed") {
   CHECK(d.result.status == run_status::finished);
   CHECK(d.result.outputs.at("a") == json{{"x", 1}});
   CHECK(d.event_types("a") ==
-        std::vector<std::string>{"NodePending", "NodeStarted", "NodeOutput", "NodeFinished"});
+        std::vector<std::string>{"NodePending", "NodeStarted", "NodeFinished"});
   CHECK(d.events.back().type == std::string{"RunFinished"});
 }
 
@@ -1917,17 +1917,15 @@ TEST_CASE("run core: a cache hit runs nothing; the attempt is recorded finished 
   CHECK(d.running[0]->request.needs == json{{"a", {{"x", 7}}}});
   CHECK(d.core->written_state({"a", 0}) == node_state::finished);
   CHECK(d.core->attempts_of({"a", 0}) == 1);
-  CHECK(d.event_types("a") == std::vector<std::string>{"NodePending", "NodeStarted", "CacheHit",
-                                                       "NodeOutput", "NodeFinished"});
+  CHECK(d.event_types("a") ==
+        std::vector<std::string>{"NodePending", "NodeStarted", "CacheHit", "NodeFinished"});
   const event* hit = node_event(d, "CacheHit", "a");
   REQUIRE(hit);
   CHECK(hit->fields["key"] == key);
   CHECK(hit->fields["attempt"] == 1);
-  const event* out = node_event(d, "NodeOutput", "a");
-  REQUIRE(out);
-  CHECK(out->fields["output"] == json{{"x", 7}});
   const event* fin = node_event(d, "NodeFinished", "a");
   REQUIRE(fin);
+  CHECK(fin->fields["output"] == json{{"x", 7}});
   CHECK(fin->fields["cached"] == true);
   CHECK(fin->fields["duration_ms"] == 0);
   CHECK(fin->fields["attempt"] == 1);

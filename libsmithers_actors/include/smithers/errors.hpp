@@ -40,6 +40,7 @@ inline constexpr const char* worker_lost = "WORKER_LOST";
 inline constexpr const char* worker_unavailable = "WORKER_UNAVAILABLE";
 inline constexpr const char* unauthorized = "UNAUTHORIZED";
 inline constexpr const char* agent_auth_failed = "AGENT_AUTH_FAILED";
+inline constexpr const char* worktree_create_failed = "WORKTREE_CREATE_FAILED";
 inline constexpr const char* db_error = "DB_ERROR";
 inline constexpr const char* internal = "INTERNAL"; // a bug: an exception where none was expected
 } // namespace errc
@@ -86,7 +87,10 @@ inline constexpr code_traits error_codes[] = {
     {errc::loop_max_reached, false, 1},
     {errc::continuation_state_too_large, false, 1},
     {errc::approval_denied, false, 1},
+    // An agent whose credentials failed: the run core moves the chain on
+    // (docs/agents.md) instead of asking it again.
     {errc::agent_auth_failed, false, 1},
+    {errc::worktree_create_failed, false, 1},
     {errc::db_error, false, 1},
     {errc::internal, false, 1},
 };

@@ -56,6 +56,12 @@ inline constexpr std::int64_t max_worker_slots = 4096;
 /// WORKER_LOST failures of one attempt that are re-dispatched without
 /// counting against the task's retries; the next one counts.
 inline constexpr std::int64_t max_free_redispatches = 3;
+/// An agent's prompt once its templates are filled (INVALID_ARGUMENT
+/// beyond): far above any agent's context window.
+inline constexpr std::size_t max_prompt_bytes = 4 * 1024 * 1024;
+/// Text of NodeOutput events per attempt; the rest is counted in the
+/// attempt's meta (output_dropped_bytes).
+inline constexpr std::size_t max_streamed_output_bytes = 64 * 1024;
 /// Upper bound for integer options (max_concurrency, retries, timeouts) so
 /// that arithmetic on them never overflows.
 inline constexpr std::int64_t max_option_value = 1'000'000'000'000LL;

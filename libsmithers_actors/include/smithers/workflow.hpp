@@ -25,7 +25,8 @@ namespace smithers {
 enum class node_kind { task, sequence, parallel, branch, for_each, loop };
 /// approval, timer and signal are waits: the run core resolves them
 /// itself, when a decision, a deadline or a signal arrives (docs/waiting.md).
-enum class task_kind { value, command, compute, approval, timer, signal };
+/// An agent task is a command-line AI agent asked a prompt (docs/agents.md).
+enum class task_kind { value, command, compute, approval, timer, signal, agent };
 
 const char* to_string(node_kind k);
 const char* to_string(task_kind k);
@@ -70,6 +71,24 @@ struct cache_spec {
   std::string version; // part of the key: change it to start afresh
 };
 
+/// One command-line AI agent (docs/agents.md). Its command is literal but
+/// for `{{prompt}}` (the prompt goes there instead of stdin) and
+/// `{{model}}`; its env is literal too.
+struct agent_spec {
+  std::string id;                         // names it in events, attempts and auth failures
+  std::vector<std::string> command;       // argv
+  std::string model;                      // "" when none
+  std::map<std::string, std::string> env; // on top of the task's env
+};
+
+/// A git worktree a command or agent task runs in (docs/agents.md,
+/// "Worktrees"): created from the repository in the task's cwd, or reused.
+struct worktree_spec {
+  std::string path;   // template; a relative one is under the repository
+  std::string branch; // template; "" : smithers/<node id>
+  std::string base;   // ref the branch starts from; "" : HEAD
+};
+
 /// Everything a task node says about how to run it.
 struct task_spec {
   task_kind kind = task_kind::value;
@@ -103,7 +122,10 @@ struct task_spec {
   std::optional<std::int64_t> until_ms;    // ...or at this time (epoch ms)
   std::string until_text;                  // timer: `until` as written
   std::string signal_name;                 // signal: what it waits for (timeout_ms: how long)
-  std::optional<cache_spec> cache;         // command and compute tasks
+  std::optional<cache_spec> cache;         // command, compute and agent tasks
+  std::vector<agent_spec> agents;          // agent: one, or a fallback chain
+  std::string prompt;                      // agent: a template
+  std::optional<worktree_spec> worktree;   // command and agent tasks
 };
 
 /// One node of a workflow tree. Tasks carry a task_spec; groups carry children.
@@ -150,6 +172,8 @@ public:
   node& needs_approval(std::string title = "", deny_action on_deny = deny_action::fail);
   /// Reuse a finished output whose cache key is the same (cache_spec).
   node& cache(cache_spec c = {});
+  /// Run in a git worktree of the repository in the task's cwd.
+  node& worktree(worktree_spec w);
 
 private:
   task_spec& spec();
@@ -163,6 +187,9 @@ node command_task(std::string id, std::vector<std::string> argv);
 node shell_task(std::string id, std::string command);
 node compute_task(std::string id, compute_fn fn);
 node compute_task(std::string id, std::string registered_name);
+/// Asks `prompt` (a template) of the first agent; attempt k asks entry
+/// min(k, size) - 1 of the chain (docs/agents.md).
+node agent_task(std::string id, std::vector<agent_spec> agents, std::string prompt);
 /// Runs `then_node` if the predicate holds on committed outputs (and the
 /// input), else `else_node` if given. Undecided — nothing mounted — while a
 /// node the predicate reads has not ended.

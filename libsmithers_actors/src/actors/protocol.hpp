@@ -7,6 +7,9 @@
 //            (tick)                                    from itself (coalesced)
 //            (result, attempt_key, task_outcome_ptr)   from a task actor
 //            (process, attempt_key, pid, host, pid_start) from a task actor
+//            (output, attempt_key, stream, text)       from a task actor: a line it printed
+//                                                      ("stdout"/"stderr") or an agent
+//                                                      follow-up ("agent", AgentRetry JSON)
 //            (heartbeat, heartbeat_ptr)                from the watchdog (throttled)
 //            (hbtimeout, attempt_key, last_beat_ms)    from the watchdog
 //            (retry, node_key)                         from itself (delayed: a backoff ended)
@@ -38,6 +41,8 @@
 //            (grace)                                   from itself: the job did not stop in time
 //   sends    (result, attempt_key, task_outcome_ptr)   to the supervisor, then quits
 //            (process, attempt_key, pid, host, pid_start) to the supervisor (from the job)
+//            (output, attempt_key, stream, text)       to the supervisor (from the job; at most
+//                                                      limits::max_streamed_output_bytes)
 //            (heartbeat, heartbeat_ptr)                to the watchdog (from the job)
 //
 // heartbeat_watchdog (one per run, linked to the supervisor)
@@ -146,6 +151,7 @@ using subscribe_atom = caf::atom_constant<caf::atom("subscribe")>;
 using worker_up_atom = caf::atom_constant<caf::atom("workerup")>;
 using worker_down_atom = caf::atom_constant<caf::atom("workerdown")>;
 using stop_atom = caf::atom_constant<caf::atom("stop")>;
+using output_atom = caf::atom_constant<caf::atom("output")>;
 
 using store::write_batch;
 using write_batch_ptr = std::shared_ptr<write_batch>;
@@ -236,7 +242,8 @@ typename Inspector::result_type inspect(Inspector& f, task_request& x) {
     return caf::none;
   };
   auto load = [&]() -> caf::error {
-    if (kind < 0 || kind > static_cast<std::int64_t>(task_kind::compute))
+    if (kind < 0 || kind > static_cast<std::int64_t>(task_kind::agent) ||
+        is_wait(static_cast<task_kind>(kind)))
       return caf::make_error(caf::sec::invalid_argument, "bad task kind in a task request");
     x.kind = static_cast<task_kind>(kind);
     x.timeout_ms = timeout >= 0 ? std::optional<std::int64_t>{timeout} : std::nullopt;
@@ -253,7 +260,9 @@ typename Inspector::result_type inspect(Inspector& f, task_request& x) {
   };
   return f(caf::meta::type_name("task_request"), caf::meta::save_callback(save), x.run_id, x.key,
            x.attempt, kind, x.compute_name, x.argv, x.env, x.cwd, x.max_output_bytes, timeout,
-           hb_timeout, value, input, needs, beat, schema, caf::meta::load_callback(load));
+           hb_timeout, value, input, needs, beat, schema, x.prompt, x.agent.id, x.agent.command,
+           x.agent.model, x.agent.env, x.worktree_path, x.worktree_branch, x.worktree_base,
+           caf::meta::load_callback(load));
 }
 
 } // namespace smithers::executors

@@ -172,6 +172,9 @@ caf::behavior run_supervisor(sup_actor* self, std::shared_ptr<run_context> ctx) 
           std::int64_t pid_start) {
         handle(self, [&](core::run_core& c) { c.on_process(a, pid, host, pid_start); });
       },
+      [=](output_atom, const attempt_key& a, const std::string& stream, const std::string& text) {
+        handle(self, [&](core::run_core& c) { c.on_output(a, stream, text); });
+      },
       [=](assigned_atom, const attempt_key& a, const std::string& worker) {
         auto& st = self->state;
         // On its way to a worker: the heartbeat timeout counts from now (the

@@ -2,6 +2,7 @@
 
 #include "actors/dispatcher.hpp"
 #include "actors/protocol.hpp"
+#include "executors/command.hpp"
 #include "executors/executor.hpp"
 #include "util/clock.hpp"
 #include "util/owner.hpp"
@@ -67,12 +68,48 @@ caf::behavior task_actor(task_actor_t* self, std::shared_ptr<task_job> job, util
                    attempt_key{job->request.key, job->request.attempt}, pid, util::host_name(),
                    util::process_start_time(pid).value_or(0));
     };
+    // What the attempt prints becomes NodeOutput events, in order, up to a
+    // bound; the rest is only counted (the attempt's meta says how much).
+    const attempt_key key{job->request.key, job->request.attempt};
+    std::size_t streamed = 0, dropped = 0;
+    auto output = [&](const std::string& line, bool is_stderr) {
+      const std::size_t room = limits::max_streamed_output_bytes - streamed;
+      if (room == 0) {
+        dropped += line.size() + 1;
+        return;
+      }
+      std::string text = executors::valid_utf8(line);
+      text += '\n';
+      if (text.size() > room) {
+        std::size_t cut = room;
+        while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80)
+          --cut; // never inside a UTF-8 sequence
+        dropped += text.size() - cut;
+        text.resize(cut);
+        streamed = limits::max_streamed_output_bytes; // the bound is reached
+      } else {
+        streamed += text.size();
+      }
+      if (!text.empty())
+        caf::send_as(me, supervisor, output_atom::value, key,
+                     std::string{is_stderr ? "stderr" : "stdout"}, std::move(text));
+    };
+    auto agent_retry = [&](json fields) {
+      caf::send_as(me, supervisor, output_atom::value, key, std::string{"agent"},
+                   fields.dump(-1, ' ', false, json::error_handler_t::replace));
+    };
     executors::attempt_io io;
     io.cancel = cancel;
     io.heartbeat = beat;
     io.process_started = started;
+    io.output = output;
+    io.agent_retry = agent_retry;
     auto oc = std::make_shared<task_outcome>(executors::execute(*job, io));
     oc->beat = std::move(last);
+    if (dropped > 0) {
+      if (!oc->meta.is_object()) oc->meta = json::object();
+      oc->meta["output_dropped_bytes"] = dropped;
+    }
     caf::anon_send(me, done_atom::value, oc);
   });
   const auto& req = job->request;

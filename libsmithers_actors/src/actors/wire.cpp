@@ -25,6 +25,8 @@ void register_wire_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<std::vector<remote_beat>>("smithers.remote_beats");
   cfg.add_message_type<remote_proc>("smithers.remote_proc");
   cfg.add_message_type<std::vector<remote_proc>>("smithers.remote_procs");
+  cfg.add_message_type<remote_output>("smithers.remote_output");
+  cfg.add_message_type<std::vector<remote_output>>("smithers.remote_outputs");
   cfg.add_message_type<remote_report>("smithers.remote_report");
   cfg.add_message_type<worker_info>("smithers.worker_info");
 }

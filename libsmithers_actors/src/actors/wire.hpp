@@ -61,6 +61,7 @@ struct remote_result {
   std::int64_t beat_at_ms = 0; // the attempt's newest heartbeat (0: none)
   std::string beat_data = "null";
   bool beat_has_data = false;
+  std::string meta = "null"; // the outcome's meta (JSON text)
 };
 
 struct remote_beat {
@@ -78,10 +79,18 @@ struct remote_proc {
   std::int64_t pid_start = 0;
 };
 
+/// A line an attempt printed, or an agent's follow-up (stream "agent").
+struct remote_output {
+  std::uint64_t ticket = 0;
+  std::string stream;
+  std::string text;
+};
+
 struct remote_report {
   std::vector<remote_result> done;
   std::vector<remote_beat> beats;
   std::vector<remote_proc> procs;
+  std::vector<remote_output> outputs; // in order; before `done` of the same ticket
 };
 
 /// A worker's answer to hello.
@@ -103,7 +112,7 @@ template <class Inspector> typename Inspector::result_type inspect(Inspector& f,
 }
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, remote_result& x) {
   return f(caf::meta::type_name("remote_result"), x.ticket, x.ok, x.output, x.code, x.message,
-           x.details, x.beat_at_ms, x.beat_data, x.beat_has_data);
+           x.details, x.beat_at_ms, x.beat_data, x.beat_has_data, x.meta);
 }
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, remote_beat& x) {
   return f(caf::meta::type_name("remote_beat"), x.ticket, x.at_ms, x.data, x.has_data);
@@ -111,8 +120,11 @@ template <class Inspector> typename Inspector::result_type inspect(Inspector& f,
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, remote_proc& x) {
   return f(caf::meta::type_name("remote_proc"), x.ticket, x.pid, x.host, x.pid_start);
 }
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, remote_output& x) {
+  return f(caf::meta::type_name("remote_output"), x.ticket, x.stream, x.text);
+}
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, remote_report& x) {
-  return f(caf::meta::type_name("remote_report"), x.done, x.beats, x.procs);
+  return f(caf::meta::type_name("remote_report"), x.done, x.beats, x.procs, x.outputs);
 }
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, worker_info& x) {
   return f(caf::meta::type_name("worker_info"), x.host, x.pid, x.slots, x.computes);

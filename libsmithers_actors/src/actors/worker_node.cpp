@@ -72,6 +72,7 @@ remote_result to_wire(std::uint64_t ticket, const task_outcome& oc) {
     r.beat_has_data = oc.beat.has_data;
     if (oc.beat.has_data) r.beat_data = text(oc.beat.data);
   }
+  if (oc.meta.is_object()) r.meta = text(oc.meta);
   return r;
 }
 
@@ -110,8 +111,11 @@ std::optional<error> check_request(const executors::task_request& req, const reg
       return error{errc::worker_unavailable,
                    "this worker has no compute function named \"" + req.compute_name + "\"",
                    {{"compute", req.compute_name}}};
+  } else if (req.kind == task_kind::agent) {
+    if (req.agent.command.empty() || req.agent.command[0].empty())
+      return bad("an agent with no program");
   } else {
-    return bad("only command and compute tasks run on workers");
+    return bad("only command, agent and compute tasks run on workers");
   }
   if (req.max_output_bytes < 1 || req.max_output_bytes > limits::max_output_bytes_ceiling)
     return bad("max_output_bytes out of range");
@@ -228,6 +232,13 @@ caf::behavior worker_node(node_actor* self, std::shared_ptr<const registry> comp
         s->out.procs.push_back(remote_proc{rt->ticket, pid, host, pid_start});
         schedule_flush(self);
       },
+      [=](output_atom, const attempt_key&, std::string& stream, std::string& text) {
+        running_task* rt = nullptr;
+        session* s = session_of(self, rt);
+        if (!s) return;
+        s->out.outputs.push_back(remote_output{rt->ticket, std::move(stream), std::move(text)});
+        schedule_flush(self);
+      },
       [=](heartbeat_atom, const heartbeat_ptr& hb) {
         running_task* rt = nullptr;
         session* s = session_of(self, rt);
@@ -244,7 +255,8 @@ caf::behavior worker_node(node_actor* self, std::shared_ptr<const registry> comp
         auto& st = self->state;
         st.flush_queued = false;
         for (auto& [addr, s] : st.sessions)
-          if (!s.out.done.empty() || !s.out.beats.empty() || !s.out.procs.empty())
+          if (!s.out.done.empty() || !s.out.beats.empty() || !s.out.procs.empty() ||
+              !s.out.outputs.empty())
             self->send(s.owner, rreport_atom::value, std::exchange(s.out, {}));
       },
       [=](stop_atom) {

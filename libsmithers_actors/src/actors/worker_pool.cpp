@@ -51,6 +51,8 @@ task_outcome_ptr outcome_from(const remote_result& r, const std::string& worker)
       oc->beat.data = nullptr;
     }
   }
+  json meta;
+  if (!executors::json_from_wire(r.meta, meta) && meta.is_object()) oc->meta = std::move(meta);
   return oc;
 }
 
@@ -102,7 +104,8 @@ std::size_t connected_count(const pool_state& st) {
 // Whether `w` runs the job, as far as is known (a worker that has never
 // joined might run anything).
 bool can_run(const worker_conn& w, const task_job& job) {
-  if (job.request.kind == task_kind::command || !w.known) return true;
+  if (job.request.kind == task_kind::command || job.request.kind == task_kind::agent || !w.known)
+    return true;
   return job.request.kind == task_kind::compute && w.computes.count(job.request.compute_name);
 }
 
@@ -388,6 +391,17 @@ caf::behavior worker_pool(pool_actor* self, worker_pool_config cfg) {
           hb->has_data = b.has_data && !executors::json_from_wire(b.data, hb->data);
           self->send(it->second.watchdog, heartbeat_atom::value, std::move(hb));
         }
+        // Before the results: what an attempt printed precedes its end.
+        for (const auto& o : rep.outputs) {
+          auto it = st.tickets.find(o.ticket);
+          if (it == st.tickets.end() || it->second.worker != index) continue;
+          if (o.stream != "stdout" && o.stream != "stderr" && o.stream != "agent") continue;
+          if (o.text.size() > limits::max_streamed_output_bytes)
+            continue; // not from a worker of ours
+          const auto& req = it->second.job->request;
+          self->send(it->second.proxy, output_atom::value, attempt_key{req.key, req.attempt},
+                     o.stream, o.text);
+        }
         for (const auto& r : rep.done) {
           auto it = st.tickets.find(r.ticket);
           if (it == st.tickets.end() || it->second.worker != index) continue;
@@ -439,6 +453,9 @@ caf::behavior remote_attempt(remote_attempt_actor* self, std::shared_ptr<task_jo
       [=](process_atom, const attempt_key& a, std::int64_t pid, const std::string& host,
           std::int64_t pid_start) {
         self->send(supervisor, process_atom::value, a, pid, host, pid_start);
+      },
+      [=](output_atom, const attempt_key& a, const std::string& stream, const std::string& text) {
+        self->send(supervisor, output_atom::value, a, stream, text);
       },
       [=](result_atom, const attempt_key& a, const task_outcome_ptr& oc) {
         *self->state.reported = true;

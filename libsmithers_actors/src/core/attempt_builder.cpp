@@ -4,6 +4,10 @@
 #include "expr/template.hpp"
 #include "util/hash.hpp"
 
+#include <smithers/limits.hpp>
+
+#include <algorithm>
+
 namespace smithers::core {
 
 std::shared_ptr<const json> attempt_builder::schema_for(const std::shared_ptr<task_spec>& spec) {
@@ -22,6 +26,20 @@ std::string attempt_builder::task_cwd(const std::string& base, const task_spec& 
   if (spec.cwd.empty()) return base;
   if (spec.cwd[0] == '/' || base.empty()) return spec.cwd;
   return base + "/" + spec.cwd;
+}
+
+std::optional<std::size_t> attempt_builder::pick_agent(const std::vector<agent_spec>& chain,
+                                                       std::int64_t attempt,
+                                                       const std::set<std::string>* disabled) {
+  if (chain.empty()) return std::nullopt;
+  auto usable = [&](std::size_t i) { return !disabled || !disabled->count(chain[i].id); };
+  std::size_t first = static_cast<std::size_t>(
+      std::clamp<std::int64_t>(attempt, 1, static_cast<std::int64_t>(chain.size())) - 1);
+  for (std::size_t i = first; i < chain.size(); ++i)
+    if (usable(i)) return i;
+  for (std::size_t i = first; i-- > 0;)
+    if (usable(i)) return i;
+  return std::nullopt;
 }
 
 std::shared_ptr<executors::task_job>
@@ -74,6 +92,28 @@ attempt_builder::build(const node_key& key, std::int64_t attempt,
     }
     for (const auto& [k, v] : spec->env) // names never start with SMITHERS_TEMPLATE_
       req.env[k] = spec::expand(v, scope, k.size() + 1);
+  } else if (spec->kind == task_kind::agent) {
+    auto pick = pick_agent(spec->agents, attempt, in.disabled_agents);
+    if (!pick) {
+      json ids = json::array();
+      for (const auto& a : spec->agents)
+        ids.push_back(a.id);
+      throw smithers_error(errc::agent_auth_failed,
+                           "every agent of \"" + key.id +
+                               "\" failed to authenticate earlier in this run; fix their "
+                               "credentials and resume the run",
+                           {{"agents", ids}});
+    }
+    const agent_spec& a = spec->agents[*pick];
+    req.agent = executors::agent_call{a.id, a.command, a.model, a.env};
+    // An agent often runs in a worktree far from the workflow: a relative
+    // program path ("tools/agent") is under the run's directory.
+    std::string& program = req.agent.command[0];
+    if (program[0] != '/' && program.find('/') != std::string::npos && !in.base_cwd->empty())
+      program = *in.base_cwd + "/" + program;
+    req.prompt = spec::expand_text(spec->prompt, scope, limits::max_prompt_bytes, "the prompt");
+    for (const auto& [k, v] : spec->env)
+      req.env[k] = spec::expand(v, scope, k.size() + 1);
   } else if (spec->kind == task_kind::compute) {
     if (spec->compute) {
       job->compute = spec->compute;
@@ -87,6 +127,13 @@ attempt_builder::build(const node_key& key, std::int64_t attempt,
         throw smithers_error(errc::invalid_workflow, "no compute function named \"" +
                                                          spec->compute_name + "\" is registered");
     }
+  }
+  if (spec->worktree) {
+    req.worktree_path = spec::expand(spec->worktree->path, scope);
+    req.worktree_branch = spec->worktree->branch.empty()
+                              ? "smithers/" + key.id
+                              : spec::expand(spec->worktree->branch, scope);
+    req.worktree_base = spec->worktree->base;
   }
   if (spec->cache) {
     // `by` reads what any template reads; {{attempt}} in it would make
@@ -110,6 +157,16 @@ std::string attempt_builder::cache_key(const node_key& key, const task_spec& spe
           {"compute", req.compute_name},
           {"input", req.input ? *req.input : json()},
           {"needs", req.needs}};
+    if (req.kind == task_kind::agent) {
+      // The whole chain, not the agent this attempt asks: any answer will do.
+      json chain = json::array();
+      for (const auto& a : spec.agents)
+        chain.push_back({a.id, a.command, a.model, a.env});
+      by["prompt"] = req.prompt;
+      by["agents"] = std::move(chain);
+    }
+    if (!req.worktree_path.empty())
+      by["worktree"] = {req.worktree_path, req.worktree_branch, req.worktree_base};
   } else {
     by = by_value;
   }

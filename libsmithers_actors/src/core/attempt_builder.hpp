@@ -13,6 +13,8 @@
 
 #include <map>
 #include <memory>
+#include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 
@@ -29,6 +31,8 @@ struct attempt_inputs {
   std::size_t max_output_bytes = 0;
   /// {{outputs.<id>@N}}: that node's output in iteration N, or nullptr.
   std::function<const json*(std::string_view, std::int64_t)> output_at;
+  /// Agents whose credentials failed in this run (docs/agents.md), or nullptr.
+  const std::set<std::string>* disabled_agents = nullptr;
 };
 
 class attempt_builder {
@@ -56,6 +60,13 @@ public:
   /// outputs it needs), the version and the output schema.
   std::string cache_key(const node_key& key, const task_spec& spec,
                         const executors::task_request& req, const std::string& by_value) const;
+
+  /// The entry of an agent chain attempt `attempt` asks: min(attempt,
+  /// size) - 1, or the nearest one after it (else before it) that is not
+  /// disabled; nullopt when every one is.
+  static std::optional<std::size_t> pick_agent(const std::vector<agent_spec>& chain,
+                                               std::int64_t attempt,
+                                               const std::set<std::string>* disabled);
 
   /// Commands run where the run started (recorded with it, so every resume
   /// agrees); a task's relative cwd is under that directory.

@@ -17,6 +17,14 @@ bool is_redispatch(const store::attempt_row& a) {
   return it != a.meta.end() && it->is_boolean() && it->get<bool>();
 }
 
+// An attempt whose agent failed to authenticate, retried at once with the
+// next agent of its chain (no retry used).
+bool is_next_agent(const store::attempt_row& a) {
+  if (!a.meta.is_object()) return false;
+  auto it = a.meta.find("next_agent");
+  return it != a.meta.end() && it->is_boolean() && it->get<bool>();
+}
+
 } // namespace
 
 recovered_run recover(const std::vector<store::node_row>& nodes,
@@ -96,7 +104,14 @@ recovered_run recover(const std::vector<store::node_row>& nodes,
       r.retry_base[k] = n;
   } else {
     for (const auto& a : attempts)
-      if (is_redispatch(a)) ++r.retry_base[node_key{a.node_id, a.iteration}];
+      if (is_redispatch(a) || is_next_agent(a)) ++r.retry_base[node_key{a.node_id, a.iteration}];
+    // Agents stay disabled across a crash; a retry (the run failed or was
+    // cancelled, and is driven again) asks them all again.
+    for (const auto& a : attempts)
+      if (a.error.is_object() && a.error.value("code", std::string{}) == errc::agent_auth_failed)
+        if (auto d = a.error.find("details"); d != a.error.end() && d->is_object())
+          if (auto id = d->find("agent"); id != d->end() && id->is_string())
+            r.disabled_agents.insert(id->get<std::string>());
   }
   // The free re-dispatches each node has used in a row, up to its last
   // attempt (the reader returns attempts in order of node and number).

@@ -6,6 +6,8 @@
 #include "format/validate.hpp"
 #include "util/clock.hpp"
 #include "util/ids.hpp"
+#include "util/json_bounds.hpp"
+#include "util/json_parse.hpp"
 
 #include <algorithm>
 #include <string_view>
@@ -256,6 +258,7 @@ void run_core::resume(resume_state& r) {
        r.forced, "handover", r.handover, "retry", r.retry);
   retry_base_ = std::move(r.retry_base);
   lost_streak_ = std::move(r.lost_streak);
+  disabled_agents_ = std::move(r.disabled_agents);
   // The claim set the run running again: after a wait, a failure, a cancel.
   if (!r.previous_status.empty() && r.previous_status != to_string(run_status::running))
     emit(event_type::run_status_changed, "status", to_string(run_status::running), "previous",
@@ -485,6 +488,7 @@ void run_core::start_task(sched::index t) {
   in.output_at = [this, &spec](std::string_view id, std::int64_t n) {
     return output_at(*spec, id, n);
   };
+  in.disabled_agents = &disabled_agents_;
   std::shared_ptr<executors::task_job> job;
   std::optional<error> cannot_build;
   try {
@@ -500,9 +504,14 @@ void run_core::start_task(sched::index t) {
     }
   }
   store::attempt_row ar = attempt_row(k, attempt, attempt_state::in_progress, at);
+  const bool agent = job && job->request.kind == task_kind::agent;
+  if (agent) ar.meta = {{"agent", {{"id", job->request.agent.id}}}};
   writes_.push_back(store::insert_attempt{std::move(ar)});
   node_row(t, k, node_state::in_progress);
-  emit_node(event_type::node_started, k, "attempt", attempt);
+  if (agent)
+    emit_node(event_type::node_started, k, "attempt", attempt, "agent", job->request.agent.id);
+  else
+    emit_node(event_type::node_started, k, "attempt", attempt);
   live_attempt la;
   la.attempt = attempt;
   la.task = t;
@@ -530,8 +539,8 @@ void run_core::finish_cached(sched::index t, std::int64_t attempt, std::int64_t 
   emit_node(event_type::node_started, k, "attempt", attempt);
   emit_node(event_type::cache_hit, k, "attempt", attempt, "key", key);
   node_row(t, k, node_state::finished);
-  emit_node(event_type::node_output, k, "output", output);
-  emit_node(event_type::node_finished, k, "attempt", attempt, "duration_ms", 0, "cached", true);
+  emit_node(event_type::node_finished, k, "attempt", attempt, "duration_ms", 0, "cached", true,
+            "output", output);
   ++batch_.results;
   batch_.values.push_back({k, t, plan_gen_, output});
 }
@@ -572,8 +581,8 @@ void run_core::resolve_value(sched::index t, std::int64_t attempt, std::int64_t 
     return;
   }
   node_row(t, k, node_state::finished);
-  emit_node(event_type::node_output, k, "output", *oc.output);
-  emit_node(event_type::node_finished, k, "attempt", attempt, "duration_ms", 0);
+  emit_node(event_type::node_finished, k, "attempt", attempt, "duration_ms", 0, "output",
+            *oc.output);
   ++batch_.results;
   batch_.values.push_back({k, t, plan_gen_, std::move(*oc.output)});
 }
@@ -646,9 +655,13 @@ void run_core::on_result(const attempt_key& a, const executors::task_outcome& oc
   if (it == live_.end() || it->second.attempt != a.attempt) return;
   // An attempt of a node a render dropped was asked to stop: whatever it
   // returns, it is recorded cancelled (its node runs again if it returns).
+  const json* meta = oc.meta.is_object() && !oc.meta.empty() ? &oc.meta : nullptr;
   if (oc.err || it->second.unmounted || !oc.output) {
-    attempt_failed(a, oc.err ? *oc.err : it->second.unmounted ? unmounted_error() :
-                   error{errc::task_failed, "the task produced no output"}, &oc.beat);
+    attempt_failed(a,
+                   oc.err                 ? *oc.err
+                   : it->second.unmounted ? unmounted_error()
+                                          : error{errc::task_failed, "the task produced no output"},
+                   &oc.beat, meta);
     queue_tick();
     return;
   }
@@ -657,6 +670,7 @@ void run_core::on_result(const attempt_key& a, const executors::task_outcome& oc
   std::int64_t at = now();
   auto fa = finish_cmd(a, attempt_state::finished, at);
   fa.output = *oc.output;
+  if (meta) fa.meta = *meta;
   writes_.push_back(std::move(fa));
   // Stored in the batch that records the attempt finished: an output is in
   // the cache only if its attempt is.
@@ -667,9 +681,8 @@ void run_core::on_result(const attempt_key& a, const executors::task_outcome& oc
   }
   sched::index t = la.task;
   node_row(t, a.node, node_state::finished);
-  emit_node(event_type::node_output, a.node, "output", *oc.output);
   emit_node(event_type::node_finished, a.node, "attempt", a.attempt, "duration_ms",
-            at - la.started_ms);
+            at - la.started_ms, "output", *oc.output);
   ++batch_.results;
   record_output(a.node, t, *oc.output);
   dirty_ = true;
@@ -678,13 +691,14 @@ void run_core::on_result(const attempt_key& a, const executors::task_outcome& oc
 }
 
 void run_core::attempt_failed(const attempt_key& a, const error& err,
-                              const executors::last_heartbeat* beat) {
+                              const executors::last_heartbeat* beat, const json* meta) {
   live_attempt la = end_live(a.node, beat);
   const node_key& k = a.node;
   sched::index t = la.task;
   std::int64_t at = now();
   const task_spec* spec = t >= 0 ? plan_->specs[static_cast<std::size_t>(t)].get() : nullptr;
   auto fa = finish_cmd(a, attempt_state::failed, at);
+  if (meta) fa.meta = *meta; // merged into the attempt's (the writer patches)
   if (la.unmounted && stopping_ == stop_mode::none) {
     // Its node is out of the tree: never retried here; if a render brings
     // it back, it runs again.
@@ -732,19 +746,37 @@ void run_core::attempt_failed(const attempt_key& a, const error& err,
   } else if (!lost_streak_.empty()) {
     lost_streak_.erase(k);
   }
+  // An agent whose credentials failed is not asked again in this run; the
+  // chain moves on at once, without using a retry, while an agent is left.
+  bool next_agent = false;
+  if (err.code == errc::agent_auth_failed && spec && spec->kind == task_kind::agent) {
+    if (auto id = err.details.find("agent"); id != err.details.end() && id->is_string())
+      disabled_agents_.insert(id->get<std::string>());
+    if (core::attempt_builder::pick_agent(spec->agents, a.attempt + 1, &disabled_agents_)) {
+      ++retry_base_[k];
+      next_agent = true;
+    }
+  }
   std::int64_t base = 0; // attempts that do not count: before a retry, free re-dispatches
   if (!retry_base_.empty())
     if (auto b = retry_base_.find(k); b != retry_base_.end()) base = b->second;
-  bool retry = redispatch || (spec && is_retryable(err) && a.attempt - base <= spec->retries);
+  // An agent's unusable answer may be a better one next time (or from the
+  // next agent of its chain): retryable for agents only.
+  bool retryable = is_retryable(err) ||
+                   (spec && spec->kind == task_kind::agent && err.code == errc::invalid_output);
+  bool retry = redispatch || next_agent || (spec && retryable && a.attempt - base <= spec->retries);
   if (retry) {
     retry_policy rp = spec->retry.value_or(retry_policy{});
     std::uniform_real_distribution<double> unit(0.0, 1.0);
     // The backoff grows with the retries, not with the free re-dispatches.
-    std::int64_t delay = redispatch ? 0 : backoff_ms(rp, a.attempt - base + 1, unit(rng_));
+    bool free = redispatch || next_agent;
+    std::int64_t delay = free ? 0 : backoff_ms(rp, a.attempt - base + 1, unit(rng_));
     // The earliest start of the next attempt is durable: derived from this
     // attempt's finish time, so a restart neither skips nor restarts it.
-    fa.meta = {{"retry_at_ms", at + delay}};
+    if (!fa.meta.is_object()) fa.meta = json::object();
+    fa.meta["retry_at_ms"] = at + delay;
     if (redispatch) fa.meta["redispatch"] = true; // recovery counts these (not retries)
+    if (next_agent) fa.meta["next_agent"] = true; // and these
     retries_[k] = pending_retry{at + delay, err.to_json()};
     writes_.push_back(std::move(fa));
     node_row(t, k, node_state::pending);
@@ -752,7 +784,7 @@ void run_core::attempt_failed(const attempt_key& a, const error& err,
               "will_retry", true);
     emit_node(event_type::node_retrying, k, "attempt", a.attempt, "next_attempt", a.attempt + 1,
               "delay_ms", delay, "retry_at_ms", at + delay, "error", err.to_json(), "redispatch",
-              redispatch);
+              redispatch, "next_agent", next_agent);
     ++batch_.results;
     if (t >= 0) {
       sched_->defer(t);
@@ -788,6 +820,23 @@ void run_core::on_heartbeat_timeout(const attempt_key& a, std::int64_t last_beat
   attempt_failed(a, error{errc::task_heartbeat_timeout,
                           "no heartbeat for " + std::to_string(limit) + " ms",
                           {{"heartbeat_timeout_ms", limit}, {"last_heartbeat_ms", last_beat_ms}}});
+  queue_tick();
+}
+
+void run_core::on_output(const attempt_key& a, const std::string& stream, const std::string& text) {
+  if (!is_live(a)) return; // printed after its attempt ended (a stop's grace)
+  if (stream == "agent") {
+    util::json_parse_error pe;
+    auto fields = util::parse_json(text, {util::max_heartbeat_depth, 0}, &pe);
+    if (!fields || !fields->is_object()) return;
+    (*fields)["node_id"] = a.node.id;
+    (*fields)["iteration"] = a.node.iteration;
+    (*fields)["attempt"] = a.attempt;
+    log_.emit_fields(writes_, now(), event_type::agent_retry, std::move(*fields));
+  } else {
+    emit_node(event_type::node_output, a.node, "attempt", a.attempt, "stream", stream, "text",
+              text);
+  }
   queue_tick();
 }
 
@@ -1543,8 +1592,8 @@ void run_core::finish_inline(sched::index t, std::int64_t attempt, std::int64_t 
   ar.output = output;
   writes_.push_back(store::insert_attempt{std::move(ar)});
   node_row(t, k, node_state::finished);
-  emit_node(event_type::node_output, k, "output", output);
-  emit_node(event_type::node_finished, k, "attempt", attempt, "duration_ms", at - started_ms);
+  emit_node(event_type::node_finished, k, "attempt", attempt, "duration_ms", at - started_ms,
+            "output", output);
   ++batch_.results;
   batch_.values.push_back({k, t, plan_gen_, std::move(output)});
 }

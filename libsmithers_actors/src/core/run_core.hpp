@@ -36,6 +36,7 @@
 #include <memory>
 #include <optional>
 #include <random>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -63,6 +64,7 @@ struct resume_state {
   key_map<std::int64_t> retry_base;      // attempts that do not count against retries:
                                          // before a retry, and free re-dispatches
   key_map<std::int64_t> lost_streak;     // WORKER_LOST re-dispatches in a row, per node
+  std::set<std::string> disabled_agents; // AGENT_AUTH_FAILED in this run (docs/agents.md)
   std::vector<std::string> failed_loops; // loops that failed, running again
   std::int64_t next_frame = 0;
   std::string previous_owner;
@@ -151,6 +153,9 @@ public:
   void on_process(const attempt_key& a, std::int64_t pid, const std::string& host,
                   std::int64_t pid_start);
   void on_heartbeat_timeout(const attempt_key& a, std::int64_t last_beat_ms);
+  /// A line an attempt printed (stream "stdout"/"stderr": NodeOutput), or
+  /// an agent asked again ("agent": `text` holds AgentRetry's fields).
+  void on_output(const attempt_key& a, const std::string& stream, const std::string& text);
   /// An attempt ended without a result (its actor or worker is gone).
   void on_attempt_lost(const attempt_key& a, const std::string& why);
   /// The attempt was sent to a worker (HOST:PORT): recorded on its row.
@@ -293,7 +298,7 @@ private:
                        bool has_data);
   live_attempt end_live(const node_key& k, const executors::last_heartbeat* beat = nullptr);
   void attempt_failed(const attempt_key& a, const error& err,
-                      const executors::last_heartbeat* beat = nullptr);
+                      const executors::last_heartbeat* beat = nullptr, const json* meta = nullptr);
   void finish_stop();
   void fail_run(error err);
   void end_run(run_status status, std::optional<error> err);
@@ -336,6 +341,7 @@ private:
   key_map<char> gates_passed_;                     // needs_approval gates approved
   key_map<std::int64_t> retry_base_;               // attempts that do not count against retries
   key_map<std::int64_t> lost_streak_;              // WORKER_LOST failures in a row, per node
+  std::set<std::string> disabled_agents_;          // agents whose credentials failed
   run_status status_ = run_status::running;        // as last written
   bool pull_again_ = false; // a wait took a slot from take_runnable and gave it back
   bool had_waits_ = false;  // waits were stored for this run (cancelled when it ends)

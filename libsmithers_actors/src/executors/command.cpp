@@ -49,6 +49,8 @@ bool is_marker(std::string_view line, std::string_view* payload = nullptr) {
   return true;
 }
 
+} // namespace
+
 // Child output is arbitrary bytes, but JSON strings must be UTF-8 (nlohmann
 // throws when dumping invalid UTF-8): replace each bad byte with U+FFFD.
 std::string valid_utf8(std::string_view s) {
@@ -90,8 +92,6 @@ std::string valid_utf8(std::string_view s) {
   return out;
 }
 
-// The last `n` lines of `text` (heartbeat lines skipped), at most
-// tail_max_bytes, as valid UTF-8.
 std::string last_lines(std::string_view text, std::size_t n) {
   if (!text.empty() && text.back() == '\n') text.remove_suffix(1);
   std::vector<std::string_view> lines;
@@ -114,6 +114,8 @@ std::string last_lines(std::string_view text, std::size_t n) {
   }
   return valid_utf8(joined);
 }
+
+namespace {
 
 std::string signal_name(int sig) {
   switch (sig) {
@@ -334,7 +336,9 @@ command_outcome run_command(const command_spec& spec, const heartbeat_sink& on_h
   // a long task that heartbeats on stdout never runs into the bound.
   req.drop_stdout_line = [](const std::string& line) { return is_marker(line); };
   // One line, so a shell script can `read -r ctx`.
-  req.stdin_data = context.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+  req.stdin_data = spec.stdin_data
+                       ? *spec.stdin_data
+                       : context.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
   // The protocol variables win over the task's env; a SMITHERS_LAST_HEARTBEAT
   // inherited from an enclosing task must not leak into this one.
   req.extra_env = spec.env;
@@ -360,8 +364,9 @@ command_outcome run_command(const command_spec& spec, const heartbeat_sink& on_h
   auto stop = std::make_shared<std::atomic<bool>>(false);
   req.stop = stop;
   std::optional<error> heartbeat_error;
-  req.on_line = [&](const std::string& line, bool) {
+  req.on_line = [&](const std::string& line, bool is_stderr) {
     if (heartbeat_error) return;
+    if (spec.on_output) spec.on_output(line, is_stderr);
     std::optional<json> data;
     try {
       data = parse_heartbeat_line(line);
@@ -382,6 +387,8 @@ command_outcome run_command(const command_spec& spec, const heartbeat_sink& on_h
 
   util::subprocess_result res = util::run_subprocess(req);
 
+  outcome.out = std::move(res.out);
+  outcome.err = std::move(res.err);
   auto fail = [&](const char* code, std::string message, json details = json::object()) {
     outcome.failure = error{code, std::move(message), std::move(details)};
     return outcome;
@@ -396,35 +403,36 @@ command_outcome run_command(const command_spec& spec, const heartbeat_sink& on_h
     outcome.failure = std::move(heartbeat_error);
     return outcome;
   }
-  const std::string stderr_tail = last_lines(res.err, tail_lines);
+  const std::string stderr_tail = last_lines(outcome.err, tail_lines);
   if (res.stdout_overflow)
     return fail(errc::invalid_output,
-                "command printed more than " + std::to_string(spec.max_stdout_bytes) +
+                spec.what + " printed more than " + std::to_string(spec.max_stdout_bytes) +
                     " bytes on stdout (4 times the output limit) and was stopped: print the "
                     "output object on stdout and anything else on stderr, or raise the output "
                     "limit (--max-output-bytes)",
                 {{"limit", spec.max_stdout_bytes}, {"stderr_tail", stderr_tail}});
   if (res.cancelled) {
     outcome.cancelled = true;
-    return fail(errc::task_aborted, "command was cancelled");
+    return fail(errc::task_aborted, spec.what + " was cancelled");
   }
   if (res.timed_out) {
     outcome.timed_out = true;
-    return fail(errc::task_timeout, "command timed out after " + ms_text(*spec.timeout),
+    return fail(errc::task_timeout, spec.what + " timed out after " + ms_text(*spec.timeout),
                 {{"timeout_ms", spec.timeout->count()}, {"stderr_tail", stderr_tail}});
   }
   if (!res.exited && res.term_signal == 0) // reaped elsewhere (SIGCHLD ignored?)
-    return fail(errc::task_failed, "command ended with an unknown status");
+    return fail(errc::task_failed, spec.what + " ended with an unknown status");
   if (!res.exited)
     return fail(errc::task_failed,
-                "command was killed by signal " + std::to_string(res.term_signal) + " (" +
+                spec.what + " was killed by signal " + std::to_string(res.term_signal) + " (" +
                     signal_name(res.term_signal) + ")",
                 {{"signal", res.term_signal}, {"stderr_tail", stderr_tail}});
   if (res.exit_code != 0)
-    return fail(errc::task_failed, "command exited with code " + std::to_string(res.exit_code),
+    return fail(errc::task_failed, spec.what + " exited with code " + std::to_string(res.exit_code),
                 {{"exit_code", res.exit_code}, {"stderr_tail", stderr_tail}});
 
-  const std::string& out = res.out; // heartbeat lines already left out
+  if (!spec.find_output) return outcome;
+  const std::string& out = outcome.out; // heartbeat lines already left out
   auto found = find_output(out);
   if (found.refused) {
     outcome.failure = std::move(found.refused);

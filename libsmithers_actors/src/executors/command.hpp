@@ -53,6 +53,15 @@ struct command_spec {
   std::function<void(std::int64_t pid)> on_start; // the process group started
   /// Stdout beyond this stops the command: INVALID_OUTPUT. 0: unbounded.
   std::size_t max_stdout_bytes = 0;
+  /// What stdin receives; nullopt: the context object above (an agent
+  /// gets its prompt instead).
+  std::optional<std::string> stdin_data;
+  /// Names the process in messages ("command", "agent \"claude\"").
+  std::string what = "command";
+  /// Find the output object in stdout (else the caller does, from `out`).
+  bool find_output = true;
+  /// Every line printed, as it arrives (heartbeat markers included).
+  std::function<void(const std::string& line, bool is_stderr)> on_output;
 };
 
 /// A heartbeat seen in the output: `data` is null for plain output lines and
@@ -60,11 +69,20 @@ struct command_spec {
 using heartbeat_sink = std::function<void(const json& data, bool has_data)>;
 
 struct command_outcome {
-  std::optional<json> output;   // set on success
+  std::optional<json> output;   // set on success (with find_output)
   std::optional<error> failure; // set on failure
   bool cancelled = false;
   bool timed_out = false;
+  std::string out; // stdout, heartbeat lines left out
+  std::string err; // stderr (its last 64 KiB)
 };
+
+/// The last `n` lines of `text` (heartbeat lines skipped), at most 8 KiB,
+/// as valid UTF-8: what error details carry of a process's output.
+std::string last_lines(std::string_view text, std::size_t n = 20);
+
+/// `s` with every byte that is not part of valid UTF-8 replaced by U+FFFD.
+std::string valid_utf8(std::string_view s);
 
 /// Runs the command to its end. Success = exit 0 and an output object found.
 /// Failures: TASK_FAILED with exit code and the last lines of stderr in

@@ -1,6 +1,8 @@
 #include "executors/executor.hpp"
 
+#include "executors/agent.hpp"
 #include "executors/command.hpp"
+#include "executors/worktree.hpp"
 #include "schema/schema.hpp"
 #include "util/json_bounds.hpp"
 
@@ -27,27 +29,9 @@ task_outcome checked(const task_request& req, task_outcome res) {
     if (!res.err) res.err = error{errc::task_failed, "the task produced no output"};
     return res;
   }
-  json& out = *res.output;
-  const std::string& id = req.key.id;
-  // First, and without recursion: too deep a value would overflow the
-  // stack in what follows (schema validation, copies, the event's text).
-  if (auto err = util::check_output_bounds(out, req.max_output_bytes)) {
-    err->message = "task \"" + id + "\": " + err->message;
-    return failed(std::move(*err));
-  }
-  if (!out.is_object())
-    return failed(error{errc::invalid_output, "task \"" + id + "\" returned JSON that is not an object",
-                        {{"output", out}}});
-  if (req.output_schema) {
-    auto ps = spec::validate(*req.output_schema, out);
-    if (!ps.empty()) {
-      json list = json::array();
-      for (const auto& p : ps)
-        list.push_back({{"path", p.path}, {"message", p.message}});
-      return failed(error{errc::invalid_output,
-                          "output of \"" + id + "\" does not match its schema: " + spec::join(ps),
-                          {{"problems", list}}});
-    }
+  if (auto err = check_output(req, *res.output)) {
+    res.output.reset();
+    res.err = std::move(err);
   }
   return res;
 }
@@ -81,9 +65,16 @@ public:
   task_outcome run(const task_job& job, const attempt_io& io) const override {
     const task_request& req = job.request;
     command_spec cs;
+    json meta = json::object();
+    cs.cwd = req.cwd;
+    if (auto err = enter_worktree(req, io.cancel, cs.cwd, meta)) {
+      task_outcome r = failed(std::move(*err));
+      r.meta = std::move(meta);
+      return r;
+    }
     cs.argv = req.argv;
     cs.env = req.env;
-    cs.cwd = req.cwd;
+    cs.on_output = io.output;
     cs.run_id = req.run_id;
     cs.node_id = req.key.id;
     cs.iteration = req.key.iteration;
@@ -99,13 +90,41 @@ public:
       // A bare "::heartbeat" is liveness only: it keeps the last checkpoint.
       io.heartbeat(data, has_data && !data.is_null());
     });
-    if (oc.failure) return failed(std::move(*oc.failure));
-    if (!oc.output) return failed(error{errc::task_failed, "command produced no output"});
-    return succeeded(std::move(*oc.output));
+    task_outcome r = oc.failure   ? failed(std::move(*oc.failure))
+                     : !oc.output ? failed(error{errc::task_failed, "command produced no output"})
+                                  : succeeded(std::move(*oc.output));
+    if (!meta.empty()) r.meta = std::move(meta);
+    return r;
   }
 };
 
 } // namespace
+
+std::optional<error> check_output(const task_request& req, const json& out) {
+  const std::string& id = req.key.id;
+  // First, and without recursion: too deep a value would overflow the
+  // stack in what follows (schema validation, copies, the event's text).
+  if (auto err = util::check_output_bounds(out, req.max_output_bytes)) {
+    err->message = "task \"" + id + "\": " + err->message;
+    return err;
+  }
+  if (!out.is_object())
+    return error{errc::invalid_output,
+                 "task \"" + id + "\" returned JSON that is not an object",
+                 {{"output", out}}};
+  if (req.output_schema) {
+    auto ps = spec::validate(*req.output_schema, out);
+    if (!ps.empty()) {
+      json list = json::array();
+      for (const auto& p : ps)
+        list.push_back({{"path", p.path}, {"message", p.message}});
+      return error{errc::invalid_output,
+                   "output of \"" + id + "\" does not match its schema: " + spec::join(ps),
+                   {{"problems", list}}};
+    }
+  }
+  return std::nullopt;
+}
 
 const executor& executor_for(task_kind kind) {
   static const value_executor value;
@@ -116,6 +135,8 @@ const executor& executor_for(task_kind kind) {
     return compute;
   case task_kind::command:
     return command;
+  case task_kind::agent:
+    return agent_executor();
   case task_kind::value:
   case task_kind::approval: // waits never reach an executor: the run core resolves them
   case task_kind::timer:

@@ -20,6 +20,11 @@ struct attempt_io {
   std::function<void(json data, bool has_data)> heartbeat = [](json, bool) {};
   /// A command's process group started (its pid).
   std::function<void(std::int64_t pid)> process_started = [](std::int64_t) {};
+  /// A line a command or agent printed (without its end), as it arrives.
+  std::function<void(const std::string& line, bool is_stderr)> output = [](const std::string&,
+                                                                           bool) {};
+  /// An agent is asked again (the AgentRetry event's fields).
+  std::function<void(json fields)> agent_retry = [](json) {};
 };
 
 class executor {
@@ -30,7 +35,12 @@ public:
   virtual task_outcome run(const task_job& job, const attempt_io& io) const = 0;
 };
 
-/// The executor of a task kind (value, compute, command).
+/// What execute() checks of any output: bounds (without recursion), an
+/// object, the request's schema. INVALID_OUTPUT (with details.problems for
+/// a schema's) or nullopt.
+std::optional<error> check_output(const task_request& req, const json& out);
+
+/// The executor of a task kind (value, compute, command, agent).
 const executor& executor_for(task_kind kind);
 
 /// Runs a job with its kind's executor, then validates the output: bounds

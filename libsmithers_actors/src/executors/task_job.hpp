@@ -20,6 +20,14 @@
 
 namespace smithers::executors {
 
+/// The agent an attempt asks (docs/agents.md): one entry of the task's chain.
+struct agent_call {
+  std::string id;
+  std::vector<std::string> command; // argv, {{prompt}} and {{model}} not yet filled
+  std::string model;
+  std::map<std::string, std::string> env;
+};
+
 struct task_request {
   std::string run_id;
   node_key key;
@@ -37,6 +45,13 @@ struct task_request {
   std::optional<std::int64_t> timeout_ms;
   std::optional<std::int64_t> heartbeat_timeout_ms;
   std::uint64_t max_output_bytes = limits::default_max_output_bytes;
+  std::string prompt; // agent tasks: expanded (the contract not yet appended)
+  agent_call agent;   // agent tasks: the one this attempt asks
+  // A git worktree to run in (command and agent tasks): created from the
+  // repository at `cwd`; empty path: none.
+  std::string worktree_path;   // expanded (relative: under the repository)
+  std::string worktree_branch; // expanded
+  std::string worktree_base;
 };
 
 /// A request and the parts that exist only in this process.
@@ -58,6 +73,9 @@ struct task_outcome {
   std::optional<json> output; // success
   std::optional<error> err;   // failure
   last_heartbeat beat;
+  /// Merged into the attempt's meta: which agent answered and how, the
+  /// worktree, output left out of events (docs/storage.md, attempts.meta).
+  json meta;
 };
 
 } // namespace smithers::executors

@@ -358,6 +358,25 @@ std::string expand(std::string_view text, const template_scope& scope, std::size
   return out;
 }
 
+std::string expand_text(std::string_view text, const template_scope& scope, std::size_t max_bytes,
+                        const char* what) {
+  std::string out;
+  std::size_t pos = 0;
+  for (const auto& t : find_templates(text)) {
+    out.append(text.substr(pos, t.open - pos));
+    out += resolve_template(t.expr, scope);
+    pos = t.end;
+    if (out.size() > max_bytes) break;
+  }
+  if (out.size() <= max_bytes) out.append(text.substr(pos));
+  if (out.size() > max_bytes)
+    throw smithers_error(errc::invalid_argument,
+                         std::string{what} + " is larger than the limit of " +
+                             std::to_string(max_bytes) + " bytes once its templates are filled",
+                         {{"limit", max_bytes}});
+  return out;
+}
+
 const json* find_path(const json& root, std::string_view dotted) {
   const json* cur = &root;
   if (dotted.empty()) return cur;
@@ -382,6 +401,37 @@ const json* find_path(const json& root, std::string_view dotted) {
     if (dot == std::string_view::npos) return cur;
     start = dot + 1;
   }
+}
+
+std::optional<std::string> agent_command_template(std::string_view arg) {
+  std::size_t pos = 0;
+  while (auto ph = next_template_ref(arg, pos)) {
+    if (!ph->closed) return std::string{"(unclosed)"};
+    if (ph->expr != "prompt" && ph->expr != "model") return std::string{ph->expr};
+    pos = ph->end;
+  }
+  return std::nullopt;
+}
+
+std::string fill_agent_argument(std::string_view arg, const std::string& prompt,
+                                const std::string& model, bool& used_prompt) {
+  std::string out;
+  std::size_t pos = 0;
+  while (auto ph = next_template_ref(arg, pos)) {
+    if (!ph->closed) break; // refused when the workflow was loaded
+    out.append(arg.substr(pos, ph->open - pos));
+    if (ph->expr == "prompt") {
+      out += prompt;
+      used_prompt = true;
+    } else if (ph->expr == "model") {
+      out += model;
+    } else {
+      out.append(arg.substr(ph->open, ph->end - ph->open));
+    }
+    pos = ph->end;
+  }
+  out.append(arg.substr(pos));
+  return out;
 }
 
 } // namespace smithers::spec

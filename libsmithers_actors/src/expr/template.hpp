@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -70,10 +71,25 @@ std::string resolve_template(std::string_view expr, const template_scope& scope)
 std::string expand(std::string_view text, const template_scope& scope,
                    std::size_t prefix_bytes = 0);
 
+/// Expand all templates of a text that goes to stdin (an agent's prompt):
+/// no argument-size limit, but INVALID_ARGUMENT beyond `max_bytes` (`what`
+/// names the text in the message).
+std::string expand_text(std::string_view text, const template_scope& scope, std::size_t max_bytes,
+                        const char* what);
+
 /// Throws INVALID_ARGUMENT when a string of `bytes` (plus its NUL) is more
 /// than one argument or environment variable can hold; `expr`, when not
 /// empty, names the template whose value filled it.
 void check_arg_size(std::size_t bytes, std::string_view expr);
+
+/// An agent's command is literal but for "{{prompt}}" and "{{model}}"
+/// (docs/agents.md): the first other template's expression, or nullopt.
+std::optional<std::string> agent_command_template(std::string_view arg);
+
+/// `arg` with "{{prompt}}" and "{{model}}" replaced; `used_prompt` is set
+/// when a "{{prompt}}" was there.
+std::string fill_agent_argument(std::string_view arg, const std::string& prompt,
+                                const std::string& model, bool& used_prompt);
 
 /// Follow a dotted path ("a.items.0.name") from `root`: segments name object
 /// keys; on an array, a segment of digits is an index. "" is `root` itself.

@@ -339,6 +339,103 @@ struct parser {
     return ok;
   }
 
+  // {"id", "command", "model", "env"}: one agent of a task's chain.
+  std::optional<agent_spec> parse_agent(const json& val, const std::string& p) {
+    if (!expect(val, json::value_t::object, p, "an object (id, command, model, env)"))
+      return std::nullopt;
+    agent_spec a;
+    bool ok = true;
+    for (const char* need : {"id", "command"})
+      if (!val.contains(need)) {
+        out.push_back({p, std::string{"an agent needs \""} + need + "\""});
+        ok = false;
+      }
+    for (const auto& [k, x] : val.items()) {
+      auto kp = child_path(p, k);
+      if (k == "id" || k == "model") {
+        if (auto t = string(x, kp))
+          (k == "id" ? a.id : a.model) = *t;
+        else
+          ok = false;
+      } else if (k == "command") {
+        if (!expect(x, json::value_t::array, kp, "an array of strings (argv)")) {
+          ok = false;
+          continue;
+        }
+        for (std::size_t i = 0; i < x.size(); ++i) {
+          if (auto t = string(x[i], index_path(kp, i)))
+            a.command.push_back(*t);
+          else
+            ok = false;
+        }
+      } else if (k == "env") {
+        if (!expect(x, json::value_t::object, kp, "an object of strings")) {
+          ok = false;
+          continue;
+        }
+        for (const auto& [name, v] : x.items()) {
+          if (name.empty() || name.find('=') != std::string::npos) {
+            out.push_back({child_path(kp, name), "invalid environment variable name"});
+            ok = false;
+          } else if (auto t = string(v, child_path(kp, name))) {
+            a.env[name] = *t;
+          } else {
+            ok = false;
+          }
+        }
+      } else {
+        out.push_back({kp, "unknown key \"" + k + "\" in an agent (id, command, model, env)"});
+        ok = false;
+      }
+    }
+    if (!ok) return std::nullopt;
+    return a;
+  }
+
+  // "agent": one agent object, or an array of them (a fallback chain).
+  bool parse_agents(const json& val, const std::string& p, task_spec& spec) {
+    if (val.is_object()) {
+      auto a = parse_agent(val, p);
+      if (a) spec.agents.push_back(std::move(*a));
+      return a.has_value();
+    }
+    if (!expect(val, json::value_t::array, p, "an agent object or an array of them")) return false;
+    bool ok = true;
+    for (std::size_t i = 0; i < val.size(); ++i) {
+      auto a = parse_agent(val[i], index_path(p, i));
+      if (a)
+        spec.agents.push_back(std::move(*a));
+      else
+        ok = false;
+    }
+    return ok;
+  }
+
+  // {"path": "<template>", "branch": "<template>", "base": "<ref>"}.
+  bool parse_worktree(const json& val, const std::string& p, task_spec& spec) {
+    if (!expect(val, json::value_t::object, p, "an object (path, branch, base)")) return false;
+    worktree_spec w;
+    bool ok = true;
+    if (!val.contains("path")) {
+      out.push_back({p, "a worktree needs \"path\""});
+      ok = false;
+    }
+    for (const auto& [k, x] : val.items()) {
+      auto kp = child_path(p, k);
+      if (k == "path" || k == "branch" || k == "base") {
+        if (auto t = string(x, kp))
+          (k == "path" ? w.path : k == "branch" ? w.branch : w.base) = *t;
+        else
+          ok = false;
+      } else {
+        out.push_back({kp, "unknown key \"" + k + "\" in worktree (path, branch, base)"});
+        ok = false;
+      }
+    }
+    spec.worktree = std::move(w);
+    return ok;
+  }
+
   // {"needs_approval": true} or {"needs_approval": {"title", "summary", "on_deny"}}.
   bool parse_gate(const json& val, const std::string& p, task_spec& spec) {
     if (val.is_boolean()) {
@@ -397,6 +494,12 @@ struct parser {
                                        : "task has more than one of run, value, compute, agent"});
       ok = false;
     }
+    if (!wait && v.contains("agent") != v.contains("prompt")) {
+      out.push_back({path, v.contains("agent")
+                               ? "an agent task needs \"prompt\""
+                               : "\"prompt\" belongs to agent tasks (with \"agent\")"});
+      ok = false;
+    }
     if (kind == "approval" && !v.contains("title")) {
       out.push_back({path, "an approval needs \"title\""});
       ok = false;
@@ -453,9 +556,16 @@ struct parser {
         } else {
           ok = false;
         }
-      } else if (k == "agent" || k == "prompt") {
-        out.push_back({p, "agent tasks are not supported by this version of smithers"});
-        ok = false;
+      } else if (k == "agent") {
+        spec->kind = task_kind::agent;
+        ok = parse_agents(val, p, *spec) && ok;
+      } else if (k == "prompt") {
+        if (auto s = string(val, p))
+          spec->prompt = *s;
+        else
+          ok = false;
+      } else if (k == "worktree") {
+        ok = parse_worktree(val, p, *spec) && ok;
       } else if (k == "needs_approval") {
         ok = parse_gate(val, p, *spec) && ok;
       } else if (k == "cache") {

@@ -261,6 +261,64 @@ struct tree_checker {
                                " (pass large data on stdin)"});
   }
 
+  // An agent chain: ids name agents in events and auth failures; commands
+  // are literal but for {{prompt}} and {{model}}.
+  void check_agents(const task_spec& t, const std::string& path, const std::string& self) {
+    auto ap = child_path(path, "agent");
+    if (t.agents.empty()) out.push_back({ap, "an agent chain needs at least one agent"});
+    for (std::size_t i = 0; i < t.agents.size(); ++i) {
+      const agent_spec& a = t.agents[i];
+      auto p = t.agents.size() == 1 ? ap : index_path(ap, i);
+      if (!util::valid_agent_id(a.id))
+        out.push_back({child_path(p, "id"), "an agent id is 1-" +
+                                                std::to_string(util::max_node_id_length) +
+                                                " characters of [A-Za-z0-9._-]"});
+      if (a.command.empty() || a.command[0].empty())
+        out.push_back({child_path(p, "command"), "an agent's command needs a program"});
+      for (std::size_t j = 0; j < a.command.size(); ++j) {
+        auto cp = index_path(child_path(p, "command"), j);
+        check_exec_string(a.command[j], cp);
+        if (auto bad = agent_command_template(a.command[j]))
+          out.push_back(
+              {cp, "an agent's command takes {{prompt}} and {{model}} only, not {{" + *bad + "}}"});
+      }
+      check_exec_string(a.model, child_path(p, "model"));
+      for (const auto& [name, value] : a.env) {
+        if (name.find('\0') != std::string::npos) {
+          out.push_back({child_path(p, "env"), "an environment variable name contains a NUL "
+                                               "byte, which no environment variable can hold"});
+          continue;
+        }
+        check_exec_string(value, child_path(child_path(p, "env"), name), name.size() + 1);
+      }
+    }
+    if (t.prompt.find('\0') != std::string::npos)
+      out.push_back({child_path(path, "prompt"), "contains a NUL byte"});
+    else
+      check_template_text(t.prompt, child_path(path, "prompt"), self);
+  }
+
+  void check_worktree(const task_spec& t, const std::string& path, const std::string& self) {
+    if (t.kind != task_kind::command && t.kind != task_kind::agent) {
+      out.push_back({path, std::string{"only command and agent tasks run in a worktree (a "} +
+                               to_string(t.kind) + " runs no process)"});
+      return;
+    }
+    const worktree_spec& w = *t.worktree;
+    if (w.path.empty()) out.push_back({child_path(path, "path"), "must not be empty"});
+    for (auto [key, text] :
+         {std::pair{"path", &w.path}, std::pair{"branch", &w.branch}, std::pair{"base", &w.base}}) {
+      auto p = child_path(path, key);
+      if (text->find('\0') != std::string::npos)
+        out.push_back({p, "contains a NUL byte"});
+      else if (key != std::string_view{"base"})
+        check_template_text(*text, p, self);
+    }
+    if (!w.base.empty() && (w.base[0] == '-' || has_template(w.base)))
+      out.push_back({child_path(path, "base"), "must be a git ref (a branch, tag or commit), "
+                                               "not an option or a template"});
+  }
+
   void check_task(const task_entry& e) {
     const node& n = *e.n;
     const task_spec& t = *n.task;
@@ -302,6 +360,9 @@ struct tree_checker {
       if (t.cwd.find('\0') != std::string::npos)
         out.push_back({child_path(path(), "cwd"), "contains a NUL byte, which no path can hold"});
       break;
+    case task_kind::agent:
+      check_agents(t, path(), n.id);
+      break;
     case task_kind::compute:
       if (!t.compute && t.compute_name.empty())
         out.push_back({child_path(path(), "compute"), "compute task needs a function or a name"});
@@ -324,10 +385,12 @@ struct tree_checker {
     }
     if (t.approval && t.approval->title.empty() && t.kind == task_kind::approval)
       out.push_back({child_path(path(), "title"), "an approval's title must not be empty"});
-    if (t.cache && t.kind != task_kind::command && t.kind != task_kind::compute)
+    if (t.cache && t.kind != task_kind::command && t.kind != task_kind::compute &&
+        t.kind != task_kind::agent)
       out.push_back({child_path(path(), "cache"),
-                     std::string{"only command and compute tasks are cached (a "} +
+                     std::string{"only command, compute and agent tasks are cached (a "} +
                          to_string(t.kind) + " has nothing to run)"});
+    if (t.worktree) check_worktree(t, child_path(path(), "worktree"), n.id);
     if (t.approval && t.kind != task_kind::approval && t.approval->on_deny == deny_action::proceed)
       out.push_back({child_path(path(), "needs_approval"),
                      "on_deny \"continue\" applies to approval nodes; a gate fails or skips"});
@@ -545,6 +608,13 @@ struct tree_checker {
       for (const auto& [name, value] : t.env)
         check_refs(template_output_refs(value),
                    child_path(child_path(path_of(mine), "env"), name));
+      if (t.kind == task_kind::agent)
+        check_refs(template_output_refs(t.prompt), child_path(path_of(mine), "prompt"));
+      if (t.worktree) {
+        auto wp = child_path(path_of(mine), "worktree");
+        check_refs(template_output_refs(t.worktree->path), child_path(wp, "path"));
+        check_refs(template_output_refs(t.worktree->branch), child_path(wp, "branch"));
+      }
       if (!t.skip_if.is_null())
         check_refs(predicate_output_refs(t.skip_if), child_path(path_of(mine), "skip_if"));
       if (t.cache && !t.cache->by.empty())

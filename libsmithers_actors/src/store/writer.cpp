@@ -180,7 +180,8 @@ VALUES (?14, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13))sql"),
 SELECT id, node_id, iteration, attempt FROM attempts WHERE id >= ?1 AND id < ?1 + ?2)sql"),
         finish_attempt_(db, R"sql(
 UPDATE attempts SET state = ?5, finished_ms = ?6, error_json = ?7,
-  meta_json = COALESCE(?8, meta_json), output_json = ?9
+  meta_json = CASE WHEN ?8 IS NULL THEN meta_json
+                   ELSE json_patch(COALESCE(meta_json, '{}'), ?8) END, output_json = ?9
 WHERE id = ?10 AND run_id = ?1 AND node_id = ?2 AND iteration = ?3 AND attempt = ?4)sql"),
         heartbeat_(db, R"sql(
 UPDATE attempts SET heartbeat_ms = ?5
@@ -203,7 +204,7 @@ INSERT INTO frames (id, run_id, frame_no, tree_hash, tree_json, created_ms, keyf
                     snapshot_json)
 VALUES ((?7 << 32) + ?2, ?1, ?2, ?3, NULL, ?4, ?5, ?6))sql"),
         attempt_meta_(db, R"sql(
-UPDATE attempts SET meta_json = ?5
+UPDATE attempts SET meta_json = json_patch(COALESCE(meta_json, '{}'), ?5)
 WHERE id = ?10 AND run_id = ?1 AND node_id = ?2 AND iteration = ?3 AND attempt = ?4)sql"),
         put_cache_(db, R"sql(
 INSERT INTO cache (key, workflow, node_id, output_json, run_id, created_ms)

@@ -39,7 +39,7 @@ struct finish_attempt {
   std::int64_t finished_ms = 0;
   json error; // null on success
   std::optional<json> output;
-  json meta; // null: keep the attempt's meta (e.g. {"retry_at_ms"})
+  json meta; // merged into the attempt's meta (RFC 7396 merge patch); null: kept as it is
 };
 struct record_heartbeat {
   std::string run_id;
@@ -117,7 +117,7 @@ struct store_frame {
   /// of every node for a keyframe.
   std::string snapshot_text = {};
 };
-/// Replaces an attempt's meta (e.g. the process group of a command).
+/// Merges into an attempt's meta (e.g. the process group of a command).
 struct set_attempt_meta {
   std::string run_id;
   attempt_key key;

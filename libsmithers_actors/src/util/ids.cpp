@@ -48,6 +48,16 @@ bool valid_node_id(std::string_view id) {
   return true;
 }
 
+bool valid_agent_id(std::string_view id) {
+  if (id.empty() || id.size() > max_node_id_length) return false;
+  for (char c : id) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-' || c == '.';
+    if (!ok) return false;
+  }
+  return true;
+}
+
 std::string random_hex(std::size_t bytes) {
   thread_local std::mt19937_64 rng{std::random_device{}()};
   static constexpr char hex[] = "0123456789abcdef";

@@ -19,6 +19,8 @@ std::optional<error> check_new_run_id(std::string_view id);
 /// and predicates use dotted paths "<node_id>.<field>").
 inline constexpr std::size_t max_node_id_length = 128;
 bool valid_node_id(std::string_view id);
+/// Agent ids (docs/agents.md): like node ids, dots allowed ("gpt-4.1").
+bool valid_agent_id(std::string_view id);
 
 /// A new run id: "run-<unix ms>-<8 random hex>".
 std::string new_run_id();

@@ -125,6 +125,24 @@ private:
     const task_spec& t = *n.task;
     out_ += '{';
     first_ = true;
+    if (t.kind == task_kind::agent) {
+      key("agent");
+      out_ += '[';
+      for (std::size_t i = 0; i < t.agents.size(); ++i) {
+        const agent_spec& a = t.agents[i];
+        if (i) out_ += ',';
+        out_ += R"({"command":)";
+        strs(a.command);
+        out_ += R"(,"env":)";
+        strmap(a.env);
+        out_ += R"(,"id":)";
+        str(a.id);
+        out_ += R"(,"model":)";
+        str(a.model);
+        out_ += '}';
+      }
+      out_ += ']';
+    }
     if (t.approval) {
       key("approval");
       out_ += R"({"on_deny":)";
@@ -161,16 +179,7 @@ private:
     }
     if (!t.env.empty()) {
       key("env");
-      out_ += '{';
-      bool first = true;
-      for (const auto& [name, value] : t.env) { // a std::map: sorted
-        if (!first) out_ += ',';
-        first = false;
-        str(name);
-        out_ += ':';
-        str(value);
-      }
-      out_ += '}';
+      strmap(t.env);
     }
     if (t.heartbeat_timeout_ms) {
       key("heartbeat_timeout_ms");
@@ -195,6 +204,10 @@ private:
     if (!t.output_schema.is_null()) {
       key("output_schema");
       util::append_json(out_, t.output_schema);
+    }
+    if (t.kind == task_kind::agent) {
+      key("prompt");
+      str(t.prompt);
     }
     if (t.retries) {
       key("retries");
@@ -245,6 +258,16 @@ private:
       key("value");
       util::append_json(out_, t.value);
     }
+    if (t.worktree) {
+      key("worktree");
+      out_ += R"({"base":)";
+      str(t.worktree->base);
+      out_ += R"(,"branch":)";
+      str(t.worktree->branch);
+      out_ += R"(,"path":)";
+      str(t.worktree->path);
+      out_ += '}';
+    }
     out_ += '}';
   }
 
@@ -257,6 +280,18 @@ private:
   }
   void str(const std::string& s) { util::append_json_string(out_, s); }
   void num(std::int64_t v) { util::append_json_int(out_, v); }
+  void strmap(const std::map<std::string, std::string>& m) { // sorted
+    out_ += '{';
+    bool first = true;
+    for (const auto& [name, value] : m) {
+      if (!first) out_ += ',';
+      first = false;
+      str(name);
+      out_ += ':';
+      str(value);
+    }
+    out_ += '}';
+  }
   void strs(const std::vector<std::string>& v) {
     out_ += '[';
     for (std::size_t i = 0; i < v.size(); ++i) {
@@ -402,6 +437,8 @@ private:
       if (refs(a)) return true;
     for (const auto& [name, value] : t.env)
       if (refs(value)) return true;
+    if (t.kind == task_kind::agent && refs(t.prompt)) return true;
+    if (t.worktree && (refs(t.worktree->path) || refs(t.worktree->branch))) return true;
     return false;
   }
 

@@ -36,6 +36,8 @@ const char* to_string(task_kind k) {
     return "timer";
   case task_kind::signal:
     return "signal";
+  case task_kind::agent:
+    return "agent";
   }
   return "?";
 }
@@ -78,6 +80,10 @@ node& node::needs_approval(std::string title, deny_action on_deny) {
 }
 node& node::cache(cache_spec c) {
   spec().cache = std::move(c);
+  return *this;
+}
+node& node::worktree(worktree_spec w) {
+  spec().worktree = std::move(w);
   return *this;
 }
 node& node::timeout_ms(std::int64_t ms) {
@@ -209,6 +215,14 @@ node compute_task(std::string id, std::string registered_name) {
   task_spec s;
   s.kind = task_kind::compute;
   s.compute_name = std::move(registered_name);
+  return make_task(std::move(id), std::move(s));
+}
+
+node agent_task(std::string id, std::vector<agent_spec> agents, std::string prompt) {
+  task_spec s;
+  s.kind = task_kind::agent;
+  s.agents = std::move(agents);
+  s.prompt = std::move(prompt);
   return make_task(std::move(id), std::move(s));
 }
 
