@@ -226,6 +226,13 @@ void add_query_commands(CLI::App& app, const globals& g, int& result) {
                        10);
       if (a["cached"].get<bool>()) std::cout << " cached";
       if (a["worker"].is_string()) std::cout << " on " << shown(a["worker"].get<std::string>());
+      if (const auto& ag = a["agent"]; ag.is_object() && ag.contains("id")) {
+        std::cout << " agent " << shown_json(ag["id"]);
+        if (auto f = ag.value("follow_ups", std::int64_t{0}); f > 0)
+          std::cout << " (" << f << " follow-up" << (f == 1 ? "" : "s") << ")";
+      }
+      if (const auto& w = a["worktree"]; w.is_object() && w.contains("path"))
+        std::cout << " in " << shown_json(w["path"]);
       if (!a["heartbeat_ms"].is_null())
         std::cout << " heartbeat " << format_time(a["heartbeat_ms"].get<std::int64_t>()) << " ("
                   << a["heartbeat_bytes"].get<std::size_t>() << " B)";

@@ -677,3 +677,39 @@ TEST_CASE("a remote attempt's heartbeat timeout counts from when a worker takes 
   check_each_finished_once(j, 2);
   CHECK(j["attempts"].size() == 2);
 }
+
+TEST_CASE("an agent task on a worker: its output, follow-ups and meta come back to the owner") {
+  sandbox sb;
+  auto w = start_worker(sb);
+  json agent = {
+      {"id", "claude"},
+      {"command",
+       {source_dir() + "/tests/fixtures/agents/fake-agent", "--mode", "fix-on-follow-up"}},
+      {"env", {{"FAKE_AGENT_ANSWER", R"({"ok": true})"}}}};
+  json schema = {{"type", "object"}, {"required", {"ok"}}};
+  sb.write("wf.json", json{{"name", "remote-agent"},
+                           {"root",
+                            {{"task", "ask"},
+                             {"agent", agent},
+                             {"prompt", "is it ok?"},
+                             {"output_schema", schema}}}});
+  auto r = sb.cli({"run", "wf.json", "--run-id", "r", "--workers", w.addr()});
+  INFO(r);
+  REQUIRE(r.exit_code == 0);
+  auto j = sb.inspect("r");
+  CHECK(j["outputs"]["ask"] == json{{"ok", true}});
+  REQUIRE(j["attempts"].size() == 1);
+  const auto& a = j["attempts"][0];
+  CHECK(a["worker"] == w.addr());
+  CHECK(a["agent"]["id"] == "claude");
+  CHECK(a["agent"]["follow_ups"] == 1);
+  auto events = sb.events("r");
+  CHECK(of_type(events, "AgentRetry").size() == 1);
+  auto out = of_type(events, "NodeOutput");
+  REQUIRE(out.size() >= 4);
+  CHECK(contains(out[0]["text"].get<std::string>(), "fake-agent"));
+  // Every line precedes the end of its attempt.
+  auto fin = of_type(events, "NodeFinished");
+  REQUIRE(fin.size() == 1);
+  CHECK(out.back()["seq"].get<std::int64_t>() < fin[0]["seq"].get<std::int64_t>());
+}

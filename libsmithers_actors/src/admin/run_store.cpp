@@ -171,6 +171,13 @@ json run_store::inspect(const std::string& run_id) const {
                      {"label", n.label},
                      {"attempts", n.attempts}});
   json attempts = json::array();
+  // What an attempt's meta says of its work (docs/storage.md): the agent
+  // that answered, its worktree, output left out of events.
+  auto meta_part = [](const store::attempt_row& a, const char* key) {
+    if (!a.meta.is_object()) return json();
+    auto it = a.meta.find(key);
+    return it == a.meta.end() ? json() : *it;
+  };
   for (const auto& a : rd.attempts(run_id))
     attempts.push_back(
         {{"node_id", a.node_id},
@@ -184,7 +191,10 @@ json run_store::inspect(const std::string& run_id) const {
          {"heartbeat_ms", a.heartbeat_ms ? json(*a.heartbeat_ms) : json()},
          {"heartbeat_bytes", a.heartbeat.is_null() ? 0 : dumped(a.heartbeat).size()},
          {"cached", a.cached},
-         {"worker", a.worker.empty() ? json() : json(a.worker)}});
+         {"worker", a.worker.empty() ? json() : json(a.worker)},
+         {"agent", meta_part(a, "agent")},
+         {"worktree", meta_part(a, "worktree")},
+         {"output_dropped_bytes", meta_part(a, "output_dropped_bytes")}});
   // Keyed like frames' snapshots: "id", or "id@N" for iteration N.
   json outputs = json::object();
   for (const auto& o : rd.outputs(run_id))
