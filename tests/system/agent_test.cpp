@@ -519,13 +519,16 @@ TEST_CASE("a worktree that cannot be made fails the attempt WORKTREE_CREATE_FAIL
         {"worktree", {{"path", "../wt/y"}, {"base", "no-such-ref"}}},
         {"run", {"true"}}},
        "git could not create a worktree"},
+      {"a path a template left empty",
+       {{"task", "t"}, {"cwd", "repo"}, {"worktree", {{"path", "{{input.p}}"}}}, {"run", {"true"}}},
+       "the worktree's path is empty"},
   };
   int n = 0;
   for (const auto& c : rows) {
     INFO(c.name);
     std::string id = "r" + std::to_string(++n);
     sb.write("wf.json", workflow(c.task));
-    auto r = sb.cli({"run", "wf.json", "--run-id", id});
+    auto r = sb.cli({"run", "wf.json", "--run-id", id, "--input", R"({"p": ""})"});
     INFO(r);
     CHECK(r.exit_code == 1);
     auto a = only_attempt(sb, id, "t");

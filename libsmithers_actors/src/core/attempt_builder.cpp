@@ -130,6 +130,10 @@ attempt_builder::build(const node_key& key, std::int64_t attempt,
   }
   if (spec->worktree) {
     req.worktree_path = spec::expand(spec->worktree->path, scope);
+    if (req.worktree_path.empty()) // "" would mean: no worktree
+      throw smithers_error(errc::worktree_create_failed,
+                           "the worktree's path is empty once its templates are filled",
+                           {{"path", spec->worktree->path}});
     req.worktree_branch = spec->worktree->branch.empty()
                               ? "smithers/" + key.id
                               : spec::expand(spec->worktree->branch, scope);

@@ -100,6 +100,8 @@ worktree_result ensure_worktree(const worktree_request& req,
     r.failure = error{errc::worktree_create_failed, valid_utf8(message), std::move(details)};
     return r;
   };
+  // A template may have filled the path with nothing (an empty input value).
+  if (req.path.empty()) return fail("the worktree's path is empty once its templates are filled");
   static std::mutex creating; // git locks the repository's files: one at a time here
   std::lock_guard<std::mutex> lock(creating);
 
