@@ -276,3 +276,35 @@ TEST_CASE("outputs.X@N reads iteration N through the scope; a malformed N is ref
   CHECK(check_template("{{outputs.review@12.n}}", "p").empty());
   CHECK(template_output_refs("{{outputs.review@2.n}}") == std::vector<std::string>{"review"});
 }
+
+TEST_CASE(
+    "an agent's command: only {{prompt}} and {{model}}, and a value never becomes an option") {
+  CHECK_FALSE(agent_command_template("claude"));
+  CHECK_FALSE(agent_command_template("--model={{model}}"));
+  CHECK_FALSE(agent_command_template("{{ prompt }}"));
+  CHECK(agent_command_template("{{input.x}}") == std::optional<std::string>{"input.x"});
+  CHECK(agent_command_template("a {{") == std::optional<std::string>{"(unclosed)"});
+  struct row {
+    const char* arg;
+    const char* prompt;
+    const char* model;
+    const char* want;
+    bool used;
+  };
+  const row rows[] = {
+      {"{{prompt}}", "fix the bug", "m", "fix the bug", true},
+      {"--model={{model}}", "p", "opus", "--model=opus", false},
+      {"{{model}}", "p", "", "", false},
+      {"x{{prompt}}y{{prompt}}", "p", "", "xpyp", true},
+      {"{{prompt}}", "--dangerously-skip-permissions", "", " --dangerously-skip-permissions", true},
+      {"{{model}}", "-rf", "-x", " -x", false},
+      {"-p{{prompt}}", "-q", "", "-p-q", true}, // already an option: left as written
+      {"{{other}}", "p", "m", "{{other}}", false},
+  };
+  for (const auto& r : rows) {
+    INFO(r.arg);
+    bool used = false;
+    CHECK(fill_agent_argument(r.arg, r.prompt, r.model, used) == r.want);
+    CHECK(used == r.used);
+  }
+}

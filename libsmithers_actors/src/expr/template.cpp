@@ -431,6 +431,9 @@ std::string fill_agent_argument(std::string_view arg, const std::string& prompt,
     pos = ph->end;
   }
   out.append(arg.substr(pos));
+  // A prompt or model can never turn an argument into an option ("--yes"):
+  // a leading space keeps it a value, and means nothing to a model.
+  if (!out.empty() && out[0] == '-' && (arg.empty() || arg[0] != '-')) out.insert(0, 1, ' ');
   return out;
 }
 

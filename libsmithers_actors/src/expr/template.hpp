@@ -87,7 +87,8 @@ void check_arg_size(std::size_t bytes, std::string_view expr);
 std::optional<std::string> agent_command_template(std::string_view arg);
 
 /// `arg` with "{{prompt}}" and "{{model}}" replaced; `used_prompt` is set
-/// when a "{{prompt}}" was there.
+/// when a "{{prompt}}" was there. A result that the filling made start with
+/// '-' gets a leading space: a value never becomes an option.
 std::string fill_agent_argument(std::string_view arg, const std::string& prompt,
                                 const std::string& model, bool& used_prompt);
 

@@ -281,7 +281,13 @@ struct tree_checker {
         if (auto bad = agent_command_template(a.command[j]))
           out.push_back(
               {cp, "an agent's command takes {{prompt}} and {{model}} only, not {{" + *bad + "}}"});
+        else if (has_template(a.command[j]) && is_shell_script_arg(a.command, j))
+          // A prompt is text from anywhere: never code.
+          out.push_back({cp, "a shell script cannot take {{prompt}} or {{model}}: pass the "
+                             "prompt on stdin, or as an argument after the script (\"$1\")"});
       }
+      if (auto opt = check_shell_options(a.command); opt.index)
+        out.push_back({index_path(child_path(p, "command"), opt.index), opt.message});
       check_exec_string(a.model, child_path(p, "model"));
       for (const auto& [name, value] : a.env) {
         if (name.find('\0') != std::string::npos) {
