@@ -5,6 +5,7 @@
 // caching, and git worktrees made in a repository the test creates.
 #include "system/cli_support.hpp"
 
+#include <algorithm>
 #include <csignal>
 #include <sys/stat.h>
 #include <thread>
@@ -395,6 +396,22 @@ TEST_CASE("streamed output is bounded per attempt; the attempt counts what was l
   CHECK(streamed == 64 * 1024);
   auto a = only_attempt(sb, "r1", "loud");
   CHECK(a["output_dropped_bytes"].get<std::size_t>() == 2000 * 100 + 13 - 64 * 1024);
+}
+
+TEST_CASE("heartbeat lines are not streamed as output") {
+  sandbox sb;
+  json root = {{"task", "beat"},
+               {"run",
+                {"sh", "-c",
+                 "echo one; echo '::heartbeat {\"n\": 1}'; echo '::heartbeat' >&2; echo two >&2; "
+                 "echo '{}'"}}};
+  sb.write("wf.json", workflow(root));
+  REQUIRE(sb.cli({"run", "wf.json", "--run-id", "r1"}).exit_code == 0);
+  std::vector<std::string> texts;
+  for (const auto& e : of_type(sb.events("r1"), "NodeOutput"))
+    texts.push_back(e["stream"].get<std::string>() + ":" + e["text"].get<std::string>());
+  std::sort(texts.begin(), texts.end()); // two pipes: no order between them
+  CHECK(texts == std::vector<std::string>{"stderr:two\n", "stdout:one\n", "stdout:{}\n"});
 }
 
 TEST_CASE("a cached agent task asks nothing the second time; a changed prompt asks again") {

@@ -366,7 +366,8 @@ command_outcome run_command(const command_spec& spec, const heartbeat_sink& on_h
   std::optional<error> heartbeat_error;
   req.on_line = [&](const std::string& line, bool is_stderr) {
     if (heartbeat_error) return;
-    if (spec.on_output) spec.on_output(line, is_stderr);
+    // Protocol lines are no part of what the task printed.
+    if (spec.on_output && !is_marker(line)) spec.on_output(line, is_stderr);
     std::optional<json> data;
     try {
       data = parse_heartbeat_line(line);
