@@ -11,6 +11,7 @@
 
 #include <map>
 #include <optional>
+#include <set>
 
 using namespace smithers;
 
@@ -443,5 +444,149 @@ TEST_CASE("recover: a redispatch flag that is not a boolean is not free, and doe
     CHECK_NOTHROW(rec = core::recover({}, attempts, outputs));
     CHECK(rec.state.retry_base.empty());
     CHECK(rec.state.lost_streak.empty());
+  }
+}
+
+// -- agent tasks: disabled agents and free moves along the chain -------------
+
+namespace {
+
+/// A failed attempt of `id` whose error is `err` and meta `meta`.
+store::attempt_row agent_row(const std::string& id, std::int64_t k, json err,
+                             json meta = json::object(), std::int64_t iteration = 0) {
+  store::attempt_row a = attempt(id, k, "failed", std::move(meta));
+  a.iteration = iteration;
+  a.error = std::move(err);
+  return a;
+}
+
+json auth_error(json details) {
+  return {{"code", errc::agent_auth_failed}, {"message", "no"}, {"details", std::move(details)}};
+}
+
+/// An attempt that asked `agent` and failed with `code`, as the engine
+/// records it: the agent in the meta (from its start, merged with the
+/// executor's) and in the error's details.
+store::attempt_row asked(const std::string& id, std::int64_t k, const std::string& agent,
+                         const char* code = errc::agent_auth_failed, std::int64_t iteration = 0) {
+  return agent_row(id, k, {{"code", code}, {"message", "m"}, {"details", {{"agent", agent}}}},
+                   {{"agent", {{"id", agent}, {"follow_ups", 0}}}}, iteration);
+}
+
+} // namespace
+
+TEST_CASE("recover: agents whose credentials failed stay disabled on a resume, not on a retry") {
+  using set = std::set<std::string>;
+  struct row {
+    const char* name;
+    std::vector<store::attempt_row> attempts;
+    set disabled; // on a plain resume; a retry disables none
+  };
+  const std::vector<row> rows = {
+      {"no attempts", {}, {}},
+      {"one auth failure", {asked("a", 1, "x")}, {"x"}},
+      {"auth failures of several nodes and iterations",
+       {asked("a", 1, "x"), asked("a", 2, "y"), asked("b", 1, "x"),
+        asked("loop", 1, "z", errc::agent_auth_failed, 3)},
+       {"x", "y", "z"}},
+      {"other failures of agents",
+       {asked("a", 1, "x", errc::task_failed), asked("a", 2, "y", errc::invalid_output),
+        asked("a", 3, "z", errc::task_timeout)},
+       {}},
+      {"a finished attempt of an agent",
+       {attempt("a", 1, "finished", {{"agent", {{"id", "x"}}}})},
+       {}},
+      {"every agent disabled before the attempt: it asked none",
+       {agent_row("a", 1, auth_error({{"agents", {"x", "y"}}}))},
+       {}},
+      {"an auth failure that names no agent", {agent_row("a", 1, auth_error(json::object()))}, {}},
+      {"an agent id that is not a string",
+       {agent_row("a", 1, auth_error({{"agent", 7}}), {{"agent", {{"id", 7}}}})},
+       {}},
+      {"details and meta of another shape",
+       {agent_row("a", 1, auth_error("x"), {{"agent", "x"}}),
+        agent_row("a", 2, {{"code", errc::agent_auth_failed}, {"message", "m"}}, nullptr)},
+       {}},
+      {"an error that is not an object",
+       {agent_row("a", 1, "AGENT_AUTH_FAILED", {{"agent", {{"id", "x"}}}}),
+        agent_row("a", 2, nullptr, {{"agent", {{"id", "y"}}}})},
+       {}},
+      {"an auth failure among other attempts",
+       {lost_row("a", 0, 1, false), asked("a", 2, "x"), attempt("a", 3, "finished")},
+       {"x"}},
+  };
+  for (const auto& r : rows) {
+    SECTION(r.name) {
+      std::vector<store::output_row> outputs;
+      core::recovered_run rec;
+      REQUIRE_NOTHROW(rec = core::recover({}, r.attempts, outputs, {}, false));
+      CHECK(rec.state.disabled_agents == r.disabled);
+      std::vector<store::output_row> outputs2;
+      REQUIRE_NOTHROW(rec = core::recover({}, r.attempts, outputs2, {}, true));
+      CHECK(rec.state.disabled_agents.empty());
+    }
+  }
+}
+
+TEST_CASE("recover: attempts that moved an agent chain on do not count against retries") {
+  const json auth = auth_error({{"agent", "x"}});
+  const json next = {{"retry_at_ms", 5}, {"next_agent", true}};
+  struct row {
+    const char* name;
+    std::vector<store::attempt_row> attempts;
+    bool retry;
+    std::map<std::string, std::int64_t> retry_base;
+    std::map<std::string, std::int64_t> lost_streak;
+  };
+  const std::vector<row> rows = {
+      {"one move on", {agent_row("a", 1, auth, next)}, false, {{"a", 1}}, {}},
+      {"two, then a failure that counts",
+       {agent_row("a", 1, auth, next), agent_row("a", 2, auth, next),
+        agent_row("a", 3, {{"code", errc::task_failed}}, {{"retry_at_ms", 9}})},
+       false,
+       {{"a", 2}},
+       {}},
+      {"an auth failure that moved nothing on (no agent left) counts",
+       {agent_row("a", 1, auth, next), agent_row("a", 2, auth, json::object())},
+       false,
+       {{"a", 1}},
+       {}},
+      {"with free re-dispatches: both kinds add up; a move on ends the WORKER_LOST streak",
+       {lost_row("a", 0, 1, true), agent_row("a", 2, auth, next), lost_row("a", 0, 3, true)},
+       false,
+       {{"a", 3}},
+       {{"a", 1}}},
+      {"a move on after WORKER_LOSTs: no streak",
+       {lost_row("a", 0, 1, true), lost_row("a", 0, 2, true), agent_row("a", 3, auth, next)},
+       false,
+       {{"a", 3}},
+       {}},
+      {"per node and iteration",
+       {agent_row("a", 1, auth, next), agent_row("loop", 1, auth, next, 2),
+        agent_row("loop", 2, auth, next, 2), agent_row("b", 1, auth, json::object())},
+       false,
+       {{"a", 1}, {"loop@2", 2}},
+       {}},
+      {"next_agent that is not true is not free",
+       {agent_row("a", 1, auth, {{"next_agent", false}}),
+        agent_row("a", 2, auth, {{"next_agent", 1}}),
+        agent_row("a", 3, auth, {{"next_agent", "true"}}), agent_row("a", 4, auth, nullptr),
+        agent_row("a", 5, auth, json::array({"next_agent"}))},
+       false,
+       {},
+       {}},
+      {"a retry: the base is every attempt so far",
+       {agent_row("a", 1, auth, next), agent_row("a", 2, auth, json::object())},
+       true,
+       {{"a", 2}},
+       {}},
+  };
+  for (const auto& r : rows) {
+    SECTION(r.name) {
+      std::vector<store::output_row> outputs;
+      auto rec = core::recover({}, r.attempts, outputs, {}, r.retry);
+      CHECK(by_key(rec.state.retry_base) == r.retry_base);
+      CHECK(by_key(rec.state.lost_streak) == r.lost_streak);
+    }
   }
 }

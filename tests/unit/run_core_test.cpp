@@ -2128,3 +2128,366 @@ TEST_CASE("run core: each iteration of a cached loop body runs") {
   CHECK(node_event(d, "CacheHit", "step") == nullptr);
   CHECK(d.result.outputs.at("step") == json{{"n", 2}});
 }
+
+// -- agent tasks: auth failures move the chain on, INVALID_OUTPUT retried,
+// -- streamed output, the outcome's meta ---------------------------------------
+
+namespace {
+
+agent_spec agent_entry(std::string id) {
+  return agent_spec{std::move(id), {"claude", "-p"}, "", {}};
+}
+
+task_outcome auth_failed(const std::string& agent) {
+  task_outcome oc = fail(errc::agent_auth_failed, "agent failed to authenticate");
+  oc.err->details = {{"agent", agent}, {"matched", "401"}, {"exit_code", 1}};
+  oc.meta = {{"agent", {{"id", agent}, {"follow_ups", 0}}}};
+  return oc;
+}
+
+std::size_t count_events(const driver& d, const char* type) {
+  return static_cast<std::size_t>(std::count_if(d.events.begin(), d.events.end(),
+                                                [&](const event& e) { return e.type == type; }));
+}
+
+} // namespace
+
+TEST_CASE("run core: an agent that fails to authenticate is left at once for the next of the "
+          "chain, without using a retry") {
+  // retries 0, and a backoff that would show were it used.
+  auto wf = static_wf(sequence({agent_task("a", {agent_entry("a1"), agent_entry("a2")}, "p")
+                                    .retry(retry_policy{5000, 1.0, 5000, 0.0})}));
+  driver d(wf);
+  d.settle();
+  REQUIRE(d.running.size() == 1);
+  CHECK(d.running[0]->request.kind == task_kind::agent);
+  CHECK(d.running[0]->request.agent.id == "a1");
+  CHECK(d.running[0]->request.attempt == 1);
+  // The attempt's row and NodeStarted name the agent asked.
+  auto ins = d.commands<store::insert_attempt>();
+  REQUIRE(ins.size() == 1);
+  CHECK(ins[0]->row.meta == json{{"agent", {{"id", "a1"}}}});
+  const event* started = d.last_event(event_type::node_started);
+  REQUIRE(started);
+  CHECK(started->fields["agent"] == "a1");
+
+  const std::int64_t at = d.clock;
+  d.answer("a", auth_failed("a1"));
+  auto fins = d.commands<store::finish_attempt>();
+  REQUIRE(fins.size() == 1);
+  CHECK(fins[0]->state == "failed");
+  CHECK(fins[0]->error["code"] == errc::agent_auth_failed);
+  // The outcome's meta, merged with what the retry adds.
+  CHECK(fins[0]->meta == json{{"agent", {{"id", "a1"}, {"follow_ups", 0}}},
+                              {"retry_at_ms", at},
+                              {"next_agent", true}});
+  const event* failed = d.last_event(event_type::node_failed);
+  REQUIRE(failed);
+  CHECK(failed->fields["will_retry"] == true);
+  const event* retrying = d.last_event(event_type::node_retrying);
+  REQUIRE(retrying);
+  CHECK(retrying->fields["next_agent"] == true);
+  CHECK(retrying->fields["redispatch"] == false);
+  CHECK(retrying->fields["delay_ms"] == 0);
+  CHECK(retrying->fields["retry_at_ms"] == at);
+  CHECK(retrying->fields["next_attempt"] == 2);
+  REQUIRE(d.timers.size() == 1);
+  CHECK(d.timers[0].delay_ms == 0); // no backoff
+  CHECK(d.core->written_state({"a", 0}) == node_state::pending);
+  d.core->on_retry_due({"a", 0});
+  d.collect();
+  d.settle();
+  REQUIRE(d.running.size() == 1);
+  CHECK(d.running[0]->request.attempt == 2);
+  CHECK(d.running[0]->request.agent.id == "a2");
+  CHECK(d.commands<store::insert_attempt>().back()->row.meta == json{{"agent", {{"id", "a2"}}}});
+  CHECK(d.last_event(event_type::node_started)->fields["agent"] == "a2");
+
+  SECTION("the second answers: the node finishes") {
+    d.answer("a", ok({{"done", true}}));
+    REQUIRE(d.done);
+    CHECK(d.result.status == run_status::finished);
+    CHECK(d.result.outputs.at("a") == json{{"done", true}});
+  }
+  SECTION("the second fails to authenticate too: no agent is left, the node fails") {
+    d.answer("a", auth_failed("a2"));
+    REQUIRE(d.done);
+    CHECK(d.result.status == run_status::failed);
+    CHECK(d.result.err->details["failed_nodes"] == json::array({"a"}));
+    CHECK(d.timers.size() == 1); // no retry
+    CHECK(d.core->attempts_of({"a", 0}) == 2);
+    CHECK(d.last_event(event_type::node_failed)->fields["will_retry"] == false);
+    auto f = d.commands<store::finish_attempt>();
+    REQUIRE(f.size() == 2);
+    CHECK(f[1]->error["code"] == errc::agent_auth_failed);
+    CHECK(f[1]->meta == json{{"agent", {{"id", "a2"}, {"follow_ups", 0}}}});
+  }
+  SECTION("the second fails otherwise: its retries (0) are all it has") {
+    d.answer("a", fail(errc::task_failed));
+    REQUIRE(d.done);
+    CHECK(d.result.status == run_status::failed);
+    CHECK(d.core->attempts_of({"a", 0}) == 2);
+  }
+}
+
+TEST_CASE("run core: an agent disabled by one node is not asked by another") {
+  // x's only agent fails to authenticate: x fails (continue_on_fail), and
+  // y, whose chain starts with the same agent, asks its second at once.
+  auto wf =
+      static_wf(sequence({agent_task("x", {agent_entry("shared")}, "p").continue_on_fail(),
+                          agent_task("y", {agent_entry("shared"), agent_entry("other")}, "q")}));
+  driver d(wf);
+  d.settle();
+  d.answer("x", auth_failed("shared"));
+  CHECK(d.core->written_state({"x", 0}) == node_state::failed);
+  REQUIRE(d.running.size() == 1);
+  CHECK(d.running[0]->request.key.id == "y");
+  CHECK(d.running[0]->request.attempt == 1);
+  CHECK(d.running[0]->request.agent.id == "other");
+  d.answer("y", ok(json::object()));
+  REQUIRE(d.done);
+  CHECK(d.result.status == run_status::finished);
+}
+
+TEST_CASE("run core: an agent task whose every agent is disabled fails before running") {
+  auto wf = static_wf(sequence({agent_task("x", {agent_entry("shared")}, "p").continue_on_fail(),
+                                agent_task("y", {agent_entry("shared")}, "q").retries(3)}));
+  driver d(wf);
+  d.settle();
+  d.answer("x", auth_failed("shared"));
+  REQUIRE(d.done);
+  CHECK(d.running.empty()); // y never launched
+  CHECK(d.timers.empty());  // nor retried
+  CHECK(d.core->written_state({"y", 0}) == node_state::failed);
+  auto fins = d.commands<store::finish_attempt>();
+  REQUIRE(fins.size() == 2);
+  CHECK(fins[1]->key.node == node_key{"y", 0});
+  CHECK(fins[1]->error["code"] == errc::agent_auth_failed);
+  CHECK(fins[1]->error["details"]["agents"] == json::array({"shared"}));
+  CHECK(d.result.status == run_status::failed);
+}
+
+TEST_CASE("run core: INVALID_OUTPUT is retried for agent tasks only") {
+  struct row {
+    const char* name;
+    node task;
+    bool retried;
+  };
+  const retry_policy quick{100, 1.0, 100, 0.0};
+  const std::vector<row> rows = {
+      {"an agent task, retries 1",
+       agent_task("a", {agent_entry("a1"), agent_entry("a2")}, "p").retries(1).retry(quick), true},
+      {"an agent task, retries 0", agent_task("a", {agent_entry("a1")}, "p").retry(quick), false},
+      {"a command task, retries 1", command_task("a", {"make"}).retries(1).retry(quick), false},
+      {"a compute task, retries 1", compute_task("a", noop).retries(1).retry(quick), false},
+  };
+  for (const auto& r : rows) {
+    SECTION(r.name) {
+      driver d(static_wf(sequence({r.task})));
+      d.settle();
+      REQUIRE(d.running.size() == 1);
+      d.answer("a", fail(errc::invalid_output, "no usable answer"));
+      if (!r.retried) {
+        REQUIRE(d.done);
+        CHECK(d.timers.empty());
+        CHECK(d.result.status == run_status::failed);
+        CHECK(d.last_event(event_type::node_failed)->fields["will_retry"] == false);
+      } else {
+        CHECK_FALSE(d.done);
+        REQUIRE(d.timers.size() == 1);
+        CHECK(d.timers[0].delay_ms == 100); // a retry: with its backoff
+        const event* retrying = d.last_event(event_type::node_retrying);
+        REQUIRE(retrying);
+        CHECK(retrying->fields["next_agent"] == false);
+        CHECK_FALSE(d.commands<store::finish_attempt>()[0]->meta.contains("next_agent"));
+        d.clock += 100;
+        d.core->on_retry_due({"a", 0});
+        d.collect();
+        d.settle();
+        REQUIRE(d.running.size() == 1);
+        CHECK(d.running[0]->request.attempt == 2);
+        CHECK(d.running[0]->request.agent.id == "a2"); // attempt 2: the chain's second
+        d.answer("a", fail(errc::invalid_output));
+        REQUIRE(d.done); // the retry was the only one
+        CHECK(d.result.status == run_status::failed);
+        CHECK(d.timers.size() == 1);
+      }
+    }
+  }
+}
+
+TEST_CASE("run core: on_output turns a live attempt's lines into NodeOutput and AgentRetry") {
+  driver d(static_wf(sequence({command_task("a", {"make"}), command_task("b", {"make"})})));
+  d.settle();
+  REQUIRE(d.running.size() == 1);
+  const attempt_key live{{"a", 0}, 1};
+  auto emit = [&](const attempt_key& a, const std::string& stream, const std::string& text) {
+    d.core->on_output(a, stream, text);
+    d.collect();
+    d.settle();
+  };
+  emit(live, "stdout", "line\n");
+  emit(live, "stderr", "warning: x\n");
+  REQUIRE(count_events(d, event_type::node_output) == 2);
+  const event* out = node_event(d, event_type::node_output, "a");
+  REQUIRE(out);
+  CHECK(out->fields["stream"] == "stdout");
+  CHECK(out->fields["text"] == "line\n");
+  CHECK(out->fields["attempt"] == 1);
+  CHECK(out->fields["iteration"] == 0);
+  const event* err = d.last_event(event_type::node_output);
+  CHECK(err->fields["stream"] == "stderr");
+  CHECK(err->fields["text"] == "warning: x\n");
+
+  // An agent asked again: the fields given, and whose attempt it is.
+  emit(live, "agent",
+       R"({"follow_up":1,"agent":"a1","problems":[{"path":"$","message":"m"}],)"
+       R"("answer_bytes":12,"node_id":"not me","attempt":99})");
+  REQUIRE(count_events(d, event_type::agent_retry) == 1);
+  const event* retry = d.last_event(event_type::agent_retry);
+  CHECK(retry->fields["follow_up"] == 1);
+  CHECK(retry->fields["agent"] == "a1");
+  CHECK(retry->fields["answer_bytes"] == 12);
+  CHECK(retry->fields["problems"] == json::array({{{"path", "$"}, {"message", "m"}}}));
+  CHECK(retry->fields["node_id"] == "a");
+  CHECK(retry->fields["iteration"] == 0);
+  CHECK(retry->fields["attempt"] == 1);
+
+  // What is not an object of fields is dropped.
+  for (const char* garbage : {"", "not json", "{\"follow_up\":", "[1,2]", "\"text\"", "42", "null",
+                              "{\"a\":1} trailing"}) {
+    CAPTURE(garbage);
+    emit(live, "agent", garbage);
+    CHECK(count_events(d, event_type::agent_retry) == 1);
+  }
+  // Output of attempts that are not live is dropped: another attempt
+  // number, a node not running, a node that has finished.
+  emit({{"a", 0}, 2}, "stdout", "stale\n");
+  emit({{"a", 1}, 1}, "stdout", "stale\n");
+  emit({{"b", 0}, 1}, "stdout", "early\n");
+  emit({{"b", 0}, 1}, "agent", R"({"follow_up":1})");
+  d.answer("a", ok({{"x", 1}}));
+  REQUIRE(d.is_running("b"));
+  emit(live, "stdout", "after the end\n");
+  emit(live, "agent", R"({"follow_up":2})");
+  CHECK(count_events(d, event_type::node_output) == 2);
+  CHECK(count_events(d, event_type::agent_retry) == 1);
+  // b's attempt 1 is live now.
+  emit({{"b", 0}, 1}, "stdout", "b's\n");
+  CHECK(count_events(d, event_type::node_output) == 3);
+  CHECK(d.last_event(event_type::node_output)->fields["node_id"] == "b");
+  d.answer("b", ok(json::object()));
+  REQUIRE(d.done);
+  CHECK(d.result.status == run_status::finished);
+}
+
+TEST_CASE("run core: NodeFinished carries the output; no NodeOutput event of it") {
+  driver d(static_wf(sequence({command_task("a", {"make"}), value_task("v", {{"k", 2}})})));
+  d.settle();
+  d.clock += 40;
+  d.answer("a", ok({{"x", 1}, {"s", "text"}}));
+  REQUIRE(d.done);
+  const event* fin = node_event(d, event_type::node_finished, "a");
+  REQUIRE(fin);
+  CHECK(fin->fields["output"] == json{{"x", 1}, {"s", "text"}});
+  CHECK(fin->fields["attempt"] == 1);
+  CHECK(fin->fields["duration_ms"] == 40);
+  CHECK(d.event_types("a") ==
+        std::vector<std::string>{"NodePending", "NodeStarted", "NodeFinished"});
+  const event* vfin = node_event(d, event_type::node_finished, "v");
+  REQUIRE(vfin);
+  CHECK(vfin->fields["output"] == json{{"k", 2}});
+  CHECK(count_events(d, event_type::node_output) == 0);
+}
+
+TEST_CASE("run core: an outcome's meta goes into its finish_attempt command") {
+  const json agent_meta = {{"agent", {{"id", "a1"}, {"follow_ups", 2}, {"answer_bytes", 99}}},
+                           {"worktree", {{"path", "/w"}}}};
+  struct row {
+    const char* name;
+    task_outcome oc;
+    std::int64_t retries;
+    json meta; // of the finish command; null: none (kept as it is)
+  };
+  auto with_meta = [](task_outcome oc, json meta) {
+    oc.meta = std::move(meta);
+    return oc;
+  };
+  const std::vector<row> rows = {
+      {"success", with_meta(ok({{"x", 1}}), agent_meta), 0, agent_meta},
+      {"success without meta", ok({{"x", 1}}), 0, nullptr},
+      {"success with empty meta", with_meta(ok({{"x", 1}}), json::object()), 0, nullptr},
+      {"a failure for good", with_meta(fail(errc::task_failed), agent_meta), 0, agent_meta},
+      {"a failure retried: retry_at_ms added", with_meta(fail(errc::task_failed), agent_meta), 1,
+       [&] {
+         json m = agent_meta;
+         m["retry_at_ms"] = 1'000'000 + 100;
+         return m;
+       }()},
+      {"a failure retried without meta",
+       fail(errc::task_failed),
+       1,
+       {{"retry_at_ms", 1'000'000 + 100}}},
+  };
+  for (const auto& r : rows) {
+    SECTION(r.name) {
+      driver d(static_wf(sequence({agent_task("a", {agent_entry("a1")}, "p")
+                                       .retries(r.retries)
+                                       .retry(retry_policy{100, 1.0, 100, 0.0})})));
+      d.settle();
+      REQUIRE(d.clock == 1'000'000);
+      d.answer("a", r.oc);
+      auto fins = d.commands<store::finish_attempt>();
+      REQUIRE(fins.size() == 1);
+      CHECK(fins[0]->meta == r.meta);
+      if (r.oc.output) {
+        REQUIRE(fins[0]->output);
+        CHECK(*fins[0]->output == *r.oc.output);
+      }
+    }
+  }
+}
+
+TEST_CASE("run core: a resume keeps the agents recovery found disabled") {
+  auto wf = static_wf(sequence({agent_task("a", {agent_entry("a1"), agent_entry("a2")}, "p")}));
+  core::resume_state r;
+  r.states[{"a", 0}] = node_state::pending;
+  r.attempts[{"a", 0}] = 1; // a1 failed to authenticate; a2 never started
+  r.retry_base[{"a", 0}] = 1;
+  r.disabled_agents = {"a1"};
+  driver d(wf, json::object(), r);
+  d.settle();
+  REQUIRE(d.running.size() == 1);
+  CHECK(d.running[0]->request.attempt == 2);
+  CHECK(d.running[0]->request.agent.id == "a2");
+  // Were it a2's turn to fail to authenticate, no agent is left.
+  d.answer("a", auth_failed("a2"));
+  REQUIRE(d.done);
+  CHECK(d.result.status == run_status::failed);
+}
+
+TEST_CASE("run core: a free re-dispatch asks the same agent again; a counted retry the next") {
+  auto wf = static_wf(sequence({agent_task("a", {agent_entry("a1"), agent_entry("a2")}, "p")
+                                    .retries(1)
+                                    .retry(retry_policy{10, 1.0, 10, 0.0})}));
+  driver d(wf);
+  d.settle();
+  REQUIRE(d.running.size() == 1);
+  CHECK(d.running[0]->request.agent.id == "a1");
+  // The worker under attempt 1 is lost: attempt 2 is a1's turn still.
+  d.answer("a", fail(errc::worker_lost));
+  d.core->on_retry_due({"a", 0});
+  d.collect();
+  d.settle();
+  REQUIRE(d.running.size() == 1);
+  CHECK(d.running[0]->request.attempt == 2);
+  CHECK(d.running[0]->request.agent.id == "a1");
+  // A failure that uses the retry: attempt 3 asks the next agent.
+  d.answer("a", fail(errc::invalid_output));
+  d.core->on_retry_due({"a", 0});
+  d.collect();
+  d.settle();
+  REQUIRE(d.running.size() == 1);
+  CHECK(d.running[0]->request.attempt == 3);
+  CHECK(d.running[0]->request.agent.id == "a2");
+}

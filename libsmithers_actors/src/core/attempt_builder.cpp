@@ -93,7 +93,8 @@ attempt_builder::build(const node_key& key, std::int64_t attempt,
     for (const auto& [k, v] : spec->env) // names never start with SMITHERS_TEMPLATE_
       req.env[k] = spec::expand(v, scope, k.size() + 1);
   } else if (spec->kind == task_kind::agent) {
-    auto pick = pick_agent(spec->agents, attempt, in.disabled_agents);
+    auto pick =
+        pick_agent(spec->agents, in.chain_turn > 0 ? in.chain_turn : attempt, in.disabled_agents);
     if (!pick) {
       json ids = json::array();
       for (const auto& a : spec->agents)

@@ -33,6 +33,10 @@ struct attempt_inputs {
   std::function<const json*(std::string_view, std::int64_t)> output_at;
   /// Agents whose credentials failed in this run (docs/agents.md), or nullptr.
   const std::set<std::string>* disabled_agents = nullptr;
+  /// The attempt's place in an agent chain: its number less the attempts
+  /// that did not count (free re-dispatches, those before a run's retry);
+  /// 0: its number.
+  std::int64_t chain_turn = 0;
 };
 
 class attempt_builder {

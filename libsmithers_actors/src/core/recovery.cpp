@@ -107,11 +107,16 @@ recovered_run recover(const std::vector<store::node_row>& nodes,
       if (is_redispatch(a) || is_next_agent(a)) ++r.retry_base[node_key{a.node_id, a.iteration}];
     // Agents stay disabled across a crash; a retry (the run failed or was
     // cancelled, and is driven again) asks them all again.
-    for (const auto& a : attempts)
-      if (a.error.is_object() && a.error.value("code", std::string{}) == errc::agent_auth_failed)
-        if (auto d = a.error.find("details"); d != a.error.end() && d->is_object())
-          if (auto id = d->find("agent"); id != d->end() && id->is_string())
-            r.disabled_agents.insert(id->get<std::string>());
+    // The agent an attempt asked is in its meta, written with its start.
+    for (const auto& a : attempts) {
+      if (!a.error.is_object() || !a.meta.is_object()) continue;
+      auto code = a.error.find("code"); // a damaged row may hold anything
+      if (code == a.error.end() || *code != errc::agent_auth_failed) continue;
+      auto ag = a.meta.find("agent");
+      if (ag == a.meta.end() || !ag->is_object()) continue;
+      if (auto id = ag->find("id"); id != ag->end() && id->is_string())
+        r.disabled_agents.insert(id->get<std::string>());
+    }
   }
   // The free re-dispatches each node has used in a row, up to its last
   // attempt (the reader returns attempts in order of node and number).

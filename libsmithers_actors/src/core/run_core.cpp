@@ -489,6 +489,8 @@ void run_core::start_task(sched::index t) {
     return output_at(*spec, id, n);
   };
   in.disabled_agents = &disabled_agents_;
+  if (spec->kind == task_kind::agent)
+    if (auto b = retry_base_.find(k); b != retry_base_.end()) in.chain_turn = attempt - b->second;
   std::shared_ptr<executors::task_job> job;
   std::optional<error> cannot_build;
   try {
@@ -517,6 +519,7 @@ void run_core::start_task(sched::index t) {
   la.task = t;
   la.started_ms = at;
   if (job) la.cache_key = job->cache_key;
+  if (agent) la.agent = job->request.agent.id;
   live_.emplace(k, std::move(la));
   if (cannot_build) {
     attempt_failed({k, attempt}, *cannot_build);
@@ -749,10 +752,12 @@ void run_core::attempt_failed(const attempt_key& a, const error& err,
   // An agent whose credentials failed is not asked again in this run; the
   // chain moves on at once, without using a retry, while an agent is left.
   bool next_agent = false;
-  if (err.code == errc::agent_auth_failed && spec && spec->kind == task_kind::agent) {
-    if (auto id = err.details.find("agent"); id != err.details.end() && id->is_string())
-      disabled_agents_.insert(id->get<std::string>());
-    if (core::attempt_builder::pick_agent(spec->agents, a.attempt + 1, &disabled_agents_)) {
+  // The agent is the one this core picked, whatever the error says (a
+  // worker's word): each free retry disables one more, so they end.
+  if (err.code == errc::agent_auth_failed && spec && spec->kind == task_kind::agent &&
+      !la.agent.empty()) {
+    disabled_agents_.insert(la.agent);
+    if (core::attempt_builder::pick_agent(spec->agents, 1, &disabled_agents_)) {
       ++retry_base_[k];
       next_agent = true;
     }

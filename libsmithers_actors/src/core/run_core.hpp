@@ -223,6 +223,7 @@ private:
     std::int64_t last_hb_write_ms = 0; // the watchdog throttles; this is the newest written
     bool unmounted = false; // a re-render dropped its node: being stopped, recorded cancelled
     std::string cache_key;  // a cached task's: its output is stored under it
+    std::string agent;      // an agent task's: the agent this attempt asks
   };
   /// An attempt whose start is being committed: launched once the attempt
   /// row is durable, so no work ever runs unrecorded.

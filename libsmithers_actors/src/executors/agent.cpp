@@ -68,6 +68,7 @@ std::string_view utf8_cut(std::string_view s, std::size_t n, bool from_end) {
 
 std::string quote_lines(std::string_view text) {
   std::string out;
+  if (!text.empty() && text.back() == '\n') text.remove_suffix(1); // no empty last line
   std::size_t i = 0;
   while (i <= text.size()) {
     std::size_t nl = text.find('\n', i);
