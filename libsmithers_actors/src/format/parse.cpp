@@ -339,6 +339,23 @@ struct parser {
     return ok;
   }
 
+  // {"NAME": "value", ...}: a task's env (templates) or an agent's.
+  bool parse_env(const json& val, const std::string& p, std::map<std::string, std::string>& env) {
+    if (!expect(val, json::value_t::object, p, "an object of strings")) return false;
+    bool ok = true;
+    for (const auto& [name, v] : val.items()) {
+      if (name.empty() || name.find('=') != std::string::npos) {
+        out.push_back({child_path(p, name), "invalid environment variable name"});
+        ok = false;
+      } else if (auto t = string(v, child_path(p, name))) {
+        env[name] = *t;
+      } else {
+        ok = false;
+      }
+    }
+    return ok;
+  }
+
   // {"id", "command", "model", "env"}: one agent of a task's chain.
   std::optional<agent_spec> parse_agent(const json& val, const std::string& p) {
     if (!expect(val, json::value_t::object, p, "an object (id, command, model, env)"))
@@ -369,20 +386,7 @@ struct parser {
             ok = false;
         }
       } else if (k == "env") {
-        if (!expect(x, json::value_t::object, kp, "an object of strings")) {
-          ok = false;
-          continue;
-        }
-        for (const auto& [name, v] : x.items()) {
-          if (name.empty() || name.find('=') != std::string::npos) {
-            out.push_back({child_path(kp, name), "invalid environment variable name"});
-            ok = false;
-          } else if (auto t = string(v, child_path(kp, name))) {
-            a.env[name] = *t;
-          } else {
-            ok = false;
-          }
-        }
+        ok = parse_env(x, kp, a.env) && ok;
       } else {
         out.push_back({kp, "unknown key \"" + k + "\" in an agent (id, command, model, env)"});
         ok = false;
@@ -621,20 +625,7 @@ struct parser {
         else
           ok = false;
       } else if (k == "env") {
-        if (!expect(val, json::value_t::object, p, "an object of strings")) {
-          ok = false;
-          continue;
-        }
-        for (const auto& [name, tmpl] : val.items()) {
-          if (name.empty() || name.find('=') != std::string::npos) {
-            out.push_back({child_path(p, name), "invalid environment variable name"});
-            ok = false;
-          } else if (auto s = string(tmpl, child_path(p, name))) {
-            spec->env[name] = *s;
-          } else {
-            ok = false;
-          }
-        }
+        ok = parse_env(val, p, spec->env) && ok;
       } else if (k == "cwd") {
         if (auto s = string(val, p))
           spec->cwd = *s;
