@@ -555,6 +555,17 @@ TEST_CASE("worktree: path and branch expanded, base copied, branch smithers/<id>
   }
 }
 
+namespace {
+
+// The spec's worktree is shared and const: a row changes a copy.
+template <class F> void edit_worktree(setup& s, F f) {
+  worktree_spec w = *s.spec->worktree;
+  f(w);
+  s.spec->worktree = std::make_shared<const worktree_spec>(std::move(w));
+}
+
+} // namespace
+
 TEST_CASE("cache key of an agent task: the whole chain, not the agent an attempt asks") {
   // The prompt of two_agents() reads {{attempt}}: here one that does not.
   node plain = two_agents().worktree({"wt/{{input.x}}", "", ""}).cache();
@@ -588,14 +599,14 @@ TEST_CASE("cache key of an agent task: the whole chain, not the agent an attempt
       {"the chain's order", [](setup& s) { std::swap(s.spec->agents[0], s.spec->agents[1]); },
        true},
       {"the task's env", [](setup& s) { s.spec->env["E"] = "{{input.y}}"; }, true},
-      {"the worktree path", [](setup& s) { s.spec->worktree->path = "wt2/{{input.x}}"; }, true},
+      {"the worktree path", [](setup& s) { edit_worktree(s, [](worktree_spec& w) { w.path = "wt2/{{input.x}}"; }); }, true},
       {"the worktree path through its template",
        [](setup& s) {
-         s.spec->worktree->path = "wt/{{input.y}}"; // "wt/why", not "wt/ex"
+         edit_worktree(s, [](worktree_spec& w) { w.path = "wt/{{input.y}}"; }); // "wt/why", not "wt/ex"
        },
        true},
-      {"the worktree branch", [](setup& s) { s.spec->worktree->branch = "topic"; }, true},
-      {"the worktree base", [](setup& s) { s.spec->worktree->base = "dev"; }, true},
+      {"the worktree branch", [](setup& s) { edit_worktree(s, [](worktree_spec& w) { w.branch = "topic"; }); }, true},
+      {"the worktree base", [](setup& s) { edit_worktree(s, [](worktree_spec& w) { w.base = "dev"; }); }, true},
       {"no worktree", [](setup& s) { s.spec->worktree.reset(); }, true},
       {"the version", [](setup& s) { s.spec->cache->version = "2"; }, true},
   };

@@ -125,7 +125,8 @@ struct task_spec {
   std::optional<cache_spec> cache;         // command, compute and agent tasks
   std::vector<agent_spec> agents;          // agent: one, or a fallback chain
   std::string prompt;                      // agent: a template
-  std::optional<worktree_spec> worktree;   // command and agent tasks
+  // command and agent tasks; shared: rare, and a plan holds a spec per task
+  std::shared_ptr<const worktree_spec> worktree;
 };
 
 /// One node of a workflow tree. Tasks carry a task_spec; groups carry children.

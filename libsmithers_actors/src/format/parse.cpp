@@ -436,7 +436,7 @@ struct parser {
         ok = false;
       }
     }
-    spec.worktree = std::move(w);
+    spec.worktree = std::make_shared<const worktree_spec>(std::move(w));
     return ok;
   }
 

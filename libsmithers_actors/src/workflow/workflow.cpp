@@ -83,7 +83,7 @@ node& node::cache(cache_spec c) {
   return *this;
 }
 node& node::worktree(worktree_spec w) {
-  spec().worktree = std::move(w);
+  spec().worktree = std::make_shared<const worktree_spec>(std::move(w));
   return *this;
 }
 node& node::timeout_ms(std::int64_t ms) {
