@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <csignal>
 #include <sys/stat.h>
-#include <thread>
 
 using namespace smithers::system_test;
 using smithers::json;
@@ -53,24 +52,6 @@ json only_attempt(const sandbox& sb, const std::string& run, const std::string& 
   auto a = attempts_of(sb.inspect(run), node);
   REQUIRE(a.size() == 1);
   return a[0];
-}
-
-bool wait_for_file(const std::string& path, std::chrono::milliseconds limit) {
-  auto until = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < until) {
-    if (file_exists(path) && !read_file(path).empty()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds{20});
-  }
-  return false;
-}
-
-bool gone_within(pid_t pid, std::chrono::milliseconds limit) {
-  auto until = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < until) {
-    if (!process_alive(pid)) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds{20});
-  }
-  return !process_alive(pid);
 }
 
 std::string git_out(const std::string& repo, const std::vector<std::string>& args) {
@@ -309,7 +290,7 @@ TEST_CASE("an agent's timeout ends its whole process group") {
   CHECK(contains(a["error"]["message"], "agent \"sleepy\" timed out"));
   REQUIRE(file_exists(pidfile));
   pid_t child = std::stoi(read_file(pidfile));
-  CHECK(gone_within(child, std::chrono::milliseconds{5000}));
+  CHECK(eventually([&] { return !process_alive(child); }, std::chrono::seconds{5}));
 }
 
 TEST_CASE("cancelling a run ends its agent's process group") {
@@ -321,8 +302,8 @@ TEST_CASE("cancelling a run ends its agent's process group") {
       {"prompt", "take your time"}};
   sb.write("wf.json", workflow(task));
   auto run = sb.start({"run", "wf.json", "--run-id", "r1"});
-  REQUIRE(wait_for_file(pidfile, std::chrono::milliseconds{20000}));
-  pid_t child = std::stoi(read_file(pidfile));
+  REQUIRE(eventually([&] { return pid_from_file(pidfile) > 0; }, std::chrono::seconds{20}));
+  pid_t child = pid_from_file(pidfile);
   CHECK(process_alive(child));
   auto c = sb.cli({"cancel", "r1"});
   INFO(c);
@@ -330,7 +311,7 @@ TEST_CASE("cancelling a run ends its agent's process group") {
   auto res = run->wait();
   INFO(res);
   CHECK(res.exit_code == 2);
-  CHECK(gone_within(child, std::chrono::milliseconds{5000}));
+  CHECK(eventually([&] { return !process_alive(child); }, std::chrono::seconds{5}));
   CHECK(only_attempt(sb, "r1", "slow")["state"] == "cancelled");
 }
 
