@@ -10,7 +10,7 @@
 # A module may use what it lists and, through them, what they list (a module
 # listed by a module it uses need not be repeated). Lowest first.
 
-set(SMITHERS_MODULES util schema expr workflow scheduler format store executors admin core actors)
+set(SMITHERS_MODULES util schema expr workflow scheduler format store executors admin http core actors)
 
 # bounds checks, JSON parsing, ids, clock, hashing, subprocesses, the blocking
 # pool, and the out-of-line parts of the vocabulary headers (status names)
@@ -32,12 +32,15 @@ set(SMITHERS_USES_store util)
 set(SMITHERS_USES_executors workflow schema util)
 # stored runs for tools (include/smithers/admin.hpp)
 set(SMITHERS_USES_admin store util)
+# smithers serve's rules (who may read and act, status codes, SSE framing):
+# pure functions of headers, no HTTP library
+set(SMITHERS_USES_http util)
 # the run's state machine (run_core), recovery from stored rows, validation of
 # a run: no CAF, no SQLite. Of the store it may include only the plain
 # command and row structs (below), and does not link the store.
 set(SMITHERS_USES_core executors format scheduler workflow expr schema util)
 # the engine and the actors: the only module that includes <caf/...>
-set(SMITHERS_USES_actors core admin executors store format scheduler workflow expr schema util)
+set(SMITHERS_USES_actors core admin http executors store format scheduler workflow expr schema util)
 
 # Single headers of a module that another module may include without using
 # that module (plain data): SMITHERS_OPEN_HEADERS_<module that includes>.
@@ -54,6 +57,7 @@ set(SMITHERS_PUBLIC_HEADER_node_key util)
 set(SMITHERS_PUBLIC_HEADER_task workflow)
 set(SMITHERS_PUBLIC_HEADER_workflow workflow)
 set(SMITHERS_PUBLIC_HEADER_admin admin)
+set(SMITHERS_PUBLIC_HEADER_metrics admin)
 # Addresses and TLS files (plain data, checked in util); the worker node.
 set(SMITHERS_PUBLIC_HEADER_remote util)
 set(SMITHERS_PUBLIC_HEADER_worker actors)
@@ -68,4 +72,4 @@ set(SMITHERS_SQLITE_MODULE store)
 
 # The CLI (apps/smithers/) uses the public headers and, for workflow files and
 # templates, these modules; never the store or the actors' internals.
-set(SMITHERS_USES_cli format workflow expr schema util)
+set(SMITHERS_USES_cli http format workflow expr schema util)

@@ -39,6 +39,11 @@ inline constexpr const char* signal_timeout = "SIGNAL_TIMEOUT";
 inline constexpr const char* worker_lost = "WORKER_LOST";
 inline constexpr const char* worker_unavailable = "WORKER_UNAVAILABLE";
 inline constexpr const char* unauthorized = "UNAUTHORIZED";
+// smithers serve's refusals (docs/operations.md, "Serving").
+inline constexpr const char* forbidden = "FORBIDDEN";
+inline constexpr const char* not_found = "NOT_FOUND";
+inline constexpr const char* method_not_allowed = "METHOD_NOT_ALLOWED";
+inline constexpr const char* server_busy = "SERVER_BUSY";
 inline constexpr const char* agent_auth_failed = "AGENT_AUTH_FAILED";
 inline constexpr const char* worktree_create_failed = "WORKTREE_CREATE_FAILED";
 inline constexpr const char* db_error = "DB_ERROR";
@@ -82,6 +87,10 @@ inline constexpr code_traits error_codes[] = {
     {errc::run_resume_claim_failed, false, 4},
     {errc::resume_metadata_mismatch, false, 4},
     {errc::unauthorized, false, 4},
+    {errc::forbidden, false, 4},
+    {errc::not_found, false, 4},
+    {errc::method_not_allowed, false, 4},
+    {errc::server_busy, true, 1},
     // Ends of runs, and failures of the engine itself.
     {errc::run_cancelled, false, 2},
     {errc::loop_max_reached, false, 1},

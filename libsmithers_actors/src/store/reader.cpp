@@ -108,6 +108,57 @@ std::size_t reader::run_count(const std::string& status) const {
   return s.step() ? static_cast<std::size_t>(s.column_int(0)) : 0;
 }
 
+std::optional<std::int64_t> reader::last_frame(const std::string& run_id) const {
+  auto base = key_base(run_id);
+  if (!base) return std::nullopt;
+  statement s(db_.handle(), "SELECT max(frame_no) FROM frames WHERE id >= ?1 AND id < ?1 + ?2");
+  s.bind_int(1, *base);
+  s.bind_int(2, key_span);
+  if (!s.step() || s.column_is_null(0)) return std::nullopt;
+  return s.column_int(0);
+}
+
+std::int64_t reader::data_version() const {
+  statement s(db_.handle(), "PRAGMA data_version");
+  return s.step() ? s.column_int(0) : 0;
+}
+
+std::vector<run_row> reader::runs_page(const std::string& status, const std::string& workflow,
+                                       std::size_t limit, std::size_t offset) const {
+  std::string sql = std::string("SELECT ") + run_columns +
+                    " FROM runs WHERE (?3 = '' OR status = ?3) AND (?4 = '' OR workflow_name = ?4)"
+                    " ORDER BY created_ms DESC, rowid DESC LIMIT ?1 OFFSET ?2";
+  statement s(db_.handle(), sql);
+  s.bind_int(1, sql_limit(limit));
+  s.bind_int(2, sql_limit(offset));
+  s.bind_text_ref(3, status);
+  s.bind_text_ref(4, workflow);
+  std::vector<run_row> rows;
+  while (s.step())
+    rows.push_back(read_run(s));
+  return rows;
+}
+
+std::size_t reader::run_count(const std::string& status, const std::string& workflow) const {
+  statement s(db_.handle(), "SELECT count(*) FROM runs WHERE (?1 = '' OR status = ?1) AND "
+                            "(?2 = '' OR workflow_name = ?2)");
+  s.bind_text_ref(1, status);
+  s.bind_text_ref(2, workflow);
+  return s.step() ? static_cast<std::size_t>(s.column_int(0)) : 0;
+}
+
+std::vector<run_row> reader::runs_updated_since(std::int64_t since_ms, std::size_t limit) const {
+  std::string sql = std::string("SELECT ") + run_columns +
+                    " FROM runs WHERE updated_ms >= ?1 ORDER BY updated_ms, rowid LIMIT ?2";
+  statement s(db_.handle(), sql);
+  s.bind_int(1, since_ms);
+  s.bind_int(2, sql_limit(limit));
+  std::vector<run_row> rows;
+  while (s.step())
+    rows.push_back(read_run(s));
+  return rows;
+}
+
 std::vector<node_row> reader::nodes(const std::string& run_id) const {
   // A run's rows are its key range, in first-appearance order.
   auto base = key_base(run_id);

@@ -28,6 +28,18 @@ public:
   std::vector<run_row> runs(const std::string& status = "", std::size_t limit = 1000) const;
   /// How many runs there are (with that status; empty = all).
   std::size_t run_count(const std::string& status = "") const;
+  /// The run's newest frame number, nullopt before its first frame.
+  std::optional<std::int64_t> last_frame(const std::string& run_id) const;
+  /// PRAGMA data_version: changes when another connection commits.
+  std::int64_t data_version() const;
+  /// Newest first, filtered by status and workflow name (empty = any),
+  /// `offset` rows skipped.
+  std::vector<run_row> runs_page(const std::string& status, const std::string& workflow,
+                                 std::size_t limit, std::size_t offset) const;
+  std::size_t run_count(const std::string& status, const std::string& workflow) const;
+  /// Runs whose row changed at or after `since_ms` (updated_ms), oldest
+  /// change first, at most `limit`.
+  std::vector<run_row> runs_updated_since(std::int64_t since_ms, std::size_t limit) const;
   /// Ordered by (node_id, iteration) in insertion order of first appearance.
   std::vector<node_row> nodes(const std::string& run_id) const;
   /// Ordered by node, iteration, attempt.
