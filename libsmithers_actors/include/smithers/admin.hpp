@@ -55,6 +55,14 @@ run_driver driver_of(const run_info& run, std::chrono::milliseconds stale_after)
 /// liveness is known from its pid, not only from its heartbeat.
 bool owned_on_this_host(const run_info& run);
 
+/// A page of runs (run_store::runs): newest first.
+struct run_query {
+  std::string status;   // "" for all
+  std::string workflow; // a workflow name, "" for all
+  std::size_t limit = 100;
+  std::size_t offset = 0;
+};
+
 /// What run_store::cancel did.
 struct cancel_report {
   bool requested = false;   // a live owner was asked (it stops the run itself)
@@ -100,6 +108,14 @@ public:
   /// Newest first; `status` "" for all; at most `limit`.
   std::vector<run_info> runs(const std::string& status = "", std::size_t limit = 1000) const;
   std::size_t run_count(const std::string& status = "") const;
+  std::vector<run_info> runs(const run_query& q) const;
+  std::size_t run_count(const run_query& q) const;
+  /// Runs whose row changed (status, owner heartbeat) at or after
+  /// `since_ms`, oldest change first: for watching the list.
+  std::vector<run_info> runs_updated_since(std::int64_t since_ms, std::size_t limit) const;
+  /// A number that changes whenever any process commits to the database
+  /// (SQLite's data_version): a cheap "is there anything new to read?".
+  std::int64_t data_version() const;
   std::optional<run_info> find(const std::string& run_id) const;
   /// RUN_NOT_FOUND when there is no such run.
   run_info get(const std::string& run_id) const;
@@ -111,6 +127,10 @@ public:
   /// Event objects with seq > after_seq, ascending, at most `limit`.
   std::vector<json> events(const std::string& run_id, std::int64_t after_seq = -1,
                            std::size_t limit = 100000) const;
+  /// The run's latest frame: {"frame_no", "tree_hash", "tree" (the
+  /// rendered workflow tree), "states" ({node: state})}; all null before
+  /// its first frame. RUN_NOT_FOUND.
+  json latest_tree(const std::string& run_id) const;
   /// {"run_id", "parent_run_id", "frames" (each with "changed": {node:
   /// state}), "forks"}: `timeline --format json`.
   json timeline(const std::string& run_id) const;
@@ -143,6 +163,9 @@ public:
   fork_report fork(const std::string& run_id, std::int64_t frame_no,
                    const std::vector<std::string>& reset_nodes = {},
                    const std::string& new_run_id = "");
+
+  /// Database-wide figures for metrics (store/stats.hpp).
+  json stats() const;
 
 private:
   struct impl;

@@ -19,6 +19,8 @@
 
 namespace smithers {
 
+class metrics; // smithers/metrics.hpp
+
 /// A heartbeat this old marks a run's owner on another host as gone.
 inline constexpr std::chrono::milliseconds default_stale_after{30000};
 
@@ -54,6 +56,10 @@ struct engine_config {
   /// A connection to a worker that is not established (and greeted) within
   /// this long is given up and tried again later.
   std::chrono::milliseconds worker_connect_timeout{3000};
+  /// Where this engine counts what its runs do (every committed event) and
+  /// its commits, for a host's /metrics (metrics::text()): one may be
+  /// shared by several engines. Null: nothing is counted.
+  std::shared_ptr<smithers::metrics> metrics;
 };
 
 struct run_options {

@@ -4,6 +4,7 @@
 // resume.cpp, ownership and requests from other processes in ownership.cpp,
 // validation in run_validation.cpp, run handles in run_handle.cpp.
 #include <smithers/engine.hpp>
+#include <smithers/metrics.hpp>
 
 #include "actors/engine_impl.hpp"
 #include "actors/ownership.hpp"
@@ -62,6 +63,7 @@ void call_handler(const event_handler& h, const event& e) noexcept {
 // -- what the engine's parts share ---------------------------------------------
 
 void engine::impl::publish(const event& e) {
+  if (cfg.metrics) cfg.metrics->observe(e);
   std::vector<event_handler> hs;
   {
     std::lock_guard<std::mutex> lk(mtx);
@@ -217,7 +219,7 @@ engine::engine(engine_config cfg) : impl_(std::make_unique<impl>()) {
   }
   impl_->sys = std::make_unique<caf::actor_system>(impl_->sys_cfg);
   impl_->pool = std::make_unique<util::thread_pool>(c.blocking_threads ? c.blocking_threads : 64);
-  impl_->persistence = actors::spawn_persistence(*impl_->sys, impl_->db);
+  impl_->persistence = actors::spawn_persistence(*impl_->sys, impl_->db, c.metrics);
   impl_->owner_id = util::make_owner_id();
   if (!workers.empty()) {
     actors::worker_pool_config wc;

@@ -4,7 +4,11 @@
 #include "store/reader.hpp"
 #include "store/writer.hpp"
 
+#include <smithers/metrics.hpp>
+
 #include <spdlog/spdlog.h>
+
+#include <chrono>
 
 namespace smithers::actors {
 
@@ -19,6 +23,7 @@ struct pending_batch {
 struct persistence_state {
   std::shared_ptr<store::database> db;
   std::unique_ptr<store::writer> writer;
+  std::shared_ptr<metrics> counted; // null: not counted
   std::vector<pending_batch> pending;
   bool flush_queued = false;
   static inline const char* name = "smithers.persistence";
@@ -39,6 +44,15 @@ error to_error(const std::exception& e) {
   return error{errc::db_error, e.what()};
 }
 
+// Applies `commands` batches in one transaction, timed for the metrics.
+template <class F> void timed_commit(persistence_state& st, std::size_t commands, F apply) {
+  if (!st.counted) return apply();
+  auto t0 = std::chrono::steady_clock::now();
+  apply();
+  st.counted->observe_commit(commands, std::chrono::duration_cast<std::chrono::microseconds>(
+                                           std::chrono::steady_clock::now() - t0));
+}
+
 // Commits everything that queued up since the last flush as one transaction.
 // If that fails, retries each batch alone so one bad batch cannot fail others.
 void flush(caf::stateful_actor<persistence_state>* self) {
@@ -49,10 +63,13 @@ void flush(caf::stateful_actor<persistence_state>* self) {
   work.swap(st.pending);
   std::vector<const std::vector<store::command>*> all;
   all.reserve(work.size());
-  for (const auto& b : work)
+  std::size_t commands = 0;
+  for (const auto& b : work) {
     all.push_back(&b.batch->commands);
+    commands += b.batch->commands.size();
+  }
   try {
-    st.writer->apply_all(all);
+    timed_commit(st, commands, [&] { st.writer->apply_all(all); });
     for (const auto& b : work)
       reply(self, b, nullptr);
     return;
@@ -70,7 +87,7 @@ void flush(caf::stateful_actor<persistence_state>* self) {
   }
   for (const auto& b : work) {
     try {
-      st.writer->apply(b.batch->commands);
+      timed_commit(st, b.batch->commands.size(), [&] { st.writer->apply(b.batch->commands); });
       reply(self, b, nullptr);
     } catch (const std::exception& e) {
       auto err = to_error(e);
@@ -81,8 +98,9 @@ void flush(caf::stateful_actor<persistence_state>* self) {
 }
 
 caf::behavior persistence(caf::stateful_actor<persistence_state>* self,
-                          std::shared_ptr<store::database> db) {
+                          std::shared_ptr<store::database> db, std::shared_ptr<metrics> m) {
   self->state.db = std::move(db);
+  self->state.counted = std::move(m);
   self->state.writer = std::make_unique<store::writer>(*self->state.db);
   return {
       [=](write_atom, std::uint64_t id, const write_batch_ptr& batch) {
@@ -134,14 +152,15 @@ caf::behavior persistence(caf::stateful_actor<persistence_state>* self,
 
 } // namespace
 
-caf::actor spawn_persistence(caf::actor_system& sys, std::shared_ptr<store::database> db) {
+caf::actor spawn_persistence(caf::actor_system& sys, std::shared_ptr<store::database> db,
+                             std::shared_ptr<metrics> m) {
   // A scheduled actor, not a detached thread: a supervisor's write and the
   // commit's ack then stay on one worker with no thread wake-up in between,
   // which was most of the cost of each step of a sequence. A commit holds
   // its worker only for the commit (WAL with synchronous=NORMAL syncs only
   // at checkpoints); it is one actor, so at most one worker is ever in
   // SQLite, and the other workers steal what queues up behind it.
-  return sys.spawn(persistence, std::move(db));
+  return sys.spawn(persistence, std::move(db), std::move(m));
 }
 
 } // namespace smithers::actors

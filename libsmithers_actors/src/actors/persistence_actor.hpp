@@ -17,8 +17,14 @@
 
 #include <memory>
 
+namespace smithers {
+class metrics;
+}
+
 namespace smithers::actors {
 
-caf::actor spawn_persistence(caf::actor_system& sys, std::shared_ptr<store::database> db);
+/// `m` (may be null) is told of every commit: its size and how long it took.
+caf::actor spawn_persistence(caf::actor_system& sys, std::shared_ptr<store::database> db,
+                             std::shared_ptr<metrics> m = nullptr);
 
 } // namespace smithers::actors

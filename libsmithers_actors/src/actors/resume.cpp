@@ -3,15 +3,16 @@
 // recovered state.
 #include "actors/engine_impl.hpp"
 #include "actors/ownership.hpp"
-#include "core/recovery.hpp"
-#include "core/recovery.hpp"
 #include "actors/run_handle.hpp"
+#include "core/recovery.hpp"
 #include "core/run_validation.hpp"
 #include "store/cancel.hpp"
 #include "store/writer.hpp"
 #include "util/clock.hpp"
 #include "util/ids.hpp"
 #include "util/owner.hpp"
+
+#include <smithers/metrics.hpp>
 
 #include <unistd.h>
 
@@ -104,6 +105,8 @@ run_handle engine::resume(std::shared_ptr<const workflow> wf, const std::string&
     handover = true;
   }
   const store::run_row& run = *snap->run;
+  // A resumed run's events do not name its workflow; its metrics do.
+  if (im.cfg.metrics) im.cfg.metrics->note_run(run_id, run.workflow_name);
 
   // A failed or cancelled run driven again (docs/waiting.md, "Retrying").
   auto stored_status = run_status_from(run.status);

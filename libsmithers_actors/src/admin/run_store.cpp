@@ -1,6 +1,7 @@
 #include <smithers/admin.hpp>
 #include <smithers/node_key.hpp>
 
+#include "admin/run_store_impl.hpp"
 #include "store/cancel.hpp"
 #include "store/database.hpp"
 #include "store/fork.hpp"
@@ -112,11 +113,6 @@ bool owned_on_this_host(const run_info& run) {
   return owner && owner->host == util::host_name();
 }
 
-struct run_store::impl {
-  std::string path;
-  store::database db;
-};
-
 run_store::run_store(std::unique_ptr<impl> im) : impl_(std::move(im)) {}
 run_store::run_store(run_store&&) noexcept = default;
 run_store& run_store::operator=(run_store&&) noexcept = default;
@@ -145,6 +141,29 @@ std::vector<run_info> run_store::runs(const std::string& status, std::size_t lim
 
 std::size_t run_store::run_count(const std::string& status) const {
   return store::reader{impl_->db}.run_count(status);
+}
+
+std::vector<run_info> run_store::runs(const run_query& q) const {
+  std::vector<run_info> out;
+  for (const auto& r : store::reader{impl_->db}.runs_page(q.status, q.workflow, q.limit, q.offset))
+    out.push_back(from_row(r));
+  return out;
+}
+
+std::size_t run_store::run_count(const run_query& q) const {
+  return store::reader{impl_->db}.run_count(q.status, q.workflow);
+}
+
+std::vector<run_info> run_store::runs_updated_since(std::int64_t since_ms,
+                                                    std::size_t limit) const {
+  std::vector<run_info> out;
+  for (const auto& r : store::reader{impl_->db}.runs_updated_since(since_ms, limit))
+    out.push_back(from_row(r));
+  return out;
+}
+
+std::int64_t run_store::data_version() const {
+  return store::reader{impl_->db}.data_version();
 }
 
 std::optional<run_info> run_store::find(const std::string& run_id) const {
@@ -250,6 +269,22 @@ std::vector<json> run_store::events(const std::string& run_id, std::int64_t afte
   std::vector<json> out;
   for (auto& e : store::reader{impl_->db}.events(run_id, after_seq, limit))
     out.push_back(std::move(e.payload));
+  return out;
+}
+
+json run_store::latest_tree(const std::string& run_id) const {
+  get(run_id);
+  store::reader rd{impl_->db};
+  json out = {
+      {"frame_no", nullptr}, {"tree_hash", nullptr}, {"tree", nullptr}, {"states", nullptr}};
+  auto last = rd.last_frame(run_id);
+  if (!last) return out;
+  json snap = rd.snapshot_at(run_id, *last);
+  if (snap.is_null()) return out;
+  out["frame_no"] = snap["frame_no"];
+  out["tree_hash"] = snap["tree_hash"];
+  out["states"] = snap["states"];
+  if (snap["tree_hash"].is_string()) out["tree"] = rd.tree(snap["tree_hash"].get<std::string>());
   return out;
 }
 
