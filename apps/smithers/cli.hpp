@@ -52,6 +52,8 @@ void add_worker_options(CLI::App* cmd, globals& g);
 void check_worker_options(const globals& g);
 /// `smithers cache clear`.
 void add_cache_command(CLI::App& app, const globals& g, int& result);
+/// `smithers serve`: the runs over HTTP.
+void add_serve_command(CLI::App& app, const globals& g, int& result);
 /// `smithers worker`: serve tasks for owners elsewhere.
 void add_worker_command(CLI::App& app, const globals& g, int& result);
 

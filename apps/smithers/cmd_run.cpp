@@ -26,6 +26,7 @@ void add_run_command(CLI::App& app, const globals& g, int& result) {
     std::string run_id;
     std::string max_concurrency;
     std::string max_output_bytes;
+    bool wait = false;
   };
   auto args = std::make_shared<run_args>();
   auto* cmd = app.add_subcommand("run", "start a run and drive it until it ends");
@@ -36,6 +37,8 @@ void add_run_command(CLI::App& app, const globals& g, int& result) {
                              "tasks in flight at most (overrides the workflow)");
   auto* mob = cmd->add_option("--max-output-bytes", args->max_output_bytes,
                               "largest task output, serialized (default 4 MiB; kept by resumes)");
+  cmd->add_flag("--wait", args->wait,
+                "keep waiting in the foreground for approvals and signals (no exit 3)");
   cmd->callback([&g, &result, args, mc, mob, rid] {
     check_worker_options(g);
     // Given but empty is a bad id, not "generate one".
@@ -69,8 +72,9 @@ void add_run_command(CLI::App& app, const globals& g, int& result) {
                              "a run with id \"" + opts.run_id + "\" already exists");
     }
 
-    // Waiting for a person or a signal, the run is let go of (exit 3).
-    opts.release_when_waiting = true;
+    // Waiting for a person or a signal, the run is let go of (exit 3),
+    // unless --wait keeps driving it here.
+    opts.release_when_waiting = !args->wait;
     result = drive(g, [&](engine& eng, event_handler on_event) {
       opts.on_event = std::move(on_event);
       return eng.start(std::make_shared<const workflow>(std::move(*parsed.wf)), opts);

@@ -155,6 +155,7 @@ int run_cli(int argc, char** argv) {
   add_wait_commands(app, g, result);
   add_worker_command(app, g, result);
   add_cache_command(app, g, result);
+  add_serve_command(app, g, result);
   for (const char* name : {"run", "resume", "fork", "supervise"})
     add_worker_options(app.get_subcommand(name), g);
 

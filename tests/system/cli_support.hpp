@@ -233,6 +233,34 @@ public:
   /// Sends a signal to the process itself (not its group).
   void signal(int sig) const { ::kill(pid_, sig); }
 
+  /// Reads stdout until it holds `needle` or `limit` passes (what was read
+  /// stays in wait()'s result); whether it came. For a server's first line.
+  bool await_output(const std::string& needle, std::chrono::milliseconds limit) {
+    auto until = std::chrono::steady_clock::now() + limit;
+    char buf[4096];
+    while (out_fd_ >= 0 && res_.out.find(needle) == std::string::npos) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      until - std::chrono::steady_clock::now())
+                      .count();
+      if (left <= 0) break;
+      pollfd p{out_fd_, POLLIN, 0};
+      int n = ::poll(&p, 1, static_cast<int>(left));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      ssize_t r = ::read(out_fd_, buf, sizeof buf);
+      if (r > 0) {
+        res_.out.append(buf, static_cast<std::size_t>(r));
+      } else if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
+        ::close(out_fd_);
+        out_fd_ = -1;
+      }
+    }
+    return res_.out.find(needle) != std::string::npos;
+  }
+
+  /// What stdout held so far (await_output).
+  const std::string& output_so_far() const { return res_.out; }
+
   /// Collects the output until the process ends (or the timeout).
   command_result wait() {
     if (waited_) return res_;
