@@ -4,7 +4,9 @@
 // the token and origin rules, and the metrics text.
 #include "system/serve_support.hpp"
 
+#include <algorithm>
 #include <atomic>
+#include <mutex>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -441,4 +443,55 @@ TEST_CASE("serve: the page is served from the binary and fetches nothing from el
     INFO(outside);
     CHECK(!contains(page->body, outside));
   }
+}
+
+TEST_CASE("serve: the runs list stream sends the newest runs, then each change") {
+  sandbox sb;
+  sb.write("hello.json", hello_workflow());
+  sb.write("gated.json", gated_workflow());
+  REQUIRE(sb.cli({"run", "hello.json", "--run-id", "old"}).exit_code == 0);
+  serving srv{sb};
+
+  // Read the stream until `done` says enough (it never ends by itself).
+  std::string text;
+  std::mutex mtx;
+  std::atomic<bool> stop{false};
+  auto c = srv.client();
+  std::thread reader([&] {
+    c->Get("/v1/events", [&](const char* data, std::size_t n) {
+      std::lock_guard<std::mutex> lk(mtx);
+      text.append(data, n);
+      return !stop.load();
+    });
+  });
+  auto seen = [&](const std::string& run, const std::string& status) {
+    std::lock_guard<std::mutex> lk(mtx);
+    for (const auto& m : parse_sse(text))
+      if (m.type == "run") {
+        auto j = json::parse(m.data);
+        if (j["run_id"] == run && j["status"] == status) return true;
+      }
+    return false;
+  };
+  auto ready = [&] {
+    std::lock_guard<std::mutex> lk(mtx);
+    return contains(text, "event: ready");
+  };
+  CHECK(eventually(ready));
+  CHECK(seen("old", "finished"));
+
+  // A run started after the stream opened: its changes come as they happen.
+  REQUIRE(sb.cli({"run", "gated.json", "--run-id", "new"}).exit_code == 3);
+  CHECK(eventually([&] { return seen("new", "waiting-approval"); }));
+  REQUIRE(sb.cli({"cancel", "new"}).exit_code == 0);
+  CHECK(eventually([&] { return seen("new", "cancelled"); }));
+  stop = true;
+  c->stop(); // ends the read now, not at the next keep-alive
+  reader.join();
+  std::lock_guard<std::mutex> lk(mtx);
+  auto messages = parse_sse(text);
+  // Each change once: "old" was sent with the first list and not again.
+  CHECK(std::count_if(messages.begin(), messages.end(), [](const sse_message& m) {
+          return m.type == "run" && json::parse(m.data)["run_id"] == "old";
+        }) == 1);
 }

@@ -262,6 +262,7 @@ void server::impl::run_events(const httplib::Request& req, httplib::Response& re
 void server::impl::list_events(const httplib::Request&, httplib::Response& res) {
   if (!take_stream(res)) return;
   struct state {
+    std::optional<run_store> store; // opened once the database exists
     std::int64_t version = -1;
     std::int64_t since_ms = 0;
     std::map<std::string, std::int64_t> sent; // run -> updated_ms sent, at since_ms
@@ -276,36 +277,47 @@ void server::impl::list_events(const httplib::Request&, httplib::Response& res) 
       [this, st](std::size_t, httplib::DataSink& sink) {
         if (stopping) return false;
         auto now = std::chrono::steady_clock::now();
-        auto s = store();
-        auto version = s ? s->data_version() : -1;
+        if (!st->store) st->store = store();
         bool wrote = false;
         auto send = [&](const run_info& r) {
           auto text = http::sse_event(std::to_string(r.updated_ms), "run", dumped(r.to_json()));
           wrote = true;
           return sink.write(text.data(), text.size());
         };
-        if (s && (st->first || version != st->version)) {
-          st->version = version;
-          std::vector<run_info> changed;
+        if (st->store) {
+          auto& s = *st->store;
+          auto version = s.data_version();
           if (st->first) {
-            changed = s->runs(run_query{"", "", list_stream_first, 0});
-            std::reverse(changed.begin(), changed.end());
-            for (const auto& r : changed)
+            st->version = version;
+            auto newest = s.runs(run_query{"", "", list_stream_first, 0});
+            std::reverse(newest.begin(), newest.end());
+            for (const auto& r : newest) {
+              if (!send(r)) return false;
               st->since_ms = std::max(st->since_ms, r.updated_ms);
-          } else {
-            changed = s->runs_updated_since(st->since_ms, 1000);
-          }
-          for (const auto& r : changed) {
-            // Rows changed in the same millisecond as the last one sent
-            // come again with >=: each is sent once per change.
-            auto it = st->sent.find(r.run_id);
-            if (!st->first && it != st->sent.end() && it->second == r.updated_ms) continue;
-            if (!send(r)) return false;
-            if (r.updated_ms > st->since_ms) {
-              st->since_ms = r.updated_ms;
-              st->sent.clear();
             }
-            if (r.updated_ms == st->since_ms) st->sent[r.run_id] = r.updated_ms;
+            for (const auto& r : newest)
+              if (r.updated_ms == st->since_ms) st->sent[r.run_id] = r.updated_ms;
+          } else if (version != st->version) {
+            st->version = version;
+            // Oldest change first; a page at a time while the watermark moves.
+            constexpr std::size_t page = 1000;
+            for (;;) {
+              auto before = st->since_ms;
+              auto changed = s.runs_updated_since(st->since_ms, page);
+              for (const auto& r : changed) {
+                // Rows changed in the millisecond of the last one sent come
+                // again with >=: each change is sent once.
+                auto it = st->sent.find(r.run_id);
+                if (it != st->sent.end() && it->second == r.updated_ms) continue;
+                if (!send(r)) return false;
+                if (r.updated_ms > st->since_ms) {
+                  st->since_ms = r.updated_ms;
+                  st->sent.clear();
+                }
+                st->sent[r.run_id] = r.updated_ms;
+              }
+              if (changed.size() < page || st->since_ms == before) break;
+            }
           }
         }
         if (st->first) {
