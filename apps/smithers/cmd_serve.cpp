@@ -30,6 +30,7 @@ void add_serve_command(CLI::App& app, const globals& g, int& result) {
     if (auto err = check_db_path(g.db)) throw smithers_error(*err);
     serve::server_options opts;
     opts.db_path = g.db;
+    opts.command = smithers_command(g);
     opts.listen = parse_endpoint(a->listen, "--listen", true);
     opts.token = a->token;
     if (token->count() == 0)

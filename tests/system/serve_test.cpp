@@ -2,6 +2,7 @@
 // runs over HTTP"): every endpoint, every refusal with its code and status,
 // Server-Sent Events that follow a live run and resume from Last-Event-ID,
 // the token and origin rules, and the metrics text.
+#include "support/exposition.hpp"
 #include "system/serve_support.hpp"
 
 #include <algorithm>
@@ -309,6 +310,7 @@ TEST_CASE("serve: signal, deny and cancel over HTTP") {
   auto srec = body_json(sig);
   CHECK(sig->status == 200);
   CHECK(srec["needs_resume"] == true);
+  CHECK(contains(srec.value("continue_with", std::string{}), "resume s1"));
   auto resumed = sb.cli({"resume", "s1"});
   INFO(resumed);
   CHECK(resumed.exit_code == 0);
@@ -494,4 +496,28 @@ TEST_CASE("serve: the runs list stream sends the newest runs, then each change")
   CHECK(std::count_if(messages.begin(), messages.end(), [](const sse_message& m) {
           return m.type == "run" && json::parse(m.data)["run_id"] == "old";
         }) == 1);
+}
+
+TEST_CASE("serve: /metrics is Prometheus text with the database's figures") {
+  sandbox sb;
+  sb.write("hello.json", hello_workflow());
+  sb.write("gated.json", gated_workflow());
+  for (const char* id : {"r1", "r2"})
+    REQUIRE(sb.cli({"run", "hello.json", "--run-id", id}).exit_code == 0);
+  REQUIRE(sb.cli({"run", "gated.json", "--run-id", "g1"}).exit_code == 3);
+  serving srv{sb};
+  auto c = srv.client();
+  auto r = c->Get("/metrics");
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  CHECK(r->get_header_value("Content-Type").find("text/plain; version=0.0.4") == 0);
+  INFO(r->body);
+  auto x = test_support::parse_exposition(r->body); // throws on any malformed line
+  CHECK(x.at(R"(smithers_db_runs{workflow="hello",status="finished"})") == 2);
+  CHECK(x.at(R"(smithers_db_runs{workflow="gated",status="waiting-approval"})") == 1);
+  CHECK(x.at(R"(smithers_db_attempts{state="finished"})") == 3); // greet twice, build
+  CHECK(x.at("smithers_db_tasks_in_flight") == 0);
+  // serve drives no runs: its own counters stay at zero.
+  CHECK(x.at("smithers_tasks_started_total") == 0);
+  CHECK(x.types.at("smithers_db_attempt_duration_seconds") == "histogram");
 }

@@ -1,5 +1,7 @@
 #include "serve/server.hpp"
 
+#include "cli.hpp"
+
 #include "http/guard.hpp"
 #include "util/json_parse.hpp"
 
@@ -169,6 +171,11 @@ struct server::impl {
           }
       throw;
     }
+  }
+
+  // What continues a run nobody drives, as the CLI says it.
+  std::string resume_command(const std::string& run_id) const {
+    return opts.command + " resume " + cli::shell_word(run_id);
   }
 
   void routes();
@@ -479,6 +486,7 @@ void server::impl::routes() {
                             {"needs_resume", rep.needs_resume},
                             {"node_id", rep.node_id},
                             {"iteration", rep.iteration}};
+                if (rep.needs_resume) out["continue_with"] = resume_command(id);
                 send_json(res, 200, out);
               }));
   }
@@ -492,12 +500,13 @@ void server::impl::routes() {
               inbox_report rep;
               act(id, res, [&] { rep = s.signal(id, name, data); });
               if (res.status >= 400) return;
-              send_json(res, 200,
-                        {{"run_id", id},
-                         {"recorded", "signal \"" + name + "\""},
-                         {"inbox_id", rep.id},
-                         {"run_status", rep.run.status},
-                         {"needs_resume", rep.needs_resume}});
+              json out = {{"run_id", id},
+                          {"recorded", "signal \"" + name + "\""},
+                          {"inbox_id", rep.id},
+                          {"run_status", rep.run.status},
+                          {"needs_resume", rep.needs_resume}};
+              if (rep.needs_resume) out["continue_with"] = resume_command(id);
+              send_json(res, 200, out);
             }));
 
   // A known path with the wrong method: 405 with what it takes.

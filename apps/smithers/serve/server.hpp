@@ -17,6 +17,9 @@ struct server_options {
   std::string db_path = "smithers.db";
   endpoint listen{"127.0.0.1", 7331};
   std::string token; // "" for none (loopback only)
+  /// How a user runs smithers on this database ("smithers --db F"): the
+  /// start of the command a response suggests when a run needs a resume.
+  std::string command = "smithers";
 };
 
 class server {
