@@ -84,7 +84,9 @@ TEST_CASE("a mutating request must come from the server's own origin", "[http]")
       {"", "cross-site", "127.0.0.1:7331", false},
       {"", "same-site", "127.0.0.1:7331", false},
       {"null", "", "127.0.0.1:7331", false},
-      {"https://127.0.0.1:7331", "", "127.0.0.1:7331", false},
+      {"https://runs.example.com", "", "runs.example.com", true}, // behind a TLS proxy
+      {"https://evil.example", "", "runs.example.com", false},
+      {"ftp://127.0.0.1:7331", "", "127.0.0.1:7331", false},
       {"http://127.0.0.1:7331", "", "", false},
       {"http://127.0.0.1:73311", "", "127.0.0.1:7331", false},
   };

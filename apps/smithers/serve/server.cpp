@@ -16,8 +16,11 @@
 #include <atomic>
 #include <chrono>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <thread>
+
+#include <sys/socket.h>
 
 namespace smithers::embedded {
 std::string_view dashboard_page(); // dashboard_page.cpp, made from serve/dashboard.html
@@ -31,9 +34,9 @@ using namespace std::chrono_literals;
 
 // How often a stream looks for what is new (one cheap PRAGMA when nothing
 // is), and how long it stays silent before a keep-alive comment, which is
-// also how it notices a client that has gone.
+// also how it notices a client that has gone (and frees its slot).
 constexpr auto stream_poll = 200ms;
-constexpr auto stream_keepalive = 15s;
+constexpr auto stream_keepalive = 5s;
 // Each open stream holds one of the server's threads: at most this many
 // streams, so requests always find a thread.
 constexpr int max_streams = 48;
@@ -130,7 +133,11 @@ struct server::impl {
   httplib::Server http;
   std::atomic<bool> stopping{false};
   std::atomic<int> streams{0};
-  metrics process_metrics; // serve drives no runs: the store's figures are the rest
+  // serve drives no runs: its metrics are the database's, read on one
+  // connection kept for scrapes so the figures' cache holds across them.
+  metrics db_metrics;
+  std::mutex metrics_mtx;
+  std::optional<run_store> metrics_store;
 
   explicit impl(server_options o) : opts(std::move(o)) {
     policy.token = opts.token;
@@ -397,8 +404,9 @@ void server::impl::routes() {
     send_json(res, 200, {{"status", "ok"}});
   });
   http.Get("/metrics", guarded([this](const httplib::Request&, httplib::Response& res) {
-             auto s = store();
-             res.set_content(s ? process_metrics.text(*s) : process_metrics.text(),
+             std::lock_guard<std::mutex> lk(metrics_mtx);
+             if (!metrics_store) metrics_store = store();
+             res.set_content(metrics_store ? db_metrics.database_text(*metrics_store) : "",
                              "text/plain; version=0.0.4; charset=utf-8");
            }));
   http.Get("/v1/runs", guarded([this](const httplib::Request& req, httplib::Response& res) {
@@ -517,13 +525,19 @@ void server::impl::routes() {
                             req.method + " " + req.path + " is not served; use " + allow});
     };
   };
-  for (const char* p : {R"(/v1/runs/([^/]+)/(cancel|approve|deny|signal))"})
-    http.Get(p, wrong_method("POST"));
+  const char* action = R"(/v1/runs/([^/]+)/(cancel|approve|deny|signal))";
+  http.Get(action, wrong_method("POST"));
+  http.Put(action, wrong_method("POST"));
+  http.Delete(action, wrong_method("POST"));
+  http.Patch(action, wrong_method("POST"));
+  http.Options(action, wrong_method("POST"));
   for (const char* p : {"/v1/runs", R"(/v1/runs/([^/]+))", R"(/v1/runs/([^/]+)/(events|tree))",
                         "/v1/events", "/metrics", "/healthz", "/"}) {
     http.Post(p, wrong_method("GET"));
     http.Put(p, wrong_method("GET"));
     http.Delete(p, wrong_method("GET"));
+    http.Patch(p, wrong_method("GET"));
+    http.Options(p, wrong_method("GET"));
   }
 }
 
@@ -531,6 +545,13 @@ server::server(server_options opts) : impl_(std::make_unique<impl>(std::move(opt
   auto& h = impl_->http;
   h.new_task_queue = [] { return new httplib::ThreadPool(server_threads); };
   h.set_payload_max_length(max_body_bytes);
+  // httplib's default adds SO_REUSEPORT, which lets a second server bind the
+  // same port and split the connections: only SO_REUSEADDR (a restart may
+  // reuse a port in TIME_WAIT).
+  h.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   h.set_read_timeout(10, 0);
   h.set_write_timeout(10, 0);
   h.set_keep_alive_timeout(5);

@@ -77,6 +77,9 @@ public:
   /// smithers_db_read_errors_total and shows the last figures read. The
   /// store is used on the calling thread, like any run_store call.
   std::string text(const run_store& store) const;
+  /// Only the database-wide series (what text(store) adds to text()): for a
+  /// process that drives no runs, whose own series would all be zero.
+  std::string database_text(const run_store& store) const;
 
 private:
   struct impl;

@@ -679,7 +679,11 @@ std::string metrics::text() const {
 }
 
 std::string metrics::text(const run_store& store) const {
-  std::string out = text();
+  return text() + database_text(store);
+}
+
+std::string metrics::database_text(const run_store& store) const {
+  std::string out;
   std::lock_guard<std::mutex> lock(impl_->db_mu);
   auto& im = *impl_;
   auto now = std::chrono::steady_clock::now();

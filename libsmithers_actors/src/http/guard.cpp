@@ -75,11 +75,12 @@ bool loopback_host_header(std::string_view host, std::uint16_t port) {
 bool same_origin(std::string_view origin, std::string_view fetch_site, std::string_view host) {
   if (!fetch_site.empty() && fetch_site != "same-origin" && fetch_site != "none") return false;
   if (origin.empty()) return true;
-  // "null" (a sandboxed frame, a file: page) is never our page.
-  constexpr std::string_view scheme = "http://";
-  if (origin.size() <= scheme.size() || !iequals(origin.substr(0, scheme.size()), scheme))
-    return false;
-  return !host.empty() && iequals(origin.substr(scheme.size()), host);
+  // "null" (a sandboxed frame, a file: page) is never our page. https: is
+  // the page reached through a TLS proxy that keeps the Host header.
+  for (std::string_view scheme : {"http://", "https://"})
+    if (origin.size() > scheme.size() && iequals(origin.substr(0, scheme.size()), scheme))
+      return !host.empty() && iequals(origin.substr(scheme.size()), host);
+  return false;
 }
 
 verdict check_request(const request_facts& req, const serve_policy& policy) {

@@ -50,8 +50,8 @@ bool bearer_matches(std::string_view authorization, std::string_view token);
 bool loopback_host_header(std::string_view host, std::uint16_t port);
 
 /// Whether a mutating request comes from the server's own page: an Origin,
-/// when sent, must be "http://" + Host; a Sec-Fetch-Site, when sent, must be
-/// same-origin or none. Requests from tools (curl, the CLI) send neither.
+/// when sent, must be "http://" or "https://" (a TLS proxy) + Host; a Sec-Fetch-Site, when sent,
+/// must be same-origin or none. Requests from tools (curl, the CLI) send neither.
 bool same_origin(std::string_view origin, std::string_view fetch_site, std::string_view host);
 
 /// The HTTP status for a smithers error code (docs/reference.md#error-codes).
