@@ -1,5 +1,7 @@
 #include "store/checkpointer.hpp"
 
+#include "util/fault.hpp"
+
 #include "store/database.hpp"
 #include "store/wal_vfs.hpp"
 
@@ -79,10 +81,21 @@ void checkpointer::run() {
     wanted_ = false;
     running_ = true;
     lk.unlock();
-    int rc = sqlite3_wal_checkpoint_v2(own_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    // A fault here (util/fault.hpp) is a checkpoint that failed, or a crash
+    // in the middle of one.
+    bool injected = false;
+    try {
+      util::fault_point("store.checkpoint");
+    } catch (const std::exception& e) {
+      injected = true;
+      spdlog::warn("background WAL checkpoint failed: {}", e.what());
+    }
+    int rc = injected ? SQLITE_IOERR
+                      : sqlite3_wal_checkpoint_v2(own_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr,
+                                                  nullptr);
     if (rc == SQLITE_OK)
       background_done_.fetch_add(1);
-    else if (rc != SQLITE_BUSY) // BUSY: another connection is checkpointing
+    else if (rc != SQLITE_BUSY && !injected) // BUSY: another connection is checkpointing
       spdlog::warn("background WAL checkpoint failed: {}", sqlite3_errmsg(own_));
     lk.lock();
     running_ = false;

@@ -1,5 +1,7 @@
 #include "store/writer.hpp"
 
+#include "util/fault.hpp"
+
 #include "store/reader.hpp"
 #include "util/json_text.hpp"
 
@@ -861,7 +863,9 @@ void writer::apply_all(const std::vector<const std::vector<command>*>& batches) 
     total += b->size();
   if (total == 0) return;
   impl& w = *impl_;
+  bool faults = util::faults_armed();
   try {
+    if (faults) util::fault_point("store.begin");
     w.exec(w.begin_);
   } catch (const smithers_error& e) {
     throw smithers_error(errc::db_error, "cannot begin a write transaction: " + e.err().message);
@@ -872,10 +876,16 @@ void writer::apply_all(const std::vector<const std::vector<command>*>& batches) 
     for (const auto* b : batches)
       for (const auto& c : *b) {
         current = &c;
+        if (faults) {
+          // "store.write.insert_attempt" (an attempt's start), ".finish_attempt" (its output), ...
+          auto what = std::visit(describe{}, c);
+          util::fault_point("store.write." + what.substr(0, what.find(' ')));
+        }
         std::visit(w, c);
         ++i;
       }
     current = nullptr;
+    if (faults) util::fault_point("store.commit");
     w.exec(w.commit_);
   } catch (const std::exception& e) {
     // Build the message before rolling back: ROLLBACK resets sqlite3_errmsg.
@@ -892,6 +902,8 @@ void writer::apply_all(const std::vector<const std::vector<command>*>& batches) 
     if (se && se->code() != errc::db_error) throw smithers_error(se->err());
     throw smithers_error(errc::db_error, std::move(message));
   }
+  // Committed, not yet reported: a crash here loses only the reply.
+  if (faults) util::fault_point("store.committed");
 }
 
 } // namespace smithers::store

@@ -1,0 +1,284 @@
+// Seeded fault injection through the smithers binary (docs/testing.md,
+// "Fault injection"): random workflows (sequence, parallel, loop, branch,
+// for_each, retries) run under a fault schedule at the store's named points
+// (util/fault.hpp) — a failed write, SQLITE_BUSY, a full disk, or the
+// process exiting on the spot — then resumed without faults until they end.
+// After each, the invariants: the run finished with the outputs of a
+// fault-free run, no attempt is left in progress, events have no gaps,
+// every execution had its attempt committed before it started, and no
+// node finished twice or ran again once finished.
+//
+// SMITHERS_FAULT_SCHEDULES=N runs N schedules (default 40, well under a minute on an idle machine);
+// SMITHERS_FAULT_SEED=S runs the one schedule S (what a failure prints).
+#include "system/cli_support.hpp"
+
+#include <cstdlib>
+#include <map>
+#include <random>
+#include <set>
+#include <sstream>
+#include <string_view>
+
+using namespace smithers::system_test;
+using smithers::json;
+
+namespace {
+
+/// A random workflow of `seed`; its command tasks log each execution
+/// ("node iteration attempt") to `log`.
+class workflow_maker {
+public:
+  workflow_maker(std::uint64_t seed, std::string log) : rng_(seed), log_(std::move(log)) {}
+
+  json make() {
+    json root = {{"sequence", json::array()}};
+    int n = pick(2, 4);
+    for (int i = 0; i < n; ++i)
+      root["sequence"].push_back(node(0));
+    return {{"name", "faults"}, {"root", root}};
+  }
+
+private:
+  int pick(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng_); }
+  std::string fresh(const char* prefix) { return prefix + std::to_string(next_++); }
+
+  // A command that logs its execution and prints {"n": K}; with `flaky`
+  // its first attempt fails (and "retries": 1 lets the second succeed).
+  json command(const std::string& id, int k, bool flaky) {
+    std::string script = "echo \"$1 $2 $3\" >> '" + log_ + "'; ";
+    if (flaky) script += "[ \"$3\" -lt 2 ] && exit 1; ";
+    script += "printf '{\"n\": %s}' \"$4\"";
+    json t = {{"task", id},
+              {"run",
+               {"sh", "-c", script, "sh", "{{node_id}}", "{{iteration}}", "{{attempt}}",
+                std::to_string(k)}}};
+    if (flaky) t["retries"] = 1;
+    return t;
+  }
+
+  json task() {
+    auto id = fresh("t");
+    int k = pick(0, 9);
+    switch (pick(0, 3)) {
+    case 0:
+      return {{"task", id}, {"value", {{"n", k}}}};
+    case 1:
+      return command(id, k, true);
+    default:
+      return command(id, k, false);
+    }
+  }
+
+  json node(int depth) {
+    int kind = depth >= 2 ? 0 : pick(0, 6);
+    switch (kind) {
+    case 1:
+    case 2: {
+      json group = {{kind == 1 ? "sequence" : "parallel", json::array()}};
+      int n = pick(1, 3);
+      for (int i = 0; i < n; ++i)
+        group.begin().value().push_back(node(depth + 1));
+      return group;
+    }
+    case 3: { // a loop that stops at its second or third iteration
+      auto id = fresh("l"), step = fresh("s");
+      int stop = pick(1, 2);
+      std::string script = "echo \"$1 $2 $3\" >> '" + log_ + "'; if [ \"$2\" -ge " +
+                           std::to_string(stop) +
+                           " ]; then echo '{\"done\": true}'; else echo '{\"done\": false}'; fi";
+      return {
+          {"loop", id},
+          {"max_iterations", 5},
+          {"until", {{"output", step + ".done"}, {"equals", true}}},
+          {"body",
+           {{"task", step},
+            {"run", {"sh", "-c", script, "sh", "{{node_id}}", "{{iteration}}", "{{attempt}}"}}}}};
+    }
+    case 4: { // a branch on an output before it
+      auto v = fresh("v"), b = fresh("b");
+      int k = pick(0, 1);
+      return {{"sequence",
+               {{{"task", v}, {"value", {{"n", k}}}},
+                {{"branch", b},
+                 {"if", {{"output", v + ".n"}, {"equals", 1}}},
+                 {"then", node(depth + 1)},
+                 {"else", node(depth + 1)}}}}};
+    }
+    case 5: { // a for_each over a list an earlier task made
+      auto list = fresh("list"), fe = fresh("fe");
+      json items = json::array();
+      int n = pick(1, 3);
+      for (int i = 0; i < n; ++i)
+        items.push_back({{"name", "i" + std::to_string(i)}});
+      std::string script =
+          "echo \"$1 $2 $3\" >> '" + log_ + "'; printf '{\"item\": \"%s\"}' \"$4\"";
+      return {{"sequence",
+               {{{"task", list}, {"value", {{"items", items}}}},
+                {{"for_each", fe},
+                 {"items", "outputs." + list + ".items"},
+                 {"as", "it"},
+                 {"body",
+                  {{"task", fe + "-{{it.name}}"},
+                   {"run",
+                    {"sh", "-c", script, "sh", "{{node_id}}", "{{iteration}}", "{{attempt}}",
+                     "{{it.name}}"}}}}}}}};
+    }
+    default:
+      return task();
+    }
+  }
+
+  std::mt19937_64 rng_;
+  std::string log_;
+  int next_ = 0;
+};
+
+/// One fault: where, at which hit, what.
+std::string schedule_of(std::uint64_t seed) {
+  std::mt19937_64 rng(seed * 7919 + 13);
+  static const char* points[] = {"store.begin",
+                                 "store.write.insert_attempt",
+                                 "store.write.finish_attempt",
+                                 "store.write.append_events",
+                                 "store.write.*",
+                                 "store.commit",
+                                 "store.committed",
+                                 "*"};
+  static const char* actions[] = {"exit", "exit", "fail", "busy", "full"};
+  auto p = points[std::uniform_int_distribution<int>(0, 7)(rng)];
+  auto a = actions[std::uniform_int_distribution<int>(0, 4)(rng)];
+  // Within the hits a small run makes: a few attempts, a dozen commits.
+  bool per_attempt = std::string_view{p}.find("_attempt") != std::string_view::npos;
+  int k = std::uniform_int_distribution<int>(1, per_attempt ? 5 : 12)(rng);
+  return std::string{p} + "#" + std::to_string(k) + "=" + a;
+}
+
+struct execution {
+  std::string node;
+  std::int64_t iteration, attempt;
+};
+
+std::vector<execution> executions(const std::string& log) {
+  std::vector<execution> out;
+  if (!file_exists(log)) return out;
+  std::istringstream in(read_file(log));
+  execution e;
+  while (in >> e.node >> e.iteration >> e.attempt)
+    out.push_back(e);
+  return out;
+}
+
+std::uint64_t env_number(const char* name, std::uint64_t fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::strtoull(v, nullptr, 10) : fallback;
+}
+
+/// How a schedule's faulty run ended: 0 finished, 86 an exit fault, 1 a
+/// failed write (or a run that failed for it), ...
+using outcome_counts = std::map<int, int>;
+
+/// Runs schedule `seed` and checks the invariants; "" when they hold, else
+/// what broke.
+std::string check_schedule(std::uint64_t seed, outcome_counts& outcomes) {
+  sandbox sb;
+  std::string clean_log = sb.file("clean.log"), log = sb.file("faulty.log");
+  auto wf = workflow_maker(seed, clean_log).make();
+  sb.write("clean.json", wf);
+  sb.write("faulty.json", workflow_maker(seed, log).make());
+  auto clean = sb.cli({"run", "clean.json", "--run-id", "clean"});
+  if (clean.exit_code != 0) return "the fault-free run did not finish: " + clean.err;
+  json expected = sb.inspect("clean")["outputs"];
+
+  command_options faulty;
+  faulty.env["SMITHERS_FAULTS"] = schedule_of(seed);
+  auto first = sb.cli({"run", "faulty.json", "--run-id", "r"}, faulty);
+  ++outcomes[first.exit_code];
+  // Resumed without faults until it ends (a failed run is retried).
+  std::string status;
+  for (int i = 0; i < 5; ++i) {
+    auto probe = sb.cli_json({"inspect", "r"});
+    if (probe.exit_code == 4) {
+      // The fault hit the run's first commit: nothing of it was written;
+      // start it again.
+      auto again = sb.cli({"run", "faulty.json", "--run-id", "r"});
+      if (again.exit_code != 0) return "a re-run after a lost first commit failed: " + again.err;
+      continue;
+    }
+    if (probe.exit_code != 0) return "inspect failed: " + probe.err;
+    status = probe.out_json()["run"]["status"].get<std::string>();
+    if (status == "finished") break;
+    auto r = sb.cli({"resume", "r"});
+    if (r.exit_code != 0 && r.exit_code != 1)
+      return "resume exited " + std::to_string(r.exit_code) + ": " + r.err;
+  }
+  if (status != "finished") return "the run ended " + status + " after resumes";
+
+  auto j = sb.inspect("r");
+  if (j["outputs"] != expected)
+    return "outputs differ: " + j["outputs"].dump() + " vs " + expected.dump();
+  // Attempts: none left in progress; at most one finished per node and
+  // iteration; what ran had its attempt committed first.
+  std::map<std::pair<std::string, std::int64_t>, std::int64_t> finished_at;
+  std::set<std::tuple<std::string, std::int64_t, std::int64_t>> committed;
+  for (const auto& a : j["attempts"]) {
+    auto node = a["node_id"].get<std::string>();
+    auto it = a["iteration"].get<std::int64_t>(), no = a["attempt"].get<std::int64_t>();
+    committed.insert({node, it, no});
+    if (a["state"] == "in-progress") return "attempt left in progress: " + a.dump();
+    if (a["state"] == "finished") {
+      if (finished_at.count({node, it})) return "node finished twice: " + node;
+      finished_at[{node, it}] = no;
+    }
+  }
+  std::set<std::tuple<std::string, std::int64_t, std::int64_t>> ran;
+  for (const auto& e : executions(log)) {
+    if (!committed.count({e.node, e.iteration, e.attempt}))
+      return "an execution without a committed attempt: " + e.node + " #" +
+             std::to_string(e.attempt);
+    if (!ran.insert({e.node, e.iteration, e.attempt}).second)
+      return "an attempt executed twice: " + e.node + " #" + std::to_string(e.attempt);
+    auto f = finished_at.find({e.node, e.iteration});
+    if (f != finished_at.end() && e.attempt > f->second)
+      return "a finished node ran again: " + e.node;
+  }
+  // Events: seq 0, 1, 2, ... without a gap.
+  auto events = sb.events("r");
+  for (std::size_t i = 0; i < events.size(); ++i)
+    if (events[i]["seq"] != static_cast<std::int64_t>(i))
+      return "event seq gap at " + std::to_string(i);
+  return "";
+}
+
+} // namespace
+
+TEST_CASE("seeded fault schedules: every run recovers to the fault-free outputs") {
+  std::vector<std::uint64_t> seeds;
+  if (auto one = env_number("SMITHERS_FAULT_SEED", 0)) {
+    seeds.push_back(one);
+  } else {
+    auto n = env_number("SMITHERS_FAULT_SCHEDULES", 40);
+    for (std::uint64_t s = 1; s <= n; ++s)
+      seeds.push_back(s);
+  }
+  std::size_t failed = 0;
+  outcome_counts outcomes;
+  for (auto seed : seeds) {
+    auto broke = check_schedule(seed, outcomes);
+    if (broke.empty()) continue;
+    ++failed;
+    // One command reproduces it.
+    UNSCOPED_INFO("seed " << seed << " (" << schedule_of(seed) << "): " << broke
+                          << "\n  reproduce: SMITHERS_FAULT_SEED=" << seed
+                          << " build/tests/system_tests \"seeded fault schedules*\"");
+  }
+  CHECK(failed == 0);
+  std::ostringstream summary;
+  for (auto [code, n] : outcomes)
+    summary << " exit " << code << ": " << n;
+  WARN(seeds.size() << " schedules;" << summary.str());
+  // The schedules must mostly hit: a fault that never fires tests nothing.
+  if (seeds.size() >= 50) {
+    CHECK(outcomes[86] >= static_cast<int>(seeds.size() / 5));
+    CHECK(outcomes[0] < static_cast<int>(seeds.size() / 2));
+  }
+}
