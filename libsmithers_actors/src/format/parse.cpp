@@ -9,8 +9,10 @@
 
 #include <smithers/limits.hpp>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 namespace smithers::spec {
@@ -54,13 +56,31 @@ struct parser {
   }
 
   std::optional<std::int64_t> integer(const json& v, const std::string& path) {
-    if (v.is_number_integer()) return v.get<std::int64_t>();
-    if (v.is_number_float()) {
+    // An integral value beyond int64 (an unsigned above its maximum, a
+    // double like 3e33, whose cast would be undefined) is beyond every
+    // integer option's range.
+    constexpr double two_to_63 = 9223372036854775808.0;
+    bool beyond = false;
+    if (v.is_number_unsigned()) {
+      auto u = v.get<std::uint64_t>();
+      if (u <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+        return static_cast<std::int64_t>(u);
+      beyond = true;
+    } else if (v.is_number_integer()) {
+      return v.get<std::int64_t>();
+    } else if (v.is_number_float()) {
       double d = v.get<double>();
-      if (d == static_cast<double>(static_cast<std::int64_t>(d)))
-        return static_cast<std::int64_t>(d);
+      if (d == std::trunc(d)) { // integral (NaN is not; infinity counts as beyond)
+        if (d >= -two_to_63 && d < two_to_63) return static_cast<std::int64_t>(d);
+        beyond = true;
+      }
     }
-    out.push_back({path, "must be an integer, got " + type_name(v)});
+    if (beyond)
+      out.push_back({path, "must be an integer between 0 and " +
+                               std::to_string(limits::max_option_value) + ", got " +
+                               v.dump(-1, ' ', false, json::error_handler_t::replace)});
+    else
+      out.push_back({path, "must be an integer, got " + type_name(v)});
     return std::nullopt;
   }
 
