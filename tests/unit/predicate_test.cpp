@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include "expr/predicate.hpp"
+#include "util/json_bounds.hpp"
 
 #include <string>
 #include <vector>
@@ -108,6 +109,20 @@ TEST_CASE("check_predicate paths start at the given base") {
       check_predicate(json::parse(R"({"output": "a.b", "gt": "x"})"), "root.sequence[0].skip_if");
   REQUIRE(ps.size() == 1);
   CHECK(ps[0].path == "root.sequence[0].skip_if.gt");
+}
+
+// Found by the predicate fuzz target: a long value in a message was cut in
+// the middle of a UTF-8 sequence, and the problem no longer serialized.
+TEST_CASE("check_predicate cuts long values in messages at a character boundary") {
+  std::string accents;
+  for (int i = 0; i < 60; ++i)
+    accents += "\xc3\xa9"; // e-acute
+  auto ps = check_predicate(json{{"output", json::array({accents})}, {"exists", true}}, "p");
+  REQUIRE(ps.size() == 1);
+  CHECK(smithers::util::is_valid_utf8(ps[0].message));
+  CHECK(ps[0].message.size() < 200);
+  CHECK(ps[0].message.find("...") != std::string::npos);
+  CHECK_NOTHROW(json(ps[0].message).dump());
 }
 
 TEST_CASE("check_predicate bounds nesting at max_predicate_depth") {

@@ -38,7 +38,13 @@ std::string dq(const std::string& s) {
 
 std::string shown(const json& v) {
   std::string s = v.dump(-1, ' ', false, json::error_handler_t::replace);
-  if (s.size() > 80) s = s.substr(0, 77) + "...";
+  if (s.size() > 80) {
+    // Cut at a character boundary: a message must stay valid UTF-8.
+    std::size_t n = 77;
+    while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80)
+      --n;
+    s = s.substr(0, n) + "...";
+  }
   return s;
 }
 
