@@ -12,11 +12,14 @@
 //   smithers_bench --case NAME         one case in this process (used by the parent)
 #include <smithers/engine.hpp>
 
+#include "util/thread_pool.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <arpa/inet.h>
 #include <chrono>
+#include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -28,6 +31,8 @@
 #include <memory>
 #include <mutex>
 #include <netinet/in.h>
+#include <spawn.h>
+#include <sqlite3.h>
 #include <sstream>
 #include <string>
 #include <sys/resource.h>
@@ -43,10 +48,10 @@ namespace {
 
 struct bench_case {
   std::string name;
-  std::string shape; // fanout | chain | loop (one task per iteration) | foreach
-  std::string kind;  // static | compute
+  std::string shape; // fanout | chain | loop (one task per iteration) | foreach | start
+  std::string kind;  // static | compute | command | agent | remote
   int n;
-  std::string db;   // file | memory
+  std::string db;   // file (synchronous=NORMAL) | full (synchronous=FULL) | memory
   bool cli = false; // through the smithers binary with a generated JSON file
   int every = 0;    // loop: continue as new every this many iterations (0: never)
   int workers = 0;  // worker processes (`smithers worker`) the tasks run on
@@ -59,7 +64,7 @@ std::vector<bench_case> all_cases() {
       for (int n : {1000, 10000, 100000})
         out.push_back({std::string{"fanout/"} + kind + "/" + std::to_string(n) + "/" + db, "fanout",
                        kind, n, db});
-      for (int n : {1000, 10000})
+      for (int n : {1000, 10000, 100000})
         out.push_back({std::string{"chain/"} + kind + "/" + std::to_string(n) + "/" + db, "chain",
                        kind, n, db});
     }
@@ -70,9 +75,32 @@ std::vector<bench_case> all_cases() {
     out.push_back({std::string{"foreach/"} + kind + "/10000/file", "foreach", kind, 10000, "file"});
   }
   out.push_back({"loop/static/10000/memory", "loop", "static", 10000, "memory"});
+  // Real attempts: a process per task (`echo {}`: `true` prints no output,
+  // which fails a command task), and an agent stand-in (a
+  // shell that reads the prompt and answers with a fenced JSON block).
+  for (int n : {1000, 10000, 100000})
+    out.push_back(
+        {"fanout/command/" + std::to_string(n) + "/file", "fanout", "command", n, "file"});
+  for (int n : {1000, 10000})
+    out.push_back({"chain/command/" + std::to_string(n) + "/file", "chain", "command", n, "file"});
+  for (int n : {1000, 10000})
+    out.push_back({"fanout/agent/" + std::to_string(n) + "/file", "fanout", "agent", n, "file"});
+  out.push_back({"chain/agent/1000/file", "chain", "agent", 1000, "file"});
+  // synchronous=FULL: an fsync per commit.
+  out.push_back({"fanout/compute/10000/full", "fanout", "compute", 10000, "full"});
+  for (int n : {1000, 10000})
+    out.push_back({"chain/compute/" + std::to_string(n) + "/full", "chain", "compute", n, "full"});
+  out.push_back({"chain/static/10000/full", "chain", "static", 10000, "full"});
+  out.push_back({"fanout/command/10000/full", "fanout", "command", 10000, "full"});
+  // The CLI from process start to its first task's process running.
+  // A fresh database file (created, schema and all), and one that exists.
+  out.push_back({"cli/start", "start", "command", 1, "file", true});
+  out.push_back({"cli/start/existing", "start", "command", 1, "existing", true});
   for (int n : {10000, 100000})
     out.push_back({"cli/fanout/static/" + std::to_string(n), "fanout", "static", n, "file", true});
   out.push_back({"cli/chain/static/10000", "chain", "static", 10000, "file", true});
+  out.push_back({"cli/fanout/compute/10000", "fanout", "compute", 10000, "file", true});
+  out.push_back({"cli/chain/compute/10000", "chain", "compute", 10000, "file", true});
   out.push_back({"cli/loop/static/10000", "loop", "static", 10000, "file", true});
   // A chain of 100 runs of 100 iterations: `smithers run` follows it.
   out.push_back({"cli/loop/static/10000/can100", "loop", "static", 10000, "file", true, 100});
@@ -107,10 +135,21 @@ std::uintmax_t db_bytes(const std::string& path) {
   return total;
 }
 
+// The agent stand-in: reads the prompt from stdin, answers with a fenced
+// JSON block (docs/agents.md).
+const std::vector<std::string>& agent_argv() {
+  static const std::vector<std::string> argv = {
+      "/bin/sh", "-c", "cat >/dev/null; printf '```json\\n{\"ok\": true}\\n```\\n'"};
+  return argv;
+}
+
 node make_task(const bench_case& c, int i) {
   std::string id = "t" + std::to_string(i);
   if (c.kind == "static") return value_task(id, {{"i", i}});
   if (c.kind == "remote") return compute_task(id, std::string{"noop"});
+  if (c.kind == "command") return command_task(id, {"echo", "{}"});
+  if (c.kind == "agent")
+    return agent_task(id, {agent_spec{"stand-in", agent_argv(), "", {}}}, "Say ok.");
   return compute_task(id, [i](task_context&) { return json{{"i", i}}; });
 }
 
@@ -133,9 +172,20 @@ json make_json_workflow(const bench_case& c) {
                          {"max_concurrency", 16},
                          {"body", {{"task", "t{{x}}"}, {"value", {{"i", 0}}}}}}}}}}};
   }
+  if (c.shape == "start") {
+    // One task: the stamp program writes the time it runs at.
+    return {{"name", c.name},
+            {"root", {{"task", "stamp"}, {"run", {SMITHERS_STAMP_BIN, "{{input.file}}"}}}}};
+  }
   json kids = json::array();
-  for (int i = 0; i < c.n; ++i)
-    kids.push_back({{"task", "t" + std::to_string(i)}, {"value", {{"i", i}}}});
+  for (int i = 0; i < c.n; ++i) {
+    json t = {{"task", "t" + std::to_string(i)}};
+    if (c.kind == "compute")
+      t["compute"] = "noop";
+    else
+      t["value"] = {{"i", i}};
+    kids.push_back(std::move(t));
+  }
   json root = c.shape == "fanout" ? json{{"parallel", kids}, {"max_concurrency", 16}}
                                   : json{{"sequence", kids}};
   return {{"name", c.name}, {"max_concurrency", 1000}, {"root", root}};
@@ -205,12 +255,206 @@ double percentile(std::vector<double>& v, double p) {
   return v[k];
 }
 
+// ---- Floors: the same work with no engine, measured in the same process
+// just before the engine's run, so both see the same machine.
+
+double seconds_since(clock_type::time_point t0) {
+  return std::chrono::duration<double>(clock_type::now() - t0).count();
+}
+
+// N calls of the task's function through the engine's own blocking pool,
+// `width` in flight (the group's max_concurrency; 1 for a chain): each
+// completion hands back to the submitter, which hands out the next.
+double pool_floor(int n, int width) {
+  util::thread_pool pool(64);
+  std::mutex mtx;
+  std::condition_variable cv;
+  int done = 0, submitted = 0;
+  std::vector<json> outputs(static_cast<std::size_t>(n));
+  auto t0 = clock_type::now();
+  std::unique_lock<std::mutex> lk(mtx);
+  while (done < n) {
+    while (submitted < n && submitted - done < width) {
+      int i = submitted++;
+      pool.submit([&, i] {
+        json out{{"i", i}};
+        std::lock_guard<std::mutex> g(mtx);
+        outputs[static_cast<std::size_t>(i)] = std::move(out);
+        ++done;
+        cv.notify_one();
+      });
+    }
+    cv.wait(lk);
+  }
+  return seconds_since(t0);
+}
+
+// N processes of `argv` (posix_spawn + waitpid), `width` alive at a time,
+// stdin and stdout on /dev/null.
+double spawn_floor(const std::vector<std::string>& args, int n, int width) {
+  std::vector<char*> argv;
+  for (const auto& a : args)
+    argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  auto t0 = clock_type::now();
+  int alive = 0, started = 0;
+  while (started < n || alive > 0) {
+    while (started < n && alive < width) {
+      pid_t pid;
+      if (posix_spawnp(&pid, argv[0], &fa, nullptr, argv.data(), environ) != 0)
+        throw std::runtime_error("posix_spawn failed");
+      ++started;
+      ++alive;
+    }
+    int status;
+    if (::waitpid(-1, &status, 0) > 0) --alive;
+  }
+  posix_spawn_file_actions_destroy(&fa);
+  return seconds_since(t0);
+}
+
+// N durable commits, one after the other (a chain commits once per step):
+// one small row each, WAL, synchronous NORMAL or FULL, as the engine's file.
+double commit_floor(const std::string& dir, int n, bool full) {
+  sqlite3* db = nullptr;
+  std::string path = dir + "/floor.db";
+  if (sqlite3_open(path.c_str(), &db) != SQLITE_OK) throw std::runtime_error("sqlite open");
+  sqlite3_exec(db, "PRAGMA journal_mode=WAL", nullptr, nullptr, nullptr);
+  sqlite3_exec(db, full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", nullptr, nullptr,
+               nullptr);
+  sqlite3_exec(db, "CREATE TABLE t(i INTEGER PRIMARY KEY, v TEXT)", nullptr, nullptr, nullptr);
+  sqlite3_stmt* ins = nullptr;
+  sqlite3_prepare_v2(db, "INSERT INTO t VALUES(?, '{\"i\":0}')", -1, &ins, nullptr);
+  auto t0 = clock_type::now();
+  for (int i = 0; i < n; ++i) {
+    sqlite3_exec(db, "BEGIN", nullptr, nullptr, nullptr);
+    sqlite3_bind_int(ins, 1, i);
+    sqlite3_step(ins);
+    sqlite3_reset(ins);
+    sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr);
+  }
+  double secs = seconds_since(t0);
+  sqlite3_finalize(ins);
+  sqlite3_close(db);
+  for (const char* suffix : {"", "-wal", "-shm"})
+    std::filesystem::remove(path + suffix);
+  return secs;
+}
+
+// The floor of a case: its tasks' work with no engine (a fan-out), plus a
+// durable commit per step (a chain: each step's output must be durable
+// before the next starts). Absent (0) where the work is nothing (a value
+// fan-out) or not comparable (workers, loops, for_each).
+json floor_of(const bench_case& c, const std::string& dir) {
+  if (c.workers > 0 || c.db == "memory" || (c.shape != "fanout" && c.shape != "chain"))
+    return nullptr;
+  bool chain = c.shape == "chain";
+  int width = chain ? 1 : 16;
+  json f = json::object();
+  double work = 0;
+  if (c.kind == "compute") {
+    work = pool_floor(c.n, width);
+    f["what"] = chain ? "pool round trip + commit per step" : "pool calls, 16 in flight";
+  } else if (c.kind == "command") {
+    work = spawn_floor({"echo", "{}"}, c.n, width);
+    f["what"] = chain ? "spawn+wait + commit per step" : "spawn+wait, 16 alive";
+  } else if (c.kind == "agent") {
+    work = spawn_floor(agent_argv(), c.n, width);
+    f["what"] = chain ? "stand-in spawn+wait + commit per step" : "stand-in spawn+wait, 16 alive";
+  } else if (chain) {
+    f["what"] = "commit per step";
+  } else {
+    return nullptr;
+  }
+  f["work_seconds"] = work;
+  double commits = chain ? commit_floor(dir, c.n, c.db == "full") : 0;
+  if (chain) f["commit_seconds"] = commits;
+  f["seconds"] = work + commits;
+  return f;
+}
+
+struct cpu_mark {
+  double self_s, children_s;
+  static double of(int who) {
+    struct rusage ru {};
+    getrusage(who, &ru);
+    auto secs = [](const timeval& tv) { return double(tv.tv_sec) + double(tv.tv_usec) / 1e6; };
+    return secs(ru.ru_utime) + secs(ru.ru_stime);
+  }
+  static cpu_mark now() { return {of(RUSAGE_SELF), of(RUSAGE_CHILDREN)}; }
+};
+
+std::int64_t monotonic_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return std::int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
+}
+
+std::int64_t read_stamp(const std::string& path) {
+  std::ifstream in(path);
+  std::int64_t ns = 0;
+  in >> ns;
+  return ns;
+}
+
+// Process start -> the first task's process runs: `smithers run` of a one-
+// task workflow whose command is the stamp program (benchmarks/stamp.c),
+// which writes CLOCK_MONOTONIC (shared by all processes) to a file. Its
+// floor: the stamp program spawned directly.
+json run_start_case(const bench_case& c, const std::string& dir, const std::string& db) {
+  std::string wf = dir + "/wf.json", stamp = dir + "/stamp";
+  std::ofstream(wf) << make_json_workflow(c).dump();
+  json input = {{"file", stamp}};
+  std::string in_text = input.dump(), bin = SMITHERS_BIN;
+  auto spawn_and_wait = [&](std::vector<const char*> argv) {
+    argv.push_back(nullptr);
+    std::int64_t t0 = monotonic_ns();
+    pid_t pid = fork();
+    if (pid == 0) {
+      int devnull = ::open("/dev/null", O_WRONLY);
+      dup2(devnull, 1);
+      dup2(devnull, 2);
+      execv(argv[0], const_cast<char* const*>(argv.data()));
+      _exit(127);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    std::int64_t at = read_stamp(stamp);
+    std::filesystem::remove(stamp);
+    return ok && at > t0 ? double(at - t0) / 1e6 : -1.0;
+  };
+  double floor_ms = spawn_and_wait({SMITHERS_STAMP_BIN, stamp.c_str()});
+  // A database that exists already (as it mostly will): one run first.
+  if (c.db == "existing")
+    spawn_and_wait(
+        {bin.c_str(), "--db", db.c_str(), "run", wf.c_str(), "--input", in_text.c_str()});
+  auto t0 = clock_type::now();
+  double ms = spawn_and_wait(
+      {bin.c_str(), "--db", db.c_str(), "run", wf.c_str(), "--input", in_text.c_str()});
+  double secs = seconds_since(t0);
+  return {{"case", c.name},
+          {"n", 1},
+          {"ok", ms > 0},
+          {"seconds", secs},
+          {"start_ms", ms},
+          {"floor", {{"what", "stamp spawned directly"}, {"seconds", floor_ms / 1e3}}},
+          {"ratio", floor_ms > 0 ? ms / floor_ms : 0.0}};
+}
+
 // Runs one case in this process and prints its figures as one JSON line.
 int run_case(const bench_case& c) {
   std::string dir = temp_dir();
-  std::string db = c.db == "file" ? dir + "/bench.db" : ":memory:";
+  std::string db = c.db == "memory" ? ":memory:" : dir + "/bench.db";
   json result = {{"case", c.name}, {"n", c.n}};
-  if (c.cli) {
+  json floor = c.shape == "start" ? json(nullptr) : floor_of(c, dir);
+  if (c.shape == "start") {
+    result = run_start_case(c, dir, db);
+  } else if (c.cli) {
     std::string wf = dir + "/wf.json";
     std::ofstream(wf) << make_json_workflow(c).dump();
     std::string bin = SMITHERS_BIN;
@@ -230,6 +474,9 @@ int run_case(const bench_case& c) {
     wait4(pid, &status, 0, &ru);
     double secs = std::chrono::duration<double>(clock_type::now() - t0).count();
     result["ok"] = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    double cpu = double(ru.ru_utime.tv_sec) + double(ru.ru_utime.tv_usec) / 1e6 +
+                 double(ru.ru_stime.tv_sec) + double(ru.ru_stime.tv_usec) / 1e6;
+    result["cpu_us_per_task"] = cpu * 1e6 / c.n;
     result["seconds"] = secs;
     result["tasks_per_s"] = c.n / secs;
     result["peak_rss_mb"] = static_cast<double>(ru.ru_maxrss) / 1024.0;
@@ -237,6 +484,7 @@ int run_case(const bench_case& c) {
   } else {
     engine_config cfg;
     cfg.db_path = db;
+    cfg.synchronous_full = c.db == "full";
     std::unique_ptr<worker_processes> workers;
     if (c.workers > 0) {
       workers = std::make_unique<worker_processes>(c.workers, 64);
@@ -313,9 +561,14 @@ int run_case(const bench_case& c) {
         if (ready >= 0) latencies.push_back(since_start() - ready);
       }
     };
+    auto cpu0 = cpu_mark::now();
     auto t0 = clock_type::now();
     auto res = eng->run(wf, opts);
     double secs = std::chrono::duration<double>(clock_type::now() - t0).count();
+    auto cpu1 = cpu_mark::now();
+    // Every thread of this process, and the task processes it reaped.
+    result["cpu_us_per_task"] =
+        (cpu1.self_s - cpu0.self_s + cpu1.children_s - cpu0.children_s) * 1e6 / c.n;
     result["ok"] = res.status == run_status::finished && res.outputs.size() == outputs;
     result["seconds"] = secs;
     result["tasks_per_s"] = c.n / secs;
@@ -325,7 +578,11 @@ int run_case(const bench_case& c) {
     // The database as it stays: the engine closes it (checkpointing the WAL
     // into it) before it is measured.
     eng.reset();
-    if (c.db == "file") result["db_bytes_per_task"] = static_cast<double>(db_bytes(db)) / c.n;
+    if (c.db != "memory") result["db_bytes_per_task"] = static_cast<double>(db_bytes(db)) / c.n;
+  }
+  if (!floor.is_null()) {
+    result["floor"] = floor;
+    result["ratio"] = result["seconds"].get<double>() / floor["seconds"].get<double>();
   }
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);
@@ -409,8 +666,8 @@ int main(int argc, char** argv) {
       runs[i].push_back(run_child(self, *chosen[i]));
   }
   json all = json::array();
-  std::printf("%-28s %10s %12s %9s %9s %10s %10s\n", "case", "seconds", "tasks/s", "p50 ms",
-              "p99 ms", "peak MB", "DB B/task");
+  std::printf("%-28s %8s %9s %8s %6s %7s %7s %8s %8s %9s\n", "case", "seconds", "tasks/s",
+              "floor s", "ratio", "p50 ms", "p99 ms", "cpu us/t", "peak MB", "DB B/task");
   for (std::size_t i = 0; i < chosen.size(); ++i) {
     const auto& c = *chosen[i];
     auto med = [&](const char* key) {
@@ -431,12 +688,35 @@ int main(int argc, char** argv) {
                 {"latency_p99_ms", med("latency_p99_ms")},
                 {"peak_rss_mb", med("peak_rss_mb")},
                 {"db_bytes_per_task", med("db_bytes_per_task")},
+                {"cpu_us_per_task", med("cpu_us_per_task")},
                 {"runs", runs[i]}};
-    std::printf("%-28s %10.3f %12.0f %9.2f %9.2f %10.1f %10.0f%s\n", c.name.c_str(),
-                row["seconds"].get<double>(), row["tasks_per_s"].get<double>(),
+    // The floor and the ratio: medians of each run's own (measured just
+    // before that run, on the same machine).
+    std::vector<double> floors, ratios;
+    for (const auto& j : runs[i])
+      if (j.contains("floor") && j["floor"].is_object()) {
+        floors.push_back(j["floor"]["seconds"].get<double>());
+        ratios.push_back(j.value("ratio", 0.0));
+      }
+    if (!floors.empty()) {
+      row["floor_seconds"] = median(floors);
+      row["ratio"] = median(ratios);
+      row["floor_what"] = runs[i].front()["floor"]["what"];
+    }
+    if (c.shape == "start") row["start_ms"] = med("start_ms");
+    char floor_s[32] = "", ratio_s[32] = "";
+    if (!floors.empty()) {
+      std::snprintf(floor_s, sizeof floor_s, "%.3f", median(floors));
+      std::snprintf(ratio_s, sizeof ratio_s, "%.2f", median(ratios));
+    }
+    std::printf("%-28s %8.3f %9.0f %8s %6s %7.2f %7.2f %8.1f %8.1f %9.0f%s\n", c.name.c_str(),
+                row["seconds"].get<double>(), row["tasks_per_s"].get<double>(), floor_s, ratio_s,
                 row["latency_p50_ms"].get<double>(), row["latency_p99_ms"].get<double>(),
-                row["peak_rss_mb"].get<double>(), row["db_bytes_per_task"].get<double>(),
-                ok ? "" : "  FAILED");
+                row["cpu_us_per_task"].get<double>(), row["peak_rss_mb"].get<double>(),
+                row["db_bytes_per_task"].get<double>(), ok ? "" : "  FAILED");
+    if (c.shape == "start")
+      std::printf("  start to first task: %.2f ms (the stamp program alone: %.2f ms)\n",
+                  row["start_ms"].get<double>(), row["floor_seconds"].get<double>() * 1e3);
     all.push_back(row);
   }
   // Scaling: time(100k) / time(10k) per fan-out family, as the median of
@@ -453,7 +733,8 @@ int main(int argc, char** argv) {
       if (r["case"] == name) return r["seconds"].get<double>();
     return 0.0;
   };
-  for (const char* fam : {"fanout/static", "fanout/compute"})
+  for (const char* fam :
+       {"fanout/static", "fanout/compute", "fanout/command", "chain/static", "chain/compute"})
     for (const char* db : {"file", "memory"}) {
       std::string family = std::string{fam} + "/" + db;
       const auto* small = runs_of(std::string{fam} + "/10000/" + db);
