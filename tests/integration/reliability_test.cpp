@@ -157,6 +157,37 @@ TEST_CASE("a cooperative compute task sees cancelled() when its timeout passes")
   CHECK(stopped);
 }
 
+TEST_CASE("a cancelled compute task that ignores the flag is recorded after the stop grace") {
+  test_support::temp_dir dir;
+  engine eng{config_in(dir)};
+  std::atomic<bool> started{false}, saw_cancel{false};
+  workflow wf;
+  wf.root = sequence({compute_task("stubborn", [&](task_context& ctx) {
+    started = true;
+    std::this_thread::sleep_for(4500ms); // past the 3 s grace, ignoring the flag
+    saw_cancel = ctx.cancelled();
+    return json{{"late", true}};
+  })});
+  auto h = eng.start(wf, {});
+  for (int i = 0; i < 500 && !started; ++i)
+    std::this_thread::sleep_for(10ms);
+  REQUIRE(started);
+  auto t0 = clock_type::now();
+  eng.cancel(h.run_id(), "enough");
+  auto res = h.wait();
+  auto took = clock_type::now() - t0;
+  CHECK(res.status == run_status::cancelled);
+  CHECK(took >= 2500ms); // it was given the grace
+  CHECK(took < 4400ms);  // and not waited for to the end
+  auto attempts = attempts_of(eng, res.run_id);
+  REQUIRE(attempts.size() == 1);
+  CHECK(attempts[0].state == "cancelled");
+  CHECK(attempts[0].error == json{{"code", "RUN_CANCELLED"}, {"message", "enough"}});
+  CHECK(res.outputs.count("stubborn") == 0); // the late result is discarded
+  std::this_thread::sleep_for(1500ms);
+  CHECK(saw_cancel);
+}
+
 TEST_CASE("a compute task that heartbeats once and hangs is ended by the watchdog and its "
           "retry receives the checkpoint") {
   test_support::temp_dir dir;

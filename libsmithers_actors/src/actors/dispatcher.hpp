@@ -29,6 +29,9 @@ public:
   /// Whether the job may wait before it starts (for a worker's slot): its
   /// heartbeat timeout then counts from (assigned, ...), not from dispatch.
   virtual bool starts_later(const executors::task_job&) const { return false; }
+  /// The pool a compute job of this process runs on without a task actor
+  /// (actors/task_actor.hpp), or null: the job goes to dispatch().
+  virtual util::thread_pool* pool_for(const executors::task_job&) const { return nullptr; }
 };
 
 /// Runs attempts in this process: a task actor each, blocking work on `pool`.

@@ -192,8 +192,10 @@ engine::engine(engine_config cfg) : impl_(std::make_unique<impl>()) {
       c.synchronous_full ? store::sync_mode::full : store::sync_mode::normal));
   // Every statement the writer needs prepares now: a file it cannot write
   // fails here, with DB_ERROR, not later inside the persistence actor.
+  // The persistence actor takes it over: they prepare once.
+  std::unique_ptr<store::writer> writer;
   try {
-    store::writer probe{*impl_->db};
+    writer = std::make_unique<store::writer>(*impl_->db);
   } catch (const smithers_error& e) {
     throw smithers_error(errc::db_error,
                          "cannot write database " + c.db_path + ": " + e.err().message);
@@ -219,7 +221,8 @@ engine::engine(engine_config cfg) : impl_(std::make_unique<impl>()) {
   }
   impl_->sys = std::make_unique<caf::actor_system>(impl_->sys_cfg);
   impl_->pool = std::make_unique<util::thread_pool>(c.blocking_threads ? c.blocking_threads : 64);
-  impl_->persistence = actors::spawn_persistence(*impl_->sys, impl_->db, c.metrics);
+  impl_->persistence =
+      actors::spawn_persistence(*impl_->sys, impl_->db, c.metrics, std::move(writer));
   impl_->owner_id = util::make_owner_id();
   if (!workers.empty()) {
     actors::worker_pool_config wc;

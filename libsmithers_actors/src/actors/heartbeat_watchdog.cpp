@@ -21,7 +21,8 @@ constexpr milliseconds untracked_ttl{10000};
 
 struct watched {
   std::int64_t attempt = 0;
-  caf::actor task;             // set once tracked
+  bool tracked = false;
+  caf::actor task;             // its task actor; none for a pool attempt
   std::int64_t timeout_ms = 0; // 0: no heartbeat timeout
   clock_type::time_point last_beat{};
   std::int64_t last_beat_ms = 0; // wall clock of the newest heartbeat (or the start)
@@ -71,7 +72,7 @@ void check(wd_actor* self) {
   for (auto it = st.attempts.begin(); it != st.attempts.end();) {
     auto& [k, w] = *it;
     if (w.pending && now - w.last_write >= write_interval) write(self, w, *w.pending);
-    if (!w.task) {
+    if (!w.tracked) {
       // Heartbeats of an attempt that is not (or no longer) tracked.
       it = now - w.created > untracked_ttl ? st.attempts.erase(it) : std::next(it);
       continue;
@@ -81,7 +82,8 @@ void check(wd_actor* self) {
       // The supervisor hears of the timeout before the task actor's down_msg
       // (this send happens before the exit), so it records the cause.
       self->send(st.supervisor, hb_timeout_atom::value, attempt_key{k, w.attempt}, w.last_beat_ms);
-      self->send_exit(w.task, caf::exit_reason::user_shutdown);
+      // A pool attempt is told to stop by the supervisor (its attempt ended).
+      if (w.task) self->send_exit(w.task, caf::exit_reason::user_shutdown);
       it = st.attempts.erase(it);
       continue;
     }
@@ -106,6 +108,7 @@ caf::behavior watchdog(wd_actor* self, caf::actor supervisor, std::string run_id
   return {
       [=](track_atom, const attempt_key& a, const caf::actor& task, std::int64_t timeout_ms) {
         auto& w = entry_for(self, a.node, a.attempt);
+        w.tracked = true;
         w.task = task;
         // Armed now (a remote attempt, once a worker took it): silence
         // counts from here.

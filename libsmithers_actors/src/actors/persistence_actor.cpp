@@ -98,10 +98,11 @@ void flush(caf::stateful_actor<persistence_state>* self) {
 }
 
 caf::behavior persistence(caf::stateful_actor<persistence_state>* self,
-                          std::shared_ptr<store::database> db, std::shared_ptr<metrics> m) {
+                          std::shared_ptr<store::database> db, std::shared_ptr<metrics> m,
+                          std::shared_ptr<std::unique_ptr<store::writer>> w) {
   self->state.db = std::move(db);
   self->state.counted = std::move(m);
-  self->state.writer = std::make_unique<store::writer>(*self->state.db);
+  self->state.writer = w && *w ? std::move(*w) : std::make_unique<store::writer>(*self->state.db);
   return {
       [=](write_atom, std::uint64_t id, const write_batch_ptr& batch) {
         auto& st = self->state;
@@ -153,14 +154,16 @@ caf::behavior persistence(caf::stateful_actor<persistence_state>* self,
 } // namespace
 
 caf::actor spawn_persistence(caf::actor_system& sys, std::shared_ptr<store::database> db,
-                             std::shared_ptr<metrics> m) {
+                             std::shared_ptr<metrics> m, std::unique_ptr<store::writer> w) {
   // A scheduled actor, not a detached thread: a supervisor's write and the
   // commit's ack then stay on one worker with no thread wake-up in between,
   // which was most of the cost of each step of a sequence. A commit holds
   // its worker only for the commit (WAL with synchronous=NORMAL syncs only
   // at checkpoints); it is one actor, so at most one worker is ever in
   // SQLite, and the other workers steal what queues up behind it.
-  return sys.spawn(persistence, std::move(db), std::move(m));
+  // Shared: a spawn's arguments are copied.
+  auto given = std::make_shared<std::unique_ptr<store::writer>>(std::move(w));
+  return sys.spawn(persistence, std::move(db), std::move(m), std::move(given));
 }
 
 } // namespace smithers::actors

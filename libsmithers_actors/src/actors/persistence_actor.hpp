@@ -12,6 +12,7 @@
 #pragma once
 
 #include "store/database.hpp"
+#include "store/writer.hpp"
 
 #include <caf/fwd.hpp>
 
@@ -24,7 +25,9 @@ class metrics;
 namespace smithers::actors {
 
 /// `m` (may be null) is told of every commit: its size and how long it took.
+/// `w`: a writer already made on `db` (its statements prepared), or null.
 caf::actor spawn_persistence(caf::actor_system& sys, std::shared_ptr<store::database> db,
-                             std::shared_ptr<metrics> m = nullptr);
+                             std::shared_ptr<metrics> m = nullptr,
+                             std::unique_ptr<store::writer> w = nullptr);
 
 } // namespace smithers::actors

@@ -3,6 +3,7 @@
 #include "actors/dispatcher.hpp"
 #include "actors/heartbeat_watchdog.hpp"
 #include "actors/protocol.hpp"
+#include "actors/task_actor.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -23,7 +24,12 @@ struct supervisor_state {
   // The actors running attempts, both ways.
   struct running_attempt {
     std::int64_t attempt = 0;
-    caf::actor actor;
+    caf::actor actor; // none: a pool attempt (actors/task_actor.hpp)
+    // A pool attempt's: its stop flag, the stop asked of it, its timeout.
+    std::shared_ptr<std::atomic<bool>> cancel;
+    std::optional<error> stop_reason;
+    std::int64_t timeout_ms = 0;
+    bool tracked = true; // by the watchdog
     // An attempt that waits for a worker's slot: its heartbeat timeout,
     // armed once it is assigned.
     std::int64_t hb_timeout_later = 0;
@@ -38,7 +44,18 @@ using sup_actor = caf::stateful_actor<supervisor_state>;
 
 void end_attempts(sup_actor* self) {
   for (auto& [k, ra] : self->state.running)
-    self->send_exit(ra.actor, caf::exit_reason::user_shutdown);
+    if (ra.actor)
+      self->send_exit(ra.actor, caf::exit_reason::user_shutdown);
+    else
+      ra.cancel->store(true);
+}
+
+// The running pool attempt `a`, or null (ended, or a task actor's).
+supervisor_state::running_attempt* pool_attempt(sup_actor* self, const attempt_key& a) {
+  auto it = self->state.running.find(a.node);
+  if (it == self->state.running.end() || it->second.attempt != a.attempt || it->second.actor)
+    return nullptr;
+  return &it->second;
 }
 
 void finish(sup_actor* self, run_result result) {
@@ -64,26 +81,58 @@ void apply(sup_actor* self) {
   for (const auto& a : fx.ended) {
     auto it = st.running.find(a.node);
     if (it == st.running.end() || it->second.attempt != a.attempt) continue;
-    st.by_actor.erase(it->second.actor.id());
+    if (it->second.actor)
+      st.by_actor.erase(it->second.actor.id());
+    else
+      it->second.cancel->store(true); // a callable still running sees cancelled()
+    bool tracked = it->second.tracked;
     st.running.erase(it);
-    self->send(st.watchdog, untrack_atom::value, a);
+    if (tracked) self->send(st.watchdog, untrack_atom::value, a);
   }
   for (auto& b : fx.batches)
     self->send(st.ctx->persistence, write_atom::value, b.id, std::move(b.commands));
-  for (const auto& s : fx.stops)
-    if (auto it = st.running.find(s.key.node);
-        it != st.running.end() && it->second.attempt == s.key.attempt)
-      self->send(it->second.actor, cancel_atom::value, s.why.code, s.why.message);
+  for (const auto& s : fx.stops) {
+    auto it = st.running.find(s.key.node);
+    if (it == st.running.end() || it->second.attempt != s.key.attempt) continue;
+    auto& ra = it->second;
+    if (ra.actor) {
+      self->send(ra.actor, cancel_atom::value, s.why.code, s.why.message);
+    } else if (!ra.stop_reason) {
+      // As a task actor does: flag it, wait for it at most the grace.
+      ra.stop_reason = s.why;
+      ra.cancel->store(true);
+      self->delayed_send(self, stop_grace, grace_atom::value, s.key);
+    }
+  }
   for (auto& job : fx.launches) {
     attempt_key a{job->request.key, job->request.attempt};
     std::int64_t hb_timeout = job->request.heartbeat_timeout_ms.value_or(0);
+    if (auto* pool = st.dispatch->pool_for(*job)) {
+      supervisor_state::running_attempt ra;
+      ra.attempt = a.attempt;
+      ra.timeout_ms = job->request.timeout_ms.value_or(0);
+      if (ra.timeout_ms > 0)
+        self->delayed_send(self, std::chrono::milliseconds{ra.timeout_ms}, timeout_atom::value, a);
+      // Watched only for a heartbeat timeout: the watchdog writes the
+      // heartbeats of an attempt it does not track all the same.
+      ra.tracked = hb_timeout > 0;
+      if (ra.tracked) self->send(st.watchdog, track_atom::value, a, caf::actor{}, hb_timeout);
+      ra.cancel =
+          start_pool_attempt(std::move(job), pool, caf::actor_cast<caf::actor>(self), st.watchdog);
+      st.running[a.node] = std::move(ra);
+      continue;
+    }
     bool later = st.dispatch->starts_later(*job);
     caf::actor actor = st.dispatch->dispatch(*self, std::move(job), st.watchdog);
     self->monitor(actor);
     if (st.ctx->on_task_spawned) st.ctx->on_task_spawned(a.node, a.attempt, actor);
     self->send(st.watchdog, track_atom::value, a, actor, later ? 0 : hb_timeout);
     st.by_actor.emplace(actor.id(), a);
-    st.running[a.node] = {a.attempt, std::move(actor), later ? hb_timeout : 0};
+    supervisor_state::running_attempt ra;
+    ra.attempt = a.attempt;
+    ra.actor = std::move(actor);
+    ra.hb_timeout_later = later ? hb_timeout : 0;
+    st.running[a.node] = std::move(ra);
   }
   for (const auto& t : fx.timers)
     self->delayed_send(self, std::chrono::milliseconds{t.delay_ms}, retry_atom::value, t.key);
@@ -143,15 +192,31 @@ caf::behavior run_supervisor(sup_actor* self, std::shared_ptr<run_context> ctx) 
   return {
       [=](start_atom) {
         auto& st = self->state;
-        st.watchdog = spawn_heartbeat_watchdog(*self, st.core->run_id(), st.owner_id,
-                                               st.ctx->persistence);
+        st.watchdog =
+            spawn_heartbeat_watchdog(*self, st.core->run_id(), st.owner_id, st.ctx->persistence);
         // Which workers this run can use, and when one is lost.
         if (st.ctx->workers)
           self->send(st.ctx->workers, subscribe_atom::value, caf::actor_cast<caf::actor>(self));
         handle(self, [](core::run_core& c) { c.start(); });
       },
       [=](tick_atom) { handle(self, [](core::run_core& c) { c.tick(); }); },
-      [=](result_atom, const attempt_key& a, const task_outcome_ptr& oc) {
+      [=](result_atom, const attempt_key& a, task_outcome_ptr oc) {
+        if (auto* ra = pool_attempt(self, a)) oc = stopped_outcome(std::move(oc), ra->stop_reason);
+        handle(self, [&](core::run_core& c) { c.on_result(a, *oc); });
+      },
+      // A pool attempt past its timeout, or not stopped within the grace:
+      // it fails now, and what it returns later is discarded.
+      [=](timeout_atom, const attempt_key& a) {
+        auto* ra = pool_attempt(self, a);
+        if (!ra) return;
+        ra->cancel->store(true);
+        auto oc = timeout_outcome(a.node, ra->timeout_ms);
+        handle(self, [&](core::run_core& c) { c.on_result(a, *oc); });
+      },
+      [=](grace_atom, const attempt_key& a) {
+        auto* ra = pool_attempt(self, a);
+        if (!ra || !ra->stop_reason) return;
+        auto oc = unstopped_outcome(*ra->stop_reason);
         handle(self, [&](core::run_core& c) { c.on_result(a, *oc); });
       },
       [=](heartbeat_atom, const heartbeat_ptr& hb) {
@@ -219,7 +284,8 @@ caf::behavior run_supervisor(sup_actor* self, std::shared_ptr<run_context> ctx) 
       [=](handover_atom, const std::string& requester) {
         handle(self, [&](core::run_core& c) {
           c.stop(core::stop_mode::handover,
-                 error{errc::task_aborted, "handed over to another process (a forced resume)",
+                 error{errc::task_aborted,
+                       "handed over to another process (a forced resume)",
                        {{"handover_to", requester}}});
         });
       },

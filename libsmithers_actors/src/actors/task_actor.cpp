@@ -11,9 +11,6 @@ namespace smithers::actors {
 
 namespace {
 
-// How long a cancelled job may take to stop before its attempt is reported
-// anyway: the command executor's SIGTERM -> SIGKILL grace plus slack.
-constexpr std::chrono::milliseconds stop_grace{3000};
 constexpr std::int64_t plain_beat_interval_ms = 50;
 
 struct task_state {
@@ -33,6 +30,93 @@ void report(task_actor_t* self, const caf::actor& supervisor, const task_job& jo
   self->quit();
 }
 
+// Sends as `me` (a task actor: a worker node relays by sender), or
+// without a sender (a pool attempt has no actor).
+template <class... Ts> void send_from(const caf::actor& me, const caf::actor& dest, Ts&&... xs) {
+  if (me)
+    caf::send_as(me, dest, std::forward<Ts>(xs)...);
+  else
+    caf::anon_send(dest, std::forward<Ts>(xs)...);
+}
+
+// Runs the attempt's job on the calling (pool) thread and returns its
+// outcome; heartbeats go to `watchdog`, the process group and streamed
+// output to `supervisor`, all sent as `me`.
+task_outcome_ptr run_job(const std::shared_ptr<task_job>& job,
+                         const std::shared_ptr<std::atomic<bool>>& cancel, const caf::actor& me,
+                         const caf::actor& supervisor, const caf::actor& watchdog) {
+  executors::last_heartbeat last;
+  std::int64_t last_sent_ms = 0;
+  auto beat = [&](json data, bool has_data) {
+    std::int64_t now = util::now_ms();
+    last.at_ms = now;
+    if (has_data) {
+      last.data = data;
+      last.has_data = true;
+    } else if (now - last_sent_ms < plain_beat_interval_ms) {
+      return; // liveness only: no need to tell anyone this often
+    }
+    last_sent_ms = now;
+    auto hb = std::make_shared<heartbeat_msg>();
+    hb->key = attempt_key{job->request.key, job->request.attempt};
+    hb->data = std::move(data);
+    hb->has_data = has_data;
+    hb->at_ms = now;
+    // As the task actor: a worker node relays by sender (worker_node.cpp).
+    send_from(me, watchdog, heartbeat_atom::value, std::move(hb));
+  };
+  // The supervisor records the process group — on the host where it runs,
+  // told from here — so a resume after a crash of this process can end it.
+  auto started = [&](std::int64_t pid) {
+    send_from(me, supervisor, process_atom::value,
+              attempt_key{job->request.key, job->request.attempt}, pid, util::host_name(),
+              util::process_start_time(pid).value_or(0));
+  };
+  // What the attempt prints becomes NodeOutput events, in order, up to a
+  // bound; the rest is only counted (the attempt's meta says how much).
+  const attempt_key key{job->request.key, job->request.attempt};
+  std::size_t streamed = 0, dropped = 0;
+  auto output = [&](const std::string& line, bool is_stderr) {
+    const std::size_t room = limits::max_streamed_output_bytes - streamed;
+    if (room == 0) {
+      dropped += line.size() + 1;
+      return;
+    }
+    std::string text = executors::valid_utf8(line);
+    text += '\n';
+    if (text.size() > room) {
+      std::size_t cut = room;
+      while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80)
+        --cut; // never inside a UTF-8 sequence
+      dropped += text.size() - cut;
+      text.resize(cut);
+      streamed = limits::max_streamed_output_bytes; // the bound is reached
+    } else {
+      streamed += text.size();
+    }
+    if (!text.empty())
+      send_from(me, supervisor, output_atom::value, key,
+                std::string{is_stderr ? "stderr" : "stdout"}, std::move(text));
+  };
+  auto agent_retry = [&](json fields) {
+    send_from(me, supervisor, output_atom::value, key, std::string{"agent"},
+              fields.dump(-1, ' ', false, json::error_handler_t::replace));
+  };
+  executors::attempt_io io;
+  io.cancel = cancel;
+  io.heartbeat = beat;
+  io.process_started = started;
+  io.output = output;
+  io.agent_retry = agent_retry;
+  auto oc = std::make_shared<task_outcome>(executors::execute(*job, io));
+  oc->beat = std::move(last);
+  if (dropped > 0) {
+    if (!oc->meta.is_object()) oc->meta = json::object();
+    oc->meta["output_dropped_bytes"] = dropped;
+  }
+  return oc;
+}
+
 caf::behavior task_actor(task_actor_t* self, std::shared_ptr<task_job> job, util::thread_pool* pool,
                          caf::actor supervisor, caf::actor watchdog) {
   auto cancel = std::make_shared<std::atomic<bool>>(false);
@@ -41,96 +125,18 @@ caf::behavior task_actor(task_actor_t* self, std::shared_ptr<task_job> job, util
   self->attach_functor([cancel] { cancel->store(true); });
   auto me = caf::actor_cast<caf::actor>(self);
   pool->submit([job, cancel, me, watchdog, supervisor] {
-    executors::last_heartbeat last;
-    std::int64_t last_sent_ms = 0;
-    auto beat = [&](json data, bool has_data) {
-      std::int64_t now = util::now_ms();
-      last.at_ms = now;
-      if (has_data) {
-        last.data = data;
-        last.has_data = true;
-      } else if (now - last_sent_ms < plain_beat_interval_ms) {
-        return; // liveness only: no need to tell anyone this often
-      }
-      last_sent_ms = now;
-      auto hb = std::make_shared<heartbeat_msg>();
-      hb->key = attempt_key{job->request.key, job->request.attempt};
-      hb->data = std::move(data);
-      hb->has_data = has_data;
-      hb->at_ms = now;
-      // As the task actor: a worker node relays by sender (worker_node.cpp).
-      caf::send_as(me, watchdog, heartbeat_atom::value, std::move(hb));
-    };
-    // The supervisor records the process group — on the host where it runs,
-    // told from here — so a resume after a crash of this process can end it.
-    auto started = [&](std::int64_t pid) {
-      caf::send_as(me, supervisor, process_atom::value,
-                   attempt_key{job->request.key, job->request.attempt}, pid, util::host_name(),
-                   util::process_start_time(pid).value_or(0));
-    };
-    // What the attempt prints becomes NodeOutput events, in order, up to a
-    // bound; the rest is only counted (the attempt's meta says how much).
-    const attempt_key key{job->request.key, job->request.attempt};
-    std::size_t streamed = 0, dropped = 0;
-    auto output = [&](const std::string& line, bool is_stderr) {
-      const std::size_t room = limits::max_streamed_output_bytes - streamed;
-      if (room == 0) {
-        dropped += line.size() + 1;
-        return;
-      }
-      std::string text = executors::valid_utf8(line);
-      text += '\n';
-      if (text.size() > room) {
-        std::size_t cut = room;
-        while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80)
-          --cut; // never inside a UTF-8 sequence
-        dropped += text.size() - cut;
-        text.resize(cut);
-        streamed = limits::max_streamed_output_bytes; // the bound is reached
-      } else {
-        streamed += text.size();
-      }
-      if (!text.empty())
-        caf::send_as(me, supervisor, output_atom::value, key,
-                     std::string{is_stderr ? "stderr" : "stdout"}, std::move(text));
-    };
-    auto agent_retry = [&](json fields) {
-      caf::send_as(me, supervisor, output_atom::value, key, std::string{"agent"},
-                   fields.dump(-1, ' ', false, json::error_handler_t::replace));
-    };
-    executors::attempt_io io;
-    io.cancel = cancel;
-    io.heartbeat = beat;
-    io.process_started = started;
-    io.output = output;
-    io.agent_retry = agent_retry;
-    auto oc = std::make_shared<task_outcome>(executors::execute(*job, io));
-    oc->beat = std::move(last);
-    if (dropped > 0) {
-      if (!oc->meta.is_object()) oc->meta = json::object();
-      oc->meta["output_dropped_bytes"] = dropped;
-    }
-    caf::anon_send(me, done_atom::value, oc);
+    caf::anon_send(me, done_atom::value, run_job(job, cancel, me, supervisor, watchdog));
   });
   const auto& req = job->request;
   if (req.kind == task_kind::compute && req.timeout_ms)
     self->delayed_send(self, std::chrono::milliseconds{*req.timeout_ms}, timeout_atom::value);
   return {
       [=](done_atom, task_outcome_ptr oc) {
-        if (self->state.stop_reason && !oc->output) {
-          // Stopped on request: the failure is the stop, whatever the job said.
-          oc->err = self->state.stop_reason;
-        }
-        report(self, supervisor, *job, std::move(oc));
+        report(self, supervisor, *job, stopped_outcome(std::move(oc), self->state.stop_reason));
       },
       [=](timeout_atom) {
         cancel->store(true);
-        auto oc = std::make_shared<task_outcome>();
-        oc->err = error{errc::task_timeout,
-                        "compute task \"" + job->request.key.id + "\" timed out after " +
-                            std::to_string(*job->request.timeout_ms) + " ms",
-                        {{"timeout_ms", *job->request.timeout_ms}}};
-        report(self, supervisor, *job, std::move(oc));
+        report(self, supervisor, *job, timeout_outcome(job->request.key, *job->request.timeout_ms));
       },
       [=](cancel_atom, const std::string& code, const std::string& reason) {
         if (self->state.stop_reason) return;
@@ -139,16 +145,49 @@ caf::behavior task_actor(task_actor_t* self, std::shared_ptr<task_job> job, util
         self->delayed_send(self, stop_grace, grace_atom::value);
       },
       [=](grace_atom) {
-        auto oc = std::make_shared<task_outcome>();
-        oc->err = *self->state.stop_reason;
-        oc->err->message += " (the task did not stop within " + std::to_string(stop_grace.count()) +
-                            " ms; its result is discarded)";
-        report(self, supervisor, *job, std::move(oc));
+        report(self, supervisor, *job, unstopped_outcome(*self->state.stop_reason));
       },
   };
 }
 
 } // namespace
+
+task_outcome_ptr timeout_outcome(const node_key& key, std::int64_t timeout_ms) {
+  auto oc = std::make_shared<task_outcome>();
+  oc->err =
+      error{errc::task_timeout,
+            "compute task \"" + key.id + "\" timed out after " + std::to_string(timeout_ms) + " ms",
+            {{"timeout_ms", timeout_ms}}};
+  return oc;
+}
+
+task_outcome_ptr stopped_outcome(task_outcome_ptr oc, const std::optional<error>& stop_reason) {
+  if (!stop_reason || oc->output) return oc;
+  // Stopped on request: the failure is the stop, whatever the job said.
+  oc->err = stop_reason;
+  return oc;
+}
+
+task_outcome_ptr unstopped_outcome(const error& stop_reason) {
+  auto oc = std::make_shared<task_outcome>();
+  oc->err = stop_reason;
+  oc->err->message += " (the task did not stop within " + std::to_string(stop_grace.count()) +
+                      " ms; its result is discarded)";
+  return oc;
+}
+
+std::shared_ptr<std::atomic<bool>> start_pool_attempt(std::shared_ptr<task_job> job,
+                                                      util::thread_pool* pool,
+                                                      caf::actor supervisor, caf::actor watchdog) {
+  auto cancel = std::make_shared<std::atomic<bool>>(false);
+  pool->submit([job = std::move(job), cancel, supervisor = std::move(supervisor),
+                watchdog = std::move(watchdog)] {
+    auto oc = run_job(job, cancel, caf::actor{}, supervisor, watchdog);
+    caf::anon_send(supervisor, result_atom::value,
+                   attempt_key{job->request.key, job->request.attempt}, std::move(oc));
+  });
+  return cancel;
+}
 
 caf::actor spawn_task_actor(caf::local_actor& parent, std::shared_ptr<task_job> job,
                             util::thread_pool* pool, caf::actor supervisor, caf::actor watchdog) {
@@ -164,6 +203,9 @@ public:
                       const caf::actor& watchdog) override {
     return spawn_task_actor(supervisor, std::move(job), pool_,
                             caf::actor_cast<caf::actor>(&supervisor), watchdog);
+  }
+  util::thread_pool* pool_for(const task_job& job) const override {
+    return job.request.kind == task_kind::compute ? pool_ : nullptr;
   }
 
 private:

@@ -12,17 +12,48 @@
 //   ends the process group first.)
 // - Heartbeats go to the run's watchdog; plain liveness beats at most every
 //   50 ms, checkpoints always.
+//
+// A compute attempt in this process needs none of that actor: its job
+// cannot end apart from the process (an exception is a failed attempt), so
+// monitoring it adds nothing, and the actor cost more than the callable —
+// a spawn, a monitor, two more messages and a thread wake-up per attempt
+// (docs/architecture.md, "Attempts"). start_pool_attempt runs it on the
+// pool and sends its outcome to the supervisor straight from there; the
+// supervisor keeps its timeout, stop and grace with the helpers below.
 #pragma once
 
+#include "actors/protocol.hpp"
 #include "executors/task_job.hpp"
 #include "util/thread_pool.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/fwd.hpp>
 
+#include <atomic>
+#include <chrono>
 #include <memory>
+#include <optional>
 
 namespace smithers::actors {
+
+/// How long a stopped job may take to end before its attempt is reported
+/// anyway: the command executor's SIGTERM -> SIGKILL grace plus slack.
+inline constexpr std::chrono::milliseconds stop_grace{3000};
+
+/// Runs a compute job on `pool` with no actor; its outcome arrives at
+/// `supervisor` as (result_atom, attempt_key, task_outcome_ptr) with no
+/// sender. Setting the returned flag asks the callable to stop.
+std::shared_ptr<std::atomic<bool>> start_pool_attempt(std::shared_ptr<executors::task_job> job,
+                                                      util::thread_pool* pool,
+                                                      caf::actor supervisor, caf::actor watchdog);
+
+/// TASK_TIMEOUT for a compute attempt past its timeout_ms.
+task_outcome_ptr timeout_outcome(const node_key& key, std::int64_t timeout_ms);
+/// An attempt asked to stop fails with the stop's reason unless it produced
+/// an output.
+task_outcome_ptr stopped_outcome(task_outcome_ptr oc, const std::optional<error>& stop_reason);
+/// An attempt that did not stop within stop_grace: the stop's reason, said so.
+task_outcome_ptr unstopped_outcome(const error& stop_reason);
 
 caf::actor spawn_task_actor(caf::local_actor& parent, std::shared_ptr<executors::task_job> job,
                             util::thread_pool* pool, caf::actor supervisor, caf::actor watchdog);

@@ -515,6 +515,12 @@ public:
     return !(job.request.kind == task_kind::compute && job.request.compute_name.empty());
   }
 
+  // An inline C++ callable cannot travel: it runs here, on the pool.
+  util::thread_pool* pool_for(const task_job& job) const override {
+    return job.request.kind == task_kind::compute && job.request.compute_name.empty() ? local_
+                                                                                      : nullptr;
+  }
+
 private:
   caf::actor pool_;
   util::thread_pool* local_;
