@@ -6,6 +6,8 @@
 //   accepts  (start)                                   from spawn_run_supervisor
 //            (tick)                                    from itself (coalesced)
 //            (result, attempt_key, task_outcome_ptr)   from a task actor
+//            (results)                                 from a pool attempt: outcomes wait in
+//                                                      its result_outbox (task_actor.hpp)
 //            (process, attempt_key, pid, host, pid_start) from a task actor
 //            (output, attempt_key, stream, text)       from a task actor: a line it printed
 //                                                      ("stdout"/"stderr") or an agent
@@ -152,6 +154,7 @@ using worker_up_atom = caf::atom_constant<caf::atom("workerup")>;
 using worker_down_atom = caf::atom_constant<caf::atom("workerdown")>;
 using stop_atom = caf::atom_constant<caf::atom("stop")>;
 using output_atom = caf::atom_constant<caf::atom("output")>;
+using results_atom = caf::atom_constant<caf::atom("results")>;
 
 using store::write_batch;
 using write_batch_ptr = std::shared_ptr<write_batch>;

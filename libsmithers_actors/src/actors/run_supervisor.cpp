@@ -36,6 +36,7 @@ struct supervisor_state {
   };
   std::unordered_map<node_key, running_attempt, node_key_hash> running;
   std::unordered_map<caf::actor_id, attempt_key> by_actor;
+  std::shared_ptr<result_outbox> outbox; // of its pool attempts, made at the first
   bool finished = false;
   static inline const char* name = "smithers.run_supervisor";
 };
@@ -117,8 +118,10 @@ void apply(sup_actor* self) {
       // heartbeats of an attempt it does not track all the same.
       ra.tracked = hb_timeout > 0;
       if (ra.tracked) self->send(st.watchdog, track_atom::value, a, caf::actor{}, hb_timeout);
-      ra.cancel =
-          start_pool_attempt(std::move(job), pool, caf::actor_cast<caf::actor>(self), st.watchdog);
+      if (!st.outbox)
+        st.outbox = std::make_shared<result_outbox>(caf::actor_cast<caf::actor>(self));
+      ra.cancel = start_pool_attempt(std::move(job), pool, st.outbox,
+                                     caf::actor_cast<caf::actor>(self), st.watchdog);
       st.running[a.node] = std::move(ra);
       continue;
     }
@@ -203,6 +206,19 @@ caf::behavior run_supervisor(sup_actor* self, std::shared_ptr<run_context> ctx) 
       [=](result_atom, const attempt_key& a, task_outcome_ptr oc) {
         if (auto* ra = pool_attempt(self, a)) oc = stopped_outcome(std::move(oc), ra->stop_reason);
         handle(self, [&](core::run_core& c) { c.on_result(a, *oc); });
+      },
+      // Outcomes of pool attempts, all that came: one apply for them all.
+      [=](results_atom) {
+        auto& st = self->state;
+        if (!st.outbox) return;
+        auto items = st.outbox->take();
+        handle(self, [&](core::run_core& c) {
+          for (auto& [a, oc] : items) {
+            if (auto* ra = pool_attempt(self, a))
+              oc = stopped_outcome(std::move(oc), ra->stop_reason);
+            c.on_result(a, *oc);
+          }
+        });
       },
       // A pool attempt past its timeout, or not stopped within the grace:
       // it fails now, and what it returns later is discarded.

@@ -176,15 +176,31 @@ task_outcome_ptr unstopped_outcome(const error& stop_reason) {
   return oc;
 }
 
+void result_outbox::put(attempt_key key, task_outcome_ptr oc) {
+  bool first;
+  {
+    std::lock_guard<std::mutex> lk(mtx_);
+    first = items_.empty();
+    items_.emplace_back(std::move(key), std::move(oc));
+  }
+  if (first) caf::anon_send(supervisor_, results_atom::value);
+}
+
+std::vector<result_outbox::item> result_outbox::take() {
+  std::lock_guard<std::mutex> lk(mtx_);
+  return std::exchange(items_, {});
+}
+
 std::shared_ptr<std::atomic<bool>> start_pool_attempt(std::shared_ptr<task_job> job,
                                                       util::thread_pool* pool,
+                                                      std::shared_ptr<result_outbox> outbox,
                                                       caf::actor supervisor, caf::actor watchdog) {
   auto cancel = std::make_shared<std::atomic<bool>>(false);
-  pool->submit([job = std::move(job), cancel, supervisor = std::move(supervisor),
-                watchdog = std::move(watchdog)] {
+  // Usually short: it queues behind other callables (util/thread_pool.hpp).
+  pool->submit_short([job = std::move(job), cancel, outbox = std::move(outbox),
+                      supervisor = std::move(supervisor), watchdog = std::move(watchdog)] {
     auto oc = run_job(job, cancel, caf::actor{}, supervisor, watchdog);
-    caf::anon_send(supervisor, result_atom::value,
-                   attempt_key{job->request.key, job->request.attempt}, std::move(oc));
+    outbox->put(attempt_key{job->request.key, job->request.attempt}, std::move(oc));
   });
   return cancel;
 }

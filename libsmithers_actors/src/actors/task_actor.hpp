@@ -32,7 +32,10 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <utility>
+#include <vector>
 
 namespace smithers::actors {
 
@@ -40,11 +43,29 @@ namespace smithers::actors {
 /// anyway: the command executor's SIGTERM -> SIGKILL grace plus slack.
 inline constexpr std::chrono::milliseconds stop_grace{3000};
 
-/// Runs a compute job on `pool` with no actor; its outcome arrives at
-/// `supervisor` as (result_atom, attempt_key, task_outcome_ptr) with no
-/// sender. Setting the returned flag asks the callable to stop.
+/// Where pool attempts leave their outcomes for the supervisor: the first
+/// outcome into an empty outbox sends it (results_atom); the ones that
+/// come before it has taken them ride along. Callables that end close
+/// together then cost the supervisor one message and one wake-up, not one
+/// each.
+class result_outbox {
+public:
+  using item = std::pair<attempt_key, task_outcome_ptr>;
+  explicit result_outbox(caf::actor supervisor) : supervisor_(std::move(supervisor)) {}
+  void put(attempt_key key, task_outcome_ptr oc);
+  std::vector<item> take();
+
+private:
+  caf::actor supervisor_;
+  std::mutex mtx_;
+  std::vector<item> items_;
+};
+
+/// Runs a compute job on `pool` with no actor; its outcome goes to `outbox`.
+/// Setting the returned flag asks the callable to stop.
 std::shared_ptr<std::atomic<bool>> start_pool_attempt(std::shared_ptr<executors::task_job> job,
                                                       util::thread_pool* pool,
+                                                      std::shared_ptr<result_outbox> outbox,
                                                       caf::actor supervisor, caf::actor watchdog);
 
 /// TASK_TIMEOUT for a compute attempt past its timeout_ms.

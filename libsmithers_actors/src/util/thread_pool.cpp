@@ -1,8 +1,19 @@
 #include "util/thread_pool.hpp"
 
+#include <utility>
+
 namespace smithers::util {
 
-thread_pool::thread_pool(std::size_t max_threads) : max_threads_(max_threads ? max_threads : 1) {}
+namespace {
+
+// The monitor stops looking once the queue has been empty this many
+// patiences in a row; the next submit wakes it.
+constexpr int idle_rounds = 100;
+
+} // namespace
+
+thread_pool::thread_pool(std::size_t max_threads, std::chrono::microseconds patience)
+    : max_threads_(max_threads ? max_threads : 1), patience_(patience) {}
 
 thread_pool::~thread_pool() {
   {
@@ -14,32 +25,63 @@ thread_pool::~thread_pool() {
     }
     parked_.clear();
   }
+  monitor_cv_.notify_one();
+  if (monitor_.joinable()) monitor_.join();
   for (auto& w : workers_)
     w->thread.join();
 }
 
-void thread_pool::submit(std::function<void()> job) {
-  std::lock_guard<std::mutex> lk(mtx_);
-  jobs_.push_back(std::move(job));
-  wake_one();
+void thread_pool::push(std::function<void()> job) {
+  jobs_.push_back({std::move(job), clock_type::now()});
+  if (!monitor_.joinable()) {
+    monitor_ = std::thread([this] { watch(); });
+  } else if (monitor_idle_) {
+    monitor_idle_ = false;
+    monitor_cv_.notify_one();
+  }
 }
 
-void thread_pool::wake_one() {
-  // A thread on its way takes this job, and wakes the next if more queue.
-  if (waking_ > 0) return;
-  ++waking_;
+// The woken thread is told after the lock is let go: told while it is
+// held, it runs at once (on this core), blocks on the lock and wakes this
+// thread again — two more context switches per wake-up.
+void thread_pool::submit(std::function<void()> job) {
+  worker* woken = nullptr;
+  {
+    std::lock_guard<std::mutex> lk(mtx_);
+    push(std::move(job));
+    // A thread for each queued job beyond those on their way.
+    if (waking_ < jobs_.size()) wake_one(woken);
+  }
+  if (woken) woken->cv.notify_one();
+}
+
+void thread_pool::submit_short(std::function<void()> job) {
+  worker* woken = nullptr;
+  {
+    std::lock_guard<std::mutex> lk(mtx_);
+    push(std::move(job));
+    if (waking_ == 0) wake_one(woken);
+  }
+  if (woken) woken->cv.notify_one();
+}
+
+bool thread_pool::wake_one(worker*& woken) {
   if (!parked_.empty()) {
     worker* w = parked_.back();
     parked_.pop_back();
     w->signaled = true;
-    w->cv.notify_one();
-  } else if (workers_.size() < max_threads_) {
+    ++waking_;
+    woken = w;
+    return true;
+  }
+  if (workers_.size() < max_threads_) {
     workers_.push_back(std::make_unique<worker>());
     worker* w = workers_.back().get();
+    ++waking_;
     w->thread = std::thread([this, w] { work(w); });
-  } else {
-    --waking_; // every thread is busy: the first to finish takes it
+    return true;
   }
+  return false; // every thread is busy: the first to finish takes it
 }
 
 std::size_t thread_pool::threads() const {
@@ -49,12 +91,11 @@ std::size_t thread_pool::threads() const {
 
 void thread_pool::work(worker* me) {
   std::unique_lock<std::mutex> lk(mtx_);
-  --waking_; // created as one on its way
+  --waking_; // made as one on its way
   for (;;) {
     if (!jobs_.empty()) {
-      auto job = std::move(jobs_.front());
+      auto job = std::move(jobs_.front().job);
       jobs_.pop_front();
-      if (!jobs_.empty()) wake_one(); // the cascade: more work than this thread
       lk.unlock();
       job();
       job = nullptr; // what it holds goes before the lock is taken again
@@ -66,6 +107,31 @@ void thread_pool::work(worker* me) {
     parked_.push_back(me);
     me->cv.wait(lk, [me] { return me->signaled; });
     if (!stopping_) --waking_; // woken by wake_one
+  }
+}
+
+// Jobs that waited `patience` get threads: a short job that blocked holds
+// its thread, and what queued behind it must not wait for it.
+void thread_pool::watch() {
+  std::unique_lock<std::mutex> lk(mtx_);
+  int empty_rounds = 0;
+  while (!stopping_) {
+    if (jobs_.empty()) {
+      if (++empty_rounds >= idle_rounds) {
+        monitor_idle_ = true;
+        monitor_cv_.wait(lk, [this] { return stopping_ || !monitor_idle_; });
+        empty_rounds = 0;
+        continue;
+      }
+    } else {
+      empty_rounds = 0;
+      if (clock_type::now() - jobs_.front().at >= patience_) {
+        worker* woken = nullptr;
+        while (waking_ < jobs_.size() && wake_one(woken))
+          if (woken) std::exchange(woken, nullptr)->cv.notify_one(); // rare: under the lock
+      }
+    }
+    monitor_cv_.wait_for(lk, patience_);
   }
 }
 

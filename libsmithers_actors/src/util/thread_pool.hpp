@@ -2,18 +2,22 @@
 // so CAF's cooperative scheduler threads never block. Our own: no thread
 // pool library is packaged here (Boost is not a dependency).
 //
-// Every queued job gets a thread without waiting behind a blocked one, yet
-// a stream of short jobs is not spread over many threads: a submit wakes
-// one parked thread (the one that parked last: its cache is warm) unless
-// one is already on its way, and a thread that takes a job while others
-// still queue wakes the next (a cascade), so as many threads run as the
-// queue needs, and a sequence of jobs (one at a time) stays on one thread.
-// A thread out of work parks at once: spinning first took the CPU from the
-// engine's own threads on a 2-core machine and halved a sequence's speed
-// (docs/benchmarks.md). Threads are created while none is idle, up to
-// max_threads, and kept.
+// Two kinds of job. One that blocks by nature (a subprocess's whole life)
+// gets a thread at once: submit() wakes a parked thread, or makes one,
+// for every queued job beyond the threads already on their way. One that is
+// usually short (a compute callable) joins the queue (submit_short()): it
+// wakes a parked thread only when none is on its way, and the threads
+// take such jobs one after another, so a burst of short jobs runs on one or
+// two threads instead of waking one each (a wake-up is a futex call and a
+// context switch; 16 of them per batch were most of a compute fan-out's
+// time on 2 cores). A short job may block after all: a monitor thread looks
+// at the queue every `patience` while there is work, and when its oldest
+// job has waited that long it wakes (or makes) a thread for every queued
+// job. Parked threads are woken last-parked first (a warm cache); threads
+// are made up to max_threads and kept.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
@@ -28,30 +32,48 @@ namespace smithers::util {
 class thread_pool {
 public:
   /// Threads are created on demand, up to max_threads; idle ones are reused.
-  explicit thread_pool(std::size_t max_threads);
+  explicit thread_pool(std::size_t max_threads,
+                       std::chrono::microseconds patience = std::chrono::milliseconds{1});
   /// Runs every queued job, then joins the threads.
   ~thread_pool();
   thread_pool(const thread_pool&) = delete;
   thread_pool& operator=(const thread_pool&) = delete;
 
+  /// A job that blocks (a subprocess): a thread for it at once.
   void submit(std::function<void()> job);
+  /// A job that is usually short (a callable): queued behind others of its
+  /// kind; another thread takes it if it waits `patience`.
+  void submit_short(std::function<void()> job);
   std::size_t threads() const;
 
 private:
+  using clock_type = std::chrono::steady_clock;
   struct worker {
     std::thread thread;
     std::condition_variable cv;
     bool signaled = false;
   };
+  struct queued {
+    std::function<void()> job;
+    clock_type::time_point at;
+  };
+  void push(std::function<void()> job); // with mtx_ held
   void work(worker* me);
-  void wake_one(); // with mtx_ held
+  void watch();
+  // With mtx_ held: readies a parked thread (`woken`, to notify once the
+  // lock is let go) or makes one; false: all are busy and no more may be made.
+  bool wake_one(worker*& woken);
 
   const std::size_t max_threads_;
+  const std::chrono::microseconds patience_;
   mutable std::mutex mtx_;
-  std::deque<std::function<void()>> jobs_;
+  std::deque<queued> jobs_;
   std::vector<std::unique_ptr<worker>> workers_;
   std::vector<worker*> parked_; // a stack: the last parked is woken first
-  std::size_t waking_ = 0;      // woken or created, not yet looking for work
+  std::size_t waking_ = 0;      // woken or made, not yet looking for work
+  std::thread monitor_;
+  std::condition_variable monitor_cv_;
+  bool monitor_idle_ = false; // waits for work without a timeout
   bool stopping_ = false;
 };
 
