@@ -209,6 +209,11 @@ std::vector<sched::index> run_core::rebuild(const key_map<node_state>& known) {
   sched_ = std::move(s);
   plan_ = std::move(plan);
   ++plan_gen_;
+  // A node waiting out a retry's backoff goes on waiting: the new
+  // scheduler knows states, and "pending" does not say so. Its timer
+  // releases it (on_retry_due), as after a resume.
+  for (const auto& [k, rt] : retries_)
+    if (sched::index t = plan_->find(k); t >= 0) sched_->hold(t);
   for (auto t : back_to_pending)
     node_row(t, plan_->keys[static_cast<std::size_t>(t)], node_state::pending);
   return fresh;
@@ -1320,9 +1325,12 @@ void run_core::done() {
 
 void run_core::on_retry_due(const node_key& k) {
   if (ending_ || stopping_ != stop_mode::none) return;
+  // The backoff is over whether or not its node is mounted now: brought
+  // back later, it runs at once (and a stale entry would keep the run
+  // counted busy, never waiting).
+  retries_.erase(k);
   sched::index t = plan_->find(k);
   if (t < 0) return;
-  retries_.erase(k);
   sched_->release(t);
   queue_tick();
 }
