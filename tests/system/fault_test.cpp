@@ -9,7 +9,8 @@
 // node finished twice or ran again once finished.
 //
 // SMITHERS_FAULT_SCHEDULES=N runs N schedules (default 40, well under a minute on an idle machine);
-// SMITHERS_FAULT_SEED=S runs the one schedule S (what a failure prints).
+// SMITHERS_FAULT_SEED=S runs the one schedule S (what a failure prints);
+// SMITHERS_FAULT_FIRST=F starts the N schedules at seed F (slices of a long run).
 #include "system/cli_support.hpp"
 
 #include <cstdlib>
@@ -257,7 +258,8 @@ TEST_CASE("seeded fault schedules: every run recovers to the fault-free outputs"
     seeds.push_back(one);
   } else {
     auto n = env_number("SMITHERS_FAULT_SCHEDULES", 40);
-    for (std::uint64_t s = 1; s <= n; ++s)
+    auto first = env_number("SMITHERS_FAULT_FIRST", 1); // long runs go in slices
+    for (std::uint64_t s = first; s < first + n; ++s)
       seeds.push_back(s);
   }
   std::size_t failed = 0;
