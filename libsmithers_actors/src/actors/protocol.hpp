@@ -8,6 +8,9 @@
 //            (result, attempt_key, task_outcome_ptr)   from a task actor
 //            (results)                                 from a pool attempt: outcomes wait in
 //                                                      its result_outbox (task_actor.hpp)
+//            (timeout, attempt_key)                    from itself: a pool attempt's timeout_ms
+//            (grace, attempt_key)                      from itself: a stopped pool attempt did
+//                                                      not end within the grace
 //            (process, attempt_key, pid, host, pid_start) from a task actor
 //            (output, attempt_key, stream, text)       from a task actor: a line it printed
 //                                                      ("stdout"/"stderr") or an agent

@@ -2,8 +2,10 @@
 // core (core/run_core.hpp). It feeds the core its messages — task results,
 // heartbeats, timeouts, retry timers, commit acks, stops — and carries out
 // what the core decides: write batches go to the persistence actor,
-// attempts to the dispatcher (which starts a task actor each, monitored),
-// stop requests to task actors, retry timers to itself.
+// attempts to the dispatcher (which starts a task actor each, monitored) or,
+// for a compute job of this process, to the pool without an actor
+// (actors/task_actor.hpp: the supervisor keeps its stop flag, timeout and
+// grace), stop requests to task actors, retry timers to itself.
 #pragma once
 
 #include "core/run_core.hpp"
