@@ -1,12 +1,15 @@
 // Seeded fault injection through the smithers binary (docs/testing.md,
 // "Fault injection"): random workflows (sequence, parallel, loop, branch,
-// for_each, retries) run under a fault schedule at the store's named points
-// (util/fault.hpp) — a failed write, SQLITE_BUSY, a full disk, or the
-// process exiting on the spot — then resumed without faults until they end.
-// After each, the invariants: the run finished with the outputs of a
-// fault-free run, no attempt is left in progress, events have no gaps,
-// every execution had its attempt committed before it started, and no
-// node finished twice or ran again once finished.
+// for_each, retries, approvals, timers, signals) are driven to their end as
+// a user would (run; approve, deny or signal what waits; resume) under a
+// fault schedule at the store's named points (util/fault.hpp) — a failed
+// write, SQLITE_BUSY, a full disk, or the process exiting on the spot. Each
+// process of the run gets the schedule until it fires once; the rest run
+// without faults. After each, the invariants: the run finished with the
+// outputs of a fault-free run, no attempt is left in progress, events have
+// no gaps, every execution had its attempt committed before it started, no
+// node finished twice or ran again once finished, no timer fired before
+// its deadline, and no decision or signal was lost or taken twice.
 //
 // SMITHERS_FAULT_SCHEDULES=N runs N schedules (default 40, well under a minute on an idle machine);
 // SMITHERS_FAULT_SEED=S runs the one schedule S (what a failure prints);
@@ -30,6 +33,11 @@ namespace {
 class workflow_maker {
 public:
   workflow_maker(std::uint64_t seed, std::string log) : rng_(seed), log_(std::move(log)) {}
+
+  /// What the driver answers: approval node -> approve (else deny); signal
+  /// name -> payload. Filled by make().
+  std::map<std::string, bool> approvals;
+  std::map<std::string, json> signals;
 
   json make() {
     json root = {{"sequence", json::array()}};
@@ -60,11 +68,25 @@ private:
   json task() {
     auto id = fresh("t");
     int k = pick(0, 9);
-    switch (pick(0, 3)) {
+    switch (pick(0, 9)) {
     case 0:
       return {{"task", id}, {"value", {{"n", k}}}};
     case 1:
       return command(id, k, true);
+    case 6: { // approved, or denied and then continued or skipped
+      bool approve = pick(0, 2) > 0;
+      approvals[id] = approve;
+      return {
+          {"approval", id}, {"title", "ok " + id}, {"on_deny", pick(0, 1) ? "continue" : "skip"}};
+    }
+    case 7: // a short timer, or one whose deadline has passed
+      if (pick(0, 3) == 0) return {{"timer", id}, {"until", "2020-01-01T00:00:00Z"}};
+      return {{"timer", id}, {"duration_ms", pick(1, 40)}};
+    case 8: {
+      auto name = "sig-" + id;
+      signals[name] = {{"k", k}};
+      return {{"signal", id}, {"name", name}};
+    }
     default:
       return command(id, k, false);
     }
@@ -174,49 +196,137 @@ std::uint64_t env_number(const char* name, std::uint64_t fallback) {
   return v && *v ? std::strtoull(v, nullptr, 10) : fallback;
 }
 
-/// How a schedule's faulty run ended: 0 finished, 86 an exit fault, 1 a
-/// failed write (or a run that failed for it), ...
+/// Where a schedule fired: the exit code of the process it fired in (86 an
+/// exit fault, 1 a failed write that failed the command, ...), or -1 when
+/// no process of the run reached it.
 using outcome_counts = std::map<int, int>;
+
+constexpr std::string_view fired_mark = "smithers: fault injected at";
+
+/// Drives run `run_id` of `file` to its end as a user would: run, then
+/// approve/deny and signal what waits, and resume, until it has finished.
+/// Each process gets `schedule` until it has fired once.
+class driver {
+public:
+  driver(const sandbox& sb, const workflow_maker& wf, std::string file, std::string run_id,
+         std::string schedule)
+      : sb_(sb), wf_(wf), file_(std::move(file)), id_(std::move(run_id)),
+        schedule_(std::move(schedule)) {}
+
+  /// "" once the run has finished, else what went wrong.
+  std::string drive() {
+    if (auto bad = step({"run", file_, "--run-id", id_}); !bad.empty()) return bad;
+    for (int round = 0; round < 24; ++round) {
+      auto probe = sb_.cli_json({"inspect", id_});
+      if (probe.exit_code == 4) {
+        // The fault hit the run's first commit: nothing of it was written;
+        // start it again.
+        if (auto bad = step({"run", file_, "--run-id", id_}); !bad.empty()) return bad;
+        continue;
+      }
+      if (probe.exit_code != 0) return "inspect failed: " + probe.err;
+      auto j = probe.out_json();
+      auto status = j["run"]["status"].get<std::string>();
+      if (status == "finished") return "";
+      if (status == "waiting-approval" || status == "waiting-event")
+        if (auto bad = answer(j); !bad.empty()) return bad;
+      if (auto bad = step({"resume", id_}); !bad.empty()) return bad;
+    }
+    return "the run has not finished after 24 rounds";
+  }
+
+  int fired_exit() const { return fired_exit_; }
+
+private:
+  /// One process; its exit code must be an ordinary one unless the fault
+  /// fired in it.
+  std::string step(const std::vector<std::string>& args) {
+    command_options opts;
+    if (fired_exit_ < 0) opts.env["SMITHERS_FAULTS"] = schedule_;
+    auto r = sb_.cli(args, opts);
+    if (fired_exit_ < 0 && r.err.find(fired_mark) != std::string::npos) {
+      fired_exit_ = r.exit_code;
+      return "";
+    }
+    bool decision = args[0] != "run" && args[0] != "resume";
+    if (r.exit_code == 0 || (!decision && (r.exit_code == 1 || r.exit_code == 3))) return "";
+    return args[0] + " exited " + std::to_string(r.exit_code) + ": " + r.err;
+  }
+
+  /// Decides each waiting approval and sends each awaited signal, once:
+  /// what is in the run's inbox already (sent by a process that died after
+  /// committing it) is not sent again.
+  std::string answer(const json& inspected) {
+    std::set<std::string> sent;
+    for (const auto& in : inspected["inbox"])
+      sent.insert(in["kind"] == "approval" ? in["node_id"].get<std::string>()
+                                           : in["name"].get<std::string>());
+    for (const auto& w : inspected["waiting"]) {
+      std::string bad;
+      if (w["kind"] == "approval") {
+        auto node = w["node_id"].get<std::string>();
+        if (sent.count(node)) continue;
+        auto it = wf_.approvals.find(node);
+        if (it == wf_.approvals.end()) return "an approval nobody asked for: " + node;
+        bad = step({it->second ? "approve" : "deny", id_, "--node", node});
+      } else if (w["kind"] == "signal") {
+        auto name = w["name"].get<std::string>();
+        if (sent.count(name)) continue;
+        auto it = wf_.signals.find(name);
+        if (it == wf_.signals.end()) return "a signal nobody sends: " + name;
+        bad = step({"signal", id_, name, "--data", it->second.dump()});
+      }
+      if (!bad.empty()) return bad;
+    }
+    return "";
+  }
+
+  const sandbox& sb_;
+  const workflow_maker& wf_;
+  std::string file_, id_, schedule_;
+  int fired_exit_ = -1;
+};
+
+/// The outputs without the times in them (when a timer fired, when an
+/// approval was decided), which differ from run to run.
+json without_times(json outputs) {
+  for (auto& out : outputs)
+    if (out.is_object())
+      for (auto key : {"deadline_ms", "fired_ms", "decided_ms"})
+        out.erase(key);
+  return outputs;
+}
 
 /// Runs schedule `seed` and checks the invariants; "" when they hold, else
 /// what broke.
-std::string check_schedule(std::uint64_t seed, outcome_counts& outcomes) {
+std::string check_schedule(std::uint64_t seed, outcome_counts& outcomes,
+                           std::map<std::string, int>& waits) {
   sandbox sb;
   std::string clean_log = sb.file("clean.log"), log = sb.file("faulty.log");
-  auto wf = workflow_maker(seed, clean_log).make();
-  sb.write("clean.json", wf);
-  sb.write("faulty.json", workflow_maker(seed, log).make());
-  auto clean = sb.cli({"run", "clean.json", "--run-id", "clean"});
-  if (clean.exit_code != 0) return "the fault-free run did not finish: " + clean.err;
-  json expected = sb.inspect("clean")["outputs"];
+  workflow_maker clean_wf(seed, clean_log), faulty_wf(seed, log);
+  sb.write("clean.json", clean_wf.make());
+  sb.write("faulty.json", faulty_wf.make());
+  driver clean(sb, clean_wf, "clean.json", "clean", "");
+  if (auto bad = clean.drive(); !bad.empty()) return "the fault-free run: " + bad;
+  json expected = without_times(sb.inspect("clean")["outputs"]);
 
-  command_options faulty;
-  faulty.env["SMITHERS_FAULTS"] = schedule_of(seed);
-  auto first = sb.cli({"run", "faulty.json", "--run-id", "r"}, faulty);
-  ++outcomes[first.exit_code];
-  // Resumed without faults until it ends (a failed run is retried).
-  std::string status;
-  for (int i = 0; i < 5; ++i) {
-    auto probe = sb.cli_json({"inspect", "r"});
-    if (probe.exit_code == 4) {
-      // The fault hit the run's first commit: nothing of it was written;
-      // start it again.
-      auto again = sb.cli({"run", "faulty.json", "--run-id", "r"});
-      if (again.exit_code != 0) return "a re-run after a lost first commit failed: " + again.err;
-      continue;
-    }
-    if (probe.exit_code != 0) return "inspect failed: " + probe.err;
-    status = probe.out_json()["run"]["status"].get<std::string>();
-    if (status == "finished") break;
-    auto r = sb.cli({"resume", "r"});
-    if (r.exit_code != 0 && r.exit_code != 1)
-      return "resume exited " + std::to_string(r.exit_code) + ": " + r.err;
-  }
-  if (status != "finished") return "the run ended " + status + " after resumes";
+  driver faulty(sb, faulty_wf, "faulty.json", "r", schedule_of(seed));
+  auto bad = faulty.drive();
+  ++outcomes[faulty.fired_exit()];
+  if (!bad.empty()) return bad;
 
   auto j = sb.inspect("r");
-  if (j["outputs"] != expected)
+  std::set<std::string> kinds; // the waits this run went through
+  for (const auto& n : j["nodes"])
+    kinds.insert(n["kind"].get<std::string>());
+  for (auto kind : {"approval", "timer", "signal"})
+    waits[kind] += static_cast<int>(kinds.count(kind));
+  if (without_times(j["outputs"]) != expected)
     return "outputs differ: " + j["outputs"].dump() + " vs " + expected.dump();
+  for (const auto& out : j["outputs"].items())
+    if (out.value().contains("fired_ms") && out.value()["fired_ms"] < out.value()["deadline_ms"])
+      return "timer " + out.key() + " fired before its deadline: " + out.value().dump();
+  if (!j["inbox"].empty()) return "a decision or signal was never taken: " + j["inbox"].dump();
   // Attempts: none left in progress; at most one finished per node and
   // iteration; what ran had its attempt committed first.
   std::map<std::pair<std::string, std::int64_t>, std::int64_t> finished_at;
@@ -264,8 +374,9 @@ TEST_CASE("seeded fault schedules: every run recovers to the fault-free outputs"
   }
   std::size_t failed = 0;
   outcome_counts outcomes;
+  std::map<std::string, int> waits;
   for (auto seed : seeds) {
-    auto broke = check_schedule(seed, outcomes);
+    auto broke = check_schedule(seed, outcomes, waits);
     if (broke.empty()) continue;
     ++failed;
     // One command reproduces it.
@@ -276,11 +387,14 @@ TEST_CASE("seeded fault schedules: every run recovers to the fault-free outputs"
   CHECK(failed == 0);
   std::ostringstream summary;
   for (auto [code, n] : outcomes)
-    summary << " exit " << code << ": " << n;
-  WARN(seeds.size() << " schedules;" << summary.str());
+    summary << (code < 0 ? std::string{" never fired: "} : " exit " + std::to_string(code) + ": ")
+            << n;
+  summary << "; runs with an approval: " << waits["approval"] << ", a timer: " << waits["timer"]
+          << ", a signal: " << waits["signal"];
+  WARN(seeds.size() << " schedules; where the fault fired:" << summary.str());
   // The schedules must mostly hit: a fault that never fires tests nothing.
   if (seeds.size() >= 50) {
     CHECK(outcomes[86] >= static_cast<int>(seeds.size() / 5));
-    CHECK(outcomes[0] < static_cast<int>(seeds.size() / 2));
+    CHECK(outcomes[-1] < static_cast<int>(seeds.size() / 4));
   }
 }

@@ -3,6 +3,7 @@
 #include <smithers/errors.hpp>
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <mutex>
 #include <optional>
@@ -119,6 +120,10 @@ void fault_point(std::string_view name) {
   }
   if (!fire) return;
   std::string where{name};
+  // One line on stderr, so a driver knows the schedule fired in this
+  // process (a failed write may be retried or end the run quietly).
+  std::fprintf(stderr, "smithers: fault injected at %s\n", where.c_str());
+  std::fflush(stderr);
   switch (*fire) {
   case fault_action::exit:
     std::_Exit(fault_exit_code);

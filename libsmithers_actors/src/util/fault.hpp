@@ -9,7 +9,8 @@
 // fail | busy | full (a DB_ERROR thrown where the point is) or exit (the
 // process ends at once with exit code 86, as if killed). The schedule comes
 // from arm_faults() or, at the first point reached, from the environment
-// variable SMITHERS_FAULTS. Release builds compile the points out.
+// variable SMITHERS_FAULTS. A rule that fires first prints "smithers: fault
+// injected at POINT" on stderr. Release builds compile the points out.
 #pragma once
 
 #include <string>
