@@ -725,9 +725,11 @@ TEST_CASE("signals delivered before while and after a node waits", "[system][wai
                                                 })}}}});
     REQUIRE(sb.cli({"run", wf, "--run-id", "i"}).exit_code == 3);
     auto owner = sb.start({"resume", "i", "--wait"});
+    // Claimed (the claim sets `running`) and waiting again: an interrupt
+    // before that stops a running run, which keeps its owner until resumed.
     REQUIRE(eventually([&] {
       auto row = db_run(sb.db(), "i");
-      return row && row->owner_id != "";
+      return row && row->owner_id != "" && row->status == "waiting-event";
     }));
     owner->signal(SIGINT);
     auto stopped = owner->wait();
