@@ -20,8 +20,9 @@ const std::vector<migration>& migrations();
 /// "database schema version N is newer than this smithers (M)"
 std::string newer_schema_message(int version);
 
-/// Applies every pending migration, each in its own BEGIN IMMEDIATE
-/// transaction (so two processes opening a new file do not both apply it).
+/// Applies every pending migration, all in one BEGIN IMMEDIATE transaction
+/// that re-reads the version under the lock (so two processes opening a
+/// new file do not both apply them); a failure rolls all of them back.
 /// Throws DB_ERROR if the database is newer than schema_version.
 void migrate(database& db);
 
