@@ -1431,6 +1431,63 @@ TEST_CASE("run core: release_when_waiting lets go of a run that only waits for o
   }
 }
 
+// A run let go of, waiting for approval "a" alone.
+void check_released(driver& d) {
+  REQUIRE(d.done);
+  CHECK(d.result.status == run_status::waiting_approval);
+  CHECK(d.commands<store::release_run>().size() == 1);
+  REQUIRE(d.result.waiting.size() == 1);
+  CHECK(d.result.waiting[0].key == node_key{"a", 0});
+}
+
+TEST_CASE("run core: a resumed run is released once its last timer fires beside an approval") {
+  // Found by the fault driver: resumed with a timer due beside an approval,
+  // the timer fired while the resume's first commit was in flight, so the
+  // status went from waiting-approval to waiting-approval, and the release
+  // (decided only on a change of status) never came: `smithers resume`
+  // never exited.
+  auto wf = static_wf(
+      sequence({parallel({approval("a", "A?"), timer("t", 1000)}), compute_task("after", noop)}));
+  core::resume_state r;
+  r.states = {{{"a", 0}, node_state::waiting_approval},
+              {{"t", 0}, node_state::waiting_timer},
+              {{"after", 0}, node_state::pending}};
+  r.previous_status = "running";
+  store::wait_row a;
+  a.key = {"a", 0};
+  a.kind = "approval";
+  a.state = "waiting";
+  a.since_ms = 10;
+  store::wait_row t;
+  t.key = {"t", 0};
+  t.kind = "timer";
+  t.state = "waiting";
+  t.since_ms = 10;
+  t.deadline_ms = 999'000; // passed while nobody owned the run
+  r.waits = {a, t};
+  SECTION("the timer fires after the resume's first commit") {
+    driver d(wf, json::object(), r, true);
+    d.settle();
+    REQUIRE_FALSE(d.done); // the timer's deadline is kept
+    CHECK(d.core->status() == run_status::waiting_approval);
+    d.core->on_wait_due({"t", 0});
+    d.collect();
+    d.settle();
+    check_released(d);
+  }
+  SECTION("the timer fires while the resume's first commit is in flight") {
+    driver d(wf, json::object(), r, true);
+    d.tick_due = false;
+    d.core->tick();
+    d.collect();
+    REQUIRE(!d.uncommitted.empty());
+    d.core->on_wait_due({"t", 0});
+    d.collect();
+    d.settle();
+    check_released(d);
+  }
+}
+
 TEST_CASE("run core: a resumed run waits again where it was and takes what arrived") {
   auto wf = static_wf(
       sequence({parallel({approval("a", "A?"), timer("t", 1000)}), compute_task("after", noop)}));

@@ -1658,10 +1658,14 @@ void run_core::update_status() {
     stop(stop_mode::interrupt, error{errc::task_aborted, *idle_reason_});
     return;
   }
-  if (next == status_) return;
-  status_ = next;
-  writes_.push_back(store::set_run_status{cfg_.run_id, to_string(next), now()});
-  emit(event_type::run_status_changed, "status", to_string(next));
+  if (next != status_) {
+    status_ = next;
+    writes_.push_back(store::set_run_status{cfg_.run_id, to_string(next), now()});
+    emit(event_type::run_status_changed, "status", to_string(next));
+  }
+  // Not only on a change of status: a timer that fires beside an approval
+  // while a commit is in flight leaves it waiting-approval throughout, now
+  // without a deadline to keep.
   if (!cfg_.release_when_waiting || deadline ||
       (next != run_status::waiting_approval && next != run_status::waiting_event))
     return;
