@@ -732,7 +732,10 @@ TEST_CASE("two resumers at once: exactly one wins", "[crash]") {
           std::filesystem::remove(sb.file(f), ec);
       }
       auto proc = sb.start({"run", wf, "--run-id", run_id});
-      sleep_ms(uniform(rng, 150, 450));
+      // Timed from the run's first commit, whenever a loaded machine (or a
+      // sanitizer build) gets there: from the start, 5 tries missed it.
+      eventually([&] { return db_run(sb.db(), run_id).has_value(); }, std::chrono::seconds(20));
+      sleep_ms(uniform(rng, 120, 420));
       auto r = kill9(*proc);
       auto run = db_run(sb.db(), run_id);
       if (r.exit_code == 128 + SIGKILL && run && run->status == "running") {
