@@ -215,11 +215,12 @@ database database::open(const std::string& path, open_mode mode, sync_mode sync)
     if (!is_memory(path)) {
       // A new file is set up without SQLite's syncs (the switch of a new
       // file to WAL syncs a rollback journal four times, the new WAL and
-      // its directory twice more: 8 of ~10 ms of `smithers run` on a new
-      // file) and then synced once: its first page, which says WAL, and
-      // its directory entry. The schema's transaction is then as durable
-      // as any commit under synchronous=NORMAL: a power cut may lose it,
-      // and the next open creates it again.
+      // its directory twice more) and then synced once: its first page,
+      // which says WAL, and its directory entry. With the schema from one
+      // script (store/schema.cpp) that cut `smithers run`'s start on a new
+      // file from ~25 to ~17.5 ms, an existing file's (docs/benchmarks.md).
+      // The schema's transaction is as durable as any commit under
+      // synchronous=NORMAL; the limits are in docs/storage.md.
       if (new_file) db.exec("PRAGMA synchronous=OFF");
       statement wal(raw, "PRAGMA journal_mode=WAL");
       std::string journal = wal.step() ? wal.column_text(0) : std::string();
