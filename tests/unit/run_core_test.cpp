@@ -1431,6 +1431,34 @@ TEST_CASE("run core: release_when_waiting lets go of a run that only waits for o
   }
 }
 
+// An approval beside a timer, then a task; and a resume of it with both
+// waiting, the timer's deadline passed while nobody owned the run.
+std::shared_ptr<const workflow> approval_beside_timer() {
+  return static_wf(
+      sequence({parallel({approval("a", "A?"), timer("t", 1000)}), compute_task("after", noop)}));
+}
+
+core::resume_state approval_beside_timer_resumed(const std::string& previous_status) {
+  core::resume_state r;
+  r.states = {{{"a", 0}, node_state::waiting_approval},
+              {{"t", 0}, node_state::waiting_timer},
+              {{"after", 0}, node_state::pending}};
+  r.previous_status = previous_status;
+  store::wait_row a;
+  a.key = {"a", 0};
+  a.kind = "approval";
+  a.state = "waiting";
+  a.since_ms = 10;
+  store::wait_row t;
+  t.key = {"t", 0};
+  t.kind = "timer";
+  t.state = "waiting";
+  t.since_ms = 10;
+  t.deadline_ms = 999'000;
+  r.waits = {a, t};
+  return r;
+}
+
 // A run let go of, waiting for approval "a" alone.
 void check_released(driver& d) {
   REQUIRE(d.done);
@@ -1446,25 +1474,8 @@ TEST_CASE("run core: a resumed run is released once its last timer fires beside 
   // status went from waiting-approval to waiting-approval, and the release
   // (decided only on a change of status) never came: `smithers resume`
   // never exited.
-  auto wf = static_wf(
-      sequence({parallel({approval("a", "A?"), timer("t", 1000)}), compute_task("after", noop)}));
-  core::resume_state r;
-  r.states = {{{"a", 0}, node_state::waiting_approval},
-              {{"t", 0}, node_state::waiting_timer},
-              {{"after", 0}, node_state::pending}};
-  r.previous_status = "running";
-  store::wait_row a;
-  a.key = {"a", 0};
-  a.kind = "approval";
-  a.state = "waiting";
-  a.since_ms = 10;
-  store::wait_row t;
-  t.key = {"t", 0};
-  t.kind = "timer";
-  t.state = "waiting";
-  t.since_ms = 10;
-  t.deadline_ms = 999'000; // passed while nobody owned the run
-  r.waits = {a, t};
+  auto wf = approval_beside_timer();
+  auto r = approval_beside_timer_resumed("running");
   SECTION("the timer fires after the resume's first commit") {
     driver d(wf, json::object(), r, true);
     d.settle();
@@ -1489,25 +1500,8 @@ TEST_CASE("run core: a resumed run is released once its last timer fires beside 
 }
 
 TEST_CASE("run core: a resumed run waits again where it was and takes what arrived") {
-  auto wf = static_wf(
-      sequence({parallel({approval("a", "A?"), timer("t", 1000)}), compute_task("after", noop)}));
-  core::resume_state r;
-  r.states = {{{"a", 0}, node_state::waiting_approval},
-              {{"t", 0}, node_state::waiting_timer},
-              {{"after", 0}, node_state::pending}};
-  r.previous_status = "waiting-approval";
-  store::wait_row a;
-  a.key = {"a", 0};
-  a.kind = "approval";
-  a.state = "waiting";
-  a.since_ms = 10;
-  store::wait_row t;
-  t.key = {"t", 0};
-  t.kind = "timer";
-  t.state = "waiting";
-  t.since_ms = 10;
-  t.deadline_ms = 999'000; // passed while nobody owned the run
-  r.waits = {a, t};
+  auto wf = approval_beside_timer();
+  auto r = approval_beside_timer_resumed("waiting-approval");
   r.inbox = {decision_for(5, {"a", 0}, true)};
   driver d(wf, json::object(), r);
   REQUIRE(d.wakeups.size() == 1);
