@@ -7,8 +7,10 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 using namespace smithers;
 using namespace std::chrono_literals;
@@ -101,4 +103,21 @@ TEST_CASE("thread pool: a burst of short jobs queues behind one thread") {
     std::this_thread::sleep_for(10ms);
   CHECK(ran == 101);
   CHECK(pool.threads() < 10);
+}
+
+TEST_CASE("thread pool: short jobs submitted together wake one thread") {
+  // With a patience no test run reaches, the monitor makes no threads:
+  // the batch is queued under one lock and wakes (makes) exactly one.
+  util::thread_pool pool(64, 60s);
+  std::atomic<int> ran{0};
+  std::vector<std::function<void()>> jobs;
+  for (int i = 0; i < 50; ++i)
+    jobs.emplace_back([&] { ++ran; });
+  pool.submit_short(std::move(jobs));
+  for (int i = 0; i < 500 && ran < 50; ++i)
+    std::this_thread::sleep_for(10ms);
+  CHECK(ran == 50);
+  CHECK(pool.threads() == 1);
+  pool.submit_short(std::vector<std::function<void()>>{}); // nothing: no thread, no crash
+  CHECK(pool.threads() == 1);
 }

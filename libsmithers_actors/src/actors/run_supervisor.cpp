@@ -7,7 +7,11 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <functional>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 namespace smithers::actors {
 
@@ -105,6 +109,9 @@ void apply(sup_actor* self) {
       self->delayed_send(self, stop_grace, grace_atom::value, s.key);
     }
   }
+  // Compute jobs go to their pool together once all are made (see
+  // thread_pool::submit_short).
+  std::vector<std::pair<util::thread_pool*, std::vector<std::function<void()>>>> pool_jobs;
   for (auto& job : fx.launches) {
     attempt_key a{job->request.key, job->request.attempt};
     std::int64_t hb_timeout = job->request.heartbeat_timeout_ms.value_or(0);
@@ -120,8 +127,11 @@ void apply(sup_actor* self) {
       if (ra.tracked) self->send(st.watchdog, track_atom::value, a, caf::actor{}, hb_timeout);
       if (!st.outbox)
         st.outbox = std::make_shared<result_outbox>(caf::actor_cast<caf::actor>(self));
-      ra.cancel = start_pool_attempt(std::move(job), pool, st.outbox,
-                                     caf::actor_cast<caf::actor>(self), st.watchdog);
+      auto it = std::find_if(pool_jobs.begin(), pool_jobs.end(),
+                             [pool](const auto& pj) { return pj.first == pool; });
+      if (it == pool_jobs.end()) it = pool_jobs.insert(pool_jobs.end(), {pool, {}});
+      ra.cancel = add_pool_attempt(std::move(job), st.outbox, caf::actor_cast<caf::actor>(self),
+                                   st.watchdog, it->second);
       st.running[a.node] = std::move(ra);
       continue;
     }
@@ -137,6 +147,8 @@ void apply(sup_actor* self) {
     ra.hb_timeout_later = later ? hb_timeout : 0;
     st.running[a.node] = std::move(ra);
   }
+  for (auto& [pool, jobs] : pool_jobs)
+    pool->submit_short(std::move(jobs));
   for (const auto& t : fx.timers)
     self->delayed_send(self, std::chrono::milliseconds{t.delay_ms}, retry_atom::value, t.key);
   // A timer sleeps on a message, however long: no polling.

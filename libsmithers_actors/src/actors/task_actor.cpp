@@ -191,14 +191,13 @@ std::vector<result_outbox::item> result_outbox::take() {
   return std::exchange(items_, {});
 }
 
-std::shared_ptr<std::atomic<bool>> start_pool_attempt(std::shared_ptr<task_job> job,
-                                                      util::thread_pool* pool,
-                                                      std::shared_ptr<result_outbox> outbox,
-                                                      caf::actor supervisor, caf::actor watchdog) {
+std::shared_ptr<std::atomic<bool>> add_pool_attempt(std::shared_ptr<task_job> job,
+                                                    std::shared_ptr<result_outbox> outbox,
+                                                    caf::actor supervisor, caf::actor watchdog,
+                                                    std::vector<std::function<void()>>& jobs) {
   auto cancel = std::make_shared<std::atomic<bool>>(false);
-  // Usually short: it queues behind other callables (util/thread_pool.hpp).
-  pool->submit_short([job = std::move(job), cancel, outbox = std::move(outbox),
-                      supervisor = std::move(supervisor), watchdog = std::move(watchdog)] {
+  jobs.emplace_back([job = std::move(job), cancel, outbox = std::move(outbox),
+                     supervisor = std::move(supervisor), watchdog = std::move(watchdog)] {
     auto oc = run_job(job, cancel, caf::actor{}, supervisor, watchdog);
     outbox->put(attempt_key{job->request.key, job->request.attempt}, std::move(oc));
   });

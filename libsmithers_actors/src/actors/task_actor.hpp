@@ -17,7 +17,7 @@
 // cannot end apart from the process (an exception is a failed attempt), so
 // monitoring it adds nothing, and the actor cost more than the callable —
 // a spawn, a monitor, two more messages and a thread wake-up per attempt
-// (docs/architecture.md, "Attempts"). start_pool_attempt runs it on the
+// (docs/architecture.md, "Attempts"). add_pool_attempt runs it on the
 // pool and sends its outcome to the supervisor straight from there; the
 // supervisor keeps its timeout, stop and grace with the helpers below.
 #pragma once
@@ -31,6 +31,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -61,12 +62,14 @@ private:
   std::vector<item> items_;
 };
 
-/// Runs a compute job on `pool` with no actor; its outcome goes to `outbox`.
-/// Setting the returned flag asks the callable to stop.
-std::shared_ptr<std::atomic<bool>> start_pool_attempt(std::shared_ptr<executors::task_job> job,
-                                                      util::thread_pool* pool,
-                                                      std::shared_ptr<result_outbox> outbox,
-                                                      caf::actor supervisor, caf::actor watchdog);
+/// A compute job to run on the pool with no actor, appended to `jobs`: the
+/// caller hands each batch's jobs to the pool at once
+/// (thread_pool::submit_short). Its outcome goes to `outbox`. Setting the
+/// returned flag asks the callable to stop.
+std::shared_ptr<std::atomic<bool>> add_pool_attempt(std::shared_ptr<executors::task_job> job,
+                                                    std::shared_ptr<result_outbox> outbox,
+                                                    caf::actor supervisor, caf::actor watchdog,
+                                                    std::vector<std::function<void()>>& jobs);
 
 /// TASK_TIMEOUT for a compute attempt past its timeout_ms.
 task_outcome_ptr timeout_outcome(const node_key& key, std::int64_t timeout_ms);

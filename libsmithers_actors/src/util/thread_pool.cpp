@@ -65,6 +65,18 @@ void thread_pool::submit_short(std::function<void()> job) {
   if (woken) woken->cv.notify_one();
 }
 
+void thread_pool::submit_short(std::vector<std::function<void()>> jobs) {
+  if (jobs.empty()) return;
+  worker* woken = nullptr;
+  {
+    std::lock_guard<std::mutex> lk(mtx_);
+    for (auto& job : jobs)
+      push(std::move(job));
+    if (waking_ == 0) wake_one(woken);
+  }
+  if (woken) woken->cv.notify_one();
+}
+
 bool thread_pool::wake_one(worker*& woken) {
   if (!parked_.empty()) {
     worker* w = parked_.back();

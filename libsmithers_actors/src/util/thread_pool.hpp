@@ -44,6 +44,11 @@ public:
   /// A job that is usually short (a callable): queued behind others of its
   /// kind; another thread takes it if it waits `patience`.
   void submit_short(std::function<void()> job);
+  /// Several such jobs at once: one lock, at most one thread woken. A
+  /// caller with a burst should use this: a thread woken per job preempts
+  /// its caller on a small machine, drains the one job and parks again
+  /// before the next is queued.
+  void submit_short(std::vector<std::function<void()>> jobs);
   std::size_t threads() const;
 
 private:
