@@ -56,13 +56,9 @@ void thread_pool::submit(std::function<void()> job) {
 }
 
 void thread_pool::submit_short(std::function<void()> job) {
-  worker* woken = nullptr;
-  {
-    std::lock_guard<std::mutex> lk(mtx_);
-    push(std::move(job));
-    if (waking_ == 0) wake_one(woken);
-  }
-  if (woken) woken->cv.notify_one();
+  std::vector<std::function<void()>> one;
+  one.push_back(std::move(job));
+  submit_short(std::move(one));
 }
 
 void thread_pool::submit_short(std::vector<std::function<void()>> jobs) {
