@@ -7,6 +7,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <map>
 #include <set>
 
@@ -272,6 +273,31 @@ TEST_CASE("run core: a failure that is not retryable is not retried") {
   REQUIRE(d.done);
   CHECK(d.timers.empty());
   CHECK(d.result.status == run_status::failed);
+}
+
+TEST_CASE("run core: the result holds every output, ids that share 8 bytes or end early too") {
+  // end_run orders the outputs by their first 8 bytes before the rest.
+  const std::vector<std::string> ids{"b",           "a",       "abcdefgh",   "abcdefgh_2",
+                                     "abcdefgh_1",  "abcdefg", "abcdefgi",   "Z",
+                                     "abcdefgh_10", "a_",      "abcdefghij", "0"};
+  std::vector<node> kids;
+  for (std::size_t i = 0; i < ids.size(); ++i)
+    kids.push_back(value_task(ids[i], {{"i", i}}));
+  driver d(static_wf(parallel(std::move(kids))));
+  d.settle();
+  REQUIRE(d.done);
+  REQUIRE(d.result.status == run_status::finished);
+  REQUIRE(d.result.outputs.size() == ids.size());
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    CAPTURE(ids[i]);
+    CHECK(d.result.outputs.at(ids[i]) == json{{"i", i}});
+  }
+  auto sorted = ids;
+  std::sort(sorted.begin(), sorted.end());
+  std::vector<std::string> got;
+  for (const auto& [id, out] : d.result.outputs)
+    got.push_back(id);
+  CHECK(got == sorted);
 }
 
 TEST_CASE("run core: end conditions") {

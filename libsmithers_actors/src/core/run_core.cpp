@@ -33,6 +33,15 @@ node_state returning_state(const char* written) {
              : node_state::pending;
 }
 
+// A key's first 8 bytes as a big-endian number, zero-padded: comparing two
+// of them orders strings as std::string does, except when they are equal.
+std::uint64_t key_prefix(const std::string& k) {
+  std::uint64_t p = 0;
+  for (std::size_t i = 0; i < 8; ++i)
+    p = (p << 8) | (i < k.size() ? static_cast<unsigned char>(k[i]) : 0u);
+  return p;
+}
+
 } // namespace
 
 run_core::run_core(run_config cfg, clock_fn clock, std::uint64_t seed)
@@ -1084,9 +1093,20 @@ void run_core::end_run(run_status status, std::optional<error> err) {
   if (ending_) return;
   ending_ = true;
   std::int64_t at = now();
-  // Moved, not copied: nothing reads them after the run has ended.
-  for (auto& [id, out] : outputs_)
-    result_.outputs.emplace(id, std::move(out));
+  // Moved, not copied: nothing reads them after the run has ended. Sorted
+  // first, then appended at the map's end: inserted in the hash map's order,
+  // each of a large run's outputs cost a descent of the tree, a cache miss a
+  // level (100,000 static tasks: 2.5 % of the run, docs/benchmarks.md).
+  using output_it = std::unordered_map<std::string, json>::iterator;
+  std::vector<std::pair<std::uint64_t, output_it>> order;
+  order.reserve(outputs_.size());
+  for (auto it = outputs_.begin(); it != outputs_.end(); ++it)
+    order.emplace_back(key_prefix(it->first), it);
+  std::sort(order.begin(), order.end(), [](const auto& a, const auto& b) {
+    return a.first != b.first ? a.first < b.first : a.second->first < b.second->first;
+  });
+  for (auto& [prefix, it] : order)
+    result_.outputs.emplace_hint(result_.outputs.end(), it->first, std::move(it->second));
   outputs_.clear();
   result_.status = status;
   result_.err = err;
