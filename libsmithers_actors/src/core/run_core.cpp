@@ -1096,7 +1096,8 @@ void run_core::end_run(run_status status, std::optional<error> err) {
   // Moved, not copied: nothing reads them after the run has ended. Sorted
   // first, then appended at the map's end: inserted in the hash map's order,
   // each of a large run's outputs cost a descent of the tree, a cache miss a
-  // level (100,000 static tasks: 2.5 % of the run, docs/benchmarks.md).
+  // level (~100 ms of a 100,000-task run; docs/benchmarks.md, item 10 of
+  // "Real tasks").
   using output_it = std::unordered_map<std::string, json>::iterator;
   std::vector<std::pair<std::uint64_t, output_it>> order;
   order.reserve(outputs_.size());
