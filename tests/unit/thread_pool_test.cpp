@@ -125,3 +125,27 @@ TEST_CASE("thread pool: an empty batch of short jobs makes no thread") {
   pool.submit_short(std::vector<std::function<void()>>{});
   CHECK(pool.threads() == 0);
 }
+
+TEST_CASE("thread pool: one short job at a time needs no monitor; a queue behind a thread does") {
+  // A chain's jobs: each has the thread woken for it, so nothing could wait
+  // behind a blocked one and the monitor (a wake-up every patience) never
+  // starts.
+  util::thread_pool pool(64, 1ms);
+  std::atomic<int> ran{0};
+  for (int i = 0; i < 50; ++i) {
+    pool.submit_short([&] { ++ran; });
+    for (int w = 0; w < 500 && ran < i + 1; ++w)
+      std::this_thread::sleep_for(1ms);
+    REQUIRE(ran == i + 1);
+  }
+  CHECK_FALSE(pool.monitor_started());
+  // Three jobs at once wake one thread: two wait behind it, so it starts.
+  std::vector<std::function<void()>> jobs;
+  for (int i = 0; i < 3; ++i)
+    jobs.emplace_back([&] { ++ran; });
+  pool.submit_short(std::move(jobs));
+  CHECK(pool.monitor_started());
+  for (int w = 0; w < 500 && ran < 53; ++w)
+    std::this_thread::sleep_for(1ms);
+  CHECK(ran == 53);
+}

@@ -6,8 +6,9 @@ namespace smithers::util {
 
 namespace {
 
-// The monitor stops looking once the queue has been empty this many
-// patiences in a row; the next submit wakes it.
+// The monitor stops looking once no job has waited without a thread on its
+// way for this many patiences in a row; the next submit that leaves one so
+// wakes it.
 constexpr int idle_rounds = 100;
 
 } // namespace
@@ -33,6 +34,14 @@ thread_pool::~thread_pool() {
 
 void thread_pool::push(std::function<void()> job) {
   jobs_.push_back({std::move(job), clock_type::now()});
+}
+
+// Only jobs that no thread is on its way to can wait for a blocked one, so
+// only they need the monitor: a chain's one job at a time, which the thread
+// woken for it takes, never starts it or wakes it (its round every
+// `patience` was a context switch each, ~1,000 a second).
+void thread_pool::rouse_monitor() {
+  if (jobs_.size() <= waking_) return;
   if (!monitor_.joinable()) {
     monitor_ = std::thread([this] { watch(); });
   } else if (monitor_idle_) {
@@ -51,6 +60,7 @@ void thread_pool::submit(std::function<void()> job) {
     push(std::move(job));
     // A thread for each queued job beyond those on their way.
     if (waking_ < jobs_.size()) wake_one(woken);
+    rouse_monitor();
   }
   if (woken) woken->cv.notify_one();
 }
@@ -69,6 +79,7 @@ void thread_pool::submit_short(std::vector<std::function<void()>> jobs) {
     for (auto& job : jobs)
       push(std::move(job));
     if (waking_ == 0) wake_one(woken);
+    rouse_monitor();
   }
   if (woken) woken->cv.notify_one();
 }
@@ -95,6 +106,11 @@ bool thread_pool::wake_one(worker*& woken) {
 std::size_t thread_pool::threads() const {
   std::lock_guard<std::mutex> lk(mtx_);
   return workers_.size();
+}
+
+bool thread_pool::monitor_started() const {
+  std::lock_guard<std::mutex> lk(mtx_);
+  return monitor_.joinable();
 }
 
 void thread_pool::work(worker* me) {
@@ -124,7 +140,7 @@ void thread_pool::watch() {
   std::unique_lock<std::mutex> lk(mtx_);
   int empty_rounds = 0;
   while (!stopping_) {
-    if (jobs_.empty()) {
+    if (jobs_.size() <= waking_) { // each queued job has a thread on its way
       if (++empty_rounds >= idle_rounds) {
         monitor_idle_ = true;
         monitor_cv_.wait(lk, [this] { return stopping_ || !monitor_idle_; });

@@ -11,10 +11,11 @@
 // two threads instead of waking one each (a wake-up is a futex call and a
 // context switch; 16 of them per batch were most of a compute fan-out's
 // time on 2 cores). A short job may block after all: a monitor thread looks
-// at the queue every `patience` while there is work, and when its oldest
-// job has waited that long it wakes (or makes) a thread for every queued
-// job. Parked threads are woken last-parked first (a warm cache); threads
-// are made up to max_threads and kept.
+// at the queue every `patience` while jobs are queued beyond the threads on
+// their way to them, and when its oldest job has waited that long it wakes
+// (or makes) a thread for every queued job. One job at a time (a chain)
+// never needs it. Parked threads are woken last-parked first (a warm
+// cache); threads are made up to max_threads and kept.
 #pragma once
 
 #include <chrono>
@@ -50,6 +51,8 @@ public:
   /// before the next is queued.
   void submit_short(std::vector<std::function<void()>> jobs);
   std::size_t threads() const;
+  /// Whether the monitor thread was ever started (tests).
+  bool monitor_started() const;
 
 private:
   using clock_type = std::chrono::steady_clock;
@@ -63,6 +66,7 @@ private:
     clock_type::time_point at;
   };
   void push(std::function<void()> job); // with mtx_ held
+  void rouse_monitor();                 // with mtx_ held, after a submit's wake-ups
   void work(worker* me);
   void watch();
   // With mtx_ held: readies a parked thread (`woken`, to notify once the
