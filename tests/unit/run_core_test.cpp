@@ -276,7 +276,10 @@ TEST_CASE("run core: a failure that is not retryable is not retried") {
 }
 
 TEST_CASE("run core: the result holds every output, ids that share 8 bytes or end early too") {
-  // end_run orders the outputs by their first 8 bytes before the rest.
+  // end_run sorts the outputs (by their first 8 bytes, then the whole id)
+  // before it builds the map. The order only makes the build cheaper, so
+  // what must hold is that every output arrives unchanged, whatever its id:
+  // shared 8-byte prefixes take the tie-break, short ids the zero padding.
   const std::vector<std::string> ids{"b",           "a",       "abcdefgh",   "abcdefgh_2",
                                      "abcdefgh_1",  "abcdefg", "abcdefgi",   "Z",
                                      "abcdefgh_10", "a_",      "abcdefghij", "0"};
