@@ -9,7 +9,11 @@
 //   smithers_bench --filter fanout     cases whose name contains "fanout"
 //   smithers_bench --repeat 3          three passes over the cases, medians of 3
 //   smithers_bench --json out.json     where the JSON goes (default bench-results.json)
-//   smithers_bench --case NAME         one case in this process (used by the parent)
+//   smithers_bench --case NAME         one case in this process (used by the parent;
+//                                      --no-floor skips the case's floor)
+//   smithers_bench --instructions      each case under cachegrind: instructions per
+//                                      task and their scaling (deterministic; see
+//                                      docs/benchmarks.md, "Instruction counts")
 #include <smithers/engine.hpp>
 
 #include "util/thread_pool.hpp"
@@ -489,11 +493,13 @@ json run_start_case(const bench_case& c, const std::string& dir, const std::stri
 }
 
 // Runs one case in this process and prints its figures as one JSON line.
-int run_case(const bench_case& c) {
+// Without its floor (`no_floor`): under cachegrind, the floor's
+// instructions would be counted with the engine's.
+int run_case(const bench_case& c, bool no_floor) {
   std::string dir = temp_dir();
   std::string db = c.db == "memory" ? ":memory:" : dir + "/bench.db";
   json result = {{"case", c.name}, {"n", c.n}};
-  json floor = c.shape == "start" ? json(nullptr) : floor_of(c, dir);
+  json floor = c.shape == "start" || no_floor ? json(nullptr) : floor_of(c, dir);
   if (c.shape == "start") {
     result = run_start_case(c, dir, db);
   } else if (c.cli) {
@@ -579,6 +585,9 @@ int run_case(const bench_case& c) {
     std::vector<double> latencies;
     latencies.reserve(static_cast<std::size_t>(c.n));
     double boundary = 0;
+    // Where the run's time goes, by phase (ms since the call): RunStarted
+    // delivered, the first and the last output committed.
+    double started_at = -1, first_done = -1, last_done = -1;
     auto since_start = [t_origin = clock_type::now()] {
       return std::chrono::duration<double, std::milli>(clock_type::now() - t_origin).count();
     };
@@ -596,18 +605,30 @@ int run_case(const bench_case& c) {
       std::lock_guard<std::mutex> lk(mtx);
       if (e.type == "FrameCommitted" || e.type == "RunStarted") {
         boundary = since_start();
+        if (e.type == "RunStarted" && started_at < 0) started_at = boundary;
       } else if (e.type == "NodeStarted") {
         ready_at[task_no(e)] = boundary;
       } else if (e.type == "NodeFinished") {
-        double ready = ready_at[task_no(e)];
-        if (ready >= 0) latencies.push_back(since_start() - ready);
+        double now = since_start(), ready = ready_at[task_no(e)];
+        if (ready >= 0) latencies.push_back(now - ready);
+        if (first_done < 0) first_done = now;
+        last_done = now;
       }
     };
     auto cpu0 = cpu_mark::now();
     auto t0 = clock_type::now();
     auto res = eng->run(wf, opts);
     double secs = std::chrono::duration<double>(clock_type::now() - t0).count();
+    double end_at = since_start();
     auto cpu1 = cpu_mark::now();
+    // start: validation, render, compile, the run's row; first: the tree's
+    // pending rows and events, the first batch; tasks: first output to
+    // last; end: the end's commit and the result.
+    if (started_at >= 0 && first_done >= started_at)
+      result["phases_ms"] = {{"start", started_at},
+                             {"first", first_done - started_at},
+                             {"tasks", last_done - first_done},
+                             {"end", end_at - last_done}};
     // Every thread of this process, and the task processes it reaped.
     result["cpu_us_per_task"] =
         (cpu1.self_s - cpu0.self_s + cpu1.children_s - cpu0.children_s) * 1e6 / c.n;
@@ -632,9 +653,8 @@ int run_case(const bench_case& c) {
   return result["ok"].get<bool>() ? 0 : 1;
 }
 
-// Runs a case in a child process (fresh RSS) and parses its JSON line.
-json run_child(const std::string& self, const bench_case& c) {
-  std::string cmd = "'" + self + "' --case '" + c.name + "'";
+// Runs a case's command line and parses the case's JSON line.
+json run_command(const std::string& cmd, const bench_case& c) {
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return {{"case", c.name}, {"ok", false}};
   std::string out;
@@ -652,11 +672,90 @@ json run_child(const std::string& self, const bench_case& c) {
   }
 }
 
+// Runs a case in a child process (fresh RSS) and parses its JSON line.
+json run_child(const std::string& self, const bench_case& c) {
+  return run_command("'" + self + "' --case '" + c.name + "'", c);
+}
+
+// Instruction counts. Wall time on a shared VM moves by half between
+// passes a minute apart; the instructions a run executes barely move (a
+// fan-out's to 0.01 % run after run, a chain's to ~1 %: its idle threads
+// poll for as long as a step takes). A case runs in a child under cachegrind,
+// without its floor, with no cache simulation (fast) and with
+// --fair-sched, so a hand-off between threads does not wait for valgrind's
+// time slice. Cases that start other processes count only this one's.
+bool counts_instructions(const bench_case& c) {
+  return !c.cli && c.shape != "start" && c.workers == 0;
+}
+
+json run_counted(const std::string& self, const bench_case& c) {
+  std::string dir = temp_dir(), out = dir + "/cachegrind.out";
+  json j = run_command("valgrind --tool=cachegrind --cache-sim=no --fair-sched=yes "
+                       "--cachegrind-out-file='" +
+                           out + "' '" + self + "' --case '" + c.name + "' --no-floor 2>/dev/null",
+                       c);
+  // The file's `summary:` line holds the program's total of each event
+  // (here only Ir, instructions executed).
+  std::ifstream in(out);
+  std::string line;
+  double instructions = 0;
+  while (std::getline(in, line))
+    if (line.rfind("summary:", 0) == 0) instructions = std::strtod(line.c_str() + 8, nullptr);
+  if (instructions <= 0) j["ok"] = false;
+  j["instructions"] = instructions;
+  j["instructions_per_task"] = instructions / c.n;
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  return j;
+}
+
+// `--instructions`: each chosen case once, its instructions per task, and
+// time(100k) / time(10k) counted in instructions per family.
+int count_instructions(const std::string& self, const std::vector<const bench_case*>& chosen,
+                       const std::string& json_out) {
+  if (std::system("valgrind --version >/dev/null 2>&1") != 0) {
+    std::cerr << "--instructions needs valgrind (apt-get install valgrind)\n";
+    return 4;
+  }
+  json all = json::array();
+  std::printf("%-28s %14s %12s\n", "case", "instructions", "per task");
+  for (const auto* c : chosen) {
+    if (!counts_instructions(*c)) continue;
+    json j = run_counted(self, *c);
+    std::printf("%-28s %14.0f %12.0f%s\n", c->name.c_str(), j["instructions"].get<double>(),
+                j["instructions_per_task"].get<double>(), j.value("ok", false) ? "" : "  FAILED");
+    std::fflush(stdout);
+    all.push_back(j);
+  }
+  auto count_of = [&](const std::string& name) {
+    for (const auto& j : all)
+      if (j["case"] == name) return j["instructions"].get<double>();
+    return 0.0;
+  };
+  json scaling = json::object();
+  for (const auto* c : chosen) {
+    const std::string suffix = "/10000/" + c->db;
+    auto at = c->name.find(suffix);
+    if (at == std::string::npos || at + suffix.size() != c->name.size()) continue;
+    std::string fam = c->name.substr(0, at);
+    double a = count_of(c->name), b = count_of(fam + "/100000/" + c->db);
+    if (a <= 0 || b <= 0) continue;
+    scaling[fam + "/" + c->db] = b / a;
+    std::printf("scaling %-22s instructions(100k)/instructions(10k) = %.2f\n",
+                (fam + "/" + c->db).c_str(), b / a);
+  }
+  std::ofstream(json_out) << json{{"results", all}, {"scaling", scaling}}.dump(2) << "\n";
+  std::printf("results written to %s\n", json_out.c_str());
+  bool ok = std::all_of(all.begin(), all.end(), [](const json& j) { return j.value("ok", false); });
+  return ok ? 0 : 1;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
-  std::string filter, one, json_out = "bench-results.json";
+  std::string filter, one, json_out;
   int repeat = 1;
+  bool no_floor = false, instructions = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -674,15 +773,20 @@ int main(int argc, char** argv) {
       repeat = std::max(1, std::stoi(next()));
     else if (a == "--json")
       json_out = next();
+    else if (a == "--no-floor")
+      no_floor = true;
+    else if (a == "--instructions")
+      instructions = true;
     else {
-      std::cerr << "usage: smithers_bench [--filter TEXT] [--repeat N] [--json FILE]\n";
+      std::cerr << "usage: smithers_bench [--filter TEXT] [--repeat N] [--json FILE] "
+                   "[--instructions]\n";
       return 4;
     }
   }
   auto cases = all_cases();
   if (!one.empty()) {
     for (const auto& c : cases)
-      if (c.name == one) return run_case(c);
+      if (c.name == one) return run_case(c, no_floor);
     std::cerr << "no case " << one << "\n";
     return 4;
   }
@@ -690,6 +794,12 @@ int main(int argc, char** argv) {
   std::vector<const bench_case*> chosen;
   for (const auto& c : cases)
     if (filter.empty() || c.name.find(filter) != std::string::npos) chosen.push_back(&c);
+  if (instructions && repeat > 1)
+    std::fprintf(stderr, "--instructions: one pass (counts repeat to ~1 %%)\n");
+  if (instructions)
+    return count_instructions(self, chosen,
+                              json_out.empty() ? "bench-instructions.json" : json_out);
+  if (json_out.empty()) json_out = "bench-results.json";
   // Passes over the cases rather than one case N times in a row: this VM's
   // speed drifts within minutes, so each case's runs are spread over the
   // whole command, and the 10k and 100k runs of a pass (adjacent cases)
@@ -785,9 +895,18 @@ int main(int argc, char** argv) {
         return f != run.end() && f->is_object() ? f->value("seconds", 0.0) : 0.0;
       };
       std::vector<double> per_pass, floor_per_pass;
+      // Which phase grows: each phase's own ratio, pass by pass.
+      const char* phase_names[] = {"start", "first", "tasks", "end"};
+      std::vector<double> phase_ratios[4];
       for (std::size_t r = 0; r < small->size() && r < large->size(); ++r) {
         double a = (*small)[r].value("seconds", 0.0), b = (*large)[r].value("seconds", 0.0);
         if (a > 0 && b > 0) per_pass.push_back(b / a);
+        const auto ps = (*small)[r].find("phases_ms"), pl = (*large)[r].find("phases_ms");
+        if (ps != (*small)[r].end() && pl != (*large)[r].end())
+          for (int k = 0; k < 4; ++k) {
+            double x = ps->value(phase_names[k], 0.0), y = pl->value(phase_names[k], 0.0);
+            if (x > 0 && y > 0) phase_ratios[k].push_back(y / x);
+          }
         double fa = floor_seconds((*small)[r]), fb = floor_seconds((*large)[r]);
         if (fa > 0 && fb > 0) floor_per_pass.push_back(fb / fa);
       }
@@ -808,6 +927,15 @@ int main(int argc, char** argv) {
       std::printf("; ratio of medians %.2f", b / a);
       if (!floor_per_pass.empty()) std::printf("; floor %.2f", median(floor_per_pass));
       std::printf(")\n");
+      if (!phase_ratios[0].empty()) {
+        std::printf("        %-20s phases:", "");
+        for (int k = 0; k < 4; ++k) {
+          if (phase_ratios[k].empty()) continue;
+          scaling[family]["phase_ratios"][phase_names[k]] = median(phase_ratios[k]);
+          std::printf(" %s %.2f", phase_names[k], median(phase_ratios[k]));
+        }
+        std::printf("\n");
+      }
     }
   std::ofstream(json_out) << json{{"results", all}, {"scaling", scaling}}.dump(2) << "\n";
   std::printf("results written to %s\n", json_out.c_str());
