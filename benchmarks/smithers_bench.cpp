@@ -80,6 +80,11 @@ std::vector<bench_case> all_cases() {
     out.push_back({std::string{"foreach/"} + kind + "/10000/file", "foreach", kind, 10000, "file"});
   }
   out.push_back({"loop/static/10000/memory", "loop", "static", 10000, "memory"});
+  // Direct compute tasks: the callable called by the run, no pool hand-off.
+  for (int n : {10000, 100000})
+    out.push_back({"fanout/direct/" + std::to_string(n) + "/file", "fanout", "direct", n, "file"});
+  for (int n : {1000, 10000, 100000})
+    out.push_back({"chain/direct/" + std::to_string(n) + "/file", "chain", "direct", n, "file"});
   // Real attempts: a process per task (`echo {}`: `true` prints no output,
   // which fails a command task), and an agent stand-in (a
   // shell that reads the prompt and answers with a fenced JSON block).
@@ -106,6 +111,7 @@ std::vector<bench_case> all_cases() {
   out.push_back({"cli/chain/static/10000", "chain", "static", 10000, "file", true});
   out.push_back({"cli/fanout/compute/10000", "fanout", "compute", 10000, "file", true});
   out.push_back({"cli/chain/compute/10000", "chain", "compute", 10000, "file", true});
+  out.push_back({"cli/chain/direct/10000", "chain", "direct", 10000, "file", true});
   out.push_back({"cli/loop/static/10000", "loop", "static", 10000, "file", true});
   // A chain of 100 runs of 100 iterations: `smithers run` follows it.
   out.push_back({"cli/loop/static/10000/can100", "loop", "static", 10000, "file", true, 100});
@@ -155,7 +161,9 @@ node make_task(const bench_case& c, int i) {
   if (c.kind == "command") return command_task(id, {"echo", "{}"});
   if (c.kind == "agent")
     return agent_task(id, {agent_spec{"stand-in", agent_argv(), "", {}}}, "Say ok.");
-  return compute_task(id, [i](task_context&) { return json{{"i", i}}; });
+  node t = compute_task(id, [i](task_context&) { return json{{"i", i}}; });
+  if (c.kind == "direct") t.direct(); // called by the run itself, no pool hand-off
+  return t;
 }
 
 json make_json_workflow(const bench_case& c) {
@@ -185,8 +193,9 @@ json make_json_workflow(const bench_case& c) {
   json kids = json::array();
   for (int i = 0; i < c.n; ++i) {
     json t = {{"task", "t" + std::to_string(i)}};
-    if (c.kind == "compute")
-      t["compute"] = "noop";
+    if (c.kind == "compute" || c.kind == "direct") t["compute"] = "noop";
+    if (c.kind == "direct")
+      t["direct"] = true;
     else
       t["value"] = {{"i", i}};
     kids.push_back(std::move(t));
@@ -880,8 +889,8 @@ int main(int argc, char** argv) {
       if (r["case"] == name) return r["seconds"].get<double>();
     return 0.0;
   };
-  for (const char* fam :
-       {"fanout/static", "fanout/compute", "fanout/command", "chain/static", "chain/compute"})
+  for (const char* fam : {"fanout/static", "fanout/compute", "fanout/direct", "fanout/command",
+                          "chain/static", "chain/compute", "chain/direct"})
     for (const char* db : {"file", "memory"}) {
       std::string family = std::string{fam} + "/" + db;
       const auto* small = runs_of(std::string{fam} + "/10000/" + db);

@@ -475,3 +475,85 @@ TEST_CASE("cancel refuses unknown runs and runs that have ended") {
     CHECK(e.err().message.find("finished") != std::string::npos);
   }
 }
+
+// Direct compute tasks (task_spec::direct): called by the run's supervisor,
+// not handed to the pool.
+TEST_CASE("a direct compute task runs while the pool's only thread is taken") {
+  // One pool thread, held by `waiter` until `setter` has run: a `setter`
+  // handed to the pool would queue behind it and `waiter` would give up.
+  test_support::temp_dir dir;
+  auto cfg = config_in(dir);
+  cfg.blocking_threads = 1;
+  engine eng{cfg};
+  std::atomic<bool> set{false};
+  workflow wf;
+  wf.root = parallel({compute_task("waiter",
+                                   [&](task_context&) {
+                                     auto deadline = clock_type::now() + 10s;
+                                     while (!set && clock_type::now() < deadline)
+                                       std::this_thread::sleep_for(5ms);
+                                     return json{{"saw", set.load()}};
+                                   }),
+                      compute_task("setter", [&](task_context& ctx) {
+                        set = true;
+                        return json{{"attempt", ctx.attempt()}};
+                      }).direct()});
+  auto res = eng.run(wf, {});
+  REQUIRE(res.status == run_status::finished);
+  CHECK(res.outputs.at("waiter") == json{{"saw", true}});
+  CHECK(res.outputs.at("setter") == json{{"attempt", 1}});
+  auto attempts = attempts_of(eng, res.run_id);
+  REQUIRE(attempts.size() == 2);
+  for (const auto& a : attempts)
+    CHECK(a.state == "finished");
+}
+
+TEST_CASE("a direct compute task is retried, and past its timeout fails once its call returns") {
+  test_support::temp_dir dir;
+  engine eng{config_in(dir)};
+  SECTION("retried after a throw, its output committed") {
+    workflow wf;
+    wf.root = sequence({compute_task("flaky",
+                                     [](task_context& ctx) -> json {
+                                       if (ctx.attempt() == 1) throw std::runtime_error("once");
+                                       return {{"attempt", ctx.attempt()}};
+                                     })
+                            .direct()
+                            .retries(1)
+                            .retry({10, 1.0, 10, 0.0}),
+                        compute_task("next",
+                                     [](task_context& ctx) {
+                                       return json{{"got", ctx.need("flaky")}};
+                                     })
+                            .needs({"flaky"})
+                            .direct()});
+    auto res = eng.run(wf, {});
+    REQUIRE(res.status == run_status::finished);
+    CHECK(res.outputs.at("next") == json{{"got", {{"attempt", 2}}}});
+    auto attempts = attempts_of(eng, res.run_id);
+    REQUIRE(attempts.size() == 3);
+    CHECK(attempts[0].state == "failed");
+    CHECK(attempts[0].error["code"] == "TASK_FAILED");
+  }
+  SECTION("a call longer than its timeout: TASK_TIMEOUT, the output discarded") {
+    workflow wf;
+    wf.root = sequence({compute_task("slow",
+                                     [](task_context&) {
+                                       // A direct call cannot be interrupted: the
+                                       // timeout is seen when it returns.
+                                       std::this_thread::sleep_for(300ms);
+                                       return json{{"late", true}};
+                                     })
+                            .direct()
+                            .timeout_ms(50)});
+    auto res = eng.run(wf, {});
+    CHECK(res.status == run_status::failed);
+    REQUIRE(res.err);
+    CHECK(res.err->code == "TASK_FAILED"); // the run's; the attempt's is below
+    CHECK(res.outputs.count("slow") == 0);
+    auto attempts = attempts_of(eng, res.run_id);
+    REQUIRE(attempts.size() == 1);
+    CHECK(attempts[0].state == "failed");
+    CHECK(attempts[0].error["code"] == "TASK_TIMEOUT");
+  }
+}

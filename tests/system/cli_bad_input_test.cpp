@@ -480,6 +480,12 @@ std::vector<workflow_case> bad_workflows() {
                                   {"body", {{"task", "c"}, {"value", json::object()}}},
                                   {"max_iterations", 0}}),
                    {"root.sequence[1].max_iterations", "positive"}});
+  cases.push_back({"direct on a command task",
+                   seq(ok_a, json{{"task", "b"}, {"run", {"echo", "{}"}}, {"direct", true}}),
+                   {"root.sequence[1].direct", "only compute tasks are called directly"}});
+  cases.push_back({"direct that is not a boolean",
+                   seq(ok_a, json{{"task", "b"}, {"compute", "noop"}, {"direct", 1}}),
+                   {"root.sequence[1].direct", "boolean"}});
   cases.push_back({"unknown compute name",
                    seq(ok_a, json{{"task", "b"}, {"compute", "no_such_function"}}),
                    {"root.sequence[1].compute", "no_such_function"}});

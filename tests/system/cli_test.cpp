@@ -29,15 +29,16 @@ json basic_workflow() {
          "output": "kind"},
         {"task": "shell_task", "run": "echo '{\"kind\": \"shell\"}'", "output": "kind"},
         {"task": "static_task", "value": {"kind": "static"}},
-        {"task": "compute_task", "compute": "noop"}
+        {"task": "compute_task", "compute": "noop"},
+        {"task": "direct_task", "compute": "noop", "direct": true}
       ], "max_concurrency": 2},
       {"task": "join", "needs": ["start", "argv_task", "shell_task"], "run": ["cat"]}
     ]}
   })");
 }
 
-const std::vector<std::string> basic_nodes = {"start",       "argv_task",    "shell_task",
-                                              "static_task", "compute_task", "join"};
+const std::vector<std::string> basic_nodes = {
+    "start", "argv_task", "shell_task", "static_task", "compute_task", "direct_task", "join"};
 
 json failing_workflow() {
   return json::parse(R"({
@@ -91,6 +92,7 @@ TEST_CASE("run of a sequence with a parallel group, command, static and compute 
     CHECK(outs["shell_task"] == json{{"kind", "shell"}});
     CHECK(outs["static_task"] == json{{"kind", "static"}});
     CHECK(outs["compute_task"] == json::object());
+    CHECK(outs["direct_task"] == json::object()); // called by the run itself
     // join's output is the stdin context it was given
     const auto& join = outs["join"];
     CHECK(join["run_id"] == "basic-1");

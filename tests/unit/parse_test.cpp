@@ -944,3 +944,65 @@ TEST_CASE("cache: a `by` template is checked like the task's other templates") {
     }
   }
 }
+
+TEST_CASE("direct: on compute tasks only, a boolean; the canonical tree and the hash cover it") {
+  SECTION("a file's compute task parses with it, and the tree says so") {
+    auto res = parse_workflow(wf_with({{"task", "c"}, {"compute", "noop"}, {"direct", true}}));
+    INFO(join(res.errors));
+    REQUIRE(res.wf);
+    CHECK(res.wf->root.task->direct);
+    render_context ctx;
+    auto r = render(std::make_shared<const workflow>(*res.wf), ctx);
+    CHECK(json::parse(*r.canonical)["direct"] == true);
+    auto plain = parse_workflow(wf_with({{"task", "c"}, {"compute", "noop"}}));
+    auto off = parse_workflow(wf_with({{"task", "c"}, {"compute", "noop"}, {"direct", false}}));
+    REQUIRE(plain.wf);
+    REQUIRE(off.wf);
+    auto rp = render(std::make_shared<const workflow>(*plain.wf), ctx);
+    auto ro = render(std::make_shared<const workflow>(*off.wf), ctx);
+    CHECK_FALSE(json::parse(*rp.canonical).contains("direct"));
+    CHECK(rp.hash == ro.hash); // false is the default, spelled out
+    CHECK(rp.hash != r.hash);
+    CHECK(plain.hash != res.hash);
+  }
+  struct row {
+    const char* name;
+    json doc;
+    std::string path, message_part;
+  };
+  std::vector<row> rows{
+      {"not a boolean", wf_with({{"task", "c"}, {"compute", "noop"}, {"direct", "yes"}}),
+       "root.direct", "a boolean"},
+      {"a command", wf_with({{"task", "c"}, {"run", {"echo", "{}"}}, {"direct", true}}),
+       "root.direct", "only compute tasks are called directly (a command is not a function)"},
+      {"a value", wf_with({{"task", "c"}, {"value", json::object()}, {"direct", true}}),
+       "root.direct", "only compute tasks are called directly (a value"},
+      {"a timer", wf_with({{"timer", "t"}, {"duration_ms", 5}, {"direct", true}}), "root.direct",
+       "unknown key \"direct\" in a timer node"},
+  };
+  for (const auto& r : rows) {
+    SECTION(r.name) {
+      auto res = parse_workflow(r.doc);
+      CHECK_FALSE(res.wf);
+      bool found = false;
+      for (const auto& p : res.errors)
+        if (p.path == r.path && p.message.find(r.message_part) != std::string::npos) found = true;
+      INFO("problems: " << join(res.errors));
+      CHECK(found);
+    }
+  }
+  SECTION("in C++: node::direct sets it; validation refuses it on other kinds") {
+    node c = compute_task("c", [](task_context&) { return json::object(); }).direct();
+    CHECK(c.task->direct);
+    workflow ok;
+    ok.root = c;
+    CHECK(validate_tree(ok, ok.root).empty());
+    workflow bad;
+    bad.root = shell_task("s", "echo {}").direct();
+    auto ps = validate_tree(bad, bad.root);
+    INFO(join(ps));
+    REQUIRE(ps.size() == 1);
+    CHECK(ps[0].path == "root.direct");
+    CHECK(ps[0].message == "only compute tasks are called directly (a command is not a function)");
+  }
+}

@@ -107,6 +107,10 @@ struct task_spec {
   std::optional<std::int64_t> heartbeat_timeout_ms;
   json skip_if; // predicate, null when none
   bool continue_on_fail = false;
+  /// compute: called by the run itself, on its own thread, with no hand-off
+  /// to the pool — for short functions that never block; a timeout or a
+  /// cancel is only seen once the call returns (docs/workflow-format.md).
+  bool direct = false;
   std::string label;
   std::map<std::string, std::string> env; // values are templates
   std::string cwd;
@@ -167,6 +171,8 @@ public:
   node& env(std::string name, std::string value_template);
   node& cwd(std::string dir);
   node& continue_on_fail(bool on = true);
+  /// A compute task called directly by its run (task_spec::direct).
+  node& direct(bool on = true);
   node& skip_if(json predicate);
   /// A gate before the first attempt: the task waits in waiting-approval
   /// until approved (engine::approve); denied, it fails (or is skipped).

@@ -112,10 +112,18 @@ void apply(sup_actor* self) {
   // Compute jobs go to their pool together once all are made (see
   // thread_pool::submit_short).
   std::vector<std::pair<util::thread_pool*, std::vector<std::function<void()>>>> pool_jobs;
+  // Direct compute tasks are called here, once the pool has its jobs: no
+  // hand-off to a thread and back (docs/architecture.md, "Compute attempts
+  // run without a task actor"). Their outcomes come through the outbox as
+  // a pool job's do, so a timeout or a cancel that arrived during the call
+  // is handled as for a pool job.
+  std::vector<std::function<void()>> direct_jobs;
   for (auto& job : fx.launches) {
     attempt_key a{job->request.key, job->request.attempt};
     std::int64_t hb_timeout = job->request.heartbeat_timeout_ms.value_or(0);
-    if (auto* pool = st.dispatch->pool_for(*job)) {
+    bool direct = job->direct && job->compute; // its function is in this process
+    auto* pool = direct ? nullptr : st.dispatch->pool_for(*job);
+    if (direct || pool) {
       supervisor_state::running_attempt ra;
       ra.attempt = a.attempt;
       ra.timeout_ms = job->request.timeout_ms.value_or(0);
@@ -127,11 +135,15 @@ void apply(sup_actor* self) {
       if (ra.tracked) self->send(st.watchdog, track_atom::value, a, caf::actor{}, hb_timeout);
       if (!st.outbox)
         st.outbox = std::make_shared<result_outbox>(caf::actor_cast<caf::actor>(self));
-      auto it = std::find_if(pool_jobs.begin(), pool_jobs.end(),
-                             [pool](const auto& pj) { return pj.first == pool; });
-      if (it == pool_jobs.end()) it = pool_jobs.insert(pool_jobs.end(), {pool, {}});
+      auto* into = &direct_jobs;
+      if (!direct) {
+        auto it = std::find_if(pool_jobs.begin(), pool_jobs.end(),
+                               [pool](const auto& pj) { return pj.first == pool; });
+        if (it == pool_jobs.end()) it = pool_jobs.insert(pool_jobs.end(), {pool, {}});
+        into = &it->second;
+      }
       ra.cancel = add_pool_attempt(std::move(job), st.outbox, caf::actor_cast<caf::actor>(self),
-                                   st.watchdog, it->second);
+                                   st.watchdog, *into);
       st.running[a.node] = std::move(ra);
       continue;
     }
@@ -149,6 +161,8 @@ void apply(sup_actor* self) {
   }
   for (auto& [pool, jobs] : pool_jobs)
     pool->submit_short(std::move(jobs));
+  for (auto& call : direct_jobs)
+    call();
   for (const auto& t : fx.timers)
     self->delayed_send(self, std::chrono::milliseconds{t.delay_ms}, retry_atom::value, t.key);
   // A timer sleeps on a message, however long: no polling.

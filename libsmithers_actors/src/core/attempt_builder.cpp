@@ -116,6 +116,7 @@ attempt_builder::build(const node_key& key, std::int64_t attempt,
     for (const auto& [k, v] : spec->env)
       req.env[k] = spec::expand(v, scope, k.size() + 1);
   } else if (spec->kind == task_kind::compute) {
+    job->direct = spec->direct;
     if (spec->compute) {
       job->compute = spec->compute;
     } else {

@@ -58,6 +58,7 @@ struct task_request {
 struct task_job {
   task_request request;
   compute_fn compute; // compute tasks: the resolved callable (inline or registered)
+  bool direct = false;   // compute tasks: called by the run's supervisor (task_spec::direct)
   std::string cache_key; // a cached task's (docs/workflow-format.md, "Caching"); "" when not
 };
 

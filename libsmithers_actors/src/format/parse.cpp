@@ -639,6 +639,11 @@ struct parser {
           spec->continue_on_fail = val.get<bool>();
         else
           ok = false;
+      } else if (k == "direct") {
+        if (expect(val, json::value_t::boolean, p, "a boolean"))
+          spec->direct = val.get<bool>();
+        else
+          ok = false;
       } else if (k == "label") {
         if (auto s = string(val, p))
           spec->label = *s;

@@ -396,6 +396,10 @@ struct tree_checker {
       out.push_back({child_path(path(), "cache"),
                      std::string{"only command, compute and agent tasks are cached (a "} +
                          to_string(t.kind) + " has nothing to run)"});
+    if (t.direct && t.kind != task_kind::compute)
+      out.push_back(
+          {child_path(path(), "direct"), std::string{"only compute tasks are called directly (a "} +
+                                             to_string(t.kind) + " is not a function)"});
     if (t.worktree) check_worktree(t, child_path(path(), "worktree"), n.id);
     if (t.approval && t.kind != task_kind::approval && t.approval->on_deny == deny_action::proceed)
       out.push_back({child_path(path(), "needs_approval"),

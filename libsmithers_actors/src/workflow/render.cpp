@@ -173,6 +173,10 @@ private:
       key("cwd");
       str(t.cwd);
     }
+    if (t.direct) {
+      key("direct");
+      out_ += "true";
+    }
     if (t.duration_ms) {
       key("duration_ms");
       num(*t.duration_ms);

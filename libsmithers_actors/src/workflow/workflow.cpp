@@ -114,6 +114,10 @@ node& node::cwd(std::string dir) {
   spec().cwd = std::move(dir);
   return *this;
 }
+node& node::direct(bool on) {
+  spec().direct = on;
+  return *this;
+}
 node& node::continue_on_fail(bool on) {
   spec().continue_on_fail = on;
   return *this;
