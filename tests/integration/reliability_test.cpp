@@ -540,8 +540,9 @@ TEST_CASE("a direct compute task is retried, and past its timeout fails once its
     wf.root = sequence({compute_task("slow",
                                      [](task_context&) {
                                        // A direct call cannot be interrupted: the
-                                       // timeout is seen when it returns.
-                                       std::this_thread::sleep_for(300ms);
+                                       // timeout (at 50 ms, well before the
+                                       // call's end) is seen when it returns.
+                                       std::this_thread::sleep_for(1s);
                                        return json{{"late", true}};
                                      })
                             .direct()
@@ -556,4 +557,48 @@ TEST_CASE("a direct compute task is retried, and past its timeout fails once its
     CHECK(attempts[0].state == "failed");
     CHECK(attempts[0].error["code"] == "TASK_TIMEOUT");
   }
+}
+
+TEST_CASE("a run cancelled during a direct call ends cancelled once the call returns") {
+  test_support::temp_dir dir;
+  engine eng{config_in(dir)};
+  std::atomic<bool> in_call{false}, cancel_sent{false}, after_ran{false};
+  workflow wf;
+  wf.root = sequence({compute_task("slow",
+                                   [&](task_context& ctx) {
+                                     in_call = true;
+                                     // Returns only once the cancel is queued:
+                                     // it comes before this call's outcome.
+                                     auto deadline = clock_type::now() + 10s;
+                                     while (!cancel_sent && clock_type::now() < deadline)
+                                       std::this_thread::sleep_for(5ms);
+                                     return json{{"saw_cancel", ctx.cancelled()}};
+                                   })
+                          .direct(),
+                      compute_task("after", [&](task_context&) {
+                        after_ran = true;
+                        return json::object();
+                      }).direct()});
+  auto handle = eng.start(wf, {});
+  REQUIRE(test_support::eventually([&] { return in_call.load(); }, 10s));
+  eng.cancel(handle.run_id(), "user asked");
+  cancel_sent = true;
+  REQUIRE(handle.wait_for(10s));
+  auto res = handle.wait();
+  CHECK(res.status == run_status::cancelled);
+  REQUIRE(res.err);
+  CHECK(res.err->code == "RUN_CANCELLED");
+  CHECK_FALSE(after_ran);
+  auto db = store::database::open(eng.config().db_path, store::open_mode::read_only);
+  store::reader rd{db};
+  CHECK(rd.run(handle.run_id())->status == "cancelled");
+  // As for a pool job asked to stop: an attempt that produced its output
+  // keeps it (the call never saw the flag); the next task never starts.
+  auto attempts = rd.attempts(handle.run_id());
+  REQUIRE(attempts.size() == 1);
+  CHECK(attempts[0].node_id == "slow");
+  CHECK(attempts[0].state == "finished");
+  CHECK(attempts[0].output == std::optional<json>{json{{"saw_cancel", false}}});
+  for (const auto& n : rd.nodes(handle.run_id()))
+    CHECK(n.state == (n.node_id == "slow" ? "finished" : "cancelled"));
 }
