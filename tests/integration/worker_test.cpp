@@ -83,6 +83,45 @@ TEST_CASE("a host's worker runs its registered functions for an engine elsewhere
   }
 }
 
+TEST_CASE("a direct task runs in the owner where its function is, and on a worker where not") {
+  test_support::temp_dir dir;
+  worker w{worker_config{}};
+  std::atomic<int> on_worker{0}, here{0};
+  auto there = [&](task_context&) {
+    ++on_worker;
+    return json{{"where", "worker"}};
+  };
+  w.register_compute("triple", there);
+  w.register_compute("only_there", there);
+  auto port = w.start();
+  REQUIRE(port > 0);
+  auto cfg = config_in(dir);
+  cfg.workers = {"127.0.0.1:" + std::to_string(port)};
+  engine eng{cfg};
+  eng.register_compute("triple", [&](task_context&) {
+    ++here;
+    return json{{"where", "owner"}};
+  });
+  workflow wf;
+  wf.name = "direct-remote";
+  wf.root = sequence({compute_task("a", std::string{"triple"}).direct(),
+                      compute_task("b", std::string{"triple"}),
+                      compute_task("c", std::string{"only_there"}).direct()});
+  run_options opts;
+  opts.run_id = "r";
+  auto res = eng.run(wf, opts);
+  REQUIRE(res.status == run_status::finished);
+  CHECK(res.outputs["a"] == json{{"where", "owner"}});  // direct: its function is here
+  CHECK(res.outputs["b"] == json{{"where", "worker"}}); // named, with workers: sent
+  CHECK(res.outputs["c"] == json{{"where", "worker"}}); // direct, but only a worker has it
+  CHECK(here == 1);
+  CHECK(on_worker == 2);
+  for (const auto& a : attempts_of(eng, "r")) {
+    INFO(a.node_id);
+    CHECK(a.worker == (a.node_id == "a" ? std::string{} : cfg.workers[0]));
+  }
+}
+
 TEST_CASE("a remote compute sees the cancellation of its run") {
   test_support::temp_dir dir;
   worker w{worker_config{}};
