@@ -62,10 +62,10 @@ private:
   std::vector<item> items_;
 };
 
-/// A compute job to run on the pool with no actor, appended to `jobs`: the
-/// caller hands each batch's jobs to the pool at once
-/// (thread_pool::submit_short). Its outcome goes to `outbox`. Setting the
-/// returned flag asks the callable to stop.
+/// A compute job to run with no actor, appended to `jobs`: the caller hands
+/// each batch's jobs to the pool at once (thread_pool::submit_short), or
+/// calls a direct task's job itself (task_spec::direct). Its outcome goes to
+/// `outbox`. Setting the returned flag asks the callable to stop.
 std::shared_ptr<std::atomic<bool>> add_pool_attempt(std::shared_ptr<executors::task_job> job,
                                                     std::shared_ptr<result_outbox> outbox,
                                                     caf::actor supervisor, caf::actor watchdog,
