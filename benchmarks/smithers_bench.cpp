@@ -14,6 +14,9 @@
 //   smithers_bench --instructions      each case under cachegrind: instructions per
 //                                      task and their scaling (deterministic; see
 //                                      docs/benchmarks.md, "Instruction counts")
+//   smithers_bench --check             each case once with 20 tasks, no figures: does
+//                                      every case still run? (the test bench_cases_run)
+//   smithers_bench --tasks N           each case with N tasks instead of its own
 #include <smithers/engine.hpp>
 
 #include "util/thread_pool.hpp"
@@ -193,11 +196,11 @@ json make_json_workflow(const bench_case& c) {
   json kids = json::array();
   for (int i = 0; i < c.n; ++i) {
     json t = {{"task", "t" + std::to_string(i)}};
-    if (c.kind == "compute" || c.kind == "direct") t["compute"] = "noop";
-    if (c.kind == "direct")
-      t["direct"] = true;
-    else
+    if (c.kind == "static")
       t["value"] = {{"i", i}};
+    else
+      t["compute"] = "noop";
+    if (c.kind == "direct") t["direct"] = true;
     kids.push_back(std::move(t));
   }
   json root = c.shape == "fanout" ? json{{"parallel", kids}, {"max_concurrency", 16}}
@@ -531,6 +534,8 @@ int run_case(const bench_case& c, bool no_floor) {
     wait4(pid, &status, 0, &ru);
     double secs = std::chrono::duration<double>(clock_type::now() - t0).count();
     result["ok"] = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    if (!result["ok"].get<bool>())
+      result["exit_status"] = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     double cpu = double(ru.ru_utime.tv_sec) + double(ru.ru_utime.tv_usec) / 1e6 +
                  double(ru.ru_stime.tv_sec) + double(ru.ru_stime.tv_usec) / 1e6;
     result["cpu_us_per_task"] = cpu * 1e6 / c.n;
@@ -681,9 +686,37 @@ json run_command(const std::string& cmd, const bench_case& c) {
   }
 }
 
+// --tasks N of the parent, passed on to its children (0: the cases' own).
+int tasks_override = 0;
+
+std::string case_args(const bench_case& c) {
+  std::string a = " --case '" + c.name + "'";
+  if (tasks_override > 0) a += " --tasks " + std::to_string(tasks_override);
+  return a;
+}
+
 // Runs a case in a child process (fresh RSS) and parses its JSON line.
 json run_child(const std::string& self, const bench_case& c) {
-  return run_command("'" + self + "' --case '" + c.name + "'", c);
+  return run_command("'" + self + "'" + case_args(c), c);
+}
+
+// --check: every chosen case once, small and without its floor, each in a
+// child as in a measurement. A case that no longer runs (a generated
+// workflow the CLI refuses, a function not registered) fails here, in the
+// test suite, rather than as a FAILED row in the next measurement.
+int check_cases(const std::string& self, const std::vector<const bench_case*>& chosen) {
+  int failed = 0;
+  for (const auto* c : chosen) {
+    json j = run_command("'" + self + "'" + case_args(*c) + " --no-floor 2>&1", *c);
+    bool ok = j.value("ok", false);
+    std::printf("%-32s %s\n", c->name.c_str(), ok ? "ok" : "FAILED");
+    if (!ok) {
+      ++failed;
+      std::printf("  %s\n", j.dump().c_str());
+    }
+  }
+  std::printf("%zu cases, %d failed\n", chosen.size(), failed);
+  return failed == 0 ? 0 : 1;
 }
 
 // Instruction counts. Wall time on a shared VM moves by half between
@@ -701,7 +734,7 @@ json run_counted(const std::string& self, const bench_case& c) {
   std::string dir = temp_dir(), out = dir + "/cachegrind.out";
   json j = run_command("valgrind --tool=cachegrind --cache-sim=no --fair-sched=yes "
                        "--cachegrind-out-file='" +
-                           out + "' '" + self + "' --case '" + c.name + "' --no-floor 2>/dev/null",
+                           out + "' '" + self + "'" + case_args(c) + " --no-floor 2>/dev/null",
                        c);
   // The file's `summary:` line holds the program's total of each event
   // (here only Ir, instructions executed).
@@ -764,7 +797,8 @@ int count_instructions(const std::string& self, const std::vector<const bench_ca
 int main(int argc, char** argv) {
   std::string filter, one, json_out;
   int repeat = 1;
-  bool no_floor = false, instructions = false;
+  bool no_floor = false, instructions = false, check = false;
+  int tasks = 0; // --tasks; --check's default is 20
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -786,13 +820,22 @@ int main(int argc, char** argv) {
       no_floor = true;
     else if (a == "--instructions")
       instructions = true;
+    else if (a == "--check")
+      check = true;
+    else if (a == "--tasks")
+      tasks = std::max(1, std::atoi(next().c_str()));
     else {
       std::cerr << "usage: smithers_bench [--filter TEXT] [--repeat N] [--json FILE] "
-                   "[--instructions]\n";
+                   "[--instructions] [--check] [--tasks N]\n";
       return 4;
     }
   }
   auto cases = all_cases();
+  if (check && tasks == 0) tasks = 20;
+  tasks_override = tasks;
+  if (tasks > 0)
+    for (auto& c : cases)
+      if (c.shape != "start") c.n = tasks; // a start case is one task whatever its size
   if (!one.empty()) {
     for (const auto& c : cases)
       if (c.name == one) return run_case(c, no_floor);
@@ -803,6 +846,7 @@ int main(int argc, char** argv) {
   std::vector<const bench_case*> chosen;
   for (const auto& c : cases)
     if (filter.empty() || c.name.find(filter) != std::string::npos) chosen.push_back(&c);
+  if (check) return check_cases(self, chosen);
   if (instructions && repeat > 1)
     std::fprintf(stderr, "--instructions: one pass (counts repeat to ~1 %%)\n");
   if (instructions)
