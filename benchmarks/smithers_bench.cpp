@@ -602,6 +602,11 @@ int run_case(const bench_case& c, bool no_floor) {
     // Where the run's time goes, by phase (ms since the call): RunStarted
     // delivered, the first and the last output committed.
     double started_at = -1, first_done = -1, last_done = -1;
+    // The tasks phase in tenths: when each tenth of the outputs was in (ms
+    // since the first). Whether a large run is slower per step from its
+    // start (its size) or becomes so (its age: a growing file, a heap).
+    std::vector<double> tenths;
+    std::size_t done = 0;
     auto since_start = [t_origin = clock_type::now()] {
       return std::chrono::duration<double, std::milli>(clock_type::now() - t_origin).count();
     };
@@ -627,6 +632,8 @@ int run_case(const bench_case& c, bool no_floor) {
         if (ready >= 0) latencies.push_back(now - ready);
         if (first_done < 0) first_done = now;
         last_done = now;
+        if (c.n >= 10 && ++done % static_cast<std::size_t>(c.n / 10) == 0 && tenths.size() < 10)
+          tenths.push_back(now - first_done);
       }
     };
     auto cpu0 = cpu_mark::now();
@@ -643,6 +650,13 @@ int run_case(const bench_case& c, bool no_floor) {
                              {"first", first_done - started_at},
                              {"tasks", last_done - first_done},
                              {"end", end_at - last_done}};
+    if (tenths.size() == 10) {
+      // Per tenth, not cumulative.
+      json t = json::array();
+      for (std::size_t i = 0; i < tenths.size(); ++i)
+        t.push_back(tenths[i] - (i ? tenths[i - 1] : 0.0));
+      result["tenths_ms"] = t;
+    }
     // Every thread of this process, and the task processes it reaped.
     result["cpu_us_per_task"] =
         (cpu1.self_s - cpu0.self_s + cpu1.children_s - cpu0.children_s) * 1e6 / c.n;

@@ -7,6 +7,11 @@
 #include "util/clock.hpp"
 #include "util/owner.hpp"
 
+#include <caf/execution_unit.hpp>
+#include <caf/mailbox_element.hpp>
+#include <caf/policy/work_stealing.hpp>
+#include <caf/scheduler/worker.hpp>
+
 namespace smithers::actors {
 
 namespace {
@@ -176,6 +181,33 @@ task_outcome_ptr unstopped_outcome(const error& stop_reason) {
   return oc;
 }
 
+namespace {
+
+using stealing_worker = caf::scheduler::worker<caf::policy::work_stealing>;
+
+// The execution unit an outcome is sent "from": if the message unblocks
+// the supervisor, the supervisor is scheduled on the pinned worker (CAF's
+// external_enqueue, which wakes it if it sleeps; an idle worker steals it
+// if that one is busy). Without it, a message from a thread outside CAF
+// goes to the workers in turn (work_stealing::central_enqueue): on two
+// cores a chain's supervisor then changed worker, and core, at every
+// other step, and a 100,000-step chain migrated threads ~32,000 times
+// instead of ~1,000 (docs/benchmarks.md, "Where the remaining time goes").
+class pinned_unit final : public caf::execution_unit {
+public:
+  explicit pinned_unit(stealing_worker* w) : caf::execution_unit(&w->system()), w_(w) {}
+  void exec_later(caf::resumable* job) override { w_->external_enqueue(job); }
+
+private:
+  stealing_worker* w_;
+};
+
+} // namespace
+
+void result_outbox::pin(caf::execution_unit* where) {
+  pinned_.store(where, std::memory_order_relaxed);
+}
+
 void result_outbox::put(attempt_key key, task_outcome_ptr oc) {
   bool first;
   {
@@ -183,7 +215,18 @@ void result_outbox::put(attempt_key key, task_outcome_ptr oc) {
     first = items_.empty();
     items_.emplace_back(std::move(key), std::move(oc));
   }
-  if (first) caf::anon_send(supervisor_, results_atom::value);
+  if (!first) return;
+  // Not pinned, or another scheduler (CAF's work_sharing, a test
+  // coordinator): CAF picks the worker.
+  auto* w = dynamic_cast<stealing_worker*>(pinned_.load(std::memory_order_relaxed));
+  if (!w) {
+    caf::anon_send(supervisor_, results_atom::value);
+    return;
+  }
+  pinned_unit unit{w};
+  caf::actor_cast<caf::abstract_actor*>(supervisor_)
+      ->enqueue(caf::make_mailbox_element(nullptr, caf::make_message_id(), {}, results_atom::value),
+                &unit);
 }
 
 std::vector<result_outbox::item> result_outbox::take() {

@@ -55,9 +55,14 @@ public:
   explicit result_outbox(caf::actor supervisor) : supervisor_(std::move(supervisor)) {}
   void put(attempt_key key, task_outcome_ptr oc);
   std::vector<item> take();
+  /// The scheduler worker the supervisor runs on as it hands jobs to the
+  /// pool (its `context()`): the wake-up of an outcome goes there. nullptr:
+  /// CAF picks the worker.
+  void pin(caf::execution_unit* where);
 
 private:
   caf::actor supervisor_;
+  std::atomic<caf::execution_unit*> pinned_{nullptr};
   std::mutex mtx_;
   std::vector<item> items_;
 };
