@@ -204,8 +204,10 @@ private:
 
 } // namespace
 
+// Not a work-stealing worker (CAF's work_sharing, a test coordinator, a
+// detached actor's thread), or nullptr: CAF picks the worker.
 void result_outbox::pin(caf::execution_unit* where) {
-  pinned_.store(where, std::memory_order_relaxed);
+  pinned_.store(dynamic_cast<stealing_worker*>(where), std::memory_order_relaxed);
 }
 
 void result_outbox::put(attempt_key key, task_outcome_ptr oc) {
@@ -216,9 +218,7 @@ void result_outbox::put(attempt_key key, task_outcome_ptr oc) {
     items_.emplace_back(std::move(key), std::move(oc));
   }
   if (!first) return;
-  // Not pinned, or another scheduler (CAF's work_sharing, a test
-  // coordinator): CAF picks the worker.
-  auto* w = dynamic_cast<stealing_worker*>(pinned_.load(std::memory_order_relaxed));
+  auto* w = static_cast<stealing_worker*>(pinned_.load(std::memory_order_relaxed));
   if (!w) {
     caf::anon_send(supervisor_, results_atom::value);
     return;
