@@ -192,7 +192,7 @@ using stealing_worker = caf::scheduler::worker<caf::policy::work_stealing>;
 // goes to the workers in turn (work_stealing::central_enqueue): on two
 // cores a chain's supervisor then changed worker, and core, at every
 // other step, and a 100,000-step chain migrated threads ~32,000 times
-// instead of ~1,000 (docs/benchmarks.md, "Where the remaining time goes").
+// instead of ~1,000 (docs/benchmarks.md, item 14 of "Real tasks").
 class pinned_unit final : public caf::execution_unit {
 public:
   explicit pinned_unit(stealing_worker* w) : caf::execution_unit(&w->system()), w_(w) {}
