@@ -13,7 +13,7 @@
 //                                      --no-floor skips the case's floor)
 //   smithers_bench --instructions      each case under cachegrind: instructions per
 //                                      task and their scaling (deterministic; see
-//                                      docs/benchmarks.md, "Instruction counts")
+//                                      docs/benchmarks.md, "Counted in instructions")
 //   smithers_bench --check             each case once with 20 tasks, no figures: does
 //                                      every case still run? (the test bench_cases_run)
 //   smithers_bench --tasks N           each case with N tasks instead of its own
@@ -836,11 +836,18 @@ int main(int argc, char** argv) {
       instructions = true;
     else if (a == "--check")
       check = true;
-    else if (a == "--tasks")
-      tasks = std::max(1, std::atoi(next().c_str()));
-    else {
+    else if (a == "--tasks") {
+      std::string v = next();
+      char* end = nullptr;
+      long n = std::strtol(v.c_str(), &end, 10);
+      if (v.empty() || *end || n < 1 || n > 10000000) {
+        std::cerr << "--tasks needs a whole number from 1 to 10000000, not \"" << v << "\"\n";
+        return 4;
+      }
+      tasks = static_cast<int>(n);
+    } else {
       std::cerr << "usage: smithers_bench [--filter TEXT] [--repeat N] [--json FILE] "
-                   "[--instructions] [--check] [--tasks N]\n";
+                   "[--instructions] [--check] [--tasks N] [--case NAME [--no-floor]]\n";
       return 4;
     }
   }
